@@ -1,0 +1,1 @@
+fn main(){ ridelake_core::x(); }

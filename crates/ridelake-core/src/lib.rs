@@ -1,0 +1,18 @@
+//! Shared ridelake code, used by the `destination-delta-lake` connector and by the `ridelake`
+//! Python library, so that both sides agree on the lakehouse layout in code rather than by copy.
+//!
+//! - [`bronze`]: the bronze table contract: where a stream's table lives, its Airbyte meta
+//!   columns, and how Airbyte's JSON-schema types map to Delta types.
+//! - [`storage`]: one storage configuration (local folder or S3/MinIO) turned into a table URI and
+//!   delta-rs storage options.
+//! - [`generator`]: a seeded generator of ride-hailing CDC in the shape Airbyte's MySQL source emits.
+//!
+//! Nothing here writes to stdout: the connector's stdout belongs to the Airbyte protocol.
+#![warn(missing_docs)]
+
+pub mod bronze;
+pub mod error;
+pub mod generator;
+pub mod storage;
+
+pub use error::{CoreError, Result};

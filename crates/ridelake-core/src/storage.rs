@@ -1,0 +1,226 @@
+//! Where the lake lives: a local folder or an S3-compatible bucket (MinIO, Ceph RGW, AWS).
+//!
+//! [`StorageConfig`] is the one description both the connector and the Python library accept.
+//! It yields table URLs ([`StorageConfig::table_url`]) that always stay below the configured
+//! base, and the delta-rs storage options ([`StorageConfig::storage_options`]) that make MinIO
+//! work: custom endpoint, path-style requests, plain http when the endpoint says `http://`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use url::Url;
+
+use crate::error::{CoreError, Result};
+
+/// An S3-compatible location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// Bucket name.
+    pub bucket: String,
+    /// Prefix inside the bucket (no leading or trailing `/` needed).
+    pub prefix: String,
+    /// Region; MinIO accepts any, `us-east-1` when empty.
+    pub region: String,
+    /// Endpoint URL for MinIO and other S3-compatible servers; `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Access key id; `None` uses the AWS credential chain (AWS only).
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+}
+
+/// Where the lake's tables are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// A folder on the local file system (created when missing).
+    Local {
+        /// Absolute or relative path of the base folder.
+        path: PathBuf,
+    },
+    /// An S3-compatible bucket and prefix.
+    S3(S3Location),
+}
+
+impl StorageConfig {
+    /// Checks the configuration and normalises it (absolute local path, trimmed prefix).
+    pub fn validated(self) -> Result<Self> {
+        match self {
+            StorageConfig::Local { path } => {
+                if path.as_os_str().is_empty() {
+                    return Err(CoreError::InvalidStorage("local_path is empty".into()));
+                }
+                let path = if path.is_absolute() { path } else { std::env::current_dir()?.join(path) };
+                Ok(StorageConfig::Local { path })
+            }
+            StorageConfig::S3(mut s3) => {
+                s3.bucket = s3.bucket.trim().to_owned();
+                if s3.bucket.is_empty() || s3.bucket.contains('/') {
+                    return Err(CoreError::InvalidStorage(format!(
+                        "s3_bucket_name {:?} must be a bare bucket name such as \"lake\"",
+                        s3.bucket
+                    )));
+                }
+                s3.prefix = s3.prefix.trim_matches('/').to_owned();
+                if s3.prefix.split('/').any(|seg| seg == ".." || seg == ".") {
+                    return Err(CoreError::InvalidStorage(format!(
+                        "s3_bucket_path {:?} may not contain '.' or '..' segments",
+                        s3.prefix
+                    )));
+                }
+                if let Some(endpoint) = &s3.endpoint {
+                    let parsed = Url::parse(endpoint).map_err(|e| {
+                        CoreError::InvalidStorage(format!(
+                            "s3_endpoint {endpoint:?} is not a URL ({e}); write it like http://minio:9000"
+                        ))
+                    })?;
+                    if !matches!(parsed.scheme(), "http" | "https") {
+                        return Err(CoreError::InvalidStorage(format!(
+                            "s3_endpoint {endpoint:?} must start with http:// or https://"
+                        )));
+                    }
+                    if s3.access_key_id.is_none() || s3.secret_access_key.is_none() {
+                        return Err(CoreError::InvalidStorage(
+                            "access_key_id and secret_access_key are required with a custom s3_endpoint".into(),
+                        ));
+                    }
+                }
+                if s3.region.trim().is_empty() {
+                    s3.region = "us-east-1".into();
+                }
+                Ok(StorageConfig::S3(s3))
+            }
+        }
+    }
+
+    /// The URL of the base location (a folder URL ending in `/`).
+    pub fn base_url(&self) -> Result<Url> {
+        match self {
+            StorageConfig::Local { path } => Url::from_directory_path(path).map_err(|()| {
+                CoreError::InvalidStorage(format!("local_path {} is not an absolute path", path.display()))
+            }),
+            StorageConfig::S3(s3) => {
+                let mut text = format!("s3://{}/", s3.bucket);
+                if !s3.prefix.is_empty() {
+                    text.push_str(&s3.prefix);
+                    text.push('/');
+                }
+                Url::parse(&text).map_err(|e| CoreError::InvalidStorage(format!("{text}: {e}")))
+            }
+        }
+    }
+
+    /// The URL of the table at `segments` below the base. Each segment must already be safe
+    /// (see [`crate::bronze::safe_segment`]); this function refuses any that is not.
+    pub fn table_url(&self, segments: &[&str]) -> Result<Url> {
+        let mut url = self.base_url()?;
+        {
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|()| CoreError::InvalidStorage("base location cannot hold tables".into()))?;
+            path.pop_if_empty();
+            for segment in segments {
+                if segment.is_empty() || *segment == "." || *segment == ".." || segment.contains(['/', '\\']) {
+                    return Err(CoreError::InvalidName {
+                        kind: "table path segment",
+                        name: (*segment).to_owned(),
+                        reason: "it is not a plain folder name",
+                    });
+                }
+                path.push(segment);
+            }
+        }
+        Ok(url)
+    }
+
+    /// delta-rs / object_store options for this location.
+    pub fn storage_options(&self) -> HashMap<String, String> {
+        let mut options = HashMap::new();
+        if let StorageConfig::S3(s3) = self {
+            options.insert("AWS_REGION".into(), s3.region.clone());
+            if let Some(endpoint) = &s3.endpoint {
+                options.insert("AWS_ENDPOINT_URL".into(), endpoint.clone());
+                if endpoint.starts_with("http://") {
+                    options.insert("AWS_ALLOW_HTTP".into(), "true".into());
+                }
+                // MinIO and most S3-compatible servers want path-style requests.
+                options.insert("AWS_VIRTUAL_HOSTED_STYLE_REQUEST".into(), "false".into());
+            }
+            if let Some(key) = &s3.access_key_id {
+                options.insert("AWS_ACCESS_KEY_ID".into(), key.clone());
+            }
+            if let Some(secret) = &s3.secret_access_key {
+                options.insert("AWS_SECRET_ACCESS_KEY".into(), secret.clone());
+            }
+            // Fail fast on an unreachable endpoint instead of hanging for minutes.
+            options.insert("connect_timeout".into(), "10s".into());
+            options.insert("timeout".into(), "300s".into());
+        }
+        options
+    }
+
+    /// A human-readable description without secrets, for logs and errors.
+    pub fn describe(&self) -> String {
+        match self {
+            StorageConfig::Local { path } => format!("local folder {}", path.display()),
+            StorageConfig::S3(s3) => format!(
+                "s3://{}/{} (endpoint {}, region {})",
+                s3.bucket,
+                s3.prefix,
+                s3.endpoint.as_deref().unwrap_or("AWS"),
+                s3.region
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minio() -> StorageConfig {
+        StorageConfig::S3(S3Location {
+            bucket: "lake".into(),
+            prefix: "/bronze/".into(),
+            region: String::new(),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some("s".into()),
+        })
+        .validated()
+        .unwrap()
+    }
+
+    #[test]
+    fn s3_table_urls_stay_below_the_prefix() {
+        let cfg = minio();
+        assert_eq!(cfg.table_url(&["ridehail", "rides"]).unwrap().as_str(), "s3://lake/bronze/ridehail/rides");
+        assert!(cfg.table_url(&["..", "x"]).is_err());
+        assert!(cfg.table_url(&["a/b"]).is_err());
+        let opts = cfg.storage_options();
+        assert_eq!(opts["AWS_ALLOW_HTTP"], "true");
+        assert_eq!(opts["AWS_REGION"], "us-east-1");
+    }
+
+    #[test]
+    fn local_urls_are_absolute_file_urls() {
+        let cfg = StorageConfig::Local { path: "/tmp/lake".into() }.validated().unwrap();
+        assert_eq!(cfg.table_url(&["ns", "users"]).unwrap().as_str(), "file:///tmp/lake/ns/users");
+        assert!(cfg.storage_options().is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_s3_settings() {
+        let mut s3 = match minio() {
+            StorageConfig::S3(s3) => s3,
+            StorageConfig::Local { .. } => unreachable!(),
+        };
+        s3.endpoint = Some("minio:9000".into());
+        assert!(StorageConfig::S3(s3.clone()).validated().is_err());
+        s3.endpoint = Some("http://minio:9000".into());
+        s3.access_key_id = None;
+        assert!(StorageConfig::S3(s3.clone()).validated().is_err());
+        s3.access_key_id = Some("k".into());
+        s3.bucket = "lake/x".into();
+        assert!(StorageConfig::S3(s3).validated().is_err());
+    }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs, idempotently, outside the clone so CI and later
+# sessions reuse it:
+#   $RIDELAKE_CACHE/venvs/test      pytest, protocol models, deltalake, polars, duckdb+delta, moto, orjson
+#   $RIDELAKE_CACHE/venvs/faker     airbyte-source-faker (its airbyte-cdk pin clashes with PyAirbyte's)
+#   $RIDELAKE_CACHE/venvs/pyairbyte PyAirbyte, the client that drives our binary like Airbyte would
+#   Debian: ceph-mon ceph-osd radosgw  (a real S3 server for tests)
+set -euo pipefail
+CACHE=${RIDELAKE_CACHE:-$HOME/.cache/ridelake}
+VENVS=$CACHE/venvs
+mkdir -p "$VENVS"
+export SSL_CERT_FILE=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+export UV_CACHE_DIR=$CACHE/uv-cache
+
+log() { echo "[setup] $*" >&2; }
+
+if [ ! -x "$VENVS/tools/bin/uv" ]; then
+  log "installing uv"
+  python3 -m venv "$VENVS/tools"
+  "$VENVS/tools/bin/pip" install -q "uv>=0.5"
+fi
+UV="$VENVS/tools/bin/uv"
+
+# make_venv NAME STAMP PACKAGES...: (re)creates the venv when the package list changed.
+make_venv() {
+  local name=$1; shift
+  local want="$*"
+  local dir=$VENVS/$name
+  if [ -f "$dir/.ridelake-packages" ] && [ "$(cat "$dir/.ridelake-packages")" = "$want" ]; then
+    return 0
+  fi
+  log "creating venv $name"
+  rm -rf "$dir"
+  "$UV" venv -q --python "$(command -v python3)" "$dir"
+  "$UV" pip install -q --python "$dir/bin/python" "$@"
+  echo "$want" > "$dir/.ridelake-packages"
+}
+
+make_venv test \
+  "pytest>=8" "pytest-timeout" "airbyte-protocol-models-pdv2==0.18.0" "deltalake==1.6.6" \
+  "polars>=2.1,<2.2" "pyarrow>=21" "duckdb==1.4.4" "duckdb-ext[delta]" "moto[server]==5.2.5" \
+  "boto3" "orjson" "psutil"
+make_venv faker "airbyte-source-faker==7.2.1"
+make_venv pyairbyte "airbyte==0.71.3"
+
+if ! command -v radosgw >/dev/null 2>&1; then
+  log "installing Ceph RGW from Debian"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    ceph-mon ceph-osd radosgw uuid-runtime curl >/dev/null
+fi
+log "test environment ready under $VENVS"
