@@ -1,0 +1,331 @@
+//! Turning one raw JSON value into a typed column value, per Airbyte's typing rules.
+//!
+//! Every function takes the value's JSON text and either returns the typed value, `Null` for JSON
+//! `null`, or a [`Rejection`] naming the Airbyte reason. The caller nulls a rejected value, records
+//! the change in `_airbyte_meta.changes` and keeps the text in `_airbyte_rescued_data`: nothing is
+//! ever dropped silently.
+
+use std::borrow::Cow;
+
+/// Why a value could not be stored in its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The value has the wrong JSON type or an unparseable format.
+    Serialization,
+    /// The value is of the right kind but out of the column's range (e.g. an integer above i64).
+    FieldSize,
+}
+
+impl Rejection {
+    /// Airbyte's `reason` for the change entry.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::Serialization => "DESTINATION_SERIALIZATION_ERROR",
+            Rejection::FieldSize => "DESTINATION_FIELD_SIZE_LIMITATION",
+        }
+    }
+}
+
+/// A coerced value: present, JSON null, or rejected.
+#[derive(Debug, PartialEq)]
+pub enum Coerced<T> {
+    /// The typed value.
+    Value(T),
+    /// JSON `null`.
+    Null,
+    /// Could not be typed.
+    Rejected(Rejection),
+}
+
+fn is_null(raw: &str) -> bool {
+    raw == "null"
+}
+
+/// The content of a JSON string literal, without copying when it has no escapes.
+pub fn json_string(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
+/// `integer`: JSON integers, integral floats (`3.0`) and numeric strings (`"42"`).
+pub fn integer(raw: &str) -> Coerced<i64> {
+    if is_null(raw) {
+        return Coerced::Null;
+    }
+    let text: Cow<'_, str> = match json_string(raw) {
+        Some(s) => s,
+        None => Cow::Borrowed(raw),
+    };
+    let text = text.trim();
+    if let Ok(v) = text.parse::<i64>() {
+        return Coerced::Value(v);
+    }
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') && !text.is_empty() {
+        return Coerced::Rejected(Rejection::FieldSize);
+    }
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() && f.fract() == 0.0 => {
+            if f >= -9.223_372_036_854_775E18 && f < 9.223_372_036_854_775E18 {
+                Coerced::Value(f as i64)
+            } else {
+                Coerced::Rejected(Rejection::FieldSize)
+            }
+        }
+        _ => Coerced::Rejected(Rejection::Serialization),
+    }
+}
+
+/// `number`: JSON numbers and numeric strings; NaN and infinities are refused (Airbyte forbids them).
+pub fn number(raw: &str) -> Coerced<f64> {
+    if is_null(raw) {
+        return Coerced::Null;
+    }
+    let text: Cow<'_, str> = match json_string(raw) {
+        Some(s) => s,
+        None => Cow::Borrowed(raw),
+    };
+    match text.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() => Coerced::Value(f),
+        Ok(_) => Coerced::Rejected(Rejection::FieldSize),
+        Err(_) => Coerced::Rejected(Rejection::Serialization),
+    }
+}
+
+/// `boolean`: `true`/`false`, and the strings `"true"`/`"false"`.
+pub fn boolean(raw: &str) -> Coerced<bool> {
+    match raw {
+        "null" => Coerced::Null,
+        "true" | "\"true\"" => Coerced::Value(true),
+        "false" | "\"false\"" => Coerced::Value(false),
+        _ => Coerced::Rejected(Rejection::Serialization),
+    }
+}
+
+/// `string`: a JSON string's content; any other value is kept as its JSON text (lossless).
+pub fn string(raw: &str) -> Coerced<Cow<'_, str>> {
+    if is_null(raw) {
+        return Coerced::Null;
+    }
+    match json_string(raw) {
+        Some(s) => Coerced::Value(s),
+        None => Coerced::Value(Cow::Borrowed(raw)),
+    }
+}
+
+/// `date`: `YYYY-MM-DD` (a date-time's date part is refused: it would drop the time).
+pub fn date(raw: &str) -> Coerced<i32> {
+    if is_null(raw) {
+        return Coerced::Null;
+    }
+    let Some(text) = json_string(raw) else { return Coerced::Rejected(Rejection::Serialization) };
+    match parse_date(text.as_bytes()) {
+        Some((days, 10)) if text.len() == 10 => match i32::try_from(days) {
+            Ok(d) => Coerced::Value(d),
+            Err(_) => Coerced::Rejected(Rejection::FieldSize),
+        },
+        _ => Coerced::Rejected(Rejection::Serialization),
+    }
+}
+
+/// `timestamp` (with or without zone): RFC 3339 / ISO 8601 text to microseconds since the epoch
+/// in UTC. A missing offset means UTC; a `T` or a space may separate date and time; fractions
+/// beyond microseconds are truncated.
+pub fn timestamp(raw: &str) -> Coerced<i64> {
+    if is_null(raw) {
+        return Coerced::Null;
+    }
+    let Some(text) = json_string(raw) else { return Coerced::Rejected(Rejection::Serialization) };
+    match parse_timestamp(text.trim().as_bytes()) {
+        Some(v) => Coerced::Value(v),
+        None => Coerced::Rejected(Rejection::Serialization),
+    }
+}
+
+fn digits(b: &[u8], from: usize, n: usize) -> Option<i64> {
+    let slice = b.get(from..from + n)?;
+    let mut v = 0i64;
+    for &c in slice {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// Parses `YYYY-MM-DD` at the start of `b`; returns (days since epoch, bytes used).
+fn parse_date(b: &[u8]) -> Option<(i64, usize)> {
+    let year = digits(b, 0, 4)?;
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let month = digits(b, 5, 2)?;
+    let day = digits(b, 8, 2)?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some((days_from_civil(year, month, day), 10))
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn parse_timestamp(b: &[u8]) -> Option<i64> {
+    let (days, mut i) = parse_date(b)?;
+    let mut micros = days.checked_mul(86_400_000_000)?;
+    if i == b.len() {
+        return Some(micros);
+    }
+    if b[i] != b'T' && b[i] != b't' && b[i] != b' ' {
+        return None;
+    }
+    i += 1;
+    let hour = digits(b, i, 2)?;
+    if b.get(i + 2) != Some(&b':') {
+        return None;
+    }
+    let minute = digits(b, i + 3, 2)?;
+    i += 5;
+    let mut second = 0;
+    if b.get(i) == Some(&b':') {
+        second = digits(b, i + 1, 2)?;
+        i += 3;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    micros += ((hour * 60 + minute) * 60 + second) * 1_000_000;
+    if matches!(b.get(i), Some(b'.') | Some(b',')) {
+        i += 1;
+        let start = i;
+        let mut frac = 0i64;
+        while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            if i - start < 6 {
+                frac = frac * 10 + i64::from(c - b'0');
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        for _ in (i - start)..6 {
+            frac *= 10;
+        }
+        micros += frac;
+    }
+    match b.get(i) {
+        None => Some(micros),
+        Some(b'Z') | Some(b'z') if i + 1 == b.len() => Some(micros),
+        Some(&sign @ (b'+' | b'-')) => {
+            let oh = digits(b, i + 1, 2)?;
+            let om = match b.get(i + 3) {
+                Some(b':') => digits(b, i + 4, 2)?,
+                None => 0,
+                _ => digits(b, i + 3, 2)?,
+            };
+            let used = match b.get(i + 3) {
+                Some(b':') => 6,
+                None => 3,
+                _ => 5,
+            };
+            if i + used != b.len() || oh > 23 || om > 59 {
+                return None;
+            }
+            let offset = (oh * 60 + om) * 60_000_000;
+            Some(if sign == b'+' { micros - offset } else { micros + offset })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers() {
+        assert_eq!(integer("42"), Coerced::Value(42));
+        assert_eq!(integer("-7"), Coerced::Value(-7));
+        assert_eq!(integer("3.0"), Coerced::Value(3));
+        assert_eq!(integer("\"12\""), Coerced::Value(12));
+        assert_eq!(integer("null"), Coerced::Null);
+        assert_eq!(integer("3.5"), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(integer("\"abc\""), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(integer("{}"), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(integer("99999999999999999999"), Coerced::Rejected(Rejection::FieldSize));
+        assert_eq!(integer("1e30"), Coerced::Rejected(Rejection::FieldSize));
+    }
+
+    #[test]
+    fn numbers_booleans_strings() {
+        assert_eq!(number("1.25"), Coerced::Value(1.25));
+        assert_eq!(number("\"2.5\""), Coerced::Value(2.5));
+        assert_eq!(number("\"NaN\""), Coerced::Rejected(Rejection::FieldSize));
+        assert_eq!(number("true"), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(boolean("true"), Coerced::Value(true));
+        assert_eq!(boolean("1"), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(string("\"a\\nb\""), Coerced::Value(Cow::Owned("a\nb".into())));
+        assert_eq!(string("\"plain\""), Coerced::Value(Cow::Borrowed("plain")));
+        assert_eq!(string("12"), Coerced::Value(Cow::Borrowed("12")));
+        assert_eq!(string("{\"a\":1}"), Coerced::Value(Cow::Borrowed("{\"a\":1}")));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(date("\"1970-01-01\""), Coerced::Value(0));
+        assert_eq!(date("\"2024-02-29\""), Coerced::Value(19_782));
+        assert_eq!(date("\"2023-02-29\""), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(date("\"2024-01-01T00:00:00Z\""), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(date("20240101"), Coerced::Rejected(Rejection::Serialization));
+    }
+
+    #[test]
+    fn timestamps() {
+        let base = 1_735_689_600_000_000i64; // 2025-01-01T00:00:00Z
+        assert_eq!(timestamp("\"2025-01-01T00:00:00Z\""), Coerced::Value(base));
+        assert_eq!(timestamp("\"2025-01-01T00:00:00.000000Z\""), Coerced::Value(base));
+        assert_eq!(timestamp("\"2025-01-01 00:00:01.5\""), Coerced::Value(base + 1_500_000));
+        assert_eq!(timestamp("\"2025-01-01T01:00:00+01:00\""), Coerced::Value(base));
+        assert_eq!(timestamp("\"2024-12-31T19:00:00-0500\""), Coerced::Value(base));
+        assert_eq!(timestamp("\"2025-01-01T00:00:00.123456789Z\""), Coerced::Value(base + 123_456));
+        assert_eq!(timestamp("\"2025-01-01\""), Coerced::Value(base));
+        assert_eq!(timestamp("\"2025-01-01T00:00\""), Coerced::Value(base));
+        assert_eq!(timestamp("\"yesterday\""), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(timestamp("\"2025-13-01T00:00:00Z\""), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(timestamp("1735689600"), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(timestamp("\"2025-01-01T00:00:00Zjunk\""), Coerced::Rejected(Rejection::Serialization));
+    }
+
+    #[test]
+    fn days_match_chrono() {
+        for (y, m, d) in [(1970, 1, 1), (2000, 2, 29), (1969, 12, 31), (2100, 3, 1), (1, 1, 1)] {
+            let ours = days_from_civil(y, m, d);
+            let theirs = chrono::NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32)
+                .unwrap()
+                .signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+                .num_days();
+            assert_eq!(ours, theirs);
+        }
+    }
+}
