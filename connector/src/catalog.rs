@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn keeps_field_order_and_types() {
-        let text = serde_json::to_string(&ridelake_core::generator::configured_catalog("ridehail", "append", 1, 0, 7)).unwrap();
+        let text = ridelake_core::generator::configured_catalog("ridehail", "append", 1, 0, 7);
         let c = Catalog::from_json(&text, "default").unwrap();
         let rides = &c.streams[c.find(Some("ridehail"), "rides").unwrap()];
         assert_eq!(rides.fields[0].0, "id");

@@ -54,6 +54,13 @@ pub async fn check(options: &DestinationOptions) -> Result<String, String> {
         let cleanup_table = table.clone();
         let outcome = write_and_read(table, &url, &storage_options).await.map_err(|(step, e)| explain(step, &e));
         let cleanup = delete_all(&cleanup_table).await.map_err(|e| explain("deleting the probe table", &e));
+        if let Ok(path) = url.to_file_path() {
+            // Object deletes leave the local folders behind.
+            let _ = std::fs::remove_dir_all(&path);
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
         outcome.and(cleanup)
     };
     match tokio::time::timeout(Duration::from_secs(90), probe_run).await {

@@ -180,7 +180,8 @@ mod tests {
     #[test]
     fn echoes_state_unchanged_with_stats() {
         let raw = r#"{"type":"GLOBAL","global":{"shared_state":{"x":"y"},"stream_states":[]},"sourceStats":{"recordCount":2.0}}"#;
-        let msg: Incoming = serde_json::from_str(&format!(r#"{{"type":"STATE","state":{raw}}}"#)).unwrap();
+        let line = format!(r#"{{"type":"STATE","state":{raw}}}"#);
+        let msg: Incoming = serde_json::from_str(&line).unwrap();
         let echo: Value = serde_json::from_str(&state_echo(msg.state.unwrap(), 2, 0).unwrap()).unwrap();
         assert_eq!(echo["state"]["global"]["shared_state"]["x"], "y");
         assert_eq!(echo["state"]["sourceStats"]["recordCount"], 2.0);

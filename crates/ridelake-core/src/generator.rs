@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 use std::io::Write;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::error::Result;
 
@@ -755,60 +755,50 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 /// The configured catalog Airbyte would hand the destination for these two streams, with the
-/// JSON schemas source-mysql discovers in CDC mode.
-pub fn configured_catalog(namespace: &str, destination_sync_mode: &str, generation_id: i64, minimum_generation_id: i64, sync_id: i64) -> Value {
-    let ts = json!({"type": ["null", "string"], "format": "date-time", "airbyte_type": "timestamp_with_timezone"});
-    let int = json!({"type": ["null", "integer"]});
-    let num = json!({"type": ["null", "number"]});
-    let string = json!({"type": ["null", "string"]});
-    let cdc = |mut props: serde_json::Map<String, Value>| {
-        props.insert("_ab_cdc_cursor".into(), int.clone());
-        props.insert("_ab_cdc_updated_at".into(), ts.clone());
-        props.insert("_ab_cdc_deleted_at".into(), ts.clone());
-        props.insert("_ab_cdc_log_file".into(), string.clone());
-        props.insert("_ab_cdc_log_pos".into(), int.clone());
-        Value::Object(props)
+/// JSON schemas source-mysql discovers in CDC mode, as JSON text (properties in table order).
+pub fn configured_catalog(
+    namespace: &str,
+    destination_sync_mode: &str,
+    generation_id: i64,
+    minimum_generation_id: i64,
+    sync_id: i64,
+) -> String {
+    const TS: &str = r#"{"type":["null","string"],"format":"date-time","airbyte_type":"timestamp_with_timezone"}"#;
+    const INT: &str = r#"{"type":["null","integer"]}"#;
+    const NUM: &str = r#"{"type":["null","number"]}"#;
+    const STR: &str = r#"{"type":["null","string"]}"#;
+    const CDC: [(&str, &str); 5] = [
+        ("_ab_cdc_cursor", INT),
+        ("_ab_cdc_updated_at", TS),
+        ("_ab_cdc_deleted_at", TS),
+        ("_ab_cdc_log_file", STR),
+        ("_ab_cdc_log_pos", INT),
+    ];
+    let users: [(&str, &str); 8] = [
+        ("id", INT), ("type", STR), ("name", STR), ("email", STR), ("phone", STR), ("city", STR),
+        ("created_at", TS), ("updated_at", TS),
+    ];
+    let rides: [(&str, &str); 22] = [
+        ("id", INT), ("customer_id", INT), ("driver_id", INT), ("status", STR), ("requested_at", TS),
+        ("accepted_at", TS), ("started_at", TS), ("completed_at", TS), ("cancelled_at", TS),
+        ("pickup_lat", NUM), ("pickup_lon", NUM), ("dropoff_lat", NUM), ("dropoff_lon", NUM),
+        ("distance_km", NUM), ("duration_s", INT), ("fare_amount", NUM), ("currency", STR),
+        ("payment_method", STR), ("customer_rating", INT), ("driver_rating", INT), ("created_at", TS),
+        ("updated_at", TS),
+    ];
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let stream = |name: &str, fields: &[(&str, &str)]| {
+        let props: Vec<String> =
+            fields.iter().chain(CDC.iter()).map(|(field, schema)| format!("{}:{schema}", quote(field))).collect();
+        format!(
+            r#"{{"stream":{{"name":{name},"namespace":{ns},"json_schema":{{"type":"object","properties":{{{props}}}}},"supported_sync_modes":["full_refresh","incremental"],"source_defined_cursor":true,"default_cursor_field":["_ab_cdc_cursor"],"source_defined_primary_key":[["id"]],"is_resumable":true}},"sync_mode":"incremental","cursor_field":["_ab_cdc_cursor"],"destination_sync_mode":{mode},"primary_key":[["id"]],"generation_id":{generation_id},"minimum_generation_id":{minimum_generation_id},"sync_id":{sync_id}}}"#,
+            name = quote(name),
+            ns = quote(namespace),
+            props = props.join(","),
+            mode = quote(destination_sync_mode),
+        )
     };
-    let mut users = serde_json::Map::new();
-    for (name, schema) in [
-        ("id", &int), ("type", &string), ("name", &string), ("email", &string), ("phone", &string),
-        ("city", &string), ("created_at", &ts), ("updated_at", &ts),
-    ] {
-        users.insert(name.into(), schema.clone());
-    }
-    let mut rides = serde_json::Map::new();
-    for (name, schema) in [
-        ("id", &int), ("customer_id", &int), ("driver_id", &int), ("status", &string),
-        ("requested_at", &ts), ("accepted_at", &ts), ("started_at", &ts), ("completed_at", &ts),
-        ("cancelled_at", &ts), ("pickup_lat", &num), ("pickup_lon", &num), ("dropoff_lat", &num),
-        ("dropoff_lon", &num), ("distance_km", &num), ("duration_s", &int), ("fare_amount", &num),
-        ("currency", &string), ("payment_method", &string), ("customer_rating", &int),
-        ("driver_rating", &int), ("created_at", &ts), ("updated_at", &ts),
-    ] {
-        rides.insert(name.into(), schema.clone());
-    }
-    let stream = |name: &str, props: Value| {
-        json!({
-            "stream": {
-                "name": name,
-                "namespace": namespace,
-                "json_schema": {"type": "object", "properties": props},
-                "supported_sync_modes": ["full_refresh", "incremental"],
-                "source_defined_cursor": true,
-                "default_cursor_field": ["_ab_cdc_cursor"],
-                "source_defined_primary_key": [["id"]],
-                "is_resumable": true
-            },
-            "sync_mode": "incremental",
-            "cursor_field": ["_ab_cdc_cursor"],
-            "destination_sync_mode": destination_sync_mode,
-            "primary_key": [["id"]],
-            "generation_id": generation_id,
-            "minimum_generation_id": minimum_generation_id,
-            "sync_id": sync_id
-        })
-    };
-    json!({"streams": [stream("users", cdc(users)), stream("rides", cdc(rides))]})
+    format!(r#"{{"streams":[{},{}]}}"#, stream("users", &users), stream("rides", &rides))
 }
 
 #[cfg(test)]
@@ -830,7 +820,7 @@ mod tests {
         let mut records = 0;
         let mut states = 0;
         for line in a.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let msg: Value = serde_json::from_slice(line).unwrap();
+            let msg: serde_json::Value = serde_json::from_slice(line).unwrap();
             match msg["type"].as_str().unwrap() {
                 "RECORD" => records += 1,
                 "STATE" => states += 1,
@@ -840,6 +830,14 @@ mod tests {
         assert_eq!(records, summary.records);
         assert_eq!(states, summary.states);
         assert!(summary.duplicates > 0);
+    }
+
+    #[test]
+    fn catalog_is_valid_json_in_table_order() {
+        let text = configured_catalog("ridehail", "append", 1, 0, 1);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["streams"][1]["stream"]["name"], "rides");
+        assert!(text.find("\"customer_id\"").unwrap() < text.find("\"status\"").unwrap());
     }
 
     #[test]
@@ -871,7 +869,7 @@ mod tests {
         let mut seen_users = std::collections::HashSet::new();
         let mut late = 0;
         for line in text.lines() {
-            let msg: Value = serde_json::from_str(line).unwrap();
+            let msg: serde_json::Value = serde_json::from_str(line).unwrap();
             let Some(rec) = msg.get("record") else { continue };
             match rec["stream"].as_str().unwrap() {
                 "users" => {

@@ -70,8 +70,7 @@ fn run() -> Result<(), String> {
         }
     }
     if let Some(path) = catalog {
-        let value = configured_catalog(&cfg.namespace, &sync_mode, generation_id, min_generation_id, sync_id);
-        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+        let text = configured_catalog(&cfg.namespace, &sync_mode, generation_id, min_generation_id, sync_id);
         std::fs::write(&path, text).map_err(|e| format!("writing {path}: {e}"))?;
     }
     let sink: Box<dyn Write> = match &out_path {
