@@ -94,7 +94,7 @@ impl ConnectorError {
     pub fn failure_type(&self) -> FailureType {
         match self {
             ConnectorError::Usage(_) | ConnectorError::Config(_) | ConnectorError::Core(_) => FailureType::Config,
-            ConnectorError::Delta { source, .. } => classify_storage_message(&source.to_string()),
+            ConnectorError::Delta { source, .. } => classify_storage_message(&error_chain(source)),
             ConnectorError::Io(_) => FailureType::Transient,
             ConnectorError::Catalog(_)
             | ConnectorError::MalformedInput { .. }
@@ -108,7 +108,7 @@ impl ConnectorError {
     pub fn user_message(&self) -> String {
         match self {
             ConnectorError::Delta { table, source } => {
-                let text = source.to_string();
+                let text = error_chain(source);
                 match storage_hint(&text) {
                     Some(hint) => format!("{hint} (table {table})"),
                     None => format!("Delta table {table}: {text}"),
@@ -117,6 +117,22 @@ impl ConnectorError {
             other => other.to_string(),
         }
     }
+}
+
+/// An error's message followed by the messages of all its sources (delta-rs and object_store
+/// keep the useful part, such as "Connection refused", in the sources).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
 }
 
 /// Classifies an object-store failure from its text (object_store does not expose S3 codes).
