@@ -1,0 +1,112 @@
+"""Bronze benchmark: destination-delta-lake vs a Python baseline, same input, same checks.
+
+usage: python bench/bench.py [--records N] [--keep]
+
+Generates N ride-hailing CDC records (default 5M), feeds the same file to both contestants
+writing to a local folder, then checks both outputs (row counts per table equal the input's,
+every STATE echoed) and prints records/s, MB/s, CPU-seconds, peak RSS, files and commits, and
+the ratio of ours to the baseline. Timings come from wait4() rusage of each child process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("RIDELAKE_BIN_DIR", Path.home() / ".cache/ridelake/target/release"))
+
+
+def measure(cmd: list[str], stdin_path: Path, stdout_path: Path) -> dict:
+    with open(stdin_path, "rb") as stdin, open(stdout_path, "wb") as stdout:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd[0]} failed:\n{err[-2000:]}")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def inspect(lake: Path) -> dict:
+    rows, files, commits = {}, 0, 0
+    for log in lake.rglob("_delta_log"):
+        table = DeltaTable(str(log.parent))
+        rows[log.parent.name] = table.to_pyarrow_dataset().count_rows()
+        files += len(table.file_uris())
+        commits += table.version() + 1
+    return {"rows": rows, "files": files, "commits": commits}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=5_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ridelake-bench-"))
+    messages, catalog = work / "messages.jsonl", work / "catalog.json"
+    print(f"generating {args.records:,} records …", file=sys.stderr)
+    subprocess.run([str(BIN / "ridelake-gen"), "--records", str(args.records), "--out", str(messages),
+                    "--catalog", str(catalog)], check=True)
+    size_mb = messages.stat().st_size / 1e6
+    expected: dict[str, int] = {}
+    states = 0
+    with open(messages, "rb") as f:
+        for line in f:
+            if line.startswith(b'{"type":"RECORD"'):
+                stream = b"rides" if b'"stream":"rides"' in line[:120] else b"users"
+                expected[stream.decode()] = expected.get(stream.decode(), 0) + 1
+            else:
+                states += 1
+    contestants = {
+        "destination-delta-lake": lambda lake: [str(BIN / "destination-delta-lake"), "write", "--config",
+                                                str(config(work, lake)), "--catalog", str(catalog)],
+        "python baseline": lambda lake: [sys.executable, str(REPO / "bench/baseline_destination.py"), str(catalog), str(lake)],
+    }
+    results = {}
+    for name, command in contestants.items():
+        # Let the kernel finish writing earlier files so that neither contestant pays for it.
+        os.sync()
+        time.sleep(2)
+        lake = work / name.replace(" ", "-")
+        print(f"running {name} …", file=sys.stderr)
+        out = work / f"{lake.name}.out"
+        figures = measure(command(lake), messages, out)
+        figures |= inspect(lake)
+        echoed = sum(1 for line in open(out) if '"type":"STATE"' in line or line.startswith('{"state"'))
+        # Same output checks for every contestant.
+        assert figures["rows"] == expected, f"{name}: rows {figures['rows']} != input {expected}"
+        assert echoed == states, f"{name}: echoed {echoed} of {states} states"
+        results[name] = figures
+        shutil.rmtree(lake)
+    n = sum(expected.values())
+    print(f"\nbronze benchmark: {n:,} records, {size_mb:,.0f} MB of Airbyte JSON, {states} states, {os.cpu_count()} cores")
+    print(f"{'contestant':<24}{'records/s':>12}{'MB/s':>9}{'wall s':>9}{'CPU s':>9}{'peak RSS MiB':>14}{'files':>7}{'commits':>9}")
+    for name, r in results.items():
+        print(f"{name:<24}{n / r['wall_s']:>12,.0f}{size_mb / r['wall_s']:>9,.1f}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}"
+              f"{r['peak_rss_mib']:>14,.0f}{r['files']:>7}{r['commits']:>9}")
+    ours, base = results["destination-delta-lake"], results["python baseline"]
+    print(f"\nratio ours/baseline: {base['wall_s'] / ours['wall_s']:.1f}x records/s, "
+          f"{base['cpu_s'] / ours['cpu_s']:.1f}x less CPU, {base['peak_rss_mib'] / ours['peak_rss_mib']:.1f}x less memory")
+    print(json.dumps({"records": n, "results": results}), file=open(work / "bench.json", "w"))
+    if not args.keep:
+        shutil.rmtree(work)
+
+
+def config(work: Path, lake: Path) -> Path:
+    path = work / "config.json"
+    path.write_text(json.dumps({"storage": {"storage_type": "Local", "local_path": str(lake)}}))
+    return path
+
+
+if __name__ == "__main__":
+    main()
