@@ -1,12 +1,14 @@
 //! The `write` command: stdin messages → bronze Delta tables, with STATE echoes.
 //!
-//! Two stages run in parallel on the two halves of the work:
-//! - the *reader* (a blocking thread) parses lines, encodes records into per-stream Arrow
-//!   batches and counts records per state scope;
-//! - the *committer* (async) streams batches into Parquet files, commits, and echoes states.
+//! Three stages run in parallel:
+//! - the *splitter* (a thread) cuts stdin into chunks of whole lines, numbered in input order;
+//! - *parsers* (one thread per core) parse and encode chunks into per-stream Arrow batches, and
+//!   cut each chunk's output at its STATE messages;
+//! - the *committer* (async) puts chunk outputs back in input order, accounts each state's
+//!   records, streams batches into Parquet files, commits, and echoes states.
 //!
-//! They talk through a bounded channel carrying batches and states in input order, so memory is
-//! bounded and a state always follows every batch of the records received before it.
+//! Channels are bounded, so memory is bounded; and because the committer consumes chunk outputs
+//! strictly in sequence, a state is always handled after every batch of the records before it.
 //!
 //! Guarantees: a STATE is echoed only after the commits covering all records before it
 //! succeeded, in the order received, with `destinationStats.recordCount` (and
@@ -14,7 +16,7 @@
 //! everything is committed, `overwrite` and `minimum_generation_id` are applied, the remaining
 //! states are echoed and the process exits 0. On any failure no further state is echoed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,17 +38,40 @@ use crate::state::{Covers, PendingState, StateTracker};
 const BATCH_ROWS: usize = 64 * 1024;
 /// …or this many input bytes.
 const BATCH_BYTES: usize = 16 * 1024 * 1024;
-/// Batches and states in flight between reader and committer.
+/// Chunk outputs in flight towards the committer.
 const CHANNEL_DEPTH: usize = 4;
+/// Input is handed to parsers in chunks of about this size (whole lines).
+const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Rough memory of one open Parquet file (row group in progress + upload buffer).
 const OPEN_FILE_COST: u64 = 48 * 1024 * 1024;
 
-enum Work {
-    Batch { stream: usize, batch: RecordBatch },
-    State(PendingState),
+/// What a parser made of one chunk, in input order.
+struct ChunkOutput {
+    seq: u64,
+    lines: u64,
+    bytes: u64,
+    items: Vec<Item>,
 }
 
-/// What the reader saw.
+enum Item {
+    /// Records of one stream.
+    Batch { stream: usize, batch: RecordBatch },
+    /// Records counted since the previous item of this kind (or the chunk start).
+    Counts(SegmentCounts),
+    /// A STATE message (owned JSON text) at a chunk-relative line.
+    State { raw: String, line: u64 },
+    /// Bad input at a chunk-relative line; nothing after it in the chunk was parsed.
+    Fail(ConnectorError),
+}
+
+/// Records seen in a stretch of input between two states.
+#[derive(Default)]
+struct SegmentCounts {
+    per_stream: Vec<u64>,
+    unknown: HashMap<StreamDescriptor, u64>,
+}
+
+/// What the input held.
 #[derive(Debug, Default, Clone)]
 pub struct ReadSummary {
     /// Lines read.
@@ -64,7 +89,7 @@ pub struct ReadSummary {
 /// What the sync did, for the final log line and tests.
 #[derive(Debug, Default, Clone)]
 pub struct WriteSummary {
-    /// Reader counts.
+    /// Input counts.
     pub read: ReadSummary,
     /// States echoed.
     pub states_echoed: u64,
@@ -84,6 +109,11 @@ enum StateKind {
     Stream,
 }
 
+/// Number of parser threads: one per core, at most 4.
+fn parser_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
+}
+
 /// Runs a whole `write`: opens the tables, reads `input`, commits, echoes states.
 pub async fn run_write(
     options: DestinationOptions,
@@ -100,32 +130,55 @@ pub async fn run_write(
         "INFO",
         format!("destination-delta-lake: writing {} stream(s) to {}", tables.len(), options.storage.describe()),
     );
-    let encoders: Vec<StreamEncoder> = tables.iter().map(BronzeTable::encoder).collect();
+    let catalog = Arc::new(catalog);
     let overwrite: Vec<bool> = catalog.streams.iter().map(|s| s.sync_mode == SyncMode::Overwrite).collect();
 
-    let (tx, rx) = mpsc::channel::<Work>(CHANNEL_DEPTH);
-    let reader_emitter = emitter.clone();
-    let reader = tokio::task::spawn_blocking(move || read_input(input, &catalog, encoders, &tx, &reader_emitter));
-    let committer =
-        Committer { options: &options, tables, tracker: StateTracker::default(), overwrite, emitter: &emitter, removed: 0 };
-    let committed = committer.run(rx).await;
-    let read = reader.await.map_err(|e| ConnectorError::Internal(format!("reader thread: {e}")))?;
-    let (mut summary, committer_error, mut committer) = committed;
-    // A committer failure is the root cause (the reader then fails to send); report it first.
-    if let Some(e) = committer_error {
-        return Err(e);
+    // splitter → parsers (round robin, bounded) → committer (bounded, re-sequenced).
+    let (out_tx, out_rx) = mpsc::channel::<ChunkOutput>(CHANNEL_DEPTH);
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut chunk_txs = Vec::new();
+    let mut parsers = Vec::new();
+    for _ in 0..parser_count() {
+        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(1);
+        chunk_txs.push(chunk_tx);
+        let encoders: Vec<StreamEncoder> = tables.iter().map(BronzeTable::encoder).collect();
+        let (catalog, out_tx, recycle_tx) = (catalog.clone(), out_tx.clone(), recycle_tx.clone());
+        parsers.push(std::thread::spawn(move || parse_chunks(chunk_rx, &catalog, encoders, &out_tx, recycle_tx)));
     }
-    let read = match read {
-        Ok(read) => read,
-        Err(read_error) => {
+    drop((out_tx, recycle_tx));
+    let splitter = std::thread::spawn(move || split_input(input, chunk_txs, recycle_rx));
+
+    let mut committer = Committer {
+        options: &options,
+        tables,
+        tracker: StateTracker::default(),
+        overwrite,
+        emitter: &emitter,
+        removed: 0,
+        sequence: Sequencer::new(catalog.clone()),
+    };
+    let outcome = committer.run(out_rx).await;
+    let split = splitter.join().map_err(|_| ConnectorError::Internal("the input splitter panicked".into()))?;
+    for parser in parsers {
+        parser.join().map_err(|_| ConnectorError::Internal("a parser thread panicked".into()))?;
+    }
+    match outcome {
+        Outcome::CommitFailed(e) => return Err(e),
+        Outcome::BadInput(e) => {
             // Keep the progress that states before the bad input already cover.
             committer.commit_and_release().await?;
             committer.abandon_overwrites();
-            return Err(read_error);
+            return Err(e);
         }
-    };
+        Outcome::EndOfInput => {}
+    }
+    // A read error (stdin closed badly) surfaces here, after everything before it was handled.
+    split?;
+    if committer.sequence.missing_chunks() {
+        return Err(ConnectorError::Internal("a parser stopped before the end of input".into()));
+    }
     committer.finish().await?;
-    summary.read = read;
+    let mut summary = WriteSummary { read: committer.sequence.summary.clone(), ..WriteSummary::default() };
     committer.fill(&mut summary);
     emitter.log(
         "INFO",
@@ -143,6 +196,304 @@ pub async fn run_write(
     Ok(summary)
 }
 
+/// Cuts the input into chunks of whole lines and deals them to the parsers in turn.
+fn split_input(
+    mut input: Box<dyn BufRead + Send>,
+    parsers: Vec<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
+    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<()> {
+    let mut seq = 0u64;
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        // Reuse a parsed chunk's buffer: fresh multi-megabyte allocations cost page faults.
+        let mut chunk = recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES + (1 << 20)));
+        chunk.clear();
+        chunk.append(&mut carry);
+        let mut has_newline = chunk.contains(&b'\n');
+        let mut eof = false;
+        // Fill to CHUNK_BYTES, and past it until the chunk holds at least one whole line.
+        while chunk.len() < CHUNK_BYTES || !has_newline {
+            let available = input.fill_buf()?;
+            if available.is_empty() {
+                eof = true;
+                break;
+            }
+            let taken = available.len();
+            has_newline |= available.contains(&b'\n');
+            chunk.extend_from_slice(available);
+            input.consume(taken);
+        }
+        if !eof {
+            // The partial last line goes to the next chunk.
+            if let Some(end) = chunk.iter().rposition(|&b| b == b'\n') {
+                carry = chunk.split_off(end + 1);
+            }
+        }
+        if !chunk.is_empty() {
+            let parser = &parsers[(seq as usize) % parsers.len()];
+            if parser.send((seq, chunk)).is_err() {
+                return Ok(()); // the committer stopped; it reports why
+            }
+            seq += 1;
+        }
+        if eof {
+            return Ok(());
+        }
+    }
+}
+
+/// Parses the chunks one parser is dealt.
+fn parse_chunks(
+    chunks: std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    catalog: &Catalog,
+    mut encoders: Vec<StreamEncoder>,
+    out: &mpsc::Sender<ChunkOutput>,
+    recycle: std::sync::mpsc::Sender<Vec<u8>>,
+) {
+    let mut route = Router::default();
+    for (seq, chunk) in chunks {
+        let output = parse_chunk(seq, &chunk, catalog, &mut encoders, &mut route);
+        let _ = recycle.send(chunk);
+        let failed = output.items.iter().any(|i| matches!(i, Item::Fail(_)));
+        if out.blocking_send(output).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Remembers the last record's stream, which is nearly always the next one's.
+#[derive(Default)]
+struct Router {
+    last: Option<(Option<String>, String, Option<usize>)>,
+}
+
+impl Router {
+    fn find(&mut self, catalog: &Catalog, namespace: Option<&str>, name: &str) -> Option<usize> {
+        match &self.last {
+            Some((ns, n, idx)) if ns.as_deref() == namespace && n == name => *idx,
+            _ => {
+                let idx = catalog.find(namespace, name);
+                self.last = Some((namespace.map(str::to_owned), name.to_owned(), idx));
+                idx
+            }
+        }
+    }
+}
+
+fn preview(line: &str) -> String {
+    line.chars().take(120).collect()
+}
+
+fn parse_chunk(seq: u64, chunk: &[u8], catalog: &Catalog, encoders: &mut [StreamEncoder], route: &mut Router) -> ChunkOutput {
+    let mut items = Vec::new();
+    let mut counts = SegmentCounts { per_stream: vec![0; encoders.len()], ..SegmentCounts::default() };
+    let mut lines = 0u64;
+    let flush = |encoders: &mut [StreamEncoder], items: &mut Vec<Item>| -> Result<()> {
+        for (stream, encoder) in encoders.iter_mut().enumerate() {
+            if encoder.rows() > 0 {
+                items.push(Item::Batch { stream, batch: finish(encoder)? });
+            }
+        }
+        Ok(())
+    };
+    let result = (|| -> Result<()> {
+        for raw_line in chunk.split_inclusive(|&b| b == b'\n') {
+            lines += 1;
+            let line = std::str::from_utf8(raw_line).map_err(|e| ConnectorError::MalformedInput {
+                line: lines,
+                reason: format!("not UTF-8: {e}"),
+                preview: preview(&String::from_utf8_lossy(raw_line)),
+            })?;
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let malformed = |reason: String| ConnectorError::MalformedInput { line: lines, reason, preview: preview(line) };
+            let message: Incoming = serde_json::from_str(line).map_err(|e| malformed(e.to_string()))?;
+            match message.kind.as_ref() {
+                "RECORD" => {
+                    let record = message.record.ok_or_else(|| malformed("a RECORD message without a record".into()))?;
+                    let namespace = record.namespace.as_deref();
+                    let Some(index) = route.find(catalog, namespace, &record.stream) else {
+                        let descriptor =
+                            StreamDescriptor { name: record.stream.to_string(), namespace: namespace.map(str::to_owned) };
+                        *counts.unknown.entry(descriptor).or_default() += 1;
+                        continue;
+                    };
+                    let changes = record.meta.as_ref().map(|m| m.changes.as_slice()).unwrap_or(&[]);
+                    let encoder = &mut encoders[index];
+                    encoder.push(record.data, record.emitted_at, changes);
+                    counts.per_stream[index] += 1;
+                    if encoder.rows() >= BATCH_ROWS || encoder.bytes() >= BATCH_BYTES {
+                        items.push(Item::Batch { stream: index, batch: finish(encoder)? });
+                    }
+                }
+                "STATE" => {
+                    let state = message.state.ok_or_else(|| malformed("a STATE message without a state".into()))?;
+                    // Every record before this state must reach the committer first.
+                    flush(encoders, &mut items)?;
+                    let segment = std::mem::replace(
+                        &mut counts,
+                        SegmentCounts { per_stream: vec![0; encoders.len()], ..SegmentCounts::default() },
+                    );
+                    items.push(Item::Counts(segment));
+                    items.push(Item::State { raw: state.get().to_owned(), line: lines });
+                }
+                // LOG, TRACE, CONTROL and future types are not for the destination to store.
+                _ => {}
+            }
+        }
+        Ok(())
+    })();
+    let flushed = flush(encoders, &mut items);
+    items.push(Item::Counts(counts));
+    if let Err(e) = result.and(flushed) {
+        items.push(Item::Fail(e));
+    }
+    ChunkOutput { seq, lines, bytes: chunk.len() as u64, items }
+}
+
+fn finish(encoder: &mut StreamEncoder) -> Result<RecordBatch> {
+    let stream = format!("{encoder:?}");
+    encoder.finish().map_err(|source| ConnectorError::Arrow { stream, source })
+}
+
+/// Puts chunk outputs back in input order and does the order-dependent bookkeeping: record
+/// counts per state scope, absolute line numbers, the GLOBAL/STREAM rule.
+struct Sequencer {
+    catalog: Arc<Catalog>,
+    next: u64,
+    waiting: BTreeMap<u64, ChunkOutput>,
+    lines_before: u64,
+    counts: Counts,
+    kind: Option<StateKind>,
+    warned: HashSet<StreamDescriptor>,
+    summary: ReadSummary,
+}
+
+/// Per-scope record counts since the last state of that scope.
+#[derive(Default)]
+struct Counts {
+    global: u64,
+    global_rejected: u64,
+    per_stream: Vec<u64>,
+    unknown_streams: HashMap<StreamDescriptor, u64>,
+}
+
+impl Sequencer {
+    fn new(catalog: Arc<Catalog>) -> Self {
+        let per_stream = vec![0; catalog.streams.len()];
+        Sequencer {
+            catalog,
+            next: 0,
+            waiting: BTreeMap::new(),
+            lines_before: 0,
+            counts: Counts { per_stream, ..Counts::default() },
+            kind: None,
+            warned: HashSet::new(),
+            summary: ReadSummary::default(),
+        }
+    }
+
+    /// The next chunk in input order, if it has arrived.
+    fn pop_ready(&mut self) -> Option<ChunkOutput> {
+        let chunk = self.waiting.remove(&self.next)?;
+        self.next += 1;
+        Some(chunk)
+    }
+
+    fn missing_chunks(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    fn absolute(&self, error: ConnectorError) -> ConnectorError {
+        match error {
+            ConnectorError::MalformedInput { line, reason, preview } => {
+                ConnectorError::MalformedInput { line: line + self.lines_before, reason, preview }
+            }
+            ConnectorError::ProtocolViolation { line, what } => {
+                ConnectorError::ProtocolViolation { line: line + self.lines_before, what }
+            }
+            other => other,
+        }
+    }
+
+    fn add(&mut self, segment: SegmentCounts, emitter: &Emitter) {
+        for (i, n) in segment.per_stream.into_iter().enumerate() {
+            self.counts.per_stream[i] += n;
+            self.counts.global += n;
+            self.summary.records += n;
+        }
+        for (descriptor, n) in segment.unknown {
+            self.counts.global_rejected += n;
+            self.summary.rejected += n;
+            if self.warned.insert(descriptor.clone()) {
+                emitter.log(
+                    "WARN",
+                    format!(
+                        "destination-delta-lake: stream {}.{} is not in the configured catalog; its records are counted as rejected and not written",
+                        descriptor.namespace.as_deref().unwrap_or(""),
+                        descriptor.name
+                    ),
+                );
+            }
+            *self.counts.unknown_streams.entry(descriptor).or_default() += n;
+        }
+    }
+
+    /// Works out what a state covers and its `destinationStats`, and resets its scope's counts.
+    fn account_state(&mut self, raw: &str, line: u64) -> Result<PendingState> {
+        let line = line + self.lines_before;
+        self.summary.states += 1;
+        let malformed = |reason: String| ConnectorError::MalformedInput { line, reason, preview: preview(raw) };
+        let raw_state: &RawValue = serde_json::from_str(raw).map_err(|e| malformed(format!("invalid STATE: {e}")))?;
+        let header: StateHeader = serde_json::from_str(raw).map_err(|e| malformed(format!("invalid STATE: {e}")))?;
+        let kind = match header.kind.as_deref() {
+            Some("STREAM") => StateKind::Stream,
+            Some("GLOBAL") | Some("LEGACY") | None => StateKind::Global,
+            Some(other) => return Err(malformed(format!("unknown state type {other:?}"))),
+        };
+        if self.kind.is_some_and(|previous| previous != kind) {
+            return Err(ConnectorError::ProtocolViolation {
+                line,
+                what: "the source mixed GLOBAL and STREAM states in one sync, which the Airbyte protocol forbids".into(),
+            });
+        }
+        self.kind = Some(kind);
+        let counts = &mut self.counts;
+        let (covers, record_count, rejected) = match kind {
+            StateKind::Global => {
+                let out = (Covers::All, counts.global, counts.global_rejected);
+                counts.global = 0;
+                counts.global_rejected = 0;
+                counts.per_stream.iter_mut().for_each(|c| *c = 0);
+                counts.unknown_streams.clear();
+                out
+            }
+            StateKind::Stream => {
+                let descriptor = header
+                    .stream
+                    .ok_or_else(|| malformed("a STREAM state without stream.stream_descriptor".into()))?
+                    .stream_descriptor;
+                match self.catalog.find(descriptor.namespace.as_deref(), &descriptor.name) {
+                    Some(i) => (Covers::Stream(i), std::mem::take(&mut counts.per_stream[i]), 0),
+                    None => (Covers::UnknownStream, 0, counts.unknown_streams.remove(&descriptor).unwrap_or(0)),
+                }
+            }
+        };
+        let echo = state_echo(raw_state, record_count, rejected).map_err(|e| malformed(format!("invalid STATE: {e}")))?;
+        let sha256 = hex::encode(Sha256::digest(raw.as_bytes()));
+        Ok(PendingState { echo, covers, sha256, record_count, arrived: Instant::now() })
+    }
+}
+
+/// How the committer's loop ended.
+enum Outcome {
+    EndOfInput,
+    BadInput(ConnectorError),
+    CommitFailed(ConnectorError),
+}
+
 struct Committer<'a> {
     options: &'a DestinationOptions,
     tables: Vec<BronzeTable>,
@@ -150,41 +501,64 @@ struct Committer<'a> {
     overwrite: Vec<bool>,
     emitter: &'a Emitter,
     removed: u64,
+    sequence: Sequencer,
 }
 
 impl Committer<'_> {
-    /// Consumes the channel until the reader is done or a commit fails.
-    async fn run(mut self, mut rx: mpsc::Receiver<Work>) -> (WriteSummary, Option<ConnectorError>, Self) {
-        let error = loop {
+    /// Consumes chunk outputs in input order until the input ends, is bad, or a commit fails.
+    async fn run(&mut self, mut rx: mpsc::Receiver<ChunkOutput>) -> Outcome {
+        let outcome = loop {
             let deadline = self.tracker.oldest_age().map(|age| {
                 tokio::time::Instant::now() + self.options.flush_interval.saturating_sub(age)
             });
-            let work = tokio::select! {
-                work = rx.recv() => work,
+            let output = tokio::select! {
+                output = rx.recv() => output,
                 () = sleep_until(deadline) => {
-                    if let Err(e) = self.commit_and_release().await { break Some(e); }
+                    if let Err(e) = self.commit_and_release().await { break Outcome::CommitFailed(e); }
                     continue;
                 }
             };
-            let Some(work) = work else { break None };
-            let step = match work {
-                Work::Batch { stream, batch } => self.write(stream, batch).await,
-                Work::State(state) => {
-                    self.tracker.push(state);
-                    if self.options.flush_interval.is_zero() || self.bytes_since_commit() >= self.options.commit_max_bytes {
-                        self.commit_and_release().await
-                    } else {
-                        Ok(())
-                    }
-                }
-            };
-            if let Err(e) = step {
-                break Some(e);
+            let Some(output) = output else { break Outcome::EndOfInput };
+            self.sequence.waiting.insert(output.seq, output);
+            if let Some(stop) = self.drain_ready().await {
+                break stop;
             }
         };
-        // Dropping the receiver makes a still-running reader stop at its next send.
+        // Dropping the receiver makes the parsers and the splitter stop at their next send.
         drop(rx);
-        (WriteSummary::default(), error, self)
+        outcome
+    }
+
+    /// Handles every chunk that is next in input order.
+    async fn drain_ready(&mut self) -> Option<Outcome> {
+        while let Some(chunk) = self.sequence.pop_ready() {
+            for item in chunk.items {
+                let step = match item {
+                    Item::Batch { stream, batch } => self.write(stream, batch).await.map_err(Outcome::CommitFailed),
+                    Item::Counts(segment) => {
+                        self.sequence.add(segment, self.emitter);
+                        Ok(())
+                    }
+                    Item::State { raw, line } => match self.sequence.account_state(&raw, line) {
+                        Err(e) => Err(Outcome::BadInput(e)),
+                        Ok(state) => {
+                            self.tracker.push(state);
+                            let due = self.options.flush_interval.is_zero()
+                                || self.bytes_since_commit() >= self.options.commit_max_bytes;
+                            if due { self.commit_and_release().await.map_err(Outcome::CommitFailed) } else { Ok(()) }
+                        }
+                    },
+                    Item::Fail(e) => Err(Outcome::BadInput(self.sequence.absolute(e))),
+                };
+                if let Err(stop) = step {
+                    return Some(stop);
+                }
+            }
+            self.sequence.lines_before += chunk.lines;
+            self.sequence.summary.lines += chunk.lines;
+            self.sequence.summary.bytes += chunk.bytes;
+        }
+        None
     }
 
     fn bytes_since_commit(&self) -> u64 {
@@ -214,14 +588,12 @@ impl Committer<'_> {
                 table.commit_append(&context).await?;
             }
         }
-        let released = {
-            let overwrite = &self.overwrite;
-            self.tracker.release(|covers| match covers {
-                Covers::All => overwrite.iter().any(|o| *o),
-                Covers::Stream(i) => overwrite.get(i).copied().unwrap_or(false),
-                Covers::UnknownStream => false,
-            })
-        };
+        let overwrite = &self.overwrite;
+        let released = self.tracker.release(|covers| match covers {
+            Covers::All => overwrite.iter().any(|o| *o),
+            Covers::Stream(i) => overwrite.get(i).copied().unwrap_or(false),
+            Covers::UnknownStream => false,
+        });
         for state in released {
             self.emitter.emit_raw(&state.echo)?;
         }
@@ -271,214 +643,4 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// Per-scope record counts since the last state of that scope.
-#[derive(Default)]
-struct Counts {
-    global: u64,
-    global_rejected: u64,
-    per_stream: Vec<u64>,
-    unknown_streams: HashMap<StreamDescriptor, u64>,
-}
-
-fn preview(line: &str) -> String {
-    line.chars().take(120).collect()
-}
-
-/// The reader stage. Returns its counts, or the first bad-input error.
-fn read_input(
-    mut input: Box<dyn BufRead + Send>,
-    catalog: &Catalog,
-    mut encoders: Vec<StreamEncoder>,
-    tx: &mpsc::Sender<Work>,
-    emitter: &Emitter,
-) -> Result<ReadSummary> {
-    let mut summary = ReadSummary::default();
-    let mut counts = Counts { per_stream: vec![0; encoders.len()], ..Counts::default() };
-    let mut state_kind: Option<StateKind> = None;
-    let mut warned_unknown: HashMap<String, u64> = HashMap::new();
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut last: Option<(Option<String>, String, Option<usize>)> = None;
-    let send = |work: Work| {
-        tx.blocking_send(work).map_err(|_| ConnectorError::Internal("the committer stopped".into()))
-    };
-    loop {
-        buf.clear();
-        let n = input.read_until(b'\n', &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        summary.lines += 1;
-        summary.bytes += n as u64;
-        let line_no = summary.lines;
-        let line = std::str::from_utf8(&buf).map_err(|e| ConnectorError::MalformedInput {
-            line: line_no,
-            reason: format!("not UTF-8: {e}"),
-            preview: preview(&String::from_utf8_lossy(&buf)),
-        })?;
-        let line = line.trim_end_matches(['\n', '\r']);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let message: Incoming = serde_json::from_str(line).map_err(|e| ConnectorError::MalformedInput {
-            line: line_no,
-            reason: e.to_string(),
-            preview: preview(line),
-        })?;
-        match message.kind.as_ref() {
-            "RECORD" => {
-                let record = message.record.ok_or_else(|| ConnectorError::MalformedInput {
-                    line: line_no,
-                    reason: "a RECORD message without a record".into(),
-                    preview: preview(line),
-                })?;
-                let namespace = record.namespace.as_deref();
-                let stream_name = record.stream.as_ref();
-                let index = match &last {
-                    Some((ns, name, idx)) if ns.as_deref() == namespace && name == stream_name => *idx,
-                    _ => {
-                        let idx = catalog.find(namespace, stream_name);
-                        last = Some((namespace.map(str::to_owned), stream_name.to_owned(), idx));
-                        idx
-                    }
-                };
-                let Some(index) = index else {
-                    summary.rejected += 1;
-                    counts.global_rejected += 1;
-                    let descriptor = StreamDescriptor { name: stream_name.to_owned(), namespace: namespace.map(str::to_owned) };
-                    *counts.unknown_streams.entry(descriptor).or_default() += 1;
-                    let seen = warned_unknown.entry(format!("{}.{stream_name}", namespace.unwrap_or(""))).or_default();
-                    if *seen == 0 {
-                        emitter.log(
-                            "WARN",
-                            format!(
-                                "destination-delta-lake: stream {}.{stream_name} is not in the configured catalog; its records are counted as rejected and not written",
-                                namespace.unwrap_or("")
-                            ),
-                        );
-                    }
-                    *seen += 1;
-                    continue;
-                };
-                let changes = record.meta.as_ref().map(|m| m.changes.as_slice()).unwrap_or(&[]);
-                let encoder = &mut encoders[index];
-                encoder.push(record.data, record.emitted_at, changes);
-                summary.records += 1;
-                counts.global += 1;
-                counts.per_stream[index] += 1;
-                if encoder.rows() >= BATCH_ROWS || encoder.bytes() >= BATCH_BYTES {
-                    let batch = finish(encoder)?;
-                    send(Work::Batch { stream: index, batch })?;
-                }
-            }
-            "STATE" => {
-                let raw_state = message.state.ok_or_else(|| ConnectorError::MalformedInput {
-                    line: line_no,
-                    reason: "a STATE message without a state".into(),
-                    preview: preview(line),
-                })?;
-                summary.states += 1;
-                let pending = account_state(raw_state, catalog, &mut counts, &mut state_kind, line_no, line)?;
-                // Every record received before this state must reach the committer first.
-                for (index, encoder) in encoders.iter_mut().enumerate() {
-                    if encoder.rows() > 0 {
-                        let batch = finish(encoder)?;
-                        send(Work::Batch { stream: index, batch })?;
-                    }
-                }
-                send(Work::State(pending))?;
-            }
-            // LOG, TRACE, CONTROL and future types are not for the destination to store.
-            _ => {}
-        }
-    }
-    for (index, encoder) in encoders.iter_mut().enumerate() {
-        if encoder.rows() > 0 {
-            let batch = finish(encoder)?;
-            send(Work::Batch { stream: index, batch })?;
-        }
-    }
-    for (stream, n) in &warned_unknown {
-        emitter.log("WARN", format!("destination-delta-lake: {n} record(s) of unknown stream {stream} rejected"));
-    }
-    Ok(summary)
-}
-
-fn finish(encoder: &mut StreamEncoder) -> Result<RecordBatch> {
-    let stream = format!("{encoder:?}");
-    encoder.finish().map_err(|source| ConnectorError::Arrow { stream, source })
-}
-
-/// Works out what a state covers and its `destinationStats`, and resets the counts of its scope.
-fn account_state(
-    raw_state: &RawValue,
-    catalog: &Catalog,
-    counts: &mut Counts,
-    state_kind: &mut Option<StateKind>,
-    line_no: u64,
-    line: &str,
-) -> Result<PendingState> {
-    let header: StateHeader = serde_json::from_str(raw_state.get()).map_err(|e| ConnectorError::MalformedInput {
-        line: line_no,
-        reason: format!("invalid STATE: {e}"),
-        preview: preview(line),
-    })?;
-    let kind = match header.kind.as_deref() {
-        Some("STREAM") => StateKind::Stream,
-        Some("GLOBAL") | Some("LEGACY") | None => StateKind::Global,
-        Some(other) => {
-            return Err(ConnectorError::MalformedInput {
-                line: line_no,
-                reason: format!("unknown state type {other:?}"),
-                preview: preview(line),
-            });
-        }
-    };
-    if let Some(previous) = *state_kind {
-        if previous != kind {
-            return Err(ConnectorError::ProtocolViolation {
-                line: line_no,
-                what: "the source mixed GLOBAL and STREAM states in one sync, which the Airbyte protocol forbids".into(),
-            });
-        }
-    }
-    *state_kind = Some(kind);
-    let (covers, record_count, rejected) = match kind {
-        StateKind::Global => {
-            let out = (Covers::All, counts.global, counts.global_rejected);
-            counts.global = 0;
-            counts.global_rejected = 0;
-            counts.per_stream.iter_mut().for_each(|c| *c = 0);
-            counts.unknown_streams.clear();
-            out
-        }
-        StateKind::Stream => {
-            let descriptor = header
-                .stream
-                .ok_or_else(|| ConnectorError::MalformedInput {
-                    line: line_no,
-                    reason: "a STREAM state without stream.stream_descriptor".into(),
-                    preview: preview(line),
-                })?
-                .stream_descriptor;
-            match catalog.find(descriptor.namespace.as_deref(), &descriptor.name) {
-                Some(i) => {
-                    let n = std::mem::take(&mut counts.per_stream[i]);
-                    (Covers::Stream(i), n, 0)
-                }
-                None => {
-                    let n = counts.unknown_streams.remove(&descriptor).unwrap_or(0);
-                    (Covers::UnknownStream, 0, n)
-                }
-            }
-        }
-    };
-    let echo = state_echo(raw_state, record_count, rejected).map_err(|e| ConnectorError::MalformedInput {
-        line: line_no,
-        reason: format!("invalid STATE: {e}"),
-        preview: preview(line),
-    })?;
-    let sha256 = hex::encode(Sha256::digest(raw_state.get().as_bytes()));
-    Ok(PendingState { echo, covers, sha256, record_count, arrived: Instant::now() })
 }
