@@ -12,10 +12,10 @@ echo "== setup: Python venvs and test servers" >&2
 bash scripts/setup-test-env.sh
 
 echo "== build (release profile; incremental after the first run)" >&2
-cargo build --release --locked --workspace --bins
+cargo build --release --locked --bins
 
 echo "== Rust tests" >&2
-cargo test --release --locked --workspace
+cargo test --release --locked
 
 echo "== end-to-end tests" >&2
 "$CACHE/venvs/test/bin/python" -m pytest tests/e2e "$@"
