@@ -1,0 +1,66 @@
+//! The crate's one error type.
+
+use deltalake::DeltaTableError;
+use polars::prelude::PolarsError;
+
+/// Errors of the silver and gold builders.
+#[derive(Debug, thiserror::Error)]
+pub enum LakehouseError {
+    /// A bronze table the run needs does not exist yet.
+    #[error("bronze table {0} does not exist: run a sync into bronze first")]
+    MissingBronze(String),
+    /// A table has a column the builder needs with another type, or lacks it.
+    #[error("table {table}: {message}")]
+    Schema {
+        /// Table location.
+        table: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A Delta operation failed.
+    #[error("Delta table {table}: {source}")]
+    Delta {
+        /// Table location.
+        table: String,
+        /// The delta-rs error.
+        #[source]
+        source: DeltaTableError,
+    },
+    /// A Polars computation failed.
+    #[error("computing {step}: {source}")]
+    Polars {
+        /// Which step.
+        step: &'static str,
+        /// The Polars error.
+        #[source]
+        source: PolarsError,
+    },
+    /// Shared-crate error (storage settings, names).
+    #[error(transparent)]
+    Core(#[from] ridelake_core::CoreError),
+    /// Arrow conversion failed.
+    #[error("arrow conversion: {0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+}
+
+impl LakehouseError {
+    /// Wraps a delta-rs error with its table.
+    pub fn delta(table: impl ToString, source: DeltaTableError) -> Self {
+        LakehouseError::Delta { table: table.to_string(), source }
+    }
+}
+
+/// Adds the step name to a Polars error.
+pub trait PolarsContext<T> {
+    /// Names the step that failed.
+    fn step(self, step: &'static str) -> Result<T>;
+}
+
+impl<T> PolarsContext<T> for std::result::Result<T, PolarsError> {
+    fn step(self, step: &'static str) -> Result<T> {
+        self.map_err(|source| LakehouseError::Polars { step, source })
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = LakehouseError> = std::result::Result<T, E>;

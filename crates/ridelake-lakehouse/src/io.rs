@@ -1,0 +1,249 @@
+//! Delta I/O for the silver and gold builders.
+//!
+//! - Reads are by file: the caller says which files (new bronze files, touched partitions), and
+//!   each file's rows come back in the table's current schema (columns added later are null,
+//!   partition values restored), as one Polars frame. Our tables have no deletion vectors and no
+//!   column mapping, so reading their Parquet files is exact.
+//! - Every write carries `txn` markers (`app_id`, `version`) naming the input versions it
+//!   reflects, in the same commit as the data: a builder that reads its markers back knows
+//!   exactly what it already did.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::logstore::object_store::path::Path;
+// ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
+// still works and is what delta-rs 1.1 itself uses.
+use deltalake::parquet::arrow::ProjectionMask;
+#[allow(deprecated)]
+use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use polars::prelude::DataFrame;
+use url::Url;
+
+use crate::arrow_bridge::{df_to_record_batches, record_batches_to_df};
+use crate::error::{LakehouseError, PolarsContext, Result};
+
+/// A data file of a table and its partition values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DataFile {
+    /// Path relative to the table root.
+    pub path: String,
+    /// Partition column → value (as Delta stores it, a string or null).
+    pub partition: Vec<(String, Option<String>)>,
+}
+
+/// Opens a table; `None` when there is no table there yet.
+pub async fn open(url: &Url, options: &HashMap<String, String>) -> Result<Option<DeltaTable>> {
+    let builder = DeltaTableBuilder::from_url(url.clone()).map_err(|e| LakehouseError::delta(url, e))?;
+    match builder.with_storage_options(options.clone()).load().await {
+        Ok(table) => Ok(Some(table)),
+        Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(e) => Err(LakehouseError::delta(url, e)),
+    }
+}
+
+/// Opens a table as of `version`.
+pub async fn open_version(url: &Url, options: &HashMap<String, String>, version: u64) -> Result<DeltaTable> {
+    let mut table = DeltaTableBuilder::from_url(url.clone())
+        .map_err(|e| LakehouseError::delta(url, e))?
+        .with_storage_options(options.clone())
+        .build()
+        .map_err(|e| LakehouseError::delta(url, e))?;
+    table.load_version(version).await.map_err(|e| LakehouseError::delta(url, e))?;
+    Ok(table)
+}
+
+/// The table's current data files.
+pub fn files(table: &DeltaTable) -> Result<Vec<DataFile>> {
+    let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;
+    let mut out: Vec<DataFile> = snapshot
+        .log_data()
+        .iter()
+        .map(|f| {
+            let mut partition: Vec<(String, Option<String>)> = f.partition_values_map().into_iter().collect();
+            partition.sort();
+            DataFile { path: f.path().to_string(), partition }
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The last `version` recorded by `app_id` in a `txn` action, if any.
+pub async fn marker(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;
+    snapshot
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| LakehouseError::delta(table.table_url(), e))
+}
+
+/// The table's Arrow schema.
+pub fn arrow_schema(table: &DeltaTable) -> Result<SchemaRef> {
+    Ok(table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?.snapshot().arrow_schema())
+}
+
+/// Reads `files` of `table` into one frame in the table's schema.
+pub async fn read_files(table: &DeltaTable, files: &[DataFile]) -> Result<DataFrame> {
+    read_columns(table, files, None).await
+}
+
+/// Reads `files` of `table`, only `columns` when given (partition columns may be among them).
+pub async fn read_columns(table: &DeltaTable, files: &[DataFile], columns: Option<&[&str]>) -> Result<DataFrame> {
+    let full = arrow_schema(table)?;
+    let schema: SchemaRef = match columns {
+        None => full,
+        Some(names) => {
+            let mut fields = Vec::new();
+            for name in names {
+                let field = full.field_with_name(name).map_err(|_| LakehouseError::Schema {
+                    table: table.table_url().to_string(),
+                    message: format!("has no column {name}"),
+                })?;
+                fields.push(field.clone());
+            }
+            Arc::new(Schema::new(fields))
+        }
+    };
+    let store = table.object_store();
+    let mut batches = Vec::new();
+    for file in files {
+        let path = Path::parse(&file.path).map_err(|e| LakehouseError::delta(table.table_url(), e.into()))?;
+        #[allow(deprecated)]
+        let reader = ParquetObjectReader::new(store.clone(), path);
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| LakehouseError::delta(table.table_url(), e.into()))?
+            .with_batch_size(64 * 1024);
+        let builder = match columns {
+            None => builder,
+            Some(names) => {
+                let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+                builder.with_projection(mask)
+            }
+        };
+        let stream = builder
+            .build()
+            .map_err(|e| LakehouseError::delta(table.table_url(), e.into()))?;
+        let file_batches: Vec<RecordBatch> =
+            stream.try_collect().await.map_err(|e| LakehouseError::delta(table.table_url(), e.into()))?;
+        for batch in file_batches {
+            batches.push(conform(&batch, &schema, &file.partition)?);
+        }
+    }
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    record_batches_to_df(&batches).step("reading files")
+}
+
+/// Reads the whole table (empty frame with its schema when it has no files).
+pub async fn read_all(table: &DeltaTable) -> Result<DataFrame> {
+    let all = files(table)?;
+    read_files(table, &all).await
+}
+
+/// Puts a file's batch in the table's schema: missing columns null, partition values restored,
+/// types cast to the table's.
+fn conform(batch: &RecordBatch, schema: &SchemaRef, partition: &[(String, Option<String>)]) -> Result<RecordBatch> {
+    let rows = batch.num_rows();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = if let Some(array) = batch.column_by_name(field.name()) {
+            array.clone()
+        } else if let Some((_, value)) = partition.iter().find(|(k, _)| k == field.name()) {
+            let strings: ArrayRef = Arc::new(StringArray::from(vec![value.as_deref(); rows]));
+            strings
+        } else {
+            new_null_array(field.data_type(), rows)
+        };
+        let column = if column.data_type() == field.data_type() { column } else { cast(&column, field.data_type())? };
+        columns.push(column);
+    }
+    let relaxed = Schema::new(schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>());
+    Ok(RecordBatch::try_new(Arc::new(relaxed), columns)?)
+}
+
+fn commit_properties(markers: &[(String, i64)], metadata: serde_json::Map<String, serde_json::Value>) -> CommitProperties {
+    let mut properties = CommitProperties::default().with_metadata(metadata);
+    for (app_id, version) in markers {
+        properties = properties.with_application_transaction(Transaction::new(app_id, *version));
+    }
+    properties
+}
+
+/// How a write replaces existing data.
+#[derive(Debug, Clone)]
+pub enum WriteMode {
+    /// Add the rows.
+    Append,
+    /// Replace the whole table's content.
+    Overwrite,
+    /// Replace exactly these partitions (`year`, `month`, `day` values).
+    ReplacePartitions(BTreeSet<(i32, i32, i32)>),
+}
+
+/// Writes `df` to the table at `url` in one commit with `markers`; creates the table (with its
+/// name, description and partitioning) on first write. Returns the new version.
+#[allow(clippy::too_many_arguments)]
+pub async fn write(
+    url: &Url,
+    options: &HashMap<String, String>,
+    df: &DataFrame,
+    mode: WriteMode,
+    partition_by: &[&str],
+    markers: &[(String, i64)],
+    name: &str,
+    description: &str,
+) -> Result<u64> {
+    let table = match open(url, options).await? {
+        Some(t) => t,
+        None => DeltaTableBuilder::from_url(url.clone())
+            .map_err(|e| LakehouseError::delta(url, e))?
+            .with_storage_options(options.clone())
+            .build()
+            .map_err(|e| LakehouseError::delta(url, e))?,
+    };
+    let exists = table.version().is_some();
+    let mut batches = df_to_record_batches(df).step("preparing the write")?;
+    if batches.is_empty() {
+        let empty = df_to_record_batches(&df.clear()).step("preparing the write")?;
+        batches = empty;
+    }
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("ridelake.rows".into(), serde_json::json!(df.height()));
+    let mut builder = table
+        .write(batches)
+        .with_commit_properties(commit_properties(markers, metadata))
+        .with_table_name(name)
+        .with_description(description);
+    if !partition_by.is_empty() {
+        builder = builder.with_partition_columns(partition_by.iter().map(|s| s.to_string()));
+    }
+    builder = match (&mode, exists) {
+        (WriteMode::Append, _) | (_, false) => builder.with_save_mode(SaveMode::Append),
+        (WriteMode::Overwrite, true) => builder.with_save_mode(SaveMode::Overwrite),
+        (WriteMode::ReplacePartitions(parts), true) => {
+            if parts.is_empty() {
+                builder.with_save_mode(SaveMode::Append)
+            } else {
+                let predicate = parts
+                    .iter()
+                    .map(|(y, m, d)| format!("(year = {y} AND month = {m} AND day = {d})"))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                builder.with_save_mode(SaveMode::Overwrite).with_replace_where(predicate)
+            }
+        }
+    };
+    let written = builder.await.map_err(|e| LakehouseError::delta(url, e))?;
+    Ok(written.version().unwrap_or_default())
+}

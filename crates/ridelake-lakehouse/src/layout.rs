@@ -1,0 +1,49 @@
+//! Where each layer's tables live under one lake root: `<root>/bronze/<namespace>/<stream>`
+//! (written by destination-delta-lake with `<root>/bronze` as its base), `<root>/silver/<table>`
+//! and `<root>/gold/<table>`.
+
+use std::collections::HashMap;
+
+use ridelake_core::bronze::safe_segment;
+use ridelake_core::storage::StorageConfig;
+use url::Url;
+
+use crate::error::Result;
+
+/// The lake: a root location and the namespace of the bronze streams.
+#[derive(Debug, Clone)]
+pub struct LakeLayout {
+    /// Root of the lake (local folder or bucket + prefix).
+    pub storage: StorageConfig,
+    /// Airbyte namespace of the `users` and `rides` streams (the MySQL database).
+    pub namespace: String,
+}
+
+impl LakeLayout {
+    /// A layout; checks the storage settings.
+    pub fn new(storage: StorageConfig, namespace: impl Into<String>) -> Result<Self> {
+        Ok(LakeLayout { storage: storage.validated()?, namespace: namespace.into() })
+    }
+
+    /// A bronze table.
+    pub fn bronze(&self, stream: &str) -> Result<Url> {
+        let ns = safe_segment("namespace", &self.namespace)?;
+        let stream = safe_segment("stream", stream)?;
+        Ok(self.storage.table_url(&["bronze", &ns, &stream])?)
+    }
+
+    /// A silver table.
+    pub fn silver(&self, table: &str) -> Result<Url> {
+        Ok(self.storage.table_url(&["silver", table])?)
+    }
+
+    /// A gold table.
+    pub fn gold(&self, table: &str) -> Result<Url> {
+        Ok(self.storage.table_url(&["gold", table])?)
+    }
+
+    /// delta-rs storage options.
+    pub fn storage_options(&self) -> HashMap<String, String> {
+        self.storage.storage_options()
+    }
+}
