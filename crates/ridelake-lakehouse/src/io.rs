@@ -42,6 +42,9 @@ pub struct DataFile {
 
 /// Opens a table; `None` when there is no table there yet.
 pub async fn open(url: &Url, options: &HashMap<String, String>) -> Result<Option<DeltaTable>> {
+    if url.to_file_path().is_ok_and(|path| !path.join("_delta_log").exists()) {
+        return Ok(None);
+    }
     let builder = DeltaTableBuilder::from_url(url.clone()).map_err(|e| LakehouseError::delta(url, e))?;
     match builder.with_storage_options(options.clone()).load().await {
         Ok(table) => Ok(Some(table)),
@@ -204,6 +207,9 @@ pub async fn write(
     name: &str,
     description: &str,
 ) -> Result<u64> {
+    if let Ok(path) = url.to_file_path() {
+        std::fs::create_dir_all(&path).map_err(|e| LakehouseError::delta(url, e.into()))?;
+    }
     let table = match open(url, options).await? {
         Some(t) => t,
         None => DeltaTableBuilder::from_url(url.clone())

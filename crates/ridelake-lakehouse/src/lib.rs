@@ -11,5 +11,6 @@ pub mod cdc;
 pub mod error;
 pub mod io;
 pub mod layout;
+pub mod silver;
 
 pub use error::{LakehouseError, Result};
