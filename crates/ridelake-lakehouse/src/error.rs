@@ -38,6 +38,10 @@ pub enum LakehouseError {
     /// Shared-crate error (storage settings, names).
     #[error(transparent)]
     Core(#[from] ridelake_core::CoreError),
+    /// The run was stopped on purpose after some writes ([`crate::silver::SilverOptions`]), as a
+    /// crash would stop it.
+    #[error("run interrupted after {0} table write(s) (failure test)")]
+    Interrupted(usize),
     /// Arrow conversion failed.
     #[error("arrow conversion: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),

@@ -73,6 +73,30 @@ pub struct SilverReport {
     pub noop: bool,
 }
 
+/// Knobs of a silver run.
+#[derive(Debug, Clone, Default)]
+pub struct SilverOptions {
+    /// For failure tests: stop with [`LakehouseError::Interrupted`] before the table write number
+    /// `n + 1`, exactly as a crash at that point would.
+    pub fail_after_writes: Option<usize>,
+}
+
+/// Counts table writes and stops the run where a failure test asks.
+struct WriteGuard {
+    done: usize,
+    limit: Option<usize>,
+}
+
+impl WriteGuard {
+    fn next(&mut self) -> Result<()> {
+        if self.limit.is_some_and(|limit| self.done >= limit) {
+            return Err(LakehouseError::Interrupted(self.done));
+        }
+        self.done += 1;
+        Ok(())
+    }
+}
+
 /// Which bronze rows a run must process.
 struct BronzeIncrement {
     table: DeltaTable,
@@ -181,6 +205,12 @@ fn quarantine_rows(bad: &DataFrame, table: &str, bronze_version: i64) -> Result<
 
 /// Builds (or brings up to date) the silver tables from bronze.
 pub async fn build_silver(layout: &LakeLayout) -> Result<SilverReport> {
+    build_silver_with(layout, &SilverOptions::default()).await
+}
+
+/// [`build_silver`] with options.
+pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Result<SilverReport> {
+    let mut guard = WriteGuard { done: 0, limit: run.fail_after_writes };
     let options = layout.storage_options();
     let mut report = SilverReport::default();
 
@@ -369,6 +399,7 @@ pub async fn build_silver(layout: &LakeLayout) -> Result<SilverReport> {
         let fresh = fresh.collect().step("collecting quarantine")?;
         report.quarantined = count(&fresh);
         if fresh.height() > 0 {
+            guard.next()?;
             io::write(&quarantine_url, &options, &fresh, WriteMode::Append, &[], &[], "silver_quarantine",
                 "Silver: CDC changes that broke a rule (rule, key, bronze _airbyte_raw_id); they did not modify silver").await?;
         }
@@ -377,14 +408,17 @@ pub async fn build_silver(layout: &LakeLayout) -> Result<SilverReport> {
     if newer_users.height() > 0 || bronze_users.rebuild || silver_users.is_none() {
         let rows = all_users.clone().lazy().filter(in_partitions(&touched_users)).collect().step("selecting user partitions")?;
         let mode = if bronze_users.rebuild { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_users.clone()) };
+        guard.next()?;
         io::write(&users_url, &options, &rows, mode, &PARTITIONS, &[(USERS_MARKER.to_owned(), bronze_users.upto)], "silver_users",
             "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted").await?;
         report.partitions_rewritten += touched_users.len() as u64;
     }
     // 3. companions of rides, marked with the bronze rides version they reflect.
     let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
+    guard.next()?;
     io::write(&pending_url, &options, &waiting, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_pending",
         "Silver: rides whose latest change waits for its customer or driver to be registered (reason, change time)").await?;
+    guard.next()?;
     io::write(&deleted_url, &options, &deleted_after, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_deleted",
         "Silver: tombstones of deleted rides (id, delete time, change position)").await?;
     // 4. rides: the run's commit point.
@@ -397,6 +431,7 @@ pub async fn build_silver(layout: &LakeLayout) -> Result<SilverReport> {
     };
     let rows = concat([kept, ready.clone().lazy()], UnionArgs::default()).step("assembling ride partitions")?.collect().step("assembling ride partitions")?;
     let mode = if rebuild_rides { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_rides.clone()) };
+    guard.next()?;
     io::write(&rides_url, &options, &rows, mode, &PARTITIONS, &rides_markers, "silver_rides",
         "Silver: one row per ride with its registered customer and driver, CDC applied, partitioned by requested_at").await?;
     report.partitions_rewritten += touched_rides.len() as u64;

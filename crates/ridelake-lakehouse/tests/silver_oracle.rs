@@ -191,3 +191,22 @@ async fn incremental_runs_equal_one_full_run() {
     assert!(released > 0, "late users should release waiting rides");
     assert_eq!(observed(incremental.path()).await, oracle(&lines));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_at_any_write_then_rerun_gives_the_same_tables() {
+    use ridelake_lakehouse::silver::{SilverOptions, build_silver_with};
+    let lines = generate(GeneratorConfig { seed: 4, ..small() });
+    let half = lines.len() / 2;
+    let expected = oracle(&lines);
+    // Five writes per run: quarantine, users, rides_pending, rides_deleted, rides.
+    for stop_after in 0..5 {
+        let lake = tempfile::tempdir().expect("tempdir");
+        sync(lake.path(), &lines[..half]).await;
+        build_silver(&layout(lake.path())).await.expect("first run");
+        sync(lake.path(), &lines[half..]).await;
+        let killed = build_silver_with(&layout(lake.path()), &SilverOptions { fail_after_writes: Some(stop_after) }).await;
+        assert!(killed.is_err(), "run should stop after {stop_after} writes");
+        build_silver(&layout(lake.path())).await.expect("rerun");
+        assert_eq!(observed(lake.path()).await, expected, "killed after {stop_after} writes");
+    }
+}
