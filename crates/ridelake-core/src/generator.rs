@@ -84,20 +84,7 @@ pub struct GeneratorSummary {
     pub bytes: u64,
 }
 
-const CITIES: [(&str, f64, f64, &str); 12] = [
-    ("Paris", 48.8566, 2.3522, "EUR"),
-    ("Lyon", 45.7640, 4.8357, "EUR"),
-    ("Berlin", 52.5200, 13.4050, "EUR"),
-    ("Madrid", 40.4168, -3.7038, "EUR"),
-    ("Lisbon", 38.7223, -9.1393, "EUR"),
-    ("London", 51.5074, -0.1278, "GBP"),
-    ("New York", 40.7128, -74.0060, "USD"),
-    ("Chicago", 41.8781, -87.6298, "USD"),
-    ("Austin", 30.2672, -97.7431, "USD"),
-    ("Toronto", 43.6532, -79.3832, "CAD"),
-    ("Casablanca", 33.5731, -7.5898, "MAD"),
-    ("Nairobi", -1.2921, 36.8219, "KES"),
-];
+use crate::cities::CITIES;
 const FIRST: [&str; 16] = [
     "Amina", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Gustav", "Hana", "Ivan", "Jade", "Karim",
     "Lea", "Mateo", "Nora", "Omar", "Priya",

@@ -5,12 +5,14 @@
 //!   columns, and how Airbyte's JSON-schema types map to Delta types.
 //! - [`storage`]: one storage configuration (local folder or S3/MinIO) turned into a table URI and
 //!   delta-rs storage options.
+//! - [`cities`]: the app's cities and which one a point belongs to.
 //! - [`generator`]: a seeded generator of ride-hailing CDC in the shape Airbyte's MySQL source emits.
 //!
 //! Nothing here writes to stdout: the connector's stdout belongs to the Airbyte protocol.
 #![warn(missing_docs)]
 
 pub mod bronze;
+pub mod cities;
 pub mod error;
 pub mod generator;
 pub mod storage;

@@ -9,6 +9,7 @@
 pub mod arrow_bridge;
 pub mod cdc;
 pub mod error;
+pub mod gold;
 pub mod io;
 pub mod layout;
 pub mod silver;

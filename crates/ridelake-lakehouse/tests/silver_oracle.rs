@@ -210,3 +210,120 @@ async fn a_run_killed_at_any_write_then_rerun_gives_the_same_tables() {
         assert_eq!(observed(lake.path()).await, expected, "killed after {stop_after} writes");
     }
 }
+
+/// Driver totals and monthly figures recomputed from the oracle's published rides.
+fn gold_oracle(lines: &[String]) -> (BTreeMap<i64, (i64, i64, i64)>, BTreeMap<(i32, u32), (i64, i64)>) {
+    let expected = oracle(lines);
+    let mut latest: HashMap<i64, ((i64, i64, i64), usize, Value)> = HashMap::new();
+    for (n, line) in lines.iter().enumerate() {
+        let msg: Value = serde_json::from_str(line).expect("json");
+        if msg["type"] != "RECORD" || msg["record"]["stream"] != "rides" {
+            continue;
+        }
+        let data = msg["record"]["data"].clone();
+        let Some(id) = data["id"].as_i64() else { continue };
+        if !expected.rides.contains_key(&id) {
+            continue;
+        }
+        let key = order(&data, msg["record"]["emitted_at"].as_i64().expect("emitted_at"));
+        let deleted = !data["_ab_cdc_deleted_at"].is_null();
+        let valid = !deleted && !data["customer_id"].is_null() && !data["requested_at"].is_null();
+        if valid && latest.get(&id).is_none_or(|(k, pos, _)| (key, n) > (*k, *pos)) {
+            latest.insert(id, (key, n, data));
+        }
+    }
+    let mut drivers: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+    let mut months: BTreeMap<(i32, u32), (i64, i64)> = BTreeMap::new();
+    for (_, _, ride) in latest.values() {
+        let completed = ride["status"] == "completed";
+        let requested = chrono::DateTime::parse_from_rfc3339(ride["requested_at"].as_str().expect("ts")).expect("ts");
+        let month = (chrono::Datelike::year(&requested), chrono::Datelike::month(&requested));
+        let distance_m = (ride["distance_km"].as_f64().unwrap_or(0.0) * 1000.0).round() as i64;
+        let m = months.entry(month).or_default();
+        m.0 += 1;
+        if completed {
+            m.1 += distance_m;
+        }
+        if let Some(driver) = ride["driver_id"].as_i64() {
+            let d = drivers.entry(driver).or_default();
+            d.0 += 1;
+            d.1 += i64::from(completed);
+            if completed {
+                d.2 += distance_m;
+            }
+        }
+    }
+    (drivers, months)
+}
+
+async fn read_gold(lake: &std::path::Path, table: &str) -> DataFrame {
+    let layout = layout(lake);
+    let t = io::open(&layout.gold(table).expect("url"), &layout.storage_options()).await.expect("open").expect("gold table");
+    io::read_all(&t).await.expect("read")
+}
+
+fn int(frame: &DataFrame, column: &str, row: usize) -> i64 {
+    frame.column(column).expect(column).get(row).expect("row").try_extract::<i64>().expect("int")
+}
+
+fn float(frame: &DataFrame, column: &str, row: usize) -> f64 {
+    frame.column(column).expect(column).get(row).expect("row").try_extract::<f64>().expect("float")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_matches_the_oracle_and_incremental_gold_equals_full() {
+    use ridelake_lakehouse::gold::build_gold;
+    let lines = generate(GeneratorConfig { seed: 21, ..small() });
+    let (drivers, months) = gold_oracle(&lines);
+
+    let incremental = tempfile::tempdir().expect("tempdir");
+    let mut start = 0;
+    for cut in [lines.len() / 3, lines.len() * 2 / 3, lines.len()] {
+        sync(incremental.path(), &lines[start..cut]).await;
+        build_silver(&layout(incremental.path())).await.expect("silver");
+        let report = build_gold(&layout(incremental.path())).await.expect("gold");
+        assert!(!report.noop);
+        start = cut;
+    }
+    assert!(build_gold(&layout(incremental.path())).await.expect("gold rerun").noop);
+
+    let stats = read_gold(incremental.path(), "driver_stats").await;
+    let mut got = BTreeMap::new();
+    for row in 0..stats.height() {
+        let distance_m = (float(&stats, "distance_km", row) * 1000.0).round() as i64;
+        got.insert(int(&stats, "driver_id", row), (int(&stats, "rides", row), int(&stats, "completed", row), distance_m));
+    }
+    assert_eq!(got, drivers);
+    let monthly = read_gold(incremental.path(), "monthly_distance").await;
+    let mut got = BTreeMap::new();
+    for row in 0..monthly.height() {
+        let key = (int(&monthly, "year", row) as i32, int(&monthly, "month", row) as u32);
+        got.insert(key, (int(&monthly, "rides", row), (float(&monthly, "distance_km", row) * 1000.0).round() as i64));
+    }
+    assert_eq!(got, months);
+
+    let full = tempfile::tempdir().expect("tempdir");
+    sync(full.path(), &lines).await;
+    build_silver(&layout(full.path())).await.expect("silver");
+    build_gold(&layout(full.path())).await.expect("gold");
+    for table in ["daily_city_kpis", "driver_stats", "customer_totals", "monthly_distance"] {
+        let keys: Vec<&str> = match table {
+            "daily_city_kpis" => vec!["year", "month", "day", "city"],
+            "driver_stats" => vec!["driver_id"],
+            "customer_totals" => vec!["customer_id"],
+            _ => vec!["year", "month"],
+        };
+        let a = read_gold(incremental.path(), table).await.sort(keys.clone(), Default::default()).expect("sort");
+        let b = read_gold(full.path(), table).await.sort(keys, Default::default()).expect("sort");
+        assert_eq!(a.shape(), b.shape(), "{table}");
+        for name in a.get_column_names() {
+            let (x, y) = (a.column(name).expect("col"), b.column(name).expect("col"));
+            let same = match x.dtype() {
+                DataType::Float64 => x.f64().expect("f64").iter().zip(y.f64().expect("f64").iter())
+                    .all(|(p, q)| match (p, q) { (Some(p), Some(q)) => (p - q).abs() < 1e-6 * p.abs().max(1.0), (None, None) => true, _ => false }),
+                _ => x.as_materialized_series().equals_missing(y.as_materialized_series()),
+            };
+            assert!(same, "{table}.{name} differs between incremental and full");
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Gold: aggregates of silver rides for reports and ML, updated for the days that changed.
+//!
+//! A ride belongs to the day of its `requested_at` (UTC) and to the city nearest its pickup
+//! point ([`ridelake_core::cities::nearest_city`]). Only rides in silver count (not pending, not
+//! deleted). Tables (under `<root>/gold/`):
+//! - `daily_city_kpis` (partitioned by day): requested, completed, cancelled rides, cancellation
+//!   rate, gross fare and distance of completed rides, active drivers (with a completed ride) and
+//!   customers (with a request), mean wait (requested → accepted) and mean duration (completed);
+//! - `driver_daily`, `customer_daily` (partitioned by day): per-day partial sums;
+//! - `driver_stats`, `customer_totals`: totals per driver / customer from the partials;
+//! - `monthly_distance`: rides, completed rides, distance and gross fare per month.
+//!
+//! Incremental: the day tables are recomputed only for the silver partitions whose files changed
+//! since the silver version gold last reflected (a `txn` marker on every gold table); the small
+//! totals are re-aggregated from the day tables. Recomputing a day is idempotent, so a run killed
+//! midway and rerun gives the same tables.
+
+use std::collections::BTreeSet;
+
+use polars::prelude::*;
+
+use crate::error::{PolarsContext, Result};
+use crate::io::{self, DataFile, WriteMode};
+use crate::layout::LakeLayout;
+
+/// `txn` app id of gold tables (version = silver rides version).
+pub const GOLD_MARKER: &str = "ridelake.gold/silver.rides";
+const PARTITIONS: [&str; 3] = ["year", "month", "day"];
+const DAY_TABLES: [&str; 3] = ["daily_city_kpis", "driver_daily", "customer_daily"];
+
+/// What a gold run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GoldReport {
+    /// Silver rides versions reflected: (before, now).
+    pub silver_versions: (Option<i64>, i64),
+    /// Days recomputed.
+    pub days_recomputed: u64,
+    /// Silver rows read.
+    pub rows_read: u64,
+    /// Whether there was nothing to do.
+    pub noop: bool,
+}
+
+fn partition_of(file: &DataFile) -> Option<(i32, i32, i32)> {
+    let value = |k: &str| file.partition.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.as_deref()?.parse::<i32>().ok());
+    Some((value("year")?, value("month")?, value("day")?))
+}
+
+fn with_city(rides: DataFrame) -> Result<DataFrame> {
+    let lat = rides.column("pickup_lat").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
+    let lon = rides.column("pickup_lon").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
+    let (lat, lon) = (lat.f64().step("reading pickup")?, lon.f64().step("reading pickup")?);
+    let cities: Vec<Option<&str>> = lat
+        .iter()
+        .zip(lon.iter())
+        .map(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) => Some(ridelake_core::cities::nearest_city(a, b).unwrap_or("other")),
+            _ => None,
+        })
+        .collect();
+    let mut rides = rides;
+    rides.with_column(Column::new("city".into(), cities)).step("adding city")?;
+    Ok(rides)
+}
+
+fn completed() -> Expr {
+    col("status").eq(lit("completed"))
+}
+
+fn micros(name: &str) -> Expr {
+    col(name).cast(DataType::Int64)
+}
+
+fn daily_city_kpis(rides: LazyFrame) -> LazyFrame {
+    rides
+        .group_by([col("year"), col("month"), col("day"), col("city")])
+        .agg([
+            len().cast(DataType::Int64).alias("requested"),
+            completed().cast(DataType::Int64).sum().alias("completed"),
+            col("status").eq(lit("cancelled")).cast(DataType::Int64).sum().alias("cancelled"),
+            col("fare_amount").filter(completed()).sum().alias("gross_fare"),
+            col("distance_km").filter(completed()).sum().alias("distance_km"),
+            col("driver_id").filter(completed()).drop_nulls().n_unique().cast(DataType::Int64).alias("active_drivers"),
+            col("customer_id").n_unique().cast(DataType::Int64).alias("active_customers"),
+            ((micros("accepted_at") - micros("requested_at")).cast(DataType::Float64) / lit(1e6)).mean().alias("mean_wait_s"),
+            col("duration_s").filter(completed()).cast(DataType::Float64).mean().alias("mean_duration_s"),
+        ])
+        .with_column((col("cancelled").cast(DataType::Float64) / col("requested").cast(DataType::Float64)).alias("cancellation_rate"))
+        .sort(["year", "month", "day", "city"], Default::default())
+}
+
+fn per_party_daily(rides: LazyFrame, party: &str) -> LazyFrame {
+    let rating = if party == "driver_id" { "driver_rating" } else { "customer_rating" };
+    rides
+        .filter(col(party).is_not_null())
+        .group_by([col("year"), col("month"), col("day"), col(party)])
+        .agg([
+            len().cast(DataType::Int64).alias("rides"),
+            completed().cast(DataType::Int64).sum().alias("completed"),
+            col("status").eq(lit("cancelled")).cast(DataType::Int64).sum().alias("cancelled"),
+            col("distance_km").filter(completed()).sum().alias("distance_km"),
+            col("fare_amount").filter(completed()).sum().alias("fare"),
+            col(rating).filter(completed()).cast(DataType::Float64).sum().alias("rating_sum"),
+            col(rating).filter(completed()).count().cast(DataType::Int64).alias("rating_count"),
+            col("requested_at").min().alias("first_ride_at"),
+            col("requested_at").max().alias("last_ride_at"),
+        ])
+        .sort(["year", "month", "day", party], Default::default())
+}
+
+fn totals(daily: LazyFrame, party: &str) -> LazyFrame {
+    daily
+        .group_by([col(party)])
+        .agg([
+            col("rides").sum(),
+            col("completed").sum(),
+            col("cancelled").sum(),
+            col("distance_km").sum(),
+            col("fare").sum(),
+            col("rating_sum").sum(),
+            col("rating_count").sum(),
+            col("first_ride_at").min(),
+            col("last_ride_at").max(),
+        ])
+        .with_columns([
+            when(col("rating_count").gt(lit(0)))
+                .then(col("rating_sum") / col("rating_count").cast(DataType::Float64))
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("mean_rating"),
+            (col("cancelled").cast(DataType::Float64) / col("rides").cast(DataType::Float64)).alias("cancellation_rate"),
+        ])
+        .drop(cols(["rating_sum"]))
+        .sort([party], Default::default())
+}
+
+fn monthly(kpis: LazyFrame) -> LazyFrame {
+    kpis.group_by([col("year"), col("month")])
+        .agg([
+            col("requested").sum().alias("rides"),
+            col("completed").sum(),
+            col("distance_km").sum(),
+            col("gross_fare").sum(),
+        ])
+        .sort(["year", "month"], Default::default())
+}
+
+/// Builds (or brings up to date) the gold tables from silver rides.
+pub async fn build_gold(layout: &LakeLayout) -> Result<GoldReport> {
+    let options = layout.storage_options();
+    let mut report = GoldReport::default();
+    let rides_url = layout.silver("rides")?;
+    let Some(rides) = io::open(&rides_url, &options).await? else {
+        report.noop = true;
+        return Ok(report);
+    };
+    let now = rides.version().unwrap_or_default() as i64;
+    // The oldest marker among gold tables: recomputing more days than needed is harmless.
+    let mut marker: Option<i64> = Some(now);
+    for table in DAY_TABLES.iter().chain(["driver_stats", "customer_totals", "monthly_distance"].iter()) {
+        let m = match io::open(&layout.gold(table)?, &options).await? {
+            Some(t) => io::marker(&t, GOLD_MARKER).await?,
+            None => None,
+        };
+        marker = match (marker, m) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        };
+    }
+    report.silver_versions = (marker, now);
+    if marker == Some(now) {
+        report.noop = true;
+        return Ok(report);
+    }
+    let current = io::files(&rides)?;
+    let days: BTreeSet<(i32, i32, i32)> = match marker {
+        None => current.iter().filter_map(partition_of).collect(),
+        Some(m) => {
+            let before = io::files(&io::open_version(&rides_url, &options, m as u64).await?)?;
+            let (a, b): (BTreeSet<_>, BTreeSet<_>) = (before.into_iter().collect(), current.iter().cloned().collect());
+            a.symmetric_difference(&b).filter_map(partition_of).collect()
+        }
+    };
+    report.days_recomputed = days.len() as u64;
+    let files: Vec<DataFile> = current.iter().filter(|f| partition_of(f).is_some_and(|p| days.contains(&p))).cloned().collect();
+    let silver = with_city(io::read_files(&rides, &files).await?)?;
+    report.rows_read = silver.height() as u64;
+    let markers = [(GOLD_MARKER.to_owned(), now)];
+    let full = marker.is_none();
+    let mode = || if full { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(days.clone()) };
+
+    let kpis = daily_city_kpis(silver.clone().lazy()).collect().step("daily city KPIs")?;
+    io::write(&layout.gold("daily_city_kpis")?, &options, &kpis, mode(), &PARTITIONS, &markers, "gold_daily_city_kpis",
+        "Gold: per day (requested_at, UTC) and city (nearest to pickup): requests, completions, cancellations, fares, distance, active drivers and customers, mean wait and duration").await?;
+    for (table, party, what) in [("driver_daily", "driver_id", "driver"), ("customer_daily", "customer_id", "customer")] {
+        let daily = per_party_daily(silver.clone().lazy(), party).collect().step("per-day partials")?;
+        io::write(&layout.gold(table)?, &options, &daily, mode(), &PARTITIONS, &markers, &format!("gold_{table}"),
+            &format!("Gold: per day and {what}: rides, completions, cancellations, distance, fare, rating sums (partials of the totals)")).await?;
+    }
+    // Totals from the (now up to date) day tables.
+    for (daily, table, party, what) in [("driver_daily", "driver_stats", "driver_id", "driver"), ("customer_daily", "customer_totals", "customer_id", "customer")] {
+        let partials = match io::open(&layout.gold(daily)?, &options).await? {
+            Some(t) => io::read_all(&t).await?,
+            None => continue,
+        };
+        let out = totals(partials.lazy(), party).collect().step("totals")?;
+        io::write(&layout.gold(table)?, &options, &out, WriteMode::Overwrite, &[], &markers, &format!("gold_{table}"),
+            &format!("Gold: one row per {what}: rides, completed and cancelled rides, distance, fare, mean rating, first and last ride")).await?;
+    }
+    if let Some(t) = io::open(&layout.gold("daily_city_kpis")?, &options).await? {
+        let all = io::read_all(&t).await?;
+        let out = monthly(all.lazy()).collect().step("monthly distance")?;
+        io::write(&layout.gold("monthly_distance")?, &options, &out, WriteMode::Overwrite, &[], &markers, "gold_monthly_distance",
+            "Gold: per month: rides requested, rides completed, distance and gross fare of completed rides").await?;
+    }
+    Ok(report)
+}
