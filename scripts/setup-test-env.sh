@@ -39,7 +39,7 @@ make_venv() {
 make_venv test \
   "pytest>=8" "pytest-timeout" "airbyte-protocol-models-pdv2==0.18.0" "deltalake==1.6.6" \
   "polars>=2.1,<2.2" "pyarrow>=21" "duckdb==1.4.4" "duckdb-ext[delta,httpfs]" "moto[server]==5.2.5" \
-  "boto3" "orjson" "psutil" "pytz"
+  "boto3" "orjson" "psutil" "pytz" "maturin>=1.16,<2" "hypothesis"
 make_venv faker "airbyte-source-faker==7.2.1"
 make_venv pyairbyte "airbyte==0.71.3"
 

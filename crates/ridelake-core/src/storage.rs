@@ -92,6 +92,33 @@ impl StorageConfig {
         }
     }
 
+    /// A location given as a path or `s3://bucket/prefix` URI with delta-rs style options
+    /// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; keys
+    /// case-insensitive), as Python users of `deltalake` and Polars write them.
+    pub fn from_uri(uri: &str, options: &HashMap<String, String>) -> Result<Self> {
+        let option = |names: &[&str]| {
+            options.iter().find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n))).map(|(_, v)| v.clone())
+        };
+        let config = match uri.strip_prefix("s3://").or_else(|| uri.strip_prefix("s3a://")) {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                StorageConfig::S3(S3Location {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.to_owned(),
+                    region: option(&["AWS_REGION", "region"]).unwrap_or_default(),
+                    endpoint: option(&["AWS_ENDPOINT_URL", "AWS_ENDPOINT", "endpoint"]),
+                    access_key_id: option(&["AWS_ACCESS_KEY_ID", "access_key_id"]),
+                    secret_access_key: option(&["AWS_SECRET_ACCESS_KEY", "secret_access_key"]),
+                })
+            }
+            None if uri.contains("://") && !uri.starts_with("file://") => {
+                return Err(CoreError::InvalidStorage(format!("{uri}: only local paths, file:// and s3:// are supported")));
+            }
+            None => StorageConfig::Local { path: PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri)) },
+        };
+        config.validated()
+    }
+
     /// The URL of the base location (a folder URL ending in `/`).
     pub fn base_url(&self) -> Result<Url> {
         match self {
@@ -206,6 +233,20 @@ mod tests {
         let cfg = StorageConfig::Local { path: "/tmp/lake".into() }.validated().unwrap();
         assert_eq!(cfg.table_url(&["ns", "users"]).unwrap().as_str(), "file:///tmp/lake/ns/users");
         assert!(cfg.storage_options().is_empty());
+    }
+
+    #[test]
+    fn parses_uris_with_deltalake_options() {
+        let options = HashMap::from([
+            ("aws_endpoint_url".to_owned(), "http://127.0.0.1:9000".to_owned()),
+            ("AWS_ACCESS_KEY_ID".to_owned(), "k".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "s".to_owned()),
+        ]);
+        let cfg = StorageConfig::from_uri("s3://lake/prod", &options).unwrap();
+        assert_eq!(cfg.table_url(&["silver", "rides"]).unwrap().as_str(), "s3://lake/prod/silver/rides");
+        let local = StorageConfig::from_uri("/tmp/lake", &HashMap::new()).unwrap();
+        assert_eq!(local.table_url(&["gold", "x"]).unwrap().as_str(), "file:///tmp/lake/gold/x");
+        assert!(StorageConfig::from_uri("gs://bucket", &HashMap::new()).is_err());
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub enum LakehouseError {
     /// A bronze table the run needs does not exist yet.
     #[error("bronze table {0} does not exist: run a sync into bronze first")]
     MissingBronze(String),
+    /// A table that was asked for does not exist.
+    #[error("table {0} does not exist (build its layer first, or check the lake location)")]
+    MissingTable(String),
     /// A table has a column the builder needs with another type, or lacks it.
     #[error("table {table}: {message}")]
     Schema {

@@ -425,7 +425,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     let kept = if touched_rides.is_empty() || published_keys.height() == 0 {
         ready.clone().lazy().slice(0, 0)
     } else {
-        let table = silver_rides.as_ref().ok_or_else(|| LakehouseError::MissingBronze(rides_url.to_string()))?;
+        let table = silver_rides.as_ref().ok_or_else(|| LakehouseError::MissingTable(rides_url.to_string()))?;
         let current = io::read_files(table, &files_in(&ride_files, &touched_rides)).await?;
         cdc::with_keys(current.lazy(), leaving.lazy(), "id", false).select(ride_output_columns())
     };

@@ -1,0 +1,144 @@
+//! The `ridelake._native` Python module: thin glue over `ridelake-lakehouse`.
+//!
+//! Every function converts its arguments, releases the GIL while the pure-Rust work runs on one
+//! shared tokio runtime, and maps errors to the `ridelake` exception types. No logic lives here.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pyo3_polars::PyDataFrame;
+use ridelake_core::storage::StorageConfig;
+use ridelake_lakehouse::LakehouseError;
+use ridelake_lakehouse::layout::LakeLayout;
+
+create_exception!(_native, RidelakeError, PyException, "Base class of ridelake errors.");
+create_exception!(_native, MissingTableError, RidelakeError, "A table the call needs does not exist (yet).");
+create_exception!(_native, StorageError, RidelakeError, "The lake's storage refused or failed an operation.");
+create_exception!(_native, ConfigError, RidelakeError, "The lake location or options are invalid.");
+create_exception!(_native, DataError, RidelakeError, "A table's data or schema is not what ridelake expects.");
+
+fn to_py(error: LakehouseError) -> PyErr {
+    let message = error.to_string();
+    match error {
+        LakehouseError::MissingBronze(_) | LakehouseError::MissingTable(_) => MissingTableError::new_err(message),
+        LakehouseError::Core(_) => ConfigError::new_err(message),
+        LakehouseError::Delta { .. } => StorageError::new_err(message),
+        LakehouseError::Schema { .. } | LakehouseError::Polars { .. } | LakehouseError::Arrow(_) => DataError::new_err(message),
+        LakehouseError::Interrupted(_) => RidelakeError::new_err(message),
+    }
+}
+
+struct Runtime {
+    runtime: tokio::runtime::Runtime,
+    pid: u32,
+}
+
+/// One tokio runtime per process; using it after `fork` is refused (tokio is not fork-safe).
+fn run<T>(py: Python<'_>, work: impl std::future::Future<Output = Result<T, LakehouseError>> + Send) -> PyResult<T>
+where
+    T: Send,
+{
+    static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map(|runtime| Runtime { runtime, pid: std::process::id() })
+            .map_err(|e| e.to_string())
+    });
+    let runtime = runtime.as_ref().map_err(|e| RidelakeError::new_err(format!("cannot start the async runtime: {e}")))?;
+    if runtime.pid != std::process::id() {
+        return Err(RidelakeError::new_err(
+            "ridelake was used before this process forked; use the 'spawn' or 'forkserver' multiprocessing start method",
+        ));
+    }
+    py.detach(|| runtime.runtime.block_on(work)).map_err(to_py)
+}
+
+fn layout(lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<LakeLayout> {
+    let storage = StorageConfig::from_uri(lake, &storage_options.unwrap_or_default()).map_err(|e| ConfigError::new_err(e.to_string()))?;
+    LakeLayout::new(storage, namespace).map_err(to_py)
+}
+
+/// Applies new bronze changes to the silver tables; returns the run report.
+#[pyfunction]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None))]
+fn build_silver<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Bound<'py, PyDict>> {
+    let layout = layout(lake, namespace, storage_options)?;
+    let r = run(py, async move { ridelake_lakehouse::silver::build_silver(&layout).await })?;
+    let d = PyDict::new(py);
+    d.set_item("users_versions", r.users_versions)?;
+    d.set_item("rides_versions", r.rides_versions)?;
+    d.set_item("rows_read", r.rows_read)?;
+    d.set_item("users_upserted", r.users_upserted)?;
+    d.set_item("users_deleted", r.users_deleted)?;
+    d.set_item("rides_upserted", r.rides_upserted)?;
+    d.set_item("rides_deleted", r.rides_deleted)?;
+    d.set_item("quarantined", r.quarantined)?;
+    d.set_item("pending", r.pending)?;
+    d.set_item("released", r.released)?;
+    d.set_item("oldest_pending_us", r.oldest_pending_us)?;
+    d.set_item("partitions_rewritten", r.partitions_rewritten)?;
+    d.set_item("noop", r.noop)?;
+    Ok(d)
+}
+
+/// Updates the gold tables for the silver days that changed; returns the run report.
+#[pyfunction]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None))]
+fn build_gold<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Bound<'py, PyDict>> {
+    let layout = layout(lake, namespace, storage_options)?;
+    let r = run(py, async move { ridelake_lakehouse::gold::build_gold(&layout).await })?;
+    let d = PyDict::new(py);
+    d.set_item("silver_versions", r.silver_versions)?;
+    d.set_item("days_recomputed", r.days_recomputed)?;
+    d.set_item("rows_read", r.rows_read)?;
+    d.set_item("noop", r.noop)?;
+    Ok(d)
+}
+
+/// Reads a table of a layer (`bronze`, `silver`, `gold`) as a Polars DataFrame.
+#[pyfunction]
+#[pyo3(signature = (lake, layer, table, namespace = "ridehail", storage_options = None))]
+fn read_table(
+    py: Python<'_>,
+    lake: &str,
+    layer: &str,
+    table: &str,
+    namespace: &str,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<PyDataFrame> {
+    let layout = layout(lake, namespace, storage_options)?;
+    let url = match layer {
+        "bronze" => layout.bronze(table),
+        "silver" => layout.silver(table),
+        "gold" => layout.gold(table),
+        other => return Err(ConfigError::new_err(format!("layer must be bronze, silver or gold, not {other:?}"))),
+    }
+    .map_err(to_py)?;
+    let options = layout.storage_options();
+    let frame = run(py, async move {
+        match ridelake_lakehouse::io::open(&url, &options).await? {
+            Some(t) => ridelake_lakehouse::io::read_all(&t).await,
+            None => Err(LakehouseError::MissingTable(url.to_string())),
+        }
+    })?;
+    Ok(PyDataFrame(frame))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(build_silver, m)?)?;
+    m.add_function(wrap_pyfunction!(build_gold, m)?)?;
+    m.add_function(wrap_pyfunction!(read_table, m)?)?;
+    m.add("RidelakeError", m.py().get_type::<RidelakeError>())?;
+    m.add("MissingTableError", m.py().get_type::<MissingTableError>())?;
+    m.add("StorageError", m.py().get_type::<StorageError>())?;
+    m.add("ConfigError", m.py().get_type::<ConfigError>())?;
+    m.add("DataError", m.py().get_type::<DataError>())?;
+    Ok(())
+}
