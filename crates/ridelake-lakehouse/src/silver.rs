@@ -405,7 +405,8 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         }
     }
     // 2. users (their own commit point).
-    if newer_users.height() > 0 || bronze_users.rebuild || silver_users.is_none() {
+    // Written whenever bronze advanced, even with no row to change, so that the marker advances.
+    if newer_users.height() > 0 || bronze_users.rebuild || silver_users.is_none() || bronze_users.after != Some(bronze_users.upto) {
         let rows = all_users.clone().lazy().filter(in_partitions(&touched_users)).collect().step("selecting user partitions")?;
         let mode = if bronze_users.rebuild { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_users.clone()) };
         guard.next()?;
