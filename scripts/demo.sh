@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: generate ride-hailing CDC, land it in a local lake folder
-# through destination-delta-lake (bronze), and print what landed. Needs no service.
+# through destination-delta-lake (bronze), build silver and gold with the ridelake package, and
+# print a summary. Needs no service.
 #   scripts/demo.sh [--records N] [--lake DIR] [--seed S]
 # Run it again with another --seed to add new changes to the same lake.
 set -euo pipefail
@@ -17,8 +18,11 @@ done
 CACHE=${RIDELAKE_CACHE:-$HOME/.cache/ridelake}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 BIN=$CARGO_TARGET_DIR/release
-echo "== building (the first build takes ~8 minutes on 2 cores)" >&2
+echo "== setting up (the first run builds for ~20 minutes on 2 cores; later runs take seconds)" >&2
+bash scripts/setup-test-env.sh --minimal
 cargo build --release --locked -p ridelake-core -p destination-delta-lake --bins
+(cd pylib && VIRTUAL_ENV=$CACHE/venvs/test PATH=$CACHE/venvs/test/bin:$CACHE/venvs/tools/bin:$PATH \
+  "$CACHE/venvs/test/bin/maturin" develop --uv --locked >&2)
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$LAKE"
 printf '{"storage":{"storage_type":"Local","local_path":"%s/bronze"},"flush_interval_seconds":5}\n' "$LAKE" > "$WORK/config.json"
@@ -28,8 +32,4 @@ echo "== generating $RECORDS CDC records (seed $SEED) and writing bronze to $LAK
   > "$WORK/out.jsonl"
 grep -c '"type":"STATE"' "$WORK/out.jsonl" | xargs -I{} echo "states echoed: {}"
 grep '"level":"INFO"' "$WORK/out.jsonl" | tail -1 | sed 's/.*"message":"\([^"]*\)".*/\1/'
-for table in "$LAKE"/bronze/*/*/; do
-  version=$(ls "$table/_delta_log" | grep -c '\.json$')
-  files=$(find "$table" -name '*.parquet' | wc -l)
-  echo "bronze table ${table#$LAKE/}: $((version)) commits, $files parquet files, $(du -sh "$table" | cut -f1)"
-done
+"$CACHE/venvs/test/bin/python" scripts/pipeline_summary.py "$LAKE"

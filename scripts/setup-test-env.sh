@@ -5,7 +5,9 @@
 #   $RIDELAKE_CACHE/venvs/faker     airbyte-source-faker (its airbyte-cdk pin clashes with PyAirbyte's)
 #   $RIDELAKE_CACHE/venvs/pyairbyte PyAirbyte, the client that drives our binary like Airbyte would
 #   Debian: ceph-mon ceph-osd radosgw  (a real S3 server for tests)
+# With --minimal only the first venv is made (what scripts/demo.sh needs).
 set -euo pipefail
+MINIMAL=${1:-}
 CACHE=${RIDELAKE_CACHE:-$HOME/.cache/ridelake}
 VENVS=$CACHE/venvs
 mkdir -p "$VENVS"
@@ -40,6 +42,10 @@ make_venv test \
   "pytest>=8" "pytest-timeout" "airbyte-protocol-models-pdv2==0.18.0" "deltalake==1.6.6" \
   "polars>=2.1,<2.2" "pyarrow>=21" "duckdb==1.4.4" "duckdb-ext[delta,httpfs]" "moto[server]==5.2.5" \
   "boto3" "orjson" "psutil" "pytz" "maturin>=1.16,<2" "hypothesis"
+if [ "$MINIMAL" = "--minimal" ]; then
+  log "python environment ready under $VENVS/test"
+  exit 0
+fi
 make_venv faker "airbyte-source-faker==7.2.1"
 make_venv pyairbyte "airbyte==0.71.3"
 

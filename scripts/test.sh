@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up and runs every test: Rust unit + integration tests, then the end-to-end suite against
-# real components (Ceph RGW, moto, PyAirbyte + source-faker, deltalake and DuckDB readers).
+# Sets up and runs every test: Rust unit + integration tests (connector, core, lakehouse), builds
+# the ridelake Python package, then the end-to-end suite against real components (Ceph RGW, moto,
+# PyAirbyte + source-faker, deltalake and DuckDB readers).
 # Idempotent; caches live in ~/.cache/ridelake (override with RIDELAKE_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,13 @@ cargo build --release --locked --bins
 
 echo "== Rust tests" >&2
 cargo test --release --locked
+
+echo "== lakehouse Rust tests (dev profile: polars and datafusion build in ~7 minutes cold)" >&2
+cargo test --locked -p ridelake-lakehouse
+
+echo "== ridelake Python package (maturin develop into the test venv)" >&2
+(cd pylib && VIRTUAL_ENV=$CACHE/venvs/test PATH=$CACHE/venvs/test/bin:$CACHE/venvs/tools/bin:$PATH \
+  "$CACHE/venvs/test/bin/maturin" develop --uv --locked)
 
 echo "== end-to-end tests" >&2
 "$CACHE/venvs/test/bin/python" -m pytest tests/e2e "$@"

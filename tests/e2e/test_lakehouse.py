@@ -239,3 +239,34 @@ def test_generated_volume_silver_gold_and_readers(tmp_path):
     completed = ridelake.read_table(str(lake), "silver", "rides").filter(
         (pl.col("status") == "completed") & pl.col("driver_id").is_not_null()).height
     assert total == completed
+
+
+def test_silver_and_gold_on_s3(s3, tmp_path):
+    """The whole chain on an S3 server: connector → bronze, ridelake → silver and gold."""
+    from deltalake import DeltaTable
+    bucket = s3.new_bucket()
+    messages, cat = generate(tmp_path, "--records", "8000", "--state-every", "2000")
+    run = run_dest("write", "--config", str(s3.config(tmp_path, bucket, "lake/bronze")), "--catalog", str(cat),
+                   stdin=messages.read_bytes())
+    assert run.returncode == 0, run.stderr
+    lake = f"s3://{bucket}/lake"
+    report = ridelake.build_silver(lake, storage_options=s3.storage_options())
+    assert report["rows_read"] == 8000 and report["rides_upserted"] > 0
+    ridelake.build_gold(lake, storage_options=s3.storage_options())
+    assert ridelake.build_silver(lake, storage_options=s3.storage_options())["noop"]
+    stats = ridelake.read_table(lake, "gold", "driver_stats", storage_options=s3.storage_options())
+    rides = DeltaTable(f"{lake}/silver/rides", storage_options=s3.storage_options()).to_pyarrow_table()
+    completed = sum(1 for s, d in zip(rides["status"].to_pylist(), rides["driver_id"].to_pylist()) if s == "completed" and d is not None)
+    assert stats["completed"].sum() == completed
+
+
+def test_typed_errors(tmp_path):
+    with pytest.raises(ridelake.MissingTableError, match="bronze table"):
+        ridelake.build_silver(str(tmp_path / "empty-lake"))
+    with pytest.raises(ridelake.ConfigError, match="only local paths"):
+        ridelake.build_silver("gs://bucket/lake")
+    with pytest.raises(ridelake.ConfigError, match="access_key_id"):
+        ridelake.build_silver("s3://bucket/lake", storage_options={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    with pytest.raises(ridelake.ConfigError, match="layer"):
+        ridelake.read_table(str(tmp_path), "platinum", "x")
+    assert issubclass(ridelake.MissingTableError, ridelake.RidelakeError)
