@@ -158,10 +158,8 @@ pub async fn run_write(
         sequence: Sequencer::new(catalog.clone()),
     };
     let outcome = committer.run(out_rx).await;
-    let split = splitter.join().map_err(|_| ConnectorError::Internal("the input splitter panicked".into()))?;
-    for parser in parsers {
-        parser.join().map_err(|_| ConnectorError::Internal("a parser thread panicked".into()))?;
-    }
+    // On failure the threads are left behind, not joined: the splitter may be blocked reading a
+    // stdin the platform keeps open, and the error must be reported now. The process exits next.
     match outcome {
         Outcome::CommitFailed(e) => return Err(e),
         Outcome::BadInput(e) => {
@@ -172,7 +170,12 @@ pub async fn run_write(
         }
         Outcome::EndOfInput => {}
     }
-    // A read error (stdin closed badly) surfaces here, after everything before it was handled.
+    // End of input: every stage has finished. A read error surfaces here, after everything
+    // before it was handled.
+    let split = splitter.join().map_err(|_| ConnectorError::Internal("the input splitter panicked".into()))?;
+    for parser in parsers {
+        parser.join().map_err(|_| ConnectorError::Internal("a parser thread panicked".into()))?;
+    }
     split?;
     if committer.sequence.missing_chunks() {
         return Err(ConnectorError::Internal("a parser stopped before the end of input".into()));
@@ -211,17 +214,27 @@ fn split_input(
         chunk.append(&mut carry);
         let mut has_newline = chunk.contains(&b'\n');
         let mut eof = false;
+        // Where a STATE was seen in this chunk: a state must reach the committer promptly (its
+        // echo waits for it), so the chunk is cut as soon as the state's line is complete.
+        let mut state_at = memchr::memmem::find(&chunk, b"\"STATE\"");
         // Fill to CHUNK_BYTES, and past it until the chunk holds at least one whole line.
         while chunk.len() < CHUNK_BYTES || !has_newline {
+            if state_at.is_some_and(|at| memchr::memchr(b'\n', &chunk[at..]).is_some()) {
+                break;
+            }
             let available = input.fill_buf()?;
             if available.is_empty() {
                 eof = true;
                 break;
             }
             let taken = available.len();
-            has_newline |= available.contains(&b'\n');
+            has_newline |= memchr::memchr(b'\n', available).is_some();
+            let scan_from = chunk.len().saturating_sub(6);
             chunk.extend_from_slice(available);
             input.consume(taken);
+            if state_at.is_none() {
+                state_at = memchr::memmem::find(&chunk[scan_from..], b"\"STATE\"").map(|i| i + scan_from);
+            }
         }
         if !eof {
             // The partial last line goes to the next chunk.

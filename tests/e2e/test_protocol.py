@@ -293,3 +293,25 @@ def test_duckdb_reads_types(tmp_path):
     assert rows[0] == count_records(messages)["rides"]
     assert rows[1:4] == ("TIMESTAMP WITH TIME ZONE", "DOUBLE", "BIGINT")
     assert rows[4].startswith("STRUCT(sync_id BIGINT, changes STRUCT(")
+
+
+def test_a_failure_is_reported_while_stdin_stays_open(tmp_path):
+    """The platform keeps stdin open while the source runs: a commit failure must still end the
+    process at once with a TRACE, not when the source finishes."""
+    messages, catalog = generate(tmp_path, "--records", "3000", "--state-every", "500")
+    config = local_config(tmp_path, tmp_path / "lake", flush_interval_seconds=0)
+    proc = subprocess.Popen([str(DEST), "write", "--config", str(config), "--catalog", str(catalog)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "DESTINATION_DELTA_LAKE_FAIL_COMMIT": "1"})
+    try:
+        proc.stdin.write(messages.read_bytes())
+        proc.stdin.flush()  # and keep it open
+    except BrokenPipeError:
+        pass  # it stopped reading: fine, what matters is that it exits
+    try:
+        code = proc.wait(timeout=60)  # TimeoutExpired here means the failure waited for stdin
+    finally:
+        proc.stdin.close()
+    out = proc.stdout.read()
+    assert code != 0
+    assert b'"failure_type"' in out

@@ -50,6 +50,9 @@ pub struct GeneratorConfig {
     pub delete_rate: f64,
     /// Snapshot time, epoch seconds (default 2025-01-01T00:00:00Z).
     pub start_epoch_s: i64,
+    /// Simulate the snapshot but write only the binlog changes (continues a lake that already
+    /// holds this seed's snapshot).
+    pub skip_snapshot_output: bool,
 }
 
 impl Default for GeneratorConfig {
@@ -67,6 +70,7 @@ impl Default for GeneratorConfig {
             bad_null_rate: 0.002,
             delete_rate: 0.005,
             start_epoch_s: 1_735_689_600,
+            skip_snapshot_output: false,
         }
     }
 }
@@ -192,7 +196,7 @@ pub struct Generator<W: Write> {
     recent: VecDeque<Vec<u8>>,
     users: Vec<User>,
     drivers: Vec<u64>,
-    active: Vec<Ride>,
+    active: VecDeque<Ride>,
     finished: VecDeque<Ride>,
     delayed_users: Vec<(u64, u32)>,
     next_ride_id: u64,
@@ -200,6 +204,7 @@ pub struct Generator<W: Write> {
     log_pos: u64,
     since_state: u64,
     summary: GeneratorSummary,
+    muted: bool,
 }
 
 impl<W: Write> Generator<W> {
@@ -215,7 +220,7 @@ impl<W: Write> Generator<W> {
             recent: VecDeque::with_capacity(64),
             users: Vec::new(),
             drivers: Vec::new(),
-            active: Vec::new(),
+            active: VecDeque::new(),
             finished: VecDeque::new(),
             delayed_users: Vec::new(),
             next_ride_id: 1,
@@ -223,6 +228,7 @@ impl<W: Write> Generator<W> {
             log_pos: 4,
             since_state: 0,
             summary: GeneratorSummary::default(),
+            muted: false,
         }
     }
 
@@ -258,6 +264,7 @@ impl<W: Write> Generator<W> {
             }
             self.users.push(user);
         }
+        self.muted = self.cfg.skip_snapshot_output;
         for i in 0..self.users.len() {
             if self.done() {
                 break;
@@ -271,8 +278,10 @@ impl<W: Write> Generator<W> {
             }
             let requested = snapshot_us - 1 - (self.rng.below(90 * 86_400) as i64) * 1_000_000;
             let mut ride = self.new_ride(requested, None);
+            // Rides of the last two hours may still be under way; older ones are finished.
+            let recent = snapshot_us - requested < 2 * 3_600_000_000;
             let fate = self.rng.below(100);
-            let steps = if fate < 80 { 3 } else if fate < 90 { 4 } else { self.rng.below(3) };
+            let steps = if !recent || fate < 80 { if fate < 90 { 3 } else { 4 } } else { self.rng.below(3) };
             for _ in 0..steps {
                 let t = ride.updated_us + (60 + self.rng.below(900) as i64) * 1_000_000;
                 self.advance(&mut ride, t.min(snapshot_us - 1), steps == 4);
@@ -280,6 +289,7 @@ impl<W: Write> Generator<W> {
             self.emit_ride(&ride, snapshot)?;
             self.retire_or_keep(ride);
         }
+        self.muted = false;
         // Binlog changes.
         for _ in 0..self.cfg.changes {
             if self.done() {
@@ -352,11 +362,12 @@ impl<W: Write> Generator<W> {
         if roll < 0.40 || self.active.is_empty() {
             let ride = self.new_ride(cdc.updated_us, None);
             self.emit_ride(&ride, cdc)?;
-            self.active.push(ride);
+            self.active.push_back(ride);
             return Ok(());
         }
-        let idx = self.rng.below(self.active.len() as u64) as usize;
-        let mut ride = self.active.swap_remove(idx);
+        // The longest-waiting rides move on first, as dispatch does.
+        let idx = self.rng.below(self.active.len().min(16) as u64) as usize;
+        let Some(mut ride) = self.active.remove(idx) else { return Ok(()) };
         self.advance(&mut ride, cdc.updated_us, false);
         self.emit_ride(&ride, cdc)?;
         self.retire_or_keep(ride);
@@ -382,7 +393,7 @@ impl<W: Write> Generator<W> {
             // The app wrote the user first, but the ride reaches us first.
             let ride = self.new_ride(cdc.updated_us, Some(id));
             self.emit_ride(&ride, cdc)?;
-            self.active.push(ride);
+            self.active.push_back(ride);
             let wait = 1 + self.rng.below(20) as u32;
             self.delayed_users.push((id, wait));
             return Ok(());
@@ -397,7 +408,7 @@ impl<W: Write> Generator<W> {
             }
             self.finished.push_back(ride);
         } else {
-            self.active.push(ride);
+            self.active.push_back(ride);
         }
     }
 
@@ -504,20 +515,24 @@ impl<W: Write> Generator<W> {
             push_int(l, cursor as i64);
         }
         l.extend_from_slice(b"}}}\n");
-        self.out.write_all(&self.line)?;
-        self.summary.records += 1;
-        self.summary.bytes += self.line.len() as u64;
-        self.since_state += 1;
+        // While muted (snapshot of --skip-snapshot) nothing is written, but the random sequence is
+        // consumed exactly as when writing, so that the changes that follow are the same.
+        if !self.muted {
+            self.out.write_all(&self.line)?;
+            self.summary.records += 1;
+            self.summary.bytes += self.line.len() as u64;
+            self.since_state += 1;
+        }
         if self.recent.len() == 64 {
             self.recent.pop_front();
         }
         self.recent.push_back(self.line.clone());
-        if self.since_state >= self.cfg.state_every {
+        if !self.muted && self.since_state >= self.cfg.state_every {
             self.emit_state()?;
         }
         if !self.done() && self.rng.chance(self.cfg.duplicate_rate) {
             let idx = self.rng.below(self.recent.len() as u64) as usize;
-            if let Some(dup) = self.recent.get(idx) {
+            if let (false, Some(dup)) = (self.muted, self.recent.get(idx)) {
                 self.out.write_all(dup)?;
                 self.summary.bytes += dup.len() as u64;
                 self.summary.records += 1;
@@ -621,6 +636,9 @@ impl<W: Write> Generator<W> {
     }
 
     fn emit_state(&mut self) -> Result<()> {
+        if self.muted {
+            return Ok(());
+        }
         let offset = format!(
             "{{\"ts_sec\":{},\"file\":\"{LOG_FILE}\",\"pos\":{},\"row\":1,\"server_id\":1,\"event\":2}}",
             self.clock_us / 1_000_000,
@@ -825,6 +843,20 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["streams"][1]["stream"]["name"], "rides");
         assert!(text.find("\"customer_id\"").unwrap() < text.find("\"status\"").unwrap());
+    }
+
+    #[test]
+    fn skip_snapshot_continues_with_the_same_changes() {
+        let cfg = GeneratorConfig { users: 40, rides: 200, changes: 1500, state_every: 100_000, ..Default::default() };
+        let (full, _) = generate(cfg.clone());
+        let (changes, summary) = generate(GeneratorConfig { skip_snapshot_output: true, ..cfg });
+        let full = String::from_utf8(full).unwrap();
+        let changes = String::from_utf8(changes).unwrap();
+        let first_change = full.lines().position(|l| l.contains("_ab_cdc_cursor")).unwrap();
+        let expected: Vec<&str> = full.lines().skip(first_change).filter(|l| l.contains("RECORD")).collect();
+        let got: Vec<&str> = changes.lines().filter(|l| l.contains("RECORD")).collect();
+        assert_eq!(got, expected);
+        assert_eq!(summary.records as usize, got.len());
     }
 
     #[test]

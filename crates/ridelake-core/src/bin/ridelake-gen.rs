@@ -4,7 +4,12 @@
 //! ridelake-gen [--records N] [--users N] [--rides N] [--changes N] [--seed S]
 //!              [--namespace NS] [--state-every N] [--duplicate-rate F] [--late-user-rate F]
 //!              [--bad-null-rate F] [--delete-rate F] [--catalog FILE] [--sync-mode append|overwrite]
-//!              [--generation-id N] [--minimum-generation-id N] [--sync-id N] [--out FILE]
+//!              [--generation-id N] [--minimum-generation-id N] [--sync-id N] [--skip-snapshot true]
+//!              [--out FILE]
+//! ```
+//! `--skip-snapshot true` simulates the snapshot but writes only the binlog changes, to continue a
+//! lake that already holds the same seed's snapshot.
+//! ```text
 //! ```
 //! `--records N` sizes users/rides/changes for N records in total (5% users, 45% snapshot rides,
 //! the rest binlog changes) and stops at exactly N. Messages go to stdout unless `--out` is given;
@@ -17,7 +22,7 @@ use ridelake_core::generator::{Generator, GeneratorConfig, configured_catalog};
 const USAGE: &str = "usage: ridelake-gen [--records N] [--users N] [--rides N] [--changes N] [--seed S] \
 [--namespace NS] [--state-every N] [--duplicate-rate F] [--late-user-rate F] [--bad-null-rate F] \
 [--delete-rate F] [--catalog FILE] [--sync-mode append|overwrite] [--generation-id N] \
-[--minimum-generation-id N] [--sync-id N] [--out FILE]";
+[--minimum-generation-id N] [--sync-id N] [--skip-snapshot true] [--out FILE]";
 
 fn main() -> ExitCode {
     match run() {
@@ -66,6 +71,7 @@ fn run() -> Result<(), String> {
             "--minimum-generation-id" => min_generation_id = int()? as i64,
             "--sync-id" => sync_id = int()? as i64,
             "--out" => out_path = Some(value),
+            "--skip-snapshot" => cfg.skip_snapshot_output = matches!(value.as_str(), "true" | "1" | "yes"),
             other => return Err(format!("unknown option {other}")),
         }
     }

@@ -1,0 +1,123 @@
+"""Silver and gold benchmark: ridelake vs an analyst-style baseline (polars + deltalake MERGE).
+
+usage: python bench/bench_lakehouse.py [--rides 10000000] [--changes 5000000] [--users 500000]
+
+1. bronze: the generator's snapshot (RIDES rides, USERS users) goes through destination-delta-lake;
+   ridelake builds silver and gold from it, and the baseline writes its own silver from the same
+   snapshot (neither is timed);
+2. CDC: the generator's next CHANGES binlog changes go to bronze as a second sync;
+3. timed, each in its own process (wait4 rusage): ridelake's silver update, ridelake's gold update,
+   and the baseline's MERGE of the same changes;
+4. checked: both silver `rides` tables hold the same (id, status) pairs.
+
+The data has no bad nulls and no late users, so that both jobs must produce the same rides.
+Bytes rewritten = sizes of the files the update commit removed, read from each table's Delta log.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+from deltalake import DeltaTable
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("RIDELAKE_BIN_DIR", Path.home() / ".cache/ridelake/target/release"))
+
+
+def timed(cmd: list[str], **kwargs) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd} failed:\n{err[-3000:]}")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024, "stdout": out}
+
+
+def sync(work: Path, lake: Path, gen_args: list[str]) -> None:
+    catalog = work / "catalog.json"
+    config = work / "config.json"
+    config.write_text(json.dumps({"storage": {"storage_type": "Local", "local_path": str(lake / "bronze")}}))
+    gen = subprocess.Popen([str(BIN / "ridelake-gen"), "--catalog", str(catalog), *gen_args], stdout=subprocess.PIPE)
+    # The catalog is written before the first message.
+    dest = subprocess.run([str(BIN / "destination-delta-lake"), "write", "--config", str(config), "--catalog", str(catalog)],
+                          stdin=gen.stdout, stdout=subprocess.DEVNULL, check=True)
+    gen.wait()
+
+
+def bytes_rewritten(table: Path) -> int:
+    version = DeltaTable(str(table)).version()
+    log = table / "_delta_log" / f"{version:020d}.json"
+    total = 0
+    for line in log.read_text().splitlines():
+        action = json.loads(line)
+        if "remove" in action:
+            total += action["remove"].get("size") or 0
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rides", type=int, default=10_000_000)
+    parser.add_argument("--changes", type=int, default=5_000_000)
+    parser.add_argument("--users", type=int, default=500_000)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ridelake-bench-lake-"))
+    lake = work / "lake"
+    base = ["--users", str(args.users), "--rides", str(args.rides), "--bad-null-rate", "0", "--late-user-rate", "0",
+            "--state-every", "100000", "--seed", "11"]
+    py = sys.executable
+    print(f"bronze snapshot: {args.rides:,} rides, {args.users:,} users …", file=sys.stderr)
+    sync(work, lake, [*base, "--changes", "0"])
+    print("initial silver and gold (not timed) …", file=sys.stderr)
+    initial = timed([py, "-c", f"import ridelake; ridelake.build_silver({str(lake)!r}); ridelake.build_gold({str(lake)!r})"])
+    baseline_silver = work / "baseline-silver-rides"
+    snapshot = (pl.read_delta(str(lake / "bronze/ridehail/rides"))
+                .with_columns(pl.col("requested_at").dt.year().cast(pl.Int32).alias("year"),
+                              pl.col("requested_at").dt.month().cast(pl.Int32).alias("month"),
+                              pl.col("requested_at").dt.day().cast(pl.Int32).alias("day"))
+                .drop(["_airbyte_meta", "_airbyte_rescued_data", "_airbyte_raw_id"]))
+    since = int(snapshot["_airbyte_extracted_at"].max().timestamp() * 1_000_000)
+    snapshot.write_delta(str(baseline_silver), delta_write_options={"partition_by": ["year", "month", "day"]})
+    del snapshot
+    print(f"bronze CDC: {args.changes:,} changes …", file=sys.stderr)
+    sync(work, lake, [*base, "--changes", str(args.changes), "--skip-snapshot", "true"])
+
+    print("timing ridelake silver, ridelake gold, baseline MERGE …", file=sys.stderr)
+    ours = timed([py, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_silver({str(lake)!r})))"])
+    report = json.loads(ours["stdout"].strip().splitlines()[-1])
+    ours["bytes_rewritten"] = bytes_rewritten(lake / "silver/rides")
+    gold = timed([py, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_gold({str(lake)!r})))"])
+    base_run = timed([py, str(REPO / "bench/baseline_silver.py"), str(lake / "bronze/ridehail/rides"), str(baseline_silver), str(since)])
+    base_run["bytes_rewritten"] = bytes_rewritten(baseline_silver)
+
+    # Same output: the same rides with the same status.
+    mine = pl.read_delta(str(lake / "silver/rides")).select("id", "status").sort("id")
+    theirs = pl.read_delta(str(baseline_silver)).select("id", "status").sort("id")
+    assert mine.equals(theirs), f"silver differs: ours {mine.height} rows, baseline {theirs.height} rows"
+    changes = report["rows_read"]
+    print(f"\nsilver benchmark: {args.rides:,} rides in silver, update with {changes:,} CDC rows, {os.cpu_count()} cores")
+    print(f"(initial silver + gold from the snapshot, not compared: {initial['wall_s']:.1f} s, peak RSS {initial['peak_rss_mib']:,.0f} MiB)")
+    print(f"{'job':<30}{'rows/s':>12}{'wall s':>9}{'CPU s':>9}{'peak RSS MiB':>14}{'rewritten MiB':>15}")
+    for name, r in (("ridelake silver update", ours), ("baseline MERGE", base_run)):
+        print(f"{name:<30}{changes / r['wall_s']:>12,.0f}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{r['peak_rss_mib']:>14,.0f}"
+              f"{r['bytes_rewritten'] / 2**20:>15,.0f}")
+    print(f"{'ridelake gold update':<30}{changes / gold['wall_s']:>12,.0f}{gold['wall_s']:>9.1f}{gold['cpu_s']:>9.1f}{gold['peak_rss_mib']:>14,.0f}{'':>15}")
+    print(f"\nratio baseline/ours: {base_run['wall_s'] / ours['wall_s']:.1f}x faster, {base_run['cpu_s'] / ours['cpu_s']:.1f}x less CPU, "
+          f"{base_run['peak_rss_mib'] / ours['peak_rss_mib']:.1f}x less memory; silver report: {json.dumps(report)}")
+    if not args.keep:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
