@@ -28,7 +28,8 @@ def main() -> None:
     )
     target = DeltaTable(silver)
     columns = [f.name for f in target.schema().fields]
-    source = changes.select([c for c in columns if c in changes.columns] + ["_ab_cdc_deleted_at"])
+    keep = [c for c in columns if c in changes.columns]
+    source = changes.select(keep + ([] if "_ab_cdc_deleted_at" in keep else ["_ab_cdc_deleted_at"]))
     updates = {c: f"s.{c}" for c in columns if c in changes.columns}
     (
         target.merge(source.to_arrow(), predicate="t.id = s.id", source_alias="s", target_alias="t")
