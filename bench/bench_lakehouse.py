@@ -83,6 +83,7 @@ def main() -> None:
     initial = timed([py, "-c", f"import ridelake; ridelake.build_silver({str(lake)!r}); ridelake.build_gold({str(lake)!r})"])
     baseline_silver = work / "baseline-silver-rides"
     snapshot = (pl.read_delta(str(lake / "bronze/ridehail/rides"))
+                .unique(subset="id", keep="last", maintain_order=True)  # the snapshot's at-least-once duplicates
                 .with_columns(pl.col("requested_at").dt.year().cast(pl.Int32).alias("year"),
                               pl.col("requested_at").dt.month().cast(pl.Int32).alias("month"),
                               pl.col("requested_at").dt.day().cast(pl.Int32).alias("day"))
