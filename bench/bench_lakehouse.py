@@ -47,8 +47,10 @@ def sync(work: Path, lake: Path, gen_args: list[str]) -> None:
     catalog = work / "catalog.json"
     config = work / "config.json"
     config.write_text(json.dumps({"storage": {"storage_type": "Local", "local_path": str(lake / "bronze")}}))
-    gen = subprocess.Popen([str(BIN / "ridelake-gen"), "--catalog", str(catalog), *gen_args], stdout=subprocess.PIPE)
-    # The catalog is written before the first message.
+    # The catalog first (the destination reads it at start), then the messages.
+    subprocess.run([str(BIN / "ridelake-gen"), "--catalog", str(catalog), "--users", "0", "--rides", "0", "--changes", "0",
+                    "--out", os.devnull], check=True, capture_output=True)
+    gen = subprocess.Popen([str(BIN / "ridelake-gen"), *gen_args], stdout=subprocess.PIPE)
     dest = subprocess.run([str(BIN / "destination-delta-lake"), "write", "--config", str(config), "--catalog", str(catalog)],
                           stdin=gen.stdout, stdout=subprocess.DEVNULL, check=True)
     gen.wait()
