@@ -180,7 +180,26 @@ async fn one_full_run_matches_the_oracle_and_a_rerun_is_a_noop() {
 async fn incremental_runs_equal_one_full_run() {
     let lines = generate(GeneratorConfig { seed: 9, ..small() });
     let incremental = tempfile::tempdir().expect("tempdir");
-    let cuts = [lines.len() / 5, lines.len() / 2, lines.len() * 4 / 5, lines.len()];
+    // Cut right after the first ride that arrives before its customer, so that it must wait.
+    let mut seen_users = std::collections::HashSet::new();
+    let late_ride = lines
+        .iter()
+        .position(|line| {
+            let msg: Value = serde_json::from_str(line).expect("json");
+            let rec = &msg["record"];
+            match rec["stream"].as_str() {
+                Some("users") => {
+                    seen_users.insert(rec["data"]["id"].as_i64());
+                    false
+                }
+                Some("rides") => rec["data"]["customer_id"].as_i64().is_some_and(|c| !seen_users.contains(&Some(c))),
+                _ => false,
+            }
+        })
+        .expect("the generator sends some rides before their users");
+    let mut cuts = vec![lines.len() / 5, late_ride + 1, lines.len() / 2, lines.len() * 4 / 5, lines.len()];
+    cuts.sort_unstable();
+    cuts.dedup();
     let mut start = 0;
     let mut released = 0;
     for cut in cuts {
