@@ -157,10 +157,7 @@ pub async fn build_gold(layout: &LakeLayout) -> Result<GoldReport> {
     // The oldest marker among gold tables: recomputing more days than needed is harmless.
     let mut marker: Option<i64> = Some(now);
     for table in DAY_TABLES.iter().chain(["driver_stats", "customer_totals", "monthly_distance"].iter()) {
-        let m = match io::open(&layout.gold(table)?, &options).await? {
-            Some(t) => io::marker(&t, GOLD_MARKER).await?,
-            None => None,
-        };
+        let (_, m) = io::open_with_marker(&layout.gold(table)?, &options, GOLD_MARKER).await?;
         marker = match (marker, m) {
             (Some(a), Some(b)) => Some(a.min(b)),
             _ => None,

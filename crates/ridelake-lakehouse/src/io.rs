@@ -89,6 +89,17 @@ pub async fn marker(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
         .map_err(|e| LakehouseError::delta(table.table_url(), e))
 }
 
+/// Opens a table and reads its marker `app_id` (both `None` when there is no table yet).
+pub async fn open_with_marker(url: &Url, options: &HashMap<String, String>, app_id: &str) -> Result<(Option<DeltaTable>, Option<i64>)> {
+    match open(url, options).await? {
+        Some(table) => {
+            let version = marker(&table, app_id).await?;
+            Ok((Some(table), version))
+        }
+        None => Ok((None, None)),
+    }
+}
+
 /// The table's Arrow schema.
 pub fn arrow_schema(table: &DeltaTable) -> Result<SchemaRef> {
     Ok(table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?.snapshot().arrow_schema())

@@ -216,21 +216,13 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
 
     // ---- users -------------------------------------------------------------------------------
     let users_url = layout.silver("users")?;
-    let silver_users = io::open(&users_url, &options).await?;
-    let users_marker = match &silver_users {
-        Some(t) => io::marker(t, USERS_MARKER).await?,
-        None => None,
-    };
+    let (silver_users, users_marker) = io::open_with_marker(&users_url, &options, USERS_MARKER).await?;
     let bronze_users = increment(&layout.bronze("users")?, &options, users_marker).await?;
     report.users_versions = (bronze_users.after, bronze_users.upto);
 
     // ---- rides inputs (read before any write, so that a rerun sees the same) -----------------
     let rides_url = layout.silver("rides")?;
-    let silver_rides = io::open(&rides_url, &options).await?;
-    let rides_marker = match &silver_rides {
-        Some(t) => io::marker(t, RIDES_MARKER).await?,
-        None => None,
-    };
+    let (silver_rides, rides_marker) = io::open_with_marker(&rides_url, &options, RIDES_MARKER).await?;
     let bronze_rides = increment(&layout.bronze("rides")?, &options, rides_marker).await?;
     report.rides_versions = (bronze_rides.after, bronze_rides.upto);
 
