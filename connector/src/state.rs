@@ -27,8 +27,6 @@ pub struct PendingState {
     pub covers: Covers,
     /// SHA-256 of the received state, recorded in the commit that covers it.
     pub sha256: String,
-    /// Records it accounts for.
-    pub record_count: u64,
     /// When it arrived.
     pub arrived: Instant,
 }
@@ -83,7 +81,7 @@ mod tests {
     use super::*;
 
     fn state(covers: Covers, n: u64) -> PendingState {
-        PendingState { echo: format!("s{n}"), covers, sha256: format!("h{n}"), record_count: n, arrived: Instant::now() }
+        PendingState { echo: format!("s{n}"), covers, sha256: format!("h{n}"), arrived: Instant::now() }
     }
 
     #[test]

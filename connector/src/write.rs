@@ -496,7 +496,7 @@ impl Sequencer {
         };
         let echo = state_echo(raw_state, record_count, rejected).map_err(|e| malformed(format!("invalid STATE: {e}")))?;
         let sha256 = hex::encode(Sha256::digest(raw.as_bytes()));
-        Ok(PendingState { echo, covers, sha256, record_count, arrived: Instant::now() })
+        Ok(PendingState { echo, covers, sha256, arrived: Instant::now() })
     }
 }
 

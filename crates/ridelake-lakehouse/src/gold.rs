@@ -41,11 +41,6 @@ pub struct GoldReport {
     pub noop: bool,
 }
 
-fn partition_of(file: &DataFile) -> Option<(i32, i32, i32)> {
-    let value = |k: &str| file.partition.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.as_deref()?.parse::<i32>().ok());
-    Some((value("year")?, value("month")?, value("day")?))
-}
-
 fn with_city(rides: DataFrame) -> Result<DataFrame> {
     let lat = rides.column("pickup_lat").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
     let lon = rides.column("pickup_lon").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
@@ -170,15 +165,15 @@ pub async fn build_gold(layout: &LakeLayout) -> Result<GoldReport> {
     }
     let current = io::files(&rides)?;
     let days: BTreeSet<(i32, i32, i32)> = match marker {
-        None => current.iter().filter_map(partition_of).collect(),
+        None => current.iter().filter_map(DataFile::day).collect(),
         Some(m) => {
             let before = io::files(&io::open_version(&rides_url, &options, m as u64).await?)?;
             let (a, b): (BTreeSet<_>, BTreeSet<_>) = (before.into_iter().collect(), current.iter().cloned().collect());
-            a.symmetric_difference(&b).filter_map(partition_of).collect()
+            a.symmetric_difference(&b).filter_map(DataFile::day).collect()
         }
     };
     report.days_recomputed = days.len() as u64;
-    let files: Vec<DataFile> = current.iter().filter(|f| partition_of(f).is_some_and(|p| days.contains(&p))).cloned().collect();
+    let files: Vec<DataFile> = current.iter().filter(|f| f.day().is_some_and(|p| days.contains(&p))).cloned().collect();
     let silver = with_city(io::read_files(&rides, &files).await?)?;
     report.rows_read = silver.height() as u64;
     let markers = [(GOLD_MARKER.to_owned(), now)];

@@ -40,6 +40,14 @@ pub struct DataFile {
     pub partition: Vec<(String, Option<String>)>,
 }
 
+impl DataFile {
+    /// The `(year, month, day)` partition the file belongs to, when the table is partitioned so.
+    pub fn day(&self) -> Option<(i32, i32, i32)> {
+        let value = |k: &str| self.partition.iter().find(|(name, _)| name == k).and_then(|(_, v)| v.as_deref()?.parse::<i32>().ok());
+        Some((value("year")?, value("month")?, value("day")?))
+    }
+}
+
 /// Opens a table; `None` when there is no table there yet.
 pub async fn open(url: &Url, options: &HashMap<String, String>) -> Result<Option<DeltaTable>> {
     if url.to_file_path().is_ok_and(|path| !path.join("_delta_log").exists()) {
@@ -230,11 +238,7 @@ pub async fn write(
             .map_err(|e| LakehouseError::delta(url, e))?,
     };
     let exists = table.version().is_some();
-    let mut batches = df_to_record_batches(df).step("preparing the write")?;
-    if batches.is_empty() {
-        let empty = df_to_record_batches(&df.clear()).step("preparing the write")?;
-        batches = empty;
-    }
+    let batches = df_to_record_batches(df).step("preparing the write")?;
     let mut metadata = serde_json::Map::new();
     metadata.insert("ridelake.rows".into(), serde_json::json!(df.height()));
     let mut builder = table

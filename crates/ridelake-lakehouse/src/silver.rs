@@ -174,10 +174,7 @@ fn partitions_of(frame: &DataFrame) -> Result<BTreeSet<(i32, i32, i32)>> {
 fn files_in(files: &[DataFile], partitions: &BTreeSet<(i32, i32, i32)>) -> Vec<DataFile> {
     files
         .iter()
-        .filter(|f| {
-            let value = |k: &str| f.partition.iter().find(|(name, _)| name == k).and_then(|(_, v)| v.as_deref()?.parse::<i32>().ok());
-            matches!((value("year"), value("month"), value("day")), (Some(y), Some(m), Some(d)) if partitions.contains(&(y, m, d)))
-        })
+        .filter(|f| f.day().is_some_and(|day| partitions.contains(&day)))
         .cloned()
         .collect()
 }
