@@ -21,20 +21,10 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
+from measure import measure
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(os.environ.get("RIDELAKE_BIN_DIR", Path.home() / ".cache/ridelake/target/release"))
-
-
-def measure(cmd: list[str], stdin_path: Path, stdout_path: Path) -> dict:
-    with open(stdin_path, "rb") as stdin, open(stdout_path, "wb") as stdout:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd[0]} failed:\n{err[-2000:]}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
 def inspect(lake: Path) -> dict:

@@ -22,25 +22,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import polars as pl
 from deltalake import DeltaTable
+
+from measure import measure
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(os.environ.get("RIDELAKE_BIN_DIR", Path.home() / ".cache/ridelake/target/release"))
-
-
-def timed(cmd: list[str], **kwargs) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd} failed:\n{err[-3000:]}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024, "stdout": out}
 
 
 def sync(work: Path, lake: Path, gen_args: list[str]) -> None:
@@ -82,12 +71,11 @@ def main() -> None:
     print(f"bronze snapshot: {args.rides:,} rides, {args.users:,} users …", file=sys.stderr)
     sync(work, lake, [*base, "--changes", "0"])
     print("initial silver and gold (not timed) …", file=sys.stderr)
-    initial = timed([py, "-c", f"import ridelake; ridelake.build_silver({str(lake)!r}); ridelake.build_gold({str(lake)!r})"])
+    initial = measure([py, "-c", f"import ridelake; ridelake.build_silver({str(lake)!r}); ridelake.build_gold({str(lake)!r})"])
     baseline_silver = work / "baseline-silver-rides"
     # In a child process: a child inherits its parent's peak-RSS mark (Linux copies it at fork),
     # so the parent must never hold big frames, or every measurement below would show it.
-    initial_baseline = timed([py, "-c", f"""
-import polars as pl
+    initial_baseline = measure([py, "-c", f"""
 snapshot = (pl.read_delta({str(lake / "bronze/ridehail/rides")!r})
             .unique(subset="id", keep="last", maintain_order=True)  # the snapshot's at-least-once duplicates
             .with_columns(pl.col("requested_at").dt.year().cast(pl.Int32).alias("year"),
@@ -102,16 +90,15 @@ snapshot.write_delta({str(baseline_silver)!r}, delta_write_options={{"partition_
     sync(work, lake, [*base, "--changes", str(args.changes), "--skip-snapshot", "true"])
 
     print("timing ridelake silver, ridelake gold, baseline MERGE …", file=sys.stderr)
-    ours = timed([py, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_silver({str(lake)!r})))"])
+    ours = measure([py, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_silver({str(lake)!r})))"])
     report = json.loads(ours["stdout"].strip().splitlines()[-1])
     ours["bytes_rewritten"] = bytes_rewritten(lake / "silver/rides")
-    gold = timed([py, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_gold({str(lake)!r})))"])
-    base_run = timed([py, str(REPO / "bench/baseline_silver.py"), str(lake / "bronze/ridehail/rides"), str(baseline_silver), str(since)])
+    gold = measure([py, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_gold({str(lake)!r})))"])
+    base_run = measure([py, str(REPO / "bench/baseline_silver.py"), str(lake / "bronze/ridehail/rides"), str(baseline_silver), str(since)])
     base_run["bytes_rewritten"] = bytes_rewritten(baseline_silver)
 
     # Same output: the same rides with the same status (checked in a child, for the same reason).
-    timed([py, "-c", f"""
-import polars as pl
+    measure([py, "-c", f"""
 mine = pl.read_delta({str(lake / "silver/rides")!r}).select("id", "status").sort("id")
 theirs = pl.read_delta({str(baseline_silver)!r}).select("id", "status").sort("id")
 assert mine.equals(theirs), f"silver differs: ours {{mine.height}} rows, baseline {{theirs.height}} rows"

@@ -4,6 +4,7 @@
 #   $RIDELAKE_CACHE/venvs/test      pytest, protocol models, deltalake, polars, duckdb+delta, moto, orjson
 #   $RIDELAKE_CACHE/venvs/faker     airbyte-source-faker (its airbyte-cdk pin clashes with PyAirbyte's)
 #   $RIDELAKE_CACHE/venvs/pyairbyte PyAirbyte, the client that drives our binary like Airbyte would
+#   $RIDELAKE_CACHE/venvs/mage      mage-ai (its polars pin overridden by the 2.1 ridelake needs)
 #   Debian: ceph-mon ceph-osd radosgw  (a real S3 server for tests)
 # With --minimal only the first venv is made (what scripts/demo.sh needs).
 set -euo pipefail
@@ -23,10 +24,11 @@ if [ ! -x "$VENVS/tools/bin/uv" ]; then
 fi
 UV="$VENVS/tools/bin/uv"
 
-# make_venv NAME STAMP PACKAGES...: (re)creates the venv when the package list changed.
+# make_venv NAME PACKAGES...: (re)creates the venv when the package list changed. MAKE_VENV_OVERRIDE
+# names a uv overrides file (a pin the packages' own pins must give way to).
 make_venv() {
   local name=$1; shift
-  local want="$*"
+  local want="$* ${MAKE_VENV_OVERRIDE:+override:$(cat "$MAKE_VENV_OVERRIDE")}"
   local dir=$VENVS/$name
   if [ -f "$dir/.ridelake-packages" ] && [ "$(cat "$dir/.ridelake-packages")" = "$want" ]; then
     return 0
@@ -34,20 +36,23 @@ make_venv() {
   log "creating venv $name"
   rm -rf "$dir"
   "$UV" venv -q --python "$(command -v python3)" "$dir"
-  "$UV" pip install -q --python "$dir/bin/python" "$@"
+  "$UV" pip install -q --python "$dir/bin/python" ${MAKE_VENV_OVERRIDE:+--override "$MAKE_VENV_OVERRIDE"} "$@"
   echo "$want" > "$dir/.ridelake-packages"
 }
 
 make_venv test \
   "pytest>=8" "pytest-timeout" "airbyte-protocol-models-pdv2==0.18.0" "deltalake==1.6.6" \
   "polars>=2.1,<2.2" "pyarrow>=21" "duckdb==1.4.4" "duckdb-ext[delta,httpfs]" "moto[server]==5.2.5" \
-  "boto3" "orjson" "psutil" "pytz" "maturin>=1.16,<2" "hypothesis"
+  "boto3" "orjson" "psutil" "pytz" "maturin>=1.16,<2" "hypothesis" "psycopg[binary]>=3.2" "pandas>=2.2"
 if [ "$MINIMAL" = "--minimal" ]; then
   log "python environment ready under $VENVS/test"
   exit 0
 fi
 make_venv faker "airbyte-source-faker==7.2.1"
 make_venv pyairbyte "airbyte==0.71.3"
+OVERRIDES=$(mktemp); echo "polars>=2.1,<2.2" > "$OVERRIDES"
+MAKE_VENV_OVERRIDE=$OVERRIDES make_venv mage "mage-ai==0.9.80" "polars>=2.1,<2.2"
+rm -f "$OVERRIDES"
 
 if ! command -v radosgw >/dev/null 2>&1; then
   log "installing Ceph RGW from Debian"

@@ -21,9 +21,11 @@ cargo test --release --locked
 echo "== lakehouse Rust tests (dev profile: polars and datafusion build in ~7 minutes cold)" >&2
 cargo test --locked -p ridelake-lakehouse
 
-echo "== ridelake Python package (maturin develop into the test venv)" >&2
-(cd pylib && VIRTUAL_ENV=$CACHE/venvs/test PATH=$CACHE/venvs/test/bin:$CACHE/venvs/tools/bin:$PATH \
-  "$CACHE/venvs/test/bin/maturin" develop --uv --locked)
+echo "== ridelake Python package (maturin develop into the test and the Mage venvs)" >&2
+for venv in test mage; do
+  (cd pylib && VIRTUAL_ENV=$CACHE/venvs/$venv PATH=$CACHE/venvs/$venv/bin:$CACHE/venvs/tools/bin:$PATH \
+    "$CACHE/venvs/test/bin/maturin" develop --uv --locked)
+done
 
 echo "== end-to-end tests" >&2
 "$CACHE/venvs/test/bin/python" -m pytest tests/e2e "$@"

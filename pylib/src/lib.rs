@@ -26,9 +26,9 @@ fn to_py(error: LakehouseError) -> PyErr {
     match error {
         LakehouseError::MissingBronze(_) | LakehouseError::MissingTable(_) => MissingTableError::new_err(message),
         LakehouseError::Core(_) => ConfigError::new_err(message),
-        LakehouseError::Delta { .. } => StorageError::new_err(message),
+        LakehouseError::Delta { .. } | LakehouseError::Postgres(_) => StorageError::new_err(message),
         LakehouseError::Schema { .. } | LakehouseError::Polars { .. } | LakehouseError::Arrow(_) => DataError::new_err(message),
-        LakehouseError::Interrupted(_) => RidelakeError::new_err(message),
+        LakehouseError::Interrupted(_) | LakehouseError::Task(_) | LakehouseError::Output(_) => RidelakeError::new_err(message),
     }
 }
 
@@ -130,11 +130,109 @@ fn read_table(
     Ok(PyDataFrame(frame))
 }
 
+/// How far silver is behind bronze: per stream, the latest bronze version and the one silver reflects.
+#[pyfunction]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None))]
+fn bronze_progress<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Bound<'py, PyDict>> {
+    let layout = layout(lake, namespace, storage_options)?;
+    let (users, rides) = run(py, async move { ridelake_lakehouse::silver::progress(&layout).await })?;
+    let d = PyDict::new(py);
+    for (name, p) in [("users", users), ("rides", rides)] {
+        let stream = PyDict::new(py);
+        stream.set_item("bronze_version", p.bronze_version)?;
+        stream.set_item("silver_marker", p.silver_marker)?;
+        stream.set_item("behind", p.behind())?;
+        d.set_item(name, stream)?;
+    }
+    d.set_item("behind", users.behind() || rides.behind())?;
+    Ok(d)
+}
+
+/// Exports every gold table as `<dir>/<table>.parquet` (local folder); returns what was written.
+#[pyfunction]
+#[pyo3(signature = (lake, dir, namespace = "ridehail", storage_options = None))]
+fn export_gold_parquet<'py>(
+    py: Python<'py>,
+    lake: &str,
+    dir: std::path::PathBuf,
+    namespace: &str,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let layout = layout(lake, namespace, storage_options)?;
+    let exported = run(py, async move { ridelake_lakehouse::gold::export_parquet(&layout, &dir).await })?;
+    to_python(py, &exported)
+}
+
+/// Publishes every gold table to PostgreSQL in one transaction (incremental, idempotent).
+#[pyfunction]
+#[pyo3(signature = (lake, dsn = None, schema = "gold", namespace = "ridehail", storage_options = None))]
+fn publish_postgres<'py>(
+    py: Python<'py>,
+    lake: &str,
+    dsn: Option<String>,
+    schema: &str,
+    namespace: &str,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let layout = layout(lake, namespace, storage_options)?;
+    let schema = schema.to_owned();
+    let published = run(py, async move { ridelake_lakehouse::publish::publish_postgres(&layout, dsn.as_deref(), &schema).await })?;
+    to_python(py, &published)
+}
+
+/// Writes the per-driver and per-customer ML feature files under `<lake>/ml/`.
+#[pyfunction]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None))]
+fn export_features<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Bound<'py, PyAny>> {
+    let layout = layout(lake, namespace, storage_options)?;
+    let files = run(py, async move { ridelake_lakehouse::features::export_features(&layout).await })?;
+    to_python(py, &files)
+}
+
+/// A serializable Rust value as Python objects (through JSON: one schema, the Rust one).
+fn to_python<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(value).map_err(|e| RidelakeError::new_err(e.to_string()))?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
+/// Reads the lake's summary: rows per table, pending and quarantined rides, top drivers, months, days.
+#[pyfunction]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, top = 10))]
+fn lake_summary<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>, top: usize) -> PyResult<Bound<'py, PyAny>> {
+    let layout = layout(lake, namespace, storage_options)?;
+    let summary = run(py, async move { ridelake_lakehouse::report::summarize(&layout, top).await })?;
+    to_python(py, &summary)
+}
+
+/// Writes the lake's report as one self-contained HTML page to the local file `path`; returns the summary.
+#[pyfunction]
+#[pyo3(signature = (lake, path, namespace = "ridehail", storage_options = None, top = 10, title = None))]
+fn write_report<'py>(
+    py: Python<'py>,
+    lake: &str,
+    path: std::path::PathBuf,
+    namespace: &str,
+    storage_options: Option<HashMap<String, String>>,
+    top: usize,
+    title: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let title = title.unwrap_or_else(|| format!("ridelake report: {lake}"));
+    let layout = layout(lake, namespace, storage_options)?;
+    let summary = run(py, async move { ridelake_lakehouse::report::write_report(&layout, &path, &title, top).await })?;
+    to_python(py, &summary)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_silver, m)?)?;
     m.add_function(wrap_pyfunction!(build_gold, m)?)?;
     m.add_function(wrap_pyfunction!(read_table, m)?)?;
+    m.add_function(wrap_pyfunction!(lake_summary, m)?)?;
+    m.add_function(wrap_pyfunction!(write_report, m)?)?;
+    m.add_function(wrap_pyfunction!(bronze_progress, m)?)?;
+    m.add_function(wrap_pyfunction!(export_gold_parquet, m)?)?;
+    m.add_function(wrap_pyfunction!(publish_postgres, m)?)?;
+    m.add_function(wrap_pyfunction!(export_features, m)?)?;
     m.add("RidelakeError", m.py().get_type::<RidelakeError>())?;
     m.add("MissingTableError", m.py().get_type::<MissingTableError>())?;
     m.add("StorageError", m.py().get_type::<StorageError>())?;

@@ -53,6 +53,10 @@ pub struct GeneratorConfig {
     /// Simulate the snapshot but write only the binlog changes (continues a lake that already
     /// holds this seed's snapshot).
     pub skip_snapshot_output: bool,
+    /// Simulate but do not write the first N records (duplicates included) of this sequence: a
+    /// run with the same seed, sizes and `skip_records` = the records an earlier run wrote
+    /// continues exactly where that run stopped. Counts towards `max_records`.
+    pub skip_records: u64,
 }
 
 impl Default for GeneratorConfig {
@@ -71,6 +75,7 @@ impl Default for GeneratorConfig {
             delete_rate: 0.005,
             start_epoch_s: 1_735_689_600,
             skip_snapshot_output: false,
+            skip_records: 0,
         }
     }
 }
@@ -205,6 +210,8 @@ pub struct Generator<W: Write> {
     since_state: u64,
     summary: GeneratorSummary,
     muted: bool,
+    /// Records not written because of `skip_records`.
+    skipped: u64,
 }
 
 impl<W: Write> Generator<W> {
@@ -229,11 +236,12 @@ impl<W: Write> Generator<W> {
             since_state: 0,
             summary: GeneratorSummary::default(),
             muted: false,
+            skipped: 0,
         }
     }
 
     fn done(&self) -> bool {
-        self.cfg.max_records.is_some_and(|max| self.summary.records >= max)
+        self.cfg.max_records.is_some_and(|max| self.summary.records + self.skipped >= max)
     }
 
     /// Writes the whole sequence and returns what was written.
@@ -517,7 +525,10 @@ impl<W: Write> Generator<W> {
         l.extend_from_slice(b"}}}\n");
         // While muted (snapshot of --skip-snapshot) nothing is written, but the random sequence is
         // consumed exactly as when writing, so that the changes that follow are the same.
-        if !self.muted {
+        let skipping = self.skipped < self.cfg.skip_records;
+        if skipping && !self.muted {
+            self.skipped += 1;
+        } else if !self.muted {
             self.out.write_all(&self.line)?;
             self.summary.records += 1;
             self.summary.bytes += self.line.len() as u64;
@@ -532,7 +543,9 @@ impl<W: Write> Generator<W> {
         }
         if !self.done() && self.rng.chance(self.cfg.duplicate_rate) {
             let idx = self.rng.below(self.recent.len() as u64) as usize;
-            if let (false, Some(dup)) = (self.muted, self.recent.get(idx)) {
+            if let (false, true, Some(_)) = (self.muted, self.skipped < self.cfg.skip_records, self.recent.get(idx)) {
+                self.skipped += 1;
+            } else if let (false, Some(dup)) = (self.muted, self.recent.get(idx)) {
                 self.out.write_all(dup)?;
                 self.summary.bytes += dup.len() as u64;
                 self.summary.records += 1;
@@ -857,6 +870,20 @@ mod tests {
         let got: Vec<&str> = changes.lines().filter(|l| l.contains("RECORD")).collect();
         assert_eq!(got, expected);
         assert_eq!(summary.records as usize, got.len());
+    }
+
+    #[test]
+    fn skip_records_continues_where_an_earlier_run_stopped() {
+        let sizes = GeneratorConfig { users: 40, rides: 200, changes: u64::MAX, state_every: 100_000, ..Default::default() };
+        let records = |out: &[u8]| -> Vec<String> {
+            String::from_utf8(out.to_vec()).unwrap().lines().filter(|l| l.contains("RECORD")).map(str::to_owned).collect()
+        };
+        let (all, _) = generate(GeneratorConfig { max_records: Some(3000), ..sizes.clone() });
+        let (first, _) = generate(GeneratorConfig { max_records: Some(1200), ..sizes.clone() });
+        let (rest, summary) = generate(GeneratorConfig { max_records: Some(3000), skip_records: 1200, ..sizes });
+        let (all, first, rest) = (records(&all), records(&first), records(&rest));
+        assert_eq!(summary.records, 1800);
+        assert_eq!([first, rest].concat(), all);
     }
 
     #[test]

@@ -8,8 +8,13 @@
 //!   silver; silver is the replay of the valid changes only.
 
 use polars::prelude::*;
+use ridelake_core::bronze::{CDC_CURSOR, CDC_DELETED_AT, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, EXTRACTED_AT, RAW_ID};
 
 use crate::error::{PolarsContext, Result};
+
+/// The bronze columns [`prepare`] reads besides the stream's own fields (those a table lacks are
+/// treated as null).
+pub const BRONZE_CDC_COLUMNS: [&str; 7] = [RAW_ID, EXTRACTED_AT, CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, CDC_DELETED_AT];
 
 /// Change position column.
 pub const POSITION: &str = "_cdc_position";
@@ -39,9 +44,9 @@ fn binlog_suffix(file: &str) -> Option<i64> {
 /// `_airbyte_raw_id` (the link back to the bronze row) and `deleted_at`.
 pub fn prepare(bronze: &DataFrame, keep: &[&str]) -> Result<DataFrame> {
     let rows = bronze.height();
-    let cursor = int64(bronze, "_ab_cdc_cursor")?;
-    let log_pos = int64(bronze, "_ab_cdc_log_pos")?;
-    let log_file = match bronze.column("_ab_cdc_log_file") {
+    let cursor = int64(bronze, CDC_CURSOR)?;
+    let log_pos = int64(bronze, CDC_LOG_POS)?;
+    let log_file = match bronze.column(CDC_LOG_FILE) {
         Ok(c) => Some(c.as_materialized_series().cast(&DataType::String).step("reading _ab_cdc_log_file")?),
         Err(_) => None,
     };
@@ -64,17 +69,17 @@ pub fn prepare(bronze: &DataFrame, keep: &[&str]) -> Result<DataFrame> {
     let time = |name: &str| -> Expr {
         if bronze.column(name).is_ok() { col(name).cast(DataType::Int64) } else { lit(NULL).cast(DataType::Int64) }
     };
-    let deleted_at = if bronze.column("_ab_cdc_deleted_at").is_ok() {
-        col("_ab_cdc_deleted_at")
+    let deleted_at = if bronze.column(CDC_DELETED_AT).is_ok() {
+        col(CDC_DELETED_AT)
     } else {
         lit(NULL).cast(DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))
     };
     let mut exprs: Vec<Expr> = keep.iter().map(|c| col(*c)).collect();
     exprs.extend([
-        col("_airbyte_raw_id"),
+        col(RAW_ID),
         Series::new(POSITION.into(), position).lit(),
-        time("_ab_cdc_updated_at").alias(UPDATED),
-        time("_airbyte_extracted_at").alias(EXTRACTED),
+        time(CDC_UPDATED_AT).alias(UPDATED),
+        time(EXTRACTED_AT).alias(EXTRACTED),
         deleted_at.clone().is_not_null().alias(DELETED),
         deleted_at.alias("deleted_at"),
     ]);

@@ -45,6 +45,15 @@ pub enum LakehouseError {
     /// crash would stop it.
     #[error("run interrupted after {0} table write(s) (failure test)")]
     Interrupted(usize),
+    /// PostgreSQL refused or failed a publish (the message never contains the connection string).
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    /// A local output (the HTML report, a Parquet export) could not be rendered or written.
+    #[error("{0}")]
+    Output(String),
+    /// A read task panicked or was cancelled (a bug, or the runtime shutting down).
+    #[error("a read task failed: {0}")]
+    Task(String),
     /// Arrow conversion failed.
     #[error("arrow conversion: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),

@@ -16,10 +16,16 @@
 //! midway and rerun gives the same tables.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
+use deltalake::parquet::arrow::ArrowWriter;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::metadata::KeyValue;
+use deltalake::parquet::file::properties::WriterProperties;
 use polars::prelude::*;
+use serde::Serialize;
 
-use crate::error::{PolarsContext, Result};
+use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::io::{self, DataFile, WriteMode};
 use crate::layout::LakeLayout;
 
@@ -27,6 +33,47 @@ use crate::layout::LakeLayout;
 pub const GOLD_MARKER: &str = "ridelake.gold/silver.rides";
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 const DAY_TABLES: [&str; 3] = ["daily_city_kpis", "driver_daily", "customer_daily"];
+/// Every gold table.
+pub const GOLD_TABLES: [&str; 6] = ["daily_city_kpis", "driver_daily", "customer_daily", "driver_stats", "customer_totals", "monthly_distance"];
+/// The primary key of each gold table.
+pub const GOLD_KEYS: [(&str, &[&str]); 6] = [
+    ("daily_city_kpis", &["year", "month", "day", "city"]),
+    ("driver_daily", &["year", "month", "day", "driver_id"]),
+    ("customer_daily", &["year", "month", "day", "customer_id"]),
+    ("driver_stats", &["driver_id"]),
+    ("customer_totals", &["customer_id"]),
+    ("monthly_distance", &["year", "month"]),
+];
+
+/// What a gold column means (a column has the same meaning in every gold table).
+pub fn column_doc(column: &str) -> Option<&'static str> {
+    Some(match column {
+        "year" | "month" | "day" => "calendar part of the ride's requested_at (UTC)",
+        "city" => "city nearest to the pickup point (within 60 km), or 'other'",
+        "driver_id" => "the driver's user id",
+        "customer_id" => "the customer's user id",
+        "requested" => "rides requested",
+        "rides" => "rides requested (for a driver: rides assigned to them)",
+        "completed" => "rides completed",
+        "cancelled" => "rides cancelled",
+        "cancellation_rate" => "cancelled / requested",
+        "gross_fare" | "fare" => "sum of fare_amount of completed rides",
+        "distance_km" => "sum of distance_km of completed rides",
+        "active_drivers" => "distinct drivers with a completed ride",
+        "active_customers" => "distinct customers with a ride request",
+        "mean_wait_s" => "mean seconds from request to acceptance",
+        "mean_duration_s" => "mean duration of completed rides, seconds",
+        "rating_sum" => "sum of the ratings of completed rides",
+        "rating_count" => "completed rides that were rated",
+        "mean_rating" => "rating_sum / rating_count",
+        "first_ride_at" => "earliest requested_at",
+        "last_ride_at" => "latest requested_at",
+        _ => return None,
+    })
+}
+
+/// Parquet key-value metadata of an export: the Delta version of the gold table it reflects.
+pub const EXPORT_VERSION_KEY: &str = "ridelake.delta_version";
 
 /// What a gold run did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -205,4 +252,50 @@ pub async fn build_gold(layout: &LakeLayout) -> Result<GoldReport> {
             "Gold: per month: rides requested, rides completed, distance and gross fare of completed rides").await?;
     }
     Ok(report)
+}
+
+/// A gold table exported as one Parquet file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportedTable {
+    /// Gold table name.
+    pub table: String,
+    /// Delta version of the gold table the file reflects.
+    pub version: i64,
+    /// Rows written.
+    pub rows: u64,
+    /// The file.
+    pub path: String,
+}
+
+/// Exports every existing gold table to `<dir>/<table>.parquet` in the local folder `dir` (zstd).
+/// Each file is written under a temporary name and renamed, so that a reader sees the previous
+/// export or the new one, never a partial file; its key-value metadata
+/// ([`EXPORT_VERSION_KEY`]) names the gold version it reflects.
+pub async fn export_parquet(layout: &LakeLayout, dir: &Path) -> Result<Vec<ExportedTable>> {
+    let failed = |what: String| move |e: std::io::Error| LakehouseError::Output(format!("{what}: {e}"));
+    std::fs::create_dir_all(dir).map_err(failed(format!("cannot create {}", dir.display())))?;
+    let options = layout.storage_options();
+    let mut exported = Vec::new();
+    for table in GOLD_TABLES {
+        let Some(delta) = io::open(&layout.gold(table)?, &options).await? else { continue };
+        let version = delta.version().unwrap_or_default() as i64;
+        let (schema, batches) = io::read_arrow(&delta, &io::files(&delta)?).await?;
+        let path = dir.join(format!("{table}.parquet"));
+        let partial = dir.join(format!(".{table}.parquet.partial"));
+        let file = std::fs::File::create(&partial).map_err(failed(format!("cannot create {}", partial.display())))?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_key_value_metadata(Some(vec![KeyValue::new(EXPORT_VERSION_KEY.to_owned(), version.to_string())]))
+            .build();
+        let mut writer = ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| LakehouseError::Output(format!("writing {}: {e}", partial.display())))?;
+        let mut rows = 0u64;
+        for batch in &batches {
+            rows += batch.num_rows() as u64;
+            writer.write(batch).map_err(|e| LakehouseError::Output(format!("writing {}: {e}", partial.display())))?;
+        }
+        writer.close().map_err(|e| LakehouseError::Output(format!("writing {}: {e}", partial.display())))?;
+        std::fs::rename(&partial, &path).map_err(failed(format!("cannot rename {} to {}", partial.display(), path.display())))?;
+        exported.push(ExportedTable { table: table.to_owned(), version, rows, path: path.display().to_string() });
+    }
+    Ok(exported)
 }

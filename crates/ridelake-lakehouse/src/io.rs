@@ -4,6 +4,8 @@
 //!   each file's rows come back in the table's current schema (columns added later are null,
 //!   partition values restored), as one Polars frame. Our tables have no deletion vectors and no
 //!   column mapping, so reading their Parquet files is exact.
+//! - Files are read concurrently (one task per file, as many at once as there are cores) and
+//!   come back in the order asked.
 //! - Every write carries `txn` markers (`app_id`, `version`) naming the input versions it
 //!   reflects, in the same commit as the data: a builder that reads its markers back knows
 //!   exactly what it already did.
@@ -16,6 +18,7 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::logstore::ObjectStoreRef;
 use deltalake::logstore::object_store::path::Path;
 // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
 // still works and is what delta-rs 1.1 itself uses.
@@ -24,7 +27,7 @@ use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use polars::prelude::DataFrame;
 use url::Url;
 
@@ -38,6 +41,11 @@ pub struct DataFile {
     pub path: String,
     /// Partition column → value (as Delta stores it, a string or null).
     pub partition: Vec<(String, Option<String>)>,
+    /// `(min, max)` of the file's integer `id` column from its Delta statistics, when recorded:
+    /// a key outside this range is not in the file.
+    pub id_range: Option<(i64, i64)>,
+    /// Rows in the file, from its Delta statistics, when recorded.
+    pub rows: Option<u64>,
 }
 
 impl DataFile {
@@ -46,6 +54,25 @@ impl DataFile {
         let value = |k: &str| self.partition.iter().find(|(name, _)| name == k).and_then(|(_, v)| v.as_deref()?.parse::<i32>().ok());
         Some((value("year")?, value("month")?, value("day")?))
     }
+
+    /// Whether the file may hold one of `sorted_keys` (ascending): false only when its statistics
+    /// prove that it does not.
+    pub fn may_hold_any(&self, sorted_keys: &[i64]) -> bool {
+        match self.id_range {
+            None => true,
+            Some((min, max)) => {
+                let first_not_below = sorted_keys.partition_point(|k| *k < min);
+                sorted_keys.get(first_not_below).is_some_and(|k| *k <= max)
+            }
+        }
+    }
+}
+
+/// `(min, max)` of `id` in a file's Delta statistics JSON.
+fn id_range(stats: Option<String>) -> Option<(i64, i64)> {
+    let stats: serde_json::Value = serde_json::from_str(&stats?).ok()?;
+    let bound = |which: &str| stats.get(which)?.get("id")?.as_i64();
+    Some((bound("minValues")?, bound("maxValues")?))
 }
 
 /// Opens a table; `None` when there is no table there yet.
@@ -81,7 +108,7 @@ pub fn files(table: &DeltaTable) -> Result<Vec<DataFile>> {
         .map(|f| {
             let mut partition: Vec<(String, Option<String>)> = f.partition_values_map().into_iter().collect();
             partition.sort();
-            DataFile { path: f.path().to_string(), partition }
+            DataFile { path: f.path().to_string(), partition, id_range: id_range(f.stats()), rows: f.num_records().map(|n| n as u64) }
         })
         .collect();
     out.sort();
@@ -120,51 +147,101 @@ pub async fn read_files(table: &DeltaTable, files: &[DataFile]) -> Result<DataFr
 
 /// Reads `files` of `table`, only `columns` when given (partition columns may be among them).
 pub async fn read_columns(table: &DeltaTable, files: &[DataFile], columns: Option<&[&str]>) -> Result<DataFrame> {
-    let full = arrow_schema(table)?;
-    let schema: SchemaRef = match columns {
-        None => full,
-        Some(names) => {
-            let mut fields = Vec::new();
-            for name in names {
-                let field = full.field_with_name(name).map_err(|_| LakehouseError::Schema {
-                    table: table.table_url().to_string(),
-                    message: format!("has no column {name}"),
-                })?;
-                fields.push(field.clone());
-            }
-            Arc::new(Schema::new(fields))
-        }
-    };
-    let store = table.object_store();
+    let schema = projected_schema(table, columns)?;
     let mut batches = Vec::new();
-    for file in files {
-        let path = Path::parse(&file.path).map_err(|e| LakehouseError::delta(table.table_url(), e.into()))?;
-        #[allow(deprecated)]
-        let reader = ParquetObjectReader::new(store.clone(), path);
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(|e| LakehouseError::delta(table.table_url(), e.into()))?
-            .with_batch_size(64 * 1024);
-        let builder = match columns {
-            None => builder,
-            Some(names) => {
-                let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
-                builder.with_projection(mask)
-            }
-        };
-        let stream = builder
-            .build()
-            .map_err(|e| LakehouseError::delta(table.table_url(), e.into()))?;
-        let file_batches: Vec<RecordBatch> =
-            stream.try_collect().await.map_err(|e| LakehouseError::delta(table.table_url(), e.into()))?;
-        for batch in file_batches {
-            batches.push(conform(&batch, &schema, &file.partition)?);
-        }
+    for file_batches in read_batches(table, files, &schema).await? {
+        batches.extend(file_batches);
     }
     if batches.is_empty() {
         batches.push(RecordBatch::new_empty(schema));
     }
     record_batches_to_df(&batches).step("reading files")
+}
+
+/// Reads `files` of `table` into one frame per file (same order), only `columns` when given.
+pub async fn read_each(table: &DeltaTable, files: &[DataFile], columns: Option<&[&str]>) -> Result<Vec<DataFrame>> {
+    let schema = projected_schema(table, columns)?;
+    let mut frames = Vec::with_capacity(files.len());
+    for mut file_batches in read_batches(table, files, &schema).await? {
+        if file_batches.is_empty() {
+            file_batches.push(RecordBatch::new_empty(schema.clone()));
+        }
+        frames.push(record_batches_to_df(&file_batches).step("reading files")?);
+    }
+    Ok(frames)
+}
+
+/// Reads `files` of `table` as Arrow batches in the table's schema (file order kept).
+pub async fn read_arrow(table: &DeltaTable, files: &[DataFile]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let schema = projected_schema(table, None)?;
+    let batches = read_batches(table, files, &schema).await?.into_iter().flatten().collect();
+    Ok((nullable(&schema), batches))
+}
+
+/// The names among `wanted` that `table` has, in `wanted`'s order.
+pub fn present_columns<'a>(table: &DeltaTable, wanted: &[&'a str]) -> Result<Vec<&'a str>> {
+    let schema = arrow_schema(table)?;
+    Ok(wanted.iter().copied().filter(|name| schema.field_with_name(name).is_ok()).collect())
+}
+
+fn projected_schema(table: &DeltaTable, columns: Option<&[&str]>) -> Result<SchemaRef> {
+    let full = arrow_schema(table)?;
+    let Some(names) = columns else { return Ok(full) };
+    let mut fields = Vec::new();
+    for name in names {
+        let field = full.field_with_name(name).map_err(|_| LakehouseError::Schema {
+            table: table.table_url().to_string(),
+            message: format!("has no column {name}"),
+        })?;
+        fields.push(field.clone());
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Every file's batches in `schema`, read concurrently, in the order of `files`.
+async fn read_batches(table: &DeltaTable, files: &[DataFile], schema: &SchemaRef) -> Result<Vec<Vec<RecordBatch>>> {
+    let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let store = table.object_store();
+    let tasks = files.iter().map(|file| {
+        let (store, schema, file, url) = (store.clone(), schema.clone(), file.clone(), table.table_url().clone());
+        tokio::spawn(async move { read_file(store, &url, &file, &schema).await })
+    });
+    futures::stream::iter(tasks)
+        .buffered(parallelism)
+        .map(|joined| joined.map_err(|e| LakehouseError::Task(e.to_string()))?)
+        .try_collect()
+        .await
+}
+
+async fn read_file(store: ObjectStoreRef, url: &Url, file: &DataFile, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let path = Path::parse(&file.path).map_err(|e| LakehouseError::delta(url, e.into()))?;
+    #[allow(deprecated)]
+    let reader = ParquetObjectReader::new(store, path);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| LakehouseError::delta(url, e.into()))?.with_batch_size(64 * 1024);
+    let in_file: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|name| builder.schema().field_with_name(name).is_ok())
+        .collect();
+    let mask = ProjectionMask::columns(builder.parquet_schema(), in_file);
+    let stream = builder.with_projection(mask).build().map_err(|e| LakehouseError::delta(url, e.into()))?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| LakehouseError::delta(url, e.into()))?;
+    batches.iter().map(|batch| conform(batch, schema, &file.partition)).collect()
+}
+
+/// Rows in the table: from the files' statistics, or by reading one column where they are missing.
+pub async fn row_count(table: &DeltaTable) -> Result<u64> {
+    let all = files(table)?;
+    let mut total: u64 = all.iter().filter_map(|f| f.rows).sum();
+    let unknown: Vec<DataFile> = all.into_iter().filter(|f| f.rows.is_none()).collect();
+    if !unknown.is_empty() {
+        let schema = arrow_schema(table)?;
+        if let Some(first) = schema.fields().first() {
+            total += read_columns(table, &unknown, Some(&[first.name().as_str()])).await?.height() as u64;
+        }
+    }
+    Ok(total)
 }
 
 /// Reads the whole table (empty frame with its schema when it has no files).
@@ -190,8 +267,12 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef, partition: &[(String, Option
         let column = if column.data_type() == field.data_type() { column } else { cast(&column, field.data_type())? };
         columns.push(column);
     }
-    let relaxed = Schema::new(schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>());
-    Ok(RecordBatch::try_new(Arc::new(relaxed), columns)?)
+    Ok(RecordBatch::try_new(nullable(schema), columns)?)
+}
+
+/// `schema` with every field nullable (what reads return: a column added later is null in older files).
+fn nullable(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>()))
 }
 
 fn commit_properties(markers: &[(String, i64)], metadata: serde_json::Map<String, serde_json::Value>) -> CommitProperties {

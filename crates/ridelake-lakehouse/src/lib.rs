@@ -1,7 +1,9 @@
 //! Silver and gold layers of the ridelake lakehouse, in pure Rust on Polars and delta-rs.
 //!
 //! [`silver`] applies bronze CDC to `users` and `rides` exactly once per bronze version;
-//! [`gold`] aggregates silver for reports and ML. [`layout`] names the tables, [`io`] reads and
+//! [`gold`] aggregates silver for reports and ML; [`report`] summarizes the lake and renders it as
+//! an HTML page; [`publish`] copies gold to PostgreSQL (for Power BI) and [`features`] writes
+//! per-driver and per-customer ML features as Parquet. [`layout`] names the tables, [`io`] reads and
 //! writes them, [`arrow_bridge`] moves data between delta-rs and Polars. The Python package
 //! `ridelake` (pylib) is a thin wrapper over this crate.
 #![warn(missing_docs)]
@@ -9,9 +11,12 @@
 pub mod arrow_bridge;
 pub mod cdc;
 pub mod error;
+pub mod features;
 pub mod gold;
 pub mod io;
 pub mod layout;
+pub mod publish;
+pub mod report;
 pub mod silver;
 
 pub use error::{LakehouseError, Result};

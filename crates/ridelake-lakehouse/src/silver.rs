@@ -11,6 +11,10 @@
 //! - `rides_deleted`: tombstones, so that a late duplicate can never bring a deleted ride back.
 //! - `quarantine`: every change that broke a rule, with the rule and its bronze `_airbyte_raw_id`.
 //!
+//! Incremental: a run reads only the needed columns of the bronze files added since its marker,
+//! finds the published rides of the changed keys through the files' `id` statistics and `id`
+//! column (never the whole table), and rewrites only the partitions whose rows changed.
+//!
 //! Exactly once: each silver table's commit carries a `txn` marker with the bronze version it
 //! reflects; a run reads only the bronze files added since. The `rides` commit is the run's
 //! commit point: `rides_pending` and `rides_deleted` are written before it and, when a run died
@@ -127,6 +131,37 @@ async fn increment(url: &Url, options: &HashMap<String, String>, marker: Option<
     Ok(BronzeIncrement { table, after: marker, upto, files, rebuild })
 }
 
+/// The new bronze rows of an increment, with only the columns silver uses.
+async fn read_changes(increment: &BronzeIncrement, fields: &[&str]) -> Result<DataFrame> {
+    let wanted: Vec<&str> = fields.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().collect();
+    let present = io::present_columns(&increment.table, &wanted)?;
+    io::read_columns(&increment.table, &increment.files, Some(&present)).await
+}
+
+/// The files among `files` that hold one of the keys in `keys` (column `id`): the files' `id`
+/// statistics rule most out, the `id` column of the others is read and joined with the keys.
+async fn files_holding(table: &DeltaTable, files: &[DataFile], keys: &DataFrame) -> Result<Vec<DataFile>> {
+    if keys.height() == 0 || files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted: Vec<i64> = keys.column("id").step("reading changed keys")?.i64().step("reading changed keys")?.into_iter().flatten().collect();
+    sorted.sort_unstable();
+    let candidates: Vec<DataFile> = files.iter().filter(|f| f.may_hold_any(&sorted)).cloned().collect();
+    let ids = io::read_each(table, &candidates, Some(&["id"])).await?;
+    let tagged: Vec<LazyFrame> = ids.into_iter().enumerate().map(|(i, frame)| frame.lazy().select([col("id"), lit(i as u32).alias("_file")])).collect();
+    if tagged.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hits = cdc::with_keys(concat(tagged, UnionArgs::default()).step("finding changed rides")?, keys.clone().lazy(), "id", true)
+        .select([col("_file")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .collect()
+        .step("finding changed rides")?;
+    let mut indexes: Vec<u32> = hits.column("_file").step("finding changed rides")?.u32().step("finding changed rides")?.into_iter().flatten().collect();
+    indexes.sort_unstable();
+    Ok(indexes.into_iter().filter_map(|i| candidates.get(i as usize).cloned()).collect())
+}
+
 /// The latest version of the table at `url` whose marker `app_id` is at most `max` (time travel),
 /// or `None` when there is no such version.
 async fn as_of_marker(url: &Url, options: &HashMap<String, String>, app_id: &str, max: Option<i64>) -> Result<Option<DeltaTable>> {
@@ -200,6 +235,39 @@ fn quarantine_rows(bad: &DataFrame, table: &str, bronze_version: i64) -> Result<
         .step("building quarantine rows")
 }
 
+/// How far silver is behind one bronze stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct StreamProgress {
+    /// Latest bronze version (`None`: no bronze table yet).
+    pub bronze_version: Option<i64>,
+    /// Bronze version the silver table reflects (`None`: not built yet).
+    pub silver_marker: Option<i64>,
+}
+
+impl StreamProgress {
+    /// Whether bronze holds versions silver has not processed.
+    pub fn behind(&self) -> bool {
+        match (self.bronze_version, self.silver_marker) {
+            (Some(bronze), Some(silver)) => bronze > silver,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+/// How far silver is behind bronze, read from the tables' versions and markers (no data read).
+pub async fn progress(layout: &LakeLayout) -> Result<(StreamProgress, StreamProgress)> {
+    let options = layout.storage_options();
+    let mut out = [StreamProgress::default(); 2];
+    for (slot, (stream, marker)) in out.iter_mut().zip([("users", USERS_MARKER), ("rides", RIDES_MARKER)]) {
+        let bronze = io::open(&layout.bronze(stream)?, &options).await?;
+        slot.bronze_version = bronze.and_then(|t| t.version()).map(|v| v as i64);
+        slot.silver_marker = io::open_with_marker(&layout.silver(stream)?, &options, marker).await?.1;
+    }
+    let [users, rides] = out;
+    Ok((users, rides))
+}
+
 /// Builds (or brings up to date) the silver tables from bronze.
 pub async fn build_silver(layout: &LakeLayout) -> Result<SilverReport> {
     build_silver_with(layout, &SilverOptions::default()).await
@@ -229,7 +297,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     let quarantine_url = layout.silver("quarantine")?;
 
     // ---- users: apply --------------------------------------------------------------------------
-    let user_changes = cdc::prepare(&io::read_files(&bronze_users.table, &bronze_users.files).await?, &USER_COLUMNS)?;
+    let user_changes = cdc::prepare(&read_changes(&bronze_users, &USER_COLUMNS).await?, &USER_COLUMNS)?;
     report.rows_read += count(&user_changes);
     let user_rules = [
         ("id is null", col("id").is_null()),
@@ -268,7 +336,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     }
 
     // ---- rides: apply --------------------------------------------------------------------------
-    let ride_changes = cdc::prepare(&io::read_files(&bronze_rides.table, &bronze_rides.files).await?, &RIDE_COLUMNS)?;
+    let ride_changes = cdc::prepare(&read_changes(&bronze_rides, &RIDE_COLUMNS).await?, &RIDE_COLUMNS)?;
     report.rows_read += count(&ride_changes);
     let statuses = lit(Series::new("s".into(), RIDE_STATUSES)).implode(false);
     let ride_rules = [
@@ -278,6 +346,8 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         ("status is not a ride status", col("status").is_null().or(col("status").is_in(statuses, false).not())),
     ];
     let (valid_rides, bad_rides) = cdc::split_by_rules(&ride_changes, &ride_rules, &[("id is null", col("id").is_null())])?;
+    drop(ride_changes);
+    let latest_rides = cdc::latest(valid_rides.lazy(), "id").collect().step("applying ride changes")?;
 
     let rebuild_rides = bronze_rides.rebuild || bronze_users.rebuild;
     let companions_marker = if rebuild_rides { None } else { rides_marker };
@@ -293,18 +363,24 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         (Some(t), false) => io::files(t)?,
         _ => Vec::new(),
     };
-    let published_keys = match (&silver_rides, rebuild_rides) {
-        (Some(t), false) => io::read_columns(t, &ride_files, Some(&["id", POSITION, UPDATED, EXTRACTED, "year", "month", "day"])).await?,
-        _ => DataFrame::empty(),
+    // Every row of the partitions holding a published version of a changed key: their state
+    // decides which changes are newer, and they are what a rewrite of those partitions keeps.
+    let (published, published_days) = match (&silver_rides, rebuild_rides) {
+        (Some(t), false) => {
+            let holding = files_holding(t, &ride_files, &latest_rides.select(["id"]).step("reading changed keys")?).await?;
+            let days: BTreeSet<(i32, i32, i32)> = holding.iter().filter_map(DataFile::day).collect();
+            (io::read_files(t, &files_in(&ride_files, &days)).await?, days)
+        }
+        _ => (DataFrame::empty(), BTreeSet::new()),
     };
     let mut known: Vec<LazyFrame> = Vec::new();
-    for frame in [&published_keys, &pending_before, &deleted_before] {
+    for frame in [&published, &pending_before, &deleted_before] {
         if frame.height() > 0 {
             known.push(frame.clone().lazy().select(state_columns()));
         }
     }
     let known = if known.is_empty() { empty_state() } else { concat(known, UnionArgs::default()).step("collecting ride state")? };
-    let newer_rides = cdc::newer_than(cdc::latest(valid_rides.lazy(), "id"), known, "id").collect().step("applying ride changes")?;
+    let newer_rides = cdc::newer_than(latest_rides.lazy(), known, "id").collect().step("applying ride changes")?;
     let ride_deletes = newer_rides.clone().lazy().filter(col(DELETED)).collect().step("applying ride deletes")?;
     let ride_candidates = newer_rides.clone().lazy().filter(col(DELETED).not()).collect().step("applying ride changes")?;
     report.rides_deleted = count(&ride_deletes);
@@ -352,8 +428,8 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     .collect()
     .step("collecting changed rides")?;
     let mut touched_rides = partitions_of(&ready)?;
-    if published_keys.height() > 0 {
-        touched_rides.extend(partitions_of(&cdc::with_keys(published_keys.clone().lazy(), leaving.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
+    if published.height() > 0 {
+        touched_rides.extend(partitions_of(&cdc::with_keys(published.clone().lazy(), leaving.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
     }
     let deleted_after = {
         let new_tombstones = ride_deletes.clone().lazy().select(tombstone_columns());
@@ -412,12 +488,20 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     io::write(&deleted_url, &options, &deleted_after, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_deleted",
         "Silver: tombstones of deleted rides (id, delete time, change position)").await?;
     // 4. rides: the run's commit point.
-    let kept = if touched_rides.is_empty() || published_keys.height() == 0 {
+    // Rewritten partitions keep their rows that did not change; partitions that only gain rides
+    // were not read yet.
+    let mut current = Vec::new();
+    if published.height() > 0 {
+        current.push(published.lazy().filter(in_partitions(&touched_rides)).select(ride_output_columns()));
+    }
+    let unread: BTreeSet<(i32, i32, i32)> = touched_rides.difference(&published_days).copied().collect();
+    if let (Some(table), false) = (&silver_rides, unread.is_empty() || rebuild_rides) {
+        current.push(io::read_files(table, &files_in(&ride_files, &unread)).await?.lazy().select(ride_output_columns()));
+    }
+    let kept = if current.is_empty() {
         ready.clone().lazy().slice(0, 0)
     } else {
-        let table = silver_rides.as_ref().ok_or_else(|| LakehouseError::MissingTable(rides_url.to_string()))?;
-        let current = io::read_files(table, &files_in(&ride_files, &touched_rides)).await?;
-        cdc::with_keys(current.lazy(), leaving.lazy(), "id", false).select(ride_output_columns())
+        cdc::with_keys(concat(current, UnionArgs::default()).step("assembling ride partitions")?, leaving.lazy(), "id", false)
     };
     let rows = concat([kept, ready.clone().lazy()], UnionArgs::default()).step("assembling ride partitions")?.collect().step("assembling ride partitions")?;
     let mode = if rebuild_rides { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_rides.clone()) };

@@ -4,6 +4,11 @@
     ridelake.build_silver("lake")            # bronze CDC -> silver users, rides, pending, quarantine
     ridelake.build_gold("lake")              # silver -> gold aggregates, for the days that changed
     ridelake.read_table("lake", "gold", "driver_stats")   # -> polars.DataFrame
+    ridelake.write_report("lake", "report.html")          # charts of gold; returns lake_summary()
+    ridelake.bronze_progress("lake")["behind"]           # does bronze hold versions silver lacks?
+    ridelake.export_gold_parquet("lake", "export/")      # every gold table as one Parquet file
+    ridelake.publish_postgres("lake", "host=db user=bi dbname=bi")   # gold -> PostgreSQL, one transaction
+    ridelake.export_features("lake")                     # <lake>/ml/{driver,customer}_features.parquet
 
 `lake` is a folder or an ``s3://bucket/prefix`` URI; ``storage_options`` takes the same keys as
 the ``deltalake`` package (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...). Layout:
@@ -16,9 +21,15 @@ from ridelake._native import (
     MissingTableError,
     RidelakeError,
     StorageError,
+    bronze_progress,
     build_gold,
     build_silver,
+    export_features,
+    export_gold_parquet,
+    lake_summary,
+    publish_postgres,
     read_table,
+    write_report,
 )
 
 __all__ = [
@@ -27,7 +38,13 @@ __all__ = [
     "MissingTableError",
     "RidelakeError",
     "StorageError",
+    "bronze_progress",
     "build_gold",
     "build_silver",
+    "export_features",
+    "export_gold_parquet",
+    "lake_summary",
+    "publish_postgres",
     "read_table",
+    "write_report",
 ]

@@ -1,3 +1,4 @@
+import os
 from typing import TypedDict
 
 import polars as pl
@@ -23,6 +24,72 @@ class GoldReport(TypedDict):
     rows_read: int
     noop: bool
 
+class TableRows(TypedDict):
+    layer: str
+    table: str
+    rows: int | None
+
+class TopDriver(TypedDict):
+    driver_id: int
+    completed: int
+    rides: int
+    distance_km: float
+    fare: float
+    mean_rating: float | None
+
+class Month(TypedDict):
+    month: str
+    rides: int
+    completed: int
+    distance_km: float
+    gross_fare: float
+
+class Day(TypedDict):
+    date: str
+    requested: int
+    completed: int
+    cancelled: int
+    cancellation_rate: float
+    gross_fare: float
+
+class LakeSummary(TypedDict):
+    tables: list[TableRows]
+    pending_rides: int
+    quarantined: int
+    top_drivers: list[TopDriver]
+    months: list[Month]
+    days: list[Day]
+
+class StreamProgress(TypedDict):
+    bronze_version: int | None
+    silver_marker: int | None
+    behind: bool
+
+class BronzeProgress(TypedDict):
+    users: StreamProgress
+    rides: StreamProgress
+    behind: bool
+
+class ExportedTable(TypedDict):
+    table: str
+    version: int
+    rows: int
+    path: str
+
+class PublishedTable(TypedDict):
+    table: str
+    gold_version: int
+    mode: str  # "unchanged", "days" or "full"
+    days: int
+    rows_written: int
+
+class FeatureFile(TypedDict):
+    name: str
+    url: str
+    rows: int
+    gold_versions: list[tuple[str, int]]
+    as_of_us: int | None
+
 class RidelakeError(Exception): ...
 class MissingTableError(RidelakeError): ...
 class StorageError(RidelakeError): ...
@@ -34,3 +101,30 @@ def build_gold(lake: str, namespace: str = "ridehail", storage_options: dict[str
 def read_table(
     lake: str, layer: str, table: str, namespace: str = "ridehail", storage_options: dict[str, str] | None = None
 ) -> pl.DataFrame: ...
+def lake_summary(
+    lake: str, namespace: str = "ridehail", storage_options: dict[str, str] | None = None, top: int = 10
+) -> LakeSummary: ...
+def write_report(
+    lake: str,
+    path: str | os.PathLike[str],
+    namespace: str = "ridehail",
+    storage_options: dict[str, str] | None = None,
+    top: int = 10,
+    title: str | None = None,
+) -> LakeSummary: ...
+def bronze_progress(
+    lake: str, namespace: str = "ridehail", storage_options: dict[str, str] | None = None
+) -> BronzeProgress: ...
+def export_gold_parquet(
+    lake: str, dir: str | os.PathLike[str], namespace: str = "ridehail", storage_options: dict[str, str] | None = None
+) -> list[ExportedTable]: ...
+def publish_postgres(
+    lake: str,
+    dsn: str | None = None,
+    schema: str = "gold",
+    namespace: str = "ridehail",
+    storage_options: dict[str, str] | None = None,
+) -> list[PublishedTable]: ...
+def export_features(
+    lake: str, namespace: str = "ridehail", storage_options: dict[str, str] | None = None
+) -> list[FeatureFile]: ...

@@ -5,12 +5,13 @@
 //!              [--namespace NS] [--state-every N] [--duplicate-rate F] [--late-user-rate F]
 //!              [--bad-null-rate F] [--delete-rate F] [--catalog FILE] [--sync-mode append|overwrite]
 //!              [--generation-id N] [--minimum-generation-id N] [--sync-id N] [--skip-snapshot true]
-//!              [--out FILE]
+//!              [--skip-records N] [--out FILE]
 //! ```
 //! `--skip-snapshot true` simulates the snapshot but writes only the binlog changes, to continue a
-//! lake that already holds the same seed's snapshot.
-//! ```text
-//! ```
+//! lake that already holds the same seed's snapshot. `--skip-records N` simulates but does not
+//! write the first N records: with the same seed and sizes (`--users`, `--rides`, `--changes`) as
+//! an earlier run that wrote N records, it continues exactly where that run stopped
+//! (`--records` then counts the skipped records too).
 //! `--records N` sizes users/rides/changes for N records in total (5% users, 45% snapshot rides,
 //! the rest binlog changes) and stops at exactly N. Messages go to stdout unless `--out` is given;
 //! the summary goes to stderr.
@@ -22,7 +23,7 @@ use ridelake_core::generator::{Generator, GeneratorConfig, configured_catalog};
 const USAGE: &str = "usage: ridelake-gen [--records N] [--users N] [--rides N] [--changes N] [--seed S] \
 [--namespace NS] [--state-every N] [--duplicate-rate F] [--late-user-rate F] [--bad-null-rate F] \
 [--delete-rate F] [--catalog FILE] [--sync-mode append|overwrite] [--generation-id N] \
-[--minimum-generation-id N] [--sync-id N] [--skip-snapshot true] [--out FILE]";
+[--minimum-generation-id N] [--sync-id N] [--skip-snapshot true] [--skip-records N] [--out FILE]";
 
 fn main() -> ExitCode {
     match run() {
@@ -38,7 +39,10 @@ fn run() -> Result<(), String> {
     let mut cfg = GeneratorConfig::default();
     let (mut catalog, mut out_path, mut sync_mode) = (None, None, "append".to_owned());
     let (mut generation_id, mut min_generation_id, mut sync_id) = (1i64, 0i64, 1i64);
-    let mut args = std::env::args().skip(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // With explicit sizes, --records only bounds the output.
+    let sized = args.iter().any(|a| matches!(a.as_str(), "--users" | "--rides" | "--changes"));
+    let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
             eprintln!("{USAGE}");
@@ -48,6 +52,7 @@ fn run() -> Result<(), String> {
         let int = || value.replace('_', "").parse::<u64>().map_err(|e| format!("{flag} {value}: {e}"));
         let float = || value.parse::<f64>().map_err(|e| format!("{flag} {value}: {e}"));
         match flag.as_str() {
+            "--records" if sized => cfg.max_records = Some(int()?),
             "--records" => {
                 let n = int()?;
                 cfg.users = (n / 20).max(10);
@@ -71,6 +76,7 @@ fn run() -> Result<(), String> {
             "--minimum-generation-id" => min_generation_id = int()? as i64,
             "--sync-id" => sync_id = int()? as i64,
             "--out" => out_path = Some(value),
+            "--skip-records" => cfg.skip_records = int()?,
             "--skip-snapshot" => cfg.skip_snapshot_output = matches!(value.as_str(), "true" | "1" | "yes"),
             other => return Err(format!("unknown option {other}")),
         }

@@ -1,0 +1,57 @@
+"""The one place where the pipeline's blocks find the lake.
+
+Values come from the pipeline's runtime variables when given (`mage run ... --runtime-vars
+'{"lake": "s3://lake/prod"}'`), else from the `ridelake` profile of io_config.yaml, which reads
+environment variables only. Blocks call `settings(kwargs)` and pass the result to ridelake.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    lake: str
+    namespace: str
+    storage_options: dict[str, str] | None
+    export_dir: str
+    postgres_dsn: str | None
+    postgres_schema: str
+
+    def ridelake_args(self) -> dict:
+        """Keyword arguments every ridelake call takes besides the lake."""
+        return {"namespace": self.namespace, "storage_options": self.storage_options}
+
+
+def _profile() -> dict:
+    from mage_ai.io.config import ConfigFileLoader
+
+    return ConfigFileLoader(PROJECT / "io_config.yaml", "ridelake").config or {}
+
+
+def settings(runtime: dict | None = None) -> LakeSettings:
+    runtime = runtime or {}
+    profile = _profile()
+    lake = runtime.get("lake") or profile.get("RIDELAKE_LAKE") or ""
+    if not lake:
+        raise ValueError("no lake configured: set RIDELAKE_LAKE (a folder or s3://bucket/prefix) "
+                         "or pass --runtime-vars '{\"lake\": ...}'")
+    options = None
+    if lake.startswith("s3://"):
+        options = {"AWS_ACCESS_KEY_ID": profile.get("AWS_ACCESS_KEY_ID", ""),
+                   "AWS_SECRET_ACCESS_KEY": profile.get("AWS_SECRET_ACCESS_KEY", ""),
+                   "AWS_REGION": profile.get("AWS_REGION") or "us-east-1"}
+        endpoint = profile.get("AWS_ENDPOINT") or ""
+        if endpoint:
+            options["AWS_ENDPOINT_URL"] = endpoint
+            options["AWS_ALLOW_HTTP"] = "true" if endpoint.startswith("http://") else "false"
+    export_dir = runtime.get("export_dir") or profile.get("RIDELAKE_EXPORT_DIR") or (
+        os.path.join(lake, "exports") if not lake.startswith("s3://") else str(PROJECT / "exports"))
+    return LakeSettings(lake=lake, namespace=runtime.get("namespace") or profile.get("RIDELAKE_NAMESPACE") or "ridehail",
+                        storage_options=options, export_dir=export_dir,
+                        postgres_dsn=profile.get("RIDELAKE_POSTGRES_DSN") or None,
+                        postgres_schema=runtime.get("postgres_schema") or profile.get("RIDELAKE_POSTGRES_SCHEMA") or "gold")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The benchmark command: builds the release binaries and the release `ridelake` wheel, installs the
+# wheel into its own venv, and runs the benchmarks, each against its baseline in the same run.
+#   scripts/bench.sh bronze [--records N]                      destination vs a Python baseline
+#   scripts/bench.sh lakehouse [--rides N --changes N --users N] silver/gold vs a polars+deltalake MERGE
+#   scripts/bench.sh build                                     only build (the release wheel takes
+#                                                              ~25 minutes cold on 2 cores)
+# Caches live in ~/.cache/ridelake (override with RIDELAKE_CACHE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHAT=${1:-}; shift || true
+case "$WHAT" in bronze|lakehouse|build) ;; *) sed -n '2,8p' "$0" >&2; exit 2 ;; esac
+CACHE=${RIDELAKE_CACHE:-$HOME/.cache/ridelake}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+export RIDELAKE_BIN_DIR=$CARGO_TARGET_DIR/release
+VENV=$CACHE/venvs/bench
+
+bash scripts/setup-test-env.sh --minimal
+echo "== release binaries" >&2
+cargo build --release --locked --bins
+echo "== release wheel (its own target dir: maturin and cargo would otherwise rebuild each other's polars)" >&2
+rm -rf "$CACHE/wheels"
+"$CACHE/venvs/test/bin/maturin" build --release --locked -m pylib/Cargo.toml \
+  --target-dir "$CACHE/target-wheel" --out "$CACHE/wheels" >&2
+if [ ! -x "$VENV/bin/python" ]; then
+  "$CACHE/venvs/tools/bin/uv" venv -q --python "$(command -v python3)" "$VENV"
+fi
+"$CACHE/venvs/tools/bin/uv" pip install -q --python "$VENV/bin/python" \
+  "polars>=2.1,<2.2" "deltalake==1.6.6" "pyarrow>=21" "orjson" --reinstall-package ridelake "$CACHE"/wheels/ridelake-*.whl
+
+case "$WHAT" in
+  bronze) exec "$VENV/bin/python" bench/bench.py "$@" ;;
+  lakehouse) exec "$VENV/bin/python" bench/bench_lakehouse.py "$@" ;;
+  build) echo "built: $(ls "$CACHE"/wheels/)" >&2 ;;
+esac
