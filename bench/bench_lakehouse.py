@@ -45,14 +45,20 @@ def sync(work: Path, lake: Path, gen_args: list[str]) -> None:
     gen.wait()
 
 
-def bytes_rewritten(table: Path) -> int:
-    version = DeltaTable(str(table)).version()
-    log = table / "_delta_log" / f"{version:020d}.json"
+def versions(tables: list[Path]) -> dict[Path, int]:
+    return {t: DeltaTable(str(t)).version() if (t / "_delta_log").exists() else -1 for t in tables}
+
+
+def bytes_rewritten(before: dict[Path, int]) -> int:
+    """Bytes of the files removed by the commits made since `before` (table -> version)."""
     total = 0
-    for line in log.read_text().splitlines():
-        action = json.loads(line)
-        if "remove" in action:
-            total += action["remove"].get("size") or 0
+    for table, version in before.items():
+        for log in sorted((table / "_delta_log").glob("*.json")):
+            if int(log.stem) > version:
+                for line in log.read_text().splitlines():
+                    action = json.loads(line)
+                    if "remove" in action:
+                        total += action["remove"].get("size") or 0
     return total
 
 
@@ -76,6 +82,7 @@ def main() -> None:
     # In a child process: a child inherits its parent's peak-RSS mark (Linux copies it at fork),
     # so the parent must never hold big frames, or every measurement below would show it.
     initial_baseline = measure([py, "-c", f"""
+import polars as pl
 snapshot = (pl.read_delta({str(lake / "bronze/ridehail/rides")!r})
             .unique(subset="id", keep="last", maintain_order=True)  # the snapshot's at-least-once duplicates
             .with_columns(pl.col("requested_at").dt.year().cast(pl.Int32).alias("year"),
@@ -90,15 +97,19 @@ snapshot.write_delta({str(baseline_silver)!r}, delta_write_options={{"partition_
     sync(work, lake, [*base, "--changes", str(args.changes), "--skip-snapshot", "true"])
 
     print("timing ridelake silver, ridelake gold, baseline MERGE …", file=sys.stderr)
+    silver = ["users", "rides", "rides_pending", "rides_deleted", "quarantine"]
+    silver_before = versions([lake / "silver" / t for t in silver])
+    baseline_before = versions([baseline_silver])
     ours = measure([py, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_silver({str(lake)!r})))"])
     report = json.loads(ours["stdout"].strip().splitlines()[-1])
-    ours["bytes_rewritten"] = bytes_rewritten(lake / "silver/rides")
+    ours["bytes_rewritten"] = bytes_rewritten(silver_before)
     gold = measure([py, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_gold({str(lake)!r})))"])
     base_run = measure([py, str(REPO / "bench/baseline_silver.py"), str(lake / "bronze/ridehail/rides"), str(baseline_silver), str(since)])
-    base_run["bytes_rewritten"] = bytes_rewritten(baseline_silver)
+    base_run["bytes_rewritten"] = bytes_rewritten(baseline_before)
 
     # Same output: the same rides with the same status (checked in a child, for the same reason).
     measure([py, "-c", f"""
+import polars as pl
 mine = pl.read_delta({str(lake / "silver/rides")!r}).select("id", "status").sort("id")
 theirs = pl.read_delta({str(baseline_silver)!r}).select("id", "status").sort("id")
 assert mine.equals(theirs), f"silver differs: ours {{mine.height}} rows, baseline {{theirs.height}} rows"

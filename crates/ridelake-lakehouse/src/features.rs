@@ -14,7 +14,7 @@ use std::sync::Arc;
 use deltalake::DeltaTableBuilder;
 use deltalake::arrow::datatypes::{Field, Schema};
 use deltalake::logstore::object_store::path::Path;
-use deltalake::logstore::object_store::{ObjectStore, PutPayload};
+use deltalake::logstore::object_store::{ObjectStoreExt, PutPayload};
 use deltalake::parquet::arrow::ArrowWriter;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::metadata::KeyValue;

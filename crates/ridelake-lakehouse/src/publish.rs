@@ -81,25 +81,26 @@ impl Values {
         Ok(match series.dtype() {
             DataType::Int32 | DataType::Int16 | DataType::Int8 | DataType::UInt8 | DataType::UInt16 => {
                 let s = series.cast(&DataType::Int32).step(step)?;
-                (Values::Int4(s.i32().step(step)?.into_iter().collect()), Type::INT4, "integer")
+                (Values::Int4(s.i32().step(step)?.iter().collect()), Type::INT4, "integer")
             }
             d if d.is_integer() => {
                 let s = series.cast(&DataType::Int64).step(step)?;
-                (Values::Int(s.i64().step(step)?.into_iter().collect()), Type::INT8, "bigint")
+                (Values::Int(s.i64().step(step)?.iter().collect()), Type::INT8, "bigint")
             }
             d if d.is_float() => {
                 let s = series.cast(&DataType::Float64).step(step)?;
-                (Values::Float(s.f64().step(step)?.into_iter().collect()), Type::FLOAT8, "double precision")
+                (Values::Float(s.f64().step(step)?.iter().collect()), Type::FLOAT8, "double precision")
             }
-            DataType::Boolean => (Values::Bool(series.bool().step(step)?.into_iter().collect()), Type::BOOL, "boolean"),
-            DataType::Datetime(_, _) => {
-                let s = series.cast(&DataType::Datetime(TimeUnit::Microseconds, None)).step(step)?.cast(&DataType::Int64).step(step)?;
-                let values = s.i64().step(step)?.into_iter().map(|v| v.and_then(DateTime::<Utc>::from_timestamp_micros)).collect();
+            DataType::Boolean => (Values::Bool(series.bool().step(step)?.iter().collect()), Type::BOOL, "boolean"),
+            DataType::Datetime(_, zone) => {
+                // The physical value is UTC-based whatever the zone; only the unit is normalised.
+                let s = series.cast(&DataType::Datetime(TimeUnit::Microseconds, zone.clone())).step(step)?.cast(&DataType::Int64).step(step)?;
+                let values = s.i64().step(step)?.iter().map(|v| v.and_then(DateTime::<Utc>::from_timestamp_micros)).collect();
                 (Values::Timestamp(values), Type::TIMESTAMPTZ, "timestamptz")
             }
             _ => {
                 let s = series.cast(&DataType::String).step(step)?;
-                (Values::Text(s.str().step(step)?.into_iter().map(|v| v.map(str::to_owned)).collect()), Type::TEXT, "text")
+                (Values::Text(s.str().step(step)?.iter().map(|v| v.map(str::to_owned)).collect()), Type::TEXT, "text")
             }
         })
     }
@@ -165,7 +166,7 @@ async fn publish_table(tx: &Transaction<'_>, layout: &LakeLayout, schema: &str, 
     // Column definitions from the gold schema (an empty read gives the typed columns).
     let empty = io::read_files(&delta, &[]).await?;
     let mut definitions = Vec::new();
-    for column in empty.get_columns() {
+    for column in empty.columns() {
         let (_, _, sql) = Values::of(column)?;
         definitions.push(format!("{} {sql}", quote(column.name())));
     }
@@ -221,7 +222,7 @@ async fn publish_table(tx: &Transaction<'_>, layout: &LakeLayout, schema: &str, 
 
     let description = delta.snapshot().ok().and_then(|s| s.metadata().description().map(str::to_owned)).unwrap_or_default();
     let mut comments = format!("COMMENT ON TABLE {target} IS {};", literal(&format!("{description} [ridelake gold version {version}]")));
-    for column in empty.get_columns() {
+    for column in empty.columns() {
         if let Some(doc) = gold::column_doc(column.name()) {
             comments.push_str(&format!("COMMENT ON COLUMN {target}.{} IS {};", quote(column.name()), literal(doc)));
         }
@@ -251,7 +252,7 @@ async fn copy_rows(tx: &Transaction<'_>, target: &str, rows: &DataFrame) -> Resu
     let mut columns = Vec::new();
     let mut types = Vec::new();
     let mut names = Vec::new();
-    for column in rows.get_columns() {
+    for column in rows.columns() {
         let (values, kind, _) = Values::of(column)?;
         columns.push(values);
         types.push(kind);
@@ -268,5 +269,5 @@ async fn copy_rows(tx: &Transaction<'_>, target: &str, rows: &DataFrame) -> Resu
         row.extend(columns.iter().map(|c| c.get(i)));
         writer.as_mut().write(&row).await.map_err(pg_error("copying rows"))?;
     }
-    writer.finish().await.map_err(pg_error("finishing COPY"))
+    writer.as_mut().finish().await.map_err(pg_error("finishing COPY"))
 }

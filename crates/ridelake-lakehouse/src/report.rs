@@ -100,12 +100,12 @@ const SILVER: [&str; 5] = ["users", "rides", "rides_pending", "rides_deleted", "
 
 fn ints(frame: &DataFrame, name: &str) -> Result<Vec<Option<i64>>> {
     let series = frame.column(name).step("reading a gold column")?.as_materialized_series().cast(&DataType::Int64).step("reading a gold column")?;
-    Ok(series.i64().step("reading a gold column")?.into_iter().collect())
+    Ok(series.i64().step("reading a gold column")?.iter().collect())
 }
 
 fn floats(frame: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
     let series = frame.column(name).step("reading a gold column")?.as_materialized_series().cast(&DataType::Float64).step("reading a gold column")?;
-    Ok(series.f64().step("reading a gold column")?.into_iter().collect())
+    Ok(series.f64().step("reading a gold column")?.iter().collect())
 }
 
 async fn read_gold(layout: &LakeLayout, table: &str) -> Result<Option<DataFrame>> {

@@ -144,7 +144,7 @@ async fn files_holding(table: &DeltaTable, files: &[DataFile], keys: &DataFrame)
     if keys.height() == 0 || files.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sorted: Vec<i64> = keys.column("id").step("reading changed keys")?.i64().step("reading changed keys")?.into_iter().flatten().collect();
+    let mut sorted: Vec<i64> = keys.column("id").step("reading changed keys")?.i64().step("reading changed keys")?.iter().flatten().collect();
     sorted.sort_unstable();
     let candidates: Vec<DataFile> = files.iter().filter(|f| f.may_hold_any(&sorted)).cloned().collect();
     let ids = io::read_each(table, &candidates, Some(&["id"])).await?;
@@ -157,7 +157,7 @@ async fn files_holding(table: &DeltaTable, files: &[DataFile], keys: &DataFrame)
         .unique(None, UniqueKeepStrategy::Any)
         .collect()
         .step("finding changed rides")?;
-    let mut indexes: Vec<u32> = hits.column("_file").step("finding changed rides")?.u32().step("finding changed rides")?.into_iter().flatten().collect();
+    let mut indexes: Vec<u32> = hits.column("_file").step("finding changed rides")?.u32().step("finding changed rides")?.iter().flatten().collect();
     indexes.sort_unstable();
     Ok(indexes.into_iter().filter_map(|i| candidates.get(i as usize).cloned()).collect())
 }
