@@ -148,7 +148,7 @@ async fn files_holding(table: &DeltaTable, files: &[DataFile], keys: &DataFrame)
     sorted.sort_unstable();
     let candidates: Vec<DataFile> = files.iter().filter(|f| f.may_hold_any(&sorted)).cloned().collect();
     let ids = io::read_each(table, &candidates, Some(&["id"])).await?;
-    let tagged: Vec<LazyFrame> = ids.into_iter().enumerate().map(|(i, frame)| frame.lazy().select([col("id"), lit(i as u32).alias("_file")])).collect();
+    let tagged: Vec<LazyFrame> = ids.into_iter().enumerate().map(|(i, frame)| frame.lazy().select([col("id"), lit(i as i64).cast(DataType::Int64).alias("_file")])).collect();
     if tagged.is_empty() {
         return Ok(Vec::new());
     }
@@ -157,7 +157,7 @@ async fn files_holding(table: &DeltaTable, files: &[DataFile], keys: &DataFrame)
         .unique(None, UniqueKeepStrategy::Any)
         .collect()
         .step("finding changed rides")?;
-    let mut indexes: Vec<u32> = hits.column("_file").step("finding changed rides")?.u32().step("finding changed rides")?.iter().flatten().collect();
+    let mut indexes: Vec<i64> = hits.column("_file").step("finding changed rides")?.i64().step("finding changed rides")?.iter().flatten().collect();
     indexes.sort_unstable();
     Ok(indexes.into_iter().filter_map(|i| candidates.get(i as usize).cloned()).collect())
 }
