@@ -65,31 +65,37 @@ class Lake:
             options |= {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"}
         return options
 
-    def _filesystem(self):
-        from pyarrow import fs
+    def _s3(self):
+        import boto3
+        from botocore.config import Config
 
-        if not self.is_s3:
-            return fs.LocalFileSystem(), f"{self.uri}/{JOB_STATE}"
-        scheme = "http" if (self.endpoint or "").startswith("http://") else "https"
-        s3 = fs.S3FileSystem(access_key=self.key, secret_key=self.secret, region=self.region, scheme=scheme,
-                             endpoint_override=(self.endpoint or None) and self.endpoint.split("://", 1)[-1],
-                             force_virtual_addressing=False)
-        return s3, f"{self.bucket}/{self.prefix}/{JOB_STATE}".replace("//", "/")
+        return boto3.client("s3", endpoint_url=self.endpoint or None, aws_access_key_id=self.key,
+                            aws_secret_access_key=self.secret, region_name=self.region,
+                            config=Config(s3={"addressing_style": "path"}))
+
+    def _state_key(self) -> str:
+        return f"{self.prefix}/{JOB_STATE}".lstrip("/")
 
     def read_job_state(self) -> dict | None:
-        from pyarrow import fs as pafs
-
-        filesystem, path = self._filesystem()
-        if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+        if not self.is_s3:
+            path = Path(self.uri, JOB_STATE)
+            return json.loads(path.read_text()) if path.exists() else None
+        s3 = self._s3()
+        try:
+            return json.loads(s3.get_object(Bucket=self.bucket, Key=self._state_key())["Body"].read())
+        except s3.exceptions.NoSuchKey:
             return None
-        with filesystem.open_input_stream(path) as f:
-            return json.loads(f.read())
 
     def write_job_state(self, state: dict) -> None:
-        filesystem, path = self._filesystem()
-        filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with filesystem.open_output_stream(path) as f:
-            f.write(json.dumps(state, indent=1).encode())
+        text = json.dumps(state, indent=1)
+        if not self.is_s3:
+            path = Path(self.uri, JOB_STATE)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            partial.write_text(text)
+            partial.replace(path)
+            return
+        self._s3().put_object(Bucket=self.bucket, Key=self._state_key(), Body=text.encode())
 
 
 def send_to_bronze(lake: Lake, seed: int, users: int, rides: int, already: int, records: int) -> dict:

@@ -21,11 +21,12 @@ cargo test --release --locked
 echo "== lakehouse Rust tests (dev profile: polars and datafusion build in ~7 minutes cold)" >&2
 cargo test --locked -p ridelake-lakehouse
 
-echo "== ridelake Python package (maturin develop into the test and the Mage venvs)" >&2
-for venv in test mage; do
-  (cd pylib && VIRTUAL_ENV=$CACHE/venvs/$venv PATH=$CACHE/venvs/$venv/bin:$CACHE/venvs/tools/bin:$PATH \
-    "$CACHE/venvs/test/bin/maturin" develop --uv --locked)
-done
+echo "== ridelake Python package (maturin develop into the test venv)" >&2
+(cd pylib && VIRTUAL_ENV=$CACHE/venvs/test PATH=$CACHE/venvs/test/bin:$CACHE/venvs/tools/bin:$PATH \
+  "$CACHE/venvs/test/bin/maturin" develop --uv --locked)
+# The Mage venv runs the same interpreter: it imports the same build through a path file (a second
+# maturin develop for another venv would rebuild polars, since pyo3's fingerprint names the venv).
+echo "$PWD/pylib/python" > "$("$CACHE/venvs/mage/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/ridelake.pth"
 
 echo "== end-to-end tests" >&2
 "$CACHE/venvs/test/bin/python" -m pytest tests/e2e "$@"

@@ -9,13 +9,14 @@ from mage_project.utils.ridelake_settings import settings
 
 
 @data_exporter
-def export_gold(gold: dict, *args, **kwargs) -> list[dict]:
+def export_gold(gold: dict, *args, **kwargs) -> dict:
     lake = settings(kwargs)
-    return ridelake.export_gold_parquet(lake.lake, lake.export_dir, **lake.ridelake_args())
+    # A dict, not a list: Mage would split a list into several outputs.
+    return {"tables": ridelake.export_gold_parquet(lake.lake, lake.export_dir, **lake.ridelake_args())}
 
 
 @test
 def test_every_gold_table_exported(output, *args) -> None:
-    tables = {e["table"] for e in output}
+    tables = {e["table"] for e in output["tables"]}
     assert {"driver_stats", "monthly_distance", "daily_city_kpis"} <= tables, tables
-    assert all(e["rows"] > 0 for e in output), output
+    assert all(e["rows"] > 0 for e in output["tables"]), output

@@ -9,12 +9,14 @@ from mage_project.utils.ridelake_settings import settings
 
 
 @data_exporter
-def export_ml_features(gold: dict, *args, **kwargs) -> list[dict]:
+def export_ml_features(gold: dict, *args, **kwargs) -> dict:
     lake = settings(kwargs)
-    return ridelake.export_features(lake.lake, **lake.ridelake_args())
+    # A dict, not a list: Mage would split a list into several outputs.
+    return {"files": ridelake.export_features(lake.lake, **lake.ridelake_args())}
 
 
 @test
 def test_features_written(output, *args) -> None:
-    assert [f["name"] for f in output] == ["driver_features", "customer_features"], output
-    assert all(f["rows"] > 0 for f in output), output
+    files = output["files"]
+    assert [f["name"] for f in files] == ["driver_features", "customer_features"], output
+    assert all(f["rows"] > 0 for f in files), output

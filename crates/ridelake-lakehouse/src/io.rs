@@ -27,7 +27,7 @@ use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use polars::prelude::DataFrame;
 use url::Url;
 
@@ -198,19 +198,34 @@ fn projected_schema(table: &DeltaTable, columns: Option<&[&str]>) -> Result<Sche
     Ok(Arc::new(Schema::new(fields)))
 }
 
-/// Every file's batches in `schema`, read concurrently, in the order of `files`.
+/// Every file's batches in `schema`, read concurrently (at most one file per core at a time), in
+/// the order of `files`.
 async fn read_batches(table: &DeltaTable, files: &[DataFile], schema: &SchemaRef) -> Result<Vec<Vec<RecordBatch>>> {
     let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let permits = Arc::new(tokio::sync::Semaphore::new(parallelism));
     let store = table.object_store();
-    let tasks = files.iter().map(|file| {
-        let (store, schema, file, url) = (store.clone(), schema.clone(), file.clone(), table.table_url().clone());
-        tokio::spawn(async move { read_file(store, &url, &file, &schema).await })
-    });
-    futures::stream::iter(tasks)
-        .buffered(parallelism)
-        .map(|joined| joined.map_err(|e| LakehouseError::Task(e.to_string()))?)
-        .try_collect()
-        .await
+    let url = table.table_url().clone();
+    let mut handles = Vec::with_capacity(files.len());
+    for file in files {
+        let (store, schema, file, url, permits) = (store.clone(), schema.clone(), file.clone(), url.clone(), permits.clone());
+        handles.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await.map_err(|e| LakehouseError::Task(e.to_string()))?;
+            read_file(store, &url, &file, &schema).await
+        }));
+    }
+    let mut out = Vec::with_capacity(handles.len());
+    let mut pending = handles.into_iter();
+    while let Some(handle) = pending.next() {
+        let read = handle.await.map_err(|e| LakehouseError::Task(e.to_string())).and_then(|r| r);
+        match read {
+            Ok(batches) => out.push(batches),
+            Err(e) => {
+                pending.for_each(|rest| rest.abort());
+                return Err(e);
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn read_file(store: ObjectStoreRef, url: &Url, file: &DataFile, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
