@@ -9,8 +9,9 @@
 //!   the gold version each table reflects; an unchanged table is skipped, a day-partitioned table
 //!   whose gold version moved has only the changed days replaced (known from the Delta log), and
 //!   any other change replaces the whole table.
-//! - Concurrent publishes are serialized by a transaction-scoped advisory lock on the schema;
-//!   plain readers are never blocked by it.
+//! - Concurrent publishes are serialized by a transaction-scoped advisory lock on the schema.
+//!   Rows are replaced with `DELETE` and `COPY` under MVCC, so readers are not blocked; only a
+//!   change of a table's columns recreates it (DDL).
 //! - The connection string comes from the caller or `RIDELAKE_POSTGRES_DSN`; it is never part of
 //!   an error message (only the server's own messages are).
 
@@ -177,8 +178,10 @@ async fn publish_table(tx: &Transaction<'_>, layout: &LakeLayout, schema: &str, 
         .map_err(pg_error("reading what was published"))?
         .map(|row| (row.get::<_, i64>(0), row.get::<_, String>(1), row.get::<_, String>(2)));
     let source = url.to_string();
-    // The same columns from the same gold table: rows can be replaced in place.
-    let same_table = previous.as_ref().is_some_and(|(_, columns, from)| *columns == signature && *from == source);
+    // The same columns: rows are replaced in place (no DDL, so readers are never blocked); from
+    // the same gold table too: its version tells what changed.
+    let same_columns = previous.as_ref().is_some_and(|(_, columns, _)| *columns == signature);
+    let same_table = same_columns && previous.as_ref().is_some_and(|(_, _, from)| *from == source);
     if same_table && previous.as_ref().is_some_and(|(v, _, _)| *v == version) {
         return Ok(Some(PublishedTable { table: table.into(), gold_version: version, mode: "unchanged".into(), days: 0, rows_written: 0 }));
     }
@@ -205,7 +208,7 @@ async fn publish_table(tx: &Transaction<'_>, layout: &LakeLayout, schema: &str, 
             let wanted: Vec<DataFile> = files.iter().filter(|f| f.day().is_some_and(|d| days.contains(&d))).cloned().collect();
             io::read_files(&delta, &wanted).await?
         }
-        None if same_table => {
+        None if same_columns => {
             // MVCC: readers keep seeing the old rows until the commit, and are not blocked.
             tx.batch_execute(&format!("DELETE FROM {target}")).await.map_err(pg_error("replacing the table"))?;
             io::read_files(&delta, &files).await?
