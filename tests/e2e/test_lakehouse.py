@@ -278,6 +278,8 @@ def test_killed_python_runs_then_a_rerun_equal_a_clean_run(tmp_path):
     import random
     import shutil
     import signal
+
+    from polars.testing import assert_frame_equal
     import subprocess
     import sys
     import time
@@ -315,4 +317,8 @@ def test_killed_python_runs_then_a_rerun_equal_a_clean_run(tmp_path):
             b = ridelake.read_table(str(killed), layer, table)
             keys = [c for c in ("id", "table", "_airbyte_raw_id", "year", "month", "day", "city", "driver_id", "customer_id") if c in a.columns]
             drop = [c for c in ("bronze_version",) if c in a.columns]
-            assert a.drop(drop).sort(keys).equals(b.drop(drop).sort(keys)), f"{layer}/{table} differs after killed runs"
+            a, b = a.drop(drop).sort(keys), b.drop(drop).sort(keys)
+            if layer == "silver":
+                assert a.equals(b), f"{layer}/{table} differs after killed runs"
+            else:  # sums of floats may differ in the last bits (parallel summation order)
+                assert_frame_equal(a, b, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
