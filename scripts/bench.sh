@@ -19,9 +19,11 @@ bash scripts/setup-test-env.sh --minimal
 echo "== release binaries" >&2
 cargo build --release --locked --bins
 echo "== release wheel (its own target dir: maturin and cargo would otherwise rebuild each other's polars)" >&2
-rm -rf "$CACHE/wheels"
-"$CACHE/venvs/test/bin/maturin" build --release --locked -m pylib/Cargo.toml \
-  --target-dir "$CACHE/target-wheel" --out "$CACHE/wheels" >&2
+# Always the same interpreter: pyo3's build fingerprint names it, and another one rebuilds polars.
+rm -rf "$CACHE/wheels.new"
+PATH=$CACHE/venvs/test/bin:$PATH "$CACHE/venvs/test/bin/maturin" build --release --locked -m pylib/Cargo.toml \
+  --interpreter "$CACHE/venvs/test/bin/python" --target-dir "$CACHE/target-wheel" --out "$CACHE/wheels.new" >&2
+rm -rf "$CACHE/wheels" && mv "$CACHE/wheels.new" "$CACHE/wheels"
 if [ ! -x "$VENV/bin/python" ]; then
   "$CACHE/venvs/tools/bin/uv" venv -q --python "$(command -v python3)" "$VENV"
 fi

@@ -279,12 +279,17 @@ impl<W: Write> Generator<W> {
             }
             self.emit_user(i, snapshot)?;
         }
-        // Rides: requested over the 90 days before the snapshot, mostly finished.
-        for _ in 0..self.cfg.rides {
+        // Rides: requested over the 90 days before the snapshot, mostly finished. The snapshot
+        // reads the table in primary-key order and auto-increment ids grow with time, so request
+        // times grow with the id (jittered within each ride's slot).
+        let span_us: i64 = 90 * 86_400 * 1_000_000;
+        let slot_us = (span_us / self.cfg.rides.max(1) as i64).max(1);
+        for i in 0..self.cfg.rides {
             if self.done() || self.users.is_empty() {
                 break;
             }
-            let requested = snapshot_us - 1 - (self.rng.below(90 * 86_400) as i64) * 1_000_000;
+            let slot_start = snapshot_us - span_us + ((span_us as i128 * i as i128) / self.cfg.rides.max(1) as i128) as i64;
+            let requested = (slot_start + self.rng.below(slot_us as u64) as i64).min(snapshot_us - 1);
             let mut ride = self.new_ride(requested, None);
             // Rides of the last two hours may still be under way; older ones are finished.
             let recent = snapshot_us - requested < 2 * 3_600_000_000;
