@@ -201,3 +201,11 @@ def test_ml_features_read_by_pandas_polars_duckdb(lakes, tmp_path):
     assert customers["cancellation_rate"].between(0, 1).all()
     n, completed = duckdb.sql(f"select count(*), sum(completed) from '{drivers_path}'").fetchone()
     assert (n, completed) == (stats.height, stats["completed"].sum())
+
+
+def test_errors_never_show_the_connection_string(lakes):
+    secret = "s3cret-do-not-log"
+    with pytest.raises(ridelake.StorageError) as failure:
+        ridelake.publish_postgres(lakes[0], f"host=127.0.0.1 port=9 user=bi password={secret} dbname=bi", "gold_x")
+    assert "cannot connect to PostgreSQL" in str(failure.value)
+    assert secret not in str(failure.value)

@@ -364,3 +364,31 @@ pub async fn write(
     let written = builder.await.map_err(|e| LakehouseError::delta(url, e))?;
     Ok(written.version().unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(range: Option<(i64, i64)>) -> DataFile {
+        DataFile { path: "f.parquet".into(), partition: vec![], id_range: range, rows: None }
+    }
+
+    #[test]
+    fn statistics_rule_out_only_files_that_cannot_hold_a_key() {
+        let keys = [3, 10, 42];
+        assert!(file(Some((1, 3))).may_hold_any(&keys));
+        assert!(file(Some((40, 50))).may_hold_any(&keys));
+        assert!(!file(Some((4, 9))).may_hold_any(&keys), "between two keys");
+        assert!(!file(Some((43, 99))).may_hold_any(&keys), "above every key");
+        assert!(file(None).may_hold_any(&keys), "no statistics: must be read");
+        assert!(!file(Some((1, 9))).may_hold_any(&[]));
+    }
+
+    #[test]
+    fn id_range_comes_from_the_statistics_json() {
+        let stats = r#"{"numRecords":3,"minValues":{"id":7,"status":"a"},"maxValues":{"id":70},"nullCount":{"id":0}}"#;
+        assert_eq!(id_range(Some(stats.into())), Some((7, 70)));
+        assert_eq!(id_range(Some(r#"{"numRecords":3}"#.into())), None);
+        assert_eq!(id_range(None), None);
+    }
+}
