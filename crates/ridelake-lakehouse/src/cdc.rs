@@ -86,9 +86,9 @@ pub fn prepare(bronze: &DataFrame, keep: &[&str]) -> Result<DataFrame> {
     bronze.clone().lazy().select(exprs).collect().step("preparing changes")
 }
 
-/// Splits changes into valid ones and quarantined ones (with the first rule each broke).
-/// `rules` are `(name, broken)` pairs; deletes are checked against `delete_rules` only.
-pub fn split_by_rules(changes: &DataFrame, rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Result<(DataFrame, DataFrame)> {
+/// The name of the first rule a change broke, or null. `rules` are `(name, broken)` pairs;
+/// deletes are checked against `delete_rules` only.
+fn broken_rule(rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Expr {
     let mut rule: Expr = lit(NULL).cast(DataType::String);
     for (name, broken) in rules.iter().rev() {
         rule = when(col(DELETED).not().and(broken.clone())).then(lit(*name)).otherwise(rule);
@@ -96,10 +96,24 @@ pub fn split_by_rules(changes: &DataFrame, rules: &[(&str, Expr)], delete_rules:
     for (name, broken) in delete_rules.iter().rev() {
         rule = when(col(DELETED).and(broken.clone())).then(lit(*name)).otherwise(rule);
     }
-    let tagged = changes.clone().lazy().with_column(rule.alias(RULE)).collect().step("checking rules")?;
-    let valid = tagged.clone().lazy().filter(col(RULE).is_null()).drop(cols([RULE])).collect().step("checking rules")?;
-    let quarantined = tagged.lazy().filter(col(RULE).is_not_null()).collect().step("checking rules")?;
-    Ok((valid, quarantined))
+    rule.alias(RULE)
+}
+
+/// The latest valid change per `key` (sorted by key), and the changes that broke a rule (with the
+/// first rule each broke). The winners are chosen on the key and order columns only and then
+/// gathered, so the changes are never copied whole.
+pub fn latest_valid(changes: &DataFrame, key: &str, rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Result<(DataFrame, DataFrame)> {
+    let tagged = changes.clone().lazy().with_column(broken_rule(rules, delete_rules)).collect().step("checking rules")?;
+    let quarantined = tagged.clone().lazy().filter(col(RULE).is_not_null()).collect().step("checking rules")?;
+    let mut narrow: Vec<Expr> = vec![col(key), col(RULE)];
+    narrow.extend(ORDER.iter().map(|c| col(*c)));
+    let winners = latest(tagged.clone().lazy().select(narrow).with_row_index("_row", None).filter(col(RULE).is_null()), key)
+        .select([col("_row")])
+        .collect()
+        .step("choosing the latest changes")?;
+    let rows = winners.column("_row").step("choosing the latest changes")?.idx().step("choosing the latest changes")?.clone();
+    let latest = tagged.drop(RULE).step("choosing the latest changes")?.take(&rows).step("choosing the latest changes")?;
+    Ok((latest, quarantined))
 }
 
 fn order_exprs(key: &str) -> Vec<Expr> {
@@ -182,12 +196,16 @@ mod tests {
     }
 
     #[test]
-    fn rules_quarantine_with_names() {
+    fn rules_quarantine_with_names_and_the_latest_valid_change_wins() {
         let rules = [("v is z", col("v").eq(lit("z"))), ("v is c", col("v").eq(lit("c")))];
-        let (valid, bad) = split_by_rules(&changes(), &rules, &[("never", lit(false))]).unwrap();
-        assert_eq!(valid.height(), 5);
+        let (latest, bad) = latest_valid(&changes(), "id", &rules, &[("never", lit(false))]).unwrap();
         assert_eq!(bad.height(), 1);
         assert_eq!(bad.column(RULE).unwrap().str().unwrap().get(0), Some("v is c"));
+        // id 1: "c" (position 30) broke a rule, so "b" (20) is its latest valid change; id 3 is a
+        // delete, checked against the delete rules only.
+        let v: Vec<_> = latest.column("v").unwrap().str().unwrap().iter().flatten().collect();
+        assert_eq!(v, ["b", "x", "z"]);
+        assert!(latest.column(RULE).is_err(), "the rule column is dropped");
     }
 
     #[test]

@@ -305,13 +305,14 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         ("created_at is null", col("created_at").is_null()),
     ];
     let user_delete_rules = [("id is null", col("id").is_null()), ("created_at is null", col("created_at").is_null())];
-    let (valid_users, bad_users) = cdc::split_by_rules(&user_changes, &user_rules, &user_delete_rules)?;
+    let (latest_users, bad_users) = cdc::latest_valid(&user_changes, "id", &user_rules, &user_delete_rules)?;
+    drop(user_changes);
     let existing_users = match (&silver_users, bronze_users.rebuild) {
         (Some(t), false) => io::read_all(t).await?,
         _ => DataFrame::empty(),
     };
     let users_state = if existing_users.height() > 0 { existing_users.clone().lazy() } else { empty_state() };
-    let newer_users = cdc::newer_than(cdc::latest(valid_users.lazy(), "id"), users_state.clone().select(state_columns()), "id")
+    let newer_users = cdc::newer_than(latest_users.lazy(), users_state.clone().select(state_columns()), "id")
         .with_columns([col(DELETED).alias("is_deleted")])
         .with_columns(partition_exprs("created_at"))
         .select(user_output_columns())
@@ -345,9 +346,8 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         ("requested_at is null", col("requested_at").is_null()),
         ("status is not a ride status", col("status").is_null().or(col("status").is_in(statuses, false).not())),
     ];
-    let (valid_rides, bad_rides) = cdc::split_by_rules(&ride_changes, &ride_rules, &[("id is null", col("id").is_null())])?;
+    let (latest_rides, bad_rides) = cdc::latest_valid(&ride_changes, "id", &ride_rules, &[("id is null", col("id").is_null())])?;
     drop(ride_changes);
-    let latest_rides = cdc::latest(valid_rides.lazy(), "id").collect().step("applying ride changes")?;
 
     let rebuild_rides = bronze_rides.rebuild || bronze_users.rebuild;
     let companions_marker = if rebuild_rides { None } else { rides_marker };
