@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use ridelake_core::lineage::LineageTarget;
+use ridelake_core::metrics::MetricsTarget;
 use ridelake_core::storage::{S3Location, StorageConfig};
 use serde::Deserialize;
 
@@ -48,6 +50,22 @@ struct ConfigFile {
     compression: Option<String>,
     #[serde(default)]
     default_namespace: Option<String>,
+    #[serde(default)]
+    observability: ObservabilitySection,
+}
+
+#[derive(Deserialize, Default)]
+struct ObservabilitySection {
+    #[serde(default)]
+    pushgateway_url: Option<String>,
+    #[serde(default)]
+    metrics_file: Option<String>,
+    #[serde(default)]
+    openlineage_url: Option<String>,
+    #[serde(default)]
+    openlineage_api_key: Option<String>,
+    #[serde(default)]
+    openlineage_file: Option<String>,
 }
 
 /// Parquet compression codec.
@@ -78,6 +96,11 @@ pub struct DestinationOptions {
     pub compression: Compression,
     /// Folder for streams without namespace.
     pub default_namespace: String,
+    /// Where the sync's metrics go (config first, then `RIDELAKE_PUSHGATEWAY_URL` /
+    /// `RIDELAKE_METRICS_FILE`).
+    pub metrics: MetricsTarget,
+    /// Where the sync's OpenLineage events go (config first, then the `OPENLINEAGE_*` variables).
+    pub lineage: LineageTarget,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -141,6 +164,21 @@ impl DestinationOptions {
         };
         let default_namespace = file.default_namespace.unwrap_or_else(|| "default".into());
         ridelake_core::bronze::safe_segment("namespace", &default_namespace)?;
+        let observability = file.observability;
+        let pushgateway_url = empty_to_none(observability.pushgateway_url);
+        if let Some(url) = &pushgateway_url {
+            ridelake_core::metrics::push_url(url, "check")
+                .map_err(|e| ConnectorError::Config(format!("observability.pushgateway_url: {e}")))?;
+        }
+        let metrics = MetricsTarget { pushgateway_url, file: empty_to_none(observability.metrics_file).map(PathBuf::from) }
+            .or(MetricsTarget::from_env());
+        let lineage = LineageTarget {
+            url: empty_to_none(observability.openlineage_url),
+            api_key: empty_to_none(observability.openlineage_api_key),
+            file: empty_to_none(observability.openlineage_file).map(PathBuf::from),
+            ..LineageTarget::default()
+        }
+        .or(LineageTarget::from_env());
         Ok(DestinationOptions {
             storage,
             target_file_size_bytes: target_mb * MIB,
@@ -149,6 +187,8 @@ impl DestinationOptions {
             memory_budget_bytes: memory_mb * MIB,
             compression,
             default_namespace,
+            metrics,
+            lineage,
         })
     }
 }
@@ -178,6 +218,19 @@ mod tests {
     }
 
     #[test]
+    fn observability_settings_come_from_the_config() {
+        let o = DestinationOptions::from_json(
+            r#"{"storage":{"storage_type":"Local","local_path":"/x"},"observability":{"pushgateway_url":"http://pg:9091",
+                "metrics_file":"/m/bronze.prom","openlineage_url":"http://ol:5000","openlineage_file":""}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.metrics.pushgateway_url.as_deref(), Some("http://pg:9091"));
+        assert_eq!(o.metrics.file, Some(PathBuf::from("/m/bronze.prom")));
+        assert_eq!(o.lineage.url.as_deref(), Some("http://ol:5000"));
+        assert_eq!(o.lineage.endpoint, "api/v1/lineage", "the OpenLineage default endpoint");
+    }
+
+    #[test]
     fn refuses_bad_configs_with_field_names() {
         for (text, needle) in [
             (r#"{}"#, "storage"),
@@ -185,6 +238,7 @@ mod tests {
             (r#"{"storage":{"storage_type":"Local","local_path":"/x"},"compression":"lz9"}"#, "compression"),
             (r#"{"storage":{"storage_type":"Local","local_path":"/x"},"target_file_size_mb":0}"#, "target_file_size_mb"),
             (r#"{"storage":{"storage_type":"S3","s3_bucket_name":"b","s3_endpoint":"http://h:1"}}"#, "access_key_id"),
+            (r#"{"storage":{"storage_type":"Local","local_path":"/x"},"observability":{"pushgateway_url":"pg:9091"}}"#, "pushgateway_url"),
         ] {
             let err = DestinationOptions::from_json(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");

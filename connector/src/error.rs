@@ -90,6 +90,25 @@ impl ConnectorError {
         ConnectorError::Delta { table: table.into(), source }
     }
 
+    /// Every value of [`ConnectorError::kind`], so that metrics can report 0 for the others.
+    pub const KINDS: [&'static str; 9] =
+        ["usage", "config", "catalog", "malformed_input", "protocol_violation", "storage", "encoding", "io", "internal"];
+
+    /// A short, bounded name of the error's kind (the `error_type` label of metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorError::Usage(_) => "usage",
+            ConnectorError::Config(_) | ConnectorError::Core(_) => "config",
+            ConnectorError::Catalog(_) => "catalog",
+            ConnectorError::MalformedInput { .. } => "malformed_input",
+            ConnectorError::ProtocolViolation { .. } => "protocol_violation",
+            ConnectorError::Delta { .. } => "storage",
+            ConnectorError::Arrow { .. } => "encoding",
+            ConnectorError::Io(_) => "io",
+            ConnectorError::Internal(_) => "internal",
+        }
+    }
+
     /// How Airbyte should treat this failure.
     pub fn failure_type(&self) -> FailureType {
         match self {
@@ -186,6 +205,23 @@ mod tests {
         assert_eq!(classify_storage_message("tcp connect error: Connection refused"), FailureType::Config);
         assert_eq!(classify_storage_message("Server returned non-2xx status code: 503"), FailureType::Transient);
         assert_eq!(classify_storage_message("something odd"), FailureType::System);
+    }
+
+    #[test]
+    fn every_kind_is_listed() {
+        let errors = [
+            ConnectorError::Usage("u".into()),
+            ConnectorError::Config("c".into()),
+            ConnectorError::Catalog("c".into()),
+            ConnectorError::MalformedInput { line: 1, reason: "r".into(), preview: "p".into() },
+            ConnectorError::ProtocolViolation { line: 1, what: "w".into() },
+            ConnectorError::delta("t", DeltaTableError::Generic("g".into())),
+            ConnectorError::Io(std::io::Error::other("io")),
+            ConnectorError::Internal("i".into()),
+        ];
+        for error in &errors {
+            assert!(ConnectorError::KINDS.contains(&error.kind()), "{}", error.kind());
+        }
     }
 
     #[test]

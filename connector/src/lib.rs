@@ -5,7 +5,8 @@
 //! [`config`] (validated settings) → [`catalog`] (streams and their types) → [`write`] (the
 //! reader/committer pipeline) → [`encoder`] (records → Arrow, via [`coerce`]) → [`sink`] (Parquet
 //! files and Delta commits) → [`state`] (which STATE may be echoed) → [`protocol`] (the only
-//! writer of stdout). [`check`] probes the storage; [`error`] classifies every failure.
+//! writer of stdout). [`check`] probes the storage; [`error`] classifies every failure;
+//! [`metrics`] names the sync's Prometheus metrics and sends them, with its OpenLineage events.
 #![warn(missing_docs)]
 
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod encoder;
 pub mod error;
 pub mod fault;
+pub mod metrics;
 pub mod protocol;
 pub mod sink;
 pub mod state;

@@ -12,7 +12,8 @@ use destination_delta_lake::catalog::Catalog;
 use destination_delta_lake::config::{DestinationOptions, SPEC_JSON};
 use destination_delta_lake::error::{ConnectorError, Result};
 use destination_delta_lake::protocol::{self, Emitter};
-use destination_delta_lake::{check, write};
+use destination_delta_lake::write::SyncReport;
+use destination_delta_lake::{check, metrics, write};
 
 const USAGE: &str = "usage: destination-delta-lake spec | check --config CONFIG.json | write --config CONFIG.json --catalog CATALOG.json";
 
@@ -70,7 +71,12 @@ async fn run(args: &[String], emitter: Arc<Emitter>) -> Result<()> {
             let options = DestinationOptions::from_file(&flag(args, "--config")?)?;
             let catalog = Catalog::load(&flag(args, "--catalog")?, &options.default_namespace)?;
             let input = Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()));
-            write::run_write(options, catalog, input, emitter).await.map(|_| ())
+            let started = std::time::Instant::now();
+            let lineage = metrics::start_lineage(&options, &emitter).await;
+            let mut report = SyncReport::default();
+            let result = write::run_write_reporting(options.clone(), catalog, input, emitter.clone(), &mut report).await;
+            metrics::finish(&options, &report, started.elapsed(), result.as_ref().err(), &lineage, &emitter).await;
+            result.map(|_| ())
         }
         Some(other) => Err(ConnectorError::Usage(format!("unknown command {other:?}. {USAGE}"))),
         None => Err(ConnectorError::Usage(USAGE.into())),

@@ -69,6 +69,8 @@ pub struct BronzeTable {
     pub commits: u64,
     /// Parquet bytes committed by this run.
     pub bytes_committed: u64,
+    /// Wall time of each commit of this run, in seconds (retries included).
+    pub commit_seconds: Vec<f64>,
     app_id: String,
     commit_seq: i64,
 }
@@ -173,6 +175,7 @@ impl BronzeTable {
             files_committed: 0,
             commits: 0,
             bytes_committed: 0,
+            commit_seconds: Vec::new(),
             app_id: format!("destination-delta-lake-{run_id}"),
             commit_seq: 0,
         })
@@ -204,10 +207,7 @@ impl BronzeTable {
             .with_location(url.to_string())
             .with_storage_options(storage_options.clone())
             .with_table_name(format!("bronze_{}", plan.folder.1))
-            .with_comment(format!(
-                "Bronze: raw Airbyte stream {} as received, append-only and lossless (destination-delta-lake)",
-                plan.label()
-            ))
+            .with_comment(Self::description(plan))
             .with_columns(fields)
             .with_configuration(configuration)
             .with_raise_if_key_not_exists(false)
@@ -298,6 +298,27 @@ impl BronzeTable {
         self.writer.buffer_len() as u64 + self.pending_adds.iter().map(|a| a.size as u64).sum::<u64>()
     }
 
+    /// The table's current Delta version.
+    pub fn version(&self) -> Option<u64> {
+        self.table.version()
+    }
+
+    /// The newest `_ab_cdc_updated_at` in the table (seconds since the epoch), from the Delta
+    /// statistics of its files: no data is read.
+    pub fn newest_change(&self) -> Option<f64> {
+        let snapshot = self.table.snapshot().ok()?;
+        snapshot
+            .log_data()
+            .iter()
+            .filter_map(|file| ridelake_core::metrics::newest_in_stats(&file.stats()?, bronze::CDC_UPDATED_AT))
+            .reduce(f64::max)
+    }
+
+    /// The description bronze tables are created with.
+    pub fn description(plan: &StreamPlan) -> String {
+        format!("Bronze: raw Airbyte stream {} as received, append-only and lossless (destination-delta-lake)", plan.label())
+    }
+
     /// Whether there is anything to commit.
     pub fn is_dirty(&self) -> bool {
         self.has_open_file || !self.pending_adds.is_empty()
@@ -341,6 +362,7 @@ impl BronzeTable {
         let properties = CommitProperties::default()
             .with_application_transaction(Transaction::new(&self.app_id, seq))
             .with_metadata(metadata);
+        let started = Instant::now();
         let mut attempt = 0u32;
         let version = loop {
             attempt += 1;
@@ -379,6 +401,7 @@ impl BronzeTable {
                 }
             }
         };
+        self.commit_seconds.push(started.elapsed().as_secs_f64());
         self.pending_adds.clear();
         self.rows_committed += self.rows_since_commit;
         self.rows_since_commit = 0;

@@ -84,6 +84,8 @@ pub struct ReadSummary {
     pub states: u64,
     /// Input bytes.
     pub bytes: u64,
+    /// RECORD messages per catalog stream, in catalog order.
+    pub per_stream: Vec<u64>,
 }
 
 /// What the sync did, for the final log line and tests.
@@ -114,12 +116,64 @@ fn parser_count() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
 }
 
+/// What one stream's table got in this sync, for metrics and lineage.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamReport {
+    /// `namespace.stream`.
+    pub stream: String,
+    /// Table location (no credentials in it).
+    pub url: String,
+    /// The table's description.
+    pub description: String,
+    /// RECORD messages of this stream read.
+    pub records_received: u64,
+    /// Rows committed.
+    pub records_written: u64,
+    /// Parquet bytes committed.
+    pub bytes_written: u64,
+    /// Files committed.
+    pub files_written: u64,
+    /// Commits made.
+    pub commits: u64,
+    /// Wall time of each commit, in seconds.
+    pub commit_seconds: Vec<f64>,
+    /// Delta version after the sync.
+    pub version: Option<u64>,
+    /// Newest `_ab_cdc_updated_at` in the table, seconds since the epoch.
+    pub newest_change: Option<f64>,
+}
+
+/// What a sync did, filled whether it succeeded or not (what was committed before a failure
+/// stays committed, and is reported).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncReport {
+    /// One entry per catalog stream, in catalog order.
+    pub streams: Vec<StreamReport>,
+    /// RECORD messages of streams the catalog does not have.
+    pub records_rejected: u64,
+    /// Input bytes read.
+    pub bytes_received: u64,
+    /// STATE messages echoed.
+    pub states_echoed: u64,
+}
+
 /// Runs a whole `write`: opens the tables, reads `input`, commits, echoes states.
 pub async fn run_write(
     options: DestinationOptions,
     catalog: Catalog,
     input: Box<dyn BufRead + Send>,
     emitter: Arc<Emitter>,
+) -> Result<WriteSummary> {
+    run_write_reporting(options, catalog, input, emitter, &mut SyncReport::default()).await
+}
+
+/// [`run_write`], also filling `report` with what the sync did, whatever its outcome.
+pub async fn run_write_reporting(
+    options: DestinationOptions,
+    catalog: Catalog,
+    input: Box<dyn BufRead + Send>,
+    emitter: Arc<Emitter>,
+    report: &mut SyncReport,
 ) -> Result<WriteSummary> {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let mut tables = Vec::with_capacity(catalog.streams.len());
@@ -158,6 +212,32 @@ pub async fn run_write(
         sequence: Sequencer::new(catalog.clone()),
     };
     let outcome = committer.run(out_rx).await;
+    let result = finish_write(&mut committer, outcome, splitter, parsers).await;
+    *report = committer.report();
+    let summary = result?;
+    emitter.log(
+        "INFO",
+        format!(
+            "destination-delta-lake: {} records ({} rejected), {} states echoed, {} commits, {} files, {} bytes, {} files removed",
+            summary.read.records,
+            summary.read.rejected,
+            summary.states_echoed,
+            summary.commits,
+            summary.files,
+            summary.bytes,
+            summary.files_removed
+        ),
+    );
+    Ok(summary)
+}
+
+/// After the committer stopped: keeps what bad input did not spoil, or finishes the sync.
+async fn finish_write(
+    committer: &mut Committer<'_>,
+    outcome: Outcome,
+    splitter: std::thread::JoinHandle<Result<()>>,
+    parsers: Vec<std::thread::JoinHandle<()>>,
+) -> Result<WriteSummary> {
     // On failure the threads are left behind, not joined: the splitter may be blocked reading a
     // stdin the platform keeps open, and the error must be reported now. The process exits next.
     match outcome {
@@ -183,19 +263,6 @@ pub async fn run_write(
     committer.finish().await?;
     let mut summary = WriteSummary { read: committer.sequence.summary.clone(), ..WriteSummary::default() };
     committer.fill(&mut summary);
-    emitter.log(
-        "INFO",
-        format!(
-            "destination-delta-lake: {} records ({} rejected), {} states echoed, {} commits, {} files, {} bytes, {} files removed",
-            summary.read.records,
-            summary.read.rejected,
-            summary.states_echoed,
-            summary.commits,
-            summary.files,
-            summary.bytes,
-            summary.files_removed
-        ),
-    );
     Ok(summary)
 }
 
@@ -401,10 +468,10 @@ impl Sequencer {
             next: 0,
             waiting: BTreeMap::new(),
             lines_before: 0,
-            counts: Counts { per_stream, ..Counts::default() },
+            counts: Counts { per_stream: per_stream.clone(), ..Counts::default() },
             kind: None,
             warned: HashSet::new(),
-            summary: ReadSummary::default(),
+            summary: ReadSummary { per_stream, ..ReadSummary::default() },
         }
     }
 
@@ -436,6 +503,9 @@ impl Sequencer {
             self.counts.per_stream[i] += n;
             self.counts.global += n;
             self.summary.records += n;
+            if let Some(total) = self.summary.per_stream.get_mut(i) {
+                *total += n;
+            }
         }
         for (descriptor, n) in segment.unknown {
             self.counts.global_rejected += n;
@@ -637,6 +707,33 @@ impl Committer<'_> {
             if self.overwrite[i] {
                 table.abandon();
             }
+        }
+    }
+
+    fn report(&self) -> SyncReport {
+        let streams = self
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| StreamReport {
+                stream: t.plan.label(),
+                url: t.url.to_string(),
+                description: BronzeTable::description(&t.plan),
+                records_received: self.sequence.summary.per_stream.get(i).copied().unwrap_or(0),
+                records_written: t.rows_committed,
+                bytes_written: t.bytes_committed,
+                files_written: t.files_committed,
+                commits: t.commits,
+                commit_seconds: t.commit_seconds.clone(),
+                version: t.version(),
+                newest_change: t.newest_change(),
+            })
+            .collect();
+        SyncReport {
+            streams,
+            records_rejected: self.sequence.summary.rejected,
+            bytes_received: self.sequence.summary.bytes,
+            states_echoed: self.tracker.echoed,
         }
     }
 

@@ -21,10 +21,16 @@ class LakeSettings:
     export_dir: str
     postgres_dsn: str | None
     postgres_schema: str
+    observability: dict[str, str]
 
     def ridelake_args(self) -> dict:
         """Keyword arguments every ridelake call takes besides the lake."""
         return {"namespace": self.namespace, "storage_options": self.storage_options}
+
+    def build_args(self) -> dict:
+        """Keyword arguments of build_silver and build_gold: the above, plus where metrics and
+        lineage events go."""
+        return {**self.ridelake_args(), **self.observability}
 
 
 def _profile() -> dict:
@@ -54,4 +60,11 @@ def settings(runtime: dict | None = None) -> LakeSettings:
     return LakeSettings(lake=lake, namespace=runtime.get("namespace") or profile.get("RIDELAKE_NAMESPACE") or "ridehail",
                         storage_options=options, export_dir=export_dir,
                         postgres_dsn=profile.get("RIDELAKE_POSTGRES_DSN") or None,
-                        postgres_schema=runtime.get("postgres_schema") or profile.get("RIDELAKE_POSTGRES_SCHEMA") or "gold")
+                        postgres_schema=runtime.get("postgres_schema") or profile.get("RIDELAKE_POSTGRES_SCHEMA") or "gold",
+                        observability=_observability(profile))
+
+
+def _observability(profile: dict) -> dict[str, str]:
+    keys = {"pushgateway_url": "RIDELAKE_PUSHGATEWAY_URL", "metrics_file": "RIDELAKE_METRICS_FILE",
+            "lineage_url": "OPENLINEAGE_URL", "lineage_file": "RIDELAKE_OPENLINEAGE_FILE"}
+    return {arg: profile[key] for arg, key in keys.items() if profile.get(key)}

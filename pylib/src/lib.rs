@@ -9,11 +9,14 @@ use std::sync::OnceLock;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use pyo3_polars::PyDataFrame;
+use ridelake_core::lineage::LineageTarget;
+use ridelake_core::metrics::MetricsTarget;
 use ridelake_core::storage::StorageConfig;
 use ridelake_lakehouse::LakehouseError;
 use ridelake_lakehouse::layout::LakeLayout;
+use ridelake_lakehouse::observe::{self, Observability};
+use ridelake_lakehouse::silver::SilverOptions;
 
 create_exception!(_native, RidelakeError, PyException, "Base class of ridelake errors.");
 create_exception!(_native, MissingTableError, RidelakeError, "A table the call needs does not exist (yet).");
@@ -64,41 +67,58 @@ fn layout(lake: &str, namespace: &str, storage_options: Option<HashMap<String, S
     LakeLayout::new(storage, namespace).map_err(to_py)
 }
 
+/// Metrics and lineage targets: the arguments given, then the environment.
+fn observability(
+    pushgateway_url: Option<String>,
+    metrics_file: Option<std::path::PathBuf>,
+    lineage_url: Option<String>,
+    lineage_file: Option<std::path::PathBuf>,
+) -> Observability {
+    let env = Observability::from_env();
+    Observability {
+        metrics: MetricsTarget { pushgateway_url, file: metrics_file }.or(env.metrics),
+        lineage: LineageTarget { url: lineage_url, file: lineage_file, ..LineageTarget::default() }.or(env.lineage),
+    }
+}
+
 /// Applies new bronze changes to the silver tables; returns the run report.
 #[pyfunction]
-#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None))]
-fn build_silver<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Bound<'py, PyDict>> {
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
+#[allow(clippy::too_many_arguments)]
+fn build_silver<'py>(
+    py: Python<'py>,
+    lake: &str,
+    namespace: &str,
+    storage_options: Option<HashMap<String, String>>,
+    pushgateway_url: Option<String>,
+    metrics_file: Option<std::path::PathBuf>,
+    lineage_url: Option<String>,
+    lineage_file: Option<std::path::PathBuf>,
+) -> PyResult<Bound<'py, PyAny>> {
     let layout = layout(lake, namespace, storage_options)?;
-    let r = run(py, async move { ridelake_lakehouse::silver::build_silver(&layout).await })?;
-    let d = PyDict::new(py);
-    d.set_item("users_versions", r.users_versions)?;
-    d.set_item("rides_versions", r.rides_versions)?;
-    d.set_item("rows_read", r.rows_read)?;
-    d.set_item("users_upserted", r.users_upserted)?;
-    d.set_item("users_deleted", r.users_deleted)?;
-    d.set_item("rides_upserted", r.rides_upserted)?;
-    d.set_item("rides_deleted", r.rides_deleted)?;
-    d.set_item("quarantined", r.quarantined)?;
-    d.set_item("pending", r.pending)?;
-    d.set_item("released", r.released)?;
-    d.set_item("oldest_pending_us", r.oldest_pending_us)?;
-    d.set_item("partitions_rewritten", r.partitions_rewritten)?;
-    d.set_item("noop", r.noop)?;
-    Ok(d)
+    let observe = observability(pushgateway_url, metrics_file, lineage_url, lineage_file);
+    let report = run(py, async move { observe::run_silver(&layout, &SilverOptions::default(), &observe).await })?;
+    to_python(py, &report)
 }
 
 /// Updates the gold tables for the silver days that changed; returns the run report.
 #[pyfunction]
-#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None))]
-fn build_gold<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Bound<'py, PyDict>> {
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
+#[allow(clippy::too_many_arguments)]
+fn build_gold<'py>(
+    py: Python<'py>,
+    lake: &str,
+    namespace: &str,
+    storage_options: Option<HashMap<String, String>>,
+    pushgateway_url: Option<String>,
+    metrics_file: Option<std::path::PathBuf>,
+    lineage_url: Option<String>,
+    lineage_file: Option<std::path::PathBuf>,
+) -> PyResult<Bound<'py, PyAny>> {
     let layout = layout(lake, namespace, storage_options)?;
-    let r = run(py, async move { ridelake_lakehouse::gold::build_gold(&layout).await })?;
-    let d = PyDict::new(py);
-    d.set_item("silver_versions", r.silver_versions)?;
-    d.set_item("days_recomputed", r.days_recomputed)?;
-    d.set_item("rows_read", r.rows_read)?;
-    d.set_item("noop", r.noop)?;
-    Ok(d)
+    let observe = observability(pushgateway_url, metrics_file, lineage_url, lineage_file);
+    let report = run(py, async move { observe::run_gold(&layout, &observe).await })?;
+    to_python(py, &report)
 }
 
 /// Reads a table of a layer (`bronze`, `silver`, `gold`) as a Polars DataFrame.
@@ -133,19 +153,10 @@ fn read_table(
 /// How far silver is behind bronze: per stream, the latest bronze version and the one silver reflects.
 #[pyfunction]
 #[pyo3(signature = (lake, namespace = "ridehail", storage_options = None))]
-fn bronze_progress<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Bound<'py, PyDict>> {
+fn bronze_progress<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Bound<'py, PyAny>> {
     let layout = layout(lake, namespace, storage_options)?;
-    let (users, rides) = run(py, async move { ridelake_lakehouse::silver::progress(&layout).await })?;
-    let d = PyDict::new(py);
-    for (name, p) in [("users", users), ("rides", rides)] {
-        let stream = PyDict::new(py);
-        stream.set_item("bronze_version", p.bronze_version)?;
-        stream.set_item("silver_marker", p.silver_marker)?;
-        stream.set_item("behind", p.behind())?;
-        d.set_item(name, stream)?;
-    }
-    d.set_item("behind", users.behind() || rides.behind())?;
-    Ok(d)
+    let progress = run(py, async move { ridelake_lakehouse::silver::progress(&layout).await })?;
+    to_python(py, &progress)
 }
 
 /// Exports every gold table as `<dir>/<table>.parquet` (local folder); returns what was written.

@@ -27,6 +27,12 @@ pub enum CoreError {
         /// The Delta type found.
         found: String,
     },
+    /// Metrics could not be recorded or shipped (Pushgateway, metrics file).
+    #[error("metrics: {0}")]
+    Metrics(String),
+    /// An OpenLineage event could not be sent or written.
+    #[error("lineage: {0}")]
+    Lineage(String),
     /// An I/O error (generator output, files).
     #[error(transparent)]
     Io(#[from] std::io::Error),

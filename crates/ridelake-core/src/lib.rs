@@ -7,6 +7,8 @@
 //!   delta-rs storage options.
 //! - [`cities`]: the app's cities and which one a point belongs to.
 //! - [`generator`]: a seeded generator of ride-hailing CDC in the shape Airbyte's MySQL source emits.
+//! - [`metrics`]: a run's Prometheus metrics, pushed to a Pushgateway or written to a file.
+//! - [`lineage`]: OpenLineage run events (inputs, outputs, row counts), sent over HTTP or to a file.
 //!
 //! Nothing here writes to stdout: the connector's stdout belongs to the Airbyte protocol.
 #![warn(missing_docs)]
@@ -15,6 +17,8 @@ pub mod bronze;
 pub mod cities;
 pub mod error;
 pub mod generator;
+pub mod lineage;
+pub mod metrics;
 pub mod storage;
 
 pub use error::{CoreError, Result};

@@ -60,6 +60,25 @@ pub enum LakehouseError {
 }
 
 impl LakehouseError {
+    /// Every value of [`LakehouseError::kind`], so that metrics can report 0 for the others.
+    pub const KINDS: [&'static str; 9] =
+        ["missing_input", "schema", "storage", "compute", "config", "interrupted", "postgres", "output", "internal"];
+
+    /// A short, bounded name of the error's kind (the `error_type` label of metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LakehouseError::MissingBronze(_) | LakehouseError::MissingTable(_) => "missing_input",
+            LakehouseError::Schema { .. } => "schema",
+            LakehouseError::Delta { .. } => "storage",
+            LakehouseError::Polars { .. } | LakehouseError::Arrow(_) => "compute",
+            LakehouseError::Core(_) => "config",
+            LakehouseError::Interrupted(_) => "interrupted",
+            LakehouseError::Postgres(_) => "postgres",
+            LakehouseError::Output(_) => "output",
+            LakehouseError::Task(_) => "internal",
+        }
+    }
+
     /// Wraps a delta-rs error with its table.
     pub fn delta(table: impl ToString, source: DeltaTableError) -> Self {
         LakehouseError::Delta { table: table.to_string(), source }

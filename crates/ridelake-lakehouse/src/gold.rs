@@ -76,7 +76,7 @@ pub fn column_doc(column: &str) -> Option<&'static str> {
 pub const EXPORT_VERSION_KEY: &str = "ridelake.delta_version";
 
 /// What a gold run did.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GoldReport {
     /// Silver rides versions reflected: (before, now).
     pub silver_versions: (Option<i64>, i64),
@@ -86,6 +86,8 @@ pub struct GoldReport {
     pub rows_read: u64,
     /// Whether there was nothing to do.
     pub noop: bool,
+    /// The commits of this run, in order.
+    pub written: Vec<io::Written>,
 }
 
 fn with_city(rides: DataFrame) -> Result<DataFrame> {
@@ -228,12 +230,12 @@ pub async fn build_gold(layout: &LakeLayout) -> Result<GoldReport> {
     let mode = || if full { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(days.clone()) };
 
     let kpis = daily_city_kpis(silver.clone().lazy()).collect().step("daily city KPIs")?;
-    io::write(&layout.gold("daily_city_kpis")?, &options, &kpis, mode(), &PARTITIONS, &markers, "gold_daily_city_kpis",
-        "Gold: per day (requested_at, UTC) and city (nearest to pickup): requests, completions, cancellations, fares, distance, active drivers and customers, mean wait and duration").await?;
+    report.written.push(io::write(&layout.gold("daily_city_kpis")?, &options, &kpis, mode(), &PARTITIONS, &markers, "gold_daily_city_kpis",
+        "Gold: per day (requested_at, UTC) and city (nearest to pickup): requests, completions, cancellations, fares, distance, active drivers and customers, mean wait and duration").await?);
     for (table, party, what) in [("driver_daily", "driver_id", "driver"), ("customer_daily", "customer_id", "customer")] {
         let daily = per_party_daily(silver.clone().lazy(), party).collect().step("per-day partials")?;
-        io::write(&layout.gold(table)?, &options, &daily, mode(), &PARTITIONS, &markers, &format!("gold_{table}"),
-            &format!("Gold: per day and {what}: rides, completions, cancellations, distance, fare, rating sums (partials of the totals)")).await?;
+        report.written.push(io::write(&layout.gold(table)?, &options, &daily, mode(), &PARTITIONS, &markers, &format!("gold_{table}"),
+            &format!("Gold: per day and {what}: rides, completions, cancellations, distance, fare, rating sums (partials of the totals)")).await?);
     }
     // Totals from the (now up to date) day tables.
     for (daily, table, party, what) in [("driver_daily", "driver_stats", "driver_id", "driver"), ("customer_daily", "customer_totals", "customer_id", "customer")] {
@@ -242,14 +244,14 @@ pub async fn build_gold(layout: &LakeLayout) -> Result<GoldReport> {
             None => continue,
         };
         let out = totals(partials.lazy(), party).collect().step("totals")?;
-        io::write(&layout.gold(table)?, &options, &out, WriteMode::Overwrite, &[], &markers, &format!("gold_{table}"),
-            &format!("Gold: one row per {what}: rides, completed and cancelled rides, distance, fare, mean rating, first and last ride")).await?;
+        report.written.push(io::write(&layout.gold(table)?, &options, &out, WriteMode::Overwrite, &[], &markers, &format!("gold_{table}"),
+            &format!("Gold: one row per {what}: rides, completed and cancelled rides, distance, fare, mean rating, first and last ride")).await?);
     }
     if let Some(t) = io::open(&layout.gold("daily_city_kpis")?, &options).await? {
         let all = io::read_all(&t).await?;
         let out = monthly(all.lazy()).collect().step("monthly distance")?;
-        io::write(&layout.gold("monthly_distance")?, &options, &out, WriteMode::Overwrite, &[], &markers, "gold_monthly_distance",
-            "Gold: per month: rides requested, rides completed, distance and gross fare of completed rides").await?;
+        report.written.push(io::write(&layout.gold("monthly_distance")?, &options, &out, WriteMode::Overwrite, &[], &markers, "gold_monthly_distance",
+            "Gold: per month: rides requested, rides completed, distance and gross fare of completed rides").await?);
     }
     Ok(report)
 }

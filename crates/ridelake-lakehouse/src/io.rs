@@ -75,6 +75,28 @@ fn id_range(stats: Option<String>) -> Option<(i64, i64)> {
     Some((bound("minValues")?, bound("maxValues")?))
 }
 
+/// What one write committed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Written {
+    /// The table's name (`silver_rides`, `gold_driver_stats`, …).
+    pub table: String,
+    /// Table location (no credentials in it).
+    pub url: String,
+    /// The table's description.
+    pub description: String,
+    /// Rows written by this commit.
+    pub rows: u64,
+    /// Delta version of the commit.
+    pub version: i64,
+}
+
+/// The newest value of a timestamp column in the table, in seconds since the epoch, from the
+/// Delta statistics of its files (no data read); `None` without statistics for it.
+pub fn newest_in_stats(table: &DeltaTable, column: &str) -> Option<f64> {
+    let snapshot = table.snapshot().ok()?;
+    snapshot.log_data().iter().filter_map(|f| ridelake_core::metrics::newest_in_stats(&f.stats()?, column)).reduce(f64::max)
+}
+
 /// Opens a table; `None` when there is no table there yet.
 pub async fn open(url: &Url, options: &HashMap<String, String>) -> Result<Option<DeltaTable>> {
     if url.to_file_path().is_ok_and(|path| !path.join("_delta_log").exists()) {
@@ -310,7 +332,7 @@ pub enum WriteMode {
 }
 
 /// Writes `df` to the table at `url` in one commit with `markers`; creates the table (with its
-/// name, description and partitioning) on first write. Returns the new version.
+/// name, description and partitioning) on first write. Returns what was committed.
 #[allow(clippy::too_many_arguments)]
 pub async fn write(
     url: &Url,
@@ -321,7 +343,7 @@ pub async fn write(
     markers: &[(String, i64)],
     name: &str,
     description: &str,
-) -> Result<u64> {
+) -> Result<Written> {
     if let Ok(path) = url.to_file_path() {
         std::fs::create_dir_all(&path).map_err(|e| LakehouseError::delta(url, e.into()))?;
     }
@@ -362,7 +384,13 @@ pub async fn write(
         }
     };
     let written = builder.await.map_err(|e| LakehouseError::delta(url, e))?;
-    Ok(written.version().unwrap_or_default())
+    Ok(Written {
+        table: name.to_owned(),
+        url: url.to_string(),
+        description: description.to_owned(),
+        rows: df.height() as u64,
+        version: written.version().unwrap_or_default() as i64,
+    })
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub const USERS_MARKER: &str = "ridelake.silver.users/bronze.users";
 pub const RIDES_MARKER: &str = "ridelake.silver.rides/bronze.rides";
 
 /// What a silver run did.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SilverReport {
     /// Bronze users versions processed: (after, up to); equal when there was nothing new.
     pub users_versions: (Option<i64>, i64),
@@ -55,6 +55,10 @@ pub struct SilverReport {
     pub rides_versions: (Option<i64>, i64),
     /// Bronze rows read (users + rides).
     pub rows_read: u64,
+    /// Bronze users rows read.
+    pub users_read: u64,
+    /// Bronze rides rows read.
+    pub rides_read: u64,
     /// Users inserted or updated (deletes included, as marked rows).
     pub users_upserted: u64,
     /// Users marked deleted by this run.
@@ -65,6 +69,10 @@ pub struct SilverReport {
     pub rides_deleted: u64,
     /// Changes quarantined by this run.
     pub quarantined: u64,
+    /// Users changes quarantined by this run.
+    pub users_quarantined: u64,
+    /// Rides changes quarantined by this run.
+    pub rides_quarantined: u64,
     /// Rides waiting for their users after this run.
     pub pending: u64,
     /// Rides released from pending by this run.
@@ -75,6 +83,8 @@ pub struct SilverReport {
     pub partitions_rewritten: u64,
     /// Whether the run found nothing to do.
     pub noop: bool,
+    /// The commits of this run, in order (the last one, `silver_rides`, is the commit point).
+    pub written: Vec<io::Written>,
 }
 
 /// Knobs of a silver run.
@@ -242,30 +252,43 @@ pub struct StreamProgress {
     pub bronze_version: Option<i64>,
     /// Bronze version the silver table reflects (`None`: not built yet).
     pub silver_marker: Option<i64>,
+    /// Whether bronze holds versions silver has not processed.
+    pub behind: bool,
 }
 
 impl StreamProgress {
-    /// Whether bronze holds versions silver has not processed.
-    pub fn behind(&self) -> bool {
-        match (self.bronze_version, self.silver_marker) {
+    fn new(bronze_version: Option<i64>, silver_marker: Option<i64>) -> Self {
+        let behind = match (bronze_version, silver_marker) {
             (Some(bronze), Some(silver)) => bronze > silver,
             (Some(_), None) => true,
             (None, _) => false,
-        }
+        };
+        StreamProgress { bronze_version, silver_marker, behind }
     }
 }
 
+/// How far silver is behind bronze.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Progress {
+    /// The users stream.
+    pub users: StreamProgress,
+    /// The rides stream.
+    pub rides: StreamProgress,
+    /// Whether either stream is behind.
+    pub behind: bool,
+}
+
 /// How far silver is behind bronze, read from the tables' versions and markers (no data read).
-pub async fn progress(layout: &LakeLayout) -> Result<(StreamProgress, StreamProgress)> {
+pub async fn progress(layout: &LakeLayout) -> Result<Progress> {
     let options = layout.storage_options();
     let mut out = [StreamProgress::default(); 2];
     for (slot, (stream, marker)) in out.iter_mut().zip([("users", USERS_MARKER), ("rides", RIDES_MARKER)]) {
         let bronze = io::open(&layout.bronze(stream)?, &options).await?;
-        slot.bronze_version = bronze.and_then(|t| t.version()).map(|v| v as i64);
-        slot.silver_marker = io::open_with_marker(&layout.silver(stream)?, &options, marker).await?.1;
+        let bronze_version = bronze.and_then(|t| t.version()).map(|v| v as i64);
+        *slot = StreamProgress::new(bronze_version, io::open_with_marker(&layout.silver(stream)?, &options, marker).await?.1);
     }
     let [users, rides] = out;
-    Ok((users, rides))
+    Ok(Progress { users, rides, behind: users.behind || rides.behind })
 }
 
 /// Builds (or brings up to date) the silver tables from bronze.
@@ -298,7 +321,8 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
 
     // ---- users: apply --------------------------------------------------------------------------
     let user_changes = cdc::prepare(&read_changes(&bronze_users, &USER_COLUMNS).await?, &USER_COLUMNS)?;
-    report.rows_read += count(&user_changes);
+    report.users_read = count(&user_changes);
+    report.rows_read += report.users_read;
     let user_rules = [
         ("id is null", col("id").is_null()),
         ("type is not customer or driver", col("type").is_in(lit(Series::new("t".into(), ["customer", "driver"])).implode(false), false).not().or(col("type").is_null())),
@@ -338,7 +362,8 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
 
     // ---- rides: apply --------------------------------------------------------------------------
     let ride_changes = cdc::prepare(&read_changes(&bronze_rides, &RIDE_COLUMNS).await?, &RIDE_COLUMNS)?;
-    report.rows_read += count(&ride_changes);
+    report.rides_read = count(&ride_changes);
+    report.rows_read += report.rides_read;
     let statuses = lit(Series::new("s".into(), RIDE_STATUSES)).implode(false);
     let ride_rules = [
         ("id is null", col("id").is_null()),
@@ -463,10 +488,13 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         }
         let fresh = fresh.collect().step("collecting quarantine")?;
         report.quarantined = count(&fresh);
+        let of_table = |table: &str| fresh.clone().lazy().filter(col("table").eq(lit(table))).collect().step("counting quarantine");
+        report.users_quarantined = count(&of_table("users")?);
+        report.rides_quarantined = count(&of_table("rides")?);
         if fresh.height() > 0 {
             guard.next()?;
-            io::write(&quarantine_url, &options, &fresh, WriteMode::Append, &[], &[], "silver_quarantine",
-                "Silver: CDC changes that broke a rule (rule, key, bronze _airbyte_raw_id); they did not modify silver").await?;
+            report.written.push(io::write(&quarantine_url, &options, &fresh, WriteMode::Append, &[], &[], "silver_quarantine",
+                "Silver: CDC changes that broke a rule (rule, key, bronze _airbyte_raw_id); they did not modify silver").await?);
         }
     }
     // 2. users (their own commit point).
@@ -475,18 +503,18 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         let rows = all_users.clone().lazy().filter(in_partitions(&touched_users)).collect().step("selecting user partitions")?;
         let mode = if bronze_users.rebuild { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_users.clone()) };
         guard.next()?;
-        io::write(&users_url, &options, &rows, mode, &PARTITIONS, &[(USERS_MARKER.to_owned(), bronze_users.upto)], "silver_users",
-            "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted").await?;
+        report.written.push(io::write(&users_url, &options, &rows, mode, &PARTITIONS, &[(USERS_MARKER.to_owned(), bronze_users.upto)], "silver_users",
+            "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted").await?);
         report.partitions_rewritten += touched_users.len() as u64;
     }
     // 3. companions of rides, marked with the bronze rides version they reflect.
     let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
     guard.next()?;
-    io::write(&pending_url, &options, &waiting, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_pending",
-        "Silver: rides whose latest change waits for its customer or driver to be registered (reason, change time)").await?;
+    report.written.push(io::write(&pending_url, &options, &waiting, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_pending",
+        "Silver: rides whose latest change waits for its customer or driver to be registered (reason, change time)").await?);
     guard.next()?;
-    io::write(&deleted_url, &options, &deleted_after, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_deleted",
-        "Silver: tombstones of deleted rides (id, delete time, change position)").await?;
+    report.written.push(io::write(&deleted_url, &options, &deleted_after, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_deleted",
+        "Silver: tombstones of deleted rides (id, delete time, change position)").await?);
     // 4. rides: the run's commit point.
     // Rewritten partitions keep their rows that did not change; partitions that only gain rides
     // were not read yet.
@@ -506,8 +534,8 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     let rows = concat([kept, ready.clone().lazy()], UnionArgs::default()).step("assembling ride partitions")?.collect().step("assembling ride partitions")?;
     let mode = if rebuild_rides { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_rides.clone()) };
     guard.next()?;
-    io::write(&rides_url, &options, &rows, mode, &PARTITIONS, &rides_markers, "silver_rides",
-        "Silver: one row per ride with its registered customer and driver, CDC applied, partitioned by requested_at").await?;
+    report.written.push(io::write(&rides_url, &options, &rows, mode, &PARTITIONS, &rides_markers, "silver_rides",
+        "Silver: one row per ride with its registered customer and driver, CDC applied, partitioned by requested_at").await?);
     report.partitions_rewritten += touched_rides.len() as u64;
     Ok(report)
 }

@@ -14,6 +14,11 @@
 the ``deltalake`` package (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...). Layout:
 ``<lake>/bronze/<namespace>/<stream>`` (written by destination-delta-lake), ``<lake>/silver/*``,
 ``<lake>/gold/*``. Every call releases the GIL while it runs.
+
+``build_silver`` and ``build_gold`` send Prometheus metrics and OpenLineage events when a target
+is given (``pushgateway_url=``, ``metrics_file=``, ``lineage_url=``, ``lineage_file=``) or set in
+the environment (``RIDELAKE_PUSHGATEWAY_URL``, ``RIDELAKE_METRICS_FILE``, ``OPENLINEAGE_URL``,
+``RIDELAKE_OPENLINEAGE_FILE``); failing to send them never fails the build (a line on stderr).
 """
 from ridelake._native import (
     ConfigError,

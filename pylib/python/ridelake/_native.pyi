@@ -3,26 +3,39 @@ from typing import TypedDict
 
 import polars as pl
 
+class Written(TypedDict):
+    table: str
+    url: str
+    description: str
+    rows: int
+    version: int
+
 class SilverReport(TypedDict):
-    users_versions: tuple[int | None, int]
-    rides_versions: tuple[int | None, int]
+    users_versions: list[int | None]  # [processed after, up to]
+    rides_versions: list[int | None]
     rows_read: int
+    users_read: int
+    rides_read: int
     users_upserted: int
     users_deleted: int
     rides_upserted: int
     rides_deleted: int
     quarantined: int
+    users_quarantined: int
+    rides_quarantined: int
     pending: int
     released: int
     oldest_pending_us: int | None
     partitions_rewritten: int
     noop: bool
+    written: list[Written]
 
 class GoldReport(TypedDict):
-    silver_versions: tuple[int | None, int]
+    silver_versions: list[int | None]  # [reflected before, now]
     days_recomputed: int
     rows_read: int
     noop: bool
+    written: list[Written]
 
 class TableRows(TypedDict):
     layer: str
@@ -96,8 +109,26 @@ class StorageError(RidelakeError): ...
 class ConfigError(RidelakeError): ...
 class DataError(RidelakeError): ...
 
-def build_silver(lake: str, namespace: str = "ridehail", storage_options: dict[str, str] | None = None) -> SilverReport: ...
-def build_gold(lake: str, namespace: str = "ridehail", storage_options: dict[str, str] | None = None) -> GoldReport: ...
+def build_silver(
+    lake: str,
+    namespace: str = "ridehail",
+    storage_options: dict[str, str] | None = None,
+    *,
+    pushgateway_url: str | None = None,
+    metrics_file: str | os.PathLike[str] | None = None,
+    lineage_url: str | None = None,
+    lineage_file: str | os.PathLike[str] | None = None,
+) -> SilverReport: ...
+def build_gold(
+    lake: str,
+    namespace: str = "ridehail",
+    storage_options: dict[str, str] | None = None,
+    *,
+    pushgateway_url: str | None = None,
+    metrics_file: str | os.PathLike[str] | None = None,
+    lineage_url: str | None = None,
+    lineage_file: str | os.PathLike[str] | None = None,
+) -> GoldReport: ...
 def read_table(
     lake: str, layer: str, table: str, namespace: str = "ridehail", storage_options: dict[str, str] | None = None
 ) -> pl.DataFrame: ...

@@ -1,0 +1,192 @@
+//! The silver and gold jobs' Prometheus metrics (jobs `ridelake_silver`, `ridelake_gold`): every
+//! name is declared here, once, and turned into a [`MetricSet`] from a run's report.
+//!
+//! A build is a batch run, so its counts are gauges of that run (no `_total`). Silver: rows read,
+//! upserted, deleted, quarantined and released per table; rides waiting and the change time of
+//! the oldest; partitions rewritten. Gold: rows written per table, days recomputed, silver rows
+//! read. Both: each written table's Delta version, each layer's newest change (freshness, from
+//! Delta statistics), and the shared run metrics of [`ridelake_core::metrics`].
+
+use std::time::Duration;
+
+use ridelake_core::metrics::{self, MetricDef, MetricKind, MetricSet};
+
+use crate::error::LakehouseError;
+use crate::gold::GoldReport;
+use crate::silver::SilverReport;
+
+/// The Pushgateway job (grouping key) of silver builds.
+pub const SILVER_JOB: &str = "ridelake_silver";
+/// The Pushgateway job (grouping key) of gold builds.
+pub const GOLD_JOB: &str = "ridelake_gold";
+
+/// Rows a silver run handled, by table and outcome.
+pub const SILVER_ROWS: MetricDef = MetricDef {
+    name: "ridelake_silver_rows",
+    help: "Rows the last silver run handled, by table and outcome (read, upserted, deleted, quarantined, released).",
+    kind: MetricKind::Gauge,
+    labels: &["table", "outcome"],
+};
+/// Rides waiting for their users after the last run.
+pub const SILVER_PENDING_RIDES: MetricDef = MetricDef {
+    name: "ridelake_silver_pending_rides",
+    help: "Rides waiting for their customer or driver to be registered, after the last silver run.",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
+/// Change time of the oldest waiting ride.
+pub const SILVER_PENDING_OLDEST: MetricDef = MetricDef {
+    name: "ridelake_silver_pending_oldest_change_timestamp_seconds",
+    help: "Change time of the oldest waiting ride (Unix time); the run's time when no ride waits.",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
+/// Partitions a silver run rewrote.
+pub const SILVER_PARTITIONS_REWRITTEN: MetricDef = MetricDef {
+    name: "ridelake_silver_partitions_rewritten",
+    help: "Day partitions of silver users and rides the last run rewrote.",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
+/// Rows a gold run wrote, per table.
+pub const GOLD_ROWS_WRITTEN: MetricDef = MetricDef {
+    name: "ridelake_gold_rows_written",
+    help: "Rows the last gold run wrote to the table.",
+    kind: MetricKind::Gauge,
+    labels: &["table"],
+};
+/// Days a gold run recomputed.
+pub const GOLD_DAYS_RECOMPUTED: MetricDef = MetricDef {
+    name: "ridelake_gold_days_recomputed",
+    help: "Days of silver rides the last gold run recomputed.",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
+/// Silver rows a gold run read.
+pub const GOLD_ROWS_READ: MetricDef = MetricDef {
+    name: "ridelake_gold_silver_rows_read",
+    help: "Silver ride rows the last gold run read.",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
+
+/// Every metric of this crate (shared ones aside).
+pub const ALL: [MetricDef; 7] =
+    [SILVER_ROWS, SILVER_PENDING_RIDES, SILVER_PENDING_OLDEST, SILVER_PARTITIONS_REWRITTEN, GOLD_ROWS_WRITTEN, GOLD_DAYS_RECOMPUTED, GOLD_ROWS_READ];
+
+/// The `table` label of a written table (`silver_rides` → `rides`).
+fn short_name(table: &str) -> &str {
+    table.split_once('_').map_or(table, |(_, rest)| rest)
+}
+
+/// Freshness of the tables of one layer: (table, newest change in seconds since the epoch).
+pub type Freshness = Vec<(String, f64)>;
+
+/// The metrics of a silver run. `report` is `None` when the run failed before reporting.
+pub fn silver_metrics(
+    report: Option<&SilverReport>,
+    freshness: &Freshness,
+    duration: Duration,
+    error: Option<&LakehouseError>,
+) -> ridelake_core::Result<MetricSet> {
+    let mut set = MetricSet::new();
+    if let Some(r) = report {
+        for (table, outcome, rows) in [
+            ("users", "read", r.users_read),
+            ("users", "upserted", r.users_upserted),
+            ("users", "deleted", r.users_deleted),
+            ("users", "quarantined", r.users_quarantined),
+            ("rides", "read", r.rides_read),
+            ("rides", "upserted", r.rides_upserted),
+            ("rides", "deleted", r.rides_deleted),
+            ("rides", "quarantined", r.rides_quarantined),
+            ("rides", "released", r.released),
+        ] {
+            set.set(&SILVER_ROWS, &[table, outcome], rows as f64)?;
+        }
+        set.set(&SILVER_PENDING_RIDES, &[], r.pending as f64)?;
+        let oldest = r.oldest_pending_us.map_or_else(metrics::unix_now, |us| us as f64 / 1e6);
+        set.set(&SILVER_PENDING_OLDEST, &[], oldest)?;
+        set.set(&SILVER_PARTITIONS_REWRITTEN, &[], r.partitions_rewritten as f64)?;
+        for written in &r.written {
+            set.set(&metrics::TABLE_VERSION, &["silver", short_name(&written.table)], written.version as f64)?;
+        }
+    }
+    for (table, newest) in freshness {
+        set.set(&metrics::NEWEST_CHANGE, &["silver", table], *newest)?;
+    }
+    metrics::record_run(&mut set, duration, error.map(LakehouseError::kind), &LakehouseError::KINDS)?;
+    Ok(set)
+}
+
+/// The metrics of a gold run. `report` is `None` when the run failed before reporting.
+pub fn gold_metrics(
+    report: Option<&GoldReport>,
+    freshness: &Freshness,
+    duration: Duration,
+    error: Option<&LakehouseError>,
+) -> ridelake_core::Result<MetricSet> {
+    let mut set = MetricSet::new();
+    if let Some(r) = report {
+        set.set(&GOLD_DAYS_RECOMPUTED, &[], r.days_recomputed as f64)?;
+        set.set(&GOLD_ROWS_READ, &[], r.rows_read as f64)?;
+        for written in &r.written {
+            set.set(&GOLD_ROWS_WRITTEN, &[short_name(&written.table)], written.rows as f64)?;
+            set.set(&metrics::TABLE_VERSION, &["gold", short_name(&written.table)], written.version as f64)?;
+        }
+    }
+    for (table, newest) in freshness {
+        set.set(&metrics::NEWEST_CHANGE, &["gold", table], *newest)?;
+    }
+    metrics::record_run(&mut set, duration, error.map(LakehouseError::kind), &LakehouseError::KINDS)?;
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Written;
+
+    #[test]
+    fn names_follow_the_conventions() {
+        let problems: Vec<String> = ALL.iter().flat_map(MetricDef::naming_problems).collect();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn every_error_kind_is_listed() {
+        let errors = [
+            LakehouseError::MissingBronze("b".into()),
+            LakehouseError::Schema { table: "t".into(), message: "m".into() },
+            LakehouseError::Interrupted(1),
+            LakehouseError::Postgres("p".into()),
+            LakehouseError::Output("o".into()),
+            LakehouseError::Task("t".into()),
+        ];
+        for error in &errors {
+            assert!(LakehouseError::KINDS.contains(&error.kind()), "{}", error.kind());
+        }
+    }
+
+    #[test]
+    fn a_silver_report_becomes_metrics() -> ridelake_core::Result<()> {
+        let report = SilverReport {
+            rides_read: 10,
+            rides_quarantined: 2,
+            pending: 3,
+            oldest_pending_us: Some(1_700_000_000_000_000),
+            written: vec![Written { table: "silver_rides".into(), version: 5, ..Written::default() }],
+            ..SilverReport::default()
+        };
+        let freshness = vec![("rides".to_owned(), 1.7e9)];
+        let set = silver_metrics(Some(&report), &freshness, Duration::from_secs(1), None)?;
+        assert_eq!(set.gauge(SILVER_ROWS.name, &["rides", "quarantined"]), Some(2.0));
+        assert_eq!(set.gauge(SILVER_PENDING_OLDEST.name, &[]), Some(1.7e9));
+        assert_eq!(set.gauge(metrics::TABLE_VERSION.name, &["silver", "rides"]), Some(5.0));
+        assert_eq!(set.gauge(metrics::NEWEST_CHANGE.name, &["silver", "rides"]), Some(1.7e9));
+        let failed = silver_metrics(None, &freshness, Duration::from_secs(1), Some(&LakehouseError::Interrupted(1)))?;
+        assert_eq!(failed.gauge(metrics::RUN_ERRORS.name, &["interrupted"]), Some(1.0));
+        assert_eq!(failed.gauge(SILVER_ROWS.name, &["rides", "read"]), None);
+        Ok(())
+    }
+}
