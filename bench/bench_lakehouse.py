@@ -1,6 +1,6 @@
 """Silver and gold benchmark: ridelake vs an analyst-style baseline (polars + deltalake MERGE).
 
-usage: python bench/bench_lakehouse.py [--rides 10000000] [--changes 5000000] [--users 500000]
+usage: python bench/bench_lakehouse.py [--rides 10000000] [--changes 5000000] [--users 500000] [--prepared DIR]
 
 1. bronze: the generator's snapshot (RIDES rides, USERS users) goes through destination-delta-lake;
    ridelake builds silver and gold from it, and the baseline writes its own silver from the same
@@ -9,6 +9,9 @@ usage: python bench/bench_lakehouse.py [--rides 10000000] [--changes 5000000] [-
 3. timed, each in its own process (wait4 rusage): ridelake's silver update, ridelake's gold update,
    and the baseline's MERGE of the same changes;
 4. checked: both silver `rides` tables hold the same (id, status) pairs.
+
+With `--prepared DIR`, steps 1-2 are done once and their result kept in DIR (for the same sizes);
+later runs copy it and time step 3 only, so that a change can be measured again in minutes.
 
 The data has no bad nulls and no late users, so that both jobs must produce the same rides.
 Bytes rewritten = sizes of the files the update commit removed, read from each table's Delta log.
@@ -68,12 +71,22 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=5_000_000)
     parser.add_argument("--users", type=int, default=500_000)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--prepared", type=Path, help="keep (or reuse) the lake as it is before the timed updates here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ridelake-bench-lake-"))
     lake = work / "lake"
     base = ["--users", str(args.users), "--rides", str(args.rides), "--bad-null-rate", "0", "--late-user-rate", "0",
             "--state-every", "100000", "--seed", "11"]
     py = sys.executable
+    sizes = {"rides": args.rides, "changes": args.changes, "users": args.users}
+    marker = args.prepared / "prepared.json" if args.prepared else None
+    if marker and marker.exists() and json.loads(marker.read_text())["sizes"] == sizes:
+        print(f"reusing the prepared lake in {args.prepared} …", file=sys.stderr)
+        prepared = json.loads(marker.read_text())
+        shutil.rmtree(work)
+        shutil.copytree(args.prepared, work, ignore=shutil.ignore_patterns("prepared.json"))
+        time_updates(args, work, lake, prepared["since"], prepared["initial"], prepared["initial_baseline"])
+        return
     print(f"bronze snapshot: {args.rides:,} rides, {args.users:,} users …", file=sys.stderr)
     sync(work, lake, [*base, "--changes", "0"])
     print("initial silver and gold (not timed) …", file=sys.stderr)
@@ -95,7 +108,17 @@ snapshot.write_delta({str(baseline_silver)!r}, delta_write_options={{"partition_
     since = int(initial_baseline["stdout"].strip().splitlines()[-1])
     print(f"bronze CDC: {args.changes:,} changes …", file=sys.stderr)
     sync(work, lake, [*base, "--changes", str(args.changes), "--skip-snapshot", "true"])
+    if args.prepared:
+        shutil.rmtree(args.prepared, ignore_errors=True)
+        shutil.copytree(work, args.prepared)
+        (args.prepared / "prepared.json").write_text(json.dumps(
+            {"sizes": sizes, "since": since, "initial": initial, "initial_baseline": initial_baseline}))
+    time_updates(args, work, lake, since, initial, initial_baseline)
 
+
+def time_updates(args, work: Path, lake: Path, since: int, initial: dict, initial_baseline: dict) -> None:
+    py = sys.executable
+    baseline_silver = work / "baseline-silver-rides"
     print("timing ridelake silver, ridelake gold, baseline MERGE …", file=sys.stderr)
     silver = ["users", "rides", "rides_pending", "rides_deleted", "quarantine"]
     silver_before = versions([lake / "silver" / t for t in silver])

@@ -126,6 +126,8 @@ def send_to_bronze(lake: Lake, seed: int, users: int, rides: int, already: int, 
                 committed += int(message["state"].get("destinationStats", {}).get("recordCount", 0))
             elif message.get("type") == "TRACE" and message["trace"].get("type") == "ERROR":
                 errors.append(message["trace"]["error"]["message"])
+            elif message.get("type") == "LOG" and message["log"].get("level") in ("WARN", "ERROR", "FATAL"):
+                print(f"\n  {message['log']['level']}: {message['log']['message']}", file=sys.stderr, flush=True)
             if time.monotonic() - last > 1:
                 last = time.monotonic()
                 print(f"\r  bronze: {committed:,} / {records:,} records committed ({committed * 100 // max(records, 1)}%)",

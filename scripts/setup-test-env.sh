@@ -5,7 +5,9 @@
 #   $RIDELAKE_CACHE/venvs/faker     airbyte-source-faker (its airbyte-cdk pin clashes with PyAirbyte's)
 #   $RIDELAKE_CACHE/venvs/pyairbyte PyAirbyte, the client that drives our binary like Airbyte would
 #   $RIDELAKE_CACHE/venvs/mage      mage-ai (its polars pin overridden by the 2.1 ridelake needs)
+#   $RIDELAKE_CACHE/venvs/catalog   OpenMetadata's generated models (to validate our ingestion config)
 #   Debian: ceph-mon ceph-osd radosgw  (a real S3 server for tests)
+#   Debian: prometheus prometheus-pushgateway  (metrics tests, promtool)
 # With --minimal only the first venv is made (what scripts/demo.sh needs).
 set -euo pipefail
 MINIMAL=${1:-}
@@ -43,7 +45,8 @@ make_venv() {
 make_venv test \
   "pytest>=8" "pytest-timeout" "airbyte-protocol-models-pdv2==0.18.0" "deltalake==1.6.6" \
   "polars>=2.1,<2.2" "pyarrow>=21" "duckdb==1.4.4" "duckdb-ext[delta,httpfs]" "moto[server]==5.2.5" \
-  "boto3" "orjson" "psutil" "pytz" "maturin>=1.16,<2" "hypothesis" "psycopg[binary]>=3.2" "pandas>=2.2"
+  "boto3" "orjson" "psutil" "pytz" "maturin>=1.16,<2" "hypothesis" "psycopg[binary]>=3.2" "pandas>=2.2" \
+  "openlineage-python==1.54.0" "pyyaml>=6"
 if [ "$MINIMAL" = "--minimal" ]; then
   log "python environment ready under $VENVS/test"
   exit 0
@@ -53,6 +56,17 @@ make_venv pyairbyte "airbyte==0.71.3"
 OVERRIDES=$(mktemp); echo "polars>=2.1,<2.2" > "$OVERRIDES"
 MAKE_VENV_OVERRIDE=$OVERRIDES make_venv mage "mage-ai==0.9.80" "polars>=2.1,<2.2"
 rm -f "$OVERRIDES"
+# openmetadata-ingestion's full dependency tree fetches from GitHub (not reachable here) and is
+# not needed: the generated pydantic models need pydantic, email-validator and SQLAlchemy only.
+CATALOG_PACKAGES="openmetadata-ingestion==2.0.6.0 --no-deps; pydantic[email]>=2.7,<3 pyyaml sqlalchemy>=2"
+if [ "$(cat "$VENVS/catalog/.ridelake-packages" 2>/dev/null)" != "$CATALOG_PACKAGES" ]; then
+  log "creating venv catalog"
+  rm -rf "$VENVS/catalog"
+  "$UV" venv -q --python "$(command -v python3)" "$VENVS/catalog"
+  "$UV" pip install -q --python "$VENVS/catalog/bin/python" "pydantic[email]>=2.7,<3" pyyaml "sqlalchemy>=2"
+  "$UV" pip install -q --python "$VENVS/catalog/bin/python" --no-deps "openmetadata-ingestion==2.0.6.0"
+  echo "$CATALOG_PACKAGES" > "$VENVS/catalog/.ridelake-packages"
+fi
 
 if ! command -v radosgw >/dev/null 2>&1; then
   log "installing Ceph RGW from Debian"
@@ -60,5 +74,11 @@ if ! command -v radosgw >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     ceph-mon ceph-osd radosgw uuid-runtime curl >/dev/null
+fi
+if ! command -v prometheus-pushgateway >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  log "installing Prometheus and the Pushgateway from Debian"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway >/dev/null
 fi
 log "test environment ready under $VENVS"

@@ -54,17 +54,20 @@ pub fn prepare(bronze: &DataFrame, keep: &[&str]) -> Result<DataFrame> {
         Some(s) => Some(s.str().step("reading _ab_cdc_log_file")?),
         None => None,
     };
+    // One pass over the columns' iterators: indexing a chunked column row by row would search
+    // its chunks for every row.
+    let mut cursors = cursor.as_ref().map(|c| c.iter());
+    let mut positions = log_pos.as_ref().map(|p| p.iter());
+    let mut files = log_file.map(|f| f.iter());
     let mut position = Vec::with_capacity(rows);
-    for i in 0..rows {
-        let value = match cursor.as_ref().and_then(|c| c.get(i)) {
+    for _ in 0..rows {
+        let cursor = cursors.as_mut().and_then(Iterator::next).flatten();
+        let pos = positions.as_mut().and_then(Iterator::next).flatten();
+        let file = files.as_mut().and_then(Iterator::next).flatten();
+        position.push(match cursor {
             Some(v) => v,
-            None => {
-                let suffix = log_file.and_then(|f| f.get(i)).and_then(binlog_suffix).unwrap_or(0);
-                let pos = log_pos.as_ref().and_then(|p| p.get(i)).unwrap_or(0);
-                (suffix << 32) | (pos & 0xFFFF_FFFF)
-            }
-        };
-        position.push(value);
+            None => (file.and_then(binlog_suffix).unwrap_or(0) << 32) | (pos.unwrap_or(0) & 0xFFFF_FFFF),
+        });
     }
     let time = |name: &str| -> Expr {
         if bronze.column(name).is_ok() { col(name).cast(DataType::Int64) } else { lit(NULL).cast(DataType::Int64) }
@@ -112,7 +115,10 @@ pub fn latest_valid(changes: &DataFrame, key: &str, rules: &[(&str, Expr)], dele
         .collect()
         .step("choosing the latest changes")?;
     let rows = winners.column("_row").step("choosing the latest changes")?.idx().step("choosing the latest changes")?.clone();
-    let latest = tagged.drop(RULE).step("choosing the latest changes")?.take(&rows).step("choosing the latest changes")?;
+    // Gathering from one chunk per column is a plain indexed copy; from many, a search per row.
+    let mut changes = tagged.drop(RULE).step("choosing the latest changes")?;
+    changes.rechunk_mut_par();
+    let latest = changes.take(&rows).step("choosing the latest changes")?;
     Ok((latest, quarantined))
 }
 

@@ -85,6 +85,19 @@ pub struct SilverReport {
     pub noop: bool,
     /// The commits of this run, in order (the last one, `silver_rides`, is the commit point).
     pub written: Vec<io::Written>,
+    /// Wall time of the run's steps, in seconds, in order.
+    pub step_seconds: Vec<(String, f64)>,
+}
+
+/// Records the wall time of a run's steps into its report.
+struct Steps(std::time::Instant);
+
+impl Steps {
+    fn lap(&mut self, report: &mut SilverReport, step: &str) {
+        let now = std::time::Instant::now();
+        report.step_seconds.push((step.to_owned(), (now - self.0).as_secs_f64()));
+        self.0 = now;
+    }
 }
 
 /// Knobs of a silver run.
@@ -301,6 +314,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     let mut guard = WriteGuard { done: 0, limit: run.fail_after_writes };
     let options = layout.storage_options();
     let mut report = SilverReport::default();
+    let mut steps = Steps(std::time::Instant::now());
 
     // ---- users -------------------------------------------------------------------------------
     let users_url = layout.silver("users")?;
@@ -319,6 +333,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     let deleted_url = layout.silver("rides_deleted")?;
     let quarantine_url = layout.silver("quarantine")?;
 
+    steps.lap(&mut report, "open tables");
     // ---- users: apply --------------------------------------------------------------------------
     let user_changes = cdc::prepare(&read_changes(&bronze_users, &USER_COLUMNS).await?, &USER_COLUMNS)?;
     report.users_read = count(&user_changes);
@@ -331,6 +346,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     let user_delete_rules = [("id is null", col("id").is_null()), ("created_at is null", col("created_at").is_null())];
     let (latest_users, bad_users) = cdc::latest_valid(&user_changes, "id", &user_rules, &user_delete_rules)?;
     drop(user_changes);
+    steps.lap(&mut report, "users: read and choose changes");
     let existing_users = match (&silver_users, bronze_users.rebuild) {
         (Some(t), false) => io::read_all(t).await?,
         _ => DataFrame::empty(),
@@ -360,6 +376,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         touched_users.extend(partitions_of(&cdc::with_keys(existing_users.lazy(), newer_users.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
     }
 
+    steps.lap(&mut report, "users: apply");
     // ---- rides: apply --------------------------------------------------------------------------
     let ride_changes = cdc::prepare(&read_changes(&bronze_rides, &RIDE_COLUMNS).await?, &RIDE_COLUMNS)?;
     report.rides_read = count(&ride_changes);
@@ -371,9 +388,11 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         ("requested_at is null", col("requested_at").is_null()),
         ("status is not a ride status", col("status").is_null().or(col("status").is_in(statuses, false).not())),
     ];
+    steps.lap(&mut report, "rides: read changes");
     let (latest_rides, bad_rides) = cdc::latest_valid(&ride_changes, "id", &ride_rules, &[("id is null", col("id").is_null())])?;
     drop(ride_changes);
 
+    steps.lap(&mut report, "rides: choose changes");
     let rebuild_rides = bronze_rides.rebuild || bronze_users.rebuild;
     let companions_marker = if rebuild_rides { None } else { rides_marker };
     let pending_before = match as_of_marker(&pending_url, &options, RIDES_MARKER, companions_marker).await? {
@@ -398,6 +417,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         }
         _ => (DataFrame::empty(), BTreeSet::new()),
     };
+    steps.lap(&mut report, "rides: read published state");
     let mut known: Vec<LazyFrame> = Vec::new();
     for frame in [&published, &pending_before, &deleted_before] {
         if frame.height() > 0 {
@@ -466,6 +486,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         cdc::latest(concat(frames, UnionArgs::default()).step("collecting tombstones")?, "id").collect().step("collecting tombstones")?
     };
 
+    steps.lap(&mut report, "rides: apply and check integrity");
     if nothing_new && !rebuild_rides && report.released == 0 {
         report.noop = true;
         return Ok(report);
@@ -497,6 +518,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
                 "Silver: CDC changes that broke a rule (rule, key, bronze _airbyte_raw_id); they did not modify silver").await?);
         }
     }
+    steps.lap(&mut report, "write quarantine");
     // 2. users (their own commit point).
     // Written whenever bronze advanced, even with no row to change, so that the marker advances.
     if newer_users.height() > 0 || bronze_users.rebuild || silver_users.is_none() || bronze_users.after != Some(bronze_users.upto) {
@@ -507,6 +529,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
             "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted").await?);
         report.partitions_rewritten += touched_users.len() as u64;
     }
+    steps.lap(&mut report, "write users");
     // 3. companions of rides, marked with the bronze rides version they reflect.
     let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
     guard.next()?;
@@ -515,6 +538,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     guard.next()?;
     report.written.push(io::write(&deleted_url, &options, &deleted_after, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_deleted",
         "Silver: tombstones of deleted rides (id, delete time, change position)").await?);
+    steps.lap(&mut report, "write pending and tombstones");
     // 4. rides: the run's commit point.
     // Rewritten partitions keep their rows that did not change; partitions that only gain rides
     // were not read yet.
@@ -537,6 +561,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     report.written.push(io::write(&rides_url, &options, &rows, mode, &PARTITIONS, &rides_markers, "silver_rides",
         "Silver: one row per ride with its registered customer and driver, CDC applied, partitioned by requested_at").await?);
     report.partitions_rewritten += touched_rides.len() as u64;
+    steps.lap(&mut report, "write rides");
     Ok(report)
 }
 

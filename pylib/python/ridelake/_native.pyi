@@ -29,6 +29,7 @@ class SilverReport(TypedDict):
     partitions_rewritten: int
     noop: bool
     written: list[Written]
+    step_seconds: list[tuple[str, float]]  # wall time of each step, in order
 
 class GoldReport(TypedDict):
     silver_versions: list[int | None]  # [reflected before, now]
