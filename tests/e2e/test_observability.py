@@ -210,7 +210,7 @@ def test_a_failed_sync_reports_its_error_and_what_it_committed(tmp_path):
     config = local_config(tmp_path, tmp_path / "lake", flush_interval_seconds=0,
                           observability={"metrics_file": str(metrics), "openlineage_file": str(events)})
     run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=bad.encode())
-    assert run.code == 1
+    assert run.returncode == 1
     text = metrics.read_text()
     promtool_check_metrics(text)
     assert 'ridelake_run_errors{error_type="malformed_input"} 1' in text
@@ -338,7 +338,7 @@ class _Collector(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.received.append((self.path, dict(self.headers), body))
+        self.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
         self.send_response(201)
         self.end_headers()
 
@@ -362,7 +362,7 @@ def test_lineage_over_http_with_the_standard_variables(observed_lake, monkeypatc
     assert [(path, body["eventType"]) for path, _, body in _Collector.received] == [
         ("/api/v1/lineage", "START"), ("/api/v1/lineage", "COMPLETE")]
     for _, headers, body in _Collector.received:
-        assert headers["Authorization"] == "Bearer secret-token"
+        assert headers["authorization"] == "Bearer secret-token"
         assert body["job"]["namespace"] == "ridehail-prod"
         validate_openlineage(body)
 

@@ -149,7 +149,7 @@ impl MetricDef {
         if self.name.ends_with("_total") {
             problems.push(format!("{}: `_total` is for counters only", self.name));
         }
-        for unit in ["_milliseconds", "_ms", "_kb", "_mb", "_minutes", "_hours", "_percent"] {
+        for unit in ["_milliseconds", "_ms", "_kb", "_mb", "_minutes", "_hours", "_days", "_percent"] {
             if self.name.ends_with(unit) || self.name.contains(&format!("{unit}_")) {
                 problems.push(format!("{}: use base units (seconds, bytes, ratio)", self.name));
             }
@@ -524,6 +524,8 @@ mod tests {
         assert_eq!(bad.naming_problems().len(), 2);
         let unit = MetricDef { name: "ridelake_commit_ms", help: "x", kind: MetricKind::Gauge, labels: &[] };
         assert_eq!(unit.naming_problems().len(), 1);
+        let days = MetricDef { name: "ridelake_gold_days_recomputed", help: "x", kind: MetricKind::Gauge, labels: &[] };
+        assert_eq!(days.naming_problems().len(), 1, "promtool wants base units: seconds, not days");
     }
 
     #[test]

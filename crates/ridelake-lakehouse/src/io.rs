@@ -16,8 +16,8 @@ use std::sync::Arc;
 use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Transaction};
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::logstore::object_store::path::Path;
 // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
@@ -25,7 +25,8 @@ use deltalake::logstore::object_store::path::Path;
 use deltalake::parquet::arrow::ProjectionMask;
 #[allow(deprecated)]
 use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
-use deltalake::protocol::SaveMode;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
 use polars::prelude::DataFrame;
@@ -359,38 +360,93 @@ pub async fn write(
     let batches = df_to_record_batches(df).step("preparing the write")?;
     let mut metadata = serde_json::Map::new();
     metadata.insert("ridelake.rows".into(), serde_json::json!(df.height()));
-    let mut builder = table
-        .write(batches)
-        .with_commit_properties(commit_properties(markers, metadata))
-        .with_table_name(name)
-        .with_description(description);
-    if !partition_by.is_empty() {
-        builder = builder.with_partition_columns(partition_by.iter().map(|s| s.to_string()));
-    }
-    builder = match (&mode, exists) {
-        (WriteMode::Append, _) | (_, false) => builder.with_save_mode(SaveMode::Append),
-        (WriteMode::Overwrite, true) => builder.with_save_mode(SaveMode::Overwrite),
-        (WriteMode::ReplacePartitions(parts), true) => {
-            if parts.is_empty() {
-                builder.with_save_mode(SaveMode::Append)
-            } else {
-                let predicate = parts
-                    .iter()
-                    .map(|(y, m, d)| format!("(year = {y} AND month = {m} AND day = {d})"))
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
-                builder.with_save_mode(SaveMode::Overwrite).with_replace_where(predicate)
-            }
+    let version = if exists {
+        commit_files(&table, url, batches, &mode, markers, metadata).await?
+    } else {
+        // The first write creates the table, with its name, description and partitioning.
+        let mut builder = table
+            .write(batches)
+            .with_commit_properties(commit_properties(markers, metadata))
+            .with_table_name(name)
+            .with_description(description)
+            .with_save_mode(SaveMode::Append);
+        if !partition_by.is_empty() {
+            builder = builder.with_partition_columns(partition_by.iter().map(|s| s.to_string()));
         }
+        builder.await.map_err(|e| LakehouseError::delta(url, e))?.version().unwrap_or_default() as i64
     };
-    let written = builder.await.map_err(|e| LakehouseError::delta(url, e))?;
-    Ok(Written {
-        table: name.to_owned(),
-        url: url.to_string(),
-        description: description.to_owned(),
-        rows: df.height() as u64,
-        version: written.version().unwrap_or_default() as i64,
-    })
+    Ok(Written { table: name.to_owned(), url: url.to_string(), description: description.to_owned(), rows: df.height() as u64, version })
+}
+
+/// Writes `batches` as new files of an existing table and commits them, with the removal of
+/// the files `mode` replaces and the `markers`, in one commit. The files to replace are known
+/// from the log (whole partitions, or every file), so no data is scanned to find or check them.
+async fn commit_files(
+    table: &DeltaTable,
+    url: &Url,
+    batches: Vec<RecordBatch>,
+    mode: &WriteMode,
+    markers: &[(String, i64)],
+    metadata: serde_json::Map<String, serde_json::Value>,
+) -> Result<i64> {
+    let err = |e: DeltaTableError| LakehouseError::delta(url, e);
+    let snapshot = table.snapshot().map_err(err)?;
+    let mut writer = RecordBatchWriter::for_table(table).map_err(err)?;
+    let schema = writer.arrow_schema();
+    for batch in &batches {
+        writer.write(cast_to(batch, &schema)?).await.map_err(err)?;
+    }
+    let mut actions: Vec<Action> = writer.flush().await.map_err(err)?.into_iter().map(Action::Add).collect();
+    let replaced = |file: &DataFile| match mode {
+        WriteMode::Append => false,
+        WriteMode::Overwrite => true,
+        WriteMode::ReplacePartitions(parts) => file.day().is_some_and(|day| parts.contains(&day)),
+    };
+    for file in snapshot.log_data().iter() {
+        let mut partition: Vec<(String, Option<String>)> = file.partition_values_map().into_iter().collect();
+        partition.sort();
+        let described = DataFile { path: String::new(), partition, id_range: None, rows: None };
+        if replaced(&described) {
+            actions.push(Action::Remove(file.remove_action(true)));
+        }
+    }
+    let (save_mode, predicate) = match mode {
+        WriteMode::Append => (SaveMode::Append, None),
+        WriteMode::Overwrite => (SaveMode::Overwrite, None),
+        WriteMode::ReplacePartitions(parts) => (SaveMode::Overwrite, Some(partitions_predicate(parts))),
+    };
+    let partition_by = snapshot.metadata().partition_columns().to_vec();
+    let operation =
+        DeltaOperation::Write { mode: save_mode, partition_by: (!partition_by.is_empty()).then_some(partition_by), predicate };
+    let finalized = CommitBuilder::from(commit_properties(markers, metadata))
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(err)?;
+    Ok(finalized.version() as i64)
+}
+
+/// The SQL predicate naming day partitions, grouped by month (for the commit's description).
+fn partitions_predicate(parts: &BTreeSet<(i32, i32, i32)>) -> String {
+    let mut months: std::collections::BTreeMap<(i32, i32), Vec<String>> = std::collections::BTreeMap::new();
+    for (y, m, d) in parts {
+        months.entry((*y, *m)).or_default().push(d.to_string());
+    }
+    months.iter().map(|((y, m), days)| format!("(year = {y} AND month = {m} AND day IN ({}))", days.join(", "))).collect::<Vec<_>>().join(" OR ")
+}
+
+/// `batch` with the columns and types of `schema`, by name (Polars' string and timestamp
+/// encodings become the table's).
+fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = match batch.column_by_name(field.name()) {
+            Some(array) => array.clone(),
+            None => new_null_array(field.data_type(), batch.num_rows()),
+        };
+        columns.push(if column.data_type() == field.data_type() { column } else { cast(&column, field.data_type())? });
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 #[cfg(test)]
@@ -410,6 +466,15 @@ mod tests {
         assert!(!file(Some((43, 99))).may_hold_any(&keys), "above every key");
         assert!(file(None).may_hold_any(&keys), "no statistics: must be read");
         assert!(!file(Some((1, 9))).may_hold_any(&[]));
+    }
+
+    #[test]
+    fn replaced_partitions_are_described_by_month() {
+        let parts: BTreeSet<(i32, i32, i32)> = [(2024, 1, 31), (2024, 1, 2), (2024, 2, 1)].into_iter().collect();
+        assert_eq!(
+            partitions_predicate(&parts),
+            "(year = 2024 AND month = 1 AND day IN (2, 31)) OR (year = 2024 AND month = 2 AND day IN (1))"
+        );
     }
 
     #[test]

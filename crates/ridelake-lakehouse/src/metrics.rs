@@ -55,10 +55,10 @@ pub const GOLD_ROWS_WRITTEN: MetricDef = MetricDef {
     kind: MetricKind::Gauge,
     labels: &["table"],
 };
-/// Days a gold run recomputed.
-pub const GOLD_DAYS_RECOMPUTED: MetricDef = MetricDef {
-    name: "ridelake_gold_days_recomputed",
-    help: "Days of silver rides the last gold run recomputed.",
+/// Day partitions a gold run recomputed.
+pub const GOLD_PARTITIONS_RECOMPUTED: MetricDef = MetricDef {
+    name: "ridelake_gold_partitions_recomputed",
+    help: "Day partitions of silver rides the last gold run recomputed.",
     kind: MetricKind::Gauge,
     labels: &[],
 };
@@ -72,7 +72,7 @@ pub const GOLD_ROWS_READ: MetricDef = MetricDef {
 
 /// Every metric of this crate (shared ones aside).
 pub const ALL: [MetricDef; 7] =
-    [SILVER_ROWS, SILVER_PENDING_RIDES, SILVER_PENDING_OLDEST, SILVER_PARTITIONS_REWRITTEN, GOLD_ROWS_WRITTEN, GOLD_DAYS_RECOMPUTED, GOLD_ROWS_READ];
+    [SILVER_ROWS, SILVER_PENDING_RIDES, SILVER_PENDING_OLDEST, SILVER_PARTITIONS_REWRITTEN, GOLD_ROWS_WRITTEN, GOLD_PARTITIONS_RECOMPUTED, GOLD_ROWS_READ];
 
 /// The `table` label of a written table (`silver_rides` → `rides`).
 fn short_name(table: &str) -> &str {
@@ -128,7 +128,7 @@ pub fn gold_metrics(
 ) -> ridelake_core::Result<MetricSet> {
     let mut set = MetricSet::new();
     if let Some(r) = report {
-        set.set(&GOLD_DAYS_RECOMPUTED, &[], r.days_recomputed as f64)?;
+        set.set(&GOLD_PARTITIONS_RECOMPUTED, &[], r.days_recomputed as f64)?;
         set.set(&GOLD_ROWS_READ, &[], r.rows_read as f64)?;
         for written in &r.written {
             set.set(&GOLD_ROWS_WRITTEN, &[short_name(&written.table)], written.rows as f64)?;
