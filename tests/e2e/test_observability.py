@@ -378,9 +378,10 @@ def test_every_delta_table_has_a_name_and_a_description(observed_lake):
     for path in tables:
         metadata = DeltaTable(str(path)).metadata()
         assert metadata.name and metadata.description, path
-    bronze = DeltaTable(str(lake / "bronze/ridehail/rides")).schema()
-    comments = {f.name: f.metadata.get("comment") for f in bronze.fields}
-    assert comments["_ab_cdc_updated_at"], "bronze columns we know carry comments"
+    for table, column in (("bronze/ridehail/rides", "_ab_cdc_updated_at"), ("silver/rides", "customer_id"),
+                          ("silver/users", "is_deleted"), ("gold/driver_stats", "mean_rating"), ("gold/daily_city_kpis", "city")):
+        comments = {f.name: f.metadata.get("comment") for f in DeltaTable(str(lake / table)).schema().fields}
+        assert comments[column], f"{table}.{column}: columns we know carry comments"
 
 
 OPENMETADATA_CHECK = r"""

@@ -363,7 +363,9 @@ pub async fn write(
     let version = if exists {
         commit_files(&table, url, batches, &mode, markers, metadata).await?
     } else {
-        // The first write creates the table, with its name, description and partitioning.
+        // The first write creates the table, with its name, description, partitioning and the
+        // comments of the columns we know.
+        let batches = with_comments(batches, |column| crate::layout::column_comment(name, column))?;
         let mut builder = table
             .write(batches)
             .with_commit_properties(commit_properties(markers, metadata))
@@ -433,6 +435,26 @@ fn partitions_predicate(parts: &BTreeSet<(i32, i32, i32)>) -> String {
         months.entry((*y, *m)).or_default().push(d.to_string());
     }
     months.iter().map(|((y, m), days)| format!("(year = {y} AND month = {m} AND day IN ({}))", days.join(", "))).collect::<Vec<_>>().join(" OR ")
+}
+
+/// `batches` with a `comment` in the metadata of each field `doc` knows (Delta keeps Arrow field
+/// metadata as column metadata, where Spark and catalogs read `comment`).
+fn with_comments(batches: Vec<RecordBatch>, doc: impl Fn(&str) -> Option<&'static str>) -> Result<Vec<RecordBatch>> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            let fields: Vec<deltalake::arrow::datatypes::Field> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| match doc(f.name()) {
+                    Some(comment) => f.as_ref().clone().with_metadata(HashMap::from([("comment".to_owned(), comment.to_owned())])),
+                    None => f.as_ref().clone(),
+                })
+                .collect();
+            Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), batch.columns().to_vec())?)
+        })
+        .collect()
 }
 
 /// `batch` with the columns and types of `schema`, by name (Polars' string and timestamp

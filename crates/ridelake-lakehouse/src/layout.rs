@@ -10,6 +10,12 @@ use url::Url;
 
 use crate::error::Result;
 
+/// The comment of column `column` of the silver or gold table named `table` (`silver_rides`,
+/// `gold_driver_stats`, …), when we know what it means.
+pub fn column_comment(table: &str, column: &str) -> Option<&'static str> {
+    if table.starts_with("gold_") { crate::gold::column_doc(column) } else { crate::silver::column_doc(table, column) }
+}
+
 /// The lake: a root location and the namespace of the bronze streams.
 #[derive(Debug, Clone)]
 pub struct LakeLayout {

@@ -41,6 +41,39 @@ const RIDE_COLUMNS: [&str; 22] = [
 const RIDE_STATUSES: [&str; 5] = ["requested", "accepted", "in_progress", "completed", "cancelled"];
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 
+/// What a silver column means, for the column comments of table `table` (`silver_rides`, …).
+pub fn column_doc(table: &str, column: &str) -> Option<&'static str> {
+    Some(match (table, column) {
+        (_, "year" | "month" | "day") if table == "silver_users" => "calendar part of created_at (UTC); partitions the table",
+        (_, "year" | "month" | "day") => "calendar part of requested_at (UTC); partitions the table",
+        ("silver_users", "id") => "user id (source users.id)",
+        ("silver_users", "type") => "customer or driver",
+        ("silver_users", "created_at") => "when the user registered (UTC)",
+        (_, "is_deleted") => "the user was deleted in the source; kept so that no ride loses its user",
+        (_, "deleted_at") => "when the row was deleted in the source",
+        ("silver_quarantine", "id") => "key of the change (users.id or rides.id)",
+        (_, "id") => "ride id (source rides.id)",
+        (_, "customer_id") => "the customer's user id (a registered customer in silver_users)",
+        (_, "driver_id") => "the driver's user id (a registered driver in silver_users); null until a driver accepts",
+        (_, "status") => "requested, accepted, in_progress, completed or cancelled",
+        (_, "requested_at") => "when the ride was requested (UTC)",
+        (_, "distance_km") => "trip distance, km",
+        (_, "duration_s") => "trip duration, seconds",
+        (_, "fare_amount") => "fare, in currency",
+        (_, "updated_at") => "last update of the row in the source",
+        (_, "reason") => "why the ride waits: customer not registered, or driver not registered",
+        (_, "rule") => "the rule the change broke",
+        (_, "table") => "users or rides",
+        (_, "_airbyte_raw_id") => "the bronze row of the change (_airbyte_raw_id)",
+        (_, "bronze_version") => "bronze version the change was read from",
+        (_, "_cdc_deleted") => "the change is a delete",
+        (_, "_cdc_position") => "source change position of the row's latest change (binlog file number << 32 | offset)",
+        (_, "_cdc_updated_at") => "time of the row's latest change in the source (microseconds since the epoch)",
+        (_, "_cdc_extracted_at") => "when Airbyte extracted the row's latest change (microseconds since the epoch)",
+        _ => return None,
+    })
+}
+
 /// `txn` app id of silver users (version = bronze users version).
 pub const USERS_MARKER: &str = "ridelake.silver.users/bronze.users";
 /// `txn` app id of silver rides and its companions (version = bronze rides version).
@@ -221,8 +254,9 @@ fn partitions_of(frame: &DataFrame) -> Result<BTreeSet<(i32, i32, i32)>> {
         Ok(frame.column(name).step("reading partitions")?.as_materialized_series().cast(&DataType::Int32).step("reading partitions")?.i32().step("reading partitions")?.clone())
     };
     let (y, m, d) = (get("year")?, get("month")?, get("day")?);
-    for i in 0..frame.height() {
-        if let (Some(y), Some(m), Some(d)) = (y.get(i), m.get(i), d.get(i)) {
+    // Iterators, not `get(i)`: indexing a chunked column searches its chunks for every row.
+    for ((y, m), d) in y.iter().zip(m.iter()).zip(d.iter()) {
+        if let (Some(y), Some(m), Some(d)) = (y, m, d) {
             out.insert((y, m, d));
         }
     }
