@@ -169,6 +169,11 @@ impl MetricDef {
     }
 }
 
+/// Every naming problem of `defs` (each crate's tests run this over all its definitions).
+pub fn naming_problems(defs: &[MetricDef]) -> Vec<String> {
+    defs.iter().flat_map(MetricDef::naming_problems).collect()
+}
+
 #[derive(Debug, Clone, Default)]
 struct HistogramData {
     bounds: Vec<f64>,
@@ -530,7 +535,7 @@ mod tests {
 
     #[test]
     fn shared_names_follow_the_conventions() {
-        let problems: Vec<String> = SHARED.iter().flat_map(MetricDef::naming_problems).collect();
+        let problems = naming_problems(&SHARED);
         assert!(problems.is_empty(), "{problems:?}");
     }
 

@@ -112,8 +112,19 @@ pub fn silver_metrics(
             set.set(&metrics::TABLE_VERSION, &["silver", short_name(&written.table)], written.version as f64)?;
         }
     }
+    with_run(set, "silver", freshness, duration, error)
+}
+
+/// Adds a layer's freshness and how the run ended.
+fn with_run(
+    mut set: MetricSet,
+    layer: &str,
+    freshness: &Freshness,
+    duration: Duration,
+    error: Option<&LakehouseError>,
+) -> ridelake_core::Result<MetricSet> {
     for (table, newest) in freshness {
-        set.set(&metrics::NEWEST_CHANGE, &["silver", table], *newest)?;
+        set.set(&metrics::NEWEST_CHANGE, &[layer, table], *newest)?;
     }
     metrics::record_run(&mut set, duration, error.map(LakehouseError::kind), &LakehouseError::KINDS)?;
     Ok(set)
@@ -135,11 +146,7 @@ pub fn gold_metrics(
             set.set(&metrics::TABLE_VERSION, &["gold", short_name(&written.table)], written.version as f64)?;
         }
     }
-    for (table, newest) in freshness {
-        set.set(&metrics::NEWEST_CHANGE, &["gold", table], *newest)?;
-    }
-    metrics::record_run(&mut set, duration, error.map(LakehouseError::kind), &LakehouseError::KINDS)?;
-    Ok(set)
+    with_run(set, "gold", freshness, duration, error)
 }
 
 #[cfg(test)]
@@ -149,7 +156,7 @@ mod tests {
 
     #[test]
     fn names_follow_the_conventions() {
-        let problems: Vec<String> = ALL.iter().flat_map(MetricDef::naming_problems).collect();
+        let problems = metrics::naming_problems(&ALL);
         assert!(problems.is_empty(), "{problems:?}");
     }
 
