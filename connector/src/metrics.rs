@@ -149,10 +149,10 @@ pub async fn start_lineage(options: &DestinationOptions, emitter: &Emitter) -> L
         "destination-delta-lake",
         env!("CARGO_PKG_VERSION"),
     );
-    if options.lineage.is_enabled() {
-        if let Err(e) = options.lineage.emit(&run.start(&[])).await {
-            emitter.log("WARN", format!("destination-delta-lake: {e}"));
-        }
+    if options.lineage.is_enabled()
+        && let Err(e) = options.lineage.emit(&run.start(&[])).await
+    {
+        emitter.log("WARN", format!("destination-delta-lake: {e}"));
     }
     run
 }

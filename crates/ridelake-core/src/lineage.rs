@@ -87,15 +87,15 @@ impl LineageTarget {
     /// Sends one event to every configured destination; the error lists those that failed.
     pub async fn emit(&self, event: &Value) -> Result<()> {
         let mut failures = Vec::new();
-        if let Some(base) = &self.url {
-            if let Err(e) = post(base, &self.endpoint, self.api_key.as_deref(), event).await {
-                failures.push(e);
-            }
+        if let Some(base) = &self.url
+            && let Err(e) = post(base, &self.endpoint, self.api_key.as_deref(), event).await
+        {
+            failures.push(e);
         }
-        if let Some(path) = &self.file {
-            if let Err(e) = append_line(path, event) {
-                failures.push(format!("cannot append to {}: {e}", path.display()));
-            }
+        if let Some(path) = &self.file
+            && let Err(e) = append_line(path, event)
+        {
+            failures.push(format!("cannot append to {}: {e}", path.display()));
         }
         if failures.is_empty() { Ok(()) } else { Err(CoreError::Lineage(failures.join("; "))) }
     }

@@ -53,10 +53,10 @@ fn lineage_run(observe: &Observability, job: &str, description: &str) -> Lineage
 }
 
 async fn emit(observe: &Observability, event: serde_json::Value) {
-    if observe.lineage.is_enabled() {
-        if let Err(e) = observe.lineage.emit(&event).await {
-            warn(e);
-        }
+    if observe.lineage.is_enabled()
+        && let Err(e) = observe.lineage.emit(&event).await
+    {
+        warn(e);
     }
 }
 
@@ -91,10 +91,10 @@ async fn freshness(layout: &LakeLayout, tables: &[&str]) -> Freshness {
     let mut out = Vec::new();
     for table in tables {
         let Ok(url) = layout.silver(table) else { continue };
-        if let Ok(Some(t)) = io::open(&url, &options).await {
-            if let Some(newest) = io::newest_in_stats(&t, UPDATED) {
-                out.push(((*table).to_owned(), newest));
-            }
+        if let Ok(Some(t)) = io::open(&url, &options).await
+            && let Some(newest) = io::newest_in_stats(&t, UPDATED)
+        {
+            out.push(((*table).to_owned(), newest));
         }
     }
     out
