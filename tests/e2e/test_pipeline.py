@@ -184,9 +184,18 @@ def test_mage_pipeline_on_ceph_rgw(tmp_path, rgw_server):
     run_job(main_lake, "--records", "15000", "--seed", "3", "--report", str(tmp_path / "report.html"), env=creds)
     run_job(mage_lake, "--records", "15000", "--seed", "3", "--only-bronze", env=creds)
     exports = tmp_path / "exports"
+    observe = {"RIDELAKE_METRICS_FILE": str(tmp_path / "metrics/{job}.prom"),
+               "RIDELAKE_OPENLINEAGE_FILE": str(tmp_path / "lineage.jsonl")}
     # The lake comes from the runtime variables here, the credentials from the environment.
-    mage({**creds, "RIDELAKE_EXPORT_DIR": str(exports)}, tmp_path, json.dumps({"lake": mage_lake}))
+    mage({**creds, **observe, "RIDELAKE_EXPORT_DIR": str(exports)}, tmp_path, json.dumps({"lake": mage_lake}))
     options = rgw_server.storage_options()
     assert_same_gold(main_lake, mage_lake, options)
     check_exports(mage_lake, exports, options)
     assert report_data(tmp_path / "report.html")["top_drivers"], "the S3 run wrote its report locally"
+    # The blocks' builds sent their metrics (one file per job) and lineage with S3 dataset names.
+    for job in ("ridelake_silver", "ridelake_gold"):
+        assert "ridelake_run_success 1" in (tmp_path / f"metrics/{job}.prom").read_text(), job
+    events = [json.loads(line) for line in (tmp_path / "lineage.jsonl").read_text().splitlines()]
+    silver = next(e for e in events if e["job"]["name"] == "silver.build" and e["eventType"] == "COMPLETE")
+    outputs = {(d["namespace"], d["name"]) for d in silver["outputs"]}
+    assert (f"s3://{bucket}", "mage/silver/rides") in outputs, outputs

@@ -351,7 +351,9 @@ fn label_text(labels: &[(&str, &str)], le: Option<&str>) -> String {
 pub struct MetricsTarget {
     /// Pushgateway base URL (`http://host:9091`); metrics go to `<url>/metrics/job/<job>`.
     pub pushgateway_url: Option<String>,
-    /// File to replace with the text format after each run.
+    /// File to replace with the text format after each run; `{job}` in it is replaced by the
+    /// job's name, so that jobs sharing one setting (e.g. `/var/lib/node_exporter/{job}.prom`)
+    /// do not overwrite each other.
     pub file: Option<PathBuf>,
 }
 
@@ -395,7 +397,8 @@ impl MetricsTarget {
             }
         }
         if let Some(path) = &self.file {
-            match write_atomically(path, body.as_bytes()) {
+            let path = PathBuf::from(path.to_string_lossy().replace("{job}", job));
+            match write_atomically(&path, body.as_bytes()) {
                 Ok(()) => shipped.written = true,
                 Err(e) => failures.push(format!("cannot write metrics file {}: {e}", path.display())),
             }
@@ -571,6 +574,16 @@ mod tests {
         assert_eq!(target.ship("j", &set).await?, Shipped { pushed: false, written: true });
         assert_eq!(std::fs::read_to_string(&path)?, set.render());
         assert_eq!(std::fs::read_dir(path.parent().unwrap_or(dir.path()))?.count(), 1, "no temporary file left");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_file_name_may_name_the_job() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let target = MetricsTarget { pushgateway_url: None, file: Some(dir.path().join("{job}.prom")) };
+        target.ship("ridelake_silver", &MetricSet::new()).await?;
+        target.ship("ridelake_gold", &MetricSet::new()).await?;
+        assert!(dir.path().join("ridelake_silver.prom").exists() && dir.path().join("ridelake_gold.prom").exists());
         Ok(())
     }
 
