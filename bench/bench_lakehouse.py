@@ -1,13 +1,14 @@
 """Silver and gold benchmark: ridelake vs an analyst-style baseline (polars + deltalake MERGE).
 
-usage: python bench/bench_lakehouse.py [--rides 10000000] [--changes 5000000] [--users 500000] [--prepared DIR]
+usage: python bench/bench_lakehouse.py [--rides 10000000] [--changes 5000000] [--users 500000] [--prepared DIR] [--repeat 3]
 
 1. bronze: the generator's snapshot (RIDES rides, USERS users) goes through destination-delta-lake;
    ridelake builds silver and gold from it, and the baseline writes its own silver from the same
    snapshot (neither is timed);
 2. CDC: the generator's next CHANGES binlog changes go to bronze as a second sync;
-3. timed, each in its own process (wait4 rusage): ridelake's silver update, ridelake's gold update,
-   and the baseline's MERGE of the same changes;
+3. timed, each in its own process (wait4 rusage), after the kernel wrote back earlier writes:
+   ridelake's silver update, ridelake's gold update, and the baseline's MERGE of the same changes;
+   REPEAT rounds on fresh copies of the lake, medians reported (the machines here are noisy);
 4. checked: both silver `rides` tables hold the same (id, status) pairs.
 
 With `--prepared DIR`, steps 1-2 are done once and their result kept in DIR (for the same sizes);
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,6 +74,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=500_000)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--prepared", type=Path, help="keep (or reuse) the lake as it is before the timed updates here")
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds, each on a fresh copy; medians are reported")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ridelake-bench-lake-"))
     lake = work / "lake"
@@ -116,20 +119,27 @@ snapshot.write_delta({str(baseline_silver)!r}, delta_write_options={{"partition_
     time_updates(args, work, lake, since, initial, initial_baseline)
 
 
-def time_updates(args, work: Path, lake: Path, since: int, initial: dict, initial_baseline: dict) -> None:
+def settle() -> None:
+    """Writes dirty pages back before a timed job, so that no job pays for an earlier one's writes."""
+    os.sync()
+
+
+def one_round(work: Path, lake: Path, since: int) -> tuple[dict, dict, dict, dict]:
+    """Times ridelake's silver and gold updates and the baseline's MERGE once; checks the outputs."""
     py = sys.executable
     baseline_silver = work / "baseline-silver-rides"
-    print("timing ridelake silver, ridelake gold, baseline MERGE …", file=sys.stderr)
     silver = ["users", "rides", "rides_pending", "rides_deleted", "quarantine"]
     silver_before = versions([lake / "silver" / t for t in silver])
     baseline_before = versions([baseline_silver])
+    settle()
     ours = measure([py, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_silver({str(lake)!r})))"])
     report = json.loads(ours["stdout"].strip().splitlines()[-1])
     ours["bytes_rewritten"] = bytes_rewritten(silver_before)
+    settle()
     gold = measure([py, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_gold({str(lake)!r})))"])
+    settle()
     base_run = measure([py, str(REPO / "bench/baseline_silver.py"), str(lake / "bronze/ridehail/rides"), str(baseline_silver), str(since)])
     base_run["bytes_rewritten"] = bytes_rewritten(baseline_before)
-
     # Same output: the same rides with the same status (checked in a child, for the same reason).
     measure([py, "-c", f"""
 import polars as pl
@@ -137,8 +147,33 @@ mine = pl.read_delta({str(lake / "silver/rides")!r}).select("id", "status").sort
 theirs = pl.read_delta({str(baseline_silver)!r}).select("id", "status").sort("id")
 assert mine.equals(theirs), f"silver differs: ours {{mine.height}} rows, baseline {{theirs.height}} rows"
 """])
+    return ours, gold, base_run, report
+
+
+def median_of(runs: list[dict]) -> dict:
+    return {key: statistics.median(r[key] for r in runs) for key in ("wall_s", "cpu_s", "peak_rss_mib", "bytes_rewritten")
+            if key in runs[0]}
+
+
+def time_updates(args, work: Path, lake: Path, since: int, initial: dict, initial_baseline: dict) -> None:
+    print(f"timing ridelake silver, ridelake gold, baseline MERGE ({args.repeat} round(s)) …", file=sys.stderr)
+    pristine = work.with_name(work.name + "-pristine") if args.repeat > 1 else None
+    if pristine:
+        shutil.copytree(work, pristine)
+    rounds = []
+    for number in range(args.repeat):
+        if number > 0 and pristine:
+            shutil.rmtree(work)
+            shutil.copytree(pristine, work)
+        rounds.append(one_round(work, lake, since))
+        ours, gold, base_run, _ = rounds[-1]
+        print(f"  round {number + 1}: ridelake silver {ours['wall_s']:.1f} s, gold {gold['wall_s']:.1f} s, "
+              f"baseline {base_run['wall_s']:.1f} s", file=sys.stderr)
+    ours, gold, base_run = (median_of([r[i] for r in rounds]) for i in range(3))
+    report = rounds[-1][3]
     changes = report["rows_read"]
-    print(f"\nsilver benchmark: {args.rides:,} rides in silver, update with {changes:,} CDC rows, {os.cpu_count()} cores")
+    print(f"\nsilver benchmark: {args.rides:,} rides in silver, update with {changes:,} CDC rows, {os.cpu_count()} cores"
+          f"{f', median of {args.repeat} rounds' if args.repeat > 1 else ''}")
     print(f"(initial silver + gold from the snapshot, not compared: {initial['wall_s']:.1f} s, peak RSS {initial['peak_rss_mib']:,.0f} MiB;"
           f" the baseline's initial load: {initial_baseline['wall_s']:.1f} s, {initial_baseline['peak_rss_mib']:,.0f} MiB)")
     print("(ridelake's update also applies users, integrity, pending rides, tombstones and quarantine; the baseline merges rides only)")
@@ -148,9 +183,12 @@ assert mine.equals(theirs), f"silver differs: ours {{mine.height}} rows, baselin
               f"{r['bytes_rewritten'] / 2**20:>15,.0f}")
     print(f"{'ridelake gold update':<30}{changes / gold['wall_s']:>12,.0f}{gold['wall_s']:>9.1f}{gold['cpu_s']:>9.1f}{gold['peak_rss_mib']:>14,.0f}{'':>15}")
     print(f"\nratio baseline/ours: {base_run['wall_s'] / ours['wall_s']:.1f}x faster, {base_run['cpu_s'] / ours['cpu_s']:.1f}x less CPU, "
-          f"{base_run['peak_rss_mib'] / ours['peak_rss_mib']:.1f}x less memory; silver report: {json.dumps(report)}")
+          f"{base_run['peak_rss_mib'] / ours['peak_rss_mib']:.1f}x less memory")
+    print(f"silver steps (last round): {', '.join(f'{step} {seconds:.2f} s' for step, seconds in report['step_seconds'])}")
     if not args.keep:
         shutil.rmtree(work)
+    if pristine:
+        shutil.rmtree(pristine)
 
 
 if __name__ == "__main__":

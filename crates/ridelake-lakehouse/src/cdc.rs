@@ -103,22 +103,32 @@ fn broken_rule(rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Expr {
 }
 
 /// The latest valid change per `key` (sorted by key), and the changes that broke a rule (with the
-/// first rule each broke). The winners are chosen on the key and order columns only and then
-/// gathered, so the changes are never copied whole.
+/// first rule each broke). Rules are evaluated on the columns they read, and the winners chosen on
+/// the key and order columns only, then gathered: the changes are never copied whole.
 pub fn latest_valid(changes: &DataFrame, key: &str, rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Result<(DataFrame, DataFrame)> {
-    let tagged = changes.clone().lazy().with_column(broken_rule(rules, delete_rules)).collect().step("checking rules")?;
-    let quarantined = tagged.clone().lazy().filter(col(RULE).is_not_null()).collect().step("checking rules")?;
-    let mut narrow: Vec<Expr> = vec![col(key), col(RULE)];
-    narrow.extend(ORDER.iter().map(|c| col(*c)));
-    let winners = latest(tagged.clone().lazy().select(narrow).with_row_index("_row", None).filter(col(RULE).is_null()), key)
+    let step = "choosing the latest changes";
+    let rule = changes.clone().lazy().select([broken_rule(rules, delete_rules)]).collect().step("checking rules")?;
+    let rule = rule.column(RULE).step("checking rules")?.clone();
+    let quarantined = if rule.null_count() == rule.len() {
+        let mut none = changes.clear();
+        none.with_column(rule.clear()).step("checking rules")?;
+        none
+    } else {
+        let mut tagged = changes.clone();
+        tagged.with_column(rule.clone()).step("checking rules")?;
+        tagged.lazy().filter(col(RULE).is_not_null()).collect().step("checking rules")?
+    };
+    let mut narrow = vec![changes.column(key).step(step)?.clone(), rule];
+    for name in ORDER {
+        narrow.push(changes.column(name).step(step)?.clone());
+    }
+    let narrow = DataFrame::new(changes.height(), narrow).step(step)?;
+    let winners = latest(narrow.lazy().with_row_index("_row", None).filter(col(RULE).is_null()), key)
         .select([col("_row")])
         .collect()
-        .step("choosing the latest changes")?;
-    let rows = winners.column("_row").step("choosing the latest changes")?.idx().step("choosing the latest changes")?.clone();
-    // Gathering from one chunk per column is a plain indexed copy; from many, a search per row.
-    let mut changes = tagged.drop(RULE).step("choosing the latest changes")?;
-    changes.rechunk_mut_par();
-    let latest = changes.take(&rows).step("choosing the latest changes")?;
+        .step(step)?;
+    let rows = winners.column("_row").step(step)?.idx().step(step)?.clone();
+    let latest = changes.take(&rows).step(step)?;
     Ok((latest, quarantined))
 }
 
@@ -212,6 +222,9 @@ mod tests {
         let v: Vec<_> = latest.column("v").unwrap().str().unwrap().iter().flatten().collect();
         assert_eq!(v, ["b", "x", "z"]);
         assert!(latest.column(RULE).is_err(), "the rule column is dropped");
+        let (_, none) = latest_valid(&changes(), "id", &[("never", lit(false))], &[("never", lit(false))]).unwrap();
+        assert_eq!(none.height(), 0);
+        assert!(none.column(RULE).is_ok(), "an empty quarantine keeps its columns");
     }
 
     #[test]

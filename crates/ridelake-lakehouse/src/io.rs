@@ -22,14 +22,18 @@ use deltalake::logstore::ObjectStoreRef;
 use deltalake::logstore::object_store::path::Path;
 // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
 // still works and is what delta-rs 1.1 itself uses.
+use deltalake::arrow::datatypes::DataType;
 use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::basic::Compression as ParquetCompression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 #[allow(deprecated)]
 use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
-use polars::prelude::DataFrame;
+use polars::prelude::{DataFrame, IntoLazy, col, cols, lit};
 use url::Url;
 
 use crate::arrow_bridge::{df_to_record_batches, record_batches_to_df};
@@ -357,14 +361,14 @@ pub async fn write(
             .map_err(|e| LakehouseError::delta(url, e))?,
     };
     let exists = table.version().is_some();
-    let batches = df_to_record_batches(df).step("preparing the write")?;
     let mut metadata = serde_json::Map::new();
     metadata.insert("ridelake.rows".into(), serde_json::json!(df.height()));
     let version = if exists {
-        commit_files(&table, url, batches, &mode, markers, metadata).await?
+        commit_files(&table, url, df, &mode, markers, metadata).await?
     } else {
         // The first write creates the table, with its name, description, partitioning and the
         // comments of the columns we know.
+        let batches = df_to_record_batches(df).step("preparing the write")?;
         let batches = with_comments(batches, |column| crate::layout::column_comment(name, column))?;
         let mut builder = table
             .write(batches)
@@ -380,25 +384,70 @@ pub async fn write(
     Ok(Written { table: name.to_owned(), url: url.to_string(), description: description.to_owned(), rows: df.height() as u64, version })
 }
 
-/// Writes `batches` as new files of an existing table and commits them, with the removal of
-/// the files `mode` replaces and the `markers`, in one commit. The files to replace are known
-/// from the log (whole partitions, or every file), so no data is scanned to find or check them.
+/// Rows from which a partitioned write is split across the cores.
+const PARALLEL_WRITE_ROWS: usize = 100_000;
+
+/// Parquet settings of silver and gold files: dictionary encoding only for text columns, where
+/// values repeat (status, city, currency, …); ids, timestamps and amounts are nearly unique, and
+/// trying a dictionary on them costs CPU before the writer falls back to plain encoding.
+fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+    let mut builder = WriterProperties::builder().set_compression(ParquetCompression::SNAPPY).set_dictionary_enabled(false);
+    for field in schema.fields() {
+        if matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
+        }
+    }
+    builder.build()
+}
+
+/// `df` split into up to one frame per core, each holding whole day partitions (a partition's
+/// rows must reach one writer, or it would get one file per writer).
+fn split_by_partition(df: &DataFrame, partitioned: bool) -> Result<Vec<DataFrame>> {
+    let groups = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8) as i32;
+    if !partitioned || df.height() < PARALLEL_WRITE_ROWS || groups < 2 {
+        return Ok(vec![df.clone()]);
+    }
+    let group = (col("year") * lit(372) + col("month") * lit(31) + col("day")) % lit(groups);
+    let tagged = df.clone().lazy().with_column(group.cast(polars::prelude::DataType::Int32).alias("_writer")).collect().step("splitting the write")?;
+    (0..groups)
+        .map(|g| tagged.clone().lazy().filter(col("_writer").eq(lit(g))).drop(cols(["_writer"])).collect().step("splitting the write"))
+        .collect()
+}
+
+/// Writes `df` as new files of an existing table and commits them, with the removal of the
+/// files `mode` replaces and the `markers`, in one commit. The files to replace are known from
+/// the log (whole partitions, or every file), so no data is scanned to find or check them.
+/// Partitioned writes encode their partitions on all cores.
 async fn commit_files(
     table: &DeltaTable,
     url: &Url,
-    batches: Vec<RecordBatch>,
+    df: &DataFrame,
     mode: &WriteMode,
     markers: &[(String, i64)],
     metadata: serde_json::Map<String, serde_json::Value>,
 ) -> Result<i64> {
     let err = |e: DeltaTableError| LakehouseError::delta(url, e);
     let snapshot = table.snapshot().map_err(err)?;
-    let mut writer = RecordBatchWriter::for_table(table).map_err(err)?;
-    let schema = writer.arrow_schema();
-    for batch in &batches {
-        writer.write(cast_to(batch, &schema)?).await.map_err(err)?;
+    let partitioned = !snapshot.metadata().partition_columns().is_empty();
+    let mut tasks = Vec::new();
+    for part in split_by_partition(df, partitioned)? {
+        let writer = RecordBatchWriter::for_table(table).map_err(err)?;
+        let schema = writer.arrow_schema();
+        let mut writer = writer.with_writer_properties(writer_properties(&schema));
+        let batches = df_to_record_batches(&part).step("preparing the write")?;
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            for batch in &batches {
+                writer.write(cast_to(batch, &schema)?).await.map_err(|e| LakehouseError::delta(&url, e))?;
+            }
+            writer.flush().await.map_err(|e| LakehouseError::delta(&url, e))
+        }));
     }
-    let mut actions: Vec<Action> = writer.flush().await.map_err(err)?.into_iter().map(Action::Add).collect();
+    let mut actions: Vec<Action> = Vec::new();
+    for task in tasks {
+        let adds = task.await.map_err(|e| LakehouseError::Task(e.to_string()))??;
+        actions.extend(adds.into_iter().map(Action::Add));
+    }
     let replaced = |file: &DataFile| match mode {
         WriteMode::Append => false,
         WriteMode::Overwrite => true,
