@@ -2,7 +2,8 @@
 # The benchmark command: builds the release binaries and the release `ridelake` wheel, installs the
 # wheel into its own venv, and runs the benchmarks, each against its baseline in the same run.
 #   scripts/bench.sh bronze [--records N]                      destination vs a Python baseline
-#   scripts/bench.sh lakehouse [--rides N --changes N --users N] silver/gold vs a polars+deltalake MERGE
+#   scripts/bench.sh lakehouse [--rides N --changes N --users N --repeat N --prepared DIR]
+#                                                              silver/gold vs a polars+deltalake MERGE
 #   scripts/bench.sh build                                     only build (the release wheel takes
 #                                                              ~25 minutes cold on 2 cores)
 # Caches live in ~/.cache/ridelake (override with RIDELAKE_CACHE).
