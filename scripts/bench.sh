@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHAT=${1:-}; shift || true
-case "$WHAT" in bronze|lakehouse|build) ;; *) sed -n '2,8p' "$0" >&2; exit 2 ;; esac
+case "$WHAT" in bronze|lakehouse|build) ;; *) sed -n '2,9p' "$0" >&2; exit 2 ;; esac
 CACHE=${RIDELAKE_CACHE:-$HOME/.cache/ridelake}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 export RIDELAKE_BIN_DIR=$CARGO_TARGET_DIR/release
