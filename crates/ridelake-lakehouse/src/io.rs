@@ -9,20 +9,22 @@
 //! - Every write carries `txn` markers (`app_id`, `version`) naming the input versions it
 //!   reflects, in the same commit as the data: a builder that reads its markers back knows
 //!   exactly what it already did.
+//! - A write to an existing table is one commit of its new files and the removal of the files it
+//!   replaces (every file, or those of the replaced partitions, known from the log): nothing is
+//!   scanned to find or check them. Partitioned writes encode their partitions on all cores.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Transaction};
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::logstore::object_store::path::Path;
 // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
 // still works and is what delta-rs 1.1 itself uses.
-use deltalake::arrow::datatypes::DataType;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::basic::Compression as ParquetCompression;
 use deltalake::parquet::file::properties::WriterProperties;
@@ -56,8 +58,7 @@ pub struct DataFile {
 impl DataFile {
     /// The `(year, month, day)` partition the file belongs to, when the table is partitioned so.
     pub fn day(&self) -> Option<(i32, i32, i32)> {
-        let value = |k: &str| self.partition.iter().find(|(name, _)| name == k).and_then(|(_, v)| v.as_deref()?.parse::<i32>().ok());
-        Some((value("year")?, value("month")?, value("day")?))
+        day_of(&self.partition)
     }
 
     /// Whether the file may hold one of `sorted_keys` (ascending): false only when its statistics
@@ -71,6 +72,12 @@ impl DataFile {
             }
         }
     }
+}
+
+/// The `(year, month, day)` of a file's partition values, when it has them.
+fn day_of(partition: &[(String, Option<String>)]) -> Option<(i32, i32, i32)> {
+    let value = |k: &str| partition.iter().find(|(name, _)| name == k).and_then(|(_, v)| v.as_deref()?.parse::<i32>().ok());
+    Some((value("year")?, value("month")?, value("day")?))
 }
 
 /// `(min, max)` of `id` in a file's Delta statistics JSON.
@@ -448,21 +455,22 @@ async fn commit_files(
         let adds = task.await.map_err(|e| LakehouseError::Task(e.to_string()))??;
         actions.extend(adds.into_iter().map(Action::Add));
     }
-    let replaced = |file: &DataFile| match mode {
-        WriteMode::Append => false,
-        WriteMode::Overwrite => true,
-        WriteMode::ReplacePartitions(parts) => file.day().is_some_and(|day| parts.contains(&day)),
-    };
     for file in snapshot.log_data().iter() {
-        let mut partition: Vec<(String, Option<String>)> = file.partition_values_map().into_iter().collect();
-        partition.sort();
-        let described = DataFile { path: String::new(), partition, id_range: None, rows: None };
-        if replaced(&described) {
+        let replaced = match mode {
+            WriteMode::Append => false,
+            WriteMode::Overwrite => true,
+            WriteMode::ReplacePartitions(parts) => {
+                let partition: Vec<(String, Option<String>)> = file.partition_values_map().into_iter().collect();
+                day_of(&partition).is_some_and(|day| parts.contains(&day))
+            }
+        };
+        if replaced {
             actions.push(Action::Remove(file.remove_action(true)));
         }
     }
     let (save_mode, predicate) = match mode {
         WriteMode::Append => (SaveMode::Append, None),
+        WriteMode::ReplacePartitions(parts) if parts.is_empty() => (SaveMode::Append, None),
         WriteMode::Overwrite => (SaveMode::Overwrite, None),
         WriteMode::ReplacePartitions(parts) => (SaveMode::Overwrite, Some(partitions_predicate(parts))),
     };
