@@ -44,7 +44,7 @@ const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 /// What a silver column means, for the column comments of table `table` (`silver_rides`, …).
 pub fn column_doc(table: &str, column: &str) -> Option<&'static str> {
     Some(match (table, column) {
-        (_, "year" | "month" | "day") if table == "silver_users" => "calendar part of created_at (UTC); partitions the table",
+        ("silver_users", "year" | "month" | "day") => "calendar part of created_at (UTC); partitions the table",
         (_, "year" | "month" | "day") => "calendar part of requested_at (UTC); partitions the table",
         ("silver_users", "id") => "user id (source users.id)",
         ("silver_users", "type") => "customer or driver",
