@@ -132,11 +132,15 @@ pub async fn run_gold(layout: &LakeLayout, observe: &Observability) -> Result<Go
     let result = gold::build_gold(layout).await;
     let duration: Duration = started.elapsed();
     if observe.metrics.is_enabled() {
-        // Gold reflects silver rides as of its marker: on success that is silver's current state.
-        let fresh: Freshness = match (&result, freshness(layout, &["rides"]).await.first()) {
-            (Ok(_), Some((_, newest))) => gold::GOLD_TABLES.iter().map(|t| ((*t).to_owned(), *newest)).collect(),
-            _ => Vec::new(),
+        // Gold is as fresh as the silver rides version it reflects (silver may have moved on since).
+        let newest = match &result {
+            Ok(r) => io::open_version(&rides, &layout.storage_options(), r.silver_versions.1 as u64)
+                .await
+                .ok()
+                .and_then(|t| io::newest_in_stats(&t, UPDATED)),
+            Err(_) => None,
         };
+        let fresh: Freshness = newest.map(|n| gold::GOLD_TABLES.iter().map(|t| ((*t).to_owned(), n)).collect()).unwrap_or_default();
         ship(observe, metrics::GOLD_JOB, metrics::gold_metrics(result.as_ref().ok(), &fresh, duration, result.as_ref().err())).await;
     }
     let event = match &result {
