@@ -165,7 +165,11 @@ def test_every_rule_expression_runs_on_real_series(prometheus, observed_lake):
         assert prometheus.query(rule["expr"]), rule["record"]
         assert prometheus.query(rule["record"]), f"{rule['record']} is not being recorded"
     for rule in alerts:
-        prometheus.query(rule["expr"])  # parses and evaluates
+        prometheus.query(rule["expr"])  # parses and evaluates (returns data only while firing)
+        # With `bool` comparisons the same expression, thresholds included, returns 0 or 1 for
+        # every series it watches: it must watch some.
+        as_bool = re.sub(r"(>=|<=|==|!=|>|<)\s*(?!bool\b)", r"\1 bool ", rule["expr"])
+        assert prometheus.query(as_bool), f"{rule['alert']}: {as_bool} returns no data"
         # Each alert is "<signal> > <threshold>": every series it reads exists.
         names = set(re.findall(r"\b(ridelake[:_][a-z_:]+)", rule["expr"]))
         assert names, rule["alert"]
