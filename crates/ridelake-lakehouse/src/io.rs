@@ -370,24 +370,24 @@ pub async fn write(
     let exists = table.version().is_some();
     let mut metadata = serde_json::Map::new();
     metadata.insert("ridelake.rows".into(), serde_json::json!(df.height()));
-    let version = if exists {
-        commit_files(&table, url, df, &mode, markers, metadata).await?
+    let table = if exists {
+        table
     } else {
-        // The first write creates the table, with its name, description, partitioning and the
-        // comments of the columns we know.
-        let batches = df_to_record_batches(df).step("preparing the write")?;
-        let batches = with_comments(batches, |column| crate::layout::column_comment(name, column))?;
+        // A new table is created empty first, with its name, description, partitioning and the
+        // comments of the columns we know; the data follows in the commit that carries the
+        // markers (a crash in between leaves an empty table without markers: a rerun redoes it).
+        let empty = df_to_record_batches(&df.clear()).step("preparing the write")?;
         let mut builder = table
-            .write(batches)
-            .with_commit_properties(commit_properties(markers, metadata))
+            .write(with_comments(empty, |column| crate::layout::column_comment(name, column))?)
             .with_table_name(name)
             .with_description(description)
             .with_save_mode(SaveMode::Append);
         if !partition_by.is_empty() {
             builder = builder.with_partition_columns(partition_by.iter().map(|s| s.to_string()));
         }
-        builder.await.map_err(|e| LakehouseError::delta(url, e))?.version().unwrap_or_default() as i64
+        builder.await.map_err(|e| LakehouseError::delta(url, e))?
     };
+    let version = commit_files(&table, url, df, &mode, markers, metadata).await?;
     Ok(Written { table: name.to_owned(), url: url.to_string(), description: description.to_owned(), rows: df.height() as u64, version })
 }
 

@@ -472,15 +472,18 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     };
     let to_check = concat([still_pending, ride_candidates.clone().lazy().select(ride_change_columns())], UnionArgs::default())
         .step("collecting rides to check")?;
-    let customers = all_users.clone().lazy().filter(col("type").eq(lit("customer"))).select([col("id").alias("customer_id"), lit(true).alias("_customer_ok")]);
-    let drivers = all_users.clone().lazy().filter(col("type").eq(lit("driver"))).select([col("id").alias("driver_id"), lit(true).alias("_driver_ok")]);
+    // The checks are membership tests on the key columns: no join copies the wide rows, and the
+    // rows keep their order.
+    let ids_of = |kind: &str| -> Result<Expr> {
+        let ids = all_users.clone().lazy().filter(col("type").eq(lit(kind))).select([col("id")]).collect().step("checking ride integrity")?;
+        Ok(lit(ids.column("id").step("checking ride integrity")?.as_materialized_series().clone()).implode(false))
+    };
+    let (customers, drivers) = (ids_of("customer")?, ids_of("driver")?);
     let checked = to_check
-        .join(customers, [col("customer_id")], [col("customer_id")], JoinArgs::new(JoinType::Left))
-        .join(drivers, [col("driver_id")], [col("driver_id")], JoinArgs::new(JoinType::Left))
         .with_column(
-            when(col("_customer_ok").is_null())
+            when(col("customer_id").is_null().or(col("customer_id").is_in(customers, false).not()))
                 .then(lit("customer not registered"))
-                .when(col("driver_id").is_not_null().and(col("_driver_ok").is_null()))
+                .when(col("driver_id").is_not_null().and(col("driver_id").is_in(drivers, false).not()))
                 .then(lit("driver not registered"))
                 .otherwise(lit(NULL).cast(DataType::String))
                 .alias("reason"),
