@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use ridelake_core::lineage::LineageTarget;
 use ridelake_core::metrics::MetricsTarget;
+use ridelake_core::observability::Observability;
 use ridelake_core::storage::{S3Location, StorageConfig};
 use serde::Deserialize;
 
@@ -96,11 +97,8 @@ pub struct DestinationOptions {
     pub compression: Compression,
     /// Folder for streams without namespace.
     pub default_namespace: String,
-    /// Where the sync's metrics go (config first, then `RIDELAKE_PUSHGATEWAY_URL` /
-    /// `RIDELAKE_METRICS_FILE`).
-    pub metrics: MetricsTarget,
-    /// Where the sync's OpenLineage events go (config first, then the `OPENLINEAGE_*` variables).
-    pub lineage: LineageTarget,
+    /// Where the sync's metrics and OpenLineage events go (config first, then the environment).
+    pub observability: Observability,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -164,21 +162,22 @@ impl DestinationOptions {
         };
         let default_namespace = file.default_namespace.unwrap_or_else(|| "default".into());
         ridelake_core::bronze::safe_segment("namespace", &default_namespace)?;
-        let observability = file.observability;
-        let pushgateway_url = empty_to_none(observability.pushgateway_url);
+        let section = file.observability;
+        let pushgateway_url = empty_to_none(section.pushgateway_url);
         if let Some(url) = &pushgateway_url {
             ridelake_core::metrics::push_url(url, "check")
                 .map_err(|e| ConnectorError::Config(format!("observability.pushgateway_url: {e}")))?;
         }
-        let metrics = MetricsTarget { pushgateway_url, file: empty_to_none(observability.metrics_file).map(PathBuf::from) }
-            .or(MetricsTarget::from_env());
-        let lineage = LineageTarget {
-            url: empty_to_none(observability.openlineage_url),
-            api_key: empty_to_none(observability.openlineage_api_key),
-            file: empty_to_none(observability.openlineage_file).map(PathBuf::from),
-            ..LineageTarget::default()
+        let observability = Observability {
+            metrics: MetricsTarget { pushgateway_url, file: empty_to_none(section.metrics_file).map(PathBuf::from) },
+            lineage: LineageTarget {
+                url: empty_to_none(section.openlineage_url),
+                api_key: empty_to_none(section.openlineage_api_key),
+                file: empty_to_none(section.openlineage_file).map(PathBuf::from),
+                ..LineageTarget::default()
+            },
         }
-        .or(LineageTarget::from_env());
+        .or_env();
         Ok(DestinationOptions {
             storage,
             target_file_size_bytes: target_mb * MIB,
@@ -187,8 +186,7 @@ impl DestinationOptions {
             memory_budget_bytes: memory_mb * MIB,
             compression,
             default_namespace,
-            metrics,
-            lineage,
+            observability,
         })
     }
 }
@@ -224,10 +222,11 @@ mod tests {
                 "metrics_file":"/m/bronze.prom","openlineage_url":"http://ol:5000","openlineage_file":""}}"#,
         )
         .unwrap();
-        assert_eq!(o.metrics.pushgateway_url.as_deref(), Some("http://pg:9091"));
-        assert_eq!(o.metrics.file, Some(PathBuf::from("/m/bronze.prom")));
-        assert_eq!(o.lineage.url.as_deref(), Some("http://ol:5000"));
-        assert_eq!(o.lineage.endpoint, "api/v1/lineage", "the OpenLineage default endpoint");
+        let targets = &o.observability;
+        assert_eq!(targets.metrics.pushgateway_url.as_deref(), Some("http://pg:9091"));
+        assert_eq!(targets.metrics.file, Some(PathBuf::from("/m/bronze.prom")));
+        assert_eq!(targets.lineage.url.as_deref(), Some("http://ol:5000"));
+        assert_eq!(targets.lineage.endpoint, "api/v1/lineage", "the OpenLineage default endpoint");
     }
 
     #[test]

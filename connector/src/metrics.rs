@@ -143,14 +143,14 @@ pub fn lineage_outputs(report: &SyncReport) -> Vec<Dataset> {
 /// The lineage run of a sync; its START event is sent now (failures become a WARN log).
 pub async fn start_lineage(options: &DestinationOptions, emitter: &Emitter) -> LineageRun {
     let run = LineageRun::new(
-        &options.lineage.namespace,
+        &options.observability.lineage.namespace,
         LINEAGE_JOB,
         "Airbyte sync into bronze Delta tables (destination-delta-lake)",
         "destination-delta-lake",
         env!("CARGO_PKG_VERSION"),
     );
-    if options.lineage.is_enabled()
-        && let Err(e) = options.lineage.emit(&run.start(&[])).await
+    if options.observability.lineage.is_enabled()
+        && let Err(e) = options.observability.lineage.emit(&run.start(&[])).await
     {
         emitter.log("WARN", format!("destination-delta-lake: {e}"));
     }
@@ -167,21 +167,21 @@ pub async fn finish(
     run: &LineageRun,
     emitter: &Emitter,
 ) {
-    if options.metrics.is_enabled() {
+    if options.observability.metrics.is_enabled() {
         let shipped = match sync_metrics(report, duration, error) {
-            Ok(set) => options.metrics.ship(JOB, &set).await.map(|_| ()),
+            Ok(set) => options.observability.metrics.ship(JOB, &set).await.map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = shipped {
             emitter.log("WARN", format!("destination-delta-lake: {e}"));
         }
     }
-    if options.lineage.is_enabled() {
+    if options.observability.lineage.is_enabled() {
         let event = match error {
             None => run.complete(&[], &lineage_outputs(report)),
             Some(e) => run.fail(&[], &e.user_message()),
         };
-        if let Err(e) = options.lineage.emit(&event).await {
+        if let Err(e) = options.observability.lineage.emit(&event).await {
             emitter.log("WARN", format!("destination-delta-lake: {e}"));
         }
     }

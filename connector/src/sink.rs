@@ -306,12 +306,7 @@ impl BronzeTable {
     /// The newest `_ab_cdc_updated_at` in the table (seconds since the epoch), from the Delta
     /// statistics of its files: no data is read.
     pub fn newest_change(&self) -> Option<f64> {
-        let snapshot = self.table.snapshot().ok()?;
-        snapshot
-            .log_data()
-            .iter()
-            .filter_map(|file| ridelake_core::metrics::newest_in_stats(&file.stats()?, bronze::CDC_UPDATED_AT))
-            .reduce(f64::max)
+        ridelake_core::metrics::newest_in_table(&self.table, bronze::CDC_UPDATED_AT)
     }
 
     /// The description bronze tables are created with.

@@ -74,11 +74,11 @@ fn observability(
     lineage_url: Option<String>,
     lineage_file: Option<std::path::PathBuf>,
 ) -> Observability {
-    let env = Observability::from_env();
     Observability {
-        metrics: MetricsTarget { pushgateway_url, file: metrics_file }.or(env.metrics),
-        lineage: LineageTarget { url: lineage_url, file: lineage_file, ..LineageTarget::default() }.or(env.lineage),
+        metrics: MetricsTarget { pushgateway_url, file: metrics_file },
+        lineage: LineageTarget { url: lineage_url, file: lineage_file, ..LineageTarget::default() },
     }
+    .or_env()
 }
 
 /// Applies new bronze changes to the silver tables; returns the run report.

@@ -9,6 +9,7 @@
 //! - [`generator`]: a seeded generator of ride-hailing CDC in the shape Airbyte's MySQL source emits.
 //! - [`metrics`]: a run's Prometheus metrics, pushed to a Pushgateway or written to a file.
 //! - [`lineage`]: OpenLineage run events (inputs, outputs, row counts), sent over HTTP or to a file.
+//! - [`observability`]: where a job sends both, from its settings and the environment.
 //!
 //! Nothing here writes to stdout: the connector's stdout belongs to the Airbyte protocol.
 #![warn(missing_docs)]
@@ -17,8 +18,10 @@ pub mod bronze;
 pub mod cities;
 pub mod error;
 pub mod generator;
+mod http;
 pub mod lineage;
 pub mod metrics;
+pub mod observability;
 pub mod storage;
 
 pub use error::{CoreError, Result};

@@ -15,7 +15,6 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use url::Url;
@@ -102,30 +101,10 @@ impl LineageTarget {
 }
 
 async fn post(base: &str, endpoint: &str, api_key: Option<&str>, event: &Value) -> std::result::Result<(), String> {
-    let mut url = Url::parse(base).map_err(|e| format!("invalid {ENV_URL} {base:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{ENV_URL} {base:?} must start with http:// or https://"));
-    }
-    url.path_segments_mut()
-        .map_err(|_| format!("invalid {ENV_URL} {base:?}"))?
-        .pop_if_empty()
-        .extend(endpoint.split('/').filter(|s| !s.is_empty()));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let segments: Vec<&str> = endpoint.split('/').collect();
+    let url = crate::http::endpoint(base, &segments, ENV_URL)?;
     let body = serde_json::to_vec(event).map_err(|e| format!("cannot encode the event: {e}"))?;
-    let mut request = client.post(url.clone()).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
-    if let Some(key) = api_key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.map_err(|e| format!("cannot reach the lineage endpoint {url}: {e}"))?;
-    let status = response.status();
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        return Err(format!("the lineage endpoint {url} answered {status}: {}", text.trim()));
-    }
-    Ok(())
+    crate::http::post(url, "the lineage endpoint", "application/json", body, api_key).await
 }
 
 fn append_line(path: &std::path::Path, event: &Value) -> std::io::Result<()> {
@@ -234,6 +213,7 @@ pub struct LineageRun {
     pub job: String,
     job_description: String,
     producer: String,
+    version: String,
     namespace: String,
 }
 
@@ -246,6 +226,7 @@ impl LineageRun {
             job: job.to_owned(),
             job_description: job_description.to_owned(),
             producer: format!("https://github.com/ridelake/ridelake/tree/v{version}/{component}"),
+            version: version.to_owned(),
             namespace: namespace.to_owned(),
         }
     }
@@ -267,11 +248,10 @@ impl LineageRun {
 
     fn event(&self, kind: &str, inputs: &[Dataset], outputs: &[Dataset], error: Option<&str>) -> Value {
         let producer = self.producer.as_str();
-        let version = producer.rsplit("/tree/v").next().and_then(|s| s.split('/').next()).unwrap_or_default();
         let mut run_facets = Map::new();
         run_facets.insert(
             "processing_engine".into(),
-            facet(producer, "1-1-1/ProcessingEngineRunFacet", json!({"name": "ridelake", "version": version})),
+            facet(producer, "1-1-1/ProcessingEngineRunFacet", json!({"name": "ridelake", "version": self.version})),
         );
         if let Some(message) = error {
             run_facets.insert(

@@ -409,42 +409,12 @@ impl MetricsTarget {
 
 /// The grouping-key URL of `job` under a Pushgateway base URL.
 pub fn push_url(base: &str, job: &str) -> Result<url::Url> {
-    let mut url = url::Url::parse(base).map_err(|e| CoreError::Metrics(format!("invalid Pushgateway URL {base:?}: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(CoreError::Metrics(format!("the Pushgateway URL {base:?} must start with http:// or https://")));
-    }
-    url.path_segments_mut()
-        .map_err(|_| CoreError::Metrics(format!("invalid Pushgateway URL {base:?}")))?
-        .pop_if_empty()
-        .extend(["metrics", "job", job]);
-    Ok(url)
+    crate::http::endpoint(base, &["metrics", "job", job], "Pushgateway URL").map_err(CoreError::Metrics)
 }
 
 async fn push(base: &str, job: &str, body: String) -> std::result::Result<(), String> {
     let url = push_url(base, job).map_err(|e| e.to_string())?;
-    let shown = {
-        let mut u = url.clone();
-        let _ = u.set_password(None);
-        let _ = u.set_username("");
-        u
-    };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-    let response = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the Pushgateway at {shown}: {e}"))?;
-    let status = response.status();
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        return Err(format!("the Pushgateway at {shown} answered {status}: {}", text.trim()));
-    }
-    Ok(())
+    crate::http::post(url, "the Pushgateway", "text/plain; version=0.0.4; charset=utf-8", body.into_bytes(), None).await
 }
 
 /// Replaces `path` with `bytes` through a temporary file in the same folder and a rename.
@@ -461,6 +431,13 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// The newest value of a timestamp column in a Delta table, in seconds since the epoch, from the
+/// statistics of its files (no data is read); `None` when no file has statistics for it.
+pub fn newest_in_table(table: &deltalake::DeltaTable, column: &str) -> Option<f64> {
+    let snapshot = table.snapshot().ok()?;
+    snapshot.log_data().iter().filter_map(|file| newest_in_stats(&file.stats()?, column)).reduce(f64::max)
 }
 
 /// The newest value of a timestamp column recorded in a Delta `add` action's statistics JSON,

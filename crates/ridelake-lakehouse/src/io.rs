@@ -102,13 +102,6 @@ pub struct Written {
     pub version: i64,
 }
 
-/// The newest value of a timestamp column in the table, in seconds since the epoch, from the
-/// Delta statistics of its files (no data read); `None` without statistics for it.
-pub fn newest_in_stats(table: &DeltaTable, column: &str) -> Option<f64> {
-    let snapshot = table.snapshot().ok()?;
-    snapshot.log_data().iter().filter_map(|f| ridelake_core::metrics::newest_in_stats(&f.stats()?, column)).reduce(f64::max)
-}
-
 /// Opens a table; `None` when there is no table there yet.
 pub async fn open(url: &Url, options: &HashMap<String, String>) -> Result<Option<DeltaTable>> {
     if url.to_file_path().is_ok_and(|path| !path.join("_delta_log").exists()) {

@@ -9,8 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use ridelake_core::lineage::{Dataset, LineageRun, LineageTarget};
-use ridelake_core::metrics::{MetricSet, MetricsTarget};
+use ridelake_core::lineage::{Dataset, LineageRun};
+use ridelake_core::metrics::{MetricSet, newest_in_table};
+pub use ridelake_core::observability::Observability;
 use url::Url;
 
 use crate::cdc::UPDATED;
@@ -25,24 +26,6 @@ use crate::silver::{self, SilverOptions, SilverReport};
 pub const SILVER_LINEAGE_JOB: &str = "silver.build";
 /// OpenLineage job name of gold builds.
 pub const GOLD_LINEAGE_JOB: &str = "gold.build";
-
-/// Where a run's metrics and lineage events go.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Observability {
-    /// Pushgateway and/or metrics file.
-    pub metrics: MetricsTarget,
-    /// OpenLineage endpoint and/or file.
-    pub lineage: LineageTarget,
-}
-
-impl Observability {
-    /// Targets from the environment (`RIDELAKE_PUSHGATEWAY_URL`, `RIDELAKE_METRICS_FILE`,
-    /// `OPENLINEAGE_URL`, `OPENLINEAGE_ENDPOINT`, `OPENLINEAGE_API_KEY`, `OPENLINEAGE_NAMESPACE`,
-    /// `RIDELAKE_OPENLINEAGE_FILE`).
-    pub fn from_env() -> Self {
-        Observability { metrics: MetricsTarget::from_env(), lineage: LineageTarget::from_env() }
-    }
-}
 
 fn warn(message: impl std::fmt::Display) {
     eprintln!("ridelake: {message}");
@@ -92,7 +75,7 @@ async fn freshness(layout: &LakeLayout, tables: &[&str]) -> Freshness {
     for table in tables {
         let Ok(url) = layout.silver(table) else { continue };
         if let Ok(Some(t)) = io::open(&url, &options).await
-            && let Some(newest) = io::newest_in_stats(&t, UPDATED)
+            && let Some(newest) = newest_in_table(&t, UPDATED)
         {
             out.push(((*table).to_owned(), newest));
         }
@@ -137,7 +120,7 @@ pub async fn run_gold(layout: &LakeLayout, observe: &Observability) -> Result<Go
             Ok(r) => io::open_version(&rides, &layout.storage_options(), r.silver_versions.1 as u64)
                 .await
                 .ok()
-                .and_then(|t| io::newest_in_stats(&t, UPDATED)),
+                .and_then(|t| newest_in_table(&t, UPDATED)),
             Err(_) => None,
         };
         let fresh: Freshness = newest.map(|n| gold::GOLD_TABLES.iter().map(|t| ((*t).to_owned(), n)).collect()).unwrap_or_default();
