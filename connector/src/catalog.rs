@@ -211,7 +211,9 @@ mod tests {
         let rides = &c.streams[c.find(Some("ridehail"), "rides").unwrap()];
         assert_eq!(rides.fields[0].0, "id");
         assert_eq!(rides.fields[1].0, "customer_id");
-        assert_eq!(rides.fields[4], ("requested_at".into(), ColumnType::TimestampTz));
+        // source-mysql's real types: DATETIME is a timestamp without zone, the CDC times are text.
+        assert_eq!(rides.fields[4], ("requested_at".into(), ColumnType::TimestampNtz));
+        assert!(rides.fields.iter().any(|f| *f == ("_ab_cdc_updated_at".into(), ColumnType::String)));
         assert_eq!(rides.sync_id, Some(7));
         assert_eq!(rides.folder, ("ridehail".into(), "rides".into()));
         assert!(c.find(Some("other"), "rides").is_none());

@@ -23,6 +23,7 @@ create_exception!(_native, MissingTableError, RidelakeError, "A table the call n
 create_exception!(_native, StorageError, RidelakeError, "The lake's storage refused or failed an operation.");
 create_exception!(_native, ConfigError, RidelakeError, "The lake location or options are invalid.");
 create_exception!(_native, DataError, RidelakeError, "A table's data or schema is not what ridelake expects.");
+create_exception!(_native, BusyError, RidelakeError, "Another run holds the layer's lease (one writer at a time); retry when it is done.");
 
 fn to_py(error: LakehouseError) -> PyErr {
     let message = error.to_string();
@@ -32,6 +33,7 @@ fn to_py(error: LakehouseError) -> PyErr {
         LakehouseError::Delta { .. } | LakehouseError::Postgres(_) => StorageError::new_err(message),
         LakehouseError::Schema { .. } | LakehouseError::Polars { .. } | LakehouseError::Arrow(_) => DataError::new_err(message),
         LakehouseError::Interrupted(_) | LakehouseError::Task(_) | LakehouseError::Output(_) => RidelakeError::new_err(message),
+        LakehouseError::Busy { .. } | LakehouseError::LeaseLost { .. } => BusyError::new_err(message),
     }
 }
 
@@ -249,5 +251,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StorageError", m.py().get_type::<StorageError>())?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;
     m.add("DataError", m.py().get_type::<DataError>())?;
+    m.add("BusyError", m.py().get_type::<BusyError>())?;
     Ok(())
 }

@@ -107,11 +107,13 @@ def history_to_messages(history) -> list[dict]:
     return out
 
 
-def order_key(data: dict, emitted_at: int):
+def order_key(data: dict):
+    """The documented change order for these histories (one generation, one binlog file, so one
+    epoch): position, then change time; the caller breaks ties by arrival (bronze ingest order)."""
     cursor = data.get("_ab_cdc_cursor")
     position = cursor if cursor is not None else (SUFFIX | data["_ab_cdc_log_pos"])
     updated = datetime.strptime(data["_ab_cdc_updated_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    return (position, updated, emitted_at)
+    return (position, updated)
 
 
 def oracle(messages: list[dict]) -> dict:
@@ -129,7 +131,7 @@ def oracle(messages: list[dict]) -> dict:
             valid = deleted or (data.get("customer_id") is not None and data.get("requested_at") is not None)
         if not valid:
             continue
-        key = order_key(data, record["emitted_at"])
+        key = order_key(data)
         current = latest[stream].get(data["id"])
         if current is None or key >= current[0]:
             latest[stream][data["id"]] = (key, data)

@@ -143,7 +143,8 @@ def test_pushed_series_arrive_in_prometheus(prometheus, observed_lake):
     assert read == bronze_rows
     # Freshness: bronze's newest change is the newest _ab_cdc_updated_at of its rows.
     rides = read_delta(str(lake / "bronze/ridehail/rides"))
-    newest = rides["_ab_cdc_updated_at"].max().timestamp()
+    # source-mysql declares _ab_cdc_updated_at a plain string: bronze keeps the text.
+    newest = rides["_ab_cdc_updated_at"].str.to_datetime(time_zone="UTC").max().timestamp()
     [bronze_rides] = prometheus.query('ridelake_newest_change_timestamp_seconds{layer="bronze",table="ridehail.rides"}')
     assert abs(float(bronze_rides["value"][1]) - newest) < 0.001
 

@@ -1,18 +1,52 @@
-//! A seeded generator of ride-hailing CDC, in the exact message shape Airbyte's MySQL source
-//! emits in CDC mode (one JSON `AirbyteMessage` per line).
+//! A seeded generator of ride-hailing CDC in the message shape Airbyte's MySQL source
+//! (source-mysql) emits in CDC mode: one JSON `AirbyteMessage` per line.
 //!
 //! What it produces, in order:
-//! 1. an initial snapshot: every `users` row, then every `rides` row, with
-//!    `_ab_cdc_updated_at` = snapshot time, `_ab_cdc_log_file`/`_ab_cdc_log_pos` = the binlog
-//!    offset captured before the snapshot, and no `_ab_cdc_cursor` (source-mysql sets none);
-//! 2. binlog changes: rides requested, accepted, started, completed or cancelled (full
-//!    after-images, `driver_id` null until accepted), user inserts and updates, deletes of rides
-//!    and users (`_ab_cdc_deleted_at` set, before-image columns), each with an increasing
-//!    `_ab_cdc_log_pos` and `_ab_cdc_cursor = (file suffix << 32) | pos`;
-//! 3. what real syncs contain too: at-least-once duplicates (a recent line replayed verbatim),
-//!    rides that arrive before the user they reference, and rows missing a required value;
+//! 1. an initial snapshot: every `users` row, then every `rides` row (primary-key order), with
+//!    `_ab_cdc_updated_at` = the sync start and `_ab_cdc_log_file`/`_ab_cdc_log_pos` = the binlog
+//!    offset captured when the load began;
+//! 2. binlog changes, grouped in transactions: rides requested, accepted, started, completed or
+//!    cancelled (full after-images, `driver_id` null until accepted), user inserts, updates and
+//!    type changes (customer <-> driver), deletes of rides and users (`_ab_cdc_deleted_at` set,
+//!    full before-images), and deleted rides inserted again later under the same id with new
+//!    values (a restore or manual fix; half of them moved one to three days earlier);
+//! 3. what real syncs contain too: at-least-once duplicates (a recent line of the same sync
+//!    replayed verbatim), rides that arrive before the user they reference, and rows missing a
+//!    required value;
 //! 4. a `GLOBAL` STATE (opaque `mysql_cdc_offset`, `sourceStats.recordCount`) every
-//!    `state_every` records and at the end.
+//!    `state_every` records, at the end of each sync and at the end.
+//!
+//! Time and position, as source-mysql sends them:
+//! - `emitted_at` is one value per sync, the sync start: it never orders records of one sync.
+//! - `_ab_cdc_updated_at` is the commit time of the transaction, at second resolution, as text
+//!   (`2025-01-01T10:00:00Z`); every row of a transaction has it, and `_ab_cdc_deleted_at` equals
+//!   it on deletes. Transactions of several rows: a ride accepted and started at once, a ride
+//!   completed in two statements (status and duration, then fare and ratings), a new user with
+//!   their first ride.
+//! - `_ab_cdc_log_pos` is the binlog event's position: the rows of one multi-row statement (a
+//!   sweep cancelling stale requests, a purge deleting several rides; always different keys) share
+//!   it, later statements get larger positions. Files rotate at 1 GiB like `max_binlog_size`
+//!   (`mysql-bin.000003`, then `…000004` with positions starting again).
+//! - DATETIME data columns (`requested_at` … `updated_at`) carry no zone
+//!   (`2025-01-01T10:00:00.000000`, the server's wall clock, here UTC); DECIMAL columns are numbers.
+//! - [`configured_catalog`] declares the meta fields as source-mysql does: change times as plain
+//!   strings, `_ab_cdc_cursor` as an integer number, `_ab_cdc_log_pos` as a number.
+//!
+//! Cursor eras ([`CursorEra`], one connector generation's meta fields each):
+//! - `Kotlin` (3.9+, bulk CDK; the default): binlog rows have
+//!   `_ab_cdc_cursor = (binlog file number << 32) | pos` and `_ab_cdc_log_pos` as a double
+//!   (`4920.0`); snapshot rows have no cursor and an integer position.
+//! - `Java` (3.0–3.7): every row, snapshot rows included, has `_ab_cdc_cursor` = sync-start epoch
+//!   seconds × 10^8 + a per-sync counter starting at 1; `_ab_cdc_log_pos` is an integer, and
+//!   binlog rows send DECIMAL values as JSON strings (`"12.50"`).
+//! - `Upgrade`: Java for the first half of the binlog changes, then Kotlin, as an in-place
+//!   connector upgrade between two syncs gives. The output is then the records of two syncs
+//!   concatenated: the second one's `emitted_at` is later, its cursors are smaller.
+//!
+//! With [`GeneratorConfig::binlog_restart_at`], the binlog numbering restarts after that many
+//! changes (`RESET MASTER`, a restore, a failover): a new sync re-snapshots every current row
+//! (snapshot rows of the era in effect, offset `mysql-bin.000001` at a small position), then the
+//! changes go on in `mysql-bin.000001`, as Airbyte does with "re-sync data".
 //!
 //! The same [`GeneratorConfig`] always yields the same bytes.
 
@@ -22,6 +56,31 @@ use std::io::Write;
 use serde_json::json;
 
 use crate::error::Result;
+
+/// Which generation of source-mysql writes the `_ab_cdc_*` meta fields (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CursorEra {
+    /// 3.9+ (Kotlin bulk CDK): `(file << 32) | pos` cursors on binlog rows, none on snapshot rows.
+    #[default]
+    Kotlin,
+    /// 3.0–3.7 (Java): sync-start seconds × 10^8 + a per-sync counter on every row.
+    Java,
+    /// Java for the first half of the binlog changes, Kotlin after (two syncs concatenated).
+    Upgrade,
+}
+
+impl std::str::FromStr for CursorEra {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "kotlin" => Ok(CursorEra::Kotlin),
+            "java" => Ok(CursorEra::Java),
+            "upgrade" => Ok(CursorEra::Upgrade),
+            other => Err(format!("unknown cursor era {other:?} (kotlin, java or upgrade)")),
+        }
+    }
+}
 
 /// Knobs of the generator. [`GeneratorConfig::default`] is a small, realistic mix.
 #[derive(Debug, Clone)]
@@ -34,7 +93,7 @@ pub struct GeneratorConfig {
     pub users: u64,
     /// Rides in the initial snapshot.
     pub rides: u64,
-    /// Binlog change events after the snapshot.
+    /// Binlog change events (transactions) after the snapshot.
     pub changes: u64,
     /// Stop after this many RECORD lines in total (duplicates included); `None` = no limit.
     pub max_records: Option<u64>,
@@ -46,9 +105,23 @@ pub struct GeneratorConfig {
     pub late_user_rate: f64,
     /// Share of inserts missing a value silver needs (`requested_at`, `customer_id`, `type`).
     pub bad_null_rate: f64,
-    /// Share of change events that delete a ride (users are deleted ten times less often).
+    /// Share of change events that delete finished rides (a third of them several in one statement).
     pub delete_rate: f64,
-    /// Snapshot time, epoch seconds (default 2025-01-01T00:00:00Z).
+    /// Share of change events that delete a user.
+    pub user_delete_rate: f64,
+    /// Share of change events that insert a deleted ride again under the same id, with new values.
+    pub reinsert_rate: f64,
+    /// Share of change events that turn a customer into a driver or a driver into a customer.
+    pub type_change_rate: f64,
+    /// Which connector generation's meta fields to write.
+    pub cursor_era: CursorEra,
+    /// With [`CursorEra::Upgrade`]: binlog changes written by the Java connector before the
+    /// upgrade; `None` = half of `changes`.
+    pub upgrade_at: Option<u64>,
+    /// Restart the binlog numbering (with a re-snapshot) after this many binlog changes;
+    /// `None` = never. Until then every ride is kept in memory for the re-snapshot.
+    pub binlog_restart_at: Option<u64>,
+    /// Snapshot time = start of the (first) sync, epoch seconds (default 2025-01-01T00:00:00Z).
     pub start_epoch_s: i64,
     /// Simulate the snapshot but write only the binlog changes (continues a lake that already
     /// holds this seed's snapshot).
@@ -73,6 +146,12 @@ impl Default for GeneratorConfig {
             late_user_rate: 0.05,
             bad_null_rate: 0.002,
             delete_rate: 0.005,
+            user_delete_rate: 0.0005,
+            reinsert_rate: 0.001,
+            type_change_rate: 0.002,
+            cursor_era: CursorEra::Kotlin,
+            upgrade_at: None,
+            binlog_restart_at: None,
             start_epoch_s: 1_735_689_600,
             skip_snapshot_output: false,
             skip_records: 0,
@@ -103,8 +182,27 @@ const LAST: [&str; 16] = [
     "Tanaka", "Costa", "Moreau", "Khan", "Jensen", "Garcia", "Ali",
 ];
 const PAYMENT: [&str; 3] = ["card", "cash", "wallet"];
-const LOG_FILE_SUFFIX: u64 = 3;
-const LOG_FILE: &str = "mysql-bin.000003";
+/// Binlog file number of the initial snapshot (`mysql-bin.000003`).
+const FIRST_LOG_FILE: u64 = 3;
+/// Position of the first event after a binlog file's header (MySQL 8: format description and
+/// previous-GTIDs events).
+const FIRST_EVENT_POS: u64 = 157;
+/// `max_binlog_size` (1 GiB): a transaction starting past it opens the next file.
+const MAX_BINLOG_SIZE: u64 = 1 << 30;
+/// Recent lines of the sync a duplicate is drawn from.
+const RECENT: usize = 64;
+/// Deleted or finished rides kept for later picks.
+const KEEP_RIDES: usize = 4096;
+/// Share of change events that run the sweep cancelling stale requests (one multi-row UPDATE).
+const SWEEP_RATE: f64 = 0.01;
+/// Share of new users inserted together with their first ride (one transaction).
+const USER_WITH_RIDE_RATE: f64 = 0.5;
+/// Share of acceptances where the ride also starts in the same transaction.
+const ACCEPT_AND_START_RATE: f64 = 0.25;
+/// Share of completions written as two statements (status, then fare) of one transaction.
+const TWO_STEP_COMPLETION_RATE: f64 = 0.5;
+/// Share of ride deletes that delete several rides in one statement.
+const MULTI_DELETE_RATE: f64 = 0.3;
 
 /// SplitMix64: tiny, fast, and stable across platforms and versions.
 struct Rng(u64);
@@ -127,7 +225,7 @@ impl Rng {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct User {
     id: u64,
     driver: bool,
@@ -136,6 +234,16 @@ struct User {
     updated_us: i64,
     version: u32,
     type_missing: bool,
+    /// Deleted: never changed nor referenced again.
+    deleted: bool,
+    /// Inserted in the database, but its binlog row is still to come (late user).
+    pending: bool,
+}
+
+impl User {
+    fn live(&self) -> bool {
+        !self.deleted && !self.pending
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -158,7 +266,7 @@ impl Status {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct Ride {
     id: u64,
     customer_id: Option<u64>,
@@ -182,14 +290,15 @@ struct Ride {
     updated_us: i64,
 }
 
-/// CDC position and time of the record being written.
+/// CDC meta data of the row being written (the era adds the cursor when writing).
 #[derive(Clone, Copy)]
 struct Cdc {
-    updated_us: i64,
-    deleted_us: Option<i64>,
+    /// `_ab_cdc_updated_at`, epoch seconds: the transaction's commit time or the sync start.
+    updated_s: i64,
+    deleted: bool,
+    log_file: u64,
     log_pos: u64,
-    cursor: Option<u64>,
-    emitted_ms: i64,
+    snapshot: bool,
 }
 
 /// Streams generated messages into a writer.
@@ -198,15 +307,33 @@ pub struct Generator<W: Write> {
     out: W,
     rng: Rng,
     line: Vec<u8>,
+    /// Recent lines of the current sync (buffers are reused).
     recent: VecDeque<Vec<u8>>,
     users: Vec<User>,
     drivers: Vec<u64>,
     active: VecDeque<Ride>,
     finished: VecDeque<Ride>,
+    /// Deleted rides that may be inserted again.
+    deleted_rides: VecDeque<Ride>,
+    /// Finished rides pushed out of `finished` while a re-snapshot is still to come.
+    archive: Vec<Ride>,
+    /// A re-snapshot is still to come: keep every ride.
+    keep_all: bool,
     delayed_users: Vec<(u64, u32)>,
     next_ride_id: u64,
     clock_us: i64,
+    log_file: u64,
     log_pos: u64,
+    /// Commit time of the current transaction, epoch seconds.
+    txn_s: i64,
+    /// Start of the current sync, epoch seconds (`emitted_at`, Java cursors).
+    sync_start_s: i64,
+    /// The Java connector writes the meta fields (else Kotlin).
+    java: bool,
+    /// Java's per-sync record counter.
+    java_counter: u64,
+    /// `_ab_cdc_updated_at` text of the last second formatted, with its quotes.
+    change_time: (i64, [u8; 22]),
     since_state: u64,
     summary: GeneratorSummary,
     muted: bool,
@@ -219,20 +346,32 @@ impl<W: Write> Generator<W> {
     pub fn new(cfg: GeneratorConfig, out: W) -> Self {
         let rng = Rng(cfg.seed ^ 0x5EED_0F_41DE);
         let clock_us = cfg.start_epoch_s * 1_000_000;
+        let sync_start_s = cfg.start_epoch_s;
+        let java = cfg.cursor_era != CursorEra::Kotlin;
+        let keep_all = cfg.binlog_restart_at.is_some();
         Generator {
             cfg,
             out,
             rng,
             line: Vec::with_capacity(1024),
-            recent: VecDeque::with_capacity(64),
+            recent: VecDeque::with_capacity(RECENT),
             users: Vec::new(),
             drivers: Vec::new(),
             active: VecDeque::new(),
             finished: VecDeque::new(),
+            deleted_rides: VecDeque::new(),
+            archive: Vec::new(),
+            keep_all,
             delayed_users: Vec::new(),
             next_ride_id: 1,
             clock_us,
-            log_pos: 4,
+            log_file: FIRST_LOG_FILE,
+            log_pos: FIRST_EVENT_POS,
+            txn_s: sync_start_s,
+            sync_start_s,
+            java,
+            java_counter: 0,
+            change_time: (i64::MIN, [0; 22]),
             since_state: 0,
             summary: GeneratorSummary::default(),
             muted: false,
@@ -244,16 +383,15 @@ impl<W: Write> Generator<W> {
         self.cfg.max_records.is_some_and(|max| self.summary.records + self.skipped >= max)
     }
 
+    /// Meta data of snapshot rows: the sync start and the current binlog offset.
+    fn snapshot_cdc(&self) -> Cdc {
+        Cdc { updated_s: self.sync_start_s, deleted: false, log_file: self.log_file, log_pos: self.log_pos, snapshot: true }
+    }
+
     /// Writes the whole sequence and returns what was written.
     pub fn run(mut self) -> Result<GeneratorSummary> {
         let snapshot_us = self.clock_us;
-        let snapshot = Cdc {
-            updated_us: snapshot_us,
-            deleted_us: None,
-            log_pos: self.log_pos,
-            cursor: None,
-            emitted_ms: snapshot_us / 1000,
-        };
+        let snapshot = self.snapshot_cdc();
         // Users: a fifth drivers, created over the year before the snapshot.
         for id in 1..=self.cfg.users {
             let driver = id % 5 == 0;
@@ -266,6 +404,8 @@ impl<W: Write> Generator<W> {
                 updated_us: created_us,
                 version: 0,
                 type_missing: self.rng.chance(self.cfg.bad_null_rate),
+                deleted: false,
+                pending: false,
             };
             if driver {
                 self.drivers.push(id);
@@ -303,10 +443,19 @@ impl<W: Write> Generator<W> {
             self.retire_or_keep(ride);
         }
         self.muted = false;
-        // Binlog changes.
-        for _ in 0..self.cfg.changes {
+        // Binlog changes, with the connector upgrade and the binlog restart where configured.
+        let upgrade_at = (self.cfg.cursor_era == CursorEra::Upgrade)
+            .then(|| self.cfg.upgrade_at.unwrap_or(self.cfg.changes / 2));
+        for n in 0..self.cfg.changes {
             if self.done() {
                 break;
+            }
+            if upgrade_at == Some(n) {
+                self.start_sync()?;
+                self.java = false;
+            }
+            if self.cfg.binlog_restart_at == Some(n) {
+                self.restart_binlog()?;
             }
             self.change()?;
         }
@@ -315,65 +464,151 @@ impl<W: Write> Generator<W> {
             if self.done() {
                 break;
             }
-            let cdc = self.tick();
-            let idx = (id - 1) as usize;
-            self.emit_user(idx, cdc)?;
+            self.insert_delayed_user(id)?;
         }
         self.emit_state()?;
         self.out.flush()?;
         Ok(self.summary)
     }
 
-    fn tick(&mut self) -> Cdc {
-        self.clock_us += 1_000 + self.rng.below(400_000) as i64;
-        self.log_pos += 200 + self.rng.below(800);
-        Cdc {
-            updated_us: self.clock_us,
-            deleted_us: None,
-            log_pos: self.log_pos,
-            cursor: Some((LOG_FILE_SUFFIX << 32) | self.log_pos),
-            emitted_ms: self.clock_us / 1000 + 500,
+    /// Ends the current sync (its STATE) and starts the next one a second later.
+    fn start_sync(&mut self) -> Result<()> {
+        if !self.muted && self.skipped >= self.cfg.skip_records && self.since_state > 0 {
+            self.emit_state()?;
         }
+        self.sync_start_s = self.clock_us.div_euclid(1_000_000) + 1;
+        self.clock_us = self.sync_start_s * 1_000_000;
+        self.java_counter = 0;
+        // Duplicates replay records of the same sync only.
+        self.recent.clear();
+        Ok(())
+    }
+
+    /// `RESET MASTER` (or a restore, a failover) then a sync that re-snapshots every current row
+    /// and continues with the new binlog numbering.
+    fn restart_binlog(&mut self) -> Result<()> {
+        self.start_sync()?;
+        self.log_file = 1;
+        self.log_pos = FIRST_EVENT_POS;
+        // Late users are in the database: the snapshot has them.
+        for (id, _) in std::mem::take(&mut self.delayed_users) {
+            self.users[(id - 1) as usize].pending = false;
+        }
+        let cdc = self.snapshot_cdc();
+        for i in 0..self.users.len() {
+            if self.done() {
+                return Ok(());
+            }
+            if !self.users[i].deleted {
+                self.emit_user(i, cdc)?;
+            }
+        }
+        self.keep_all = false;
+        let mut rides: Vec<Ride> = std::mem::take(&mut self.archive);
+        rides.extend(self.finished.iter().copied());
+        rides.extend(self.active.iter().copied());
+        rides.sort_unstable_by_key(|r| r.id);
+        for ride in &rides {
+            if self.done() {
+                break;
+            }
+            self.emit_ride(ride, cdc)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a transaction: moves the clock and the binlog position (GTID and BEGIN events),
+    /// rotating to the next binlog file past `max_binlog_size`. Returns the clock.
+    fn begin_txn(&mut self) -> i64 {
+        self.clock_us += 1_000 + self.rng.below(400_000) as i64;
+        if self.log_pos >= MAX_BINLOG_SIZE {
+            self.log_file += 1;
+            self.log_pos = FIRST_EVENT_POS;
+        }
+        self.log_pos += 60 + self.rng.below(40);
+        self.txn_s = self.clock_us.div_euclid(1_000_000);
+        self.clock_us
+    }
+
+    /// The next statement (rows event) of the current transaction.
+    fn statement(&mut self) -> Cdc {
+        self.log_pos += 150 + self.rng.below(700);
+        Cdc { updated_s: self.txn_s, deleted: false, log_file: self.log_file, log_pos: self.log_pos, snapshot: false }
+    }
+
+    /// A moment a little later in the same transaction.
+    fn later_in_txn(&mut self) -> i64 {
+        self.clock_us += 1 + self.rng.below(3_000) as i64;
+        self.clock_us
     }
 
     fn change(&mut self) -> Result<()> {
         // Users whose ride went first arrive a few events later.
         if let Some(pos) = self.delayed_users.iter().position(|(_, wait)| *wait == 0) {
             let (id, _) = self.delayed_users.swap_remove(pos);
-            let cdc = self.tick();
-            return self.emit_user((id - 1) as usize, cdc);
+            return self.insert_delayed_user(id);
         }
         for (_, wait) in self.delayed_users.iter_mut() {
             *wait = wait.saturating_sub(1);
         }
-        let cdc = self.tick();
+        let now = self.begin_txn();
+        if self.users.is_empty() {
+            return self.new_user_event(now);
+        }
         let roll = self.rng.unit();
-        let delete = self.cfg.delete_rate;
-        if roll < delete && !self.finished.is_empty() {
-            let idx = self.rng.below(self.finished.len() as u64) as usize;
-            if let Some(ride) = self.finished.remove(idx) {
-                return self.emit_ride(&ride, Cdc { deleted_us: Some(cdc.updated_us), ..cdc });
+        let mut edge = 0.0;
+        let mut bucket = |rate: f64| {
+            let hit = roll >= edge && roll < edge + rate;
+            edge += rate;
+            hit
+        };
+        let (delete, user_delete, reinsert, type_change, sweep) = (
+            bucket(self.cfg.delete_rate),
+            bucket(self.cfg.user_delete_rate),
+            bucket(self.cfg.reinsert_rate),
+            bucket(self.cfg.type_change_rate),
+            bucket(SWEEP_RATE),
+        );
+        let (new_user, user_update, new_ride) = (bucket(0.03), bucket(0.06), bucket(0.30));
+        if delete && !self.finished.is_empty() {
+            return self.delete_rides();
+        }
+        if user_delete && self.users.len() > 10 {
+            if let Some(idx) = self.pick_user(User::live) {
+                return self.delete_user(idx);
             }
         }
-        if roll < delete * 1.1 && self.users.len() > 10 {
-            let idx = self.rng.below(self.users.len() as u64) as usize;
-            return self.emit_user(idx, Cdc { deleted_us: Some(cdc.updated_us), ..cdc });
+        if reinsert && !self.deleted_rides.is_empty() {
+            return self.reinsert_ride(now);
         }
-        if roll < 0.04 {
-            return self.new_user_event(cdc);
-        }
-        if roll < 0.10 && !self.users.is_empty() {
-            let idx = self.rng.below(self.users.len() as u64) as usize;
-            let user = &mut self.users[idx];
-            user.version += 1;
-            user.updated_us = cdc.updated_us;
-            if self.rng.chance(0.3) {
-                user.city = self.rng.below(CITIES.len() as u64) as usize;
+        if type_change {
+            if let Some(idx) = self.pick_user(User::live) {
+                return self.change_type(idx, now);
             }
-            return self.emit_user(idx, cdc);
         }
-        if roll < 0.40 || self.active.is_empty() {
-            let ride = self.new_ride(cdc.updated_us, None);
+        if sweep && self.sweep_stale_requests(now)? {
+            return Ok(());
+        }
+        if new_user {
+            return self.new_user_event(now);
+        }
+        if user_update {
+            if let Some(idx) = self.pick_user(User::live) {
+                let cdc = self.statement();
+                let city_moves = self.rng.chance(0.3);
+                let city = self.rng.below(CITIES.len() as u64) as usize;
+                let user = &mut self.users[idx];
+                user.version += 1;
+                user.updated_us = now;
+                if city_moves {
+                    user.city = city;
+                }
+                return self.emit_user(idx, cdc);
+            }
+        }
+        if new_ride || self.active.is_empty() {
+            let cdc = self.statement();
+            let ride = self.new_ride(now, None);
             self.emit_ride(&ride, cdc)?;
             self.active.push_back(ride);
             return Ok(());
@@ -381,43 +616,198 @@ impl<W: Write> Generator<W> {
         // The longest-waiting rides move on first, as dispatch does.
         let idx = self.rng.below(self.active.len().min(16) as u64) as usize;
         let Some(mut ride) = self.active.remove(idx) else { return Ok(()) };
-        self.advance(&mut ride, cdc.updated_us, false);
+        let mut cdc = self.statement();
+        self.advance(&mut ride, now, false);
+        if ride.status == Status::Accepted && self.rng.chance(ACCEPT_AND_START_RATE) {
+            // Accepted and started in one transaction: two rows of the ride, one commit time.
+            self.emit_ride(&ride, cdc)?;
+            cdc = self.statement();
+            let t = self.later_in_txn();
+            self.advance(&mut ride, t, true);
+        } else if ride.status == Status::Completed && self.rng.chance(TWO_STEP_COMPLETION_RATE) {
+            // Completed in two statements: status and duration, then fare and ratings.
+            let first = Ride { fare: None, customer_rating: None, driver_rating: None, ..ride };
+            self.emit_ride(&first, cdc)?;
+            cdc = self.statement();
+            ride.updated_us = self.later_in_txn();
+        }
         self.emit_ride(&ride, cdc)?;
         self.retire_or_keep(ride);
         Ok(())
     }
 
-    fn new_user_event(&mut self, cdc: Cdc) -> Result<()> {
+    /// A late user's own insert, in its own transaction.
+    fn insert_delayed_user(&mut self, id: u64) -> Result<()> {
+        self.begin_txn();
+        let cdc = self.statement();
+        let idx = (id - 1) as usize;
+        self.users[idx].pending = false;
+        self.emit_user(idx, cdc)
+    }
+
+    /// A user matching `want`, drawn at random (a few tries), if any.
+    fn pick_user(&mut self, want: fn(&User) -> bool) -> Option<usize> {
+        for _ in 0..32 {
+            let idx = self.rng.below(self.users.len() as u64) as usize;
+            if self.users.get(idx).is_some_and(want) {
+                return Some(idx);
+            }
+        }
+        None
+    }
+
+    fn remove_driver(&mut self, id: u64) {
+        if let Some(pos) = self.drivers.iter().position(|d| *d == id) {
+            self.drivers.swap_remove(pos);
+        }
+    }
+
+    /// Deletes finished rides: one, or several in one multi-row statement (one position).
+    fn delete_rides(&mut self) -> Result<()> {
+        let rows = if self.rng.chance(MULTI_DELETE_RATE) { 2 + self.rng.below(3) } else { 1 };
+        let cdc = Cdc { deleted: true, ..self.statement() };
+        for _ in 0..rows {
+            let idx = self.rng.below(self.finished.len() as u64) as usize;
+            let Some(ride) = self.finished.remove(idx) else { break };
+            self.emit_ride(&ride, cdc)?;
+            if self.deleted_rides.len() >= KEEP_RIDES {
+                self.deleted_rides.pop_front();
+            }
+            self.deleted_rides.push_back(ride);
+        }
+        Ok(())
+    }
+
+    fn delete_user(&mut self, idx: usize) -> Result<()> {
+        let cdc = Cdc { deleted: true, ..self.statement() };
+        let user = &mut self.users[idx];
+        user.deleted = true;
+        let (id, driver) = (user.id, user.driver);
+        if driver {
+            self.remove_driver(id);
+        }
+        self.emit_user(idx, cdc)
+    }
+
+    /// A deleted ride inserted again under its id (a restore or a manual fix), with a corrected
+    /// fare and payment method, and half of the time moved one to three days earlier.
+    fn reinsert_ride(&mut self, now: i64) -> Result<()> {
+        let idx = self.rng.below(self.deleted_rides.len() as u64) as usize;
+        let Some(mut ride) = self.deleted_rides.remove(idx) else { return Ok(()) };
+        let cdc = self.statement();
+        if self.rng.chance(0.5) {
+            let shift = (1 + self.rng.below(3) as i64) * 86_400_000_000;
+            for t in [
+                &mut ride.requested_us,
+                &mut ride.accepted_us,
+                &mut ride.started_us,
+                &mut ride.completed_us,
+                &mut ride.cancelled_us,
+            ] {
+                *t = t.map(|v| v - shift);
+            }
+            ride.created_us -= shift;
+        }
+        if let Some(fare) = ride.fare {
+            ride.fare = Some((fare * (0.8 + 0.4 * self.rng.unit()) * 100.0).round() / 100.0);
+        }
+        ride.payment = self.rng.below(PAYMENT.len() as u64) as usize;
+        ride.updated_us = now;
+        self.emit_ride(&ride, cdc)?;
+        self.retire_or_keep(ride);
+        Ok(())
+    }
+
+    /// `UPDATE users SET type = …`: a customer becomes a driver or a driver a customer.
+    fn change_type(&mut self, idx: usize, now: i64) -> Result<()> {
+        let cdc = self.statement();
+        let user = &mut self.users[idx];
+        user.driver = !user.driver;
+        user.type_missing = false;
+        user.updated_us = now;
+        let (id, driver) = (user.id, user.driver);
+        if driver {
+            self.drivers.push(id);
+        } else {
+            self.remove_driver(id);
+        }
+        self.emit_user(idx, cdc)
+    }
+
+    /// One multi-row UPDATE cancelling the oldest unanswered requests (rows share the position).
+    /// `false` when fewer than two requests wait.
+    fn sweep_stale_requests(&mut self, now: i64) -> Result<bool> {
+        let want = 2 + self.rng.below(4) as usize;
+        let stale: Vec<usize> = (0..self.active.len().min(64))
+            .filter(|i| self.active[*i].status == Status::Requested)
+            .take(want)
+            .collect();
+        if stale.len() < 2 {
+            return Ok(false);
+        }
+        let cdc = self.statement();
+        let mut rides: Vec<Ride> = stale.iter().rev().filter_map(|i| self.active.remove(*i)).collect();
+        rides.sort_unstable_by_key(|r| r.id);
+        for mut ride in rides {
+            ride.status = Status::Cancelled;
+            ride.cancelled_us = Some(now);
+            ride.updated_us = now;
+            self.emit_ride(&ride, cdc)?;
+            self.retire_or_keep(ride);
+        }
+        Ok(true)
+    }
+
+    fn new_user_event(&mut self, now: i64) -> Result<()> {
         let id = self.users.len() as u64 + 1;
+        let idx = (id - 1) as usize;
         let driver = self.rng.chance(0.2);
         self.users.push(User {
             id,
             driver,
             city: self.rng.below(CITIES.len() as u64) as usize,
-            created_us: cdc.updated_us,
-            updated_us: cdc.updated_us,
+            created_us: now,
+            updated_us: now,
             version: 0,
             type_missing: self.rng.chance(self.cfg.bad_null_rate),
+            deleted: false,
+            pending: false,
         });
         if driver {
             self.drivers.push(id);
         }
         if !driver && self.rng.chance(self.cfg.late_user_rate) {
             // The app wrote the user first, but the ride reaches us first.
-            let ride = self.new_ride(cdc.updated_us, Some(id));
+            self.users[idx].pending = true;
+            let cdc = self.statement();
+            let ride = self.new_ride(now, Some(id));
             self.emit_ride(&ride, cdc)?;
             self.active.push_back(ride);
             let wait = 1 + self.rng.below(20) as u32;
             self.delayed_users.push((id, wait));
             return Ok(());
         }
-        self.emit_user((id - 1) as usize, cdc)
+        let cdc = self.statement();
+        self.emit_user(idx, cdc)?;
+        if !driver && self.rng.chance(USER_WITH_RIDE_RATE) {
+            // Sign-up and first request in one transaction.
+            let cdc = self.statement();
+            let t = self.later_in_txn();
+            let ride = self.new_ride(t, Some(id));
+            self.emit_ride(&ride, cdc)?;
+            self.active.push_back(ride);
+        }
+        Ok(())
     }
 
     fn retire_or_keep(&mut self, ride: Ride) {
         if matches!(ride.status, Status::Completed | Status::Cancelled) {
-            if self.finished.len() >= 4096 {
-                self.finished.pop_front();
+            if self.finished.len() >= KEEP_RIDES {
+                if let Some(old) = self.finished.pop_front() {
+                    if self.keep_all {
+                        self.archive.push(old);
+                    }
+                }
             }
             self.finished.push_back(ride);
         } else {
@@ -426,12 +816,21 @@ impl<W: Write> Generator<W> {
     }
 
     fn new_ride(&mut self, requested_us: i64, customer: Option<u64>) -> Ride {
-        let customer_id = customer.unwrap_or_else(|| loop {
-            let idx = self.rng.below(self.users.len() as u64) as usize;
-            if !self.users[idx].driver || self.drivers.len() == self.users.len() {
-                break self.users[idx].id;
+        let customer_id = match customer {
+            Some(id) => id,
+            None => {
+                // A customer who still exists (any user if a few draws find none).
+                let mut id = 1;
+                for _ in 0..64 {
+                    let user = &self.users[self.rng.below(self.users.len() as u64) as usize];
+                    id = user.id;
+                    if !user.driver && !user.deleted {
+                        break;
+                    }
+                }
+                id
             }
-        });
+        };
         let city = self.users[(customer_id - 1) as usize].city;
         let (_, lat, lon, _) = CITIES[city];
         let jitter = |rng: &mut Rng| (rng.unit() - 0.5) * 0.2;
@@ -502,30 +901,47 @@ impl<W: Write> Generator<W> {
         }
     }
 
-    fn begin_record(&mut self, stream: &str, emitted_ms: i64) {
+    fn begin_record(&mut self, stream: &str) {
         self.line.clear();
         self.line.extend_from_slice(b"{\"type\":\"RECORD\",\"record\":{\"namespace\":");
         push_json_str(&mut self.line, &self.cfg.namespace);
         self.line.extend_from_slice(b",\"stream\":\"");
         self.line.extend_from_slice(stream.as_bytes());
         self.line.extend_from_slice(b"\",\"emitted_at\":");
-        push_int(&mut self.line, emitted_ms);
+        push_int(&mut self.line, self.sync_start_s * 1000);
         self.line.extend_from_slice(b",\"data\":{");
     }
 
     fn end_record(&mut self, cdc: Cdc) -> Result<()> {
+        // Past `max_records` (the rest of a transaction), nothing more is written.
+        if self.done() {
+            return Ok(());
+        }
+        if self.change_time.0 != cdc.updated_s {
+            self.change_time = (cdc.updated_s, format_change_time(cdc.updated_s));
+        }
         let l = &mut self.line;
         l.extend_from_slice(b",\"_ab_cdc_updated_at\":");
-        push_ts(l, Some(cdc.updated_us));
+        l.extend_from_slice(&self.change_time.1);
         l.extend_from_slice(b",\"_ab_cdc_deleted_at\":");
-        push_ts(l, cdc.deleted_us);
-        l.extend_from_slice(b",\"_ab_cdc_log_file\":\"");
-        l.extend_from_slice(LOG_FILE.as_bytes());
+        if cdc.deleted {
+            l.extend_from_slice(&self.change_time.1);
+        } else {
+            l.extend_from_slice(b"null");
+        }
+        l.extend_from_slice(b",\"_ab_cdc_log_file\":\"mysql-bin.");
+        push_padded(l, cdc.log_file, 6);
         l.extend_from_slice(b"\",\"_ab_cdc_log_pos\":");
         push_int(l, cdc.log_pos as i64);
-        if let Some(cursor) = cdc.cursor {
+        if self.java {
+            // Java 3.x: sync start × 10^8 + a per-sync counter, on snapshot rows too.
+            self.java_counter += 1;
             l.extend_from_slice(b",\"_ab_cdc_cursor\":");
-            push_int(l, cursor as i64);
+            push_int(l, self.sync_start_s * 100_000_000 + self.java_counter as i64);
+        } else if !cdc.snapshot {
+            // Kotlin: the position as a double, the cursor from file and position.
+            l.extend_from_slice(b".0,\"_ab_cdc_cursor\":");
+            push_int(l, ((cdc.log_file << 32) | cdc.log_pos) as i64);
         }
         l.extend_from_slice(b"}}}\n");
         // While muted (snapshot of --skip-snapshot) nothing is written, but the random sequence is
@@ -539,10 +955,10 @@ impl<W: Write> Generator<W> {
             self.summary.bytes += self.line.len() as u64;
             self.since_state += 1;
         }
-        if self.recent.len() == 64 {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(self.line.clone());
+        let mut kept = if self.recent.len() == RECENT { self.recent.pop_front().unwrap_or_default() } else { Vec::new() };
+        kept.clear();
+        kept.extend_from_slice(&self.line);
+        self.recent.push_back(kept);
         if !self.muted && self.since_state >= self.cfg.state_every {
             self.emit_state()?;
         }
@@ -562,8 +978,8 @@ impl<W: Write> Generator<W> {
     }
 
     fn emit_user(&mut self, idx: usize, cdc: Cdc) -> Result<()> {
-        let Some(user) = self.users.get(idx).cloned() else { return Ok(()) };
-        self.begin_record("users", cdc.emitted_ms);
+        let Some(user) = self.users.get(idx).copied() else { return Ok(()) };
+        self.begin_record("users");
         let l = &mut self.line;
         let first = FIRST[(user.id as usize * 7 + user.version as usize) % FIRST.len()];
         let last = LAST[(user.id as usize * 13) % LAST.len()];
@@ -594,14 +1010,16 @@ impl<W: Write> Generator<W> {
         l.extend_from_slice(b",\"city\":");
         push_json_str(l, CITIES[user.city].0);
         l.extend_from_slice(b",\"created_at\":");
-        push_ts(l, Some(user.created_us));
+        push_datetime(l, Some(user.created_us));
         l.extend_from_slice(b",\"updated_at\":");
-        push_ts(l, Some(user.updated_us));
+        push_datetime(l, Some(user.updated_us));
         self.end_record(cdc)
     }
 
     fn emit_ride(&mut self, ride: &Ride, cdc: Cdc) -> Result<()> {
-        self.begin_record("rides", cdc.emitted_ms);
+        // Java binlog rows send DECIMAL values as JSON strings.
+        let quoted = self.java && !cdc.snapshot;
+        self.begin_record("rides");
         let l = &mut self.line;
         l.extend_from_slice(b"\"id\":");
         push_int(l, ride.id as i64);
@@ -612,32 +1030,29 @@ impl<W: Write> Generator<W> {
         l.extend_from_slice(b",\"status\":\"");
         l.extend_from_slice(ride.status.as_str().as_bytes());
         l.extend_from_slice(b"\",\"requested_at\":");
-        push_ts(l, ride.requested_us);
+        push_datetime(l, ride.requested_us);
         l.extend_from_slice(b",\"accepted_at\":");
-        push_ts(l, ride.accepted_us);
+        push_datetime(l, ride.accepted_us);
         l.extend_from_slice(b",\"started_at\":");
-        push_ts(l, ride.started_us);
+        push_datetime(l, ride.started_us);
         l.extend_from_slice(b",\"completed_at\":");
-        push_ts(l, ride.completed_us);
+        push_datetime(l, ride.completed_us);
         l.extend_from_slice(b",\"cancelled_at\":");
-        push_ts(l, ride.cancelled_us);
+        push_datetime(l, ride.cancelled_us);
         l.extend_from_slice(b",\"pickup_lat\":");
-        push_fixed(l, ride.pickup.0, 6);
+        push_decimal(l, Some(ride.pickup.0), 6, quoted);
         l.extend_from_slice(b",\"pickup_lon\":");
-        push_fixed(l, ride.pickup.1, 6);
+        push_decimal(l, Some(ride.pickup.1), 6, quoted);
         l.extend_from_slice(b",\"dropoff_lat\":");
-        push_fixed(l, ride.dropoff.0, 6);
+        push_decimal(l, Some(ride.dropoff.0), 6, quoted);
         l.extend_from_slice(b",\"dropoff_lon\":");
-        push_fixed(l, ride.dropoff.1, 6);
+        push_decimal(l, Some(ride.dropoff.1), 6, quoted);
         l.extend_from_slice(b",\"distance_km\":");
-        push_fixed(l, ride.distance_km, 3);
+        push_decimal(l, Some(ride.distance_km), 3, quoted);
         l.extend_from_slice(b",\"duration_s\":");
         push_opt_int(l, ride.duration_s);
         l.extend_from_slice(b",\"fare_amount\":");
-        match ride.fare {
-            Some(f) => push_fixed(l, f, 2),
-            None => l.extend_from_slice(b"null"),
-        }
+        push_decimal(l, ride.fare, 2, quoted);
         l.extend_from_slice(b",\"currency\":\"");
         l.extend_from_slice(CITIES[ride.city].3.as_bytes());
         l.extend_from_slice(b"\",\"payment_method\":\"");
@@ -647,9 +1062,9 @@ impl<W: Write> Generator<W> {
         l.extend_from_slice(b",\"driver_rating\":");
         push_opt_int(l, ride.driver_rating);
         l.extend_from_slice(b",\"created_at\":");
-        push_ts(l, Some(ride.created_us));
+        push_datetime(l, Some(ride.created_us));
         l.extend_from_slice(b",\"updated_at\":");
-        push_ts(l, Some(ride.updated_us));
+        push_datetime(l, Some(ride.updated_us));
         self.end_record(cdc)
     }
 
@@ -658,8 +1073,9 @@ impl<W: Write> Generator<W> {
             return Ok(());
         }
         let offset = format!(
-            "{{\"ts_sec\":{},\"file\":\"{LOG_FILE}\",\"pos\":{},\"row\":1,\"server_id\":1,\"event\":2}}",
+            "{{\"ts_sec\":{},\"file\":\"mysql-bin.{:06}\",\"pos\":{},\"row\":1,\"server_id\":1,\"event\":2}}",
             self.clock_us / 1_000_000,
+            self.log_file,
             self.log_pos
         );
         let key = format!("[\"{ns}\",{{\"server\":\"{ns}\"}}]", ns = self.cfg.namespace);
@@ -699,6 +1115,14 @@ fn push_opt_int(out: &mut Vec<u8>, v: Option<i64>) {
     }
 }
 
+/// Writes `v` zero-padded to `width` digits (binlog file suffixes).
+fn push_padded(out: &mut Vec<u8>, v: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(v).as_bytes();
+    out.extend(std::iter::repeat_n(b'0', width.saturating_sub(digits.len())));
+    out.extend_from_slice(digits);
+}
+
 /// Writes `v` with exactly `decimals` fractional digits (like MySQL DECIMAL), without float formatting.
 fn push_fixed(out: &mut Vec<u8>, v: f64, decimals: u32) {
     let scale = 10i64.pow(decimals);
@@ -709,9 +1133,20 @@ fn push_fixed(out: &mut Vec<u8>, v: f64, decimals: u32) {
     let abs = scaled.unsigned_abs();
     out.extend_from_slice(itoa::Buffer::new().format(abs / scale as u64).as_bytes());
     out.push(b'.');
-    let frac = itoa::Buffer::new().format(abs % scale as u64).as_bytes().to_vec();
-    out.extend(std::iter::repeat_n(b'0', decimals as usize - frac.len()));
-    out.extend_from_slice(&frac);
+    push_padded(out, abs % scale as u64, decimals as usize);
+}
+
+/// A DECIMAL value: a JSON number, or a JSON string when `quoted` (Java binlog rows); `null`.
+fn push_decimal(out: &mut Vec<u8>, v: Option<f64>, decimals: u32, quoted: bool) {
+    match v {
+        None => out.extend_from_slice(b"null"),
+        Some(v) if quoted => {
+            out.push(b'"');
+            push_fixed(out, v, decimals);
+            out.push(b'"');
+        }
+        Some(v) => push_fixed(out, v, decimals),
+    }
 }
 
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
@@ -725,42 +1160,55 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Writes a UTC timestamp the way source-mysql formats TIMESTAMP columns:
-/// `"2025-01-01T00:00:00.000000Z"`, or `null`.
-fn push_ts(out: &mut Vec<u8>, micros: Option<i64>) {
+/// Writes `YYYY-MM-DDTHH:MM:SS` (19 bytes) for `secs` since the epoch into `buf`.
+fn put_date_time(buf: &mut [u8], secs: i64) {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    put_digits(buf, 0, y, 4);
+    buf[4] = b'-';
+    put_digits(buf, 5, m, 2);
+    buf[7] = b'-';
+    put_digits(buf, 8, d, 2);
+    buf[10] = b'T';
+    put_digits(buf, 11, sod / 3600, 2);
+    buf[13] = b':';
+    put_digits(buf, 14, sod / 60 % 60, 2);
+    buf[16] = b':';
+    put_digits(buf, 17, sod % 60, 2);
+}
+
+fn put_digits(buf: &mut [u8], at: usize, v: i64, width: usize) {
+    let mut v = v;
+    for i in (0..width).rev() {
+        buf[at + i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Writes a DATETIME(6) value the way source-mysql sends it, without a zone:
+/// `"2025-01-01T00:00:00.000000"`, or `null`.
+fn push_datetime(out: &mut Vec<u8>, micros: Option<i64>) {
     let Some(micros) = micros else {
         out.extend_from_slice(b"null");
         return;
     };
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    let mut buf = [0u8; 29];
-    let put = |buf: &mut [u8], at: usize, v: i64, width: usize| {
-        let mut v = v;
-        for i in (0..width).rev() {
-            buf[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
+    let mut buf = [0u8; 28];
     buf[0] = b'"';
-    put(&mut buf, 1, y, 4);
-    buf[5] = b'-';
-    put(&mut buf, 6, m, 2);
-    buf[8] = b'-';
-    put(&mut buf, 9, d, 2);
-    buf[11] = b'T';
-    put(&mut buf, 12, sod / 3600, 2);
-    buf[14] = b':';
-    put(&mut buf, 15, sod / 60 % 60, 2);
-    buf[17] = b':';
-    put(&mut buf, 18, sod % 60, 2);
+    put_date_time(&mut buf[1..20], micros.div_euclid(1_000_000));
     buf[20] = b'.';
-    put(&mut buf, 21, frac, 6);
-    buf[27] = b'Z';
-    buf[28] = b'"';
+    put_digits(&mut buf, 21, micros.rem_euclid(1_000_000), 6);
+    buf[27] = b'"';
     out.extend_from_slice(&buf);
+}
+
+/// `_ab_cdc_updated_at` text of a commit time (second resolution): `"2025-01-01T00:00:00Z"`.
+fn format_change_time(secs: i64) -> [u8; 22] {
+    let mut buf = [0u8; 22];
+    buf[0] = b'"';
+    put_date_time(&mut buf[1..20], secs);
+    buf[20] = b'Z';
+    buf[21] = b'"';
+    buf
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -778,7 +1226,10 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 /// The configured catalog Airbyte would hand the destination for these two streams, with the
-/// JSON schemas source-mysql discovers in CDC mode, as JSON text (properties in table order).
+/// JSON schemas source-mysql discovers in CDC mode, as JSON text (properties in table order):
+/// INT columns as integer numbers, DECIMAL as numbers, DATETIME as `timestamp_without_timezone`;
+/// `_ab_cdc_updated_at`/`_ab_cdc_deleted_at` as plain strings, `_ab_cdc_cursor` as an integer
+/// number and `_ab_cdc_log_pos` as a number.
 pub fn configured_catalog(
     namespace: &str,
     destination_sync_mode: &str,
@@ -786,28 +1237,28 @@ pub fn configured_catalog(
     minimum_generation_id: i64,
     sync_id: i64,
 ) -> String {
-    const TS: &str = r#"{"type":["null","string"],"format":"date-time","airbyte_type":"timestamp_with_timezone"}"#;
-    const INT: &str = r#"{"type":["null","integer"]}"#;
-    const NUM: &str = r#"{"type":["null","number"]}"#;
-    const STR: &str = r#"{"type":["null","string"]}"#;
+    const DT: &str = r#"{"type":"string","format":"date-time","airbyte_type":"timestamp_without_timezone"}"#;
+    const INT: &str = r#"{"type":"number","airbyte_type":"integer"}"#;
+    const NUM: &str = r#"{"type":"number"}"#;
+    const STR: &str = r#"{"type":"string"}"#;
     const CDC: [(&str, &str); 5] = [
         ("_ab_cdc_cursor", INT),
-        ("_ab_cdc_updated_at", TS),
-        ("_ab_cdc_deleted_at", TS),
+        ("_ab_cdc_updated_at", STR),
+        ("_ab_cdc_deleted_at", STR),
         ("_ab_cdc_log_file", STR),
-        ("_ab_cdc_log_pos", INT),
+        ("_ab_cdc_log_pos", NUM),
     ];
     let users: [(&str, &str); 8] = [
         ("id", INT), ("type", STR), ("name", STR), ("email", STR), ("phone", STR), ("city", STR),
-        ("created_at", TS), ("updated_at", TS),
+        ("created_at", DT), ("updated_at", DT),
     ];
     let rides: [(&str, &str); 22] = [
-        ("id", INT), ("customer_id", INT), ("driver_id", INT), ("status", STR), ("requested_at", TS),
-        ("accepted_at", TS), ("started_at", TS), ("completed_at", TS), ("cancelled_at", TS),
+        ("id", INT), ("customer_id", INT), ("driver_id", INT), ("status", STR), ("requested_at", DT),
+        ("accepted_at", DT), ("started_at", DT), ("completed_at", DT), ("cancelled_at", DT),
         ("pickup_lat", NUM), ("pickup_lon", NUM), ("dropoff_lat", NUM), ("dropoff_lon", NUM),
         ("distance_km", NUM), ("duration_s", INT), ("fare_amount", NUM), ("currency", STR),
-        ("payment_method", STR), ("customer_rating", INT), ("driver_rating", INT), ("created_at", TS),
-        ("updated_at", TS),
+        ("payment_method", STR), ("customer_rating", INT), ("driver_rating", INT), ("created_at", DT),
+        ("updated_at", DT),
     ];
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     let stream = |name: &str, fields: &[(&str, &str)]| {
@@ -826,6 +1277,10 @@ pub fn configured_catalog(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use serde_json::Value;
+
     use super::*;
 
     fn generate(cfg: GeneratorConfig) -> (Vec<u8>, GeneratorSummary) {
@@ -834,100 +1289,481 @@ mod tests {
         (out, summary)
     }
 
+    /// One RECORD line, parsed.
+    struct Rec {
+        stream: String,
+        emitted_at: i64,
+        data: Value,
+        /// A verbatim replay of an earlier line.
+        dup: bool,
+    }
+
+    impl Rec {
+        fn id(&self) -> i64 {
+            self.data["id"].as_i64().unwrap()
+        }
+        fn key(&self) -> (String, i64) {
+            (self.stream.clone(), self.id())
+        }
+        fn deleted(&self) -> bool {
+            !self.data["_ab_cdc_deleted_at"].is_null()
+        }
+        fn updated_at(&self) -> &str {
+            self.data["_ab_cdc_updated_at"].as_str().unwrap()
+        }
+        fn file(&self) -> u64 {
+            self.data["_ab_cdc_log_file"].as_str().unwrap().strip_prefix("mysql-bin.").unwrap().parse().unwrap()
+        }
+        fn pos(&self) -> u64 {
+            self.data["_ab_cdc_log_pos"].as_f64().unwrap() as u64
+        }
+        fn cursor(&self) -> Option<i64> {
+            self.data.get("_ab_cdc_cursor").and_then(Value::as_i64)
+        }
+        /// The row's columns without the meta fields.
+        fn row(&self) -> Vec<(String, Value)> {
+            let obj = self.data.as_object().unwrap();
+            obj.iter().filter(|(k, _)| !k.starts_with("_ab_cdc")).map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
+    }
+
+    fn records(out: &[u8]) -> Vec<Rec> {
+        let mut seen = HashSet::new();
+        let mut recs = Vec::new();
+        for line in std::str::from_utf8(out).unwrap().lines() {
+            let msg: Value = serde_json::from_str(line).unwrap();
+            if msg["type"] != "RECORD" {
+                continue;
+            }
+            let rec = &msg["record"];
+            recs.push(Rec {
+                stream: rec["stream"].as_str().unwrap().to_owned(),
+                emitted_at: rec["emitted_at"].as_i64().unwrap(),
+                data: rec["data"].clone(),
+                dup: !seen.insert(line.to_owned()),
+            });
+        }
+        recs
+    }
+
+    fn record_lines(out: &[u8]) -> Vec<String> {
+        String::from_utf8(out.to_vec()).unwrap().lines().filter(|l| l.contains("RECORD")).map(str::to_owned).collect()
+    }
+
+    fn medium() -> GeneratorConfig {
+        GeneratorConfig { users: 200, rides: 1000, changes: 20_000, state_every: 5_000, ..Default::default() }
+    }
+
+    const START_S: i64 = 1_735_689_600;
+
     #[test]
     fn is_deterministic_and_valid_json() {
-        let cfg = GeneratorConfig { users: 50, rides: 200, changes: 2000, state_every: 100, ..Default::default() };
-        let (a, summary) = generate(cfg.clone());
-        let (b, _) = generate(cfg);
-        assert_eq!(a, b);
-        let mut records = 0;
-        let mut states = 0;
-        for line in a.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let msg: serde_json::Value = serde_json::from_slice(line).unwrap();
-            match msg["type"].as_str().unwrap() {
-                "RECORD" => records += 1,
-                "STATE" => states += 1,
-                other => panic!("unexpected {other}"),
+        for era in [CursorEra::Kotlin, CursorEra::Java, CursorEra::Upgrade] {
+            let cfg = GeneratorConfig {
+                users: 50,
+                rides: 200,
+                changes: 2000,
+                state_every: 100,
+                cursor_era: era,
+                binlog_restart_at: Some(1500),
+                ..Default::default()
+            };
+            let (a, summary) = generate(cfg.clone());
+            let (b, _) = generate(cfg);
+            assert_eq!(a, b);
+            let mut records = 0;
+            let mut states = 0;
+            for line in a.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let msg: serde_json::Value = serde_json::from_slice(line).unwrap();
+                match msg["type"].as_str().unwrap() {
+                    "RECORD" => records += 1,
+                    "STATE" => states += 1,
+                    other => panic!("unexpected {other}"),
+                }
             }
+            assert_eq!(records, summary.records);
+            assert_eq!(states, summary.states);
+            assert!(summary.duplicates > 0);
         }
-        assert_eq!(records, summary.records);
-        assert_eq!(states, summary.states);
-        assert!(summary.duplicates > 0);
     }
 
     #[test]
-    fn catalog_is_valid_json_in_table_order() {
+    fn one_emitted_at_per_sync() {
+        let recs = records(&generate(medium()).0);
+        assert!(recs.iter().all(|r| r.emitted_at == START_S * 1000), "one sync, one emitted_at");
+        // An upgrade or a binlog restart starts a later sync; emitted_at changes only there.
+        for cfg in [
+            GeneratorConfig { cursor_era: CursorEra::Upgrade, ..medium() },
+            GeneratorConfig { binlog_restart_at: Some(5_000), ..medium() },
+        ] {
+            let recs = records(&generate(cfg).0);
+            let mut values: Vec<i64> = recs.iter().map(|r| r.emitted_at).collect();
+            values.dedup();
+            assert_eq!(values.len(), 2, "two syncs");
+            assert_eq!(values[0], START_S * 1000);
+            assert!(values[1] > values[0] && values[1] % 1000 == 0);
+        }
+    }
+
+    #[test]
+    fn change_times_are_seconds_shared_by_a_transaction() {
+        let recs = records(&generate(medium()).0);
+        for r in &recs {
+            let t = r.updated_at();
+            assert_eq!(t.len(), 20, "{t}");
+            assert!(t.ends_with('Z') && !t.contains('.'), "{t}");
+            assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{t}");
+            if r.deleted() {
+                assert_eq!(r.data["_ab_cdc_deleted_at"], r.data["_ab_cdc_updated_at"]);
+            }
+        }
+        let binlog: Vec<&Rec> = recs.iter().filter(|r| !r.dup && r.cursor().is_some()).collect();
+        let (mut accept_start, mut completion, mut user_and_ride) = (0, 0, 0);
+        for pair in binlog.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if a.updated_at() != b.updated_at() || b.pos() <= a.pos() {
+                continue;
+            }
+            let status = |r: &Rec| r.data["status"].as_str().unwrap_or_default().to_owned();
+            if a.key() == b.key() && a.stream == "rides" {
+                if status(a) == "accepted" && status(b) == "in_progress" {
+                    accept_start += 1;
+                    assert_eq!(a.data["accepted_at"], b.data["accepted_at"]);
+                }
+                if status(a) == "completed" && a.data["fare_amount"].is_null() && status(b) == "completed" {
+                    completion += 1;
+                    assert!(b.data["fare_amount"].is_number());
+                }
+            }
+            if a.stream == "users" && b.stream == "rides" && b.data["customer_id"] == a.data["id"] {
+                user_and_ride += 1;
+            }
+        }
+        assert!(accept_start > 10 && completion > 10 && user_and_ride > 10, "{accept_start} {completion} {user_and_ride}");
+        // Transactions are many: several per second, and a second holds several transactions.
+        let seconds: HashSet<&str> = binlog.iter().map(|r| r.updated_at()).collect();
+        assert!(seconds.len() < binlog.len() / 2);
+    }
+
+    #[test]
+    fn multi_row_statements_share_a_position_and_positions_grow() {
+        let recs = records(&generate(medium()).0);
+        let binlog: Vec<&Rec> = recs.iter().filter(|r| !r.dup && r.cursor().is_some()).collect();
+        let mut by_statement: HashMap<(u64, u64), Vec<&Rec>> = HashMap::new();
+        for pair in binlog.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            assert!((b.file(), b.pos()) >= (a.file(), a.pos()), "positions never go back");
+            if (b.file(), b.pos()) == (a.file(), a.pos()) {
+                assert_ne!(a.key(), b.key(), "rows of one statement have different keys");
+                assert_eq!(a.updated_at(), b.updated_at());
+                assert_eq!(a.cursor(), b.cursor());
+            }
+        }
+        for r in &binlog {
+            by_statement.entry((r.file(), r.pos())).or_default().push(r);
+        }
+        let multi: Vec<&Vec<&Rec>> = by_statement.values().filter(|rows| rows.len() > 1).collect();
+        let sweeps = multi.iter().filter(|rows| rows.iter().all(|r| r.data["status"] == "cancelled" && !r.deleted())).count();
+        let purges = multi.iter().filter(|rows| rows.iter().all(|r| r.deleted())).count();
+        assert!(sweeps > 5 && purges > 5, "{sweeps} {purges}");
+    }
+
+    #[test]
+    fn catalog_declares_source_mysql_types() {
         let text = configured_catalog("ridehail", "append", 1, 0, 1);
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["streams"][1]["stream"]["name"], "rides");
         assert!(text.find("\"customer_id\"").unwrap() < text.find("\"status\"").unwrap());
+        for stream in [&v["streams"][0], &v["streams"][1]] {
+            let props = &stream["stream"]["json_schema"]["properties"];
+            assert_eq!(props["_ab_cdc_updated_at"], json!({"type": "string"}));
+            assert_eq!(props["_ab_cdc_deleted_at"], json!({"type": "string"}));
+            assert_eq!(props["_ab_cdc_cursor"], json!({"type": "number", "airbyte_type": "integer"}));
+            assert_eq!(props["_ab_cdc_log_pos"], json!({"type": "number"}));
+            assert_eq!(props["id"], json!({"type": "number", "airbyte_type": "integer"}));
+            let datetime = json!({"type": "string", "format": "date-time", "airbyte_type": "timestamp_without_timezone"});
+            assert_eq!(props["created_at"], datetime);
+            assert_eq!(props["updated_at"], datetime);
+        }
+        let rides = &v["streams"][1]["stream"]["json_schema"]["properties"];
+        assert_eq!(rides["requested_at"]["airbyte_type"], "timestamp_without_timezone");
+        assert_eq!(rides["fare_amount"], json!({"type": "number"}));
+        // Values: DATETIME without a zone.
+        let recs = records(&generate(GeneratorConfig { users: 20, rides: 50, changes: 300, ..Default::default() }).0);
+        for r in &recs {
+            for column in ["requested_at", "accepted_at", "completed_at", "created_at", "updated_at"] {
+                if let Some(t) = r.data.get(column).and_then(Value::as_str) {
+                    assert_eq!(t.len(), 26, "{t}");
+                    assert!(chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.6f").is_ok(), "{t}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deleted_rides_come_back_under_the_same_id_with_new_values() {
+        let recs = records(&generate(medium()).0);
+        let mut deleted: HashMap<i64, &Rec> = HashMap::new();
+        let (mut back, mut changed, mut other_day) = (0, 0, 0);
+        for r in recs.iter().filter(|r| !r.dup && r.stream == "rides") {
+            if r.deleted() {
+                deleted.insert(r.id(), r);
+            } else if let Some(before) = deleted.remove(&r.id()) {
+                back += 1;
+                assert_ne!(before.updated_at(), r.updated_at());
+                if before.data["fare_amount"] != r.data["fare_amount"] || before.data["payment_method"] != r.data["payment_method"] {
+                    changed += 1;
+                }
+                let day = |rec: &Rec| rec.data["created_at"].as_str().unwrap()[..10].to_owned();
+                if day(before) != day(r) {
+                    other_day += 1;
+                }
+            }
+        }
+        assert!(back >= 5 && changed >= 3 && other_day >= 2, "{back} {changed} {other_day}");
+        // The rate is a knob.
+        let recs = records(&generate(GeneratorConfig { reinsert_rate: 0.0, ..medium() }).0);
+        let mut deleted = HashSet::new();
+        for r in recs.iter().filter(|r| !r.dup && r.stream == "rides") {
+            if r.deleted() {
+                deleted.insert(r.id());
+            } else {
+                assert!(!deleted.contains(&r.id()));
+            }
+        }
+    }
+
+    #[test]
+    fn users_change_type_and_deleted_users_stay_deleted() {
+        let recs = records(&generate(medium()).0);
+        let mut types: HashMap<i64, String> = HashMap::new();
+        let mut deleted = HashSet::new();
+        let (mut to_driver, mut to_customer, mut deletes) = (0, 0, 0);
+        for r in recs.iter().filter(|r| !r.dup && r.stream == "users") {
+            assert!(!deleted.contains(&r.id()), "a deleted user never changes again");
+            if r.deleted() {
+                deletes += 1;
+                deleted.insert(r.id());
+                continue;
+            }
+            let Some(ty) = r.data["type"].as_str() else { continue };
+            match types.insert(r.id(), ty.to_owned()).as_deref() {
+                Some("customer") if ty == "driver" => to_driver += 1,
+                Some("driver") if ty == "customer" => to_customer += 1,
+                _ => {}
+            }
+        }
+        assert!(to_driver > 3 && to_customer > 0 && deletes > 3, "{to_driver} {to_customer} {deletes}");
+        // No new ride names a deleted user as customer.
+        let mut deleted = HashSet::new();
+        let mut seen_rides = HashSet::new();
+        for r in recs.iter().filter(|r| !r.dup) {
+            if r.stream == "users" && r.deleted() {
+                deleted.insert(r.id());
+            } else if r.stream == "rides" && seen_rides.insert(r.id()) {
+                assert!(!r.data["customer_id"].as_i64().is_some_and(|c| deleted.contains(&c)));
+            }
+        }
+        let recs = records(&generate(GeneratorConfig { type_change_rate: 0.0, user_delete_rate: 0.0, ..medium() }).0);
+        assert!(!recs.iter().any(|r| r.stream == "users" && r.deleted()));
+    }
+
+    #[test]
+    fn kotlin_era_cursors_and_positions() {
+        let recs = records(&generate(medium()).0);
+        let mut snapshot = 0;
+        for r in recs.iter().filter(|r| !r.dup) {
+            match r.cursor() {
+                None => {
+                    snapshot += 1;
+                    assert!(r.data["_ab_cdc_log_pos"].is_u64(), "snapshot: integer position");
+                    assert_eq!(r.updated_at(), "2025-01-01T00:00:00Z");
+                }
+                Some(cursor) => {
+                    assert!(r.data["_ab_cdc_log_pos"].is_f64(), "binlog: position as a double");
+                    assert_eq!(cursor, ((r.file() << 32) | r.pos()) as i64);
+                }
+            }
+        }
+        assert_eq!(snapshot, 1200);
+        let text = String::from_utf8(generate(medium()).0).unwrap();
+        assert!(text.contains("\"_ab_cdc_log_pos\":") && text.contains(".0,\"_ab_cdc_cursor\":"));
+    }
+
+    #[test]
+    fn java_era_counts_records_of_the_sync() {
+        let (out, _) = generate(GeneratorConfig { cursor_era: CursorEra::Java, ..medium() });
+        let recs = records(&out);
+        let fresh: Vec<&Rec> = recs.iter().filter(|r| !r.dup).collect();
+        for (i, r) in fresh.iter().enumerate() {
+            assert_eq!(r.cursor(), Some(START_S * 100_000_000 + i as i64 + 1), "snapshot rows first, counter from 1");
+            assert!(r.data["_ab_cdc_log_pos"].is_u64());
+        }
+        // Snapshot rows carry the offset of the load's start; binlog rows send DECIMAL as text.
+        assert!(fresh[..1200].iter().all(|r| r.pos() == FIRST_EVENT_POS && !r.data["pickup_lat"].is_string()));
+        assert!(fresh[1200..].iter().filter(|r| r.stream == "rides").all(|r| r.data["pickup_lat"].is_string()));
+        assert!(fresh[1200..].iter().all(|r| r.pos() > FIRST_EVENT_POS));
+    }
+
+    #[test]
+    fn upgrade_era_switches_from_java_to_kotlin_once() {
+        let cfg = GeneratorConfig { cursor_era: CursorEra::Upgrade, ..medium() };
+        let recs = records(&generate(cfg).0);
+        let fresh: Vec<&Rec> = recs.iter().filter(|r| !r.dup).collect();
+        let is_java = |r: &&Rec| r.cursor().is_some_and(|c| c >= 10_000_000_000_000_000);
+        let switch = fresh.iter().position(|r| !is_java(r)).unwrap();
+        assert!(fresh[..switch].iter().all(is_java));
+        assert!(fresh[switch..].iter().all(|r| r.cursor() == Some(((r.file() << 32) | r.pos()) as i64)));
+        assert!(fresh[switch].emitted_at > fresh[0].emitted_at);
+        assert!(fresh[switch..].iter().all(|r| r.emitted_at == fresh[switch].emitted_at));
+        // About half of the binlog changes on each side.
+        let (java_binlog, kotlin) = (switch - 1200, fresh.len() - switch);
+        assert!(java_binlog * 10 > kotlin * 8 && kotlin * 10 > java_binlog * 8, "{java_binlog} {kotlin}");
+        // The switch point is a knob.
+        let recs = records(&generate(GeneratorConfig { cursor_era: CursorEra::Upgrade, upgrade_at: Some(100), ..medium() }).0);
+        let switch = recs.iter().filter(|r| !r.dup).position(|r| !is_java(&r)).unwrap();
+        assert!(switch < 1200 + 200);
+        assert_eq!("upgrade".parse::<CursorEra>(), Ok(CursorEra::Upgrade));
+        assert!("rust".parse::<CursorEra>().is_err());
+    }
+
+    #[test]
+    fn binlog_restart_resnapshots_every_current_row() {
+        let cfg = GeneratorConfig { binlog_restart_at: Some(8_000), ..medium() };
+        let recs = records(&generate(cfg).0);
+        let fresh: Vec<&Rec> = recs.iter().filter(|r| !r.dup).collect();
+        let restart = fresh.iter().position(|r| r.file() == 1).unwrap();
+        assert!(fresh[restart..].iter().all(|r| r.file() == 1), "numbering restarts once");
+        // What the lake holds before the restart: last image per key, deletes removed.
+        let mut current: HashMap<(String, i64), Vec<(String, Value)>> = HashMap::new();
+        for r in &fresh[..restart] {
+            if r.deleted() {
+                current.remove(&r.key());
+            } else {
+                current.insert(r.key(), r.row());
+            }
+        }
+        let snapshot: Vec<&&Rec> = fresh[restart..].iter().take_while(|r| r.cursor().is_none()).collect();
+        assert!(snapshot.iter().all(|r| r.pos() == FIRST_EVENT_POS && !r.deleted()));
+        assert!(snapshot.iter().all(|r| r.emitted_at > START_S * 1000 && r.updated_at() > "2025-01-01T00:00:00Z"));
+        let ids: Vec<(String, i64)> = snapshot.iter().map(|r| r.key()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        assert_eq!(ids, sorted, "users then rides, in key order");
+        let mut extra = 0;
+        for r in &snapshot {
+            match current.remove(&r.key()) {
+                Some(row) => assert_eq!(row, r.row(), "{:?}", r.key()),
+                None => {
+                    // Only a late user whose own insert had not arrived yet.
+                    assert_eq!(r.stream, "users");
+                    extra += 1;
+                }
+            }
+        }
+        assert!(current.is_empty(), "every current row is in the re-snapshot: {} missing", current.len());
+        assert!(extra < 20);
+        // Then binlog changes in the new file, with smaller cursors than before the restart.
+        let after = &fresh[restart + snapshot.len()..];
+        assert!(after.len() > 1000);
+        let before_max = fresh[..restart].iter().filter_map(|r| r.cursor()).max().unwrap();
+        assert!(after.iter().all(|r| r.cursor().is_some_and(|c| c < before_max)));
+    }
+
+    #[test]
+    fn binlog_files_rotate_at_max_binlog_size() {
+        let mut generator = Generator::new(medium(), Vec::new());
+        generator.log_pos = MAX_BINLOG_SIZE - 10;
+        generator.begin_txn();
+        assert_eq!(generator.statement().log_file, FIRST_LOG_FILE, "a transaction never spans two files");
+        generator.log_pos = MAX_BINLOG_SIZE + 10;
+        generator.begin_txn();
+        let cdc = generator.statement();
+        assert_eq!(cdc.log_file, FIRST_LOG_FILE + 1);
+        assert!(cdc.log_pos < 2_000);
     }
 
     #[test]
     fn skip_snapshot_continues_with_the_same_changes() {
-        let cfg = GeneratorConfig { users: 40, rides: 200, changes: 1500, state_every: 100_000, ..Default::default() };
-        let (full, _) = generate(cfg.clone());
-        let (changes, summary) = generate(GeneratorConfig { skip_snapshot_output: true, ..cfg });
-        let full = String::from_utf8(full).unwrap();
-        let changes = String::from_utf8(changes).unwrap();
-        let first_change = full.lines().position(|l| l.contains("_ab_cdc_cursor")).unwrap();
-        let expected: Vec<&str> = full.lines().skip(first_change).filter(|l| l.contains("RECORD")).collect();
-        let got: Vec<&str> = changes.lines().filter(|l| l.contains("RECORD")).collect();
-        assert_eq!(got, expected);
-        assert_eq!(summary.records as usize, got.len());
+        for era in [CursorEra::Kotlin, CursorEra::Java] {
+            let cfg = GeneratorConfig { users: 40, rides: 200, changes: 1500, state_every: 100_000, cursor_era: era, ..Default::default() };
+            let (full, _) = generate(cfg.clone());
+            let (changes, summary) = generate(GeneratorConfig { skip_snapshot_output: true, ..cfg });
+            let (full, got) = (record_lines(&full), record_lines(&changes));
+            assert!(full.ends_with(&got));
+            assert_eq!(summary.records as usize, got.len());
+            // The line before is the snapshot's (at the snapshot offset), the first written is not.
+            let pos = |line: &str| records(line.as_bytes())[0].pos();
+            assert_eq!(pos(&full[full.len() - got.len() - 1]), FIRST_EVENT_POS);
+            assert!(pos(&got[0]) > FIRST_EVENT_POS);
+        }
     }
 
     #[test]
     fn skip_records_continues_where_an_earlier_run_stopped() {
-        let sizes = GeneratorConfig { users: 40, rides: 200, changes: u64::MAX, state_every: 100_000, ..Default::default() };
-        let records = |out: &[u8]| -> Vec<String> {
-            String::from_utf8(out.to_vec()).unwrap().lines().filter(|l| l.contains("RECORD")).map(str::to_owned).collect()
-        };
-        let (all, _) = generate(GeneratorConfig { max_records: Some(3000), ..sizes.clone() });
-        let (first, _) = generate(GeneratorConfig { max_records: Some(1200), ..sizes.clone() });
-        let (rest, summary) = generate(GeneratorConfig { max_records: Some(3000), skip_records: 1200, ..sizes });
-        let (all, first, rest) = (records(&all), records(&first), records(&rest));
-        assert_eq!(summary.records, 1800);
-        assert_eq!([first, rest].concat(), all);
+        for (era, restart) in [(CursorEra::Kotlin, None), (CursorEra::Java, Some(1000)), (CursorEra::Upgrade, Some(1500))] {
+            let sizes = GeneratorConfig {
+                users: 40,
+                rides: 200,
+                changes: 5000,
+                state_every: 100_000,
+                cursor_era: era,
+                binlog_restart_at: restart,
+                ..Default::default()
+            };
+            let (all, _) = generate(GeneratorConfig { max_records: Some(4000), ..sizes.clone() });
+            for cut in [1200, 1801, 2500, 3333] {
+                let (first, _) = generate(GeneratorConfig { max_records: Some(cut), ..sizes.clone() });
+                let (rest, summary) = generate(GeneratorConfig { max_records: Some(4000), skip_records: cut, ..sizes.clone() });
+                let (all, first, rest) = (record_lines(&all), record_lines(&first), record_lines(&rest));
+                assert_eq!(summary.records, 4000 - cut);
+                assert_eq!([first, rest].concat(), all, "{era:?} cut at {cut}");
+            }
+        }
     }
 
     #[test]
     fn stops_at_max_records() {
-        let cfg = GeneratorConfig { max_records: Some(777), ..Default::default() };
-        let (_, summary) = generate(cfg);
-        assert_eq!(summary.records, 777);
+        for max in [777, 1201, 5003, 9999] {
+            for era in [CursorEra::Kotlin, CursorEra::Upgrade] {
+                let cfg = GeneratorConfig { max_records: Some(max), cursor_era: era, binlog_restart_at: Some(2000), ..Default::default() };
+                let (_, summary) = generate(cfg);
+                assert_eq!(summary.records, max);
+            }
+        }
     }
 
     #[test]
-    fn formats_timestamps_like_source_mysql() {
+    fn formats_values_like_source_mysql() {
         let mut out = Vec::new();
-        push_ts(&mut out, Some(1_735_689_600_000_000 + 1_500_000));
-        assert_eq!(String::from_utf8(out).unwrap(), "\"2025-01-01T00:00:01.500000Z\"");
+        push_datetime(&mut out, Some(1_735_689_600_000_000 + 1_500_000));
+        assert_eq!(String::from_utf8(out).unwrap(), "\"2025-01-01T00:00:01.500000\"");
+        assert_eq!(&format_change_time(1_735_732_800 + 59), b"\"2025-01-01T12:00:59Z\"");
         let mut out = Vec::new();
         push_fixed(&mut out, -3.05, 2);
-        assert_eq!(String::from_utf8(out).unwrap(), "-3.05");
+        push_decimal(&mut out, Some(12.5), 2, true);
+        push_padded(&mut out, 3, 6);
+        assert_eq!(String::from_utf8(out).unwrap(), "-3.05\"12.50\"000003");
     }
 
     #[test]
     fn contains_deletes_late_rides_and_bad_nulls() {
-        let cfg = GeneratorConfig { users: 200, rides: 1000, changes: 20_000, bad_null_rate: 0.01, ..Default::default() };
+        let cfg = GeneratorConfig { bad_null_rate: 0.01, ..medium() };
         let (out, _) = generate(cfg);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\"_ab_cdc_deleted_at\":\"20"));
         assert!(text.contains("\"requested_at\":null") || text.contains("\"customer_id\":null"));
         assert!(text.contains("\"type\":null"));
         // A ride whose customer's insert comes later.
-        let mut seen_users = std::collections::HashSet::new();
+        let mut seen_users = HashSet::new();
         let mut late = 0;
-        for line in text.lines() {
-            let msg: serde_json::Value = serde_json::from_str(line).unwrap();
-            let Some(rec) = msg.get("record") else { continue };
-            match rec["stream"].as_str().unwrap() {
+        for rec in records(text.as_bytes()) {
+            match rec.stream.as_str() {
                 "users" => {
-                    seen_users.insert(rec["data"]["id"].as_i64().unwrap());
+                    seen_users.insert(rec.id());
                 }
                 _ => {
-                    if let Some(c) = rec["data"]["customer_id"].as_i64() {
+                    if let Some(c) = rec.data["customer_id"].as_i64() {
                         if !seen_users.contains(&c) {
                             late += 1;
                         }

@@ -1,96 +1,139 @@
-//! Change-data rules on Polars frames, free of I/O so that they can be tested on their own.
+//! Decide: change-data rules on Polars frames, free of I/O so that they can be tested on their own.
 //!
-//! - Order: a change's place in the source's history is `_cdc_position` (`_ab_cdc_cursor`, or
-//!   `(binlog file suffix << 32) | _ab_cdc_log_pos` for snapshot rows), then `_cdc_updated_at`,
-//!   then `_cdc_extracted_at`. The latest change of a key wins; an older change arriving late
-//!   never overwrites a newer one; an exact duplicate changes nothing.
+//! - Order: [`crate::order`] says which change of a key is the later one. The latest change of a
+//!   key wins; an older change arriving late never overwrites a newer one; an exact duplicate
+//!   (the same bronze row read again) changes nothing.
 //! - Rules: a change that breaks a rule is quarantined with the rule's name and does not touch
-//!   silver; silver is the replay of the valid changes only.
+//!   silver; silver is the replay of the valid changes only. A change whose change time is text
+//!   that is not a time is quarantined too (its place in the order is unknown).
 
 use polars::prelude::*;
-use ridelake_core::bronze::{CDC_CURSOR, CDC_DELETED_AT, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, EXTRACTED_AT, RAW_ID};
+use ridelake_core::bronze::{CDC_CURSOR, CDC_DELETED_AT, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, EXTRACTED_AT, GENERATION_ID, RAW_ID};
 
 use crate::error::{PolarsContext, Result};
+use crate::order::{self, EPOCH, EpochState, GENERATION, INGEST_ROW, INGEST_VERSION, ORDER, POSITION, UPDATED};
 
 /// The bronze columns [`prepare`] reads besides the stream's own fields (those a table lacks are
 /// treated as null).
-pub const BRONZE_CDC_COLUMNS: [&str; 7] = [RAW_ID, EXTRACTED_AT, CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, CDC_DELETED_AT];
+pub const BRONZE_CDC_COLUMNS: [&str; 8] = [RAW_ID, EXTRACTED_AT, GENERATION_ID, CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, CDC_DELETED_AT];
 
-/// Change position column.
-pub const POSITION: &str = "_cdc_position";
-/// Change time column (microseconds since the epoch).
-pub const UPDATED: &str = "_cdc_updated_at";
-/// Extraction time column (microseconds since the epoch).
+/// Extraction time column (microseconds since the epoch); informative, not part of the order.
 pub const EXTRACTED: &str = "_cdc_extracted_at";
 /// Whether the change is a delete.
 pub const DELETED: &str = "_cdc_deleted";
 /// Name of the rule a quarantined change broke.
 pub const RULE: &str = "rule";
+/// Rule broken by a change whose `_ab_cdc_updated_at` is text but not a time.
+pub const UNREADABLE_TIME: &str = "_ab_cdc_updated_at is not a time";
+/// Internal column: a problem with the change's order columns (null when readable).
+const ORDER_PROBLEM: &str = "_cdc_order_problem";
 
-/// The ordering columns, in order.
-pub const ORDER: [&str; 3] = [POSITION, UPDATED, EXTRACTED];
+const UTC_MICROS: DataType = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+
+fn column<'a>(df: &'a DataFrame, name: &str) -> Option<&'a Column> {
+    df.column(name).ok()
+}
 
 fn int64(df: &DataFrame, name: &str) -> Result<Option<Int64Chunked>> {
-    let Ok(column) = df.column(name) else { return Ok(None) };
+    let Some(column) = column(df, name) else { return Ok(None) };
     let series = column.as_materialized_series().cast(&DataType::Int64).step("reading a CDC column")?;
     Ok(Some(series.i64().step("reading a CDC column")?.clone()))
 }
 
-fn binlog_suffix(file: &str) -> Option<i64> {
-    file.rsplit('.').next().and_then(|s| s.parse::<i64>().ok())
+/// A CDC time column as microseconds since the epoch, and whether each non-null value was
+/// readable: timestamps are converted, text is parsed ([`order::parse_change_time`]).
+fn micros(df: &DataFrame, name: &str) -> Result<(Int64Chunked, BooleanChunked)> {
+    let rows = df.height();
+    let Some(column) = column(df, name) else {
+        return Ok((Int64Chunked::full_null(name.into(), rows), BooleanChunked::full(name.into(), true, rows)));
+    };
+    let series = column.as_materialized_series();
+    if let DataType::String = series.dtype() {
+        let text = series.str().step("reading a CDC time")?;
+        let mut values = Vec::with_capacity(rows);
+        let mut readable = Vec::with_capacity(rows);
+        for value in text.iter() {
+            let parsed = value.and_then(order::parse_change_time);
+            readable.push(value.is_none() || parsed.is_some());
+            values.push(parsed);
+        }
+        return Ok((Int64Chunked::from_iter_options(name.into(), values.into_iter()), BooleanChunked::from_iter_values(name.into(), readable.into_iter())));
+    }
+    let as_utc = if matches!(series.dtype(), DataType::Datetime(_, _) | DataType::Date) { series.cast(&UTC_MICROS).step("reading a CDC time")? } else { series.clone() };
+    let values = as_utc.cast(&DataType::Int64).step("reading a CDC time")?.i64().step("reading a CDC time")?.clone();
+    Ok((values, BooleanChunked::full(name.into(), true, rows)))
 }
 
-/// Adds the ordering columns and the delete flag to bronze rows, and keeps `keep` columns plus
-/// `_airbyte_raw_id` (the link back to the bronze row) and `deleted_at`.
-pub fn prepare(bronze: &DataFrame, keep: &[&str]) -> Result<DataFrame> {
+/// `expr` of a data column in silver's form: date-times as microseconds in UTC (a date-time
+/// without a zone, such as MySQL's `DATETIME`, is read as UTC wall clock).
+fn normalized(df: &DataFrame, name: &str) -> Expr {
+    match column(df, name).map(|c| c.dtype().clone()) {
+        Some(DataType::Datetime(_, _)) => col(name).cast(UTC_MICROS),
+        _ => col(name),
+    }
+}
+
+/// Adds the order columns and the delete flag to bronze rows read in ingest order (with
+/// [`INGEST_VERSION`] and [`INGEST_ROW`]), and keeps `keep` columns plus `_airbyte_raw_id` (the
+/// link back to the bronze row) and `deleted_at`. `epochs` is where the epoch count stood before
+/// these rows; it is left where it stands after them.
+pub fn prepare(bronze: &DataFrame, keep: &[&str], epochs: &mut EpochState) -> Result<DataFrame> {
     let rows = bronze.height();
     let cursor = int64(bronze, CDC_CURSOR)?;
     let log_pos = int64(bronze, CDC_LOG_POS)?;
-    let log_file = match bronze.column(CDC_LOG_FILE) {
-        Ok(c) => Some(c.as_materialized_series().cast(&DataType::String).step("reading _ab_cdc_log_file")?),
-        Err(_) => None,
+    let log_file = match column(bronze, CDC_LOG_FILE) {
+        Some(c) => Some(c.as_materialized_series().cast(&DataType::String).step("reading _ab_cdc_log_file")?),
+        None => None,
     };
     let log_file = match &log_file {
         Some(s) => Some(s.str().step("reading _ab_cdc_log_file")?),
         None => None,
     };
-    // One pass over the columns' iterators: indexing a chunked column row by row would search
-    // its chunks for every row.
+    // One pass over the columns' iterators, in ingest order (the epoch of a row depends on the
+    // rows before it).
     let mut cursors = cursor.as_ref().map(|c| c.iter());
     let mut positions = log_pos.as_ref().map(|p| p.iter());
     let mut files = log_file.map(|f| f.iter());
     let mut position = Vec::with_capacity(rows);
+    let mut epoch = Vec::with_capacity(rows);
     for _ in 0..rows {
         let cursor = cursors.as_mut().and_then(Iterator::next).flatten();
         let pos = positions.as_mut().and_then(Iterator::next).flatten();
         let file = files.as_mut().and_then(Iterator::next).flatten();
-        position.push(match cursor {
-            Some(v) => v,
-            None => (file.and_then(binlog_suffix).unwrap_or(0) << 32) | (pos.unwrap_or(0) & 0xFFFF_FFFF),
-        });
+        let source = order::source_position(cursor, file, pos);
+        epoch.push(epochs.assign(source));
+        position.push(source.map(|(_, p)| p));
     }
-    let time = |name: &str| -> Expr {
-        if bronze.column(name).is_ok() { col(name).cast(DataType::Int64) } else { lit(NULL).cast(DataType::Int64) }
+    let (updated, updated_ok) = micros(bronze, CDC_UPDATED_AT)?;
+    let (deleted_at, _) = micros(bronze, CDC_DELETED_AT)?;
+    let (extracted, _) = micros(bronze, EXTRACTED_AT)?;
+    let is_delete = match column(bronze, CDC_DELETED_AT) {
+        Some(c) => c.as_materialized_series().is_not_null(),
+        None => BooleanChunked::full(DELETED.into(), false, rows),
     };
-    let deleted_at = if bronze.column(CDC_DELETED_AT).is_ok() {
-        col(CDC_DELETED_AT)
-    } else {
-        lit(NULL).cast(DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))
+    let generation = match column(bronze, GENERATION_ID) {
+        Some(_) => col(GENERATION_ID).cast(DataType::Int64).fill_null(lit(0i64).cast(DataType::Int64)),
+        None => lit(0i64).cast(DataType::Int64),
     };
-    let mut exprs: Vec<Expr> = keep.iter().map(|c| col(*c)).collect();
+    let mut exprs: Vec<Expr> = keep.iter().map(|c| normalized(bronze, c).alias(*c)).collect();
     exprs.extend([
         col(RAW_ID),
+        generation.alias(GENERATION),
+        Series::new(EPOCH.into(), epoch).lit(),
         Series::new(POSITION.into(), position).lit(),
-        time(CDC_UPDATED_AT).alias(UPDATED),
-        time(EXTRACTED_AT).alias(EXTRACTED),
-        deleted_at.clone().is_not_null().alias(DELETED),
-        deleted_at.alias("deleted_at"),
+        updated.into_series().with_name(UPDATED.into()).lit(),
+        col(INGEST_VERSION),
+        col(INGEST_ROW),
+        extracted.into_series().with_name(EXTRACTED.into()).lit(),
+        is_delete.into_series().with_name(DELETED.into()).lit(),
+        deleted_at.into_series().with_name("deleted_at".into()).lit().cast(UTC_MICROS),
+        when(updated_ok.into_series().lit()).then(lit(NULL).cast(DataType::String)).otherwise(lit(UNREADABLE_TIME)).alias(ORDER_PROBLEM),
     ]);
     bronze.clone().lazy().select(exprs).collect().step("preparing changes")
 }
 
 /// The name of the first rule a change broke, or null. `rules` are `(name, broken)` pairs;
-/// deletes are checked against `delete_rules` only.
+/// deletes are checked against `delete_rules` only. An unreadable order comes first.
 fn broken_rule(rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Expr {
     let mut rule: Expr = lit(NULL).cast(DataType::String);
     for (name, broken) in rules.iter().rev() {
@@ -99,7 +142,7 @@ fn broken_rule(rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Expr {
     for (name, broken) in delete_rules.iter().rev() {
         rule = when(col(DELETED).and(broken.clone())).then(lit(*name)).otherwise(rule);
     }
-    rule.alias(RULE)
+    when(col(ORDER_PROBLEM).is_not_null()).then(col(ORDER_PROBLEM)).otherwise(rule).alias(RULE)
 }
 
 /// The latest valid change per `key` (sorted by key), and the changes that broke a rule (with the
@@ -109,6 +152,8 @@ pub fn latest_valid(changes: &DataFrame, key: &str, rules: &[(&str, Expr)], dele
     let step = "choosing the latest changes";
     let rule = changes.clone().lazy().select([broken_rule(rules, delete_rules)]).collect().step("checking rules")?;
     let rule = rule.column(RULE).step("checking rules")?.clone();
+    let mut changes = changes.clone();
+    let _ = changes.drop_in_place(ORDER_PROBLEM);
     let quarantined = if rule.null_count() == rule.len() {
         let mut none = changes.clear();
         none.with_column(rule.clear()).step("checking rules")?;
@@ -123,7 +168,7 @@ pub fn latest_valid(changes: &DataFrame, key: &str, rules: &[(&str, Expr)], dele
         narrow.push(changes.column(name).step(step)?.clone());
     }
     let narrow = DataFrame::new(changes.height(), narrow).step(step)?;
-    let winners = latest(narrow.lazy().with_row_index("_row", None).filter(col(RULE).is_null()), key)
+    let winners = order::latest(narrow.lazy().with_row_index("_row", None).filter(col(RULE).is_null()), key)
         .select([col("_row")])
         .collect()
         .step(step)?;
@@ -132,43 +177,20 @@ pub fn latest_valid(changes: &DataFrame, key: &str, rules: &[(&str, Expr)], dele
     Ok((latest, quarantined))
 }
 
-fn order_exprs(key: &str) -> Vec<Expr> {
-    let mut exprs = vec![col(key)];
-    exprs.extend(ORDER.iter().map(|c| col(*c).fill_null(lit(i64::MIN))));
-    exprs
-}
-
-/// The latest row per `key` by change order.
-pub fn latest(frame: LazyFrame, key: &str) -> LazyFrame {
-    frame
-        .sort_by_exprs(order_exprs(key), SortMultipleOptions::default().with_maintain_order(true))
-        .filter(col(key).neq_missing(col(key).shift(lit(-1))))
-}
-
-/// `a` comes after `b` in change order (columns `a.*`, `b.*` by prefix).
-fn after(a: &str, b: &str) -> Expr {
-    let c = |prefix: &str, name: &str| {
-        let column = if prefix.is_empty() { name.to_owned() } else { format!("{name}{prefix}") };
-        col(column).fill_null(lit(i64::MIN))
-    };
-    let (ap, au, ae) = (c(a, POSITION), c(a, UPDATED), c(a, EXTRACTED));
-    let (bp, bu, be) = (c(b, POSITION), c(b, UPDATED), c(b, EXTRACTED));
-    ap.clone().gt(bp.clone()).or(ap.eq(bp).and(au.clone().gt(bu.clone()).or(au.eq(bu).and(ae.gt(be)))))
-}
-
 /// Keeps the `changes` that come after what `state` (columns `key` + [`ORDER`]) knows of their key.
 pub fn newer_than(changes: LazyFrame, state: LazyFrame, key: &str) -> LazyFrame {
-    let known = state.select([
-        col(key),
-        col(POSITION).alias(format!("{POSITION}_known")),
-        col(UPDATED).alias(format!("{UPDATED}_known")),
-        col(EXTRACTED).alias(format!("{EXTRACTED}_known")),
-    ]);
+    let mut known: Vec<String> = ORDER.iter().map(|c| format!("{c}_known")).collect();
+    let mut renamed = vec![col(key), lit(true).alias(KNOWN)];
+    renamed.extend(ORDER.iter().zip(&known).map(|(c, k)| col(*c).alias(k.as_str())));
+    known.push(KNOWN.to_owned());
     changes
-        .join(known, [col(key)], [col(key)], JoinArgs::new(JoinType::Left))
-        .filter(col(format!("{POSITION}_known")).is_null().or(after("", "_known")))
-        .drop(cols([format!("{POSITION}_known"), format!("{UPDATED}_known"), format!("{EXTRACTED}_known")]))
+        .join(state.select(renamed), [col(key)], [col(key)], JoinArgs::new(JoinType::Left))
+        .filter(col(KNOWN).is_null().or(order::after("", "_known")))
+        .drop(cols(known))
 }
+
+/// Internal column of [`newer_than`]: the key is known.
+const KNOWN: &str = "_cdc_key_known";
 
 /// Rows of `frame` whose `key` is (semi) or is not (anti) in `keys`.
 pub fn with_keys(frame: LazyFrame, keys: LazyFrame, key: &str, keep: bool) -> LazyFrame {
@@ -179,36 +201,50 @@ pub fn with_keys(frame: LazyFrame, keys: LazyFrame, key: &str, keep: bool) -> La
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::order::INGEST_VERSION;
 
+    /// Changes with their order columns: (id, v, position, updated, version, row).
     fn changes() -> DataFrame {
         df![
             "id" => [1i64, 1, 1, 2, 2, 3],
             "v" => ["a", "c", "b", "x", "x", "z"],
+            GENERATION => [0i64; 6],
+            EPOCH => [1i64; 6],
             POSITION => [10i64, 30, 20, 5, 5, 7],
             UPDATED => [1i64, 3, 2, 1, 1, 1],
-            EXTRACTED => [1i64, 1, 1, 1, 2, 1],
+            INGEST_VERSION => [1i64, 1, 1, 1, 2, 1],
+            INGEST_ROW => [0i64, 1, 2, 3, 0, 4],
             DELETED => [false, false, false, false, false, true],
+            ORDER_PROBLEM => [None::<&str>, None, None, None, None, None],
+        ]
+        .unwrap()
+    }
+
+    fn state(rows: &[(i64, i64, i64, i64, i64)]) -> DataFrame {
+        df![
+            "id" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            GENERATION => vec![0i64; rows.len()],
+            EPOCH => vec![1i64; rows.len()],
+            POSITION => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            UPDATED => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            INGEST_VERSION => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            INGEST_ROW => rows.iter().map(|r| r.4).collect::<Vec<_>>(),
         ]
         .unwrap()
     }
 
     #[test]
-    fn latest_wins_by_position_then_time() {
-        let out = latest(changes().lazy(), "id").sort([("id")], Default::default()).collect().unwrap();
-        let v: Vec<_> = out.column("v").unwrap().str().unwrap().iter().flatten().collect();
-        assert_eq!(v, ["c", "x", "z"]);
-    }
-
-    #[test]
-    fn late_older_changes_do_not_win() {
-        let state = df!["id" => [1i64, 2], POSITION => [25i64, 5], UPDATED => [9i64, 1], EXTRACTED => [1i64, 1]].unwrap();
-        let newer = newer_than(latest(changes().lazy(), "id"), state.lazy(), "id").sort(["id"], Default::default()).collect().unwrap();
+    fn late_older_changes_and_duplicates_do_not_win() {
+        let (latest, _) = latest_valid(&changes(), "id", &[], &[]).unwrap();
+        // id 1: position 30 > 25 wins; id 2: known as of version 1 row 3, the version 2 copy is
+        // later in ingest order; id 3: unknown.
+        let newer = newer_than(latest.clone().lazy(), state(&[(1, 25, 9, 0, 0), (2, 5, 1, 1, 3)]).lazy(), "id").sort(["id"], Default::default()).collect().unwrap();
         let ids: Vec<_> = newer.column("id").unwrap().i64().unwrap().iter().flatten().collect();
-        // id 1: 30 > 25 wins; id 2: same position, later extraction (2 > 1) wins; id 3: unknown.
         assert_eq!(ids, [1, 2, 3]);
-        let state = df!["id" => [1i64], POSITION => [30i64], UPDATED => [3i64], EXTRACTED => [1i64]].unwrap();
-        let newer = newer_than(latest(changes().lazy(), "id"), state.lazy(), "id").collect().unwrap();
-        assert!(!newer.column("id").unwrap().i64().unwrap().iter().flatten().any(|id| id == 1), "an exact duplicate changes nothing");
+        let newer = newer_than(latest.lazy(), state(&[(1, 30, 3, 1, 1), (2, 5, 1, 2, 0)]).lazy(), "id").collect().unwrap();
+        let ids: Vec<_> = newer.column("id").unwrap().i64().unwrap().iter().flatten().collect();
+        assert_eq!(ids, [3], "the same changes read again change nothing");
+        assert!(newer.column("_cdc_position_known").is_err(), "helper columns are dropped");
     }
 
     #[test]
@@ -227,18 +263,44 @@ mod tests {
         assert!(none.column(RULE).is_ok(), "an empty quarantine keeps its columns");
     }
 
-    #[test]
-    fn snapshot_rows_order_by_binlog_offset() {
-        let bronze = df![
-            "id" => [1i64, 1],
-            "_ab_cdc_cursor" => [None, Some((3i64 << 32) | 900)],
-            "_ab_cdc_log_file" => ["mysql-bin.000003", "mysql-bin.000003"],
-            "_ab_cdc_log_pos" => [4i64, 900],
-            "_airbyte_raw_id" => ["r1", "r2"],
+    fn bronze(updated: &[Option<&str>], cursor: &[Option<i64>]) -> DataFrame {
+        let n = updated.len() as i64;
+        df![
+            "id" => vec![1i64; updated.len()],
+            CDC_CURSOR => cursor.to_vec(),
+            CDC_LOG_FILE => vec!["mysql-bin.000003"; updated.len()],
+            CDC_LOG_POS => (0..n).map(|i| 4 + i).collect::<Vec<_>>(),
+            CDC_UPDATED_AT => updated.to_vec(),
+            CDC_DELETED_AT => vec![None::<&str>; updated.len()],
+            RAW_ID => (0..n).map(|i| format!("r{i}")).collect::<Vec<_>>(),
+            INGEST_VERSION => vec![1i64; updated.len()],
+            INGEST_ROW => (0..n).collect::<Vec<_>>(),
         ]
-        .unwrap();
-        let prepared = prepare(&bronze, &["id"]).unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn text_change_times_are_parsed_and_unreadable_ones_quarantined() {
+        let rows = bronze(&[Some("2024-08-03T05:53:50Z"), Some("not a time"), None], &[None, None, None]);
+        let mut epochs = EpochState::default();
+        let prepared = prepare(&rows, &["id"], &mut epochs).unwrap();
+        let updated: Vec<Option<i64>> = prepared.column(UPDATED).unwrap().i64().unwrap().iter().collect();
+        assert_eq!(updated, [Some(1_722_664_430_000_000), None, None]);
+        let (_, bad) = latest_valid(&prepared, "id", &[], &[]).unwrap();
+        assert_eq!(bad.column(RULE).unwrap().str().unwrap().iter().collect::<Vec<_>>(), [Some(UNREADABLE_TIME)]);
         let pos: Vec<_> = prepared.column(POSITION).unwrap().i64().unwrap().iter().flatten().collect();
-        assert_eq!(pos, [(3 << 32) | 4, (3 << 32) | 900]);
+        assert_eq!(pos, [(3 << 32) | 4, (3 << 32) | 5, (3 << 32) | 6], "snapshot rows order by binlog offset");
+    }
+
+    #[test]
+    fn epochs_continue_from_the_state_they_are_given() {
+        let java = 1_700_000_000i64 * 100_000_000;
+        let rows = bronze(&[None, None], &[Some(java + 1), Some(java + 2)]);
+        let mut epochs = EpochState::default();
+        prepare(&rows, &["id"], &mut epochs).unwrap();
+        let upgraded = bronze(&[None, None], &[Some((3 << 32) | 10), None]);
+        let prepared = prepare(&upgraded, &["id"], &mut epochs).unwrap();
+        let epoch: Vec<_> = prepared.column(EPOCH).unwrap().i64().unwrap().iter().flatten().collect();
+        assert_eq!(epoch, [2, 2], "the Kotlin rows after the Java ones start epoch 2");
     }
 }

@@ -54,6 +54,20 @@ pub enum LakehouseError {
     /// A read task panicked or was cancelled (a bug, or the runtime shutting down).
     #[error("a read task failed: {0}")]
     Task(String),
+    /// Another run holds the layer's lease (two runs must never interleave their commits).
+    #[error("another run is writing this layer (lease {lease}, held until {until_ms} ms since the epoch); wait for it to finish, or for its lease to expire if it crashed")]
+    Busy {
+        /// The lease table.
+        lease: String,
+        /// When the other run's lease expires.
+        until_ms: i64,
+    },
+    /// This run's lease expired and another run took it: this run stopped before writing more.
+    #[error("the lease {lease} was taken by another run after this one's expired; nothing more was written, rerun when the other run is done")]
+    LeaseLost {
+        /// The lease table.
+        lease: String,
+    },
     /// Arrow conversion failed.
     #[error("arrow conversion: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
@@ -61,8 +75,8 @@ pub enum LakehouseError {
 
 impl LakehouseError {
     /// Every value of [`LakehouseError::kind`], so that metrics can report 0 for the others.
-    pub const KINDS: [&'static str; 9] =
-        ["missing_input", "schema", "storage", "compute", "config", "interrupted", "postgres", "output", "internal"];
+    pub const KINDS: [&'static str; 10] =
+        ["missing_input", "schema", "storage", "compute", "config", "interrupted", "postgres", "output", "internal", "busy"];
 
     /// A short, bounded name of the error's kind (the `error_type` label of metrics).
     pub fn kind(&self) -> &'static str {
@@ -76,6 +90,7 @@ impl LakehouseError {
             LakehouseError::Postgres(_) => "postgres",
             LakehouseError::Output(_) => "output",
             LakehouseError::Task(_) => "internal",
+            LakehouseError::Busy { .. } | LakehouseError::LeaseLost { .. } => "busy",
         }
     }
 

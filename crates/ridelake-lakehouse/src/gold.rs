@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::io::{self, DataFile, WriteMode};
 use crate::layout::LakeLayout;
+use crate::lease::Lease;
 
 /// `txn` app id of gold tables (version = silver rides version).
 pub const GOLD_MARKER: &str = "ridelake.gold/silver.rides";
@@ -49,7 +50,7 @@ pub const GOLD_KEYS: [(&str, &[&str]); 6] = [
 pub fn column_doc(column: &str) -> Option<&'static str> {
     Some(match column {
         "year" | "month" | "day" => "calendar part of the ride's requested_at (UTC)",
-        "city" => "city nearest to the pickup point (within 60 km), or 'other'",
+        "city" => "city nearest to the pickup point (within 60 km), 'other' when none is, 'unknown' without a pickup point",
         "driver_id" => "the driver's user id",
         "customer_id" => "the customer's user id",
         "requested" => "rides requested",
@@ -90,16 +91,22 @@ pub struct GoldReport {
     pub written: Vec<io::Written>,
 }
 
+/// The city of a ride whose pickup point is farther than 60 km from every known city.
+pub const OTHER_CITY: &str = "other";
+/// The city of a ride without a pickup point (a key column is never null: PostgreSQL and
+/// Power BI need it).
+pub const UNKNOWN_CITY: &str = "unknown";
+
 fn with_city(rides: DataFrame) -> Result<DataFrame> {
     let lat = rides.column("pickup_lat").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
     let lon = rides.column("pickup_lon").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
     let (lat, lon) = (lat.f64().step("reading pickup")?, lon.f64().step("reading pickup")?);
-    let cities: Vec<Option<&str>> = lat
+    let cities: Vec<&str> = lat
         .iter()
         .zip(lon.iter())
         .map(|(a, b)| match (a, b) {
-            (Some(a), Some(b)) => Some(ridelake_core::cities::nearest_city(a, b).unwrap_or("other")),
-            _ => None,
+            (Some(a), Some(b)) => ridelake_core::cities::nearest_city(a, b).unwrap_or(OTHER_CITY),
+            _ => UNKNOWN_CITY,
         })
         .collect();
     let mut rides = rides;
@@ -188,8 +195,17 @@ fn monthly(kpis: LazyFrame) -> LazyFrame {
         .sort(["year", "month"], Default::default())
 }
 
-/// Builds (or brings up to date) the gold tables from silver rides.
+/// Builds (or brings up to date) the gold tables from silver rides. Holds the gold lease for the
+/// whole run (two gold runs never interleave).
 pub async fn build_gold(layout: &LakeLayout) -> Result<GoldReport> {
+    let options = layout.storage_options();
+    let lease = Lease::acquire(&layout.gold("_lease")?, &options, &crate::lease::holder("gold"), crate::lease::ttl_from_env()).await?;
+    let result = gold_run(layout).await;
+    lease.release().await;
+    result
+}
+
+async fn gold_run(layout: &LakeLayout) -> Result<GoldReport> {
     let options = layout.storage_options();
     let mut report = GoldReport::default();
     let rides_url = layout.silver("rides")?;
@@ -215,11 +231,18 @@ pub async fn build_gold(layout: &LakeLayout) -> Result<GoldReport> {
     let current = io::files(&rides)?;
     let days: BTreeSet<(i32, i32, i32)> = match marker {
         None => current.iter().filter_map(DataFile::day).collect(),
-        Some(m) => {
-            let before = io::files(&io::open_version(&rides_url, &options, m as u64).await?)?;
-            let (a, b): (BTreeSet<_>, BTreeSet<_>) = (before.into_iter().collect(), current.iter().cloned().collect());
-            a.symmetric_difference(&b).filter_map(DataFile::day).collect()
-        }
+        Some(m) => match io::open_version(&rides_url, &options, m as u64).await {
+            Ok(before) => {
+                let (a, b): (BTreeSet<_>, BTreeSet<_>) = (io::files(&before)?.into_iter().collect(), current.iter().cloned().collect());
+                a.symmetric_difference(&b).filter_map(DataFile::day).collect()
+            }
+            // Silver's log no longer has that version (gold fell behind its log retention):
+            // recompute every day.
+            Err(_) => {
+                marker = None;
+                current.iter().filter_map(DataFile::day).collect()
+            }
+        },
     };
     report.days_recomputed = days.len() as u64;
     let files: Vec<DataFile> = current.iter().filter(|f| f.day().is_some_and(|p| days.contains(&p))).cloned().collect();

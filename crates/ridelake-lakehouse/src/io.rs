@@ -380,8 +380,32 @@ pub async fn write(
         }
         builder.await.map_err(|e| LakehouseError::delta(url, e))?
     };
+    if exists && matches!(mode, WriteMode::Overwrite) && !same_columns(&arrow_schema(&table)?, df) {
+        // A rebuild by a newer ridelake may change the columns: replace the schema with the data.
+        let batches = df_to_record_batches(df).step("preparing the write")?;
+        let mut builder = table
+            .write(batches)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+            .with_commit_properties(commit_properties(markers, metadata));
+        if !partition_by.is_empty() {
+            builder = builder.with_partition_columns(partition_by.iter().map(|s| s.to_string()));
+        }
+        let table = builder.await.map_err(|e| LakehouseError::delta(url, e))?;
+        let version = table.version().unwrap_or_default() as i64;
+        return Ok(Written { table: name.to_owned(), url: url.to_string(), description: description.to_owned(), rows: df.height() as u64, version });
+    }
     let version = commit_files(&table, url, df, &mode, markers, metadata).await?;
     Ok(Written { table: name.to_owned(), url: url.to_string(), description: description.to_owned(), rows: df.height() as u64, version })
+}
+
+/// Whether the table's columns are `df`'s (by name, in any order).
+fn same_columns(schema: &SchemaRef, df: &DataFrame) -> bool {
+    let mut table: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut frame: Vec<&str> = df.get_column_names().into_iter().map(|n| n.as_str()).collect();
+    table.sort_unstable();
+    frame.sort_unstable();
+    table == frame
 }
 
 /// Rows from which a partitioned write is split across the cores.

@@ -1,10 +1,14 @@
 //! Silver and gold layers of the ridelake lakehouse, in pure Rust on Polars and delta-rs.
 //!
-//! [`silver`] applies bronze CDC to `users` and `rides` exactly once per bronze version;
-//! [`gold`] aggregates silver for reports and ML; [`report`] summarizes the lake and renders it as
-//! an HTML page; [`publish`] copies gold to PostgreSQL (for Power BI) and [`features`] writes
-//! per-driver and per-customer ML features as Parquet. [`layout`] names the tables, [`io`] reads and
-//! writes them, [`arrow_bridge`] moves data between delta-rs and Polars. The Python package
+//! The data's way through silver: [`increment`] reads what bronze added since silver's markers
+//! (or all of it, when a rebuild is needed), in the order bronze received it; [`cdc`] prepares
+//! the changes, checks the rules and picks the latest per key by [`order`], the one total order
+//! of changes; [`silver`] folds them into the published state, checks integrity between rides
+//! and users, and writes; [`io`] reads and commits Delta tables; [`lease`] keeps two runs of a
+//! layer from interleaving. [`gold`] aggregates silver for reports and ML; [`report`] summarizes
+//! the lake and renders it as an HTML page; [`publish`] copies gold to PostgreSQL (for Power BI)
+//! and [`features`] writes per-driver and per-customer ML features as Parquet. [`layout`] names
+//! the tables, [`arrow_bridge`] moves data between delta-rs and Polars. The Python package
 //! `ridelake` (pylib) is a thin wrapper over this crate. [`observe`] runs the builders as observed
 //! jobs: Prometheus metrics (named in [`metrics`]) and OpenLineage events.
 #![warn(missing_docs)]
@@ -14,10 +18,13 @@ pub mod cdc;
 pub mod error;
 pub mod features;
 pub mod gold;
+pub mod increment;
 pub mod io;
+pub mod lease;
 pub mod layout;
 pub mod metrics;
 pub mod observe;
+pub mod order;
 pub mod publish;
 pub mod report;
 pub mod silver;

@@ -14,7 +14,7 @@ use ridelake_core::metrics::{MetricSet, newest_in_table};
 pub use ridelake_core::observability::Observability;
 use url::Url;
 
-use crate::cdc::UPDATED;
+use crate::order::UPDATED;
 use crate::error::Result;
 use crate::gold::{self, GoldReport};
 use crate::io::{self, Written};

@@ -50,9 +50,24 @@ pub struct PublishedTable {
     pub rows_written: u64,
 }
 
+/// A PostgreSQL error with what we were doing, the server's message, and where it happened (the
+/// table and COPY line, the constraint), never the row's values (the server's `detail` may hold
+/// them, so it is left out).
 fn pg_error(context: &str) -> impl Fn(tokio_postgres::Error) -> LakehouseError + '_ {
     move |e| {
-        let detail = e.as_db_error().map(|db| db.message().to_owned()).unwrap_or_else(|| e.to_string());
+        let detail = match e.as_db_error() {
+            Some(db) => {
+                let mut detail = db.message().to_owned();
+                if let Some(place) = db.where_() {
+                    detail.push_str(&format!(" (at {place})"));
+                }
+                if let Some(constraint) = db.constraint() {
+                    detail.push_str(&format!(" (constraint {constraint})"));
+                }
+                detail
+            }
+            None => e.to_string(),
+        };
         LakehouseError::Postgres(format!("{context}: {detail}"))
     }
 }
@@ -264,13 +279,13 @@ async fn copy_rows(tx: &Transaction<'_>, target: &str, rows: &DataFrame) -> Resu
     let sink = tx
         .copy_in(&format!("COPY {target} ({}) FROM STDIN (FORMAT binary)", names.join(", ")))
         .await
-        .map_err(pg_error("starting COPY"))?;
+        .map_err(|e| pg_error(&format!("starting COPY into {target}"))(e))?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
     let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(columns.len());
     for i in 0..rows.height() {
         row.clear();
         row.extend(columns.iter().map(|c| c.get(i)));
-        writer.as_mut().write(&row).await.map_err(pg_error("copying rows"))?;
+        writer.as_mut().write(&row).await.map_err(|e| pg_error(&format!("copying row {} into {target}", i + 1))(e))?;
     }
-    writer.as_mut().finish().await.map_err(pg_error("finishing COPY"))
+    writer.as_mut().finish().await.map_err(|e| pg_error(&format!("copying rows into {target} (COPY line = row number)"))(e))
 }

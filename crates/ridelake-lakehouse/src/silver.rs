@@ -2,35 +2,51 @@
 //!
 //! Tables (under `<root>/silver/`):
 //! - `users`: one row per user; a deleted user stays with `is_deleted = true`, so that no ride
-//!   loses its user. Partitioned by `created_at` (year/month/day).
+//!   loses its user (the rides of a deleted user stay published). Partitioned by `created_at`
+//!   (year/month/day).
 //! - `rides`: one row per ride whose latest valid change is not a delete and whose customer is a
 //!   registered `customer` and whose driver (once set) is a registered `driver`. Partitioned by
 //!   `requested_at` (year/month/day).
 //! - `rides_pending`: rides whose latest change waits for its users, with the reason; re-checked
-//!   at every run and released into `rides` when the users arrive.
-//! - `rides_deleted`: tombstones, so that a late duplicate can never bring a deleted ride back.
+//!   at every run and released into `rides` when the users arrive. A user whose type changes
+//!   re-checks that user's published rides in the same run: they move to pending when they no
+//!   longer qualify.
+//! - `rides_deleted`: tombstones (a ride whose latest change is a delete), so that a late older
+//!   change can never bring a deleted ride back; a ride inserted again leaves it.
 //! - `quarantine`: every change that broke a rule, with the rule and its bronze `_airbyte_raw_id`.
 //!
-//! Incremental: a run reads only the needed columns of the bronze files added since its marker,
-//! finds the published rides of the changed keys through the files' `id` statistics and `id`
-//! column (never the whole table), and rewrites only the partitions whose rows changed.
+//! Every ride key is in exactly one of `rides`, `rides_pending`, `rides_deleted`, or only in
+//! `quarantine`; and silver is a function of bronze: whatever the cut points between runs (and
+//! crashes), it equals one rebuild from all of bronze. Which change of a key is the latest is
+//! decided by [`crate::order`] alone.
 //!
-//! Exactly once: each silver table's commit carries a `txn` marker with the bronze version it
-//! reflects; a run reads only the bronze files added since. The `rides` commit is the run's
-//! commit point: `rides_pending` and `rides_deleted` are written before it and, when a run died
-//! between the two, read back as of the version whose marker matches `rides`'s. Running twice is a
-//! no-op; a run killed midway and rerun gives the same tables.
+//! The data's way: [`crate::increment`] reads what bronze added since the markers (or all of
+//! it, when a rebuild is needed); [`crate::cdc`] prepares, checks and orders the changes; this
+//! module folds them into the published state, checks integrity and writes; [`crate::io`] writes
+//! and commits.
+//!
+//! Exactly once: each silver table's commit carries `txn` markers with the bronze version it
+//! reflects, the bronze table's identity and the epoch state of the order. The `rides` commit is
+//! the run's commit point, and records the `users` version its integrity was checked against:
+//! `rides_pending` and `rides_deleted` are written before it and, when a run died between the
+//! two, read back as of the version whose marker matches `rides`'s; a run that died between the
+//! `users` and `rides` commits is followed by a rebuild. Running twice is a no-op; a run killed
+//! midway and rerun gives the same tables. A lease ([`crate::lease`]) keeps two runs from
+//! interleaving.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use deltalake::DeltaTable;
 use polars::prelude::*;
 use url::Url;
 
-use crate::cdc::{self, DELETED, EXTRACTED, ORDER, POSITION, RULE, UPDATED};
+use crate::cdc::{self, DELETED, EXTRACTED, RULE};
 use crate::error::{LakehouseError, PolarsContext, Result};
+use crate::increment::{self, BronzeIncrement, Rebuild};
 use crate::io::{self, DataFile, WriteMode};
 use crate::layout::LakeLayout;
+use crate::lease::{self, Lease};
+use crate::order::{self, EpochState, INGEST_ROW, INGEST_VERSION, ORDER, UPDATED};
 
 const USER_COLUMNS: [&str; 8] = ["id", "type", "name", "email", "phone", "city", "created_at", "updated_at"];
 const RIDE_COLUMNS: [&str; 22] = [
@@ -65,10 +81,14 @@ pub fn column_doc(table: &str, column: &str) -> Option<&'static str> {
         (_, "rule") => "the rule the change broke",
         (_, "table") => "users or rides",
         (_, "_airbyte_raw_id") => "the bronze row of the change (_airbyte_raw_id)",
-        (_, "bronze_version") => "bronze version the change was read from",
+        (_, "bronze_version") => "bronze version that added the change",
         (_, "_cdc_deleted") => "the change is a delete",
-        (_, "_cdc_position") => "source change position of the row's latest change (binlog file number << 32 | offset)",
-        (_, "_cdc_updated_at") => "time of the row's latest change in the source (microseconds since the epoch)",
+        (_, "_cdc_generation") => "change order 1: bronze generation (_airbyte_generation_id) of the row's latest change",
+        (_, "_cdc_epoch") => "change order 2: epoch of the source position (a source-mysql upgrade or a binlog restart starts a new one)",
+        (_, "_cdc_position") => "change order 3: source position within the epoch (_ab_cdc_cursor, or binlog file number << 32 | offset)",
+        (_, "_cdc_updated_at") => "change order 4: time of the row's latest change in the source (microseconds since the epoch)",
+        (_, "_cdc_bronze_version") => "change order 5: bronze version that added the row's latest change",
+        (_, "_cdc_bronze_row") => "change order 6: place of the change among the rows of that bronze version",
         (_, "_cdc_extracted_at") => "when Airbyte extracted the row's latest change (microseconds since the epoch)",
         _ => return None,
     })
@@ -78,6 +98,13 @@ pub fn column_doc(table: &str, column: &str) -> Option<&'static str> {
 pub const USERS_MARKER: &str = "ridelake.silver.users/bronze.users";
 /// `txn` app id of silver rides and its companions (version = bronze rides version).
 pub const RIDES_MARKER: &str = "ridelake.silver.rides/bronze.rides";
+/// `txn` app id on silver rides: the silver users version its integrity was checked against.
+pub const RIDES_USERS_MARKER: &str = "ridelake.silver.rides/silver.users";
+
+/// The `txn` app id that keeps the identity of the bronze table next to its marker `app_id`.
+fn table_marker(app_id: &str) -> String {
+    format!("{app_id}#table")
+}
 
 /// What a silver run did.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -86,6 +113,8 @@ pub struct SilverReport {
     pub users_versions: (Option<i64>, i64),
     /// Bronze rides versions processed.
     pub rides_versions: (Option<i64>, i64),
+    /// Why this run rebuilt silver from all of bronze, if it did.
+    pub rebuild: Option<String>,
     /// Bronze rows read (users + rides).
     pub rows_read: u64,
     /// Bronze users rows read.
@@ -96,10 +125,14 @@ pub struct SilverReport {
     pub users_upserted: u64,
     /// Users marked deleted by this run.
     pub users_deleted: u64,
+    /// Users whose type changed (their published rides were checked again).
+    pub users_retyped: u64,
     /// Rides inserted or updated in `rides`.
     pub rides_upserted: u64,
     /// Rides deleted by this run.
     pub rides_deleted: u64,
+    /// Published rides that moved back to pending (their user's type changed).
+    pub rides_withdrawn: u64,
     /// Changes quarantined by this run.
     pub quarantined: u64,
     /// Users changes quarantined by this run.
@@ -139,59 +172,53 @@ pub struct SilverOptions {
     /// For failure tests: stop with [`LakehouseError::Interrupted`] before the table write number
     /// `n + 1`, exactly as a crash at that point would.
     pub fail_after_writes: Option<usize>,
+    /// How long the run's lease lasts between renewals (default [`lease::ttl_from_env`]).
+    pub lease_ttl: Option<std::time::Duration>,
 }
 
-/// Counts table writes and stops the run where a failure test asks.
-struct WriteGuard {
+/// Before each table write: renews the lease and stops the run where a failure test asks.
+struct WriteGuard<'a> {
     done: usize,
     limit: Option<usize>,
+    lease: &'a mut Lease,
 }
 
-impl WriteGuard {
-    fn next(&mut self) -> Result<()> {
+impl WriteGuard<'_> {
+    async fn next(&mut self) -> Result<()> {
         if self.limit.is_some_and(|limit| self.done >= limit) {
             return Err(LakehouseError::Interrupted(self.done));
         }
+        self.lease.renew().await?;
         self.done += 1;
         Ok(())
     }
 }
 
-/// Which bronze rows a run must process.
-struct BronzeIncrement {
-    table: DeltaTable,
-    after: Option<i64>,
-    upto: i64,
-    files: Vec<DataFile>,
-    /// Files were removed since the marker (bronze was overwritten): rebuild from scratch.
-    rebuild: bool,
+/// What a silver table remembers of its input: its bronze marker, the bronze table's identity
+/// and the epoch state of the change order at the marker.
+struct Remembered {
+    table: Option<DeltaTable>,
+    marker: Option<i64>,
+    bronze_id: Option<i64>,
+    epochs: EpochState,
 }
 
-async fn increment(url: &Url, options: &HashMap<String, String>, marker: Option<i64>) -> Result<BronzeIncrement> {
-    let table = io::open(url, options).await?.ok_or_else(|| LakehouseError::MissingBronze(url.to_string()))?;
-    let upto = table.version().unwrap_or_default() as i64;
-    let now = io::files(&table)?;
-    let (files, rebuild) = match marker {
-        Some(m) if m >= upto => (Vec::new(), false),
-        Some(m) => {
-            let before: HashSet<String> = io::files(&io::open_version(url, options, m as u64).await?)?.into_iter().map(|f| f.path).collect();
-            let current: HashSet<&str> = now.iter().map(|f| f.path.as_str()).collect();
-            if before.iter().all(|p| current.contains(p.as_str())) {
-                (now.into_iter().filter(|f| !before.contains(&f.path)).collect(), false)
-            } else {
-                (now, true)
-            }
-        }
-        None => (now, false),
-    };
-    Ok(BronzeIncrement { table, after: marker, upto, files, rebuild })
+async fn remembered(url: &Url, options: &HashMap<String, String>, app_id: &str) -> Result<Remembered> {
+    let (table, marker) = io::open_with_marker(url, options, app_id).await?;
+    let (mut bronze_id, mut epochs) = (None, EpochState::default());
+    if let Some(t) = &table {
+        bronze_id = io::marker(t, &table_marker(app_id)).await?;
+        let [epoch, scale, max_file] = EpochState::default().markers(app_id).map(|(id, _)| id);
+        epochs = EpochState::from_markers(io::marker(t, &epoch).await?, io::marker(t, &scale).await?, io::marker(t, &max_file).await?);
+    }
+    Ok(Remembered { table, marker, bronze_id, epochs })
 }
 
-/// The new bronze rows of an increment, with only the columns silver uses.
-async fn read_changes(increment: &BronzeIncrement, fields: &[&str]) -> Result<DataFrame> {
-    let wanted: Vec<&str> = fields.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().collect();
-    let present = io::present_columns(&increment.table, &wanted)?;
-    io::read_columns(&increment.table, &increment.files, Some(&present)).await
+/// The markers a silver table's commit carries for its bronze input.
+fn input_markers(app_id: &str, increment: &BronzeIncrement, epochs: &EpochState) -> Vec<(String, i64)> {
+    let mut markers = vec![(app_id.to_owned(), increment.upto), (table_marker(app_id), increment.table_id)];
+    markers.extend(epochs.markers(app_id));
+    markers
 }
 
 /// The files among `files` that hold one of the keys in `keys` (column `id`): the files' `id`
@@ -216,6 +243,20 @@ async fn files_holding(table: &DeltaTable, files: &[DataFile], keys: &DataFrame)
     let mut indexes: Vec<i64> = hits.column("_file").step("finding changed rides")?.i64().step("finding changed rides")?.iter().flatten().collect();
     indexes.sort_unstable();
     Ok(indexes.into_iter().filter_map(|i| candidates.get(i as usize).cloned()).collect())
+}
+
+/// The ids of published rides whose customer or driver is one of `users` (column `id`): reads
+/// only the three id columns of the published files.
+async fn rides_of_users(table: &DeltaTable, files: &[DataFile], users: &DataFrame) -> Result<DataFrame> {
+    let step = "finding the rides of retyped users";
+    let links = io::read_columns(table, files, Some(&["id", "customer_id", "driver_id"])).await?;
+    let users = lit(users.column("id").step(step)?.as_materialized_series().clone()).implode(false);
+    links
+        .lazy()
+        .filter(col("customer_id").is_in(users.clone(), false).or(col("driver_id").is_in(users, false)))
+        .select([col("id")])
+        .collect()
+        .step(step)
 }
 
 /// The latest version of the table at `url` whose marker `app_id` is at most `max` (time travel),
@@ -275,21 +316,11 @@ fn count(frame: &DataFrame) -> u64 {
     frame.height() as u64
 }
 
-fn quarantine_rows(bad: &DataFrame, table: &str, bronze_version: i64) -> Result<DataFrame> {
-    bad.clone()
-        .lazy()
-        .select([
-            lit(table).alias("table"),
-            col("id"),
-            col(RULE),
-            col("_airbyte_raw_id"),
-            col(POSITION),
-            col(UPDATED),
-            col(DELETED),
-            lit(bronze_version).alias("bronze_version"),
-        ])
-        .collect()
-        .step("building quarantine rows")
+fn quarantine_rows(bad: &DataFrame, table: &str) -> Result<DataFrame> {
+    let mut columns = vec![lit(table).alias("table"), col("id"), col(RULE), col("_airbyte_raw_id")];
+    columns.extend(ORDER.iter().map(|c| col(*c)));
+    columns.extend([col(DELETED), col(INGEST_VERSION).alias("bronze_version")]);
+    bad.clone().lazy().select(columns).collect().step("building quarantine rows")
 }
 
 /// How far silver is behind one bronze stream.
@@ -343,33 +374,74 @@ pub async fn build_silver(layout: &LakeLayout) -> Result<SilverReport> {
     build_silver_with(layout, &SilverOptions::default()).await
 }
 
-/// [`build_silver`] with options.
+/// [`build_silver`] with options. Holds the silver lease for the whole run.
 pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Result<SilverReport> {
-    let mut guard = WriteGuard { done: 0, limit: run.fail_after_writes };
+    let options = layout.storage_options();
+    let ttl = run.lease_ttl.unwrap_or_else(lease::ttl_from_env);
+    let mut lease = Lease::acquire(&layout.silver("_lease")?, &options, &lease::holder("silver"), ttl).await?;
+    let result = silver_run(layout, run, &mut lease).await;
+    lease.release().await;
+    result
+}
+
+async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease) -> Result<SilverReport> {
+    let mut guard = WriteGuard { done: 0, limit: run.fail_after_writes, lease };
     let options = layout.storage_options();
     let mut report = SilverReport::default();
     let mut steps = Steps(std::time::Instant::now());
-
-    // ---- users -------------------------------------------------------------------------------
     let users_url = layout.silver("users")?;
-    let (silver_users, users_marker) = io::open_with_marker(&users_url, &options, USERS_MARKER).await?;
-    let bronze_users = increment(&layout.bronze("users")?, &options, users_marker).await?;
-    report.users_versions = (bronze_users.after, bronze_users.upto);
-
-    // ---- rides inputs (read before any write, so that a rerun sees the same) -----------------
     let rides_url = layout.silver("rides")?;
-    let (silver_rides, rides_marker) = io::open_with_marker(&rides_url, &options, RIDES_MARKER).await?;
-    let bronze_rides = increment(&layout.bronze("rides")?, &options, rides_marker).await?;
-    report.rides_versions = (bronze_rides.after, bronze_rides.upto);
-
-    let nothing_new = bronze_users.files.is_empty() && bronze_rides.files.is_empty();
     let pending_url = layout.silver("rides_pending")?;
     let deleted_url = layout.silver("rides_deleted")?;
     let quarantine_url = layout.silver("quarantine")?;
 
+    // ---- read: what bronze added since the markers, or all of it ---------------------------------
+    // (everything is read before any write, so that a rerun sees the same)
+    let users_known = remembered(&users_url, &options, USERS_MARKER).await?;
+    let rides_known = remembered(&rides_url, &options, RIDES_MARKER).await?;
+    let (bronze_users_url, bronze_rides_url) = (layout.bronze("users")?, layout.bronze("rides")?);
+    let mut bronze_users = increment::increment(&bronze_users_url, &options, users_known.marker, users_known.bronze_id).await?;
+    let mut bronze_rides = increment::increment(&bronze_rides_url, &options, rides_known.marker, rides_known.bronze_id).await?;
+    // Rides record the users version their integrity was checked against; any other means a run
+    // stopped between the two commits (or silver predates these markers): rebuild.
+    let users_version = users_known.table.as_ref().and_then(|t| t.version()).map(|v| v as i64);
+    let rides_checked_against = match &rides_known.table {
+        Some(t) => io::marker(t, RIDES_USERS_MARKER).await?,
+        None => None,
+    };
+    let interrupted = rides_known.table.is_some() && rides_checked_against != users_version;
+    if interrupted || bronze_users.rebuild.is_some() || bronze_rides.rebuild.is_some() {
+        let reason = |own: &Option<Rebuild>| if interrupted { Rebuild::Interrupted } else { own.clone().unwrap_or(Rebuild::WithOtherStream) };
+        let (users_reason, rides_reason) = (reason(&bronze_users.rebuild), reason(&bronze_rides.rebuild));
+        if bronze_users.rebuild.is_none() {
+            bronze_users = increment::increment(&bronze_users_url, &options, None, None).await?;
+        }
+        if bronze_rides.rebuild.is_none() {
+            bronze_rides = increment::increment(&bronze_rides_url, &options, None, None).await?;
+        }
+        bronze_users.rebuild = Some(users_reason);
+        bronze_rides.rebuild = Some(rides_reason);
+    }
+    let rebuild = bronze_rides.rebuild.is_some();
+    report.rebuild = bronze_rides.rebuild.as_ref().or(bronze_users.rebuild.as_ref()).map(|r| match (&bronze_users.rebuild, &bronze_rides.rebuild) {
+        (Some(u), Some(r)) if u != r => format!("users: {}; rides: {}", u.describe(), r.describe()),
+        _ => r.describe(),
+    });
+    report.users_versions = (bronze_users.after, bronze_users.upto);
+    report.rides_versions = (bronze_rides.after, bronze_rides.upto);
+    let up_to_date = |b: &BronzeIncrement| b.files.is_empty() && b.after == Some(b.upto);
+    if !rebuild && up_to_date(&bronze_users) && up_to_date(&bronze_rides) {
+        report.noop = true;
+        return Ok(report);
+    }
+    let (mut users_epochs, mut rides_epochs) = if rebuild { Default::default() } else { (users_known.epochs, rides_known.epochs) };
+    let silver_users = users_known.table.filter(|_| !rebuild);
+    let silver_rides = rides_known.table.filter(|_| !rebuild);
     steps.lap(&mut report, "open tables");
-    // ---- users: apply --------------------------------------------------------------------------
-    let user_changes = cdc::prepare(&read_changes(&bronze_users, &USER_COLUMNS).await?, &USER_COLUMNS)?;
+
+    // ---- users: decide -------------------------------------------------------------------------
+    let wanted = |fields: &[&'static str]| -> Vec<&'static str> { fields.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().chain([INGEST_VERSION, INGEST_ROW]).collect() };
+    let user_changes = cdc::prepare(&increment::read(&bronze_users, &wanted(&USER_COLUMNS)).await?, &USER_COLUMNS, &mut users_epochs)?;
     report.users_read = count(&user_changes);
     report.rows_read += report.users_read;
     let user_rules = [
@@ -381,9 +453,9 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     let (latest_users, bad_users) = cdc::latest_valid(&user_changes, "id", &user_rules, &user_delete_rules)?;
     drop(user_changes);
     steps.lap(&mut report, "users: read and choose changes");
-    let existing_users = match (&silver_users, bronze_users.rebuild) {
-        (Some(t), false) => io::read_all(t).await?,
-        _ => DataFrame::empty(),
+    let existing_users = match &silver_users {
+        Some(t) => io::read_all(t).await?,
+        None => DataFrame::empty(),
     };
     let users_state = if existing_users.height() > 0 { existing_users.clone().lazy() } else { empty_state() };
     let newer_users = cdc::newer_than(latest_users.lazy(), users_state.clone().select(state_columns()), "id")
@@ -394,25 +466,37 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         .step("applying user changes")?;
     report.users_upserted = count(&newer_users);
     report.users_deleted = count(&newer_users.clone().lazy().filter(col("is_deleted")).collect().step("counting deletes")?);
-    let all_users = if existing_users.height() > 0 {
-        concat(
+    let (all_users, retyped) = if existing_users.height() > 0 {
+        let all = concat(
             [cdc::with_keys(existing_users.clone().lazy(), newer_users.clone().lazy(), "id", false).select(user_output_columns()), newer_users.clone().lazy()],
             UnionArgs::default(),
         )
         .step("merging users")?
         .collect()
-        .step("merging users")?
+        .step("merging users")?;
+        // Users whose type changed: their published rides are checked again.
+        let retyped = newer_users
+            .clone()
+            .lazy()
+            .select([col("id"), col("type")])
+            .join(existing_users.clone().lazy().select([col("id"), col("type").alias("type_before")]), [col("id")], [col("id")], JoinArgs::new(JoinType::Inner))
+            .filter(col("type").neq_missing(col("type_before")))
+            .select([col("id")])
+            .collect()
+            .step("finding retyped users")?;
+        (all, retyped)
     } else {
-        newer_users.clone()
+        (newer_users.clone(), DataFrame::empty())
     };
+    report.users_retyped = count(&retyped);
     let mut touched_users = partitions_of(&newer_users)?;
     if existing_users.height() > 0 {
         touched_users.extend(partitions_of(&cdc::with_keys(existing_users.lazy(), newer_users.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
     }
-
     steps.lap(&mut report, "users: apply");
-    // ---- rides: apply --------------------------------------------------------------------------
-    let ride_changes = cdc::prepare(&read_changes(&bronze_rides, &RIDE_COLUMNS).await?, &RIDE_COLUMNS)?;
+
+    // ---- rides: decide -------------------------------------------------------------------------
+    let ride_changes = cdc::prepare(&increment::read(&bronze_rides, &wanted(&RIDE_COLUMNS)).await?, &RIDE_COLUMNS, &mut rides_epochs)?;
     report.rides_read = count(&ride_changes);
     report.rows_read += report.rides_read;
     let statuses = lit(Series::new("s".into(), RIDE_STATUSES)).implode(false);
@@ -427,8 +511,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     drop(ride_changes);
 
     steps.lap(&mut report, "rides: choose changes");
-    let rebuild_rides = bronze_rides.rebuild || bronze_users.rebuild;
-    let companions_marker = if rebuild_rides { None } else { rides_marker };
+    let companions_marker = if rebuild { None } else { rides_known.marker };
     let pending_before = match as_of_marker(&pending_url, &options, RIDES_MARKER, companions_marker).await? {
         Some(t) => io::read_all(&t).await?,
         None => DataFrame::empty(),
@@ -437,19 +520,32 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         Some(t) => io::read_all(&t).await?,
         None => DataFrame::empty(),
     };
-    let ride_files = match (&silver_rides, rebuild_rides) {
-        (Some(t), false) => io::files(t)?,
-        _ => Vec::new(),
+    let ride_files = match &silver_rides {
+        Some(t) => io::files(t)?,
+        None => Vec::new(),
     };
-    // Every row of the partitions holding a published version of a changed key: their state
+    // Published rides to look at: those with a new change, and those of retyped users.
+    let retyped_rides = match (&silver_rides, retyped.height() > 0) {
+        (Some(t), true) => rides_of_users(t, &ride_files, &retyped).await?,
+        _ => DataFrame::empty(),
+    };
+    let looked_at = if retyped_rides.height() > 0 {
+        concat([latest_rides.clone().lazy().select([col("id")]), retyped_rides.clone().lazy()], UnionArgs::default())
+            .step("collecting changed rides")?
+            .collect()
+            .step("collecting changed rides")?
+    } else {
+        latest_rides.select(["id"]).step("reading changed keys")?
+    };
+    // Every row of the partitions holding a published version of a looked-at key: their state
     // decides which changes are newer, and they are what a rewrite of those partitions keeps.
-    let (published, published_days) = match (&silver_rides, rebuild_rides) {
-        (Some(t), false) => {
-            let holding = files_holding(t, &ride_files, &latest_rides.select(["id"]).step("reading changed keys")?).await?;
+    let (published, published_days) = match &silver_rides {
+        Some(t) => {
+            let holding = files_holding(t, &ride_files, &looked_at).await?;
             let days: BTreeSet<(i32, i32, i32)> = holding.iter().filter_map(DataFile::day).collect();
             (io::read_files(t, &files_in(&ride_files, &days)).await?, days)
         }
-        _ => (DataFrame::empty(), BTreeSet::new()),
+        None => (DataFrame::empty(), BTreeSet::new()),
     };
     steps.lap(&mut report, "rides: read published state");
     let mut known: Vec<LazyFrame> = Vec::new();
@@ -464,19 +560,30 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     let ride_candidates = newer_rides.clone().lazy().filter(col(DELETED).not()).collect().step("applying ride changes")?;
     report.rides_deleted = count(&ride_deletes);
 
-    // Pending rides not superseded by a newer change are checked again with the new candidates.
-    let still_pending = if pending_before.height() > 0 {
-        cdc::with_keys(pending_before.clone().lazy(), newer_rides.clone().lazy(), "id", false).select(ride_change_columns())
+    // Checked again with the new candidates: pending rides without a newer change, and the
+    // published rides of retyped users without one.
+    let mut to_check = vec![ride_candidates.clone().lazy().select(ride_change_columns())];
+    if pending_before.height() > 0 {
+        to_check.push(cdc::with_keys(pending_before.clone().lazy(), newer_rides.clone().lazy(), "id", false).select(ride_change_columns()));
+    }
+    let rechecked = if retyped_rides.height() > 0 && published.height() > 0 {
+        cdc::with_keys(cdc::with_keys(published.clone().lazy(), retyped_rides.clone().lazy(), "id", true), newer_rides.clone().lazy(), "id", false)
+            .select(ride_change_columns())
+            .collect()
+            .step("collecting rides to check")?
     } else {
-        ride_candidates.clone().lazy().select(ride_change_columns()).slice(0, 0)
+        DataFrame::empty()
     };
-    let to_check = concat([still_pending, ride_candidates.clone().lazy().select(ride_change_columns())], UnionArgs::default())
-        .step("collecting rides to check")?;
+    if rechecked.height() > 0 {
+        to_check.push(rechecked.clone().lazy());
+    }
+    let to_check = concat(to_check, UnionArgs::default()).step("collecting rides to check")?;
     // The checks are membership tests on the key columns: no join copies the wide rows, and the
     // rows keep their order.
     let ids_of = |kind: &str| -> Result<Expr> {
         let ids = all_users.clone().lazy().filter(col("type").eq(lit(kind))).select([col("id")]).collect().step("checking ride integrity")?;
-        Ok(lit(ids.column("id").step("checking ride integrity")?.as_materialized_series().clone()).implode(false))
+        let ids = ids.column("id").map(|c| c.as_materialized_series().clone()).unwrap_or_else(|_| Series::new_empty("id".into(), &DataType::Int64));
+        Ok(lit(ids).implode(false))
     };
     let (customers, drivers) = (ids_of("customer")?, ids_of("driver")?);
     let checked = to_check
@@ -499,6 +606,11 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     } else {
         0
     };
+    report.rides_withdrawn = if rechecked.height() > 0 {
+        count(&cdc::with_keys(waiting.clone().lazy(), rechecked.clone().lazy(), "id", true).collect().step("counting withdrawn rides")?)
+    } else {
+        0
+    };
     report.oldest_pending_us = waiting.column(UPDATED).ok().and_then(|c| c.as_materialized_series().i64().ok().and_then(|s| s.min()));
 
     // Published rides to remove or replace: deleted, now waiting, or replaced by a ready version.
@@ -513,35 +625,35 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
     if published.height() > 0 {
         touched_rides.extend(partitions_of(&cdc::with_keys(published.clone().lazy(), leaving.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
     }
+    // Tombstones: the rides whose latest change is a delete (a ride inserted again leaves).
     let deleted_after = {
-        let new_tombstones = ride_deletes.clone().lazy().select(tombstone_columns());
-        let frames = if deleted_before.height() > 0 {
-            vec![deleted_before.clone().lazy().select(tombstone_columns()), new_tombstones]
-        } else {
-            vec![new_tombstones]
-        };
-        cdc::latest(concat(frames, UnionArgs::default()).step("collecting tombstones")?, "id").collect().step("collecting tombstones")?
+        let mut frames = vec![ride_deletes.clone().lazy().select(tombstone_columns())];
+        if deleted_before.height() > 0 {
+            frames.push(deleted_before.clone().lazy().select(tombstone_columns()));
+        }
+        let all = order::latest(concat(frames, UnionArgs::default()).step("collecting tombstones")?, "id");
+        cdc::with_keys(all, ride_candidates.clone().lazy(), "id", false).sort(["id"], Default::default()).collect().step("collecting tombstones")?
     };
-
     steps.lap(&mut report, "rides: apply and check integrity");
-    if nothing_new && !rebuild_rides && report.released == 0 {
-        report.noop = true;
-        return Ok(report);
-    }
 
-    // ---- writes, commit point last ---------------------------------------------------------------
-    // 1. quarantine: append what is not there yet (keyed by bronze row).
+    // ---- write, commit point last ------------------------------------------------------------------
+    // 1. quarantine: what is not there yet (keyed by bronze row); a rebuild replaces it all.
     let mut bad = Vec::new();
     if bad_users.height() > 0 {
-        bad.push(quarantine_rows(&bad_users, "users", bronze_users.upto)?.lazy());
+        bad.push(quarantine_rows(&bad_users, "users")?.lazy());
     }
     if bad_rides.height() > 0 {
-        bad.push(quarantine_rows(&bad_rides, "rides", bronze_rides.upto)?.lazy());
+        bad.push(quarantine_rows(&bad_rides, "rides")?.lazy());
     }
-    if !bad.is_empty() {
-        let mut fresh = concat(bad, UnionArgs::default()).step("collecting quarantine")?;
-        if let Some(existing) = io::open(&quarantine_url, &options).await? {
-            let seen = io::read_columns(&existing, &io::files(&existing)?, Some(&["_airbyte_raw_id"])).await?;
+    let existing_quarantine = io::open(&quarantine_url, &options).await?;
+    if !bad.is_empty() || (rebuild && existing_quarantine.is_some()) {
+        let mut fresh = if bad.is_empty() {
+            quarantine_rows(&bad_users, "users")?.lazy()
+        } else {
+            concat(bad, UnionArgs::default()).step("collecting quarantine")?
+        };
+        if let (Some(existing), false) = (&existing_quarantine, rebuild) {
+            let seen = io::read_columns(existing, &io::files(existing)?, Some(&["_airbyte_raw_id"])).await?;
             fresh = cdc::with_keys(fresh, seen.lazy(), "_airbyte_raw_id", false);
         }
         let fresh = fresh.collect().step("collecting quarantine")?;
@@ -549,32 +661,34 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         let of_table = |table: &str| fresh.clone().lazy().filter(col("table").eq(lit(table))).collect().step("counting quarantine");
         report.users_quarantined = count(&of_table("users")?);
         report.rides_quarantined = count(&of_table("rides")?);
-        if fresh.height() > 0 {
-            guard.next()?;
-            report.written.push(io::write(&quarantine_url, &options, &fresh, WriteMode::Append, &[], &[], "silver_quarantine",
+        if fresh.height() > 0 || rebuild {
+            guard.next().await?;
+            let mode = if rebuild { WriteMode::Overwrite } else { WriteMode::Append };
+            report.written.push(io::write(&quarantine_url, &options, &fresh, mode, &[], &[], "silver_quarantine",
                 "Silver: CDC changes that broke a rule (rule, key, bronze _airbyte_raw_id); they did not modify silver").await?);
         }
     }
     steps.lap(&mut report, "write quarantine");
-    // 2. users (their own commit point).
-    // Written whenever bronze advanced, even with no row to change, so that the marker advances.
-    if newer_users.height() > 0 || bronze_users.rebuild || silver_users.is_none() || bronze_users.after != Some(bronze_users.upto) {
-        let rows = all_users.clone().lazy().filter(in_partitions(&touched_users)).collect().step("selecting user partitions")?;
-        let mode = if bronze_users.rebuild { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_users.clone()) };
-        guard.next()?;
-        report.written.push(io::write(&users_url, &options, &rows, mode, &PARTITIONS, &[(USERS_MARKER.to_owned(), bronze_users.upto)], "silver_users",
-            "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted").await?);
-        report.partitions_rewritten += touched_users.len() as u64;
-    }
+    // 2. users (their own commit point), written whenever the run writes, so that the markers
+    // advance and rides can name the users version they were checked against.
+    let rows = all_users.clone().lazy().filter(in_partitions(&touched_users)).collect().step("selecting user partitions")?;
+    let mode = if rebuild { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_users.clone()) };
+    guard.next().await?;
+    let users_written = io::write(&users_url, &options, &if rebuild { all_users.clone() } else { rows }, mode, &PARTITIONS,
+        &input_markers(USERS_MARKER, &bronze_users, &users_epochs), "silver_users",
+        "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted").await?;
+    let users_version = users_written.version;
+    report.written.push(users_written);
+    report.partitions_rewritten += touched_users.len() as u64;
     steps.lap(&mut report, "write users");
     // 3. companions of rides, marked with the bronze rides version they reflect.
     let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
-    guard.next()?;
+    guard.next().await?;
     report.written.push(io::write(&pending_url, &options, &waiting, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_pending",
         "Silver: rides whose latest change waits for its customer or driver to be registered (reason, change time)").await?);
-    guard.next()?;
+    guard.next().await?;
     report.written.push(io::write(&deleted_url, &options, &deleted_after, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_deleted",
-        "Silver: tombstones of deleted rides (id, delete time, change position)").await?);
+        "Silver: tombstones of deleted rides (id, delete time, change order)").await?);
     steps.lap(&mut report, "write pending and tombstones");
     // 4. rides: the run's commit point.
     // Rewritten partitions keep their rows that did not change; partitions that only gain rides
@@ -584,7 +698,7 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         current.push(published.lazy().filter(in_partitions(&touched_rides)).select(ride_output_columns()));
     }
     let unread: BTreeSet<(i32, i32, i32)> = touched_rides.difference(&published_days).copied().collect();
-    if let (Some(table), false) = (&silver_rides, unread.is_empty() || rebuild_rides) {
+    if let (Some(table), false) = (&silver_rides, unread.is_empty()) {
         current.push(io::read_files(table, &files_in(&ride_files, &unread)).await?.lazy().select(ride_output_columns()));
     }
     let kept = if current.is_empty() {
@@ -593,9 +707,11 @@ pub async fn build_silver_with(layout: &LakeLayout, run: &SilverOptions) -> Resu
         cdc::with_keys(concat(current, UnionArgs::default()).step("assembling ride partitions")?, leaving.lazy(), "id", false)
     };
     let rows = concat([kept, ready.clone().lazy()], UnionArgs::default()).step("assembling ride partitions")?.collect().step("assembling ride partitions")?;
-    let mode = if rebuild_rides { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_rides.clone()) };
-    guard.next()?;
-    report.written.push(io::write(&rides_url, &options, &rows, mode, &PARTITIONS, &rides_markers, "silver_rides",
+    let mode = if rebuild { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_rides.clone()) };
+    let mut markers = input_markers(RIDES_MARKER, &bronze_rides, &rides_epochs);
+    markers.push((RIDES_USERS_MARKER.to_owned(), users_version));
+    guard.next().await?;
+    report.written.push(io::write(&rides_url, &options, &rows, mode, &PARTITIONS, &markers, "silver_rides",
         "Silver: one row per ride with its registered customer and driver, CDC applied, partitioned by requested_at").await?);
     report.partitions_rewritten += touched_rides.len() as u64;
     steps.lap(&mut report, "write rides");
@@ -611,29 +727,29 @@ fn in_partitions(partitions: &BTreeSet<(i32, i32, i32)>) -> Expr {
 }
 
 fn state_columns() -> Vec<Expr> {
-    vec![col("id"), col(POSITION), col(UPDATED), col(EXTRACTED)]
+    let mut exprs = vec![col("id")];
+    exprs.extend(ORDER.iter().map(|c| col(*c)));
+    exprs
 }
 
 fn empty_state() -> LazyFrame {
-    DataFrame::new(0, vec![
-        Column::new_empty("id".into(), &DataType::Int64),
-        Column::new_empty(POSITION.into(), &DataType::Int64),
-        Column::new_empty(UPDATED.into(), &DataType::Int64),
-        Column::new_empty(EXTRACTED.into(), &DataType::Int64),
-    ])
-    .unwrap_or_default()
-    .lazy()
+    let mut columns = vec![Column::new_empty("id".into(), &DataType::Int64)];
+    columns.extend(ORDER.iter().map(|c| Column::new_empty((*c).into(), &DataType::Int64)));
+    DataFrame::new(0, columns).unwrap_or_default().lazy()
 }
 
 fn user_output_columns() -> Vec<Expr> {
     let mut exprs: Vec<Expr> = USER_COLUMNS.iter().map(|c| col(*c)).collect();
-    exprs.extend([col("is_deleted"), col("deleted_at"), col(POSITION), col(UPDATED), col(EXTRACTED), col("year"), col("month"), col("day")]);
+    exprs.extend([col("is_deleted"), col("deleted_at")]);
+    exprs.extend(ORDER.iter().map(|c| col(*c)));
+    exprs.extend([col(EXTRACTED), col("year"), col("month"), col("day")]);
     exprs
 }
 
 fn ride_change_columns() -> Vec<Expr> {
     let mut exprs: Vec<Expr> = RIDE_COLUMNS.iter().map(|c| col(*c)).collect();
     exprs.extend(ORDER.iter().map(|c| col(*c)));
+    exprs.push(col(EXTRACTED));
     exprs
 }
 
@@ -650,5 +766,7 @@ fn pending_columns() -> Vec<Expr> {
 }
 
 fn tombstone_columns() -> Vec<Expr> {
-    vec![col("id"), col("deleted_at"), col(POSITION), col(UPDATED), col(EXTRACTED)]
+    let mut exprs = vec![col("id"), col("deleted_at")];
+    exprs.extend(ORDER.iter().map(|c| col(*c)));
+    exprs
 }

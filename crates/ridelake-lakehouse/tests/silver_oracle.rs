@@ -39,20 +39,67 @@ fn layout(lake: &std::path::Path) -> LakeLayout {
     LakeLayout::new(StorageConfig::Local { path: lake.to_path_buf() }, "ridehail").expect("layout")
 }
 
-/// Change order of a record, per the documented rule.
-fn order(data: &Value, emitted_at: i64) -> (i64, i64, i64) {
-    let position = match data["_ab_cdc_cursor"].as_i64() {
-        Some(c) => c,
-        None => {
-            let suffix = data["_ab_cdc_log_file"].as_str().and_then(|f| f.rsplit('.').next()?.parse::<i64>().ok()).unwrap_or(0);
-            (suffix << 32) | (data["_ab_cdc_log_pos"].as_i64().unwrap_or(0) & 0xFFFF_FFFF)
+/// Epochs of the change order, per the documented rule (`order.rs`), re-implemented here: a new
+/// epoch where the position scale changes (counter cursors at or above 10^16 versus binlog
+/// positions) or a binlog file number goes below the largest seen in the epoch.
+#[derive(Default)]
+struct Epochs {
+    epoch: i64,
+    counter: Option<bool>,
+    max_file: i64,
+}
+
+impl Epochs {
+    fn next(&mut self, position: Option<i64>) -> i64 {
+        let Some(p) = position else { return self.epoch };
+        let counter = p >= 10_000_000_000_000_000;
+        let file = if counter { 0 } else { p >> 32 };
+        if self.counter != Some(counter) || (!counter && file < self.max_file) {
+            self.epoch += 1;
+            self.max_file = 0;
         }
+        self.counter = Some(counter);
+        self.max_file = self.max_file.max(file);
+        self.epoch
+    }
+}
+
+/// Change order of a record, per the documented rule, but for the ingest order (the caller adds
+/// the record's line number, which is the order bronze received it).
+fn order(data: &Value, generation: i64, epochs: &mut Epochs) -> (i64, i64, i64, i64) {
+    let position = match data["_ab_cdc_cursor"].as_i64() {
+        Some(c) => Some(c),
+        None => data["_ab_cdc_log_file"]
+            .as_str()
+            .and_then(|f| f.rsplit('.').next()?.parse::<i64>().ok())
+            .and_then(|suffix| Some((suffix << 32) | (data["_ab_cdc_log_pos"].as_f64()? as i64 & 0xFFFF_FFFF))),
     };
+    let epoch = epochs.next(position);
     let updated = data["_ab_cdc_updated_at"]
         .as_str()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map_or(i64::MIN, |t| t.timestamp_micros());
-    (position, updated, emitted_at * 1000)
+    // (the change time is never zone-less: source-mysql sends it with `Z`)
+    (generation, epoch, position.unwrap_or(i64::MIN), updated)
+}
+
+/// Every record's order key `(generation, epoch, position, updated, line)`, by stream.
+fn order_keys(lines: &[String]) -> Vec<Option<(i64, i64, i64, i64, usize)>> {
+    let mut epochs: HashMap<String, Epochs> = HashMap::new();
+    lines
+        .iter()
+        .enumerate()
+        .map(|(n, line)| {
+            let msg: Value = serde_json::from_str(line).expect("json");
+            if msg["type"] != "RECORD" {
+                return None;
+            }
+            let stream = msg["record"]["stream"].as_str().expect("stream").to_owned();
+            let generation = msg["record"]["data"]["_airbyte_generation_id"].as_i64().unwrap_or(0);
+            let (g, e, p, u) = order(&msg["record"]["data"], generation, epochs.entry(stream).or_default());
+            Some((g, e, p, u, n))
+        })
+        .collect()
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -64,18 +111,17 @@ struct Expected {
 }
 
 fn oracle(lines: &[String]) -> Expected {
-    let mut users: HashMap<i64, ((i64, i64, i64), usize, Value)> = HashMap::new();
-    let mut rides: HashMap<i64, ((i64, i64, i64), usize, Value)> = HashMap::new();
-    for (n, line) in lines.iter().enumerate() {
+    type Latest = HashMap<i64, ((i64, i64, i64, i64, usize), Value)>;
+    let keys = order_keys(lines);
+    let mut users: Latest = HashMap::new();
+    let mut rides: Latest = HashMap::new();
+    for (line, key) in lines.iter().zip(keys) {
+        let Some(key) = key else { continue };
         let msg: Value = serde_json::from_str(line).expect("json");
-        if msg["type"] != "RECORD" {
-            continue;
-        }
         let rec = &msg["record"];
         let data = rec["data"].clone();
         let deleted = !data["_ab_cdc_deleted_at"].is_null();
         let Some(id) = data["id"].as_i64() else { continue };
-        let key = order(&data, rec["emitted_at"].as_i64().expect("emitted_at"));
         let (valid, target) = match rec["stream"].as_str().expect("stream") {
             "users" => {
                 let t = data["type"].as_str();
@@ -90,21 +136,17 @@ fn oracle(lines: &[String]) -> Expected {
         if !valid {
             continue;
         }
-        let newer = match target.get(&id) {
-            Some((k, pos, _)) => (key, n) > (*k, *pos),
-            None => true,
-        };
-        if newer {
-            target.insert(id, (key, n, data));
+        if target.get(&id).is_none_or(|(k, _)| key > *k) {
+            target.insert(id, (key, data));
         }
     }
     let mut out = Expected::default();
-    for (id, (_, _, data)) in &users {
+    for (id, (_, data)) in &users {
         let deleted = !data["_ab_cdc_deleted_at"].is_null();
         out.users.insert(*id, (data["type"].as_str().map(str::to_owned), deleted));
     }
     let is = |id: &Value, kind: &str| id.as_i64().and_then(|i| out.users.get(&i)).is_some_and(|(t, _)| t.as_deref() == Some(kind));
-    for (id, (_, _, data)) in &rides {
+    for (id, (_, data)) in &rides {
         if !data["_ab_cdc_deleted_at"].is_null() {
             out.deleted.push(*id);
             continue;
@@ -223,7 +265,7 @@ async fn a_run_killed_at_any_write_then_rerun_gives_the_same_tables() {
         sync(lake.path(), &lines[..half]).await;
         build_silver(&layout(lake.path())).await.expect("first run");
         sync(lake.path(), &lines[half..]).await;
-        let killed = build_silver_with(&layout(lake.path()), &SilverOptions { fail_after_writes: Some(stop_after) }).await;
+        let killed = build_silver_with(&layout(lake.path()), &SilverOptions { fail_after_writes: Some(stop_after), ..Default::default() }).await;
         assert!(killed.is_err(), "run should stop after {stop_after} writes");
         build_silver(&layout(lake.path())).await.expect("rerun");
         assert_eq!(observed(lake.path()).await, expected, "killed after {stop_after} writes");
@@ -233,10 +275,12 @@ async fn a_run_killed_at_any_write_then_rerun_gives_the_same_tables() {
 /// Driver totals and monthly figures recomputed from the oracle's published rides.
 fn gold_oracle(lines: &[String]) -> (BTreeMap<i64, (i64, i64, i64)>, BTreeMap<(i32, u32), (i64, i64)>) {
     let expected = oracle(lines);
-    let mut latest: HashMap<i64, ((i64, i64, i64), usize, Value)> = HashMap::new();
-    for (n, line) in lines.iter().enumerate() {
+    let keys = order_keys(lines);
+    let mut latest: HashMap<i64, ((i64, i64, i64, i64, usize), Value)> = HashMap::new();
+    for (line, key) in lines.iter().zip(keys) {
+        let Some(key) = key else { continue };
         let msg: Value = serde_json::from_str(line).expect("json");
-        if msg["type"] != "RECORD" || msg["record"]["stream"] != "rides" {
+        if msg["record"]["stream"] != "rides" {
             continue;
         }
         let data = msg["record"]["data"].clone();
@@ -244,18 +288,17 @@ fn gold_oracle(lines: &[String]) -> (BTreeMap<i64, (i64, i64, i64)>, BTreeMap<(i
         if !expected.rides.contains_key(&id) {
             continue;
         }
-        let key = order(&data, msg["record"]["emitted_at"].as_i64().expect("emitted_at"));
         let deleted = !data["_ab_cdc_deleted_at"].is_null();
         let valid = !deleted && !data["customer_id"].is_null() && !data["requested_at"].is_null();
-        if valid && latest.get(&id).is_none_or(|(k, pos, _)| (key, n) > (*k, *pos)) {
-            latest.insert(id, (key, n, data));
+        if valid && latest.get(&id).is_none_or(|(k, _)| key > *k) {
+            latest.insert(id, (key, data));
         }
     }
     let mut drivers: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
     let mut months: BTreeMap<(i32, u32), (i64, i64)> = BTreeMap::new();
-    for (_, _, ride) in latest.values() {
+    for (_, ride) in latest.values() {
         let completed = ride["status"] == "completed";
-        let requested = chrono::DateTime::parse_from_rfc3339(ride["requested_at"].as_str().expect("ts")).expect("ts");
+        let requested = utc(ride["requested_at"].as_str().expect("ts"));
         let month = (chrono::Datelike::year(&requested), chrono::Datelike::month(&requested));
         let distance_m = (ride["distance_km"].as_f64().unwrap_or(0.0) * 1000.0).round() as i64;
         let m = months.entry(month).or_default();
@@ -273,6 +316,14 @@ fn gold_oracle(lines: &[String]) -> (BTreeMap<i64, (i64, i64, i64)>, BTreeMap<(i
         }
     }
     (drivers, months)
+}
+
+/// A date-time as source-mysql sends it: RFC 3339, or without a zone (a DATETIME, read as UTC).
+fn utc(text: &str) -> chrono::NaiveDateTime {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.naive_utc())
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
+        .expect("a date-time")
 }
 
 async fn read_gold(lake: &std::path::Path, table: &str) -> DataFrame {

@@ -19,8 +19,10 @@ the ``deltalake`` package (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...). La
 is given (``pushgateway_url=``, ``metrics_file=``, ``lineage_url=``, ``lineage_file=``) or set in
 the environment (``RIDELAKE_PUSHGATEWAY_URL``, ``RIDELAKE_METRICS_FILE``, ``OPENLINEAGE_URL``,
 ``RIDELAKE_OPENLINEAGE_FILE``); failing to send them never fails the build (a line on stderr).
+One silver and one gold run at a time per lake: a second one raises ``BusyError``.
 """
 from ridelake._native import (
+    BusyError,
     ConfigError,
     DataError,
     MissingTableError,
@@ -38,6 +40,7 @@ from ridelake._native import (
 )
 
 __all__ = [
+    "BusyError",
     "ConfigError",
     "DataError",
     "MissingTableError",

@@ -3,26 +3,39 @@
 //! ```text
 //! ridelake-gen [--records N] [--users N] [--rides N] [--changes N] [--seed S]
 //!              [--namespace NS] [--state-every N] [--duplicate-rate F] [--late-user-rate F]
-//!              [--bad-null-rate F] [--delete-rate F] [--catalog FILE] [--sync-mode append|overwrite]
+//!              [--bad-null-rate F] [--delete-rate F] [--user-delete-rate F] [--reinsert-rate F]
+//!              [--type-change-rate F] [--cursor-era kotlin|java|upgrade] [--upgrade-at N]
+//!              [--binlog-restart-at N] [--catalog FILE] [--sync-mode append|overwrite]
 //!              [--generation-id N] [--minimum-generation-id N] [--sync-id N] [--skip-snapshot true]
 //!              [--skip-records N] [--out FILE]
 //! ```
+//! `--cursor-era` picks the source-mysql generation whose `_ab_cdc_*` fields are written: `kotlin`
+//! (3.9+, the default), `java` (3.0–3.7: counter cursors on every row) or `upgrade` (java for the
+//! first half of the binlog changes, then kotlin: two syncs concatenated; `--upgrade-at N` moves
+//! the switch to the N-th change). `--binlog-restart-at N` restarts the binlog numbering after N
+//! binlog changes, with a re-snapshot of every current row (keeps every ride in memory until then).
 //! `--skip-snapshot true` simulates the snapshot but writes only the binlog changes, to continue a
 //! lake that already holds the same seed's snapshot. `--skip-records N` simulates but does not
 //! write the first N records: with the same seed and sizes (`--users`, `--rides`, `--changes`) as
 //! an earlier run that wrote N records, it continues exactly where that run stopped
 //! (`--records` then counts the skipped records too).
 //! `--records N` sizes users/rides/changes for N records in total (5% users, 45% snapshot rides,
-//! the rest binlog changes) and stops at exactly N. Messages go to stdout unless `--out` is given;
+//! the rest binlog changes) and stops at exactly N; with `--cursor-era upgrade` the switch is
+//! then placed near the middle of the binlog records written. Messages go to stdout unless `--out` is given;
 //! the summary goes to stderr.
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 use ridelake_core::generator::{Generator, GeneratorConfig, configured_catalog};
 
+/// Records per binlog change (transactions of several rows, duplicates), measured on the default
+/// mix: places the upgrade of `--records N --cursor-era upgrade` near the middle of the changes.
+const RECORDS_PER_CHANGE: f64 = 1.23;
+
 const USAGE: &str = "usage: ridelake-gen [--records N] [--users N] [--rides N] [--changes N] [--seed S] \
 [--namespace NS] [--state-every N] [--duplicate-rate F] [--late-user-rate F] [--bad-null-rate F] \
-[--delete-rate F] [--catalog FILE] [--sync-mode append|overwrite] [--generation-id N] \
+[--delete-rate F] [--user-delete-rate F] [--reinsert-rate F] [--type-change-rate F] \
+[--cursor-era kotlin|java|upgrade] [--upgrade-at N] [--binlog-restart-at N] [--catalog FILE] [--sync-mode append|overwrite] [--generation-id N] \
 [--minimum-generation-id N] [--sync-id N] [--skip-snapshot true] [--skip-records N] [--out FILE]";
 
 fn main() -> ExitCode {
@@ -42,6 +55,7 @@ fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // With explicit sizes, --records only bounds the output.
     let sized = args.iter().any(|a| matches!(a.as_str(), "--users" | "--rides" | "--changes"));
+    let mut records_only = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -59,6 +73,7 @@ fn run() -> Result<(), String> {
                 cfg.rides = n * 9 / 20;
                 cfg.changes = n;
                 cfg.max_records = Some(n);
+                records_only = Some(n);
             }
             "--users" => cfg.users = int()?,
             "--rides" => cfg.rides = int()?,
@@ -70,6 +85,12 @@ fn run() -> Result<(), String> {
             "--late-user-rate" => cfg.late_user_rate = float()?,
             "--bad-null-rate" => cfg.bad_null_rate = float()?,
             "--delete-rate" => cfg.delete_rate = float()?,
+            "--user-delete-rate" => cfg.user_delete_rate = float()?,
+            "--reinsert-rate" => cfg.reinsert_rate = float()?,
+            "--type-change-rate" => cfg.type_change_rate = float()?,
+            "--cursor-era" => cfg.cursor_era = value.parse()?,
+            "--upgrade-at" => cfg.upgrade_at = Some(int()?),
+            "--binlog-restart-at" => cfg.binlog_restart_at = Some(int()?),
             "--catalog" => catalog = Some(value),
             "--sync-mode" => sync_mode = value,
             "--generation-id" => generation_id = int()? as i64,
@@ -80,6 +101,11 @@ fn run() -> Result<(), String> {
             "--skip-snapshot" => cfg.skip_snapshot_output = matches!(value.as_str(), "true" | "1" | "yes"),
             other => return Err(format!("unknown option {other}")),
         }
+    }
+    if let (Some(n), None) = (records_only, cfg.upgrade_at) {
+        // `changes` only bounds the run here: switch in the middle of the binlog records written.
+        let binlog_records = n.saturating_sub(cfg.users + cfg.rides);
+        cfg.upgrade_at = Some((binlog_records as f64 / 2.0 / RECORDS_PER_CHANGE) as u64);
     }
     if let Some(path) = catalog {
         let text = configured_catalog(&cfg.namespace, &sync_mode, generation_id, min_generation_id, sync_id);
