@@ -8,6 +8,7 @@
 #   $RIDELAKE_CACHE/venvs/catalog   OpenMetadata's generated models (to validate our ingestion config)
 #   Debian: ceph-mon ceph-osd radosgw  (a real S3 server for tests)
 #   Debian: prometheus prometheus-pushgateway  (metrics tests, promtool)
+#   Debian: mariadb-server  (binaries only: the real-CDC tests start a private server)
 # With --minimal only the first venv is made (what scripts/demo.sh needs).
 set -euo pipefail
 MINIMAL=${1:-}
@@ -80,5 +81,12 @@ if ! command -v prometheus-pushgateway >/dev/null 2>&1 || ! command -v promtool 
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway >/dev/null
+fi
+if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+  # The real-CDC tests start their own private server (own data dir and port); only the binaries are needed.
+  log "installing MariaDB from Debian"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >/dev/null
 fi
 log "test environment ready under $VENVS"
