@@ -46,6 +46,14 @@ pub struct Lease {
     ttl: Duration,
 }
 
+/// The layer a lease table belongs to: the folder that holds it (`<lake>/silver/_lease` → `silver`).
+fn layer_of(url: &Url) -> String {
+    url.path_segments()
+        .map(|segments| segments.filter(|s| !s.is_empty()).collect::<Vec<_>>())
+        .and_then(|segments| segments.len().checked_sub(2).and_then(|i| segments.get(i).map(|s| s.to_string())))
+        .unwrap_or_else(|| "layer".to_owned())
+}
+
 async fn open_or_create(url: &Url, options: &HashMap<String, String>) -> Result<DeltaTable> {
     if let Some(table) = io::open(url, options).await? {
         return Ok(table);
@@ -60,7 +68,8 @@ async fn open_or_create(url: &Url, options: &HashMap<String, String>) -> Result<
         .map_err(|e| LakehouseError::delta(url, e))?
         .create()
         .with_columns([StructField::new("unused", DeltaType::Primitive(PrimitiveType::Long), true)])
-        .with_comment("ridelake: the lease of the layer's writer (no data; see the txn actions)")
+        .with_table_name(format!("{}_lease", layer_of(url)))
+        .with_comment("ridelake: the lease of the layer's writer, one run at a time (no data: each commit's txn version is the expiry, its commit info the holder)")
         .await;
     match created {
         Ok(table) => Ok(table),
@@ -173,6 +182,13 @@ impl Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_is_named_after_its_layer() {
+        for (url, layer) in [("file:///lake/silver/_lease/", "silver"), ("s3://bucket/prefix/gold/_lease", "gold")] {
+            assert_eq!(layer_of(&Url::parse(url).expect("url")), layer);
+        }
+    }
 
     #[test]
     fn only_a_gone_process_of_this_host_frees_a_lease_early() {
