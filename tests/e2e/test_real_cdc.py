@@ -42,6 +42,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEST, local_config, run_dest, write_json
+from test_pipeline import GOLD_KEYS
 from realcdc.mariadb import MariaDB, install_template, mariadbd_path
 from realcdc.source_mysql import JAVA, KOTLIN, SourceMySql, Sync, check_meta, check_positions, configured_catalog, replay
 from realcdc.workload import CITIES, RIDE_COLUMNS, USER_COLUMNS, Workload
@@ -59,14 +60,6 @@ SEEDS = [1, 2]  # regression seeds: keep a seed that once failed here
 SEEDS += list(range(1000, 1000 + int(os.environ.get("RIDELAKE_REALCDC_SEEDS", "0") or 0)))
 NO_PICKUP_CITY = "unknown"
 MAX_CITY_RADIUS_KM = 60.0
-GOLD_KEYS = {
-    "daily_city_kpis": ["year", "month", "day", "city"],
-    "driver_daily": ["year", "month", "day", "driver_id"],
-    "customer_daily": ["year", "month", "day", "customer_id"],
-    "driver_stats": ["driver_id"],
-    "customer_totals": ["customer_id"],
-    "monthly_distance": ["year", "month"],
-}
 
 
 @dataclass(frozen=True)

@@ -671,10 +671,13 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     steps.lap(&mut report, "write quarantine");
     // 2. users (their own commit point), written whenever the run writes, so that the markers
     // advance and rides can name the users version they were checked against.
-    let rows = all_users.clone().lazy().filter(in_partitions(&touched_users)).collect().step("selecting user partitions")?;
-    let mode = if rebuild { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_users.clone()) };
+    let (rows, mode) = if rebuild {
+        (all_users.clone(), WriteMode::Overwrite)
+    } else {
+        (all_users.clone().lazy().filter(in_partitions(&touched_users)).collect().step("selecting user partitions")?, WriteMode::ReplacePartitions(touched_users.clone()))
+    };
     guard.next().await?;
-    let users_written = io::write(&users_url, &options, &if rebuild { all_users.clone() } else { rows }, mode, &PARTITIONS,
+    let users_written = io::write(&users_url, &options, &rows, mode, &PARTITIONS,
         &input_markers(USERS_MARKER, &bronze_users, &users_epochs), "silver_users",
         "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted").await?;
     let users_version = users_written.version;
