@@ -5,7 +5,7 @@
 #   scripts/bench.sh lakehouse [--rides N --changes N --users N --repeat N --prepared DIR]
 #                                                              silver/gold vs a polars+deltalake MERGE
 #   scripts/bench.sh build                                     only build (the release wheel takes
-#                                                              ~25 minutes cold on 2 cores)
+#                                                              25-35 minutes cold on 2 cores)
 # Caches live in ~/.cache/ridelake (override with RIDELAKE_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,20 +19,16 @@ VENV=$CACHE/venvs/bench
 bash scripts/setup-test-env.sh --minimal
 echo "== release binaries" >&2
 cargo build --release --locked --bins
-echo "== release wheel (its own target dir: maturin and cargo would otherwise rebuild each other's polars)" >&2
-# Always the same interpreter: pyo3's build fingerprint names it, and another one rebuilds polars.
-rm -rf "$CACHE/wheels.new"
-PATH=$CACHE/venvs/test/bin:$PATH "$CACHE/venvs/test/bin/maturin" build --release --locked -m pylib/Cargo.toml \
-  --interpreter "$CACHE/venvs/test/bin/python" --target-dir "$CACHE/target-wheel" --out "$CACHE/wheels.new" >&2
-rm -rf "$CACHE/wheels" && mv "$CACHE/wheels.new" "$CACHE/wheels"
+echo "== release wheel" >&2
+WHEEL=$(bash scripts/wheel.sh)
 if [ ! -x "$VENV/bin/python" ]; then
   "$CACHE/venvs/tools/bin/uv" venv -q --python "$(command -v python3)" "$VENV"
 fi
 "$CACHE/venvs/tools/bin/uv" pip install -q --python "$VENV/bin/python" \
-  "polars>=2.1,<2.2" "deltalake==1.6.6" "pyarrow>=21" "orjson" --reinstall-package ridelake "$CACHE"/wheels/ridelake-*.whl
+  "polars>=2.1,<2.2" "deltalake==1.6.6" "pyarrow>=21" "orjson" --reinstall-package ridelake "$WHEEL"
 
 case "$WHAT" in
   bronze) exec "$VENV/bin/python" bench/bench.py "$@" ;;
   lakehouse) exec "$VENV/bin/python" bench/bench_lakehouse.py "$@" ;;
-  build) echo "built: $(ls "$CACHE"/wheels/)" >&2 ;;
+  build) echo "built: $WHEEL" >&2 ;;
 esac

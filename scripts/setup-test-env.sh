@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs, idempotently, outside the clone so CI and later
 # sessions reuse it:
-#   $RIDELAKE_CACHE/venvs/test      pytest, protocol models, deltalake, polars, duckdb+delta, moto, orjson
+#   $RIDELAKE_CACHE/venvs/test      pytest, protocol models, deltalake, polars, duckdb+delta, moto, orjson,
+#                                   playwright (drives Debian's Chromium in the browser tests)
 #   $RIDELAKE_CACHE/venvs/faker     airbyte-source-faker (its airbyte-cdk pin clashes with PyAirbyte's)
 #   $RIDELAKE_CACHE/venvs/pyairbyte PyAirbyte, the client that drives our binary like Airbyte would
 #   $RIDELAKE_CACHE/venvs/mage      mage-ai (its polars pin overridden by the 2.1 ridelake needs)
@@ -9,6 +10,7 @@
 #   Debian: ceph-mon ceph-osd radosgw  (a real S3 server for tests)
 #   Debian: prometheus prometheus-pushgateway  (metrics tests, promtool)
 #   Debian: mariadb-server  (binaries only: the real-CDC tests start a private server)
+#   Debian: chromium  (the Mage UI test drives it headless through Playwright)
 # With --minimal only the first venv is made (what scripts/demo.sh needs).
 set -euo pipefail
 MINIMAL=${1:-}
@@ -47,7 +49,7 @@ make_venv test \
   "pytest>=8" "pytest-timeout" "airbyte-protocol-models-pdv2==0.18.0" "deltalake==1.6.6" \
   "polars>=2.1,<2.2" "pyarrow>=21" "duckdb==1.4.4" "duckdb-ext[delta,httpfs]" "moto[server]==5.2.5" \
   "boto3" "orjson" "psutil" "pytz" "maturin>=1.16,<2" "hypothesis" "psycopg[binary]>=3.2" "pandas>=2.2" \
-  "openlineage-python==1.54.0" "pyyaml>=6" "mysql-replication==1.0.9" "pymysql>=1.1"
+  "openlineage-python==1.54.0" "pyyaml>=6" "mysql-replication==1.0.9" "pymysql>=1.1" "playwright>=1.50,<2"
 if [ "$MINIMAL" = "--minimal" ]; then
   log "python environment ready under $VENVS/test"
   exit 0
@@ -88,5 +90,11 @@ if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >/dev/null
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing Chromium from Debian"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 log "test environment ready under $VENVS"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: Rust unit + integration tests (connector, core, lakehouse), builds
-# the ridelake Python package, then the end-to-end suite against real components (Ceph RGW, moto,
-# PyAirbyte + source-faker, deltalake and DuckDB readers).
+# the ridelake Python package (the release wheel of scripts/wheel.sh), then the end-to-end suite
+# against real components (Ceph RGW, moto, PyAirbyte + source-faker, deltalake and DuckDB readers).
 # Idempotent; caches live in ~/.cache/ridelake (override with RIDELAKE_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,15 +18,16 @@ cargo build --release --locked --bins
 echo "== Rust tests" >&2
 cargo test --release --locked
 
-echo "== lakehouse Rust tests (dev profile: polars and datafusion build in ~7 minutes cold)" >&2
-cargo test --locked -p ridelake-lakehouse
+echo "== lakehouse Rust tests (release too: polars and datafusion build once for these tests and the wheel)" >&2
+cargo test --release --locked -p ridelake-lakehouse
 
-echo "== ridelake Python package (maturin develop into the test venv)" >&2
-(cd pylib && VIRTUAL_ENV=$CACHE/venvs/test PATH=$CACHE/venvs/test/bin:$CACHE/venvs/tools/bin:$PATH \
-  "$CACHE/venvs/test/bin/maturin" develop --uv --locked)
-# The Mage venv runs the same interpreter: it imports the same build through a path file (a second
-# maturin develop for another venv would rebuild polars, since pyo3's fingerprint names the venv).
-echo "$PWD/pylib/python" > "$("$CACHE/venvs/mage/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/ridelake.pth"
+echo "== ridelake Python package: the release wheel, installed in the test and Mage venvs" >&2
+WHEEL=$(bash scripts/wheel.sh)
+UV=$CACHE/venvs/tools/bin/uv
+"$UV" pip install -q --python "$CACHE/venvs/test/bin/python" --reinstall-package ridelake "$WHEEL"
+MAGE_SITE=$("$CACHE/venvs/mage/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+rm -f "$MAGE_SITE/ridelake.pth"  # earlier versions imported a debug build through a path file
+"$UV" pip install -q --python "$CACHE/venvs/mage/bin/python" --no-deps --reinstall-package ridelake "$WHEEL"
 
 echo "== end-to-end tests" >&2
 "$CACHE/venvs/test/bin/python" -m pytest tests/e2e "$@"

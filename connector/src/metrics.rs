@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(set.gauge(RECORDS_WRITTEN.name, &["app.rides"]), Some(10.0));
         assert_eq!(set.gauge(metrics::TABLE_VERSION.name, &["bronze", "app.rides"]), Some(4.0));
         assert_eq!(set.gauge(RECORDS_REJECTED.name, &["stream_not_in_catalog"]), Some(2.0));
-        let text = set.render();
+        let text = set.render()?;
         assert!(text.contains("ridelake_bronze_commit_duration_seconds_count{stream=\"app.rides\"} 2"), "{text}");
         assert!(text.contains("ridelake_run_errors{error_type=\"storage\"} 0"), "{text}");
         let outputs = lineage_outputs(&report);

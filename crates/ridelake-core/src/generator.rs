@@ -203,6 +203,14 @@ const ACCEPT_AND_START_RATE: f64 = 0.25;
 const TWO_STEP_COMPLETION_RATE: f64 = 0.5;
 /// Share of ride deletes that delete several rides in one statement.
 const MULTI_DELETE_RATE: f64 = 0.3;
+/// The snapshot's rides were requested over this many days before it.
+const SNAPSHOT_DAYS: i64 = 90;
+/// Share of change events that request a new ride.
+const NEW_RIDE_RATE: f64 = 0.30;
+/// Mean gap between two transactions of a burst of activity (several per second).
+const BURST_GAP_US: i64 = 200_500;
+/// Transactions per burst, on average: one in this many is followed by an idle pause.
+const BURST_TXNS: u64 = 32;
 
 /// SplitMix64: tiny, fast, and stable across platforms and versions.
 struct Rng(u64);
@@ -322,6 +330,9 @@ pub struct Generator<W: Write> {
     delayed_users: Vec<(u64, u32)>,
     next_ride_id: u64,
     clock_us: i64,
+    /// Mean idle time added per transaction, so that the binlog requests as many rides a day as
+    /// the snapshot held (else a whole run of changes lands on the snapshot's next day).
+    idle_us: i64,
     log_file: u64,
     log_pos: u64,
     /// Commit time of the current transaction, epoch seconds.
@@ -349,6 +360,12 @@ impl<W: Write> Generator<W> {
         let sync_start_s = cfg.start_epoch_s;
         let java = cfg.cursor_era != CursorEra::Kotlin;
         let keep_all = cfg.binlog_restart_at.is_some();
+        // Snapshot rides per day / new rides per change = the mean time between changes.
+        let mean_gap_us = match cfg.rides {
+            0 => BURST_GAP_US,
+            rides => ((SNAPSHOT_DAYS * 86_400_000_000) as f64 * NEW_RIDE_RATE / rides as f64) as i64,
+        };
+        let idle_us = (mean_gap_us - BURST_GAP_US).max(0);
         Generator {
             cfg,
             out,
@@ -365,6 +382,7 @@ impl<W: Write> Generator<W> {
             delayed_users: Vec::new(),
             next_ride_id: 1,
             clock_us,
+            idle_us,
             log_file: FIRST_LOG_FILE,
             log_pos: FIRST_EVENT_POS,
             txn_s: sync_start_s,
@@ -422,7 +440,7 @@ impl<W: Write> Generator<W> {
         // Rides: requested over the 90 days before the snapshot, mostly finished. The snapshot
         // reads the table in primary-key order and auto-increment ids grow with time, so request
         // times grow with the id (jittered within each ride's slot).
-        let span_us: i64 = 90 * 86_400 * 1_000_000;
+        let span_us: i64 = SNAPSHOT_DAYS * 86_400 * 1_000_000;
         let slot_us = (span_us / self.cfg.rides.max(1) as i64).max(1);
         for i in 0..self.cfg.rides {
             if self.done() || self.users.is_empty() {
@@ -519,8 +537,15 @@ impl<W: Write> Generator<W> {
 
     /// Starts a transaction: moves the clock and the binlog position (GTID and BEGIN events),
     /// rotating to the next binlog file past `max_binlog_size`. Returns the clock.
+    ///
+    /// Transactions come in bursts (several a second, so that change times tie across
+    /// transactions as on a busy server) separated by idle pauses that spread the changes over
+    /// days at the snapshot's daily ride volume.
     fn begin_txn(&mut self) -> i64 {
-        self.clock_us += 1_000 + self.rng.below(400_000) as i64;
+        self.clock_us += 1_000 + self.rng.below(2 * BURST_GAP_US as u64 - 2_000) as i64;
+        if self.idle_us > 0 && self.rng.below(BURST_TXNS) == 0 {
+            self.clock_us += self.rng.below(2 * BURST_TXNS * self.idle_us as u64) as i64;
+        }
         if self.log_pos >= MAX_BINLOG_SIZE {
             self.log_file += 1;
             self.log_pos = FIRST_EVENT_POS;
@@ -569,7 +594,7 @@ impl<W: Write> Generator<W> {
             bucket(self.cfg.type_change_rate),
             bucket(SWEEP_RATE),
         );
-        let (new_user, user_update, new_ride) = (bucket(0.03), bucket(0.06), bucket(0.30));
+        let (new_user, user_update, new_ride) = (bucket(0.03), bucket(0.06), bucket(NEW_RIDE_RATE));
         if delete && !self.finished.is_empty() {
             return self.delete_rides();
         }
@@ -1443,6 +1468,36 @@ mod tests {
         // Transactions are many: several per second, and a second holds several transactions.
         let seconds: HashSet<&str> = binlog.iter().map(|r| r.updated_at()).collect();
         assert!(seconds.len() < binlog.len() / 2);
+    }
+
+    #[test]
+    fn changes_keep_the_snapshots_daily_ride_volume() {
+        // Rides per day of request: the snapshot's 90 days, then the days the binlog spans.
+        let cfg = GeneratorConfig { users: 500, rides: 9_000, changes: 30_000, state_every: 5_000, ..Default::default() };
+        let snapshot_day = chrono::DateTime::from_timestamp(START_S, 0).unwrap().format("%Y-%m-%d").to_string();
+        let mut days: HashMap<String, HashSet<i64>> = HashMap::new();
+        for r in records(&generate(cfg).0).iter().filter(|r| r.stream == "rides" && !r.deleted()) {
+            // (A few rides miss their request time on purpose: the bad-null rate.)
+            if let Some(requested) = r.data["requested_at"].as_str() {
+                days.entry(requested[..10].to_owned()).or_default().insert(r.id());
+            }
+        }
+        let per_day = |after: bool| -> Vec<usize> {
+            let mut v: Vec<(&String, usize)> =
+                days.iter().filter(|(d, _)| (d.as_str() >= snapshot_day.as_str()) == after).map(|(d, ids)| (d, ids.len())).collect();
+            v.sort();
+            v.into_iter().map(|(_, n)| n).collect()
+        };
+        let before = per_day(false);
+        let after = per_day(true);
+        // Whole days only: the first binlog day starts at midnight, the last is cut by the end.
+        let full = &after[..after.len() - 1];
+        assert!(full.len() >= 5, "the changes span days: {after:?}");
+        let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len() as f64;
+        let (snapshot_mean, binlog_mean) = (mean(&before[1..]), mean(full));
+        assert!((0.5..2.0).contains(&(binlog_mean / snapshot_mean)), "{snapshot_mean} vs {binlog_mean}: {after:?}");
+        let peak = *full.iter().max().unwrap() as f64;
+        assert!(peak < 3.0 * snapshot_mean, "no one-day spike: {peak} vs {snapshot_mean} a day: {after:?}");
     }
 
     #[test]

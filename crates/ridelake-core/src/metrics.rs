@@ -1,14 +1,14 @@
-//! Prometheus metrics of one batch run: a small registry of gauges and histograms, rendered in
-//! the text exposition format (version 0.0.4), then pushed to a Pushgateway and/or written to a
+//! Prometheus metrics of one batch run: gauges and histograms of the `prometheus` crate, rendered
+//! by its text encoder (exposition format 0.0.4), then pushed to a Pushgateway and/or written to a
 //! file (for node_exporter's textfile collector, or to read by hand).
 //!
 //! Each crate declares its metric names once, as [`MetricDef`] constants in its own `metrics`
-//! module; this module only knows how to hold, check and ship them.
+//! module; this module checks them (names, label sets, one definition per name) and ships them.
 //!
 //! Guarantees:
 //! - A sample whose labels differ from its definition's label names is refused, so a typo cannot
 //!   create a new series.
-//! - Output is deterministic: families in the order first recorded, samples sorted by labels.
+//! - Output is deterministic: families sorted by name, samples by labels (the crate's registry).
 //! - Pushing uses `POST /metrics/job/<job>`: it replaces only the families this run sends, so a
 //!   failed run that does not send `..._last_success_timestamp_seconds` keeps the previous
 //!   success visible (the Prometheus docs' pattern for batch jobs).
@@ -16,10 +16,10 @@
 //! - Shipping metrics never fails the run that produced them: [`MetricsTarget::ship`] returns
 //!   what went wrong so the caller can log it.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder};
 
 use crate::error::{CoreError, Result};
 
@@ -108,15 +108,6 @@ pub enum MetricKind {
     Histogram,
 }
 
-impl MetricKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            MetricKind::Gauge => "gauge",
-            MetricKind::Histogram => "histogram",
-        }
-    }
-}
-
 /// A metric's name, help text, kind and label names: declared once per crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricDef {
@@ -174,30 +165,42 @@ pub fn naming_problems(defs: &[MetricDef]) -> Vec<String> {
     defs.iter().flat_map(MetricDef::naming_problems).collect()
 }
 
-#[derive(Debug, Clone, Default)]
-struct HistogramData {
-    bounds: Vec<f64>,
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// One family's collector from the `prometheus` crate.
+#[derive(Clone)]
+enum Collector {
+    Gauge(GaugeVec),
+    Histogram(HistogramVec),
 }
 
-#[derive(Debug, Clone)]
-enum SampleValue {
-    Gauge(f64),
-    Histogram(HistogramData),
+impl Collector {
+    fn boxed(&self) -> Box<dyn prometheus::core::Collector> {
+        match self {
+            Collector::Gauge(vec) => Box::new(vec.clone()),
+            Collector::Histogram(vec) => Box::new(vec.clone()),
+        }
+    }
 }
 
-#[derive(Debug, Clone)]
 struct Family {
     def: MetricDef,
-    samples: BTreeMap<Vec<String>, SampleValue>,
+    collector: Collector,
 }
 
-/// The metrics of one run, by family.
-#[derive(Debug, Clone, Default)]
+fn crate_error(name: &str, e: prometheus::Error) -> CoreError {
+    CoreError::Metrics(format!("{name}: {e}"))
+}
+
+/// The metrics of one run, by family: `prometheus` crate collectors, each checked against its
+/// [`MetricDef`] and gathered into a registry of their own when rendered.
+#[derive(Default)]
 pub struct MetricSet {
     families: Vec<Family>,
+}
+
+impl std::fmt::Debug for MetricSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricSet").field("families", &self.names()).finish()
+    }
 }
 
 impl MetricSet {
@@ -206,7 +209,8 @@ impl MetricSet {
         Self::default()
     }
 
-    fn family(&mut self, def: &MetricDef, labels: &[&str]) -> Result<&mut Family> {
+    /// The family of `def`, made on first use (a histogram's with `bounds`).
+    fn family(&mut self, def: &MetricDef, labels: &[&str], bounds: &[f64]) -> Result<&Collector> {
         if labels.len() != def.labels.len() {
             return Err(CoreError::Metrics(format!(
                 "{} takes labels {:?}, got {} value(s)",
@@ -221,47 +225,53 @@ impl MetricSet {
             }
             Some(i) => i,
             None => {
-                self.families.push(Family { def: *def, samples: BTreeMap::new() });
+                let collector = match def.kind {
+                    MetricKind::Gauge => {
+                        Collector::Gauge(GaugeVec::new(Opts::new(def.name, def.help), def.labels).map_err(|e| crate_error(def.name, e))?)
+                    }
+                    MetricKind::Histogram => Collector::Histogram(
+                        HistogramVec::new(HistogramOpts::new(def.name, def.help).buckets(bounds.to_vec()), def.labels)
+                            .map_err(|e| crate_error(def.name, e))?,
+                    ),
+                };
+                self.families.push(Family { def: *def, collector });
                 self.families.len() - 1
             }
         };
-        Ok(&mut self.families[index])
+        Ok(&self.families[index].collector)
+    }
+
+    fn gauge_sample(&mut self, def: &MetricDef, labels: &[&str]) -> Result<prometheus::Gauge> {
+        if def.kind != MetricKind::Gauge {
+            return Err(CoreError::Metrics(format!("{} is not a gauge", def.name)));
+        }
+        match self.family(def, labels, &[])? {
+            Collector::Gauge(vec) => vec.get_metric_with_label_values(labels).map_err(|e| crate_error(def.name, e)),
+            Collector::Histogram(_) => Err(CoreError::Metrics(format!("{} is not a gauge", def.name))),
+        }
     }
 
     /// Sets a gauge sample (`labels` are values, in the definition's label order).
     pub fn set(&mut self, def: &MetricDef, labels: &[&str], value: f64) -> Result<()> {
-        if def.kind != MetricKind::Gauge {
-            return Err(CoreError::Metrics(format!("{} is not a gauge", def.name)));
-        }
-        let family = self.family(def, labels)?;
-        family.samples.insert(labels.iter().map(|s| s.to_string()).collect(), SampleValue::Gauge(value));
+        self.gauge_sample(def, labels)?.set(value);
         Ok(())
     }
 
     /// Adds to a gauge sample (starting from 0).
     pub fn add(&mut self, def: &MetricDef, labels: &[&str], value: f64) -> Result<()> {
-        let current = self.gauge(def.name, labels).unwrap_or(0.0);
-        self.set(def, labels, current + value)
+        self.gauge_sample(def, labels)?.add(value);
+        Ok(())
     }
 
     /// Records one observation into a histogram sample with `bounds` (ascending, seconds or
-    /// bytes); the first observation of a sample fixes its bounds.
+    /// bytes); the first observation of a family fixes its bounds.
     pub fn observe(&mut self, def: &MetricDef, labels: &[&str], bounds: &[f64], value: f64) -> Result<()> {
         if def.kind != MetricKind::Histogram {
             return Err(CoreError::Metrics(format!("{} is not a histogram", def.name)));
         }
-        let family = self.family(def, labels)?;
-        let entry = family.samples.entry(labels.iter().map(|s| s.to_string()).collect()).or_insert_with(|| {
-            SampleValue::Histogram(HistogramData { bounds: bounds.to_vec(), counts: vec![0; bounds.len()], ..HistogramData::default() })
-        });
-        if let SampleValue::Histogram(h) = entry {
-            for (bound, count) in h.bounds.iter().zip(h.counts.iter_mut()) {
-                if value <= *bound {
-                    *count += 1;
-                }
-            }
-            h.sum += value;
-            h.count += 1;
+        match self.family(def, labels, bounds)? {
+            Collector::Histogram(vec) => vec.get_metric_with_label_values(labels).map_err(|e| crate_error(def.name, e))?.observe(value),
+            Collector::Gauge(_) => return Err(CoreError::Metrics(format!("{} is not a histogram", def.name))),
         }
         Ok(())
     }
@@ -269,11 +279,17 @@ impl MetricSet {
     /// The value of a gauge sample, if set.
     pub fn gauge(&self, name: &str, labels: &[&str]) -> Option<f64> {
         let family = self.families.iter().find(|f| f.def.name == name)?;
-        let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
-        match family.samples.get(&key)? {
-            SampleValue::Gauge(v) => Some(*v),
-            SampleValue::Histogram(_) => None,
-        }
+        let Collector::Gauge(vec) = &family.collector else { return None };
+        let gathered = prometheus::core::Collector::collect(vec);
+        gathered.iter().flat_map(|mf| mf.get_metric()).find_map(|metric| {
+            let values: Vec<&str> = family
+                .def
+                .labels
+                .iter()
+                .map(|name| metric.get_label().iter().find(|pair| pair.name() == *name).map_or("", |pair| pair.value()))
+                .collect();
+            (values == labels).then(|| metric.get_gauge().get_value())
+        })
     }
 
     /// Names of the families recorded, in order.
@@ -291,59 +307,19 @@ impl MetricSet {
         }
     }
 
-    /// The text exposition format (0.0.4).
-    pub fn render(&self) -> String {
-        let mut out = String::new();
+    /// The families gathered by a registry of their own (sorted by name, samples by labels).
+    fn gather(&self) -> Result<Vec<prometheus::proto::MetricFamily>> {
+        let registry = Registry::new();
         for family in &self.families {
-            let def = &family.def;
-            let _ = writeln!(out, "# HELP {} {}", def.name, escape_help(def.help));
-            let _ = writeln!(out, "# TYPE {} {}", def.name, def.kind.as_str());
-            for (values, sample) in &family.samples {
-                let labels: Vec<(&str, &str)> = def.labels.iter().copied().zip(values.iter().map(String::as_str)).collect();
-                match sample {
-                    SampleValue::Gauge(v) => {
-                        let _ = writeln!(out, "{}{} {}", def.name, label_text(&labels, None), number(*v));
-                    }
-                    SampleValue::Histogram(h) => {
-                        for (bound, count) in h.bounds.iter().zip(&h.counts) {
-                            let le = number(*bound);
-                            let _ = writeln!(out, "{}_bucket{} {count}", def.name, label_text(&labels, Some(&le)));
-                        }
-                        let _ = writeln!(out, "{}_bucket{} {}", def.name, label_text(&labels, Some("+Inf")), h.count);
-                        let _ = writeln!(out, "{}_sum{} {}", def.name, label_text(&labels, None), number(h.sum));
-                        let _ = writeln!(out, "{}_count{} {}", def.name, label_text(&labels, None), h.count);
-                    }
-                }
-            }
+            registry.register(family.collector.boxed()).map_err(|e| crate_error(family.def.name, e))?;
         }
-        out
+        Ok(registry.gather())
     }
-}
 
-fn number(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
-    } else {
-        format!("{v}")
+    /// The text exposition format (0.0.4), by the crate's encoder.
+    pub fn render(&self) -> Result<String> {
+        TextEncoder::new().encode_to_string(&self.gather()?).map_err(|e| CoreError::Metrics(format!("cannot encode metrics: {e}")))
     }
-}
-
-fn escape_help(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-fn escape_label(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-fn label_text(labels: &[(&str, &str)], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() { String::new() } else { format!("{{{}}}", parts.join(",")) }
 }
 
 /// Where a run's metrics go: a Pushgateway, a file, both or neither.
@@ -387,7 +363,7 @@ impl MetricsTarget {
     /// Pushes `metrics` as job `job` and/or writes them to the file. Every configured
     /// destination is attempted; the error lists those that failed.
     pub async fn ship(&self, job: &str, metrics: &MetricSet) -> Result<Shipped> {
-        let body = metrics.render();
+        let body = metrics.render()?;
         let mut shipped = Shipped::default();
         let mut failures = Vec::new();
         if let Some(url) = &self.pushgateway_url {
@@ -475,18 +451,21 @@ mod tests {
         set.add(&RECORDS, &["users \"x\""], 2.0)?;
         set.observe(&LATENCY, &[], &[0.1, 1.0], 0.5)?;
         set.observe(&LATENCY, &[], &[0.1, 1.0], 2.0)?;
-        let expected = "# HELP ridelake_test_records Records \"seen\" in the last run.\n\
-            # TYPE ridelake_test_records gauge\n\
-            ridelake_test_records{stream=\"rides\"} 3\n\
-            ridelake_test_records{stream=\"users \\\"x\\\"\"} 4\n\
-            # HELP ridelake_test_commit_duration_seconds Commit time.\n\
+        // The crate's registry sorts families by name and samples by label values.
+        let expected = "# HELP ridelake_test_commit_duration_seconds Commit time.\n\
             # TYPE ridelake_test_commit_duration_seconds histogram\n\
             ridelake_test_commit_duration_seconds_bucket{le=\"0.1\"} 0\n\
             ridelake_test_commit_duration_seconds_bucket{le=\"1\"} 1\n\
             ridelake_test_commit_duration_seconds_bucket{le=\"+Inf\"} 2\n\
             ridelake_test_commit_duration_seconds_sum 2.5\n\
-            ridelake_test_commit_duration_seconds_count 2\n";
-        assert_eq!(set.render(), expected);
+            ridelake_test_commit_duration_seconds_count 2\n\
+            # HELP ridelake_test_records Records \"seen\" in the last run.\n\
+            # TYPE ridelake_test_records gauge\n\
+            ridelake_test_records{stream=\"rides\"} 3\n\
+            ridelake_test_records{stream=\"users \\\"x\\\"\"} 4\n";
+        assert_eq!(set.render()?, expected);
+        assert_eq!(set.gauge(RECORDS.name, &["users \"x\""]), Some(4.0));
+        assert_eq!(set.gauge(RECORDS.name, &["trips"]), None, "a sample never set has no value");
         Ok(())
     }
 
@@ -549,7 +528,7 @@ mod tests {
         set.set(&RECORDS, &["rides"], 1.0)?;
         let target = MetricsTarget { pushgateway_url: None, file: Some(path.clone()) };
         assert_eq!(target.ship("j", &set).await?, Shipped { pushed: false, written: true });
-        assert_eq!(std::fs::read_to_string(&path)?, set.render());
+        assert_eq!(std::fs::read_to_string(&path)?, set.render()?);
         assert_eq!(std::fs::read_dir(path.parent().unwrap_or(dir.path()))?.count(), 1, "no temporary file left");
         Ok(())
     }

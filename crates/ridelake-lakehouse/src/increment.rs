@@ -152,27 +152,10 @@ async fn all_files(table: &DeltaTable, upto: i64) -> Result<Vec<IngestFile>> {
     Ok(out)
 }
 
-/// `add.path` as the snapshot names it (percent-decoded).
+/// `add.path` as the snapshot names it (percent-decoded; kept as written when the decoded bytes
+/// are not UTF-8).
 fn add_path(path: &str) -> String {
-    percent_decode(path)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(v) = s.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
+    percent_encoding::percent_decode_str(path).decode_utf8().map_or_else(|_| path.to_owned(), |p| p.into_owned())
 }
 
 /// What bronze holds beyond `marker` (a bronze version) for a table whose identity was `known_id`.
@@ -248,9 +231,10 @@ mod tests {
 
     #[test]
     fn add_paths_are_percent_decoded() {
-        assert_eq!(percent_decode("part-1%3Dx.parquet"), "part-1=x.parquet");
-        assert_eq!(percent_decode("plain.parquet"), "plain.parquet");
-        assert_eq!(percent_decode("bad%zz"), "bad%zz");
-        assert_eq!(percent_decode("end%4"), "end%4");
+        assert_eq!(add_path("part-1%3Dx.parquet"), "part-1=x.parquet");
+        assert_eq!(add_path("plain.parquet"), "plain.parquet");
+        assert_eq!(add_path("bad%zz"), "bad%zz");
+        assert_eq!(add_path("end%4"), "end%4");
+        assert_eq!(add_path("not-utf8%FF.parquet"), "not-utf8%FF.parquet");
     }
 }
