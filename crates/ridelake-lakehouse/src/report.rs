@@ -209,6 +209,12 @@ const MARGIN_LEFT: f64 = 80.0;
 const MARGIN_BOTTOM: f64 = 40.0;
 const MARGIN_TOP: f64 = 30.0;
 const COLORS: [&str; 3] = ["#2b6cb0", "#2f855a", "#c53030"];
+const LABEL_FONT: f64 = 11.0;
+const LEGEND_FONT: f64 = 12.0;
+/// Baseline of the x-axis labels: low enough that the first one clears the y-axis label `0`.
+const X_LABEL_Y: f64 = HEIGHT - MARGIN_BOTTOM + 20.0;
+/// Least room between two x-axis labels.
+const LABEL_GAP: f64 = 10.0;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -232,13 +238,40 @@ fn number(value: f64, decimals: usize) -> String {
     }
 }
 
-fn axis(svg: &mut String, max: f64, decimals: usize) {
-    let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
-    for step in 0..=4 {
-        let value = max * step as f64 / 4.0;
-        let y = HEIGHT - MARGIN_BOTTOM - plot_h * step as f64 / 4.0;
-        let _ = write!(svg, r##"<line x1="{MARGIN_LEFT}" x2="{WIDTH}" y1="{y:.1}" y2="{y:.1}" stroke="#e2e8f0"/><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11">{}</text>"##, MARGIN_LEFT - 6.0, y + 4.0, number(value, decimals));
+/// Width of `text` drawn at `size`, on the safe side: an SVG without script cannot measure its
+/// text, and the widest common sans-serif fallback (DejaVu Sans) draws digits 0.64 em wide.
+fn text_width(text: &str, size: f64) -> f64 {
+    text.chars().count() as f64 * size * 0.65
+}
+
+/// Every how many labels, `spacing` apart, one is drawn so that none overlaps the next.
+fn label_every(labels: &[String], spacing: f64) -> usize {
+    let widest = labels.iter().map(|l| text_width(l, LABEL_FONT)).fold(0.0_f64, f64::max);
+    ((widest + LABEL_GAP) / spacing).ceil().max(1.0) as usize
+}
+
+/// An x-axis label centred at `x`; left out where it would be cut at the right edge.
+fn x_label(svg: &mut String, x: f64, label: &str) {
+    if x + text_width(label, LABEL_FONT) / 2.0 <= WIDTH {
+        let _ = write!(svg, r#"<text x="{x:.1}" y="{X_LABEL_Y}" text-anchor="middle" font-size="{LABEL_FONT}">{}</text>"#, escape(label));
     }
+}
+
+/// Draws the y axis from 0 to `max` or just above, in at most five round steps (1, 2 or 5 times a
+/// power of ten, none finer than `decimals` shows); returns the top of the axis.
+fn axis(svg: &mut String, max: f64, decimals: usize) -> f64 {
+    let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
+    let least = (max / 5.0).max(10f64.powi(-(decimals as i32)));
+    let magnitude = 10f64.powi(least.log10().floor() as i32);
+    let step = [1.0, 2.0, 5.0].into_iter().map(|m| m * magnitude).find(|s| *s >= least).unwrap_or(10.0 * magnitude);
+    let steps = (max / step - 1e-9).ceil().max(1.0) as usize;
+    let top = step * steps as f64;
+    for i in 0..=steps {
+        let value = step * i as f64;
+        let y = HEIGHT - MARGIN_BOTTOM - plot_h * value / top;
+        let _ = write!(svg, r##"<line x1="{MARGIN_LEFT}" x2="{WIDTH}" y1="{y:.1}" y2="{y:.1}" stroke="#e2e8f0"/><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="{LABEL_FONT}">{}</text>"##, MARGIN_LEFT - 6.0, y + 4.0, number(value, decimals));
+    }
+    top
 }
 
 fn chart_start(title: &str) -> String {
@@ -248,19 +281,18 @@ fn chart_start(title: &str) -> String {
 /// A bar chart of one series; each bar has its value as a tooltip.
 fn bar_chart(title: &str, labels: &[String], values: &[f64], decimals: usize) -> String {
     let mut svg = chart_start(title);
-    let max = values.iter().copied().fold(0.0_f64, f64::max).max(1.0);
-    axis(&mut svg, max, decimals);
+    let top = axis(&mut svg, values.iter().copied().fold(0.0_f64, f64::max).max(1.0), decimals);
     let plot_w = WIDTH - MARGIN_LEFT;
     let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
     let slot = plot_w / labels.len().max(1) as f64;
-    let label_every = (labels.len() / 12).max(1);
+    let every = label_every(labels, slot);
     for (i, (label, value)) in labels.iter().zip(values).enumerate() {
-        let h = plot_h * value / max;
+        let h = plot_h * value / top;
         let x = MARGIN_LEFT + slot * i as f64 + slot * 0.15;
         let y = HEIGHT - MARGIN_BOTTOM - h;
         let _ = write!(svg, r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{}: {}</title></rect>"#, slot * 0.7, COLORS[0], escape(label), number(*value, decimals));
-        if i % label_every == 0 {
-            let _ = write!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"#, x + slot * 0.35, HEIGHT - MARGIN_BOTTOM + 16.0, escape(label));
+        if i % every == 0 {
+            x_label(&mut svg, x + slot * 0.35, label);
         }
     }
     svg.push_str("</svg></figure>\n");
@@ -271,26 +303,29 @@ fn bar_chart(title: &str, labels: &[String], values: &[f64], decimals: usize) ->
 fn line_chart(title: &str, labels: &[String], series: &[(&str, Vec<f64>)], decimals: usize) -> String {
     let mut svg = chart_start(title);
     let max = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0_f64, f64::max);
-    let max = if max > 0.0 { max } else { 1.0 };
-    axis(&mut svg, max, decimals);
-    let plot_w = WIDTH - MARGIN_LEFT - 10.0;
+    let top = axis(&mut svg, if max > 0.0 { max } else { 1.0 }, decimals);
+    // The last point leaves room on its right for half of its label (and a little: no rounding drops it).
+    let margin_right = labels.last().map_or(0.0, |l| text_width(l, LABEL_FONT) / 2.0 + 2.0).max(10.0);
+    let plot_w = WIDTH - MARGIN_LEFT - margin_right;
     let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
     let step = plot_w / (labels.len().max(2) - 1) as f64;
-    let label_every = (labels.len() / 8).max(1);
+    let every = label_every(labels, step);
     for (i, label) in labels.iter().enumerate() {
-        if i % label_every == 0 {
-            let _ = write!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"#, MARGIN_LEFT + step * i as f64, HEIGHT - MARGIN_BOTTOM + 16.0, escape(label));
+        if i % every == 0 {
+            x_label(&mut svg, MARGIN_LEFT + step * i as f64, label);
         }
     }
+    let mut legend_x = MARGIN_LEFT;
     for (k, (name, values)) in series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
         let points: Vec<String> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| format!("{:.1},{:.1}", MARGIN_LEFT + step * i as f64, HEIGHT - MARGIN_BOTTOM - plot_h * v / max))
+            .map(|(i, v)| format!("{:.1},{:.1}", MARGIN_LEFT + step * i as f64, HEIGHT - MARGIN_BOTTOM - plot_h * v / top))
             .collect();
         let _ = write!(svg, r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#, points.join(" "));
-        let _ = write!(svg, r#"<rect x="{:.1}" y="8" width="10" height="10" fill="{color}"/><text x="{:.1}" y="17" font-size="12">{}</text>"#, MARGIN_LEFT + 140.0 * k as f64, MARGIN_LEFT + 14.0 + 140.0 * k as f64, escape(name));
+        let _ = write!(svg, r#"<rect x="{legend_x:.1}" y="8" width="10" height="10" fill="{color}"/><text x="{:.1}" y="17" font-size="{LEGEND_FONT}">{}</text>"#, legend_x + 14.0, escape(name));
+        legend_x += (14.0 + text_width(name, LEGEND_FONT) + 20.0).max(140.0);
     }
     svg.push_str("</svg></figure>\n");
     svg
@@ -434,6 +469,85 @@ mod tests {
         assert!(html.contains("<title>2025-01: 10</title>"));
         assert_eq!(html.matches("<polyline").count(), 4, "three daily series and the cancellation rate");
         assert!(!html.contains("http://") || html.matches("http://").count() == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(), "no network resources");
+    }
+
+    /// The (x, text) of every `<text>` of `svg` drawn at baseline `y`, in order.
+    fn texts_at(svg: &str, y: f64) -> Vec<(f64, String)> {
+        let baseline = format!("y=\"{y}\"");
+        svg.split("<text ")
+            .skip(1)
+            .filter_map(|t| {
+                let (tag, rest) = t.split_once('>')?;
+                let x: f64 = tag.split_once("x=\"")?.1.split('"').next()?.parse().ok()?;
+                tag.contains(&baseline).then(|| (x, rest.split('<').next().unwrap_or_default().to_owned()))
+            })
+            .collect()
+    }
+
+    /// Labels drawn whole inside the chart, each clear of the next.
+    fn assert_labels_fit(labels: &[(f64, String)], context: &str) {
+        assert!(!labels.is_empty(), "{context}: no label drawn");
+        for (x, text) in labels {
+            let half = text_width(text, LABEL_FONT) / 2.0;
+            assert!(x - half >= 0.0 && x + half <= WIDTH, "{context}: {text:?} at x={x} is cut by the edge of the chart");
+        }
+        for pair in labels.windows(2) {
+            let ((x1, t1), (x2, t2)) = (&pair[0], &pair[1]);
+            let needed = (text_width(t1, LABEL_FONT) + text_width(t2, LABEL_FONT)) / 2.0 + LABEL_GAP;
+            assert!(x2 - x1 + 0.11 >= needed, "{context}: {t1:?} at {x1} and {t2:?} at {x2} overlap");
+        }
+    }
+
+    #[test]
+    fn x_labels_are_inside_the_chart_and_apart_whatever_their_number() {
+        for n in [1, 2, 3, 7, 12, 13, 15, 20, 21, 40, 92, 365, 1000] {
+            let days: Vec<String> = (0..n).map(|i| format!("{:04}-{:02}-{:02}", 2024 + i / 360, 1 + i / 30 % 12, 1 + i % 30)).collect();
+            let months: Vec<String> = (0..n).map(|i| format!("{:04}-{:02}", 2020 + i / 12, 1 + i % 12)).collect();
+            let drivers: Vec<String> = (0..n).map(|i| format!("#{}", 9_000_000_000_i64 + i as i64)).collect();
+            let line = line_chart("days", &days, &[("requested", vec![1.0; n])], 0);
+            let labels = texts_at(&line, X_LABEL_Y);
+            assert_labels_fit(&labels, &format!("{n} days"));
+            assert_eq!(labels[0].1, days[0], "the first day is labelled");
+            if n <= 9 {
+                assert_eq!(labels.len(), n, "{n} days: each day is labelled");
+            }
+            for (what, names) in [("months", &months), ("drivers", &drivers)] {
+                let bars = bar_chart(what, names, &vec![1.0; n], 0);
+                assert_labels_fit(&texts_at(&bars, X_LABEL_Y), &format!("{n} {what}"));
+            }
+        }
+    }
+
+    #[test]
+    fn legend_entries_are_apart_and_inside_the_chart() {
+        let days = ["2025-01-01".to_owned(), "2025-01-02".to_owned()];
+        let names = ["requested", "cancelled / requested", "a series with a much longer name"];
+        let series: Vec<(&str, Vec<f64>)> = names.iter().map(|n| (*n, vec![1.0, 2.0])).collect();
+        let legend = texts_at(&line_chart("rides", &days, &series, 0), 17.0);
+        assert_eq!(legend.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(), names);
+        for pair in legend.windows(2) {
+            let ((x1, t1), (x2, _)) = (&pair[0], &pair[1]);
+            assert!(x1 + text_width(t1, LEGEND_FONT) + 14.0 <= *x2, "{t1:?} runs into the next entry");
+        }
+        let (x, last) = &legend[2];
+        assert!(x + text_width(last, LEGEND_FONT) <= WIDTH, "the legend is cut at the right edge");
+    }
+
+    #[test]
+    fn y_axis_steps_are_round_and_distinct() {
+        for (max, decimals, top, labels) in [
+            (249.0, 0, 250.0, "0 50 100 150 200 250"),
+            (4405.0, 0, 5000.0, "0 1,000 2,000 3,000 4,000 5,000"),
+            (50_499.0, 0, 60_000.0, "0 20,000 40,000 60,000"),
+            (37.1, 1, 40.0, "0.0 10.0 20.0 30.0 40.0"),
+            (3.0, 0, 3.0, "0 1 2 3"),
+            (1.0, 1, 1.0, "0.0 0.2 0.4 0.6 0.8 1.0"),
+        ] {
+            let mut svg = String::new();
+            assert_eq!(axis(&mut svg, max, decimals), top, "top of the axis up to {max}");
+            let drawn: Vec<&str> = svg.split("text-anchor=\"end\"").skip(1).filter_map(|t| t.split_once('>')?.1.split('<').next()).collect();
+            assert_eq!(drawn.join(" "), labels, "axis up to {max}");
+        }
     }
 
     #[test]
