@@ -1,10 +1,12 @@
 """Analyst-style baseline for the silver benchmark: Python polars + deltalake MERGE.
 
-Reads the bronze rides changed since a timestamp (polars scan_delta with a filter), keeps the last
-change per ride (MERGE refuses several source rows per target row), and MERGEs into the whole
+Reads the bronze rides files added after a bronze version (the files of the current version that
+the older one did not have: what an analyst does without change data feed; `_airbyte_extracted_at`
+cannot tell syncs apart, since source-mysql stamps a whole sync with one `emitted_at`), keeps the
+last change per ride (MERGE refuses several source rows per target row), and MERGEs into the whole
 silver table on `id` (no partition pruning): deletes, updates, inserts.
 
-usage: baseline_silver.py BRONZE_RIDES SILVER_RIDES SINCE_EPOCH_US
+usage: baseline_silver.py BRONZE_RIDES SILVER_RIDES SINCE_VERSION
 """
 import sys
 
@@ -14,9 +16,10 @@ from deltalake import DeltaTable
 
 def main() -> None:
     bronze, silver, since = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    current = DeltaTable(bronze)
+    new_files = sorted(set(current.file_uris()) - set(DeltaTable(bronze, version=since).file_uris()))
     changes = (
-        pl.scan_delta(bronze)
-        .filter(pl.col("_airbyte_extracted_at").dt.epoch("us") > since)
+        pl.scan_parquet(new_files)
         .sort("_ab_cdc_cursor")
         .unique(subset="id", keep="last", maintain_order=True)
         .with_columns(

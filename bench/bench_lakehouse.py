@@ -85,7 +85,7 @@ def main() -> None:
             "--user-delete-rate", "0", "--type-change-rate", "0", "--state-every", "100000", "--seed", "11"]
     py = sys.executable
     # The generator's arguments are part of the key: a lake prepared from other data is not reused.
-    sizes = {"rides": args.rides, "changes": args.changes, "users": args.users, "generator": base}
+    sizes = {"rides": args.rides, "changes": args.changes, "users": args.users, "generator": base, "since": "bronze version"}
     marker = args.prepared / "prepared.json" if args.prepared else None
     if marker and marker.exists() and json.loads(marker.read_text())["sizes"] == sizes:
         print(f"reusing the prepared lake in {args.prepared} …", file=sys.stderr)
@@ -109,7 +109,8 @@ snapshot = (pl.read_delta({str(lake / "bronze/ridehail/rides")!r})
                           pl.col("requested_at").dt.month().cast(pl.Int32).alias("month"),
                           pl.col("requested_at").dt.day().cast(pl.Int32).alias("day"))
             .drop(["_airbyte_meta", "_airbyte_rescued_data", "_airbyte_raw_id"]))
-print(int(snapshot["_airbyte_extracted_at"].max().timestamp() * 1_000_000))
+from deltalake import DeltaTable
+print(DeltaTable({str(lake / "bronze/ridehail/rides")!r}).version())  # the CDC sync's files come after it
 snapshot.write_delta({str(baseline_silver)!r}, delta_write_options={{"partition_by": ["year", "month", "day"]}})
 """])
     since = int(initial_baseline["stdout"].strip().splitlines()[-1])

@@ -94,17 +94,20 @@ pub fn prepare(bronze: &DataFrame, keep: &[&str], epochs: &mut EpochState) -> Re
     let mut cursors = cursor.as_ref().map(|c| c.iter());
     let mut positions = log_pos.as_ref().map(|p| p.iter());
     let mut files = log_file.map(|f| f.iter());
+    let (updated, updated_ok) = micros(bronze, CDC_UPDATED_AT)?;
     let mut position = Vec::with_capacity(rows);
     let mut epoch = Vec::with_capacity(rows);
-    for _ in 0..rows {
-        let cursor = cursors.as_mut().and_then(Iterator::next).flatten();
-        let pos = positions.as_mut().and_then(Iterator::next).flatten();
-        let file = files.as_mut().and_then(Iterator::next).flatten();
-        let source = order::source_position(cursor, file, pos);
-        epoch.push(epochs.assign(source));
-        position.push(source.map(|(_, p)| p));
+    {
+        let mut changed_at = updated.iter();
+        for _ in 0..rows {
+            let cursor = cursors.as_mut().and_then(Iterator::next).flatten();
+            let pos = positions.as_mut().and_then(Iterator::next).flatten();
+            let file = files.as_mut().and_then(Iterator::next).flatten();
+            let source = order::source_position(cursor, file, pos);
+            epoch.push(epochs.assign(source, changed_at.next().flatten()));
+            position.push(source.map(|(_, p)| p));
+        }
     }
-    let (updated, updated_ok) = micros(bronze, CDC_UPDATED_AT)?;
     let (deleted_at, _) = micros(bronze, CDC_DELETED_AT)?;
     let (extracted, _) = micros(bronze, EXTRACTED_AT)?;
     let is_delete = match column(bronze, CDC_DELETED_AT) {

@@ -47,6 +47,9 @@ pub enum Rebuild {
     /// A run stopped between the users and rides commits (or silver predates the markers that
     /// tell): rides were not checked against the current users.
     Interrupted,
+    /// Silver's change-order state (kept with its markers) is incomplete: it was written by an
+    /// older ridelake.
+    OrderStateMissing,
 }
 
 impl Rebuild {
@@ -59,6 +62,7 @@ impl Rebuild {
             Rebuild::LogCleaned { version } => format!("bronze commit {version} is no longer in the log (silver fell behind the log retention)"),
             Rebuild::WithOtherStream => "the other stream is rebuilt".to_owned(),
             Rebuild::Interrupted => "silver rides were not checked against the current silver users (a run stopped between the two commits, or silver was built by an older ridelake)".to_owned(),
+            Rebuild::OrderStateMissing => "silver's change-order state is incomplete (built by an older ridelake)".to_owned(),
         }
     }
 }

@@ -10,8 +10,12 @@
 //!    counter, ~1.7×10^17); 2.x and 3.9+ (Kotlin) give binlog positions (`(file << 32) | pos`,
 //!    below 10^16). The raw numbers of two eras do not compare, and a binlog numbering restart
 //!    (restore, failover, `RESET MASTER`) makes positions go backwards. So a new epoch starts
-//!    where the scale of the positions changes (an upgrade) or a binlog file number goes below
-//!    the largest one seen in the epoch (a restart, whose re-snapshot then opens the new epoch).
+//!    where the scale of the positions changes (an upgrade), or where a binlog file number goes
+//!    below the largest one seen in the epoch *with a change time later than any seen before*
+//!    (a restart or a failover: its re-snapshot, or its first new change, opens the new epoch).
+//!    A re-sent older change (an at-least-once duplicate, a retried sync replaying from its last
+//!    state, both of which can reach back across a binlog rotation) carries its old change time:
+//!    it stays in the epoch and loses by position, as it must.
 //! 3. [`POSITION`]: the position within the epoch: `_ab_cdc_cursor`, or `(binlog file number <<
 //!    32) | _ab_cdc_log_pos` where the cursor is null (Kotlin snapshot rows carry the offset their
 //!    sync's binlog phase reached; 2.x rows have no cursor at all).
@@ -29,9 +33,10 @@
 //! [`EpochState`] reached at its bronze marker with the marker (in the same commit) and goes on
 //! from there: an incremental run assigns exactly the epochs a rebuild would.
 //!
-//! Known limit: a retried sync that re-sends records of an earlier binlog file *and stops there*
-//! looks like a restart; the re-sent (older) changes then win until the retry's later records
-//! arrive. The result is still a function of bronze (incremental = rebuild).
+//! Known limit: after a failover to a server whose clock is behind, its first changes (those not
+//! later than the newest change time seen) stay in the old epoch, where their lower positions lose
+//! to older changes of the same keys until a later change arrives. The result is still a function
+//! of bronze (incremental = rebuild).
 
 use chrono::{DateTime, NaiveDateTime};
 use polars::prelude::*;
@@ -109,11 +114,18 @@ pub struct EpochState {
     pub scale: Option<Scale>,
     /// The largest binlog file number seen in the current epoch.
     pub max_file: i64,
+    /// The latest change time seen in any epoch (microseconds; 0 before the first).
+    pub max_updated: i64,
 }
 
 impl EpochState {
-    /// The epoch of the next row (in ingest order) with this position, updating the state.
-    pub fn assign(&mut self, position: Option<(Scale, i64)>) -> i64 {
+    /// The epoch of the next row (in ingest order) with this position and change time (`updated`,
+    /// microseconds; `None` when unreadable), updating the state.
+    pub fn assign(&mut self, position: Option<(Scale, i64)>, updated: Option<i64>) -> i64 {
+        let newer = updated.is_some_and(|t| t > self.max_updated);
+        if let Some(t) = updated {
+            self.max_updated = self.max_updated.max(t);
+        }
         let Some((scale, value)) = position else { return self.epoch };
         let file = if scale == Scale::Binlog { value >> 32 } else { 0 };
         match self.scale {
@@ -122,7 +134,7 @@ impl EpochState {
                 self.epoch += 1;
                 self.max_file = 0;
             }
-            Some(_) if scale == Scale::Binlog && file < self.max_file => {
+            Some(_) if scale == Scale::Binlog && file < self.max_file && newer => {
                 self.epoch += 1;
                 self.max_file = 0;
             }
@@ -134,17 +146,20 @@ impl EpochState {
     }
 
     /// The `txn` markers that keep this state next to the bronze marker `app_id`.
-    pub fn markers(&self, app_id: &str) -> [(String, i64); 3] {
+    pub fn markers(&self, app_id: &str) -> [(String, i64); 4] {
         [
             (format!("{app_id}#epoch"), self.epoch),
             (format!("{app_id}#scale"), self.scale.map_or(0, Scale::code)),
             (format!("{app_id}#max_file"), self.max_file),
+            (format!("{app_id}#max_updated"), self.max_updated),
         ]
     }
 
-    /// The state from the values of [`EpochState::markers`] (`None` where a marker is missing).
-    pub fn from_markers(epoch: Option<i64>, scale: Option<i64>, max_file: Option<i64>) -> EpochState {
-        EpochState { epoch: epoch.unwrap_or(0), scale: scale.and_then(Scale::from_code), max_file: max_file.unwrap_or(0) }
+    /// The state from the values of [`EpochState::markers`], in their order; `None` when one is
+    /// missing (a table written before it existed: its state cannot be trusted, rebuild).
+    pub fn from_markers(values: [Option<i64>; 4]) -> Option<EpochState> {
+        let [epoch, scale, max_file, max_updated] = values;
+        Some(EpochState { epoch: epoch?, scale: Scale::from_code(scale?), max_file: max_file?, max_updated: max_updated? })
     }
 }
 
@@ -204,16 +219,21 @@ mod tests {
         let mut state = EpochState::default();
         let java = |n: i64| Some((Scale::Counter, 1_700_000_000 * 100_000_000 + n));
         let binlog = |file: i64, pos: i64| Some((Scale::Binlog, (file << 32) | pos));
-        assert_eq!(state.assign(java(2)), 1);
-        assert_eq!(state.assign(java(1)), 1, "a smaller counter is an older change of the same epoch");
-        assert_eq!(state.assign(None), 1, "no position: current epoch");
-        assert_eq!(state.assign(binlog(7, 100)), 2, "Java 3.x -> Kotlin 3.9+ upgrade");
-        assert_eq!(state.assign(binlog(8, 4)), 2);
-        assert_eq!(state.assign(binlog(8, 2)), 2, "going back within a file is a re-sent record, not a restart");
-        assert_eq!(state.assign(binlog(1, 4)), 3, "binlog numbering restarted");
-        assert_eq!(state.assign(binlog(2, 4)), 3);
-        let kept = EpochState::from_markers(Some(state.epoch), Some(2), Some(state.max_file));
-        assert_eq!(kept, state, "the state survives its markers");
+        let at = |second: i64| Some(second * 1_000_000);
+        assert_eq!(state.assign(java(2), at(10)), 1);
+        assert_eq!(state.assign(java(1), at(9)), 1, "a smaller counter is an older change of the same epoch");
+        assert_eq!(state.assign(None, at(11)), 1, "no position: current epoch");
+        assert_eq!(state.assign(binlog(7, 100), at(12)), 2, "Java 3.x -> Kotlin 3.9+ upgrade");
+        assert_eq!(state.assign(binlog(8, 4), at(13)), 2);
+        assert_eq!(state.assign(binlog(8, 2), at(13)), 2, "going back within a file is a re-sent record, not a restart");
+        assert_eq!(state.assign(binlog(7, 900), at(12)), 2, "a re-sent record of the previous file keeps its old change time");
+        assert_eq!(state.assign(binlog(7, 950), None), 2, "so does an unreadable change time");
+        assert_eq!(state.assign(binlog(1, 4), at(20)), 3, "binlog numbering restarted: a new change at a lower file");
+        assert_eq!(state.assign(binlog(2, 4), at(21)), 3);
+        assert_eq!(state.assign(binlog(8, 4), at(13)), 3, "an old record re-sent after the restart is older, not a new epoch");
+        let kept = EpochState::from_markers(state.markers("app").map(|(_, v)| Some(v)));
+        assert_eq!(kept, Some(state), "the state survives its markers");
+        assert_eq!(EpochState::from_markers([Some(3), Some(2), Some(8), None]), None, "a marker missing: no state");
         let markers = state.markers("app");
         assert_eq!(markers[0], ("app#epoch".to_owned(), 3));
     }

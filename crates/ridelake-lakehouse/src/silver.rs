@@ -200,16 +200,20 @@ struct Remembered {
     table: Option<DeltaTable>,
     marker: Option<i64>,
     bronze_id: Option<i64>,
-    epochs: EpochState,
+    /// The change-order state kept with the marker; `None` when a marker is missing (rebuild).
+    epochs: Option<EpochState>,
 }
 
 async fn remembered(url: &Url, options: &HashMap<String, String>, app_id: &str) -> Result<Remembered> {
     let (table, marker) = io::open_with_marker(url, options, app_id).await?;
-    let (mut bronze_id, mut epochs) = (None, EpochState::default());
+    let (mut bronze_id, mut epochs) = (None, Some(EpochState::default()));
     if let Some(t) = &table {
         bronze_id = io::marker(t, &table_marker(app_id)).await?;
-        let [epoch, scale, max_file] = EpochState::default().markers(app_id).map(|(id, _)| id);
-        epochs = EpochState::from_markers(io::marker(t, &epoch).await?, io::marker(t, &scale).await?, io::marker(t, &max_file).await?);
+        let mut values = [None; 4];
+        for (value, (id, _)) in values.iter_mut().zip(EpochState::default().markers(app_id)) {
+            *value = io::marker(t, &id).await?;
+        }
+        epochs = EpochState::from_markers(values);
     }
     Ok(Remembered { table, marker, bronze_id, epochs })
 }
@@ -410,8 +414,14 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         None => None,
     };
     let interrupted = rides_known.table.is_some() && rides_checked_against != users_version;
-    if interrupted || bronze_users.rebuild.is_some() || bronze_rides.rebuild.is_some() {
-        let reason = |own: &Option<Rebuild>| if interrupted { Rebuild::Interrupted } else { own.clone().unwrap_or(Rebuild::WithOtherStream) };
+    let state_missing = users_known.epochs.is_none() || rides_known.epochs.is_none();
+    if interrupted || state_missing || bronze_users.rebuild.is_some() || bronze_rides.rebuild.is_some() {
+        let reason = |own: &Option<Rebuild>| match (interrupted, own) {
+            (true, _) => Rebuild::Interrupted,
+            (false, Some(own)) => own.clone(),
+            (false, None) if state_missing => Rebuild::OrderStateMissing,
+            (false, None) => Rebuild::WithOtherStream,
+        };
         let (users_reason, rides_reason) = (reason(&bronze_users.rebuild), reason(&bronze_rides.rebuild));
         if bronze_users.rebuild.is_none() {
             bronze_users = increment::increment(&bronze_users_url, &options, None, None).await?;
@@ -434,7 +444,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         report.noop = true;
         return Ok(report);
     }
-    let (mut users_epochs, mut rides_epochs) = if rebuild { Default::default() } else { (users_known.epochs, rides_known.epochs) };
+    let (mut users_epochs, mut rides_epochs) = if rebuild { Default::default() } else { (users_known.epochs.unwrap_or_default(), rides_known.epochs.unwrap_or_default()) };
     let silver_users = users_known.table.filter(|_| !rebuild);
     let silver_rides = rides_known.table.filter(|_| !rebuild);
     steps.lap(&mut report, "open tables");

@@ -296,6 +296,40 @@ async fn a_binlog_restart_and_its_resnapshot_win() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_resent_from_before_a_binlog_rotation_does_not_win() {
+    // Seen in the benchmark: an at-least-once duplicate of a ride's first change, re-sent after
+    // the binlog rotated to the next file, made "requested" win over "completed" for good.
+    let lake = tempfile::tempdir().expect("tempdir");
+    let l = lake.path();
+    let requested = ride(10, 1, Some(2), "requested", 5, None, Cdc::kotlin(5, 1_073_700_000, 1));
+    append(l, 1_000, &[user(1, "customer", Cdc::kotlin(5, 100, 0)), user(2, "driver", Cdc::kotlin(5, 110, 0)), requested.clone(),
+        ride(10, 1, Some(2), "completed", 5, None, Cdc::kotlin(6, 400, 2)), ride(11, 1, Some(2), "accepted", 5, None, Cdc::kotlin(6, 500, 2)),
+        requested.clone()]).await;
+    silver(l).await;
+    assert_eq!(text(&read(l, "rides").await, "status"), ["completed", "accepted"]);
+    // A retried sync replays from an older state, across the rotation, in a later bronze commit.
+    append(l, 1_000, &[requested, ride(11, 1, Some(2), "completed", 5, None, Cdc::kotlin(6, 900, 3))]).await;
+    silver(l).await;
+    assert_eq!(text(&read(l, "rides").await, "status"), ["completed", "completed"]);
+    assert_equals_rebuild(l).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_after_a_failover_to_lower_binlog_numbers_win() {
+    // GTID failover: the connector goes on at the new server's binlog, numbered lower, without a
+    // re-snapshot; the new changes are later in time.
+    let lake = tempfile::tempdir().expect("tempdir");
+    let l = lake.path();
+    append(l, 1_000, &[user(1, "customer", Cdc::kotlin(40, 100, 0)), user(2, "driver", Cdc::kotlin(40, 110, 0)),
+        ride(10, 1, Some(2), "accepted", 5, None, Cdc::kotlin(40, 900, 1))]).await;
+    silver(l).await;
+    append(l, 2_000, &[ride(10, 1, Some(2), "completed", 5, None, Cdc::kotlin(3, 200, 9))]).await;
+    silver(l).await;
+    assert_eq!(text(&read(l, "rides").await, "status"), ["completed"]);
+    assert_equals_rebuild(l).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_ties_follow_the_order_bronze_received_them() {
     // Identical cursor, position, change time and emitted_at: only arrival separates them. Bronze
     // file names are random, so several lakes would disagree if file names decided.
