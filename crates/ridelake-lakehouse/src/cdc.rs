@@ -52,8 +52,19 @@ fn micros(df: &DataFrame, name: &str) -> Result<(Int64Chunked, BooleanChunked)> 
         let text = series.str().step("reading a CDC time")?;
         let mut values = Vec::with_capacity(rows);
         let mut readable = Vec::with_capacity(rows);
+        // Rows of a transaction, and of a busy second, share one text: parse each run of equal
+        // texts once.
+        let mut last: Option<(&str, Option<i64>)> = None;
         for value in text.iter() {
-            let parsed = value.and_then(order::parse_change_time);
+            let parsed = match (value, last) {
+                (None, _) => None,
+                (Some(v), Some((previous, parsed))) if previous == v => parsed,
+                (Some(v), _) => {
+                    let parsed = order::parse_change_time(v);
+                    last = Some((v, parsed));
+                    parsed
+                }
+            };
             readable.push(value.is_none() || parsed.is_some());
             values.push(parsed);
         }
