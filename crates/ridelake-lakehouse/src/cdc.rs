@@ -177,17 +177,14 @@ pub fn latest_valid(changes: &DataFrame, key: &str, rules: &[(&str, Expr)], dele
         tagged.with_column(rule.clone()).step("checking rules")?;
         tagged.lazy().filter(col(RULE).is_not_null()).collect().step("checking rules")?
     };
-    let mut narrow = vec![changes.column(key).step(step)?.clone(), rule];
-    for name in ORDER {
-        narrow.push(changes.column(name).step(step)?.clone());
-    }
-    let narrow = DataFrame::new(changes.height(), narrow).step(step)?;
-    let winners = order::latest(narrow.lazy().with_row_index("_row", None).filter(col(RULE).is_null()), key)
-        .select([col("_row")])
-        .collect()
-        .step(step)?;
-    let rows = winners.column("_row").step(step)?.idx().step(step)?.clone();
-    let latest = changes.take(&rows).step(step)?;
+    let int64 = |name: &str| -> Result<Int64Chunked> {
+        Ok(changes.column(name).step(step)?.as_materialized_series().cast(&DataType::Int64).step(step)?.i64().step(step)?.clone())
+    };
+    let keys = int64(key)?;
+    let order_columns = [int64(ORDER[0])?, int64(ORDER[1])?, int64(ORDER[2])?, int64(ORDER[3])?, int64(ORDER[4])?, int64(ORDER[5])?];
+    let valid = rule.is_null();
+    let rows = order::latest_rows(&keys, &order_columns.each_ref(), &valid);
+    let latest = changes.take(&IdxCa::from_vec("rows".into(), rows)).step(step)?;
     Ok((latest, quarantined))
 }
 
