@@ -8,14 +8,15 @@
 //!   that is not a time is quarantined too (its place in the order is unknown).
 
 use polars::prelude::*;
-use ridelake_core::bronze::{CDC_CURSOR, CDC_DELETED_AT, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, EXTRACTED_AT, GENERATION_ID, RAW_ID};
+use ridelake_core::bronze::{CDC_CURSOR, CDC_DELETED_AT, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, EXTRACTED_AT, GENERATION_ID};
 
 use crate::error::{PolarsContext, Result};
 use crate::order::{self, EPOCH, EpochState, GENERATION, INGEST_ROW, INGEST_VERSION, ORDER, POSITION, UPDATED};
 
 /// The bronze columns [`prepare`] reads besides the stream's own fields (those a table lacks are
-/// treated as null).
-pub const BRONZE_CDC_COLUMNS: [&str; 8] = [RAW_ID, EXTRACTED_AT, GENERATION_ID, CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, CDC_DELETED_AT];
+/// treated as null). Not `_airbyte_raw_id`, the widest: a change is traced back to its bronze row
+/// by [`INGEST_VERSION`] and [`INGEST_ROW`].
+pub const BRONZE_CDC_COLUMNS: [&str; 7] = [EXTRACTED_AT, GENERATION_ID, CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, CDC_DELETED_AT];
 
 /// Extraction time column (microseconds since the epoch); informative, not part of the order.
 pub const EXTRACTED: &str = "_cdc_extracted_at";
@@ -84,9 +85,16 @@ fn normalized(df: &DataFrame, name: &str) -> Expr {
     }
 }
 
+/// `fields` of `frame` in silver's form (date-times as microseconds in UTC), beside its other
+/// columns.
+pub fn normalize(frame: DataFrame, fields: &[&str]) -> Result<DataFrame> {
+    let exprs: Vec<Expr> = fields.iter().map(|c| normalized(&frame, c).alias(*c)).collect();
+    frame.lazy().with_columns(exprs).collect().step("normalizing fields")
+}
+
 /// Adds the order columns and the delete flag to bronze rows read in ingest order (with
-/// [`INGEST_VERSION`] and [`INGEST_ROW`]), and keeps `keep` columns plus `_airbyte_raw_id` (the
-/// link back to the bronze row) and `deleted_at`. `epochs` is where the epoch count stood before
+/// [`INGEST_VERSION`] and [`INGEST_ROW`], which also link a change back to its bronze row), and
+/// keeps `keep` columns and `deleted_at`. `epochs` is where the epoch count stood before
 /// these rows; it is left where it stands after them.
 pub fn prepare(bronze: &DataFrame, keep: &[&str], epochs: &mut EpochState) -> Result<DataFrame> {
     let rows = bronze.height();
@@ -131,7 +139,6 @@ pub fn prepare(bronze: &DataFrame, keep: &[&str], epochs: &mut EpochState) -> Re
     };
     let mut exprs: Vec<Expr> = keep.iter().map(|c| normalized(bronze, c).alias(*c)).collect();
     exprs.extend([
-        col(RAW_ID),
         generation.alias(GENERATION),
         Series::new(EPOCH.into(), epoch).lit(),
         Series::new(POSITION.into(), position).lit(),
@@ -146,8 +153,21 @@ pub fn prepare(bronze: &DataFrame, keep: &[&str], epochs: &mut EpochState) -> Re
     bronze.clone().lazy().select(exprs).collect().step("preparing changes")
 }
 
-/// The name of the first rule a change broke, or null. `rules` are `(name, broken)` pairs;
-/// deletes are checked against `delete_rules` only. An unreadable order comes first.
+/// Whether a change broke any rule (never null). `rules` are `(name, broken)` pairs; deletes are
+/// checked against `delete_rules` only; an unreadable order breaks a rule too.
+fn breaks_any(rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Expr {
+    let mut any = col(ORDER_PROBLEM).is_not_null();
+    for (_, broken) in rules {
+        any = any.or(col(DELETED).not().and(broken.clone()).fill_null(lit(false)));
+    }
+    for (_, broken) in delete_rules {
+        any = any.or(col(DELETED).and(broken.clone()).fill_null(lit(false)));
+    }
+    any.fill_null(lit(false))
+}
+
+/// The name of the first rule a change broke, or null (the same rules as [`breaks_any`]). An
+/// unreadable order comes first.
 fn broken_rule(rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Expr {
     let mut rule: Expr = lit(NULL).cast(DataType::String);
     for (name, broken) in rules.iter().rev() {
@@ -160,29 +180,29 @@ fn broken_rule(rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Expr {
 }
 
 /// The latest valid change per `key` (sorted by key), and the changes that broke a rule (with the
-/// first rule each broke). Rules are evaluated on the columns they read, and the winners chosen on
-/// the key and order columns only, then gathered: the changes are never copied whole.
+/// first rule each broke). The rules are checked as one mask over the columns they read; the
+/// rule names are spelled out only for the (few) changes that broke one. The winners are chosen
+/// on the key and order columns only, then gathered: the changes are never copied whole.
 pub fn latest_valid(changes: &DataFrame, key: &str, rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)]) -> Result<(DataFrame, DataFrame)> {
     let step = "choosing the latest changes";
-    let rule = changes.clone().lazy().select([broken_rule(rules, delete_rules)]).collect().step("checking rules")?;
-    let rule = rule.column(RULE).step("checking rules")?.clone();
+    let broken = changes.clone().lazy().select([breaks_any(rules, delete_rules).alias(RULE)]).collect().step("checking rules")?;
+    let broken = broken.column(RULE).step("checking rules")?.as_materialized_series().bool().step("checking rules")?.clone();
+    let quarantined = changes
+        .filter(&broken)
+        .step("checking rules")?
+        .lazy()
+        .with_column(broken_rule(rules, delete_rules))
+        .drop(cols([ORDER_PROBLEM]))
+        .collect()
+        .step("checking rules")?;
     let mut changes = changes.clone();
     let _ = changes.drop_in_place(ORDER_PROBLEM);
-    let quarantined = if rule.null_count() == rule.len() {
-        let mut none = changes.clear();
-        none.with_column(rule.clear()).step("checking rules")?;
-        none
-    } else {
-        let mut tagged = changes.clone();
-        tagged.with_column(rule.clone()).step("checking rules")?;
-        tagged.lazy().filter(col(RULE).is_not_null()).collect().step("checking rules")?
-    };
     let int64 = |name: &str| -> Result<Int64Chunked> {
         Ok(changes.column(name).step(step)?.as_materialized_series().cast(&DataType::Int64).step(step)?.i64().step(step)?.clone())
     };
     let keys = int64(key)?;
     let order_columns = [int64(ORDER[0])?, int64(ORDER[1])?, int64(ORDER[2])?, int64(ORDER[3])?, int64(ORDER[4])?, int64(ORDER[5])?];
-    let valid = rule.is_null();
+    let valid = !&broken;
     let rows = order::latest_rows(&keys, &order_columns.each_ref(), &valid);
     let latest = changes.take(&IdxCa::from_vec("rows".into(), rows)).step(step)?;
     Ok((latest, quarantined))
@@ -283,7 +303,6 @@ mod tests {
             CDC_LOG_POS => (0..n).map(|i| 4 + i).collect::<Vec<_>>(),
             CDC_UPDATED_AT => updated.to_vec(),
             CDC_DELETED_AT => vec![None::<&str>; updated.len()],
-            RAW_ID => (0..n).map(|i| format!("r{i}")).collect::<Vec<_>>(),
             INGEST_VERSION => vec![1i64; updated.len()],
             INGEST_ROW => (0..n).collect::<Vec<_>>(),
         ]

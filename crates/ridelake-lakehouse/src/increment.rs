@@ -229,6 +229,53 @@ pub async fn read(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataF
     concat(tagged, UnionArgs::default()).step("reading bronze")?.collect().step("reading bronze")
 }
 
+/// The `columns` of the bronze rows `at` (each an [`INGEST_VERSION`] and an [`INGEST_ROW`], as
+/// [`read`] tags them), one row per entry of `at`, in its order; only the files holding them are
+/// read, and in those only these rows. (Silver reads the key, rule and order columns of every
+/// change, then the other fields for the latest changes only.)
+pub async fn read_rows(increment: &BronzeIncrement, columns: &[&str], at: &[(i64, i64)]) -> Result<DataFrame> {
+    let step = "reading bronze rows";
+    let present = io::present_columns(&increment.table, columns)?;
+    // Per file (commit version, place among its adds): its wanted rows, ascending and distinct.
+    let mut wanted: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+    for (version, row) in at {
+        wanted.entry((*version, row >> 32)).or_default().push((row & 0xFFFF_FFFF) as usize);
+    }
+    for rows in wanted.values_mut() {
+        rows.sort_unstable();
+        rows.dedup();
+    }
+    let files: Vec<(&IngestFile, Vec<usize>)> =
+        increment.files.iter().filter_map(|f| wanted.remove(&(f.version, f.index)).map(|rows| (f, rows))).collect();
+    if !wanted.is_empty() {
+        return Err(LakehouseError::Schema { table: increment.table.table_url().to_string(), message: "a change's bronze file is no longer in the table".into() });
+    }
+    let to_read: Vec<(DataFile, Vec<usize>)> = files.iter().map(|(f, rows)| (f.file.clone(), rows.clone())).collect();
+    let frames = io::read_rows_each(&increment.table, &to_read, &present).await?;
+    // Where each (file, row) landed in the frames stacked in file order.
+    let mut start = HashMap::new();
+    let mut offset: IdxSize = 0;
+    for ((file, rows), frame) in files.iter().zip(&frames) {
+        if frame.height() != rows.len() {
+            return Err(LakehouseError::Schema { table: increment.table.table_url().to_string(), message: format!("file {} gave {} of {} selected rows", file.file.path, frame.height(), rows.len()) });
+        }
+        start.insert((file.version, file.index), (offset, rows));
+        offset += rows.len() as IdxSize;
+    }
+    let mut positions = Vec::with_capacity(at.len());
+    for (version, row) in at {
+        let (first, rows) = start[&(*version, row >> 32)];
+        let within = rows.binary_search(&((row & 0xFFFF_FFFF) as usize)).unwrap_or_default();
+        positions.push(first + within as IdxSize);
+    }
+    let stacked = if frames.is_empty() {
+        io::read_columns(&increment.table, &[], Some(&present)).await?
+    } else {
+        concat(frames.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default()).step(step)?.collect().step(step)?
+    };
+    stacked.take(&IdxCa::from_vec("rows".into(), positions)).step(step)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

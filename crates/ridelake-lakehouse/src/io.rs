@@ -26,6 +26,7 @@ use deltalake::logstore::object_store::path::Path;
 // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
 // still works and is what delta-rs 1.1 itself uses.
 use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use deltalake::parquet::basic::Compression as ParquetCompression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
@@ -225,19 +226,41 @@ fn projected_schema(table: &DeltaTable, columns: Option<&[&str]>) -> Result<Sche
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// Reads `rows` (positions, ascending and distinct) of each of `files` of `table`, only
+/// `columns`: one frame per file, its rows in the order given. The Parquet reader skips the other
+/// rows instead of materializing them.
+pub async fn read_rows_each(table: &DeltaTable, files: &[(DataFile, Vec<usize>)], columns: &[&str]) -> Result<Vec<DataFrame>> {
+    let schema = projected_schema(table, Some(columns))?;
+    let only: Vec<DataFile> = files.iter().map(|(f, _)| f.clone()).collect();
+    let rows: Vec<Option<Vec<usize>>> = files.iter().map(|(_, r)| Some(r.clone())).collect();
+    let mut frames = Vec::with_capacity(files.len());
+    for mut file_batches in read_batches_of_rows(table, &only, &schema, rows).await? {
+        if file_batches.is_empty() {
+            file_batches.push(RecordBatch::new_empty(schema.clone()));
+        }
+        frames.push(record_batches_to_df(&file_batches).step("reading files")?);
+    }
+    Ok(frames)
+}
+
 /// Every file's batches in `schema`, read concurrently (at most one file per core at a time), in
 /// the order of `files`.
 async fn read_batches(table: &DeltaTable, files: &[DataFile], schema: &SchemaRef) -> Result<Vec<Vec<RecordBatch>>> {
+    read_batches_of_rows(table, files, schema, vec![None; files.len()]).await
+}
+
+/// [`read_batches`], each file limited to its `rows` where given.
+async fn read_batches_of_rows(table: &DeltaTable, files: &[DataFile], schema: &SchemaRef, rows: Vec<Option<Vec<usize>>>) -> Result<Vec<Vec<RecordBatch>>> {
     let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let permits = Arc::new(tokio::sync::Semaphore::new(parallelism));
     let store = table.object_store();
     let url = table.table_url().clone();
     let mut handles = Vec::with_capacity(files.len());
-    for file in files {
+    for (file, rows) in files.iter().zip(rows) {
         let (store, schema, file, url, permits) = (store.clone(), schema.clone(), file.clone(), url.clone(), permits.clone());
         handles.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.map_err(|e| LakehouseError::Task(e.to_string()))?;
-            read_file(store, &url, &file, &schema).await
+            read_file(store, &url, &file, &schema, rows.as_deref()).await
         }));
     }
     let mut out = Vec::with_capacity(handles.len());
@@ -255,7 +278,24 @@ async fn read_batches(table: &DeltaTable, files: &[DataFile], schema: &SchemaRef
     Ok(out)
 }
 
-async fn read_file(store: ObjectStoreRef, url: &Url, file: &DataFile, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+/// The selection of `rows` (ascending, distinct) among a file's rows.
+fn selection_of(rows: &[usize]) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut at = 0;
+    for &row in rows {
+        if row > at {
+            selectors.push(RowSelector::skip(row - at));
+        }
+        match selectors.last_mut() {
+            Some(last) if !last.skip && row == at => last.row_count += 1,
+            _ => selectors.push(RowSelector::select(1)),
+        }
+        at = row + 1;
+    }
+    RowSelection::from(selectors)
+}
+
+async fn read_file(store: ObjectStoreRef, url: &Url, file: &DataFile, schema: &SchemaRef, rows: Option<&[usize]>) -> Result<Vec<RecordBatch>> {
     let path = Path::parse(&file.path).map_err(|e| LakehouseError::delta(url, e.into()))?;
     #[allow(deprecated)]
     let reader = ParquetObjectReader::new(store, path);
@@ -267,7 +307,11 @@ async fn read_file(store: ObjectStoreRef, url: &Url, file: &DataFile, schema: &S
         .filter(|name| builder.schema().field_with_name(name).is_ok())
         .collect();
     let mask = ProjectionMask::columns(builder.parquet_schema(), in_file);
-    let stream = builder.with_projection(mask).build().map_err(|e| LakehouseError::delta(url, e.into()))?;
+    let mut builder = builder.with_projection(mask);
+    if let Some(rows) = rows {
+        builder = builder.with_row_selection(selection_of(rows));
+    }
+    let stream = builder.build().map_err(|e| LakehouseError::delta(url, e.into()))?;
     let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| LakehouseError::delta(url, e.into()))?;
     batches.iter().map(|batch| conform(batch, schema, &file.partition)).collect()
 }
@@ -548,6 +592,14 @@ fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_selections_skip_between_the_wanted_rows() {
+        let selected = |rows: &[usize]| -> Vec<(bool, usize)> { Vec::from(selection_of(rows)).into_iter().map(|s| (s.skip, s.row_count)).collect() };
+        assert_eq!(selected(&[0, 1, 2, 7, 9, 10]), [(false, 3), (true, 4), (false, 1), (true, 1), (false, 2)]);
+        assert_eq!(selected(&[5]), [(true, 5), (false, 1)]);
+        assert_eq!(selected(&[]), []);
+    }
 
     fn file(range: Option<(i64, i64)>) -> DataFile {
         DataFile { path: "f.parquet".into(), partition: vec![], id_range: range, rows: None }

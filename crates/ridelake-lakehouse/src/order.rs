@@ -211,29 +211,53 @@ pub fn latest(frame: LazyFrame, key: &str) -> LazyFrame {
 
 /// The rows of the latest change per key, sorted by key: of the rows where `candidate` is true
 /// and the key is not null, per key the one whose [`ORDER`] values (`order`, in that order; null
-/// counts as the least) are largest. One pass keeping each key's best row so far: linear, where a
-/// sort of the key and six order columns was the costliest step of a silver run.
+/// counts as the least) are largest. One pass keeping each key's best row so far in a hash map
+/// (linear, where a sort of the key and six order columns was the costliest step of a silver
+/// run); the map holds row numbers only, and a challenger is compared with the held row on
+/// contiguous columns.
 pub fn latest_rows(keys: &Int64Chunked, order: &[&Int64Chunked; ORDER.len()], candidate: &BooleanChunked) -> Vec<IdxSize> {
-    let mut best: PlHashMap<i64, (IdxSize, [i64; ORDER.len()])> = PlHashMap::with_capacity(keys.len() / 2);
-    let mut columns = order.map(|c| c.iter());
-    for (row, (key, wanted)) in keys.iter().zip(candidate.iter()).enumerate() {
-        let mut values = [i64::MIN; ORDER.len()];
-        for (value, column) in values.iter_mut().zip(columns.iter_mut()) {
-            *value = column.next().flatten().unwrap_or(i64::MIN);
+    let order: [std::borrow::Cow<'_, [i64]>; ORDER.len()] = order.map(|c| least_for_null(c));
+    let order = order.each_ref().map(|c| &**c);
+    let later = |a: usize, b: usize| -> bool {
+        for column in order {
+            match column[a].cmp(&column[b]) {
+                std::cmp::Ordering::Greater => return true,
+                std::cmp::Ordering::Less => return false,
+                std::cmp::Ordering::Equal => {}
+            }
         }
+        false
+    };
+    let mut best: PlHashMap<i64, IdxSize> = PlHashMap::with_capacity(keys.len() / 2);
+    for (row, (key, wanted)) in keys.iter().zip(candidate.iter()).enumerate() {
         let (Some(key), Some(true)) = (key, wanted) else { continue };
-        let row = row as IdxSize;
         best.entry(key)
             .and_modify(|held| {
-                if values > held.1 {
-                    *held = (row, values);
+                if later(row, *held as usize) {
+                    *held = row as IdxSize;
                 }
             })
-            .or_insert((row, values));
+            .or_insert(row as IdxSize);
     }
-    let mut winners: Vec<(i64, IdxSize)> = best.into_iter().map(|(key, (row, _))| (key, row)).collect();
+    let mut winners: Vec<(i64, IdxSize)> = best.into_iter().collect();
     winners.sort_unstable();
     winners.into_iter().map(|(_, row)| row).collect()
+}
+
+/// The values of `column` as one slice, with null as `i64::MIN` (borrowed when it is one chunk
+/// without nulls, the usual case).
+fn least_for_null(column: &Int64Chunked) -> std::borrow::Cow<'_, [i64]> {
+    if column.null_count() > 0 {
+        return std::borrow::Cow::Owned(column.iter().map(|v| v.unwrap_or(i64::MIN)).collect());
+    }
+    if let Ok(values) = column.cont_slice() {
+        return std::borrow::Cow::Borrowed(values);
+    }
+    let mut values = Vec::with_capacity(column.len());
+    for chunk in column.downcast_iter() {
+        values.extend_from_slice(chunk.values());
+    }
+    std::borrow::Cow::Owned(values)
 }
 
 /// `a` comes strictly after `b` in change order; the columns are named `<order column><suffix>`.

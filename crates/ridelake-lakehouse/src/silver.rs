@@ -40,6 +40,8 @@ use deltalake::DeltaTable;
 use polars::prelude::*;
 use url::Url;
 
+use ridelake_core::bronze::RAW_ID;
+
 use crate::cdc::{self, DELETED, EXTRACTED, RULE};
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::increment::{self, BronzeIncrement, Rebuild};
@@ -320,6 +322,43 @@ fn count(frame: &DataFrame) -> u64 {
     frame.height() as u64
 }
 
+/// The ride fields the rules read, read for every change with the key and the order columns.
+const RIDE_RULE_FIELDS: [&str; 4] = ["id", "customer_id", "requested_at", "status"];
+
+/// `changes` (tagged with their bronze rows) with their `fields` read from bronze, for these rows
+/// only.
+async fn with_fields(changes: DataFrame, increment: &BronzeIncrement, fields: &[&str]) -> Result<DataFrame> {
+    let step = "reading the fields of the latest changes";
+    let at = bronze_rows(&changes)?;
+    let read = increment::read_rows(increment, fields, &at).await?;
+    let mut changes = changes;
+    for column in cdc::normalize(read, fields)?.into_columns() {
+        changes.with_column(column).step(step)?;
+    }
+    Ok(changes)
+}
+
+/// The bronze rows (version, ingest row) of `changes`.
+fn bronze_rows(changes: &DataFrame) -> Result<Vec<(i64, i64)>> {
+    let step = "finding the bronze rows of changes";
+    let versions = changes.column(INGEST_VERSION).step(step)?.i64().step(step)?;
+    let rows = changes.column(INGEST_ROW).step(step)?.i64().step(step)?;
+    Ok(versions.iter().zip(rows.iter()).map(|(v, r)| (v.unwrap_or(-1), r.unwrap_or(-1))).collect())
+}
+
+/// `bad` changes with the `_airbyte_raw_id` of their bronze rows (read for these rows only).
+async fn with_bronze_ids(mut bad: DataFrame, increment: &BronzeIncrement) -> Result<DataFrame> {
+    let step = "finding the bronze rows of quarantined changes";
+    let at = bronze_rows(&bad)?;
+    let ids = if at.is_empty() {
+        Column::new_empty(RAW_ID.into(), &DataType::String)
+    } else {
+        increment::read_rows(increment, &[RAW_ID], &at).await?.column(RAW_ID).step(step)?.cast(&DataType::String).step(step)?
+    };
+    bad.with_column(ids).step(step)?;
+    Ok(bad)
+}
+
 fn quarantine_rows(bad: &DataFrame, table: &str) -> Result<DataFrame> {
     let mut columns = vec![lit(table).alias("table"), col("id"), col(RULE), col("_airbyte_raw_id")];
     columns.extend(ORDER.iter().map(|c| col(*c)));
@@ -461,6 +500,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     ];
     let user_delete_rules = [("id is null", col("id").is_null()), ("created_at is null", col("created_at").is_null())];
     let (latest_users, bad_users) = cdc::latest_valid(&user_changes, "id", &user_rules, &user_delete_rules)?;
+    let bad_users = with_bronze_ids(bad_users, &bronze_users).await?;
     drop(user_changes);
     steps.lap(&mut report, "users: read and choose changes");
     let existing_users = match &silver_users {
@@ -506,7 +546,11 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     steps.lap(&mut report, "users: apply");
 
     // ---- rides: decide -------------------------------------------------------------------------
-    let ride_changes = cdc::prepare(&increment::read(&bronze_rides, &wanted(&RIDE_COLUMNS)).await?, &RIDE_COLUMNS, &mut rides_epochs)?;
+    // Every change's key, rule and order columns; the other fields only for the latest changes.
+    let ride_rows = increment::read(&bronze_rides, &wanted(&RIDE_RULE_FIELDS)).await?;
+    steps.lap(&mut report, "rides: read bronze");
+    let ride_changes = cdc::prepare(&ride_rows, &RIDE_RULE_FIELDS, &mut rides_epochs)?;
+    drop(ride_rows);
     report.rides_read = count(&ride_changes);
     report.rows_read += report.rides_read;
     let statuses = lit(Series::new("s".into(), RIDE_STATUSES)).implode(false);
@@ -516,11 +560,14 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         ("requested_at is null", col("requested_at").is_null()),
         ("status is not a ride status", col("status").is_null().or(col("status").is_in(statuses, false).not())),
     ];
-    steps.lap(&mut report, "rides: read changes");
+    steps.lap(&mut report, "rides: prepare changes");
     let (latest_rides, bad_rides) = cdc::latest_valid(&ride_changes, "id", &ride_rules, &[("id is null", col("id").is_null())])?;
     drop(ride_changes);
-
+    let bad_rides = with_bronze_ids(bad_rides, &bronze_rides).await?;
     steps.lap(&mut report, "rides: choose changes");
+    let other_fields: Vec<&str> = RIDE_COLUMNS.iter().copied().filter(|c| !RIDE_RULE_FIELDS.contains(c)).collect();
+    let latest_rides = with_fields(latest_rides, &bronze_rides, &other_fields).await?;
+    steps.lap(&mut report, "rides: read the latest changes' fields");
     let companions_marker = if rebuild { None } else { rides_known.marker };
     let pending_before = match as_of_marker(&pending_url, &options, RIDES_MARKER, companions_marker).await? {
         Some(t) => io::read_all(&t).await?,
