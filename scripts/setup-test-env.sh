@@ -11,6 +11,7 @@
 #   Debian: prometheus prometheus-pushgateway  (metrics tests, promtool)
 #   Debian: mariadb-server  (binaries only: the real-CDC tests start a private server)
 #   Debian: chromium  (the Mage UI test drives it headless through Playwright)
+#   Debian: strace  (the durability test reads the order of fsyncs and STATE echoes)
 # With --minimal only the first venv is made (what scripts/demo.sh needs).
 set -euo pipefail
 MINIMAL=${1:-}
@@ -96,5 +97,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+if ! command -v strace >/dev/null 2>&1; then
+  # The durability test reads the order of the destination's fsyncs and writes from strace.
+  log "installing strace from Debian"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends strace >/dev/null
 fi
 log "test environment ready under $VENVS"

@@ -17,7 +17,7 @@ use deltalake::logstore::object_store::ObjectStoreExt;
 use futures::TryStreamExt;
 
 use crate::config::DestinationOptions;
-use crate::error::{error_chain, storage_hint};
+use crate::error::{error_chain, storage_hint, storage_text};
 
 /// Outcome of a check: success, or a message for the user.
 pub async fn check(options: &DestinationOptions) -> Result<String, String> {
@@ -39,7 +39,7 @@ pub async fn check(options: &DestinationOptions) -> Result<String, String> {
     let where_ = options.storage.describe();
     let explain = |step: &str, e: &DeltaTableError| {
         let text = error_chain(e);
-        match storage_hint(&text) {
+        match storage_hint(&storage_text(e)) {
             Some(hint) => format!("{hint}. ({step} on {where_} failed: {text})"),
             None => format!("{step} on {where_} failed: {text}"),
         }

@@ -26,13 +26,44 @@ impl Rejection {
     }
 }
 
-/// A coerced value: present, JSON null, or rejected.
+/// What happened to a value on its way into its column, for `_airbyte_meta.changes` (the sent
+/// value is then kept verbatim in `_airbyte_rescued_data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Altered {
+    /// The column holds null instead.
+    Nulled(Rejection),
+    /// The column holds the closest value it can.
+    Rounded,
+}
+
+impl Altered {
+    /// Airbyte's `change` of the entry.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Altered::Nulled(_) => "NULLED",
+            Altered::Rounded => "TRUNCATED",
+        }
+    }
+
+    /// Airbyte's `reason` of the entry.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Altered::Nulled(rejection) => rejection.reason(),
+            Altered::Rounded => Rejection::FieldSize.reason(),
+        }
+    }
+}
+
+/// A coerced value: present, JSON null, rounded, or rejected.
 #[derive(Debug, PartialEq)]
 pub enum Coerced<T> {
     /// The typed value.
     Value(T),
     /// JSON `null`.
     Null,
+    /// The closest value the column can hold, which is not the value sent (a decimal with more
+    /// digits than a double keeps): stored, and the exact text is rescued.
+    Rounded(T),
     /// Could not be typed.
     Rejected(Rejection),
 }
@@ -64,11 +95,23 @@ pub fn integer(raw: &str) -> Coerced<i64> {
     if let Ok(v) = text.parse::<i64>() {
         return Coerced::Value(v);
     }
-    if text.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') && !text.is_empty() {
+    // A boolean in an integer column (a TINYINT(1) column first seen from source-mysql 4.0+).
+    match raw {
+        "true" => return Coerced::Value(1),
+        "false" => return Coerced::Value(0),
+        _ => {}
+    }
+    // `42.000`: an integer written with a fraction of zeros, read exactly.
+    let whole = text.split_once('.').filter(|(_, fraction)| !fraction.is_empty() && fraction.bytes().all(|b| b == b'0')).map_or(text, |(whole, _)| whole);
+    if let Ok(v) = whole.parse::<i64>() {
+        return Coerced::Value(v);
+    }
+    if whole.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') && !whole.is_empty() {
         return Coerced::Rejected(Rejection::FieldSize);
     }
+    // Other forms (`1e3`) through a double, only when it holds the text exactly.
     match text.parse::<f64>() {
-        Ok(f) if f.is_finite() && f.fract() == 0.0 => {
+        Ok(f) if f.is_finite() && f.fract() == 0.0 && holds_exactly(text, f) => {
             if f >= -9.223_372_036_854_775E18 && f < 9.223_372_036_854_775E18 {
                 Coerced::Value(f as i64)
             } else {
@@ -88,19 +131,55 @@ pub fn number(raw: &str) -> Coerced<f64> {
         Some(s) => s,
         None => Cow::Borrowed(raw),
     };
-    match text.trim().parse::<f64>() {
-        Ok(f) if f.is_finite() => Coerced::Value(f),
+    let text = text.trim();
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() && holds_exactly(text, f) => Coerced::Value(f),
+        Ok(f) if f.is_finite() => Coerced::Rounded(f),
         Ok(_) => Coerced::Rejected(Rejection::FieldSize),
         Err(_) => Coerced::Rejected(Rejection::Serialization),
     }
 }
 
-/// `boolean`: `true`/`false`, and the strings `"true"`/`"false"`.
+/// Whether the double `f`, read from the decimal `text`, gives that decimal back: true for any
+/// text of at most 15 significant digits (every such decimal survives a round trip through a
+/// double); otherwise the shortest text of `f` must have the same digits and scale.
+fn holds_exactly(text: &str, f: f64) -> bool {
+    match significant(text) {
+        // (Subnormal doubles hold fewer digits; a non-zero text that gave 0 underflowed.)
+        Some((digits, _)) if digits.is_empty() => f == 0.0,
+        Some((digits, _)) if digits.len() <= 15 && f.is_normal() => true,
+        Some(exact) => significant(&f.to_string()) == Some(exact),
+        None => false,
+    }
+}
+
+/// A decimal's significant digits (no leading or trailing zeros) and the power of ten of its last
+/// digit; `None` if it is not a plain decimal (`[-+]digits[.digits][e[-+]digits]`).
+fn significant(text: &str) -> Option<(String, i64)> {
+    let text = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (&text[..at], text[at + 1..].parse::<i64>().ok()?),
+        None => (text, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() && fraction.is_empty() || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let all: String = whole.chars().chain(fraction.chars()).collect();
+    let trimmed = all.trim_start_matches('0');
+    let digits = trimmed.trim_end_matches('0');
+    let scale = exponent - fraction.len() as i64 + (trimmed.len() - digits.len()) as i64;
+    Some((digits.to_owned(), if digits.is_empty() { 0 } else { scale }))
+}
+
+/// `boolean`: `true`/`false`, the strings `"true"`/`"false"`, and `1`/`0` (source-mysql 4.0 sends
+/// `TINYINT(1)` as an integer where earlier versions sent a boolean: a table created before keeps
+/// its values).
 pub fn boolean(raw: &str) -> Coerced<bool> {
     match raw {
         "null" => Coerced::Null,
-        "true" | "\"true\"" => Coerced::Value(true),
-        "false" | "\"false\"" => Coerced::Value(false),
+        "true" | "\"true\"" | "1" | "\"1\"" => Coerced::Value(true),
+        "false" | "\"false\"" | "0" | "\"0\"" => Coerced::Value(false),
         _ => Coerced::Rejected(Rejection::Serialization),
     }
 }
@@ -275,6 +354,42 @@ mod tests {
         assert_eq!(integer("{}"), Coerced::Rejected(Rejection::Serialization));
         assert_eq!(integer("99999999999999999999"), Coerced::Rejected(Rejection::FieldSize));
         assert_eq!(integer("1e30"), Coerced::Rejected(Rejection::FieldSize));
+        assert_eq!(integer("1e3"), Coerced::Value(1000));
+        assert_eq!(integer("9007199254740993.000"), Coerced::Value(9_007_199_254_740_993));
+        assert_eq!(integer("99999999999999999999.0"), Coerced::Rejected(Rejection::FieldSize));
+        assert_eq!(integer("1.0000000000000001"), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(integer("9007199254740993e0"), Coerced::Rejected(Rejection::Serialization));
+    }
+
+    #[test]
+    fn numbers_a_double_cannot_hold_are_rounded_not_silently_altered() {
+        assert_eq!(number("12.50"), Coerced::Value(12.5));
+        assert_eq!(number("\"0.1\""), Coerced::Value(0.1));
+        assert_eq!(number("123456789012345.6"), Coerced::Value(123_456_789_012_345.6));
+        assert_eq!(number("1e300"), Coerced::Value(1e300));
+        assert_eq!(number("9007199254740993"), Coerced::Rounded(9_007_199_254_740_992.0));
+        assert_eq!(number("12345678901234567.89"), Coerced::Rounded(12_345_678_901_234_568.0));
+        assert_eq!(number("\"99999999999999999999999999.99\""), Coerced::Rounded(1e26));
+        assert_eq!(number("1234567890123456789e-3"), Coerced::Rounded(1_234_567_890_123_456.8));
+        // More than 15 digits but exactly a double's shortest text.
+        assert_eq!(number("0.30000000000000004"), Coerced::Value(0.300_000_000_000_000_04));
+        assert_eq!(number("-4.9e-324"), Coerced::Rounded(-5e-324));
+        assert_eq!(number("5e-324"), Coerced::Value(5e-324));
+        assert_eq!(number("1e-400"), Coerced::Rounded(0.0));
+        assert_eq!(number("0.000"), Coerced::Value(0.0));
+        assert_eq!(significant("-00120.0500e2"), Some(("12005".into(), 0)));
+        assert_eq!(significant("0.012"), Some(("12".into(), -3)));
+        assert_eq!(significant("0.000"), Some((String::new(), 0)));
+    }
+
+    #[test]
+    fn booleans_and_0_1_integers_flip_without_loss() {
+        for (raw, b) in [("1", true), ("0", false), ("\"1\"", true), ("true", true)] {
+            assert_eq!(boolean(raw), Coerced::Value(b));
+        }
+        assert_eq!(boolean("2"), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(integer("true"), Coerced::Value(1));
+        assert_eq!(integer("false"), Coerced::Value(0));
     }
 
     #[test]
@@ -284,7 +399,6 @@ mod tests {
         assert_eq!(number("\"NaN\""), Coerced::Rejected(Rejection::FieldSize));
         assert_eq!(number("true"), Coerced::Rejected(Rejection::Serialization));
         assert_eq!(boolean("true"), Coerced::Value(true));
-        assert_eq!(boolean("1"), Coerced::Rejected(Rejection::Serialization));
         assert_eq!(string("\"a\\nb\""), Coerced::Value(Cow::Owned("a\nb".into())));
         assert_eq!(string("\"plain\""), Coerced::Value(Cow::Borrowed("plain")));
         assert_eq!(string("12"), Coerced::Value(Cow::Borrowed("12")));

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ridelake_core::lineage::LineageTarget;
 use ridelake_core::metrics::MetricsTarget;
 use ridelake_core::observability::Observability;
-use ridelake_core::storage::{S3Location, StorageConfig};
+use ridelake_core::storage::{RetryBound, S3Location, StorageConfig};
 use serde::Deserialize;
 
 use crate::error::{ConnectorError, Result};
@@ -30,6 +30,10 @@ enum StorageSection {
         access_key_id: Option<String>,
         #[serde(default)]
         secret_access_key: Option<String>,
+        #[serde(default)]
+        s3_max_retries: Option<u32>,
+        #[serde(default)]
+        s3_retry_timeout_seconds: Option<u64>,
     },
     Local {
         local_path: String,
@@ -52,6 +56,8 @@ struct ConfigFile {
     #[serde(default)]
     default_namespace: Option<String>,
     #[serde(default)]
+    max_line_mb: Option<u64>,
+    #[serde(default)]
     observability: ObservabilitySection,
 }
 
@@ -67,6 +73,8 @@ struct ObservabilitySection {
     openlineage_api_key: Option<String>,
     #[serde(default)]
     openlineage_file: Option<String>,
+    #[serde(default)]
+    openlineage_allow_plain_http: bool,
 }
 
 /// Parquet compression codec.
@@ -97,6 +105,8 @@ pub struct DestinationOptions {
     pub compression: Compression,
     /// Folder for streams without namespace.
     pub default_namespace: String,
+    /// Longest input line accepted.
+    pub max_line_bytes: usize,
     /// Where the sync's metrics and OpenLineage events go (config first, then the environment).
     pub observability: Observability,
 }
@@ -105,6 +115,22 @@ const MIB: u64 = 1024 * 1024;
 
 fn empty_to_none(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// The S3 retry settings, defaults filled in and ranges checked.
+fn retry_bound(max_retries: Option<u32>, timeout_seconds: Option<u64>) -> Result<RetryBound> {
+    let default = RetryBound::default();
+    let bound = RetryBound {
+        max_retries: max_retries.unwrap_or(default.max_retries),
+        timeout_seconds: timeout_seconds.unwrap_or(default.timeout_seconds),
+    };
+    if bound.max_retries > 100 {
+        return Err(ConnectorError::Config(format!("s3_max_retries must be 0..100, got {}", bound.max_retries)));
+    }
+    if !(1..=3600).contains(&bound.timeout_seconds) {
+        return Err(ConnectorError::Config(format!("s3_retry_timeout_seconds must be 1..3600, got {}", bound.timeout_seconds)));
+    }
+    Ok(bound)
 }
 
 impl DestinationOptions {
@@ -132,6 +158,8 @@ impl DestinationOptions {
                 s3_endpoint,
                 access_key_id,
                 secret_access_key,
+                s3_max_retries,
+                s3_retry_timeout_seconds,
             } => StorageConfig::S3(S3Location {
                 bucket: s3_bucket_name,
                 prefix: s3_bucket_path,
@@ -139,6 +167,7 @@ impl DestinationOptions {
                 endpoint: empty_to_none(s3_endpoint),
                 access_key_id: empty_to_none(access_key_id),
                 secret_access_key: empty_to_none(secret_access_key),
+                retry: retry_bound(s3_max_retries, s3_retry_timeout_seconds)?,
             }),
         }
         .validated()?;
@@ -160,6 +189,10 @@ impl DestinationOptions {
                 )));
             }
         };
+        let max_line_mb = file.max_line_mb.unwrap_or(100);
+        if !(1..=2048).contains(&max_line_mb) {
+            return Err(ConnectorError::Config(format!("max_line_mb must be 1..2048, got {max_line_mb}")));
+        }
         let default_namespace = file.default_namespace.unwrap_or_else(|| "default".into());
         ridelake_core::bronze::safe_segment("namespace", &default_namespace)?;
         let section = file.observability;
@@ -174,6 +207,7 @@ impl DestinationOptions {
                 url: empty_to_none(section.openlineage_url),
                 api_key: empty_to_none(section.openlineage_api_key),
                 file: empty_to_none(section.openlineage_file).map(PathBuf::from),
+                allow_plain_http: section.openlineage_allow_plain_http,
                 ..LineageTarget::default()
             },
         }
@@ -186,6 +220,7 @@ impl DestinationOptions {
             memory_budget_bytes: memory_mb * MIB,
             compression,
             default_namespace,
+            max_line_bytes: (max_line_mb * MIB) as usize,
             observability,
         })
     }
@@ -212,7 +247,22 @@ mod tests {
         .unwrap();
         assert_eq!(o.compression, Compression::Zstd);
         assert_eq!(o.target_file_size_bytes, 128 * MIB);
-        assert!(matches!(o.storage, StorageConfig::S3(_)));
+        let StorageConfig::S3(s3) = &o.storage else { panic!("not S3") };
+        assert_eq!(s3.retry, RetryBound::default());
+        assert_eq!(o.storage.storage_options()["max_retries"], "10");
+    }
+
+    #[test]
+    fn retries_are_bounded_by_the_config() {
+        let o = DestinationOptions::from_json(
+            r#"{"storage":{"storage_type":"S3","s3_bucket_name":"lake","s3_endpoint":"http://minio:9000",
+                "access_key_id":"k","secret_access_key":"s","s3_max_retries":2,"s3_retry_timeout_seconds":5}}"#,
+        )
+        .unwrap();
+        let options = o.storage.storage_options();
+        assert_eq!((options["max_retries"].as_str(), options["retry_timeout"].as_str()), ("2", "5s"));
+        let too_long = r#"{"storage":{"storage_type":"S3","s3_bucket_name":"lake","s3_retry_timeout_seconds":0}}"#;
+        assert!(DestinationOptions::from_json(too_long).unwrap_err().to_string().contains("s3_retry_timeout_seconds"));
     }
 
     #[test]

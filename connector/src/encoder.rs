@@ -4,7 +4,8 @@
 //! raw text goes straight into its column's builder through [`crate::coerce`]. Guarantees, per row:
 //! - every declared field lands in its typed column, or, when it does not fit, the column is null,
 //!   a `NULLED` change is added to `_airbyte_meta.changes` and the verbatim JSON is kept in
-//!   `_airbyte_rescued_data`;
+//!   `_airbyte_rescued_data`; a number with more digits than a double holds is stored rounded, with a
+//!   `TRUNCATED` change and its exact text rescued the same way (bronze stays lossless);
 //! - fields the catalog does not declare (and repeated keys) are kept in `_airbyte_rescued_data`;
 //! - `data` that is not an object is kept whole in `_airbyte_rescued_data` under `_airbyte_data`;
 //! - `_airbyte_raw_id` is a fresh UUID, `_airbyte_extracted_at` the record's `emitted_at`.
@@ -26,7 +27,7 @@ use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::coerce::{self, Coerced, Rejection};
+use crate::coerce::{self, Altered, Coerced, Rejection};
 use crate::protocol::Change;
 
 /// One data column of the table.
@@ -74,8 +75,8 @@ impl Builder {
         }
     }
 
-    /// Appends the coerced value (or null) and reports a rejection.
-    fn append(&mut self, storage: ColumnType, raw: &str) -> Option<Rejection> {
+    /// Appends the coerced value (or null) and reports what changed.
+    fn append(&mut self, storage: ColumnType, raw: &str) -> Option<Altered> {
         match self {
             Builder::Bool(b) => push(coerce::boolean(raw), |v| b.append_option(v)),
             Builder::Int(b) => push(coerce::integer(raw), |v| b.append_option(v)),
@@ -104,8 +105,9 @@ impl Builder {
     }
 }
 
-/// Applies a coercion result to a builder: the value, or null (reporting why when rejected).
-fn push<T>(coerced: Coerced<T>, append: impl FnOnce(Option<T>)) -> Option<Rejection> {
+/// Applies a coercion result to a builder: the value, or null, and what changed (when the value
+/// was rounded or rejected).
+fn push<T>(coerced: Coerced<T>, append: impl FnOnce(Option<T>)) -> Option<Altered> {
     match coerced {
         Coerced::Value(v) => {
             append(Some(v));
@@ -115,9 +117,13 @@ fn push<T>(coerced: Coerced<T>, append: impl FnOnce(Option<T>)) -> Option<Reject
             append(None);
             None
         }
+        Coerced::Rounded(v) => {
+            append(Some(v));
+            Some(Altered::Rounded)
+        }
         Coerced::Rejected(r) => {
             append(None);
-            Some(r)
+            Some(Altered::Nulled(r))
         }
     }
 }
@@ -144,6 +150,7 @@ pub struct StreamEncoder {
     rescued_row: String,
     rows: usize,
     bytes: usize,
+    digest: u128,
 }
 
 impl fmt::Debug for StreamEncoder {
@@ -192,6 +199,7 @@ impl StreamEncoder {
             rescued_row: String::new(),
             rows: 0,
             bytes: 0,
+            digest: 0,
         }
     }
 
@@ -209,6 +217,7 @@ impl StreamEncoder {
     pub fn push(&mut self, data: &RawValue, emitted_at_ms: f64, source_changes: &[Change]) {
         let text = data.get();
         self.bytes += text.len();
+        self.digest = self.digest.wrapping_add(xxhash_rust::xxh3::xxh3_128(text.as_bytes()));
         let is_object = text.trim_start().starts_with('{');
         if is_object {
             let mut de = serde_json::Deserializer::from_str(text);
@@ -218,7 +227,7 @@ impl StreamEncoder {
             }
         } else {
             self.rescue("_airbyte_data", text);
-            self.add_change("_airbyte_data", Rejection::Serialization);
+            self.add_change("_airbyte_data", Altered::Nulled(Rejection::Serialization));
         }
         for change in source_changes {
             self.change_field.append_value(&change.field);
@@ -239,7 +248,7 @@ impl StreamEncoder {
         }
         self.rescued_row.clear();
         self.rescue("_airbyte_data", text);
-        self.add_change("_airbyte_data", Rejection::Serialization);
+        self.add_change("_airbyte_data", Altered::Nulled(Rejection::Serialization));
     }
 
     fn set_field(&mut self, key: &str, raw: &RawValue) {
@@ -260,16 +269,16 @@ impl StreamEncoder {
         }
         self.filled[i] = true;
         self.next_guess = i + 1;
-        if let Some(rejection) = self.builders[i].append(self.columns[i].storage, raw.get()) {
-            self.add_change(key, rejection);
+        if let Some(change) = self.builders[i].append(self.columns[i].storage, raw.get()) {
+            self.add_change(key, change);
             self.rescue(key, raw.get());
         }
     }
 
-    fn add_change(&mut self, field: &str, rejection: Rejection) {
+    fn add_change(&mut self, field: &str, change: Altered) {
         self.change_field.append_value(field);
-        self.change_kind.append_value("NULLED");
-        self.change_reason.append_value(rejection.reason());
+        self.change_kind.append_value(change.kind());
+        self.change_reason.append_value(change.reason());
         self.change_count += 1;
     }
 
@@ -303,6 +312,13 @@ impl StreamEncoder {
             self.rescued_row.clear();
         }
         self.rows += 1;
+    }
+
+    /// A digest of the `data` of the records pushed since the last call, for recognising records
+    /// a retry resends: the sum of each record's xxh3-128, so that it does not depend on how the
+    /// records were cut into batches (nor on `emitted_at`, which a resend changes).
+    pub fn take_digest(&mut self) -> u128 {
+        std::mem::take(&mut self.digest)
     }
 
     /// Builds the batch of everything pushed so far and resets the buffers.

@@ -14,7 +14,7 @@
 //!   `minimum_generation_id` removes only files whose rows all belong to lower generations.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
@@ -28,13 +28,15 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use ridelake_core::bronze::{self, ColumnType, safe_column_name};
+use ridelake_core::storage::{RetryBound, StorageConfig};
 use serde_json::{Value, json};
 use url::Url;
 
 use crate::catalog::{StreamPlan, SyncMode};
+use deltalake::logstore::object_store::ObjectStoreExt;
 use crate::config::{Compression, DestinationOptions};
 use crate::encoder::{ColumnSpec, StreamEncoder};
-use crate::error::{ConnectorError, Result};
+use crate::error::{ConnectorError, FailureType, Result, classify_storage_message, storage_text};
 use crate::fault;
 
 /// What a commit covered, recorded in its commit info.
@@ -73,6 +75,18 @@ pub struct BronzeTable {
     pub commit_seconds: Vec<f64>,
     app_id: String,
     commit_seq: i64,
+    /// How a failed commit is retried (the S3 settings; their defaults on a local folder).
+    retry: RetryBound,
+    /// The last version known to be on disk (local folder): the one found (and flushed) at open,
+    /// then the last commit flushed by [`BronzeTable::flush_log`].
+    durable_version: Option<u64>,
+    /// Warnings about fields whose declared type differs from the table's, for the sync's log.
+    pub type_drift: Vec<String>,
+    /// (state hash, records digest) of the recent commits of earlier attempts of this sync (same
+    /// `sync_id`).
+    earlier_attempt_commits: HashSet<(String, String)>,
+    /// Digest of the records written since the last commit.
+    rows_digest: u128,
 }
 
 /// Parquet settings: dictionary encoding only for text columns, where values repeat (status,
@@ -96,6 +110,51 @@ fn writer_properties(options: &DestinationOptions, columns: &[ColumnSpec]) -> Wr
 }
 
 /// The columns a catalog asks for: safe, case-insensitively unique names.
+/// `fsync` of `files`, then of `folders` (each once), off the async threads; errors name `table`.
+async fn sync_all(table: &Url, files: Vec<std::path::PathBuf>, mut folders: Vec<std::path::PathBuf>) -> Result<()> {
+    folders.sort();
+    folders.dedup();
+    let synced = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+        for path in files.iter().chain(&folders) {
+            std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| format!("flushing {} to disk: {e}", path.display()))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| ConnectorError::Internal(format!("flushing to disk: {e}")))?;
+    synced.map_err(|e| ConnectorError::delta(table.to_string(), DeltaTableError::Generic(e)))
+}
+
+/// On a local folder, flushes to disk a table as this process finds it: its whole log (an
+/// earlier process may have stopped between a commit and its flush) and the folders down to it
+/// from above the lake's base (which this process may have just created).
+async fn flush_found_table(url: &Url, base: &std::path::Path) -> Result<()> {
+    let Ok(root) = url.to_file_path() else { return Ok(()) };
+    let log = root.join("_delta_log");
+    let entries: Vec<std::path::PathBuf> = match std::fs::read_dir(&log) {
+        Ok(found) => found.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut folders = vec![log];
+    let mut folder = Some(root.as_path());
+    while let Some(f) = folder {
+        folders.push(f.to_path_buf());
+        if f == base {
+            folders.extend(f.parent().map(std::path::Path::to_path_buf));
+            break;
+        }
+        folder = f.parent();
+    }
+    sync_all(url, entries, folders).await
+}
+
+/// How many recent commits of a table are searched for an earlier attempt's states.
+const EARLIER_ATTEMPT_COMMITS: usize = 200;
+
+/// Commit info key: the digest of the records the commit holds (the sum of the xxh3-128 of each
+/// record's `data`; see [`crate::encoder::StreamEncoder::take_digest`]).
+const ROWS_DIGEST: &str = "ridelake.records_xxh3";
+
 fn desired_columns(plan: &StreamPlan) -> Vec<(String, String, ColumnType)> {
     let mut taken: HashSet<String> = bronze::META_COLUMNS.iter().map(|c| c.to_ascii_lowercase()).collect();
     let mut out = Vec::new();
@@ -148,13 +207,59 @@ impl BronzeTable {
         }
         let storage_options = options.storage.storage_options();
         let desired = desired_columns(&plan);
-        let mut table = match Self::load(&url, &storage_options).await {
-            Ok(t) => t,
-            Err(DeltaTableError::NotATable(_)) => Self::create(&url, &storage_options, &plan, &desired).await.map_err(err)?,
-            Err(e) => return Err(err(e)),
+        // A transient failure (a reset connection, a lost answer to the creating PUT) is retried
+        // under the S3 retry bound: the table is then found, or created.
+        let retry = match &options.storage {
+            StorageConfig::S3(s3) => s3.retry,
+            StorageConfig::Local { .. } => RetryBound::default(),
+        };
+        let started = Instant::now();
+        let mut attempt = 0;
+        let (mut table, existing_version) = loop {
+            attempt += 1;
+            let outcome = match Self::load(&url, &storage_options).await {
+                Ok(t) => {
+                    let version = t.version();
+                    Ok((t, version))
+                }
+                Err(DeltaTableError::NotATable(_)) => Self::create(&url, &storage_options, &plan, &desired).await.map(|t| (t, None)),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(opened) => break opened,
+                Err(e) => {
+                    let transient = classify_storage_message(&storage_text(&e)) == FailureType::Transient;
+                    match retry.pause_before(attempt, started.elapsed()).filter(|_| transient) {
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => return Err(err(e)),
+                    }
+                }
+            }
         };
         Self::evolve_schema(&mut table, &desired).await.map_err(err)?;
+        let earlier_attempt_commits = match (plan.sync_id, plan.sync_mode, existing_version) {
+            (Some(sync_id), SyncMode::Append | SyncMode::AppendDedup, Some(_)) => Self::earlier_attempt_commits(&table, sync_id).await.map_err(err)?,
+            _ => HashSet::new(),
+        };
+        // Flush what this process found (and its schema changes) to disk: later, only its own
+        // commits need flushing.
+        if let StorageConfig::Local { path } = &options.storage {
+            flush_found_table(&url, path).await?;
+        }
+        let found_version = table.version();
         let columns = Self::column_specs(&table, &desired)?;
+        // A field the catalog now types differently keeps the table's type (a Delta column's type
+        // cannot change in place); its values are coerced to it, so say so once per sync.
+        let type_drift = desired
+            .iter()
+            .filter_map(|(name, _, declared)| {
+                let stored = columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))?.storage;
+                (stored != *declared).then(|| format!(
+                    "destination-delta-lake: {}: the catalog declares field {name} as {declared:?}, the table keeps {stored:?}; values are converted where that loses nothing (booleans and 0/1, integral numbers), otherwise nulled and kept in _airbyte_rescued_data",
+                    plan.label()
+                ))
+            })
+            .collect();
         let writer = RecordBatchWriter::for_table(&table)
             .map_err(err)?
             .with_writer_properties(writer_properties(options, &columns))
@@ -178,7 +283,27 @@ impl BronzeTable {
             commit_seconds: Vec::new(),
             app_id: format!("destination-delta-lake-{run_id}"),
             commit_seq: 0,
+            retry,
+            durable_version: found_version,
+            type_drift,
+            earlier_attempt_commits,
+            rows_digest: 0,
         })
+    }
+
+    /// The (state hash, records digest) of the recent commits of attempts of the sync
+    /// `sync_id`: a retried sync (Airbyte keeps the job's sync id across attempts) resends the
+    /// records after the last state it saw echoed, and some tables may have committed further
+    /// before the attempt failed.
+    async fn earlier_attempt_commits(table: &DeltaTable, sync_id: i64) -> Result<HashSet<(String, String)>, DeltaTableError> {
+        use futures::TryStreamExt;
+        let commits: Vec<_> = table.history(Some(EARLIER_ATTEMPT_COMMITS)).try_collect().await?;
+        let text = |c: &deltalake::kernel::CommitInfo, key: &str| c.info.get(key).and_then(Value::as_str).map(str::to_owned);
+        Ok(commits
+            .iter()
+            .filter(|c| c.info.get("airbyte.sync_id").and_then(Value::as_i64) == Some(sync_id))
+            .filter_map(|c| Some((text(c, "airbyte.state_sha256")?, text(c, ROWS_DIGEST)?)))
+            .collect())
     }
 
     async fn load(url: &Url, storage_options: &HashMap<String, String>) -> Result<DeltaTable, DeltaTableError> {
@@ -283,9 +408,11 @@ impl BronzeTable {
         )
     }
 
-    /// Streams a batch into the table's open file (invisible until committed).
-    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+    /// Streams a batch into the table's open file (invisible until committed); `digest` is its
+    /// records' (see [`crate::encoder::StreamEncoder::take_digest`]).
+    pub async fn write(&mut self, batch: RecordBatch, digest: u128) -> Result<()> {
         let rows = batch.num_rows() as u64;
+        self.rows_digest = self.rows_digest.wrapping_add(digest);
         self.writer.write(batch).await.map_err(|e| ConnectorError::delta(self.url.to_string(), e))?;
         self.rows_since_commit += rows;
         self.has_open_file = true;
@@ -319,6 +446,33 @@ impl BronzeTable {
         self.has_open_file || !self.pending_adds.is_empty()
     }
 
+    /// On a local folder, flushes to disk the data files about to be committed and the folders
+    /// that name them, so that no durable log entry can point at a file a crash lost. (On S3 a
+    /// successful PUT is durable.)
+    async fn flush_data_files(&self) -> Result<()> {
+        let Some(root) = self.url.to_file_path().ok().and_then(|p| Url::from_directory_path(p).ok()) else { return Ok(()) };
+        // Add paths are relative to the table and percent-encoded.
+        let files: Vec<std::path::PathBuf> = self.pending_adds.iter().filter_map(|add| root.join(&add.path).ok().and_then(|u| u.to_file_path().ok())).collect();
+        let folders = files.iter().filter_map(|f| f.parent().map(std::path::Path::to_path_buf)).collect();
+        sync_all(&self.url, files, folders).await
+    }
+
+    /// On a local folder, flushes to disk the log entries up to `version` (those of this
+    /// process's schema changes too) and the log folder. A STATE is echoed only after this: an
+    /// OS crash or a power cut then cannot lose what the source was told is stored.
+    async fn flush_log(&mut self, version: u64) -> Result<()> {
+        let Ok(root) = self.url.to_file_path() else { return Ok(()) };
+        let log = root.join("_delta_log");
+        let first = self.durable_version.map_or(0, |v| v + 1);
+        let mut entries: Vec<std::path::PathBuf> = (first..=version).map(|v| log.join(format!("{v:020}.json"))).collect();
+        // Checkpoints delta-rs wrote after these commits.
+        entries.extend((first..=version).map(|v| log.join(format!("{v:020}.checkpoint.parquet"))).filter(|p| p.exists()));
+        entries.extend(Some(log.join("_last_checkpoint")).filter(|p| p.exists()));
+        sync_all(&self.url, entries, vec![log, root]).await?;
+        self.durable_version = Some(version);
+        Ok(())
+    }
+
     /// Finishes the open files (frees their buffers); they are committed later.
     pub async fn seal(&mut self) -> Result<()> {
         if self.has_open_file {
@@ -336,6 +490,7 @@ impl BronzeTable {
         if self.pending_adds.is_empty() && extra.is_empty() {
             return Ok(None);
         }
+        self.flush_data_files().await?;
         let location = self.url.to_string();
         let files = self.pending_adds.len() as u64;
         let bytes: u64 = self.pending_adds.iter().map(|a| a.size as u64).sum();
@@ -354,6 +509,7 @@ impl BronzeTable {
         if let Some(hash) = &context.state_sha256 {
             metadata.push(("airbyte.state_sha256".to_owned(), Value::String(hash.clone())));
         }
+        metadata.push((ROWS_DIGEST.to_owned(), Value::String(format!("{:032x}", self.rows_digest))));
         let properties = CommitProperties::default()
             .with_application_transaction(Transaction::new(&self.app_id, seq))
             .with_metadata(metadata);
@@ -388,18 +544,20 @@ impl BronzeTable {
                         }
                     }
                     let retryable = matches!(e, DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. });
-                    if !retryable || attempt >= 4 {
+                    let Some(pause) = self.retry.pause_before(attempt, started.elapsed()).filter(|_| retryable) else {
                         self.commit_seq -= 1;
                         return Err(ConnectorError::delta(location, e));
-                    }
-                    tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
+                    };
+                    tokio::time::sleep(pause).await;
                 }
             }
         };
+        self.flush_log(version).await?;
         self.commit_seconds.push(started.elapsed().as_secs_f64());
         self.pending_adds.clear();
         self.rows_committed += self.rows_since_commit;
         self.rows_since_commit = 0;
+        self.rows_digest = 0;
         self.files_committed += files;
         self.bytes_committed += bytes;
         self.commits += 1;
@@ -453,6 +611,30 @@ impl BronzeTable {
         let op = DeltaOperation::Delete { predicate: Some(format!("{} < {min_generation}", bronze::GENERATION_ID)) };
         self.commit(removes, op, context).await?;
         Ok(removed)
+    }
+
+    /// Whether the records written since the last commit were already committed by an earlier
+    /// attempt of this sync, at this state: a commit of that attempt names the same state and
+    /// the same records (their digest; [`BronzeTable::open`] read them from the log). A retry
+    /// resent them. The digest makes a state that repeats (an unchanged cursor, an empty state)
+    /// harmless: only the very records committed before are recognised.
+    pub fn committed_by_earlier_attempt(&self, state_sha256: &str) -> bool {
+        self.is_dirty() && self.earlier_attempt_commits.contains(&(state_sha256.to_owned(), format!("{:032x}", self.rows_digest)))
+    }
+
+    /// Drops what was written since the last commit, and deletes its files (they were never
+    /// committed; a failed delete leaves an unreferenced file, which vacuum removes). Returns the
+    /// number of rows dropped.
+    pub async fn discard_uncommitted(&mut self) -> Result<u64> {
+        self.seal().await?;
+        let store = self.table.object_store();
+        for add in self.pending_adds.drain(..) {
+            if let Ok(path) = deltalake::Path::parse(&add.path) {
+                let _ = store.delete(&path).await;
+            }
+        }
+        self.rows_digest = 0;
+        Ok(std::mem::take(&mut self.rows_since_commit))
     }
 
     /// Drops what was written but not committed (failed sync of an overwrite stream).

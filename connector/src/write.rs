@@ -54,8 +54,8 @@ struct ChunkOutput {
 }
 
 enum Item {
-    /// Records of one stream.
-    Batch { stream: usize, batch: RecordBatch },
+    /// Records of one stream, and the digest of their `data`.
+    Batch { stream: usize, batch: RecordBatch, digest: u128 },
     /// Records counted since the previous item of this kind (or the chunk start).
     Counts(SegmentCounts),
     /// A STATE message (owned JSON text) at a chunk-relative line.
@@ -178,7 +178,11 @@ pub async fn run_write_reporting(
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let mut tables = Vec::with_capacity(catalog.streams.len());
     for plan in &catalog.streams {
-        tables.push(BronzeTable::open(&options, plan.clone(), &run_id).await?);
+        let table = BronzeTable::open(&options, plan.clone(), &run_id).await?;
+        for warning in &table.type_drift {
+            emitter.log("WARN", warning.clone());
+        }
+        tables.push(table);
     }
     emitter.log(
         "INFO",
@@ -197,10 +201,12 @@ pub async fn run_write_reporting(
         chunk_txs.push(chunk_tx);
         let encoders: Vec<StreamEncoder> = tables.iter().map(BronzeTable::encoder).collect();
         let (catalog, out_tx, recycle_tx) = (catalog.clone(), out_tx.clone(), recycle_tx.clone());
-        parsers.push(std::thread::spawn(move || parse_chunks(chunk_rx, &catalog, encoders, &out_tx, recycle_tx)));
+        let max_line = options.max_line_bytes;
+        parsers.push(std::thread::spawn(move || parse_chunks(chunk_rx, &catalog, encoders, &out_tx, recycle_tx, max_line)));
     }
     drop((out_tx, recycle_tx));
-    let splitter = std::thread::spawn(move || split_input(input, chunk_txs, recycle_rx));
+    let max_line = options.max_line_bytes;
+    let splitter = std::thread::spawn(move || split_input(input, chunk_txs, recycle_rx, max_line));
 
     let mut committer = Committer {
         options: &options,
@@ -266,11 +272,14 @@ async fn finish_write(
     Ok(summary)
 }
 
-/// Cuts the input into chunks of whole lines and deals them to the parsers in turn.
+/// Cuts the input into chunks of whole lines and deals them to the parsers in turn. A line is
+/// never buffered past `max_line` bytes: its first `max_line + 1` bytes go to a parser as the
+/// last chunk, which refuses the line with its number.
 fn split_input(
     mut input: Box<dyn BufRead + Send>,
     parsers: Vec<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
     recycled: std::sync::mpsc::Receiver<Vec<u8>>,
+    max_line: usize,
 ) -> Result<()> {
     let mut seq = 0u64;
     let mut carry: Vec<u8> = Vec::new();
@@ -285,8 +294,14 @@ fn split_input(
         // echo waits for it), so the chunk is cut as soon as the state's line is complete.
         let mut state_at = memchr::memmem::find(&chunk, b"\"STATE\"");
         // Fill to CHUNK_BYTES, and past it until the chunk holds at least one whole line.
+        let mut too_long = false;
         while chunk.len() < CHUNK_BYTES || !has_newline {
             if state_at.is_some_and(|at| memchr::memchr(b'\n', &chunk[at..]).is_some()) {
+                break;
+            }
+            if !has_newline && chunk.len() > max_line {
+                chunk.truncate(max_line + 1);
+                too_long = true;
                 break;
             }
             let available = input.fill_buf()?;
@@ -303,7 +318,7 @@ fn split_input(
                 state_at = memchr::memmem::find(&chunk[scan_from..], b"\"STATE\"").map(|i| i + scan_from);
             }
         }
-        if !eof {
+        if !eof && !too_long {
             // The partial last line goes to the next chunk.
             if let Some(end) = chunk.iter().rposition(|&b| b == b'\n') {
                 carry = chunk.split_off(end + 1);
@@ -316,7 +331,7 @@ fn split_input(
             }
             seq += 1;
         }
-        if eof {
+        if eof || too_long {
             return Ok(());
         }
     }
@@ -329,10 +344,11 @@ fn parse_chunks(
     mut encoders: Vec<StreamEncoder>,
     out: &mpsc::Sender<ChunkOutput>,
     recycle: std::sync::mpsc::Sender<Vec<u8>>,
+    max_line: usize,
 ) {
     let mut route = Router::default();
     for (seq, chunk) in chunks {
-        let output = parse_chunk(seq, &chunk, catalog, &mut encoders, &mut route);
+        let output = parse_chunk(seq, &chunk, catalog, &mut encoders, &mut route, max_line);
         let _ = recycle.send(chunk);
         let failed = output.items.iter().any(|i| matches!(i, Item::Fail(_)));
         if out.blocking_send(output).is_err() || failed {
@@ -360,18 +376,33 @@ impl Router {
     }
 }
 
-fn preview(line: &str) -> String {
-    line.chars().take(120).collect()
+/// Why a line is not an Airbyte message, without any of its content (a record's values are
+/// customer data): serde_json's messages quote the values they stumble on, so only the kind of
+/// error and the column are kept, and the name of a missing protocol field.
+fn json_problem(error: &serde_json::Error) -> String {
+    let at = error.column();
+    match error.classify() {
+        serde_json::error::Category::Eof => format!("the JSON ends early (column {at})"),
+        serde_json::error::Category::Syntax => format!("invalid JSON at column {at}"),
+        serde_json::error::Category::Io => format!("unreadable at column {at}"),
+        serde_json::error::Category::Data => {
+            let text = error.to_string();
+            match text.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')) {
+                Some((field, _)) if field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => format!("the protocol field {field:?} is missing"),
+                _ => format!("a protocol field has the wrong type (column {at})"),
+            }
+        }
+    }
 }
 
-fn parse_chunk(seq: u64, chunk: &[u8], catalog: &Catalog, encoders: &mut [StreamEncoder], route: &mut Router) -> ChunkOutput {
+fn parse_chunk(seq: u64, chunk: &[u8], catalog: &Catalog, encoders: &mut [StreamEncoder], route: &mut Router, max_line: usize) -> ChunkOutput {
     let mut items = Vec::new();
     let mut counts = SegmentCounts { per_stream: vec![0; encoders.len()], ..SegmentCounts::default() };
     let mut lines = 0u64;
     let flush = |encoders: &mut [StreamEncoder], items: &mut Vec<Item>| -> Result<()> {
         for (stream, encoder) in encoders.iter_mut().enumerate() {
             if encoder.rows() > 0 {
-                items.push(Item::Batch { stream, batch: finish(encoder)? });
+                items.push(Item::Batch { stream, digest: encoder.take_digest(), batch: finish(encoder)? });
             }
         }
         Ok(())
@@ -379,17 +410,20 @@ fn parse_chunk(seq: u64, chunk: &[u8], catalog: &Catalog, encoders: &mut [Stream
     let result = (|| -> Result<()> {
         for raw_line in chunk.split_inclusive(|&b| b == b'\n') {
             lines += 1;
-            let line = std::str::from_utf8(raw_line).map_err(|e| ConnectorError::MalformedInput {
-                line: lines,
-                reason: format!("not UTF-8: {e}"),
-                preview: preview(&String::from_utf8_lossy(raw_line)),
-            })?;
+            let content = raw_line.strip_suffix(b"\n").map_or(raw_line, |l| l.strip_suffix(b"\r").unwrap_or(l));
+            if content.len() > max_line {
+                return Err(ConnectorError::MalformedInput {
+                    line: lines,
+                    reason: format!("the line is longer than max_line_mb ({} MiB); raise the setting if such records are expected", max_line >> 20),
+                });
+            }
+            let line = std::str::from_utf8(raw_line).map_err(|e| ConnectorError::MalformedInput { line: lines, reason: format!("not UTF-8: {e}") })?;
             let line = line.trim_end_matches(['\n', '\r']);
             if line.trim().is_empty() {
                 continue;
             }
-            let malformed = |reason: String| ConnectorError::MalformedInput { line: lines, reason, preview: preview(line) };
-            let message: Incoming = serde_json::from_str(line).map_err(|e| malformed(e.to_string()))?;
+            let malformed = |reason: String| ConnectorError::MalformedInput { line: lines, reason };
+            let message: Incoming = serde_json::from_str(line).map_err(|e| malformed(json_problem(&e)))?;
             match message.kind.as_ref() {
                 "RECORD" => {
                     let record = message.record.ok_or_else(|| malformed("a RECORD message without a record".into()))?;
@@ -405,7 +439,7 @@ fn parse_chunk(seq: u64, chunk: &[u8], catalog: &Catalog, encoders: &mut [Stream
                     encoder.push(record.data, record.emitted_at, changes);
                     counts.per_stream[index] += 1;
                     if encoder.rows() >= BATCH_ROWS || encoder.bytes() >= BATCH_BYTES {
-                        items.push(Item::Batch { stream: index, batch: finish(encoder)? });
+                        items.push(Item::Batch { stream: index, digest: encoder.take_digest(), batch: finish(encoder)? });
                     }
                 }
                 "STATE" => {
@@ -488,9 +522,7 @@ impl Sequencer {
 
     fn absolute(&self, error: ConnectorError) -> ConnectorError {
         match error {
-            ConnectorError::MalformedInput { line, reason, preview } => {
-                ConnectorError::MalformedInput { line: line + self.lines_before, reason, preview }
-            }
+            ConnectorError::MalformedInput { line, reason } => ConnectorError::MalformedInput { line: line + self.lines_before, reason },
             ConnectorError::ProtocolViolation { line, what } => {
                 ConnectorError::ProtocolViolation { line: line + self.lines_before, what }
             }
@@ -528,9 +560,9 @@ impl Sequencer {
     fn account_state(&mut self, raw: &str, line: u64) -> Result<PendingState> {
         let line = line + self.lines_before;
         self.summary.states += 1;
-        let malformed = |reason: String| ConnectorError::MalformedInput { line, reason, preview: preview(raw) };
-        let raw_state: &RawValue = serde_json::from_str(raw).map_err(|e| malformed(format!("invalid STATE: {e}")))?;
-        let header: StateHeader = serde_json::from_str(raw).map_err(|e| malformed(format!("invalid STATE: {e}")))?;
+        let malformed = |reason: String| ConnectorError::MalformedInput { line, reason };
+        let raw_state: &RawValue = serde_json::from_str(raw).map_err(|e| malformed(format!("invalid STATE: {}", json_problem(&e))))?;
+        let header: StateHeader = serde_json::from_str(raw).map_err(|e| malformed(format!("invalid STATE: {}", json_problem(&e))))?;
         let kind = match header.kind.as_deref() {
             Some("STREAM") => StateKind::Stream,
             Some("GLOBAL") | Some("LEGACY") | None => StateKind::Global,
@@ -617,7 +649,7 @@ impl Committer<'_> {
         while let Some(chunk) = self.sequence.pop_ready() {
             for item in chunk.items {
                 let step = match item {
-                    Item::Batch { stream, batch } => self.write(stream, batch).await.map_err(Outcome::CommitFailed),
+                    Item::Batch { stream, batch, digest } => self.write(stream, batch, digest).await.map_err(Outcome::CommitFailed),
                     Item::Counts(segment) => {
                         self.sequence.add(segment, self.emitter);
                         Ok(())
@@ -625,6 +657,9 @@ impl Committer<'_> {
                     Item::State { raw, line } => match self.sequence.account_state(&raw, line) {
                         Err(e) => Err(Outcome::BadInput(e)),
                         Ok(state) => {
+                            if let Err(e) = self.skip_earlier_attempt(&state.sha256).await {
+                                return Some(Outcome::CommitFailed(e));
+                            }
                             self.tracker.push(state);
                             let due = self.options.flush_interval.is_zero()
                                 || self.bytes_since_commit() >= self.options.commit_max_bytes;
@@ -648,7 +683,7 @@ impl Committer<'_> {
         self.tables.iter().map(BronzeTable::bytes_since_commit).sum()
     }
 
-    async fn write(&mut self, stream: usize, batch: RecordBatch) -> Result<()> {
+    async fn write(&mut self, stream: usize, batch: RecordBatch, digest: u128) -> Result<()> {
         let max_open = (self.options.memory_budget_bytes / OPEN_FILE_COST).max(1) as usize;
         if !self.tables[stream].has_open_file {
             let open: Vec<usize> = (0..self.tables.len()).filter(|&i| self.tables[i].has_open_file).collect();
@@ -659,7 +694,25 @@ impl Committer<'_> {
                 }
             }
         }
-        self.tables[stream].write(batch).await
+        self.tables[stream].write(batch, digest).await
+    }
+
+    /// A retried sync resends the records after the last state the platform saw echoed; an
+    /// earlier attempt may have committed some tables further (it failed committing another).
+    /// Where a table already holds its records up to this state, those written again are
+    /// dropped, so that the retry lands every record once.
+    async fn skip_earlier_attempt(&mut self, state_sha256: &str) -> Result<()> {
+        for (i, table) in self.tables.iter_mut().enumerate() {
+            if self.overwrite[i] || !table.committed_by_earlier_attempt(state_sha256) {
+                continue;
+            }
+            let rows = table.discard_uncommitted().await?;
+            self.emitter.log(
+                "INFO",
+                format!("destination-delta-lake: {}: {rows} records up to this state were committed by an earlier attempt of this sync; not written again", table.plan.label()),
+            );
+        }
+        Ok(())
     }
 
     /// Commits every table with new data (overwrite tables wait for the end), then echoes the
@@ -752,5 +805,28 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_problems_name_the_column_never_the_value() {
+        let planted = "4111-1111-SECRET";
+        for line in [
+            format!(r#"{{"type":"RECORD","record":{{"stream":"t","emitted_at":"{planted}","data":{{}}}}}}"#),
+            format!(r#"{{"type":"RECORD","record":{{"stream":"t","data":{{"card":"{planted}"}}"#),
+            format!(r#"{{"type":"RECORD","record":{{"stream":"t","data":{{"card":{planted}}}}}}}"#),
+            format!(r#"{{"type":{{"{planted}":1}}}}"#),
+        ] {
+            let error = serde_json::from_str::<Incoming>(&line).err().expect("not a message");
+            let problem = json_problem(&error);
+            assert!(!problem.contains("SECRET") && !problem.contains("4111"), "{problem}");
+            assert!(problem.contains("column") || problem.contains("missing"), "{problem}");
+        }
+        let error = serde_json::from_str::<Incoming>("{}").err().expect("no type");
+        assert_eq!(json_problem(&error), r#"the protocol field "type" is missing"#);
     }
 }

@@ -31,6 +31,8 @@ pub const ENV_API_KEY: &str = "OPENLINEAGE_API_KEY";
 pub const ENV_NAMESPACE: &str = "OPENLINEAGE_NAMESPACE";
 /// ridelake: file to append events to (one JSON document per line).
 pub const ENV_FILE: &str = "RIDELAKE_OPENLINEAGE_FILE";
+/// Environment variable that allows sending the API key over plain `http://` to another host.
+pub const ENV_ALLOW_PLAIN_HTTP: &str = "OPENLINEAGE_ALLOW_PLAIN_HTTP";
 /// The endpoint of the OpenLineage HTTP API when `OPENLINEAGE_ENDPOINT` is not set.
 pub const DEFAULT_ENDPOINT: &str = "api/v1/lineage";
 /// The job namespace when `OPENLINEAGE_NAMESPACE` is not set.
@@ -52,6 +54,9 @@ pub struct LineageTarget {
     pub file: Option<PathBuf>,
     /// Namespace of our jobs.
     pub namespace: String,
+    /// The API key may go over plain `http://` to another host than this one (it always may over
+    /// https and to loopback).
+    pub allow_plain_http: bool,
 }
 
 impl LineageTarget {
@@ -64,6 +69,7 @@ impl LineageTarget {
             api_key: var(ENV_API_KEY),
             file: var(ENV_FILE).map(PathBuf::from),
             namespace: var(ENV_NAMESPACE).unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+            allow_plain_http: var(ENV_ALLOW_PLAIN_HTTP).is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")),
         }
     }
 
@@ -75,6 +81,7 @@ impl LineageTarget {
             api_key: self.api_key.or(fallback.api_key),
             file: self.file.or(fallback.file),
             namespace: if self.namespace.is_empty() { fallback.namespace } else { self.namespace },
+            allow_plain_http: self.allow_plain_http || fallback.allow_plain_http,
         }
     }
 
@@ -87,7 +94,7 @@ impl LineageTarget {
     pub async fn emit(&self, event: &Value) -> Result<()> {
         let mut failures = Vec::new();
         if let Some(base) = &self.url
-            && let Err(e) = post(base, &self.endpoint, self.api_key.as_deref(), event).await
+            && let Err(e) = post(base, &self.endpoint, self.api_key.as_deref(), self.allow_plain_http, event).await
         {
             failures.push(e);
         }
@@ -100,11 +107,12 @@ impl LineageTarget {
     }
 }
 
-async fn post(base: &str, endpoint: &str, api_key: Option<&str>, event: &Value) -> std::result::Result<(), String> {
+async fn post(base: &str, endpoint: &str, api_key: Option<&str>, plain_http_allowed: bool, event: &Value) -> std::result::Result<(), String> {
     let segments: Vec<&str> = endpoint.split('/').collect();
     let url = crate::http::endpoint(base, &segments, ENV_URL)?;
     let body = serde_json::to_vec(event).map_err(|e| format!("cannot encode the event: {e}"))?;
-    crate::http::post(url, "the lineage endpoint", "application/json", body, api_key).await
+    let bearer = api_key.map(|token| crate::http::Bearer { token, plain_http_allowed, setting: "observability.openlineage_allow_plain_http (or OPENLINEAGE_ALLOW_PLAIN_HTTP=true)" });
+    crate::http::post(url, "the lineage endpoint", "application/json", body, bearer).await
 }
 
 fn append_line(path: &std::path::Path, event: &Value) -> std::io::Result<()> {

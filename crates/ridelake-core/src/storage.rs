@@ -27,6 +27,42 @@ pub struct S3Location {
     pub access_key_id: Option<String>,
     /// Secret access key.
     pub secret_access_key: Option<String>,
+    /// How failed requests are retried.
+    pub retry: RetryBound,
+}
+
+/// How object_store retries a failed request (5xx, `SlowDown`, a reset or refused connection, a
+/// timeout): exponential backoff with random jitter, until either bound is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBound {
+    /// Retries of one request at most.
+    pub max_retries: u32,
+    /// Seconds after the first attempt of a request after which it is not retried again.
+    pub timeout_seconds: u64,
+}
+
+impl Default for RetryBound {
+    fn default() -> Self {
+        RetryBound { max_retries: 10, timeout_seconds: 180 }
+    }
+}
+
+impl RetryBound {
+    /// First pause of [`RetryBound::pause_before`]; each later one doubles, up to the maximum.
+    const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+    const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(15);
+
+    /// How long to wait before retrying an operation whose `failed`-th attempt (1-based) just
+    /// failed, `elapsed` after the first attempt started: exponential backoff with full jitter
+    /// (uniform between half and all of the step, so that writers that failed together do not
+    /// retry together); `None` once either bound is reached.
+    pub fn pause_before(&self, failed: u32, elapsed: std::time::Duration) -> Option<std::time::Duration> {
+        if failed > self.max_retries || elapsed >= std::time::Duration::from_secs(self.timeout_seconds) {
+            return None;
+        }
+        let step = Self::FIRST_PAUSE.saturating_mul(2u32.saturating_pow(failed.saturating_sub(1))).min(Self::MAX_PAUSE);
+        Some(step.mul_f64(0.5 + fastrand::f64() / 2.0))
+    }
 }
 
 /// Where the lake's tables are stored.
@@ -109,6 +145,7 @@ impl StorageConfig {
                     endpoint: option(&["AWS_ENDPOINT_URL", "AWS_ENDPOINT", "endpoint"]),
                     access_key_id: option(&["AWS_ACCESS_KEY_ID", "access_key_id"]),
                     secret_access_key: option(&["AWS_SECRET_ACCESS_KEY", "secret_access_key"]),
+                    retry: RetryBound::default(),
                 })
             }
             None if uri.contains("://") && !uri.starts_with("file://") => {
@@ -180,7 +217,12 @@ impl StorageConfig {
             }
             // Fail fast on an unreachable endpoint instead of hanging for minutes.
             options.insert("connect_timeout".into(), "10s".into());
-            options.insert("timeout".into(), "300s".into());
+            // One attempt of a request (a multipart part included) may take this long, and never
+            // longer than the whole retry time limit: a server that accepts connections but
+            // never answers fails the sync within the limit.
+            options.insert("timeout".into(), format!("{}s", s3.retry.timeout_seconds.min(300)));
+            options.insert("max_retries".into(), s3.retry.max_retries.to_string());
+            options.insert("retry_timeout".into(), format!("{}s", s3.retry.timeout_seconds));
         }
         options
     }
@@ -212,9 +254,28 @@ mod tests {
             endpoint: Some("http://127.0.0.1:9000".into()),
             access_key_id: Some("k".into()),
             secret_access_key: Some("s".into()),
+            retry: RetryBound::default(),
         })
         .validated()
         .unwrap()
+    }
+
+    #[test]
+    fn retry_pauses_grow_with_jitter_and_stop_at_the_bounds() {
+        let bound = RetryBound { max_retries: 3, timeout_seconds: 60 };
+        let zero = std::time::Duration::ZERO;
+        let pauses: Vec<_> = (1..=3).map(|n| bound.pause_before(n, zero).unwrap()).collect();
+        for (n, pause) in pauses.iter().enumerate() {
+            let step = 250u128 << n;
+            assert!((step / 2..=step).contains(&pause.as_millis()), "pause {n}: {pause:?}");
+        }
+        assert_eq!(bound.pause_before(4, zero), None, "no retry after max_retries");
+        assert_eq!(bound.pause_before(1, std::time::Duration::from_secs(60)), None, "no retry after the time limit");
+        let long = RetryBound { max_retries: 100, timeout_seconds: 3600 };
+        assert!(long.pause_before(40, zero).unwrap() <= RetryBound::MAX_PAUSE);
+        let mut seen: Vec<_> = (0..20).map(|_| bound.pause_before(3, zero).unwrap()).collect();
+        seen.dedup();
+        assert!(seen.len() > 1, "pauses are jittered");
     }
 
     #[test]

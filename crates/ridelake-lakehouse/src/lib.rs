@@ -6,7 +6,8 @@
 //! of changes; [`silver`] folds them into the published state, checks integrity between rides
 //! and users, and writes; [`io`] reads and commits Delta tables; [`lease`] keeps two runs of a
 //! layer from interleaving. [`gold`] aggregates silver for reports and ML; [`report`] summarizes
-//! the lake and renders it as an HTML page; [`publish`] copies gold to PostgreSQL (for Power BI)
+//! the lake and renders it as an HTML page; [`publish`] copies gold to PostgreSQL (for Power BI,
+//! over TLS as [`postgres_tls`] sets up)
 //! and [`features`] writes per-driver and per-customer ML features as Parquet. [`layout`] names
 //! the tables, [`arrow_bridge`] moves data between delta-rs and Polars. The Python package
 //! `ridelake` (pylib) is a thin wrapper over this crate. [`observe`] runs the builders as observed
@@ -25,6 +26,7 @@ pub mod layout;
 pub mod metrics;
 pub mod observe;
 pub mod order;
+pub mod postgres_tls;
 pub mod publish;
 pub mod report;
 pub mod silver;

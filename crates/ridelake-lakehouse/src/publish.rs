@@ -13,7 +13,8 @@
 //!   Rows are replaced with `DELETE` and `COPY` under MVCC, so readers are not blocked; only a
 //!   change of a table's columns recreates it (DDL).
 //! - The connection string comes from the caller or `RIDELAKE_POSTGRES_DSN`; it is never part of
-//!   an error message (only the server's own messages are).
+//!   an error message (only the server's own messages are). Its `sslmode`/`sslrootcert` choose
+//!   TLS as libpq does ([`crate::postgres_tls`]).
 
 use std::collections::BTreeSet;
 use std::pin::pin;
@@ -23,12 +24,13 @@ use polars::prelude::*;
 use serde::Serialize;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{NoTls, Transaction};
+use tokio_postgres::Transaction;
 
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::gold::{self, GOLD_TABLES};
 use crate::io::{self, DataFile};
 use crate::layout::LakeLayout;
+use crate::postgres_tls::TlsSettings;
 
 /// Environment variable holding the connection string when the caller gives none.
 pub const DSN_ENV: &str = "RIDELAKE_POSTGRES_DSN";
@@ -66,7 +68,12 @@ fn pg_error(context: &str) -> impl Fn(tokio_postgres::Error) -> LakehouseError +
                 }
                 detail
             }
-            None => e.to_string(),
+            // A TLS or connection failure keeps its cause (the certificate problem, the refused
+            // connection) in the source; its message may not name it.
+            None => match std::error::Error::source(&e).map(ToString::to_string) {
+                Some(cause) if !e.to_string().contains(&cause) => format!("{e}: {cause}"),
+                _ => e.to_string(),
+            },
         };
         LakehouseError::Postgres(format!("{context}: {detail}"))
     }
@@ -140,7 +147,11 @@ pub async fn publish_postgres(layout: &LakeLayout, dsn: Option<&str>, schema: &s
         Some(d) => d.to_owned(),
         None => std::env::var(DSN_ENV).map_err(|_| LakehouseError::Postgres(format!("no connection string: pass one or set {DSN_ENV}")))?,
     };
-    let (mut client, connection) = tokio_postgres::connect(&dsn, NoTls).await.map_err(pg_error("cannot connect to PostgreSQL"))?;
+    let (dsn, tls) = TlsSettings::split(&dsn)?;
+    let mut config: tokio_postgres::Config = dsn.parse().map_err(pg_error("reading the connection string"))?;
+    config.ssl_mode(tls.ssl_mode());
+    let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls.client_config()?);
+    let (mut client, connection) = config.connect(connector).await.map_err(pg_error("cannot connect to PostgreSQL"))?;
     let connection = tokio::spawn(connection);
     let result = async {
         let tx = client.transaction().await.map_err(pg_error("starting the publish transaction"))?;
