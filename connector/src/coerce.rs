@@ -144,6 +144,14 @@ pub fn number(raw: &str) -> Coerced<f64> {
 /// text of at most 15 significant digits (every such decimal survives a round trip through a
 /// double); otherwise the shortest text of `f` must have the same digits and scale.
 fn holds_exactly(text: &str, f: f64) -> bool {
+    // The common case without allocating: a normal double and at most 15 digits after the
+    // leading zeros (trailing zeros counted too, which only sends a few exact texts the long way).
+    if f.is_normal() {
+        let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+        if mantissa.bytes().filter(u8::is_ascii_digit).skip_while(|&d| d == b'0').count() <= 15 {
+            return true;
+        }
+    }
     match significant(text) {
         // (Subnormal doubles hold fewer digits; a non-zero text that gave 0 underflowed.)
         Some((digits, _)) if digits.is_empty() => f == 0.0,
