@@ -189,8 +189,13 @@ pub async fn read_columns(table: &DeltaTable, files: &[DataFile], columns: Optio
 /// Reads `files` of `table` into one frame per file (same order), only `columns` when given.
 pub async fn read_each(table: &DeltaTable, files: &[DataFile], columns: Option<&[&str]>) -> Result<Vec<DataFrame>> {
     let schema = projected_schema(table, columns)?;
-    let mut frames = Vec::with_capacity(files.len());
-    for mut file_batches in read_batches(table, files, &schema).await? {
+    frames_of(read_batches(table, files, &schema).await?, &schema)
+}
+
+/// One frame per file's batches (an empty frame in `schema` for a file without rows).
+fn frames_of(per_file: Vec<Vec<RecordBatch>>, schema: &SchemaRef) -> Result<Vec<DataFrame>> {
+    let mut frames = Vec::with_capacity(per_file.len());
+    for mut file_batches in per_file {
         if file_batches.is_empty() {
             file_batches.push(RecordBatch::new_empty(schema.clone()));
         }
@@ -233,14 +238,7 @@ pub async fn read_rows_each(table: &DeltaTable, files: &[(DataFile, Vec<usize>)]
     let schema = projected_schema(table, Some(columns))?;
     let only: Vec<DataFile> = files.iter().map(|(f, _)| f.clone()).collect();
     let rows: Vec<Option<Vec<usize>>> = files.iter().map(|(_, r)| Some(r.clone())).collect();
-    let mut frames = Vec::with_capacity(files.len());
-    for mut file_batches in read_batches_of_rows(table, &only, &schema, rows).await? {
-        if file_batches.is_empty() {
-            file_batches.push(RecordBatch::new_empty(schema.clone()));
-        }
-        frames.push(record_batches_to_df(&file_batches).step("reading files")?);
-    }
-    Ok(frames)
+    frames_of(read_batches_of_rows(table, &only, &schema, rows).await?, &schema)
 }
 
 /// Every file's batches in `schema`, read concurrently (at most one file per core at a time), in
