@@ -1,11 +1,17 @@
-"""Bronze benchmark: destination-delta-lake vs a Python baseline, same input, same checks.
+"""Bronze benchmark: destination-delta-lake vs a Python baseline and a DuckDB peer, same input,
+same checks.
 
 usage: python bench/bench.py [--records N] [--keep]
 
-Generates N ride-hailing CDC records (default 5M), feeds the same file to both contestants
-writing to a local folder, then checks both outputs (row counts per table equal the input's,
-every STATE echoed) and prints records/s, MB/s, CPU-seconds, peak RSS, files and commits, and
-the ratio of ours to the baseline. Timings come from wait4() rusage of each child process.
+Generates N ride-hailing CDC records (default 5M) and feeds the same file to three contestants
+writing to a local folder: destination-delta-lake and the naive Python loop
+(baseline_destination.py) read it on stdin, the DuckDB peer (peer_duckdb.py: DuckDB's parallel
+NDJSON reader typed from the catalog, deltalake.write_deltalake) reads the file itself. Then it
+checks every output (row counts per table equal the input's, every STATE echoed) and prints
+records/s, MB/s, CPU-seconds, peak RSS, files and commits, the ratios of ours to the baseline and
+to the peer, and whether the target is met: at least 1.5x the peer's records/s with a peak RSS
+under 300 MiB. Timings come from wait4() rusage of each child process. The figures and ratios also
+go to bench.json in the work folder (kept with --keep).
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ from measure import measure
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(os.environ.get("RIDELAKE_BIN_DIR", Path.home() / ".cache/ridelake/target/release"))
+# The target: records/s at least this many times the DuckDB peer's, peak RSS under this.
+PEER_SPEEDUP, MAX_RSS_MIB = 1.5, 300
 
 
 def inspect(lake: Path) -> dict:
@@ -57,20 +65,25 @@ def main() -> None:
                 expected[stream.decode()] = expected.get(stream.decode(), 0) + 1
             else:
                 states += 1
+    # name -> (command for a lake folder, stdin): the DuckDB peer reads the file by its path, as its
+    # parallel reader needs a file.
     contestants = {
-        "destination-delta-lake": lambda lake: [str(BIN / "destination-delta-lake"), "write", "--config",
-                                                str(config(work, lake)), "--catalog", str(catalog)],
-        "python baseline": lambda lake: [sys.executable, str(REPO / "bench/baseline_destination.py"), str(catalog), str(lake)],
+        "destination-delta-lake": (lambda lake: [str(BIN / "destination-delta-lake"), "write", "--config",
+                                                 str(config(work, lake)), "--catalog", str(catalog)], messages),
+        "python baseline": (lambda lake: [sys.executable, str(REPO / "bench/baseline_destination.py"), str(catalog), str(lake)],
+                            messages),
+        "duckdb peer": (lambda lake: [sys.executable, str(REPO / "bench/peer_duckdb.py"), str(catalog), str(lake), str(messages)],
+                        None),
     }
     results = {}
-    for name, command in contestants.items():
-        # Let the kernel finish writing earlier files so that neither contestant pays for it.
+    for name, (command, stdin) in contestants.items():
+        # Let the kernel finish writing earlier files so that no contestant pays for it.
         os.sync()
         time.sleep(2)
         lake = work / name.replace(" ", "-")
         print(f"running {name} …", file=sys.stderr)
         out = work / f"{lake.name}.out"
-        figures = measure(command(lake), messages, out)
+        figures = measure(command(lake), stdin, out)
         figures |= inspect(lake)
         echoed = sum(1 for line in open(out) if '"type":"STATE"' in line or line.startswith('{"state"'))
         # Same output checks for every contestant.
@@ -84,10 +97,20 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:<24}{n / r['wall_s']:>12,.0f}{size_mb / r['wall_s']:>9,.1f}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}"
               f"{r['peak_rss_mib']:>14,.0f}{r['files']:>7}{r['commits']:>9}")
-    ours, base = results["destination-delta-lake"], results["python baseline"]
-    print(f"\nratio ours/baseline: {base['wall_s'] / ours['wall_s']:.1f}x records/s, "
-          f"{base['cpu_s'] / ours['cpu_s']:.1f}x less CPU, {base['peak_rss_mib'] / ours['peak_rss_mib']:.1f}x less memory")
-    print(json.dumps({"records": n, "results": results}), file=open(work / "bench.json", "w"))
+    ours = results["destination-delta-lake"]
+    ratios = {}
+    print()
+    for other in ("python baseline", "duckdb peer"):
+        # Theirs over ours: above 1, ours is faster and uses less CPU, less memory.
+        theirs = results[other]
+        ratios[other] = r = {"records_per_s": theirs["wall_s"] / ours["wall_s"], "cpu": theirs["cpu_s"] / ours["cpu_s"],
+                             "memory": theirs["peak_rss_mib"] / ours["peak_rss_mib"]}
+        print(f"ratio ours/{other}: {r['records_per_s']:.1f}x records/s, {r['cpu']:.1f}x less CPU, {r['memory']:.1f}x less memory")
+    speedup = ratios["duckdb peer"]["records_per_s"]
+    met = speedup >= PEER_SPEEDUP and ours["peak_rss_mib"] < MAX_RSS_MIB
+    print(f"target ≥ {PEER_SPEEDUP}x the DuckDB peer's records/s and peak RSS < {MAX_RSS_MIB} MiB: "
+          f"{'met' if met else 'NOT met'} ({speedup:.2f}x, {ours['peak_rss_mib']:,.0f} MiB)")
+    print(json.dumps({"records": n, "results": results, "ratios": ratios, "target_met": met}), file=open(work / "bench.json", "w"))
     if not args.keep:
         shutil.rmtree(work)
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Throwaway single-node Ceph (1 mon, 1 memstore OSD, no mgr, auth none) + RGW S3 on 127.0.0.1.
 # usage: start-rgw.sh DIR [S3_PORT] [MON_PORT]   -> writes DIR/{mon,osd,rgw}.pid; keys RGWKEY/RGWSECRET
+# The OSD keeps every object in memory, at most RIDELAKE_RGW_MEMSTORE_BYTES (default 2 GiB).
 # stop:  stop-rgw.sh DIR
 set -euo pipefail
 D=${1:?dir}; S3PORT=${2:-17480}; MONPORT=${3:-16789}
@@ -29,7 +30,7 @@ mon allow pool size one = true
 mon warn on pool no redundancy = false
 mon data avail warn = 1
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = ${RIDELAKE_RGW_MEMSTORE_BYTES:-2147483648}
 osd crush chooseleaf type = 0
 mon data = $D/mon
 osd data = $D/osd\$id

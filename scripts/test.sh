@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up and runs every test: Rust unit + integration tests (connector, core, lakehouse), builds
+# Sets up and runs every test: Rust unit + integration tests (connector, core, lakehouse), a
+# bounded fuzzing run of the destination's input side (scripts/fuzz.sh), builds
 # the ridelake Python package (the release wheel of scripts/wheel.sh), then the end-to-end suite
 # against real components (Ceph RGW, moto, PyAirbyte + source-faker, deltalake and DuckDB readers).
 # Idempotent; caches live in ~/.cache/ridelake (override with RIDELAKE_CACHE).
@@ -17,6 +18,9 @@ cargo build --release --locked --bins
 
 echo "== Rust tests" >&2
 cargo test --release --locked
+
+echo "== fuzzing the destination's input side (bounded: 45 s per target; scripts/fuzz.sh SECONDS for longer)" >&2
+bash scripts/fuzz.sh "${RIDELAKE_FUZZ_SECONDS:-45}"
 
 echo "== lakehouse Rust tests (release too: polars and datafusion build once for these tests and the wheel)" >&2
 cargo test --release --locked -p ridelake-lakehouse

@@ -203,6 +203,11 @@ impl StreamEncoder {
         }
     }
 
+    /// The table column a record field fills, if the table has one.
+    pub fn column_of(&self, field: &str) -> Option<&str> {
+        self.by_field.get(field).and_then(|&i| self.columns.get(i)).map(|c| c.name.as_str())
+    }
+
     /// Rows buffered since the last [`finish`](Self::finish).
     pub fn rows(&self) -> usize {
         self.rows

@@ -16,6 +16,8 @@ pub mod config;
 pub mod encoder;
 pub mod error;
 pub mod fault;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod protocol;
 pub mod sink;

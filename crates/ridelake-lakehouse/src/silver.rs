@@ -210,12 +210,16 @@ async fn remembered(url: &Url, options: &HashMap<String, String>, app_id: &str) 
     let (table, marker) = io::open_with_marker(url, options, app_id).await?;
     let (mut bronze_id, mut epochs) = (None, Some(EpochState::default()));
     if let Some(t) = &table {
-        bronze_id = io::marker(t, &table_marker(app_id)).await?;
-        let mut values = [None; 4];
-        for (value, (id, _)) in values.iter_mut().zip(EpochState::default().markers(app_id)) {
-            *value = io::marker(t, &id).await?;
+        // Each marker is a lookup in the log (round trips on S3): all at once.
+        let identity = table_marker(app_id);
+        let ids: Vec<String> = EpochState::default().markers(app_id).into_iter().map(|(id, _)| id).collect();
+        let (id, values) = futures::try_join!(io::marker(t, &identity), futures::future::try_join_all(ids.iter().map(|id| io::marker(t, id))))?;
+        bronze_id = id;
+        let mut epoch_values = [None; 4];
+        for (slot, value) in epoch_values.iter_mut().zip(values) {
+            *slot = value;
         }
-        epochs = EpochState::from_markers(values);
+        epochs = EpochState::from_markers(epoch_values);
     }
     Ok(Remembered { table, marker, bronze_id, epochs })
 }
