@@ -19,8 +19,9 @@ export PATH=$TOOLS/bin:$PATH
 # Instrumented builds differ from the release ones: their own target dir keeps both warm.
 export CARGO_TARGET_DIR=$CACHE/fuzz-target
 # cargo-fuzz's default AddressSanitizer needs a nightly compiler; without it (`-s none`, which the
-# stable compiler builds) Rust's own bounds and overflow checks (debug assertions are on) still
-# turn memory errors into panics, and there is no unsafe code of ours to sanitize.
+# stable compiler builds) Rust's bounds checks still turn memory errors into panics, and there is
+# no unsafe code of ours to sanitize. The build is optimized like the release binary (`-O`, so
+# integer overflow wraps, as it does in production); the targets' models catch wrong values.
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cargo fuzz build -s none -O >&2

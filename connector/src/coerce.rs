@@ -101,24 +101,22 @@ pub fn integer(raw: &str) -> Coerced<i64> {
         "false" => return Coerced::Value(0),
         _ => {}
     }
-    // `42.000`: an integer written with a fraction of zeros, read exactly.
-    let whole = text.split_once('.').filter(|(_, fraction)| !fraction.is_empty() && fraction.bytes().all(|b| b == b'0')).map_or(text, |(whole, _)| whole);
-    if let Ok(v) = whole.parse::<i64>() {
-        return Coerced::Value(v);
+    // Any other decimal form (`42.000`, `1e3`, `4.2E1`), read exactly from its digits: an
+    // integer beyond i64 is too large, a fraction is not an integer.
+    let Some((digits, scale)) = significant(text) else { return Coerced::Rejected(Rejection::Serialization) };
+    if digits.is_empty() {
+        return Coerced::Value(0);
     }
-    if whole.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') && !whole.is_empty() {
+    if scale < 0 {
+        return Coerced::Rejected(Rejection::Serialization);
+    }
+    if (digits.len() as i64).saturating_add(scale) > 19 {
         return Coerced::Rejected(Rejection::FieldSize);
     }
-    // Other forms (`1e3`) through a double, only when it holds the text exactly.
-    match text.parse::<f64>() {
-        Ok(f) if f.is_finite() && f.fract() == 0.0 && holds_exactly(text, f) => {
-            if f >= -9.223_372_036_854_775E18 && f < 9.223_372_036_854_775E18 {
-                Coerced::Value(f as i64)
-            } else {
-                Coerced::Rejected(Rejection::FieldSize)
-            }
-        }
-        _ => Coerced::Rejected(Rejection::Serialization),
+    let sign = if text.starts_with('-') { "-" } else { "" };
+    match format!("{sign}{digits}{}", "0".repeat(scale as usize)).parse::<i64>() {
+        Ok(v) => Coerced::Value(v),
+        Err(_) => Coerced::Rejected(Rejection::FieldSize),
     }
 }
 
@@ -176,12 +174,20 @@ fn significant(text: &str) -> Option<(String, i64)> {
     let all: String = whole.chars().chain(fraction.chars()).collect();
     let trimmed = all.trim_start_matches('0');
     let digits = trimmed.trim_end_matches('0');
+    if let Some(e) = exponent {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        if e.is_empty() || !e.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
     if digits.is_empty() {
         // Zero, whatever its exponent (`0e99999999999999999999` too).
         return Some((String::new(), 0));
     }
-    let exponent = exponent.map_or(Some(0), |e| e.parse::<i64>().ok())?;
-    let scale = exponent.checked_sub(fraction.len() as i64)?.checked_add((trimmed.len() - digits.len()) as i64)?;
+    // An exponent beyond i64 saturates: such a number is far beyond any column's range, or
+    // (negative) a fraction far below any double's.
+    let exponent = exponent.map_or(0, |e| e.parse::<i64>().unwrap_or(if e.starts_with('-') { i64::MIN } else { i64::MAX }));
+    let scale = exponent.saturating_sub(fraction.len() as i64).saturating_add((trimmed.len() - digits.len()) as i64);
     Some((digits.to_owned(), scale))
 }
 
@@ -224,15 +230,16 @@ pub fn date(raw: &str) -> Coerced<i32> {
 }
 
 /// `timestamp` (with or without zone): RFC 3339 / ISO 8601 text to microseconds since the epoch
-/// in UTC. A missing offset means UTC; a `T` or a space may separate date and time; fractions
-/// beyond microseconds are truncated.
+/// in UTC. A missing offset means UTC; a `T` or a space may separate date and time; a fraction
+/// beyond microseconds is truncated, and marked rounded when a dropped digit is not zero.
 pub fn timestamp(raw: &str) -> Coerced<i64> {
     if is_null(raw) {
         return Coerced::Null;
     }
     let Some(text) = json_string(raw) else { return Coerced::Rejected(Rejection::Serialization) };
     match parse_timestamp(text.trim().as_bytes()) {
-        Some(v) => Coerced::Value(v),
+        Some((v, true)) => Coerced::Value(v),
+        Some((v, false)) => Coerced::Rounded(v),
         None => Coerced::Rejected(Rejection::Serialization),
     }
 }
@@ -302,11 +309,14 @@ fn parse_day_of(b: &[u8]) -> Option<(i64, usize)> {
     Some((days, used))
 }
 
-fn parse_timestamp(b: &[u8]) -> Option<i64> {
+/// Microseconds since the epoch, and whether they hold the text exactly (no non-zero digit of the
+/// fraction beyond microseconds was dropped).
+fn parse_timestamp(b: &[u8]) -> Option<(i64, bool)> {
     let (days, mut i) = parse_day_of(b)?;
     let mut micros = days.checked_mul(86_400_000_000)?;
+    let mut exact = true;
     if i == b.len() {
-        return Some(micros);
+        return Some((micros, exact));
     }
     if b[i] != b'T' && b[i] != b't' && b[i] != b' ' {
         return None;
@@ -334,6 +344,8 @@ fn parse_timestamp(b: &[u8]) -> Option<i64> {
         while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
             if i - start < 6 {
                 frac = frac * 10 + i64::from(c - b'0');
+            } else if *c != b'0' {
+                exact = false;
             }
             i += 1;
         }
@@ -346,8 +358,8 @@ fn parse_timestamp(b: &[u8]) -> Option<i64> {
         micros += frac;
     }
     match b.get(i) {
-        None => Some(micros),
-        Some(b'Z') | Some(b'z') if i + 1 == b.len() => Some(micros),
+        None => Some((micros, exact)),
+        Some(b'Z') | Some(b'z') if i + 1 == b.len() => Some((micros, exact)),
         Some(&sign @ (b'+' | b'-')) => {
             let oh = digits(b, i + 1, 2)?;
             let om = match b.get(i + 3) {
@@ -364,7 +376,7 @@ fn parse_timestamp(b: &[u8]) -> Option<i64> {
                 return None;
             }
             let offset = (oh * 60 + om) * 60_000_000;
-            Some(if sign == b'+' { micros - offset } else { micros + offset })
+            Some((if sign == b'+' { micros - offset } else { micros + offset }, exact))
         }
         _ => None,
     }
@@ -396,11 +408,30 @@ mod tests {
         assert_eq!(integer("{}"), Coerced::Rejected(Rejection::Serialization));
         assert_eq!(integer("99999999999999999999"), Coerced::Rejected(Rejection::FieldSize));
         assert_eq!(integer("1e30"), Coerced::Rejected(Rejection::FieldSize));
+        assert_eq!(integer("-9.223372036854775808e18"), Coerced::Value(i64::MIN));
+        assert_eq!(integer("9.223372036854775808e18"), Coerced::Rejected(Rejection::FieldSize));
+        assert_eq!(integer("\"-\""), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(integer("\"1-2\""), Coerced::Rejected(Rejection::Serialization));
+        // Exact near the limits, where a double would round.
+        assert_eq!(integer("9223372036854775807e0"), Coerced::Value(i64::MAX));
+        assert_eq!(integer("92233720368547758.07e2"), Coerced::Value(i64::MAX));
+        assert_eq!(integer("-9223372036854775809e0"), Coerced::Rejected(Rejection::FieldSize));
+        assert_eq!(integer("1.5e1"), Coerced::Value(15));
+        assert_eq!(integer("1.55e1"), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(integer("0e400"), Coerced::Value(0));
+        assert_eq!(integer("\"0eX\""), Coerced::Rejected(Rejection::Serialization));
+        // An exponent near i64::MAX (found by the fuzzer: the sum overflowed, and the digits
+        // asked for an allocation of 2^63 bytes).
+        assert_eq!(integer("1e9223372036854775807"), Coerced::Rejected(Rejection::FieldSize));
+        assert_eq!(integer("492.e1184418446507370951616"), Coerced::Rejected(Rejection::FieldSize));
+        assert_eq!(integer("5e-1184418446507370951616"), Coerced::Rejected(Rejection::Serialization));
+        assert_eq!(number("5e-1184418446507370951616"), Coerced::Rounded(0.0));
         assert_eq!(integer("1e3"), Coerced::Value(1000));
         assert_eq!(integer("9007199254740993.000"), Coerced::Value(9_007_199_254_740_993));
         assert_eq!(integer("99999999999999999999.0"), Coerced::Rejected(Rejection::FieldSize));
         assert_eq!(integer("1.0000000000000001"), Coerced::Rejected(Rejection::Serialization));
-        assert_eq!(integer("9007199254740993e0"), Coerced::Rejected(Rejection::Serialization));
+        // Read from its digits, not through a double (which would give ...992).
+        assert_eq!(integer("9007199254740993e0"), Coerced::Value(9_007_199_254_740_993));
     }
 
     #[test]
@@ -466,7 +497,9 @@ mod tests {
         assert_eq!(timestamp("\"2025-01-01 00:00:01.5\""), Coerced::Value(base + 1_500_000));
         assert_eq!(timestamp("\"2025-01-01T01:00:00+01:00\""), Coerced::Value(base));
         assert_eq!(timestamp("\"2024-12-31T19:00:00-0500\""), Coerced::Value(base));
-        assert_eq!(timestamp("\"2025-01-01T00:00:00.123456789Z\""), Coerced::Value(base + 123_456));
+        // Nanoseconds are truncated to microseconds; a non-zero dropped digit marks the value rounded.
+        assert_eq!(timestamp("\"2025-01-01T00:00:00.123456789Z\""), Coerced::Rounded(base + 123_456));
+        assert_eq!(timestamp("\"2025-01-01T00:00:00.123456000Z\""), Coerced::Value(base + 123_456));
         assert_eq!(timestamp("\"2025-01-01\""), Coerced::Value(base));
         assert_eq!(timestamp("\"2025-01-01T00:00\""), Coerced::Value(base));
         assert_eq!(timestamp("\"yesterday\""), Coerced::Rejected(Rejection::Serialization));

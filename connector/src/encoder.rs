@@ -203,9 +203,9 @@ impl StreamEncoder {
         }
     }
 
-    /// The table column a record field fills, if the table has one.
-    pub fn column_of(&self, field: &str) -> Option<&str> {
-        self.by_field.get(field).and_then(|&i| self.columns.get(i)).map(|c| c.name.as_str())
+    /// The table column a record field fills, and the column's type, if the table has one.
+    pub fn column_of(&self, field: &str) -> Option<(&str, ColumnType)> {
+        self.by_field.get(field).and_then(|&i| self.columns.get(i)).map(|c| (c.name.as_str(), c.storage))
     }
 
     /// Rows buffered since the last [`finish`](Self::finish).

@@ -9,14 +9,15 @@
 //! - [`check_value`]: any text as a JSON value of every column type, compared with `chrono` for
 //!   dates and timestamps and with an exact decimal comparison for numbers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::compute::concat_batches;
-use ridelake_core::bronze;
+use ridelake_core::bronze::{self, ColumnType};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::catalog::Catalog;
 use crate::coerce::{self, Coerced, Rejection};
@@ -53,9 +54,10 @@ impl Reader {
     }
 
     /// Reads `input` (its first byte sets the read size, so that lines and states straddle reads
-    /// the way a pipe cuts them) with a 4 KiB line limit, and checks every promise.
-    pub fn check(&self, input: &[u8]) {
-        let Some((&first, input)) = input.split_first() else { return };
+    /// the way a pipe cuts them) with a 4 KiB line limit, and checks every promise. Returns
+    /// whether the input was accepted.
+    pub fn check(&self, input: &[u8]) -> bool {
+        let Some((&first, input)) = input.split_first() else { return true };
         let read_size = usize::from(first % 64) + 1;
         let max_line = 4096;
         let encoders = self.tables.iter().map(BronzeTable::encoder).collect();
@@ -71,42 +73,47 @@ impl Reader {
                 self.check_accepted(input, &parsed);
             }
         }
+        parsed.failure.is_none()
     }
 
-    /// An accepted input against a plain `serde_json::Value` reading of it.
+    /// An accepted input against an independent reading of it: each line's envelope read as a map
+    /// of raw JSON values (a number out of a double's range or a lone surrogate is valid raw
+    /// text, and the reader accepts it too), every record's fields as raw (key, value) pairs.
     fn check_accepted(&self, input: &[u8], parsed: &Parsed) {
-        let mut data: Vec<Vec<Value>> = vec![Vec::new(); self.catalog.streams.len()];
+        let mut data: Vec<Vec<&RawValue>> = vec![Vec::new(); self.catalog.streams.len()];
         let (mut unknown, mut states) = (0u64, Vec::new());
         for line in input.split(|&b| b == b'\n') {
             let Ok(text) = std::str::from_utf8(line) else { panic!("a line that is not UTF-8 was accepted") };
             if text.trim().is_empty() {
                 continue;
             }
-            let message: Value = match serde_json::from_str(text) {
-                Ok(message) => message,
-                // The model's own limit (the reader keeps `data` as raw text, which nests deeper).
-                Err(e) if e.to_string().contains("recursion limit") => return,
-                Err(e) => panic!("accepted a line that is not JSON: {e}"),
-            };
-            assert!(message.is_object(), "accepted a line that is not a JSON object");
-            match message["type"].as_str() {
+            assert!(text.trim_start().starts_with('{'), "accepted a line that is not a JSON object");
+            let message: HashMap<String, &RawValue> =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("accepted a line that is not a JSON object: {e}"));
+            let kind: Option<String> = message.get("type").and_then(|raw| serde_json::from_str(raw.get()).ok());
+            match kind.as_deref() {
                 Some("RECORD") => {
-                    let record = &message["record"];
-                    let stream = record["stream"].as_str().unwrap_or_else(|| panic!("accepted a RECORD without a stream name"));
-                    assert!(record["emitted_at"].is_number(), "accepted a RECORD without emitted_at");
-                    match self.catalog.find(record["namespace"].as_str(), stream) {
-                        Some(index) => data[index].push(record["data"].clone()),
+                    let record: HashMap<String, &RawValue> = message
+                        .get("record")
+                        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                        .unwrap_or_else(|| panic!("accepted a RECORD without a record object"));
+                    let text_of = |key: &str| record.get(key).and_then(|raw| serde_json::from_str::<Option<String>>(raw.get()).ok()).flatten();
+                    let stream = text_of("stream").unwrap_or_else(|| panic!("accepted a RECORD without a stream name"));
+                    assert!(record.get("emitted_at").is_some_and(|raw| raw.get().parse::<f64>().is_ok()), "accepted a RECORD without emitted_at");
+                    let raw_data = record.get("data").copied().unwrap_or_else(|| panic!("accepted a RECORD without data"));
+                    match self.catalog.find(text_of("namespace").as_deref(), &stream) {
+                        Some(index) => data[index].push(raw_data),
                         None => unknown += 1,
                     }
                 }
-                Some("STATE") => states.push(message["state"].clone()),
+                Some("STATE") => states.push(message.get("state").map(|raw| raw.get().to_owned())),
                 Some(_) => {}
                 None => panic!("accepted a message without a type"),
             }
         }
         assert_eq!(parsed.unknown, unknown, "records of unknown streams");
-        let kept: Vec<Value> = parsed.states.iter().map(|s| serde_json::from_str(s).unwrap_or(Value::Null)).collect();
-        assert_eq!(kept, states, "states kept");
+        let kept: Vec<Option<String>> = parsed.states.iter().map(|s| Some(s.clone())).collect();
+        assert_eq!(kept, states, "states kept verbatim");
         for (index, records) in data.iter().enumerate() {
             assert_eq!(parsed.records[index], records.len() as u64, "records counted in stream {index}");
             let batches = &parsed.batches[index];
@@ -115,15 +122,41 @@ impl Reader {
             if let Some(first) = batches.first() {
                 let batch = concat_batches(&first.schema(), batches).unwrap_or_else(|e| panic!("batches of one stream differ in schema: {e}"));
                 let encoder = self.tables[index].encoder();
-                check_lossless(&batch, records, |field| encoder.column_of(field).map(str::to_owned));
+                check_lossless(&batch, records, |field| encoder.column_of(field).map(|(name, kind)| (name.to_owned(), kind)));
             }
         }
     }
 }
 
-/// Every non-null value of every record is in its column or rescued, rescued data is a JSON
-/// object, and every row has its own raw id.
-fn check_lossless(batch: &RecordBatch, records: &[Value], column_of: impl Fn(&str) -> Option<String>) {
+/// A JSON object's members in order, repeated keys included.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Members<'a>, A::Error> {
+                let mut members = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push((key, value));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// Every record's every field: a value that fits its column is in it, exactly as its coercion
+/// makes it; one that does not (or has no column) is rescued verbatim under its key, which a
+/// repeated key shares with its first value (in the column); rescued data is a JSON object;
+/// data that is not an object (or has keys that are not valid strings) is rescued whole; every
+/// row has its own raw id.
+fn check_lossless(batch: &RecordBatch, records: &[&RawValue], column_of: impl Fn(&str) -> Option<(String, ColumnType)>) {
     let rescued = batch.column_by_name(bronze::RESCUED_DATA).unwrap_or_else(|| panic!("no rescue column"));
     let rescued = rescued.as_string_opt::<i32>().unwrap_or_else(|| panic!("the rescue column is not text"));
     let ids = batch.column_by_name(bronze::RAW_ID).unwrap_or_else(|| panic!("no raw id column"));
@@ -131,22 +164,70 @@ fn check_lossless(batch: &RecordBatch, records: &[Value], column_of: impl Fn(&st
     let mut seen = HashSet::new();
     for (row, data) in records.iter().enumerate() {
         assert!(ids.is_valid(row) && seen.insert(ids.value(row)), "row {row} has no raw id of its own");
-        let kept: Value = if rescued.is_valid(row) {
-            serde_json::from_str(rescued.value(row)).unwrap_or_else(|e| panic!("rescued data of row {row} is not JSON: {e}"))
+        let kept: Vec<(String, &RawValue)> = if rescued.is_valid(row) {
+            let Members(kept) = serde_json::from_str(rescued.value(row)).unwrap_or_else(|e| panic!("rescued data of row {row} is not a JSON object: {e}"));
+            kept
         } else {
-            Value::Object(serde_json::Map::new())
+            Vec::new()
         };
-        let Some(kept) = kept.as_object() else { panic!("rescued data of row {row} is not an object") };
-        let Some(fields) = data.as_object() else {
-            assert!(kept.contains_key("_airbyte_data"), "row {row}: data that is not an object was not rescued whole");
+        let rescued_as = |field: &str| kept.iter().filter(|(k, _)| k == field).map(|(_, v)| v.get()).collect::<Vec<_>>();
+        let Ok(Members(fields)) = serde_json::from_str::<Members>(data.get()) else {
+            assert_eq!(rescued_as("_airbyte_data"), [data.get()], "row {row}: data that is not an object was not rescued whole");
             continue;
         };
-        for field in fields.iter().filter(|(_, v)| !v.is_null()).map(|(field, _)| field) {
-            let in_column = column_of(field)
-                .and_then(|name| batch.column_by_name(&name).map(|c| c.is_valid(row)))
-                .unwrap_or(false);
-            assert!(in_column || kept.contains_key(field), "row {row}: field {field:?} is neither in its column nor rescued");
+        for (at, (field, raw)) in fields.iter().enumerate() {
+            let first = fields.iter().position(|(k, _)| k == field) == Some(at);
+            let column = column_of(field).and_then(|(name, kind)| batch.column_by_name(&name).map(|c| (c.clone(), kind)));
+            let stored = column.as_ref().and_then(|(c, kind)| if c.is_valid(row) { Some(cell(c, row, *kind)) } else { None });
+            let text = raw.get();
+            match (column, first) {
+                (Some((_, kind)), true) => {
+                    let (expected, altered) = expected_cell(text, kind);
+                    assert_eq!(stored, expected, "row {row}: field {field:?} = {text} stored wrongly");
+                    if altered {
+                        assert!(rescued_as(field).contains(&text), "row {row}: field {field:?} = {text} altered but not rescued");
+                    }
+                }
+                // A later repeat of a key, or a field without a column: rescued verbatim.
+                _ => assert!(rescued_as(field).contains(&text), "row {row}: field {field:?} is neither in its column nor rescued"),
+            }
         }
+    }
+}
+
+/// A stored cell, as text that compares exactly (floats by their bits).
+fn cell(column: &deltalake::arrow::array::ArrayRef, row: usize, kind: ColumnType) -> String {
+    use deltalake::arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+    match kind {
+        ColumnType::Boolean => column.as_boolean_opt().map(|a| a.value(row).to_string()),
+        ColumnType::Integer => column.as_primitive_opt::<Int64Type>().map(|a| a.value(row).to_string()),
+        ColumnType::Number => column.as_primitive_opt::<Float64Type>().map(|a| format!("{:x}", a.value(row).to_bits())),
+        ColumnType::String | ColumnType::Json => column.as_string_opt::<i32>().map(|a| a.value(row).to_owned()),
+        ColumnType::Date => column.as_primitive_opt::<Date32Type>().map(|a| a.value(row).to_string()),
+        ColumnType::TimestampTz | ColumnType::TimestampNtz => column.as_primitive_opt::<TimestampMicrosecondType>().map(|a| a.value(row).to_string()),
+    }
+    .unwrap_or_else(|| panic!("a {kind:?} column has another Arrow type"))
+}
+
+/// What a column of `kind` holds for the raw value `text` (None: null), and whether the value was
+/// altered on the way (then it must be rescued).
+fn expected_cell(text: &str, kind: ColumnType) -> (Option<String>, bool) {
+    fn of<T>(coerced: Coerced<T>, show: impl Fn(T) -> String) -> (Option<String>, bool) {
+        match coerced {
+            Coerced::Value(v) => (Some(show(v)), false),
+            Coerced::Null => (None, false),
+            Coerced::Rounded(v) => (Some(show(v)), true),
+            Coerced::Rejected(_) => (None, true),
+        }
+    }
+    match kind {
+        ColumnType::Boolean => of(coerce::boolean(text), |v| v.to_string()),
+        ColumnType::Integer => of(coerce::integer(text), |v| v.to_string()),
+        ColumnType::Number => of(coerce::number(text), |v| format!("{:x}", v.to_bits())),
+        ColumnType::String => of(coerce::string(text), |v| v.into_owned()),
+        ColumnType::Json => ((text != "null").then(|| text.to_owned()), false),
+        ColumnType::Date => of(coerce::date(text), |v| v.to_string()),
+        ColumnType::TimestampTz | ColumnType::TimestampNtz => of(coerce::timestamp(text), |v| v.to_string()),
     }
 }
 
@@ -176,17 +257,18 @@ fn check_raw(raw: &str) {
             "false" => assert_eq!(v, 0),
             _ => match plain_integer(trimmed) {
                 Some(exact) => assert_eq!(i128::from(v), exact, "integer {trimmed:?}"),
-                None => assert_eq!(trimmed.parse::<f64>().ok(), Some(v as f64), "integer {trimmed:?} through a double"),
+                // Other forms (`1e3`) must be that integer exactly, digit for digit.
+                None => assert_eq!(decimal(trimmed), decimal(&v.to_string()), "integer {trimmed:?} stored as {v}"),
             },
         },
         Coerced::Rounded(_) => panic!("an integer column rounded {trimmed:?}"),
         Coerced::Rejected(Rejection::FieldSize) => {
-            if let Some(exact) = plain_integer(trimmed) {
-                assert!(i64::try_from(exact).is_err(), "integer {trimmed:?} fits but was refused");
-            }
+            let exact = plain_integer(trimmed).or_else(|| decimal_integer(trimmed));
+            let exact = exact.unwrap_or_else(|| panic!("integer {trimmed:?} refused as too large but it is no integer"));
+            assert!(i64::try_from(exact).is_err(), "integer {trimmed:?} fits but was refused");
         }
         Coerced::Rejected(Rejection::Serialization) => {
-            assert!(plain_integer(trimmed).is_none() && !null, "integer {trimmed:?} refused as malformed");
+            assert!(plain_integer(trimmed).is_none() && decimal_integer(trimmed).is_none() && !null, "integer {trimmed:?} refused as malformed");
         }
     }
 
@@ -230,15 +312,46 @@ fn check_raw(raw: &str) {
         _ => assert_eq!(date, None, "date {raw:?} refused"),
     }
 
-    // Ours also reads forms RFC 3339 does not (no offset, no seconds): only RFC 3339 is compared.
-    let rfc3339 = as_string.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok());
-    match (coerce::timestamp(raw), rfc3339) {
-        (Coerced::Value(micros), Some(moment)) => assert_eq!(micros, moment.timestamp_micros(), "timestamp {raw:?}"),
+    // chrono reads RFC 3339 and, with a `T` or a space and no offset, MySQL's wall-clock shape
+    // (taken as UTC); ours reads both. (chrono also takes a U+2212 minus in offsets: ASCII only.)
+    let by_chrono = as_string.as_deref().map(str::trim).filter(|s| s.is_ascii()).and_then(|s| {
+        chrono::DateTime::parse_from_rfc3339(s).map(|moment| moment.timestamp_micros()).ok().or_else(|| {
+            wall_clock_shape(s).then(|| chrono::NaiveDateTime::parse_from_str(&s.replacen(' ', "T", 1), "%Y-%m-%dT%H:%M:%S%.f").ok()).flatten().map(|m| m.and_utc().timestamp_micros())
+        })
+    });
+    let dropped_digits = as_string.as_deref().is_some_and(|s| s.split_once('.').is_some_and(|(_, f)| {
+        f.bytes().take_while(u8::is_ascii_digit).skip(6).any(|d| d != b'0')
+    }));
+    match (coerce::timestamp(raw), by_chrono) {
+        (Coerced::Value(micros), Some(theirs)) => {
+            assert!(!dropped_digits, "timestamp {raw:?} lost digits but is not marked rounded");
+            assert_eq!(micros, theirs, "timestamp {raw:?}");
+        }
+        (Coerced::Rounded(micros), Some(theirs)) => {
+            assert!(dropped_digits, "timestamp {raw:?} marked rounded without losing a digit");
+            assert_eq!(micros, theirs, "timestamp {raw:?}");
+        }
         (Coerced::Null, _) => assert!(null),
-        (Coerced::Rounded(_), _) => panic!("a timestamp column rounded {raw:?}"),
-        (Coerced::Rejected(_), Some(_)) => panic!("timestamp {raw:?} refused although it is RFC 3339"),
+        (Coerced::Rejected(_), Some(_)) => panic!("timestamp {raw:?} refused although chrono reads it"),
         _ => {}
     }
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.digits]`, digit for digit (chrono's own parser is laxer on widths).
+fn wall_clock_shape(s: &str) -> bool {
+    let b = s.as_bytes();
+    let fixed = b"0000-00-00T00:00:00";
+    b.len() >= fixed.len()
+        && fixed.iter().zip(b).enumerate().all(|(i, (&f, &c))| match f {
+            b'0' => c.is_ascii_digit(),
+            b'T' => i == 10 && (c == b'T' || c == b' '),
+            _ => c == f,
+        })
+        && match &b[fixed.len()..] {
+            [] => true,
+            [b'.', fraction @ ..] => !fraction.is_empty() && fraction.iter().all(u8::is_ascii_digit),
+            _ => false,
+        }
 }
 
 /// `[+-]digits` or `[+-]digits.000…`, as an exact integer (`i128::MAX` beyond i128).
@@ -253,6 +366,23 @@ fn plain_integer(text: &str) -> Option<i128> {
         return None;
     }
     Some(whole.parse::<i128>().unwrap_or(if whole.starts_with('-') { i128::MIN } else { i128::MAX }))
+}
+
+/// The integer a plain decimal is, exactly (`±i128::MAX` beyond i128); `None` when it is not a
+/// decimal or has a fraction.
+fn decimal_integer(text: &str) -> Option<i128> {
+    let (negative, digits, power) = decimal(text)?;
+    if digits.is_empty() {
+        return Some(0);
+    }
+    if power < 0 {
+        return None;
+    }
+    let sign = if negative { -1 } else { 1 };
+    if (digits.len() as i64).saturating_add(power) > 38 {
+        return Some(sign * i128::MAX);
+    }
+    format!("{digits}{}", "0".repeat(power as usize)).parse::<i128>().ok().map(|v| sign * v)
 }
 
 /// A plain decimal (`[+-]digits[.digits][e[+-]digits]`) as (negative, significant digits, power of
@@ -316,8 +446,8 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "neither in its column nor rescued")]
-    fn a_value_in_no_column_and_not_rescued_is_caught() {
+    #[should_panic(expected = "stored wrongly")]
+    fn a_value_missing_from_its_column_is_caught() {
         use std::sync::Arc;
 
         use deltalake::arrow::array::{Int64Array, StringArray};
@@ -330,7 +460,22 @@ mod tests {
         let columns: Vec<Arc<dyn Array>> =
             vec![Arc::new(Int64Array::from(vec![None])), Arc::new(StringArray::from(vec!["a"])), Arc::new(StringArray::from(vec![None::<&str>]))];
         let batch = RecordBatch::try_new(Arc::new(schema), columns).expect("a batch");
-        check_lossless(&batch, &[serde_json::json!({"id": 5})], |field| Some(field.to_owned()));
+        let data = serde_json::value::to_raw_value(&serde_json::json!({"id": 5})).expect("raw");
+        check_lossless(&batch, &[data.as_ref()], |field| Some((field.to_owned(), ColumnType::Integer)));
+    }
+
+    #[test]
+    #[should_panic(expected = "neither in its column nor rescued")]
+    fn a_field_without_a_column_must_be_rescued() {
+        use std::sync::Arc;
+
+        use deltalake::arrow::array::StringArray;
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Schema::new(vec![Field::new(bronze::RAW_ID, DataType::Utf8, false), Field::new(bronze::RESCUED_DATA, DataType::Utf8, true)]);
+        let columns: Vec<Arc<dyn Array>> = vec![Arc::new(StringArray::from(vec!["a"])), Arc::new(StringArray::from(vec![Some(r#"{"other":1}"#)]))];
+        let batch = RecordBatch::try_new(Arc::new(schema), columns).expect("a batch");
+        let data = serde_json::value::to_raw_value(&serde_json::json!({"extra": [1]})).expect("raw");
+        check_lossless(&batch, &[data.as_ref()], |_| None);
     }
 
     #[test]

@@ -14,4 +14,6 @@ thread_local! {
     };
 }
 
-fuzz_target!(|input: &[u8]| READER.with(|reader| reader.check(input)));
+fuzz_target!(|input: &[u8]| {
+    READER.with(|reader| reader.check(input));
+});
