@@ -255,20 +255,16 @@ fn check_raw(raw: &str) {
         Coerced::Value(v) => match raw {
             "true" => assert_eq!(v, 1),
             "false" => assert_eq!(v, 0),
-            _ => match plain_integer(trimmed) {
-                Some(exact) => assert_eq!(i128::from(v), exact, "integer {trimmed:?}"),
-                // Other forms (`1e3`) must be that integer exactly, digit for digit.
-                None => assert_eq!(decimal(trimmed), decimal(&v.to_string()), "integer {trimmed:?} stored as {v}"),
-            },
+            // Any decimal form (`42`, `42.000`, `1e3`) must be that integer exactly.
+            _ => assert_eq!(decimal_integer(trimmed), Some(i128::from(v)), "integer {trimmed:?} stored as {v}"),
         },
         Coerced::Rounded(_) => panic!("an integer column rounded {trimmed:?}"),
         Coerced::Rejected(Rejection::FieldSize) => {
-            let exact = plain_integer(trimmed).or_else(|| decimal_integer(trimmed));
-            let exact = exact.unwrap_or_else(|| panic!("integer {trimmed:?} refused as too large but it is no integer"));
+            let exact = decimal_integer(trimmed).unwrap_or_else(|| panic!("integer {trimmed:?} refused as too large but it is no integer"));
             assert!(i64::try_from(exact).is_err(), "integer {trimmed:?} fits but was refused");
         }
         Coerced::Rejected(Rejection::Serialization) => {
-            assert!(plain_integer(trimmed).is_none() && decimal_integer(trimmed).is_none() && !null, "integer {trimmed:?} refused as malformed");
+            assert!(decimal_integer(trimmed).is_none() && !null, "integer {trimmed:?} refused as malformed");
         }
     }
 
@@ -354,20 +350,6 @@ fn wall_clock_shape(s: &str) -> bool {
         }
 }
 
-/// `[+-]digits` or `[+-]digits.000…`, as an exact integer (`i128::MAX` beyond i128).
-fn plain_integer(text: &str) -> Option<i128> {
-    let whole = match text.split_once('.') {
-        Some((whole, zeros)) if !zeros.is_empty() && zeros.bytes().all(|b| b == b'0') => whole,
-        Some(_) => return None,
-        None => text,
-    };
-    let digits = whole.strip_prefix(['-', '+']).unwrap_or(whole);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(whole.parse::<i128>().unwrap_or(if whole.starts_with('-') { i128::MIN } else { i128::MAX }))
-}
-
 /// The integer a plain decimal is, exactly (`±i128::MAX` beyond i128); `None` when it is not a
 /// decimal or has a fraction.
 fn decimal_integer(text: &str) -> Option<i128> {
@@ -441,8 +423,10 @@ mod tests {
         assert_eq!(decimal("-0.00"), Some((false, String::new(), 0)));
         assert_ne!(decimal("0.1"), decimal("0.10000000000000001"));
         assert_eq!(decimal("1e"), None);
-        assert_eq!(plain_integer("42.000"), Some(42));
-        assert_eq!(plain_integer("99999999999999999999999999999999999999999"), Some(i128::MAX));
+        assert_eq!(decimal_integer("42.000"), Some(42));
+        assert_eq!(decimal_integer("-4.2e1"), Some(-42));
+        assert_eq!(decimal_integer("4.25e1"), None);
+        assert_eq!(decimal_integer("99999999999999999999999999999999999999999"), Some(i128::MAX));
     }
 
     #[test]
