@@ -11,7 +11,7 @@ from mage_project.utils.ridelake_settings import settings
 @data_loader
 def load_bronze_progress(*args, **kwargs) -> dict:
     lake = settings(kwargs)
-    return {"lake": lake.lake, **ridelake.bronze_progress(lake.lake, **lake.ridelake_args())}
+    return {"lake": lake.lake, **ridelake.bronze_progress(lake.lake, **lake.progress_args())}
 
 
 @test

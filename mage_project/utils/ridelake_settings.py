@@ -22,6 +22,8 @@ class LakeSettings:
     postgres_dsn: str | None
     postgres_schema: str
     observability: dict[str, str]
+    model: str | None = None  # model file mapping the source schema onto silver's (None: default)
+    rebuild: bool = False  # rebuild silver from all of bronze (once, after changing the model)
 
     def ridelake_args(self) -> dict:
         """Keyword arguments every ridelake call takes besides the lake."""
@@ -31,6 +33,14 @@ class LakeSettings:
         """Keyword arguments of build_silver and build_gold: the above, plus where metrics and
         lineage events go."""
         return {**self.ridelake_args(), **self.observability}
+
+    def silver_args(self) -> dict:
+        """Keyword arguments of build_silver: build_args, plus the model and whether to rebuild."""
+        return {**self.build_args(), "model": self.model, "rebuild": self.rebuild}
+
+    def progress_args(self) -> dict:
+        """Keyword arguments of bronze_progress."""
+        return {**self.ridelake_args(), "model": self.model}
 
 
 def _profile() -> dict:
@@ -61,7 +71,9 @@ def settings(runtime: dict | None = None) -> LakeSettings:
                         storage_options=options, export_dir=export_dir,
                         postgres_dsn=profile.get("RIDELAKE_POSTGRES_DSN") or None,
                         postgres_schema=runtime.get("postgres_schema") or profile.get("RIDELAKE_POSTGRES_SCHEMA") or "gold",
-                        observability=_observability(profile))
+                        observability=_observability(profile),
+                        model=runtime.get("model") or profile.get("RIDELAKE_MODEL") or None,
+                        rebuild=str(runtime.get("rebuild", "")).lower() in ("1", "true", "yes"))
 
 
 def _observability(profile: dict) -> dict[str, str]:

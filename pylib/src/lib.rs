@@ -15,6 +15,7 @@ use ridelake_core::metrics::MetricsTarget;
 use ridelake_core::storage::StorageConfig;
 use ridelake_lakehouse::LakehouseError;
 use ridelake_lakehouse::layout::LakeLayout;
+use ridelake_lakehouse::model::{self, Model};
 use ridelake_lakehouse::observe::{self, Observability};
 use ridelake_lakehouse::silver::SilverOptions;
 
@@ -34,6 +35,7 @@ fn to_py(error: LakehouseError) -> PyErr {
         LakehouseError::Schema { .. } | LakehouseError::Polars { .. } | LakehouseError::Arrow(_) => DataError::new_err(message),
         LakehouseError::Interrupted(_) | LakehouseError::Task(_) | LakehouseError::Output(_) => RidelakeError::new_err(message),
         LakehouseError::Busy { .. } | LakehouseError::LeaseLost { .. } => BusyError::new_err(message),
+        LakehouseError::Model { .. } | LakehouseError::ModelChanged { .. } => ConfigError::new_err(message),
     }
 }
 
@@ -83,24 +85,54 @@ fn observability(
     .or_env()
 }
 
+/// The layout read through the model file `model` (else `RIDELAKE_MODEL`, else the default model).
+fn modeled_layout(lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>, model: Option<&std::path::Path>) -> PyResult<LakeLayout> {
+    let model = Model::resolve(model).map_err(to_py)?;
+    Ok(layout(lake, namespace, storage_options)?.with_model(model))
+}
+
 /// Applies new bronze changes to the silver tables; returns the run report.
 #[pyfunction]
-#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, model = None, rebuild = false, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
 #[allow(clippy::too_many_arguments)]
 fn build_silver<'py>(
     py: Python<'py>,
     lake: &str,
     namespace: &str,
     storage_options: Option<HashMap<String, String>>,
+    model: Option<std::path::PathBuf>,
+    rebuild: bool,
     pushgateway_url: Option<String>,
     metrics_file: Option<std::path::PathBuf>,
     lineage_url: Option<String>,
     lineage_file: Option<std::path::PathBuf>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let layout = layout(lake, namespace, storage_options)?;
+    let layout = modeled_layout(lake, namespace, storage_options, model.as_deref())?;
     let observe = observability(pushgateway_url, metrics_file, lineage_url, lineage_file);
-    let report = run(py, async move { observe::run_silver(&layout, &SilverOptions::default(), &observe).await })?;
+    let options = SilverOptions { rebuild, ..SilverOptions::default() };
+    let report = run(py, async move { observe::run_silver(&layout, &options, &observe).await })?;
     to_python(py, &report)
+}
+
+/// Checks a model file, and when `lake` is given, against the lake's bronze tables (their logs
+/// and schemas only); returns the problems found (each with its file and line), empty when none.
+#[pyfunction]
+#[pyo3(signature = (model, lake = None, namespace = "ridehail", storage_options = None))]
+fn validate_model(py: Python<'_>, model: std::path::PathBuf, lake: Option<&str>, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Vec<String>> {
+    let parsed = match Model::load(&model) {
+        Ok(parsed) => parsed,
+        Err(LakehouseError::Model { origin, problems }) => return Ok(problems.into_iter().map(|p| format!("{origin}: {p}")).collect()),
+        Err(other) => return Err(to_py(other)),
+    };
+    let Some(lake) = lake else { return Ok(Vec::new()) };
+    let layout = layout(lake, namespace, storage_options)?.with_model(parsed);
+    run(py, async move { model::validate(&layout).await })
+}
+
+/// The JSON Schema of model files, as a dict.
+#[pyfunction]
+fn model_schema<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    to_python(py, &model::json_schema())
 }
 
 /// Updates the gold tables for the silver days that changed; returns the run report.
@@ -154,9 +186,9 @@ fn read_table(
 
 /// How far silver is behind bronze: per stream, the latest bronze version and the one silver reflects.
 #[pyfunction]
-#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None))]
-fn bronze_progress<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Bound<'py, PyAny>> {
-    let layout = layout(lake, namespace, storage_options)?;
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, model = None))]
+fn bronze_progress<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>, model: Option<std::path::PathBuf>) -> PyResult<Bound<'py, PyAny>> {
+    let layout = modeled_layout(lake, namespace, storage_options, model.as_deref())?;
     let progress = run(py, async move { ridelake_lakehouse::silver::progress(&layout).await })?;
     to_python(py, &progress)
 }
@@ -212,7 +244,7 @@ fn to_python<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bo
 #[pyfunction]
 #[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, top = 10))]
 fn lake_summary<'py>(py: Python<'py>, lake: &str, namespace: &str, storage_options: Option<HashMap<String, String>>, top: usize) -> PyResult<Bound<'py, PyAny>> {
-    let layout = layout(lake, namespace, storage_options)?;
+    let layout = modeled_layout(lake, namespace, storage_options, None)?; // bronze streams as RIDELAKE_MODEL names them
     let summary = run(py, async move { ridelake_lakehouse::report::summarize(&layout, top).await })?;
     to_python(py, &summary)
 }
@@ -230,7 +262,7 @@ fn write_report<'py>(
     title: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let title = title.unwrap_or_else(|| format!("ridelake report: {lake}"));
-    let layout = layout(lake, namespace, storage_options)?;
+    let layout = modeled_layout(lake, namespace, storage_options, None)?;
     let summary = run(py, async move { ridelake_lakehouse::report::write_report(&layout, &path, &title, top).await })?;
     to_python(py, &summary)
 }
@@ -246,6 +278,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(export_gold_parquet, m)?)?;
     m.add_function(wrap_pyfunction!(publish_postgres, m)?)?;
     m.add_function(wrap_pyfunction!(export_features, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_model, m)?)?;
+    m.add_function(wrap_pyfunction!(model_schema, m)?)?;
     m.add("RidelakeError", m.py().get_type::<RidelakeError>())?;
     m.add("MissingTableError", m.py().get_type::<MissingTableError>())?;
     m.add("StorageError", m.py().get_type::<StorageError>())?;

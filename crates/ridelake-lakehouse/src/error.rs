@@ -71,12 +71,30 @@ pub enum LakehouseError {
     /// Arrow conversion failed.
     #[error("arrow conversion: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
+    /// The model file cannot be read, or does not fit the lake; nothing was written.
+    #[error("model {origin}: {}", problems.join("; "))]
+    Model {
+        /// The model file (or "the default model").
+        origin: String,
+        /// Each problem, with its line in the file.
+        problems: Vec<String>,
+    },
+    /// Silver was built with another model; a run with this one would mix two mappings.
+    #[error("silver was built with another model than {origin} (model hash {built} in silver, {now} now); nothing was written. If the new model is meant, rebuild silver from all of bronze with it, once: build_silver(..., rebuild=True) in Python, or the runtime variable rebuild=true of the Mage pipeline")]
+    ModelChanged {
+        /// The model file of this run.
+        origin: String,
+        /// The hash silver records ([`crate::model::MODEL_MARKER`]).
+        built: i64,
+        /// This model's hash.
+        now: i64,
+    },
 }
 
 impl LakehouseError {
     /// Every value of [`LakehouseError::kind`], so that metrics can report 0 for the others.
-    pub const KINDS: [&'static str; 10] =
-        ["missing_input", "schema", "storage", "compute", "config", "interrupted", "postgres", "output", "internal", "busy"];
+    pub const KINDS: [&'static str; 11] =
+        ["missing_input", "schema", "storage", "compute", "config", "interrupted", "postgres", "output", "internal", "busy", "model"];
 
     /// A short, bounded name of the error's kind (the `error_type` label of metrics).
     pub fn kind(&self) -> &'static str {
@@ -91,6 +109,7 @@ impl LakehouseError {
             LakehouseError::Output(_) => "output",
             LakehouseError::Task(_) => "internal",
             LakehouseError::Busy { .. } | LakehouseError::LeaseLost { .. } => "busy",
+            LakehouseError::Model { .. } | LakehouseError::ModelChanged { .. } => "model",
         }
     }
 

@@ -23,6 +23,7 @@ use url::Url;
 
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::io::{self, DataFile};
+use crate::model::StreamMap;
 use crate::order::{INGEST_ROW, INGEST_VERSION};
 
 /// Why a run reads all of bronze instead of what was added since its marker.
@@ -50,6 +51,10 @@ pub enum Rebuild {
     /// Silver's change-order state (kept with its markers) is incomplete: it was written by an
     /// older ridelake.
     OrderStateMissing,
+    /// Silver was built with another model, and the run was asked to rebuild with this one.
+    ModelChanged,
+    /// The run was asked to rebuild.
+    Requested,
 }
 
 impl Rebuild {
@@ -63,6 +68,8 @@ impl Rebuild {
             Rebuild::WithOtherStream => "the other stream is rebuilt".to_owned(),
             Rebuild::Interrupted => "silver rides were not checked against the current silver users (a run stopped between the two commits, or silver was built by an older ridelake)".to_owned(),
             Rebuild::OrderStateMissing => "silver's change-order state is incomplete (built by an older ridelake)".to_owned(),
+            Rebuild::ModelChanged => "the model changed (rebuild asked for)".to_owned(),
+            Rebuild::Requested => "a rebuild was asked for".to_owned(),
         }
     }
 }
@@ -92,6 +99,9 @@ pub struct BronzeIncrement {
     pub files: Vec<IngestFile>,
     /// Set when the files are all of bronze and silver must be rebuilt from them.
     pub rebuild: Option<Rebuild>,
+    /// How the stream's columns map onto silver's: [`read`] and [`read_rows`] take and give
+    /// silver's column names.
+    pub map: StreamMap,
 }
 
 /// The bronze table's identity as a number (the first 64 bits of its Delta table id).
@@ -162,8 +172,9 @@ fn add_path(path: &str) -> String {
     percent_encoding::percent_decode_str(path).decode_utf8().map_or_else(|_| path.to_owned(), |p| p.into_owned())
 }
 
-/// What bronze holds beyond `marker` (a bronze version) for a table whose identity was `known_id`.
-pub async fn increment(url: &Url, options: &HashMap<String, String>, marker: Option<i64>, known_id: Option<i64>) -> Result<BronzeIncrement> {
+/// What bronze holds beyond `marker` (a bronze version) for a table whose identity was `known_id`,
+/// to be read through `map`.
+pub async fn increment(url: &Url, options: &HashMap<String, String>, marker: Option<i64>, known_id: Option<i64>, map: &StreamMap) -> Result<BronzeIncrement> {
     let table = io::open(url, options).await?.ok_or_else(|| LakehouseError::MissingBronze(url.to_string()))?;
     let upto = table.version().unwrap_or_default() as i64;
     let id = table_id(&table)?;
@@ -172,7 +183,7 @@ pub async fn increment(url: &Url, options: &HashMap<String, String>, marker: Opt
         Some(m) if m > upto || known_id.is_some_and(|k| k != id) => Some(Rebuild::Recreated),
         Some(_) => None,
     };
-    let mut increment = BronzeIncrement { table, after: marker, upto, table_id: id, files: Vec::new(), rebuild };
+    let mut increment = BronzeIncrement { table, after: marker, upto, table_id: id, files: Vec::new(), rebuild, map: map.clone() };
     let Some(m) = marker.filter(|_| increment.rebuild.is_none()) else {
         increment.files = all_files(&increment.table, upto).await?;
         return Ok(increment);
@@ -205,10 +216,31 @@ pub async fn increment(url: &Url, options: &HashMap<String, String>, marker: Opt
 
 const ROW_IN_FILE: &str = "_ridelake_row_in_file";
 
-/// Reads `columns` (those the table has) of the increment's files, in ingest order, with the
-/// ingest order columns [`INGEST_VERSION`] and [`INGEST_ROW`] (`index << 32 | row in file`).
+/// The source columns that fill silver's `columns` (through the increment's map), those the
+/// table has.
+fn sources<'a>(increment: &'a BronzeIncrement, columns: &[&'a str]) -> Result<Vec<&'a str>> {
+    let mut wanted: Vec<&str> = Vec::with_capacity(columns.len());
+    for c in columns {
+        let source = increment.map.source_of(c);
+        if !wanted.contains(&source) {
+            wanted.push(source);
+        }
+    }
+    io::present_columns(&increment.table, &wanted)
+}
+
+/// Reads silver's `columns` (those whose source the table has, mapped by the increment's
+/// [`StreamMap`]) of the increment's files, in ingest order, with the ingest order columns
+/// [`INGEST_VERSION`] and [`INGEST_ROW`] (`index << 32 | row in file`).
 pub async fn read(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataFrame> {
-    let present = io::present_columns(&increment.table, columns)?;
+    let frame = read_sources(increment, columns).await?;
+    let mut wanted = columns.to_vec();
+    wanted.extend([INGEST_VERSION, INGEST_ROW].into_iter().filter(|c| !columns.contains(c)));
+    increment.map.apply(frame, &wanted)
+}
+
+async fn read_sources(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataFrame> {
+    let present = sources(increment, columns)?;
     let files: Vec<DataFile> = increment.files.iter().map(|f| f.file.clone()).collect();
     let frames = io::read_each(&increment.table, &files, Some(&present)).await?;
     let mut tagged = Vec::with_capacity(frames.len());
@@ -229,13 +261,19 @@ pub async fn read(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataF
     concat(tagged, UnionArgs::default()).step("reading bronze")?.collect().step("reading bronze")
 }
 
-/// The `columns` of the bronze rows `at` (each an [`INGEST_VERSION`] and an [`INGEST_ROW`], as
-/// [`read`] tags them), one row per entry of `at`, in its order; only the files holding them are
+/// Silver's `columns` (mapped as [`read`] maps them) of the bronze rows `at` (each an
+/// [`INGEST_VERSION`] and an [`INGEST_ROW`], as [`read`] tags them), one row per entry of `at`,
+/// in its order; only the files holding them are
 /// read, and in those only these rows. (Silver reads the key, rule and order columns of every
 /// change, then the other fields for the latest changes only.)
 pub async fn read_rows(increment: &BronzeIncrement, columns: &[&str], at: &[(i64, i64)]) -> Result<DataFrame> {
+    let frame = read_source_rows(increment, columns, at).await?;
+    increment.map.apply(frame, columns)
+}
+
+async fn read_source_rows(increment: &BronzeIncrement, columns: &[&str], at: &[(i64, i64)]) -> Result<DataFrame> {
     let step = "reading bronze rows";
-    let present = io::present_columns(&increment.table, columns)?;
+    let present = sources(increment, columns)?;
     // Per file (commit version, place among its adds): its wanted rows, ascending and distinct.
     let mut wanted: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
     for (version, row) in at {

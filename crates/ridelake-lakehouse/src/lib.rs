@@ -1,7 +1,8 @@
 //! Silver and gold layers of the ridelake lakehouse, in pure Rust on Polars and delta-rs.
 //!
 //! The data's way through silver: [`increment`] reads what bronze added since silver's markers
-//! (or all of it, when a rebuild is needed), in the order bronze received it; [`cdc`] prepares
+//! (or all of it, when a rebuild is needed), in the order bronze received it, and [`model`] maps
+//! the source's streams and columns onto silver's; [`cdc`] prepares
 //! the changes, checks the rules and picks the latest per key by [`order`], the one total order
 //! of changes; [`silver`] folds them into the published state, checks integrity between rides
 //! and users, and writes; [`io`] reads and commits Delta tables; [`lease`] keeps two runs of a
@@ -24,6 +25,7 @@ pub mod io;
 pub mod lease;
 pub mod layout;
 pub mod metrics;
+pub mod model;
 pub mod observe;
 pub mod order;
 pub mod postgres_tls;

@@ -87,7 +87,7 @@ async fn freshness(layout: &LakeLayout, tables: &[&str]) -> Freshness {
 pub async fn run_silver(layout: &LakeLayout, run: &SilverOptions, observe: &Observability) -> Result<SilverReport> {
     let started = Instant::now();
     let lineage = lineage_run(observe, SILVER_LINEAGE_JOB, "Silver: bronze CDC applied to users and rides (ridelake)");
-    let (users, rides) = (layout.bronze("users")?, layout.bronze("rides")?);
+    let (users, rides) = (layout.bronze(&layout.model.users.stream)?, layout.bronze(&layout.model.rides.stream)?);
     emit(observe, lineage.start(&[Dataset::at(&users), Dataset::at(&rides)])).await;
     let result = silver::build_silver_with(layout, run).await;
     let duration = started.elapsed();

@@ -95,7 +95,6 @@ pub struct LakeSummary {
     pub days: Vec<Day>,
 }
 
-const BRONZE: [&str; 2] = ["users", "rides"];
 const SILVER: [&str; 5] = ["users", "rides", "rides_pending", "rides_deleted", "quarantine"];
 
 fn ints(frame: &DataFrame, name: &str) -> Result<Vec<Option<i64>>> {
@@ -119,7 +118,9 @@ async fn read_gold(layout: &LakeLayout, table: &str) -> Result<Option<DataFrame>
 pub async fn summarize(layout: &LakeLayout, top: usize) -> Result<LakeSummary> {
     let options = layout.storage_options();
     let mut tables = Vec::new();
-    for (layer, names) in [("bronze", &BRONZE[..]), ("silver", &SILVER[..]), ("gold", &GOLD_TABLES[..])] {
+    // Bronze streams as the model names them (`users` and `rides` by default).
+    let bronze = [layout.model.users.stream.as_str(), layout.model.rides.stream.as_str()];
+    for (layer, names) in [("bronze", &bronze[..]), ("silver", &SILVER[..]), ("gold", &GOLD_TABLES[..])] {
         for name in names {
             let url = match layer {
                 "bronze" => layout.bronze(name)?,

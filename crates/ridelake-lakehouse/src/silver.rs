@@ -48,15 +48,9 @@ use crate::increment::{self, BronzeIncrement, Rebuild};
 use crate::io::{self, DataFile, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::{self, Lease};
+use crate::model::{MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, USER_COLUMNS, USER_TYPES};
 use crate::order::{self, EpochState, INGEST_ROW, INGEST_VERSION, ORDER, UPDATED};
 
-const USER_COLUMNS: [&str; 8] = ["id", "type", "name", "email", "phone", "city", "created_at", "updated_at"];
-const RIDE_COLUMNS: [&str; 22] = [
-    "id", "customer_id", "driver_id", "status", "requested_at", "accepted_at", "started_at", "completed_at",
-    "cancelled_at", "pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon", "distance_km", "duration_s",
-    "fare_amount", "currency", "payment_method", "customer_rating", "driver_rating", "created_at", "updated_at",
-];
-const RIDE_STATUSES: [&str; 5] = ["requested", "accepted", "in_progress", "completed", "cancelled"];
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 
 /// What a silver column means, for the column comments of table `table` (`silver_rides`, …).
@@ -176,6 +170,9 @@ pub struct SilverOptions {
     pub fail_after_writes: Option<usize>,
     /// How long the run's lease lasts between renewals (default [`lease::ttl_from_env`]).
     pub lease_ttl: Option<std::time::Duration>,
+    /// Rebuild silver from all of bronze, even when the markers allow an increment (needed once
+    /// after changing the model).
+    pub rebuild: bool,
 }
 
 /// Before each table write: renews the lease and stops the run where a failure test asks.
@@ -224,9 +221,10 @@ async fn remembered(url: &Url, options: &HashMap<String, String>, app_id: &str) 
     Ok(Remembered { table, marker, bronze_id, epochs })
 }
 
-/// The markers a silver table's commit carries for its bronze input.
-fn input_markers(app_id: &str, increment: &BronzeIncrement, epochs: &EpochState) -> Vec<(String, i64)> {
-    let mut markers = vec![(app_id.to_owned(), increment.upto), (table_marker(app_id), increment.table_id)];
+/// The markers a silver table's commit carries for its bronze input, and the hash of the model
+/// it was mapped with.
+fn input_markers(app_id: &str, increment: &BronzeIncrement, epochs: &EpochState, model_hash: i64) -> Vec<(String, i64)> {
+    let mut markers = vec![(app_id.to_owned(), increment.upto), (table_marker(app_id), increment.table_id), (MODEL_MARKER.to_owned(), model_hash)];
     markers.extend(epochs.markers(app_id));
     markers
 }
@@ -407,10 +405,10 @@ pub struct Progress {
 pub async fn progress(layout: &LakeLayout) -> Result<Progress> {
     let options = layout.storage_options();
     let mut out = [StreamProgress::default(); 2];
-    for (slot, (stream, marker)) in out.iter_mut().zip([("users", USERS_MARKER), ("rides", RIDES_MARKER)]) {
-        let bronze = io::open(&layout.bronze(stream)?, &options).await?;
+    for (slot, (map, marker)) in out.iter_mut().zip([(&layout.model.users, USERS_MARKER), (&layout.model.rides, RIDES_MARKER)]) {
+        let bronze = io::open(&layout.bronze(&map.stream)?, &options).await?;
         let bronze_version = bronze.and_then(|t| t.version()).map(|v| v as i64);
-        *slot = StreamProgress::new(bronze_version, io::open_with_marker(&layout.silver(stream)?, &options, marker).await?.1);
+        *slot = StreamProgress::new(bronze_version, io::open_with_marker(&layout.silver(map.table)?, &options, marker).await?.1);
     }
     let [users, rides] = out;
     Ok(Progress { users, rides, behind: users.behind || rides.behind })
@@ -446,9 +444,32 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     // (everything is read before any write, so that a rerun sees the same)
     let users_known = remembered(&users_url, &options, USERS_MARKER).await?;
     let rides_known = remembered(&rides_url, &options, RIDES_MARKER).await?;
-    let (bronze_users_url, bronze_rides_url) = (layout.bronze("users")?, layout.bronze("rides")?);
-    let mut bronze_users = increment::increment(&bronze_users_url, &options, users_known.marker, users_known.bronze_id).await?;
-    let mut bronze_rides = increment::increment(&bronze_rides_url, &options, rides_known.marker, rides_known.bronze_id).await?;
+    let model = &layout.model;
+    let model_hash = model.hash();
+    // The model silver was built with (rides is the commit point; silver from before models
+    // existed was built with the default model): another model would mix two mappings.
+    let built_with = match &rides_known.table {
+        Some(t) => Some(io::marker(t, MODEL_MARKER).await?.unwrap_or_else(|| crate::model::Model::default().hash())),
+        None => None,
+    };
+    let forced = match built_with {
+        Some(built) if built != model_hash && !run.rebuild => {
+            return Err(LakehouseError::ModelChanged { origin: model.origin.clone(), built, now: model_hash });
+        }
+        Some(built) if built != model_hash => Some(Rebuild::ModelChanged),
+        _ if run.rebuild => Some(Rebuild::Requested),
+        _ => None,
+    };
+    let (bronze_users_url, bronze_rides_url) = (layout.bronze(&model.users.stream)?, layout.bronze(&model.rides.stream)?);
+    let mut bronze_users = increment::increment(&bronze_users_url, &options, users_known.marker, users_known.bronze_id, &model.users).await?;
+    let mut bronze_rides = increment::increment(&bronze_rides_url, &options, rides_known.marker, rides_known.bronze_id, &model.rides).await?;
+    // The model must fit bronze's schemas (from the log): a missing or mistyped column stops the
+    // run here, naming the model line, before any data is read.
+    let (users_schema, rides_schema) = (io::arrow_schema(&bronze_users.table)?, io::arrow_schema(&bronze_rides.table)?);
+    let problems = model.check_bronze(Some(users_schema.as_ref()), Some(rides_schema.as_ref()));
+    if !problems.is_empty() {
+        return Err(LakehouseError::Model { origin: model.origin.clone(), problems });
+    }
     // Rides record the users version their integrity was checked against; any other means a run
     // stopped between the two commits (or silver predates these markers): rebuild.
     let users_version = users_known.table.as_ref().and_then(|t| t.version()).map(|v| v as i64);
@@ -458,19 +479,20 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     };
     let interrupted = rides_known.table.is_some() && rides_checked_against != users_version;
     let state_missing = users_known.epochs.is_none() || rides_known.epochs.is_none();
-    if interrupted || state_missing || bronze_users.rebuild.is_some() || bronze_rides.rebuild.is_some() {
-        let reason = |own: &Option<Rebuild>| match (interrupted, own) {
-            (true, _) => Rebuild::Interrupted,
-            (false, Some(own)) => own.clone(),
-            (false, None) if state_missing => Rebuild::OrderStateMissing,
-            (false, None) => Rebuild::WithOtherStream,
+    if forced.is_some() || interrupted || state_missing || bronze_users.rebuild.is_some() || bronze_rides.rebuild.is_some() {
+        let reason = |own: &Option<Rebuild>| match (&forced, interrupted, own) {
+            (Some(forced), _, _) => forced.clone(),
+            (None, true, _) => Rebuild::Interrupted,
+            (None, false, Some(own)) => own.clone(),
+            (None, false, None) if state_missing => Rebuild::OrderStateMissing,
+            (None, false, None) => Rebuild::WithOtherStream,
         };
         let (users_reason, rides_reason) = (reason(&bronze_users.rebuild), reason(&bronze_rides.rebuild));
         if bronze_users.rebuild.is_none() {
-            bronze_users = increment::increment(&bronze_users_url, &options, None, None).await?;
+            bronze_users = increment::increment(&bronze_users_url, &options, None, None, &model.users).await?;
         }
         if bronze_rides.rebuild.is_none() {
-            bronze_rides = increment::increment(&bronze_rides_url, &options, None, None).await?;
+            bronze_rides = increment::increment(&bronze_rides_url, &options, None, None, &model.rides).await?;
         }
         bronze_users.rebuild = Some(users_reason);
         bronze_rides.rebuild = Some(rides_reason);
@@ -499,7 +521,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     report.rows_read += report.users_read;
     let user_rules = [
         ("id is null", col("id").is_null()),
-        ("type is not customer or driver", col("type").is_in(lit(Series::new("t".into(), ["customer", "driver"])).implode(false), false).not().or(col("type").is_null())),
+        ("type is not customer or driver", col("type").is_in(lit(Series::new("t".into(), USER_TYPES)).implode(false), false).not().or(col("type").is_null())),
         ("created_at is null", col("created_at").is_null()),
     ];
     let user_delete_rules = [("id is null", col("id").is_null()), ("created_at is null", col("created_at").is_null())];
@@ -739,7 +761,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     };
     guard.next().await?;
     let users_written = io::write(&users_url, &options, &rows, mode, &PARTITIONS,
-        &input_markers(USERS_MARKER, &bronze_users, &users_epochs), "silver_users",
+        &input_markers(USERS_MARKER, &bronze_users, &users_epochs, model_hash), "silver_users",
         "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted").await?;
     let users_version = users_written.version;
     report.written.push(users_written);
@@ -772,7 +794,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     };
     let rows = concat([kept, ready.clone().lazy()], UnionArgs::default()).step("assembling ride partitions")?.collect().step("assembling ride partitions")?;
     let mode = if rebuild { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_rides.clone()) };
-    let mut markers = input_markers(RIDES_MARKER, &bronze_rides, &rides_epochs);
+    let mut markers = input_markers(RIDES_MARKER, &bronze_rides, &rides_epochs, model_hash);
     markers.push((RIDES_USERS_MARKER.to_owned(), users_version));
     guard.next().await?;
     report.written.push(io::write(&rides_url, &options, &rows, mode, &PARTITIONS, &markers, "silver_rides",

@@ -9,6 +9,12 @@
     ridelake.export_gold_parquet("lake", "export/")      # every gold table as one Parquet file
     ridelake.publish_postgres("lake", "host=db user=bi dbname=bi")   # gold -> PostgreSQL, one transaction
     ridelake.export_features("lake")                     # <lake>/ml/{driver,customer}_features.parquet
+    ridelake.validate_model("model.toml", "lake")        # [] or the problems, each with its line
+
+A model file maps a source database's own tables and columns onto silver's (``model=`` of
+``build_silver``, or ``RIDELAKE_MODEL``; see ``models/example-renamed.toml``). Silver records the
+model it was built with; a run with another model raises ``ConfigError`` until
+``build_silver(..., rebuild=True)`` rebuilds silver with it.
 
 `lake` is a folder or an ``s3://bucket/prefix`` URI; ``storage_options`` takes the same keys as
 the ``deltalake`` package (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...). Layout:
@@ -34,8 +40,10 @@ from ridelake._native import (
     export_features,
     export_gold_parquet,
     lake_summary,
+    model_schema,
     publish_postgres,
     read_table,
+    validate_model,
     write_report,
 )
 
@@ -52,7 +60,9 @@ __all__ = [
     "export_features",
     "export_gold_parquet",
     "lake_summary",
+    "model_schema",
     "publish_postgres",
     "read_table",
+    "validate_model",
     "write_report",
 ]

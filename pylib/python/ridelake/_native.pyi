@@ -116,6 +116,8 @@ def build_silver(
     namespace: str = "ridehail",
     storage_options: dict[str, str] | None = None,
     *,
+    model: str | os.PathLike[str] | None = None,  # model file; default: RIDELAKE_MODEL, else the default model
+    rebuild: bool = False,  # rebuild from all of bronze (once, after changing the model)
     pushgateway_url: str | None = None,
     metrics_file: str | os.PathLike[str] | None = None,
     lineage_url: str | None = None,
@@ -146,8 +148,19 @@ def write_report(
     title: str | None = None,
 ) -> LakeSummary: ...
 def bronze_progress(
-    lake: str, namespace: str = "ridehail", storage_options: dict[str, str] | None = None
+    lake: str,
+    namespace: str = "ridehail",
+    storage_options: dict[str, str] | None = None,
+    *,
+    model: str | os.PathLike[str] | None = None,
 ) -> BronzeProgress: ...
+def validate_model(
+    model: str | os.PathLike[str],
+    lake: str | None = None,
+    namespace: str = "ridehail",
+    storage_options: dict[str, str] | None = None,
+) -> list[str]: ...  # problems, each "file: line N: what to change"; [] when the model fits
+def model_schema() -> dict[str, object]: ...  # the JSON Schema of model files
 def export_gold_parquet(
     lake: str, dir: str | os.PathLike[str], namespace: str = "ridehail", storage_options: dict[str, str] | None = None
 ) -> list[ExportedTable]: ...

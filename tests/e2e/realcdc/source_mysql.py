@@ -26,6 +26,10 @@ The binlog is read with pymysqlreplication from the saved offset to the server's
 start of the read (`SHOW MASTER STATUS`), so the binlog's own files, positions and timestamps are the
 truth. A saved offset whose file the server no longer has (after `RESET MASTER`) makes the next sync a
 re-snapshot, as source-mysql's "Re-sync data" (`invalid_cdc_cursor_position_behavior`) does.
+
+The tables, their columns, keys and catalog types come from a `schema.Schema` (today's `users` and
+`rides` by default); `check_catalog` compares its catalog types with what source-mysql's `discover`
+declares for the server's columns.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ import json
 from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable
 
@@ -42,51 +46,84 @@ from pymysqlreplication.event import RotateEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from .mariadb import MariaDB
-from .workload import RIDE_COLUMNS, USER_COLUMNS
+from .schema import DATETIME, DEFAULT, INTEGER, NUMBER, STRING, Schema
 
 JAVA = "java"
 KOTLIN = "kotlin"
 FLAVORS = (JAVA, KOTLIN)
-STREAMS = {"users": USER_COLUMNS, "rides": RIDE_COLUMNS}
+# Today's tables (schema.DEFAULT), kept under their old names.
+STREAMS = DEFAULT.streams
 ONE_HUNDRED_MILLION = 100_000_000
 
-# source-mysql's catalog types (what its `discover` declares for these MySQL column types).
-INTEGER = {"type": "number", "airbyte_type": "integer"}
-NUMBER = {"type": "number"}
-STRING = {"type": "string"}
-DATETIME = {"type": "string", "format": "date-time", "airbyte_type": "timestamp_without_timezone"}
-COLUMN_TYPES = {
-    "users": {"id": INTEGER, "type": STRING, "name": STRING, "email": STRING, "phone": STRING, "city": STRING,
-              "created_at": DATETIME, "updated_at": DATETIME},
-    "rides": {"id": INTEGER, "customer_id": INTEGER, "driver_id": INTEGER, "status": STRING, "requested_at": DATETIME,
-              "accepted_at": DATETIME, "started_at": DATETIME, "completed_at": DATETIME, "cancelled_at": DATETIME,
-              "pickup_lat": NUMBER, "pickup_lon": NUMBER, "dropoff_lat": NUMBER, "dropoff_lon": NUMBER,
-              "distance_km": NUMBER, "duration_s": INTEGER, "fare_amount": NUMBER, "currency": STRING,
-              "payment_method": STRING, "customer_rating": INTEGER, "driver_rating": INTEGER,
-              "created_at": DATETIME, "updated_at": DATETIME},
-}
+# source-mysql's catalog types (what its `discover` declares for these MySQL column types): see schema.py.
+COLUMN_TYPES = {table: DEFAULT.types(table) for table in DEFAULT.streams}
+BOOLEAN = {"type": "boolean"}
+TIMESTAMP = {"type": "string", "format": "date-time", "airbyte_type": "timestamp_with_timezone"}
 CDC_TYPES = {"_ab_cdc_cursor": INTEGER, "_ab_cdc_log_file": STRING, "_ab_cdc_log_pos": NUMBER,
              "_ab_cdc_updated_at": STRING, "_ab_cdc_deleted_at": STRING}
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
 def configured_catalog(namespace: str, *, sync_id: int, generation_id: int = 1, minimum_generation_id: int = 0,
-                       destination_sync_mode: str = "append_dedup") -> dict:
+                       destination_sync_mode: str = "append_dedup", schema: Schema = DEFAULT) -> dict:
     """The configured catalog of a CDC connection on `namespace` (the database)."""
     streams = []
-    for name, types in COLUMN_TYPES.items():
+    for name in schema.streams:
+        types, key = schema.types(name), schema.key(name)
         streams.append({
             "stream": {
                 "name": name, "namespace": namespace,
                 "json_schema": {"type": "object", "properties": {**types, **CDC_TYPES}},
                 "supported_sync_modes": ["full_refresh", "incremental"], "source_defined_cursor": True,
-                "default_cursor_field": ["_ab_cdc_cursor"], "source_defined_primary_key": [["id"]], "is_resumable": True,
+                "default_cursor_field": ["_ab_cdc_cursor"], "source_defined_primary_key": [[key]], "is_resumable": True,
             },
             "sync_mode": "incremental", "cursor_field": ["_ab_cdc_cursor"], "destination_sync_mode": destination_sync_mode,
-            "primary_key": [["id"]], "generation_id": generation_id, "minimum_generation_id": minimum_generation_id,
+            "primary_key": [[key]], "generation_id": generation_id, "minimum_generation_id": minimum_generation_id,
             "sync_id": sync_id,
         })
     return {"streams": streams}
+
+
+def discovered_type(data_type: str, column_type: str, numeric_scale: int | None) -> dict:
+    """The catalog type source-mysql's `discover` declares for a column of information_schema.COLUMNS
+    (/work/shared/reference/source-mysql.md; source-mysql 3.x: TINYINT(1) is a boolean). Common types
+    only: any other raises."""
+    kind = data_type.lower()
+    if kind == "tinyint" and column_type.lower().startswith("tinyint(1)"):
+        return BOOLEAN
+    if kind in ("tinyint", "smallint", "mediumint", "int", "bigint"):
+        return INTEGER
+    if kind == "decimal":
+        return INTEGER if not numeric_scale else NUMBER
+    if kind in ("float", "double"):
+        return NUMBER
+    if kind == "datetime":
+        return DATETIME
+    if kind == "timestamp":
+        return TIMESTAMP
+    if kind in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"):
+        return STRING
+    raise ValueError(f"no source-mysql type known here for {column_type}")
+
+
+def check_catalog(db: MariaDB, database: str, schema: Schema = DEFAULT) -> list[str]:
+    """The schema's catalog (names, order, types, primary keys) against the server's tables as
+    source-mysql's `discover` would declare them (a harness self-check)."""
+    problems = []
+    for table in schema.streams:
+        rows = db.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_SCALE, COLUMN_KEY FROM information_schema.COLUMNS "
+                          "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (database, table))
+        discovered = {name: discovered_type(kind, full, scale) for name, kind, full, scale, _ in rows}
+        keys = [name for name, *_, key in rows if key == "PRI"]
+        declared = schema.types(table)
+        if list(discovered) != list(declared):
+            problems.append(f"{table}: columns {list(discovered)} on the server, {list(declared)} declared")
+        for name, kind in declared.items():
+            if name in discovered and discovered[name] != kind:
+                problems.append(f"{table}.{name}: discovered as {discovered[name]}, declared {kind}")
+        if keys != [schema.key(table)]:
+            problems.append(f"{table}: primary key {keys} on the server, {schema.key(table)} declared")
+    return problems
 
 
 def binlog_number(file: str) -> int:
@@ -113,10 +150,10 @@ def encode(value, *, decimal_as_text: bool):
     return str(value)
 
 
-def decode(stream: str, data: dict) -> dict:
+def decode(stream: str, data: dict, schema: Schema = DEFAULT) -> dict:
     """A record's data back to Python values (datetime, Decimal, int, str), for comparisons."""
     out = {}
-    for column, kind in COLUMN_TYPES[stream].items():
+    for column, kind in schema.types(stream).items():
         value = data.get(column)
         if value is None:
             out[column] = None
@@ -178,9 +215,12 @@ class Sync:
 class SourceMySql:
     """The CDC source of one connection: keeps the saved offset between syncs."""
 
-    def __init__(self, db: MariaDB, database: str, *, state_every: int = 40, server_id: int = 5401):
+    def __init__(self, db: MariaDB, database: str, *, state_every: int = 40, server_id: int = 5401,
+                 schema: Schema = DEFAULT):
         self.db = db
         self.database = database
+        self.schema = schema
+        self.streams = schema.streams
         self.state_every = state_every
         self.server_id = server_id
         self.offset: Offset | None = None
@@ -209,18 +249,18 @@ class SourceMySql:
             start = Offset(*self.db.binlog_position())
             sync.start = start
             sync.during_writes += run("after-offset")
-            self._snapshot(emitter, "users", start)
+            self._snapshot(emitter, self.schema.users, start)
             sync.during_writes += run("between-tables")
-            self._snapshot(emitter, "rides", start)
+            self._snapshot(emitter, self.schema.rides, start)
             sync.end = self._binlog(emitter, start)
         else:
             start = Offset(*self.db.binlog_position())
             sync.start = start
             reached = self._binlog(emitter, start)
             sync.during_writes += run("after-binlog")
-            self._snapshot(emitter, "users", reached)
+            self._snapshot(emitter, self.schema.users, reached)
             sync.during_writes += run("between-tables")
-            self._snapshot(emitter, "rides", reached)
+            self._snapshot(emitter, self.schema.rides, reached)
             sync.end = reached
         emitter.state(sync.end, final=True)
         self.offset = sync.end
@@ -231,9 +271,9 @@ class SourceMySql:
         return sync
 
     def _snapshot(self, emitter: "_Emitter", stream: str, offset: Offset) -> None:
-        columns = STREAMS[stream]
+        columns = self.streams[stream]
         with closing(self.db.source_connection(self.database)) as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(columns)} FROM {stream} ORDER BY id")
+            cur.execute(f"SELECT {', '.join(columns)} FROM {stream} ORDER BY {self.schema.key(stream)}")
             rows = cur.fetchall()
         for row in rows:
             emitter.snapshot_row(stream, dict(zip(columns, row)), offset)
@@ -258,7 +298,7 @@ class SourceMySql:
                     committed = Offset(reader.log_file, event.packet.log_pos)
                     emitter.maybe_state(committed)
                     continue
-                if event.schema != self.database or event.table not in STREAMS:
+                if event.schema != self.database or event.table not in self.streams:
                     continue
                 position = Offset(reader.log_file, event.packet.log_pos - event.packet.event_size)
                 moment = datetime.fromtimestamp(event.timestamp, timezone.utc).replace(tzinfo=None)
@@ -267,7 +307,8 @@ class SourceMySql:
                         emitter.binlog_row(event.table, row["values"], position, moment, "insert")
                     elif isinstance(event, UpdateRowsEvent):
                         before, after = row["before_values"], row["after_values"]
-                        if before["id"] != after["id"]:
+                        key = self.schema.key(event.table)
+                        if before[key] != after[key]:
                             # A key change: Debezium emits a delete of the old key, then a create
                             # of the new one, both from this event.
                             emitter.binlog_row(event.table, before, position, moment, "delete")
@@ -315,7 +356,7 @@ class _Emitter:
                                                            "emitted_at": self.emitted_at, "data": data}})
 
     def snapshot_row(self, stream: str, row: dict, offset: Offset) -> None:
-        data = {c: encode(row[c], decimal_as_text=False) for c in STREAMS[stream]}
+        data = {c: encode(row[c], decimal_as_text=False) for c in self.source.streams[stream]}
         data["_ab_cdc_updated_at"] = utc_text(self.started_at, micros=True)
         data["_ab_cdc_deleted_at"] = None
         data["_ab_cdc_log_file"] = offset.file
@@ -328,7 +369,7 @@ class _Emitter:
 
     def binlog_row(self, stream: str, row: dict, position: Offset, moment: datetime, kind: str) -> None:
         java = self.flavor == JAVA
-        data = {c: encode(row[c], decimal_as_text=java) for c in STREAMS[stream]}
+        data = {c: encode(row[c], decimal_as_text=java) for c in self.source.streams[stream]}
         when = utc_text(moment, micros=not java)
         data["_ab_cdc_updated_at"] = when
         data["_ab_cdc_deleted_at"] = when if kind == "delete" else None
@@ -363,24 +404,26 @@ class _Emitter:
             "type": "GLOBAL",
             "global": {"shared_state": shared, "stream_states": [
                 {"stream_descriptor": {"name": name, "namespace": database}, "stream_state": stream_state(name)}
-                for name in STREAMS]},
+                for name in self.source.streams]},
             "sourceStats": {"recordCount": float(self.since_state)},
         }})
         self.since_state = 0
 
 
-def replay(syncs: list[Sync]) -> dict[str, dict[int, dict]]:
+def replay(syncs: list[Sync], schema: Schema = DEFAULT) -> dict[str, dict[int, dict]]:
     """The tables a consumer gets by applying every record in the order the source emitted them
     (latest wins, a delete removes the row): equal to the database when the history is right."""
-    tables: dict[str, dict[int, dict]] = {name: {} for name in STREAMS}
+    tables: dict[str, dict[int, dict]] = {name: {} for name in schema.streams}
     for sync in syncs:
         for record in sync.records:
             data = record["data"]
-            rows = tables[record["stream"]]
+            stream = record["stream"]
+            rows = tables[stream]
+            key = int(data[schema.key(stream)])
             if data["_ab_cdc_deleted_at"] is not None:
-                rows.pop(int(data["id"]), None)
+                rows.pop(key, None)
             else:
-                rows[int(data["id"])] = decode(record["stream"], data)
+                rows[key] = decode(stream, data, schema)
     return tables
 
 
@@ -412,7 +455,7 @@ def check_meta(syncs: list[Sync]) -> list[str]:
 
 
 
-def check_positions(db: MariaDB, sync: Sync) -> list[str]:
+def check_positions(db: MariaDB, sync: Sync, schema: Schema = DEFAULT) -> list[str]:
     """Every binlog row of `sync` points at a row event of its own table in the server's
     `SHOW BINLOG EVENTS` listing (a harness self-check against the server itself)."""
     listings: dict[str, dict[int, tuple[str, str]]] = {}
@@ -422,6 +465,7 @@ def check_positions(db: MariaDB, sync: Sync) -> list[str]:
         if origin != "binlog":
             continue
         d = record["data"]
+        key = d[schema.key(record["stream"])]
         file, pos = d["_ab_cdc_log_file"], int(d["_ab_cdc_log_pos"])
         if file not in listings:
             listings[file] = {int(r[1]): (r[2], r[5]) for r in db.execute(f"SHOW BINLOG EVENTS IN '{file}'")}
@@ -430,7 +474,7 @@ def check_positions(db: MariaDB, sync: Sync) -> list[str]:
                     tables[(file, info.split()[1])] = info.split("(")[-1].rstrip(")")
         kind, info = listings[file].get(pos, ("nothing", ""))
         if kind not in ("Write_rows_v1", "Update_rows_v1", "Delete_rows_v1"):
-            problems.append(f"{record['stream']} id {d['id']}: {kind} at {file}:{pos}, not a row event")
+            problems.append(f"{record['stream']} id {key}: {kind} at {file}:{pos}, not a row event")
         elif tables.get((file, info.split()[1])) != f"{record['namespace']}.{record['stream']}":
-            problems.append(f"{record['stream']} id {d['id']}: the row event at {file}:{pos} is for another table")
+            problems.append(f"{record['stream']} id {key}: the row event at {file}:{pos} is for another table")
     return problems[:10]

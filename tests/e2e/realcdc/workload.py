@@ -10,6 +10,11 @@ transaction runs under `SET timestamp = <clock>`, so that the binlog events carr
 commit time (second resolution) and the rows' `created_at`/`updated_at` agree with it. Phases start
 days apart, so a history spans several months. Everything depends only on the seed (choices read the
 database with `ORDER BY id`).
+
+The transactions are written once, in logical terms (ridelake's names and values), and stored through
+a `schema.Schema`: by default today's `users` and `rides` tables (the SQL sent is exactly the
+logical one); `schema.RENAMED` stores the same history in `accounts` and `trips`, with their own
+column names, status and role values, cents, metres and Europe/Paris wall-clock DATETIMEs.
 """
 from __future__ import annotations
 
@@ -20,54 +25,10 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from .mariadb import MariaDB
+from .schema import DEFAULT, Column, Schema, from_zone, to_zone, wall_clock_kind
 
-USER_COLUMNS = ["id", "type", "name", "email", "phone", "city", "created_at", "updated_at"]
-RIDE_COLUMNS = [
-    "id", "customer_id", "driver_id", "status", "requested_at", "accepted_at", "started_at", "completed_at",
-    "cancelled_at", "pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon", "distance_km", "duration_s",
-    "fare_amount", "currency", "payment_method", "customer_rating", "driver_rating", "created_at", "updated_at",
-]
-
-SCHEMA = [
-    """CREATE TABLE users (
-        id BIGINT NOT NULL PRIMARY KEY,
-        type ENUM('customer','driver') NOT NULL,
-        name VARCHAR(100) NOT NULL,
-        email VARCHAR(255) NULL,
-        phone VARCHAR(32) NULL,
-        city VARCHAR(64) NULL,
-        created_at DATETIME(6) NOT NULL,
-        updated_at DATETIME(6) NOT NULL
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
-    """CREATE TABLE rides (
-        id BIGINT NOT NULL PRIMARY KEY,
-        customer_id BIGINT NOT NULL,
-        driver_id BIGINT NULL,
-        status VARCHAR(16) NOT NULL,
-        requested_at DATETIME(6) NOT NULL,
-        accepted_at DATETIME(6) NULL,
-        started_at DATETIME(6) NULL,
-        completed_at DATETIME(6) NULL,
-        cancelled_at DATETIME(6) NULL,
-        pickup_lat DECIMAL(9,6) NULL,
-        pickup_lon DECIMAL(9,6) NULL,
-        dropoff_lat DECIMAL(9,6) NULL,
-        dropoff_lon DECIMAL(9,6) NULL,
-        distance_km DECIMAL(8,2) NULL,
-        duration_s INT NULL,
-        fare_amount DECIMAL(10,2) NULL,
-        currency CHAR(3) NULL,
-        payment_method VARCHAR(16) NULL,
-        customer_rating TINYINT NULL,
-        driver_rating TINYINT NULL,
-        created_at DATETIME(6) NOT NULL,
-        updated_at DATETIME(6) NOT NULL,
-        KEY rides_customer (customer_id),
-        KEY rides_driver (driver_id),
-        CONSTRAINT rides_customer_fk FOREIGN KEY (customer_id) REFERENCES users (id) ON DELETE RESTRICT,
-        CONSTRAINT rides_driver_fk FOREIGN KEY (driver_id) REFERENCES users (id) ON DELETE RESTRICT
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
-]
+# Today's tables (schema.DEFAULT), kept under their old names.
+SCHEMA = list(DEFAULT.ddl)
 
 # City centers (same list as crates/ridelake-core/src/cities.rs: gold assigns a ride to the
 # nearest one within 60 km of its pickup).
@@ -83,7 +44,6 @@ FIRST_NAMES = ["Ana", "Bruno", "Chloé", "Dmitri", "Élodie", "Fatima", "Gustavo
                "Kaito", "Léa", "Mohammed", "Nadia", "Oğuz", "Priya", "Quentin", "Rosa", "Søren", "Tomás", "Zoë"]
 LAST_NAMES = ["Martin", "Müller", "García", "Silva", "Smith", "Nguyen", "Kowalski", "Dubois", "O'Brien", "Okafor"]
 PAYMENT_METHODS = ["card", "card", "card", "cash", "wallet"]  # (+ "app_wallet" after a migration)
-CENT = Decimal("0.01")
 MICRO = Decimal("0.000001")
 
 
@@ -91,13 +51,101 @@ def epoch(moment: datetime) -> float:
     return moment.replace(tzinfo=timezone.utc).timestamp()
 
 
-class Workload:
-    """Transactions of the application on `database` of `db`, driven by `random.Random(seed)`."""
+class Table:
+    """One logical table as the application stores it, through the workload's schema: `{t}` in SQL is
+    the source table and `t.<logical column>` the source column; `enc`/`dec` turn a logical value into
+    the stored one and back; `lit`, `eq` and `in_` write a logical value (or values) as SQL."""
 
-    def __init__(self, db: MariaDB, database: str, seed: int, start: datetime | None = None):
+    def __init__(self, workload: "Workload", logical: str):
+        self._workload = workload
+        self._table = workload.schema.table(logical)
+        self._columns = workload.schema.columns[logical]
+
+    def __str__(self) -> str:
+        return self._table
+
+    def __format__(self, spec: str) -> str:
+        return format(self._table, spec)
+
+    def __getattr__(self, logical: str) -> str:
+        if logical.startswith("_"):
+            raise AttributeError(logical)
+        try:
+            return self._columns[logical].name
+        except KeyError:
+            raise AttributeError(f"{self._table} has no column for {logical}") from None
+
+    def column(self, logical: str) -> Column:
+        return self._columns[logical]
+
+    def options(self, logical: str, value: str) -> tuple[str, ...]:
+        """The source values the application may write for a logical value."""
+        return self._columns[logical].values.get(value, (value,))
+
+    def choose(self, logical: str, value: str) -> int:
+        """Which of the source values for `value` this write uses (a draw only when there are several)."""
+        n = len(self.options(logical, value))
+        return self._workload.rng.randrange(n) if n > 1 else 0
+
+    def enc(self, logical: str, value, variant: int = 0):
+        """A logical value as the application stores it."""
+        column = self._columns[logical]
+        if value is None:
+            return None
+        if column.values:
+            value = self.options(logical, value)[variant]
+        if column.zone:
+            wall = to_zone(value, column.zone)
+            kind = wall_clock_kind(wall, column.zone)
+            assert kind != "missing", f"{wall} does not exist in {column.zone}"
+            if kind == "ambiguous":
+                self._workload.wall_clock["repeated hour, " + ("later" if wall.fold else "earlier")] += 1
+            value = wall.replace(fold=0)
+        if column.factor != 1:
+            scaled = Decimal(value) * column.factor
+            assert scaled == scaled.to_integral_value(), f"{logical} {value} is not a whole number of 1/{column.factor}"
+            value = int(scaled)
+        return value
+
+    def dec(self, logical: str, value):
+        """A stored value as the application reads it (an ambiguous wall-clock time as the earlier instant)."""
+        column = self._columns[logical]
+        if value is None:
+            return None
+        if column.values:
+            value = next((k for k, options in column.values.items() if value in options), value)
+        if column.zone:
+            value = from_zone(value, column.zone)
+        if column.factor != 1:
+            value = Decimal(value) / column.factor
+        return value
+
+    def lit(self, logical: str, value: str, variant: int = 0) -> str:
+        return f"'{self.enc(logical, value, variant)}'"
+
+    def eq(self, logical: str, value: str) -> str:
+        """SQL: the column holds (any source value for) the logical value."""
+        options = self.options(logical, value)
+        name = self._columns[logical].name
+        return f"{name} = '{options[0]}'" if len(options) == 1 else f"{name} IN ({','.join(repr(o) for o in options)})"
+
+    def in_(self, logical: str, *values: str) -> str:
+        return f"{self._columns[logical].name} IN ({','.join(repr(o) for v in values for o in self.options(logical, v))})"
+
+    def row(self, row: dict) -> dict:
+        """A logical row as the source columns and values to insert."""
+        return {self._columns[c].name: self.enc(c, v) for c, v in row.items()}
+
+
+class Workload:
+    """Transactions of the application on `database` of `db`, driven by `random.Random(seed)`, stored
+    through `schema` (today's tables by default)."""
+
+    def __init__(self, db: MariaDB, database: str, seed: int, start: datetime | None = None, schema: Schema = DEFAULT):
         self.db = db
         self.database = database
         self.seed = seed
+        self.schema = schema
         self.rng = random.Random(seed)
         self.now = start or datetime(2024, 1, 1) + timedelta(days=self.rng.randrange(0, 700),
                                                               seconds=self.rng.randrange(0, 86400))
@@ -107,17 +155,24 @@ class Workload:
         self.deleted_rides: list[int] = []
         self.deleted_users: list[int] = []
         self.counts: Counter = Counter()
+        # Wall-clock values sent in a zone's repeated hour (the earlier or the later instant).
+        self.wall_clock: Counter = Counter()
+        self.u = Table(self, "users")
+        self.r = Table(self, "rides")
         self.conn = db.connect(autocommit=True)
 
     def close(self) -> None:
         self.conn.close()
+
+    def table(self, logical: str) -> Table:
+        return {"users": self.u, "rides": self.r}[logical]
 
     # -- plumbing -------------------------------------------------------------------------------
     def create_schema(self) -> None:
         with self.conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{self.database}` CHARACTER SET utf8mb4")
             cur.execute(f"USE `{self.database}`")
-            for ddl in SCHEMA:
+            for ddl in self.schema.ddl:
                 cur.execute(ddl)
 
     def tick(self) -> None:
@@ -156,6 +211,17 @@ class Workload:
             cur.execute(sql, args)
             return [int(r[0]) for r in cur.fetchall()]
 
+    def customers(self) -> list[int]:
+        u = self.u
+        return self.ids(f"SELECT {u.id} FROM {u} WHERE {u.eq('type', 'customer')} ORDER BY {u.id}")
+
+    def all_ids(self, table: Table) -> list[int]:
+        return self.ids(f"SELECT {table.id} FROM {table} ORDER BY {table.id}")
+
+    def open_rides(self) -> list[int]:
+        r = self.r
+        return self.ids(f"SELECT {r.id} FROM {r} WHERE {r.in_('status', 'requested', 'accepted', 'in_progress')} ORDER BY {r.id}")
+
     # -- values ---------------------------------------------------------------------------------
     def person(self, uid: int) -> tuple[str, str | None, str | None]:
         first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
@@ -181,7 +247,7 @@ class Workload:
         else:
             pickup = self.point_near(lat, lon)
         dropoff = self.point_near(lat, lon, 25.0) if self.rng.random() < 0.9 else (None, None)
-        estimate = Decimal(self.rng.uniform(0.8, 35.0)).quantize(CENT, ROUND_HALF_UP)
+        estimate = Decimal(self.rng.uniform(0.8, 35.0)).quantize(self.r.column("distance_km").quantum, ROUND_HALF_UP)
         created = self.stamp()
         return {
             "id": rid, "customer_id": customer, "driver_id": None, "status": "requested",
@@ -193,9 +259,12 @@ class Workload:
         }
 
     def insert(self, cur, table: str, row: dict) -> None:
-        columns = list(row)
-        cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
-                    [row[c] for c in columns])
+        """Inserts a logical row into the logical table `table` ("users" or "rides")."""
+        view = self.table(table)
+        stored = view.row(row)
+        columns = list(stored)
+        cur.execute(f"INSERT INTO {view} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
+                    [stored[c] for c in columns])
 
     def new_user(self, cur, kind: str) -> int:
         uid = self.next_user
@@ -225,7 +294,7 @@ class Workload:
         return True
 
     def op_new_rides(self):
-        customers = self.ids("SELECT id FROM users WHERE type = 'customer' ORDER BY id")
+        customers = self.customers()
         if not customers:
             return None
         with self.transaction() as cur:
@@ -235,43 +304,58 @@ class Workload:
 
     def advance_ride(self, cur, rid: int, steps: int) -> None:
         """Up to `steps` status changes of one ride, one UPDATE statement each."""
+        r, u = self.r, self.u
+        read = ("status", "requested_at", "accepted_at", "started_at", "distance_km")
         for _ in range(steps):
-            cur.execute("SELECT status, requested_at, accepted_at, started_at, distance_km FROM rides WHERE id = %s", (rid,))
-            status, requested, accepted, started, estimate = cur.fetchone()
+            cur.execute(f"SELECT {', '.join(getattr(r, c) for c in read)} FROM {r} WHERE {r.id} = %s", (rid,))
+            status, requested, accepted, started, estimate = (r.dec(c, v) for c, v in zip(read, cur.fetchone()))
             updated = self.stamp()
             if status == "requested":
-                if self.rng.random() < 0.15:
-                    cur.execute("UPDATE rides SET status = 'cancelled', cancelled_at = %s, updated_at = %s WHERE id = %s",
-                                (requested + timedelta(seconds=self.rng.randrange(30, 900)), updated, rid))
+                if self.rng.random() < 0.15:  # the customer cancels
+                    cur.execute(f"UPDATE {r} SET {r.status} = {r.lit('status', 'cancelled')}, {r.cancelled_at} = %s, "
+                                f"{r.updated_at} = %s WHERE {r.id} = %s",
+                                (r.enc("cancelled_at", requested + timedelta(seconds=self.rng.randrange(30, 900))),
+                                 r.enc("updated_at", updated), rid))
                     return
-                drivers = self.ids("SELECT id FROM users WHERE type = 'driver' ORDER BY id")
+                drivers = self.ids(f"SELECT {u.id} FROM {u} WHERE {u.eq('type', 'driver')} ORDER BY {u.id}")
                 if not drivers:
                     return
-                cur.execute("UPDATE rides SET status = 'accepted', driver_id = %s, accepted_at = %s, updated_at = %s WHERE id = %s",
-                            (self.rng.choice(drivers), requested + timedelta(seconds=self.rng.randrange(5, 600),
-                                                                             microseconds=self.rng.randrange(0, 10**6)), updated, rid))
+                cur.execute(f"UPDATE {r} SET {r.status} = {r.lit('status', 'accepted')}, {r.driver_id} = %s, "
+                            f"{r.accepted_at} = %s, {r.updated_at} = %s WHERE {r.id} = %s",
+                            (self.rng.choice(drivers), r.enc("accepted_at", requested + timedelta(
+                                seconds=self.rng.randrange(5, 600), microseconds=self.rng.randrange(0, 10**6))),
+                             r.enc("updated_at", updated), rid))
             elif status == "accepted":
-                if self.rng.random() < 0.1:
-                    cur.execute("UPDATE rides SET status = 'cancelled', cancelled_at = %s, updated_at = %s WHERE id = %s",
-                                (accepted + timedelta(seconds=self.rng.randrange(30, 600)), updated, rid))
+                if self.rng.random() < 0.1:  # the customer or the driver cancels
+                    cancelled = r.lit("status", "cancelled", r.choose("status", "cancelled"))
+                    cur.execute(f"UPDATE {r} SET {r.status} = {cancelled}, {r.cancelled_at} = %s, "
+                                f"{r.updated_at} = %s WHERE {r.id} = %s",
+                                (r.enc("cancelled_at", accepted + timedelta(seconds=self.rng.randrange(30, 600))),
+                                 r.enc("updated_at", updated), rid))
                     return
-                cur.execute("UPDATE rides SET status = 'in_progress', started_at = %s, updated_at = %s WHERE id = %s",
-                            (accepted + timedelta(seconds=self.rng.randrange(60, 900)), updated, rid))
+                cur.execute(f"UPDATE {r} SET {r.status} = {r.lit('status', 'in_progress')}, {r.started_at} = %s, "
+                            f"{r.updated_at} = %s WHERE {r.id} = %s",
+                            (r.enc("started_at", accepted + timedelta(seconds=self.rng.randrange(60, 900))),
+                             r.enc("updated_at", updated), rid))
             elif status == "in_progress":
                 duration = self.rng.randrange(240, 5400)
-                distance = (Decimal(estimate or 5) * Decimal(self.rng.uniform(0.85, 1.25))).quantize(CENT, ROUND_HALF_UP)
-                fare = (Decimal("2.50") + distance * Decimal("1.35") + Decimal(duration) / 60 * Decimal("0.30")).quantize(CENT, ROUND_HALF_UP)
+                distance = (Decimal(estimate or 5) * Decimal(self.rng.uniform(0.85, 1.25))).quantize(
+                    r.column("distance_km").quantum, ROUND_HALF_UP)
+                fare = (Decimal("2.50") + distance * Decimal("1.35") + Decimal(duration) / 60 * Decimal("0.30")).quantize(
+                    r.column("fare_amount").quantum, ROUND_HALF_UP)
                 cur.execute(
-                    "UPDATE rides SET status = 'completed', completed_at = %s, duration_s = %s, distance_km = %s, fare_amount = %s, "
-                    "customer_rating = %s, driver_rating = %s, updated_at = %s WHERE id = %s",
-                    (started + timedelta(seconds=duration), duration, distance, fare,
-                     self.rng.choice([None, 3, 4, 5, 5]), self.rng.choice([None, None, 1, 4, 5, 5]), updated, rid))
+                    f"UPDATE {r} SET {r.status} = {r.lit('status', 'completed')}, {r.completed_at} = %s, {r.duration_s} = %s, "
+                    f"{r.distance_km} = %s, {r.fare_amount} = %s, "
+                    f"{r.customer_rating} = %s, {r.driver_rating} = %s, {r.updated_at} = %s WHERE {r.id} = %s",
+                    (r.enc("completed_at", started + timedelta(seconds=duration)), duration, r.enc("distance_km", distance),
+                     r.enc("fare_amount", fare), self.rng.choice([None, 3, 4, 5, 5]), self.rng.choice([None, None, 1, 4, 5, 5]),
+                     r.enc("updated_at", updated), rid))
             else:
                 return
 
     def op_ride_lifecycle(self):
         """Several changes of one ride in one transaction (accept -> start -> complete)."""
-        open_rides = self.ids("SELECT id FROM rides WHERE status IN ('requested','accepted','in_progress') ORDER BY id")
+        open_rides = self.open_rides()
         if not open_rides:
             return None
         with self.transaction() as cur:
@@ -280,7 +364,7 @@ class Workload:
         return True
 
     def op_ride_step(self):
-        open_rides = self.ids("SELECT id FROM rides WHERE status IN ('requested','accepted','in_progress') ORDER BY id")
+        open_rides = self.open_rides()
         if not open_rides:
             return None
         with self.transaction() as cur:
@@ -289,68 +373,88 @@ class Workload:
 
     def op_cancel_stale_requests(self):
         """One multi-row UPDATE: every request older than an hour is cancelled."""
+        r = self.r
         with self.transaction() as cur:
-            cur.execute("UPDATE rides SET status = 'cancelled', cancelled_at = %s, updated_at = %s "
-                        "WHERE status = 'requested' AND requested_at < %s", (self.now, self.stamp(), self.now - timedelta(hours=1)))
+            cur.execute(f"UPDATE {r} SET {r.status} = {r.lit('status', 'cancelled')}, {r.cancelled_at} = %s, {r.updated_at} = %s "
+                        f"WHERE {r.eq('status', 'requested')} AND {r.requested_at} < %s",
+                        (r.enc("cancelled_at", self.now), r.enc("updated_at", self.stamp()),
+                         r.enc("requested_at", self.now - timedelta(hours=1))))
             return cur.rowcount > 0 or None
 
     def op_fare_correction(self):
         """Multi-row UPDATE of completed rides (a pricing fix)."""
-        done = self.ids("SELECT id FROM rides WHERE status = 'completed' ORDER BY id")
+        r = self.r
+        done = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'completed')} ORDER BY {r.id}")
         if len(done) < 2:
             return None
         chosen = self.rng.sample(done, min(len(done), self.rng.randrange(2, 6)))
+        digits = r.column("fare_amount").source_digits
         with self.transaction() as cur:
-            cur.execute(f"UPDATE rides SET fare_amount = ROUND(fare_amount * %s, 2), updated_at = %s WHERE id IN ({', '.join(['%s'] * len(chosen))})",
-                        [self.rng.choice([Decimal("0.9"), Decimal("1.05"), Decimal("1.1")]), self.stamp(), *chosen])
+            cur.execute(f"UPDATE {r} SET {r.fare_amount} = ROUND({r.fare_amount} * %s, {digits}), {r.updated_at} = %s "
+                        f"WHERE {r.id} IN ({', '.join(['%s'] * len(chosen))})",
+                        [self.rng.choice([Decimal("0.9"), Decimal("1.05"), Decimal("1.1")]), r.enc("updated_at", self.stamp()), *chosen])
         return True
 
     def op_rate_rides(self):
-        done = self.ids("SELECT id FROM rides WHERE status = 'completed' AND customer_rating IS NULL ORDER BY id")
+        r = self.r
+        done = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'completed')} AND {r.customer_rating} IS NULL ORDER BY {r.id}")
         if not done:
             return None
         chosen = self.rng.sample(done, min(len(done), self.rng.randrange(1, 4)))
         with self.transaction() as cur:
-            cur.execute(f"UPDATE rides SET customer_rating = %s, updated_at = %s WHERE id IN ({', '.join(['%s'] * len(chosen))})",
-                        [self.rng.randrange(1, 6), self.stamp(), *chosen])
+            cur.execute(f"UPDATE {r} SET {r.customer_rating} = %s, {r.updated_at} = %s WHERE {r.id} IN ({', '.join(['%s'] * len(chosen))})",
+                        [self.rng.randrange(1, 6), r.enc("updated_at", self.stamp()), *chosen])
         return True
 
     def op_reschedule_ride(self):
         """A data fix that moves a ride to another day (and maybe month)."""
-        rides = self.ids("SELECT id FROM rides ORDER BY id")
+        r = self.r
+        rides = self.all_ids(r)
         if not rides:
             return None
         with self.transaction() as cur:
-            cur.execute("UPDATE rides SET requested_at = requested_at - INTERVAL %s DAY, updated_at = %s WHERE id = %s",
-                        (self.rng.choice([1, 2, 31]), self.stamp(), self.rng.choice(rides)))
+            days, updated, rid = self.rng.choice([1, 2, 31]), self.stamp(), self.rng.choice(rides)
+            if r.column("requested_at").zone is None:
+                cur.execute(f"UPDATE {r} SET {r.requested_at} = {r.requested_at} - INTERVAL %s DAY, {r.updated_at} = %s WHERE {r.id} = %s",
+                            (days, r.enc("updated_at", updated), rid))
+            else:
+                # Wall-clock arithmetic in SQL could land in the hour skipped when clocks go forward:
+                # the application moves the instant and writes it back in its zone.
+                cur.execute(f"SELECT {r.requested_at} FROM {r} WHERE {r.id} = %s", (rid,))
+                requested = r.dec("requested_at", cur.fetchone()[0])
+                cur.execute(f"UPDATE {r} SET {r.requested_at} = %s, {r.updated_at} = %s WHERE {r.id} = %s",
+                            (r.enc("requested_at", requested - timedelta(days=days)), r.enc("updated_at", updated), rid))
         return True
 
     def op_delete_rides(self):
-        rides = self.ids("SELECT id FROM rides ORDER BY id")
+        r = self.r
+        rides = self.all_ids(r)
         if not rides:
             return None
         chosen = self.rng.sample(rides, min(len(rides), self.rng.choice([1, 1, 2, 3])))
         with self.transaction() as cur:
-            cur.execute(f"DELETE FROM rides WHERE id IN ({', '.join(['%s'] * len(chosen))})", chosen)
+            cur.execute(f"DELETE FROM {r} WHERE {r.id} IN ({', '.join(['%s'] * len(chosen))})", chosen)
         self.deleted_rides.extend(chosen)
         return True
 
     def op_purge_cancelled(self):
         """One multi-row DELETE."""
+        r = self.r
         with self.transaction() as cur:
-            cur.execute("SELECT id FROM rides WHERE status = 'cancelled' AND cancelled_at < %s ORDER BY id", (self.now - timedelta(days=3),))
-            gone = [int(r[0]) for r in cur.fetchall()]
+            before = r.enc("cancelled_at", self.now - timedelta(days=3))
+            cur.execute(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'cancelled')} AND {r.cancelled_at} < %s ORDER BY {r.id}", (before,))
+            gone = [int(row[0]) for row in cur.fetchall()]
             if not gone:
                 return None
-            cur.execute("DELETE FROM rides WHERE status = 'cancelled' AND cancelled_at < %s", (self.now - timedelta(days=3),))
+            cur.execute(f"DELETE FROM {r} WHERE {r.eq('status', 'cancelled')} AND {r.cancelled_at} < %s", (before,))
         self.deleted_rides.extend(gone)
         return True
 
     def op_reinsert_deleted_ride(self):
         """The same ride id again after its delete, with other values (another day, maybe another customer)."""
-        existing = set(self.ids("SELECT id FROM rides ORDER BY id"))
+        existing = set(self.all_ids(self.r))
         candidates = sorted(set(self.deleted_rides) - existing)
-        customers = self.ids("SELECT id FROM users WHERE type = 'customer' ORDER BY id")
+        customers = self.customers()
         if not candidates or not customers:
             return None
         rid = self.rng.choice(candidates)
@@ -362,72 +466,81 @@ class Workload:
 
     def op_replace_ride(self):
         """DELETE then INSERT of the same ride id in one transaction (same commit second)."""
-        rides = self.ids("SELECT id FROM rides ORDER BY id")
-        customers = self.ids("SELECT id FROM users WHERE type = 'customer' ORDER BY id")
+        r = self.r
+        rides = self.all_ids(r)
+        customers = self.customers()
         if not rides or not customers:
             return None
         rid = self.rng.choice(rides)
         with self.transaction() as cur:
-            cur.execute("DELETE FROM rides WHERE id = %s", (rid,))
+            cur.execute(f"DELETE FROM {r} WHERE {r.id} = %s", (rid,))
             self.insert(cur, "rides", self.ride_values(rid, self.rng.choice(customers), self.stamp() - timedelta(days=self.rng.randrange(0, 3))))
         return True
 
     def op_user_moves(self):
-        users = self.ids("SELECT id FROM users ORDER BY id")
+        u = self.u
+        users = self.all_ids(u)
         if not users:
             return None
         with self.transaction() as cur:
-            cur.execute("UPDATE users SET city = %s, updated_at = %s WHERE id = %s", (self.place()[0], self.stamp(), self.rng.choice(users)))
+            cur.execute(f"UPDATE {u} SET {u.city} = %s, {u.updated_at} = %s WHERE {u.id} = %s",
+                        (self.place()[0], u.enc("updated_at", self.stamp()), self.rng.choice(users)))
         return True
 
     def op_city_rename(self):
         """Multi-row UPDATE of users (a city renamed in the app)."""
+        u = self.u
         old = self.place()[0]
         new = self.rng.choice([c[0] for c in CITIES if c[0] != old])
         with self.transaction() as cur:
-            cur.execute("UPDATE users SET city = %s, updated_at = %s WHERE city = %s", (new, self.stamp(), old))
+            cur.execute(f"UPDATE {u} SET {u.city} = %s, {u.updated_at} = %s WHERE {u.city} = %s", (new, u.enc("updated_at", self.stamp()), old))
             return cur.rowcount > 0 or None
 
     def op_user_contact_change(self):
-        users = self.ids("SELECT id FROM users ORDER BY id")
+        u = self.u
+        users = self.all_ids(u)
         if not users:
             return None
         uid = self.rng.choice(users)
         name, email, phone = self.person(uid)
         with self.transaction() as cur:
-            cur.execute("UPDATE users SET email = %s, phone = %s, updated_at = %s WHERE id = %s", (email, phone, self.stamp(), uid))
+            cur.execute(f"UPDATE {u} SET {u.email} = %s, {u.phone} = %s, {u.updated_at} = %s WHERE {u.id} = %s",
+                        (email, phone, u.enc("updated_at", self.stamp()), uid))
         return True
 
     def op_flip_user_type(self):
         """A customer becomes a driver or the reverse (the FKs do not check the type): their rides stop
         (or start) qualifying for silver `rides`."""
-        users = self.ids("SELECT id FROM users ORDER BY id")
+        u = self.u
+        users = self.all_ids(u)
         if not users:
             return None
         with self.transaction() as cur:
-            cur.execute("UPDATE users SET type = IF(type = 'customer', 'driver', 'customer'), updated_at = %s WHERE id = %s",
-                        (self.stamp(), self.rng.choice(users)))
+            cur.execute(f"UPDATE {u} SET {u.type} = IF({u.eq('type', 'customer')}, {u.lit('type', 'driver')}, {u.lit('type', 'customer')}), "
+                        f"{u.updated_at} = %s WHERE {u.id} = %s",
+                        (u.enc("updated_at", self.stamp()), self.rng.choice(users)))
         return True
 
     def op_delete_user(self):
         """A user without rides is deleted, or a user's rides and then the user in one transaction."""
-        users = self.ids("SELECT id FROM users ORDER BY id")
+        u, r = self.u, self.r
+        users = self.all_ids(u)
         if not users:
             return None
         uid = self.rng.choice(users)
         with self.transaction() as cur:
-            cur.execute("SELECT id FROM rides WHERE customer_id = %s OR driver_id = %s ORDER BY id", (uid, uid))
-            rides = [int(r[0]) for r in cur.fetchall()]
+            cur.execute(f"SELECT {r.id} FROM {r} WHERE {r.customer_id} = %s OR {r.driver_id} = %s ORDER BY {r.id}", (uid, uid))
+            rides = [int(row[0]) for row in cur.fetchall()]
             if rides:
-                cur.execute("DELETE FROM rides WHERE customer_id = %s OR driver_id = %s", (uid, uid))
-            cur.execute("DELETE FROM users WHERE id = %s", (uid,))
+                cur.execute(f"DELETE FROM {r} WHERE {r.customer_id} = %s OR {r.driver_id} = %s", (uid, uid))
+            cur.execute(f"DELETE FROM {u} WHERE {u.id} = %s", (uid,))
         self.deleted_rides.extend(rides)
         self.deleted_users.append(uid)
         return True
 
     def op_user_comes_back(self):
         """A deleted user id is inserted again (an account restored), maybe with the other type."""
-        existing = set(self.ids("SELECT id FROM users ORDER BY id"))
+        existing = set(self.all_ids(self.u))
         candidates = sorted(set(self.deleted_users) - existing)
         if not candidates:
             return None
@@ -443,7 +556,8 @@ class Workload:
         """A primary-key change: a run of consecutive ride ids shifted by one in one UPDATE (highest
         first). Its binlog event holds, for a key k of the run, the delete of k and the insert of k
         (from k-1): same event, same position, same time."""
-        rides = self.ids("SELECT id FROM rides ORDER BY id")
+        r = self.r
+        rides = self.all_ids(r)
         if not rides:
             return None
         present = set(rides)
@@ -455,30 +569,36 @@ class Workload:
             return None
         self.next_ride = max(self.next_ride, gap + 1)
         with self.transaction() as cur:
-            cur.execute("UPDATE rides SET id = id + 1, updated_at = %s WHERE id BETWEEN %s AND %s ORDER BY id DESC",
-                        (self.stamp(), first, gap - 1))
+            cur.execute(f"UPDATE {r} SET {r.id} = {r.id} + 1, {r.updated_at} = %s WHERE {r.id} BETWEEN %s AND %s ORDER BY {r.id} DESC",
+                        (r.enc("updated_at", self.stamp()), first, gap - 1))
         self.deleted_rides.append(first)
         return True
 
     def op_bulk_touch(self):
         """A migration touching every ride: one statement whose rows span several binlog events."""
+        r = self.r
+        wallet, app_wallet = r.lit("payment_method", "wallet"), r.lit("payment_method", "app_wallet")
         with self.transaction() as cur:
-            cur.execute("UPDATE rides SET payment_method = CASE payment_method WHEN 'wallet' THEN 'app_wallet' "
-                        "WHEN 'app_wallet' THEN 'wallet' ELSE payment_method END, updated_at = %s", (self.stamp(),))
+            cur.execute(f"UPDATE {r} SET {r.payment_method} = CASE {r.payment_method} WHEN {wallet} THEN {app_wallet} "
+                        f"WHEN {app_wallet} THEN {wallet} ELSE {r.payment_method} END, {r.updated_at} = %s",
+                        (r.enc("updated_at", self.stamp()),))
             return cur.rowcount > 0 or None
 
     def op_promote_to_driver(self):
         """A customer becomes a driver and takes a ride in the same transaction, the ride's UPDATE
         before or after the user's."""
-        customers = self.ids("SELECT id FROM users WHERE type = 'customer' ORDER BY id")
-        waiting = self.ids("SELECT id FROM rides WHERE status = 'requested' ORDER BY id")
+        u, r = self.u, self.r
+        customers = self.customers()
+        waiting = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'requested')} ORDER BY {r.id}")
         if not customers or not waiting:
             return None
         uid, rid = self.rng.choice(customers), self.rng.choice(waiting)
         statements = [
-            ("UPDATE users SET type = 'driver', updated_at = %s WHERE id = %s", (self.stamp(), uid)),
-            ("UPDATE rides SET status = 'accepted', driver_id = %s, accepted_at = %s, updated_at = %s WHERE id = %s",
-             (uid, self.stamp(), self.stamp(), rid)),
+            (f"UPDATE {u} SET {u.type} = {u.lit('type', 'driver')}, {u.updated_at} = %s WHERE {u.id} = %s",
+             (u.enc("updated_at", self.stamp()), uid)),
+            (f"UPDATE {r} SET {r.status} = {r.lit('status', 'accepted')}, {r.driver_id} = %s, {r.accepted_at} = %s, "
+             f"{r.updated_at} = %s WHERE {r.id} = %s",
+             (uid, r.enc("accepted_at", self.stamp()), r.enc("updated_at", self.stamp()), rid)),
         ]
         self.rng.shuffle(statements)
         with self.transaction() as cur:
@@ -488,14 +608,15 @@ class Workload:
 
     def op_fix_pickup(self):
         """The pickup point arrives late (GPS fix): the ride moves from city 'unknown' to a real one."""
-        blind = self.ids("SELECT id FROM rides WHERE pickup_lat IS NULL ORDER BY id")
+        r = self.r
+        blind = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.pickup_lat} IS NULL ORDER BY {r.id}")
         if not blind:
             return None
         _, lat, lon, _ = self.place()
         point = self.point_near(lat, lon)
         with self.transaction() as cur:
-            cur.execute("UPDATE rides SET pickup_lat = %s, pickup_lon = %s, updated_at = %s WHERE id = %s",
-                        (point[0], point[1], self.stamp(), self.rng.choice(blind)))
+            cur.execute(f"UPDATE {r} SET {r.pickup_lat} = %s, {r.pickup_lon} = %s, {r.updated_at} = %s WHERE {r.id} = %s",
+                        (point[0], point[1], r.enc("updated_at", self.stamp()), self.rng.choice(blind)))
         return True
 
     OPERATIONS = [
@@ -534,8 +655,11 @@ class Workload:
 
     # -- the truth ------------------------------------------------------------------------------
     def rows(self, table: str) -> dict[int, dict]:
-        """The table's rows now, by id, as Python values (datetime naive UTC, Decimal, int, str)."""
-        columns = USER_COLUMNS if table == "users" else RIDE_COLUMNS
+        """The source table's rows now (`table`: its source or logical name), by key, as stored and
+        as the server returns them (datetime naive as stored, Decimal, int, str), under the source
+        column names."""
+        columns = self.schema.source_columns(table)
+        source = self.schema.table(self.schema.logical_table(table))
         with closing(self.db.connect(self.database)) as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id")
+            cur.execute(f"SELECT {', '.join(columns)} FROM {source} ORDER BY {self.schema.key(table)}")
             return {int(r[0]): dict(zip(columns, r)) for r in cur.fetchall()}

@@ -1,0 +1,696 @@
+//! Map: the user's source schema onto silver's columns, as a model file declares it.
+//!
+//! Silver's tables have fixed, logical columns (`users`: id, type, …; `rides`: id, customer_id,
+//! status, requested_at, …). A source database names things its own way: `accounts` with a `role`
+//! of `rider`/`driver`, `trips` with `rider_id`, `fare_cents`, statuses such as `DONE`, `DATETIME`s
+//! in local wall-clock time. A model file (TOML) says, for each of silver's two inputs, which
+//! bronze stream holds it and where each silver column comes from:
+//!
+//! ```toml
+//! version = 1
+//! [rides]
+//! stream = "trips"
+//! [rides.columns]
+//! id = "trip_id"
+//! status = { column = "state", values = { DONE = "completed", CANCELED_BY_RIDER = "cancelled" } }
+//! requested_at = { column = "pickup_ts", time_zone = "Europe/Paris" }
+//! fare_amount = { column = "fare_cents", scale = 0.01 }
+//! ```
+//!
+//! A silver column that is not listed comes from the source column of the same name, so the
+//! default model (no file) is today's schema unchanged. Mapping is the first step after reading
+//! bronze ([`crate::increment::read`] applies it): everything after it works on silver's columns.
+//!
+//! - [`Model::parse`] reads and checks a model file; every problem names its line.
+//! - [`StreamMap::apply`] is the pure mapping of a bronze frame.
+//! - [`Model::check_bronze`] checks a model against bronze schemas (pure); [`validate`] reads
+//!   them (the log only, no data) and calls it.
+//! - [`Model::hash`] identifies what the model does to rows: silver commits record it
+//!   ([`MODEL_MARKER`]), and a run with a different model stops until silver is rebuilt.
+//! - [`json_schema`] is the model file's JSON Schema (published as `models/model.schema.json`),
+//!   generated from the same types that read the file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use deltalake::arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema};
+use polars::prelude::*;
+use schemars::JsonSchema;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::error::{LakehouseError, PolarsContext, Result};
+use crate::layout::LakeLayout;
+
+/// Silver `users` columns (besides the CDC and partition columns).
+pub const USER_COLUMNS: [&str; 8] = ["id", "type", "name", "email", "phone", "city", "created_at", "updated_at"];
+/// Silver `rides` columns (besides the CDC and partition columns).
+pub const RIDE_COLUMNS: [&str; 22] = [
+    "id", "customer_id", "driver_id", "status", "requested_at", "accepted_at", "started_at", "completed_at",
+    "cancelled_at", "pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon", "distance_km", "duration_s",
+    "fare_amount", "currency", "payment_method", "customer_rating", "driver_rating", "created_at", "updated_at",
+];
+/// The values of silver `users.type`.
+pub const USER_TYPES: [&str; 2] = ["customer", "driver"];
+/// The values of silver `rides.status`.
+pub const RIDE_STATUSES: [&str; 5] = ["requested", "accepted", "in_progress", "completed", "cancelled"];
+
+/// Columns a model must be able to fill (from a mapping or a same-named source column).
+const REQUIRED_USER_COLUMNS: [&str; 3] = ["id", "type", "created_at"];
+const REQUIRED_RIDE_COLUMNS: [&str; 5] = ["id", "customer_id", "driver_id", "status", "requested_at"];
+/// Key columns: integers, mapped by name only.
+const KEY_COLUMNS: [&str; 3] = ["id", "customer_id", "driver_id"];
+/// Numeric silver columns (the ones `scale` may apply to).
+const NUMERIC_COLUMNS: [&str; 9] = ["pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon", "distance_km", "duration_s", "fare_amount", "customer_rating", "driver_rating"];
+
+/// The model file format this ridelake reads.
+pub const VERSION: u32 = 1;
+/// `txn` app id, on silver commits, of the hash of the model the tables were built with.
+pub const MODEL_MARKER: &str = "ridelake.model";
+/// Environment variable naming the model file when a call gives none.
+pub const MODEL_ENV: &str = "RIDELAKE_MODEL";
+
+// ---- the file, as written ------------------------------------------------------------------------
+
+/// A ridelake model: which source tables and columns fill silver's `users` and `rides`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "ridelake model")]
+struct ModelFile {
+    /// Version of the model format: 1.
+    #[schemars(with = "u32")]
+    version: Spanned<u32>,
+    /// Where silver `users` (customers and drivers) comes from.
+    #[serde(default)]
+    users: Option<TableFile>,
+    /// Where silver `rides` comes from.
+    #[serde(default)]
+    rides: Option<TableFile>,
+}
+
+/// One silver table's source.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct TableFile {
+    /// The bronze stream (source table) that holds it; default: the silver table's name.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    stream: Option<Spanned<String>>,
+    /// Silver column = the source column that fills it, or a table saying how. A silver column
+    /// not listed is filled from the source column of the same name.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ColumnFile>")]
+    columns: BTreeMap<String, Spanned<ColumnFile>>,
+}
+
+/// A source column's name, or a table with its name and conversions.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+enum ColumnFile {
+    /// The source column, taken as it is.
+    Name(String),
+    /// The source column with conversions.
+    Table(ColumnTable),
+}
+
+/// A source column and how its values become silver's.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ColumnTable {
+    /// The source column.
+    column: String,
+    /// Source value (as text) -> silver value; values not listed are kept as they are.
+    #[serde(default)]
+    values: BTreeMap<String, String>,
+    /// The IANA time zone (`Europe/Paris`) whose wall-clock time a DATETIME column holds; silver
+    /// holds the UTC instant. In the hour repeated when clocks go back, the earlier instant is
+    /// taken; a time that does not exist in the zone (clocks going forward) becomes null.
+    #[serde(default)]
+    time_zone: Option<String>,
+    /// A factor the value is multiplied by (cents -> currency units: 0.01).
+    #[serde(default)]
+    scale: Option<f64>,
+}
+
+impl<'de> Deserialize<'de> for ColumnFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct ColumnVisitor;
+        impl<'de> Visitor<'de> for ColumnVisitor {
+            type Value = ColumnFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a source column name, or a table such as { column = \"state\", values = { DONE = \"completed\" } }")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> std::result::Result<ColumnFile, E> {
+                Ok(ColumnFile::Name(value.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<ColumnFile, A::Error> {
+                ColumnTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(ColumnFile::Table)
+            }
+        }
+        deserializer.deserialize_any(ColumnVisitor)
+    }
+}
+
+/// The JSON Schema of model files (`models/model.schema.json`; editors such as taplo use it).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ModelFile)).unwrap_or_default()
+}
+
+// ---- the model, checked --------------------------------------------------------------------------
+
+/// Where one silver column comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnMap {
+    /// The silver column.
+    pub silver: String,
+    /// The source (bronze) column.
+    pub source: String,
+    /// Source value (as text) -> silver value.
+    pub values: Vec<(String, String)>,
+    /// The zone of a wall-clock DATETIME.
+    pub time_zone: Option<String>,
+    /// A factor.
+    pub scale: Option<f64>,
+    /// Line in the model file (0: the default model).
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// One silver table's source stream and column mapping.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamMap {
+    /// The silver table (`users` or `rides`).
+    pub table: &'static str,
+    /// The bronze stream that holds it.
+    pub stream: String,
+    /// Line of `stream` in the model file (0: not given).
+    #[serde(skip)]
+    pub stream_line: usize,
+    /// The mapped columns, by silver name; a column not here comes from its namesake.
+    pub columns: Vec<ColumnMap>,
+}
+
+/// A checked model: silver's two inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// Where it was read from (a path, or "the default model").
+    pub origin: String,
+    /// Silver `users`' source.
+    pub users: StreamMap,
+    /// Silver `rides`' source.
+    pub rides: StreamMap,
+}
+
+impl Default for Model {
+    /// Today's schema: streams `users` and `rides`, every column from its namesake.
+    fn default() -> Self {
+        Model {
+            origin: "the default model".to_owned(),
+            users: StreamMap { table: "users", stream: "users".to_owned(), stream_line: 0, columns: Vec::new() },
+            rides: StreamMap { table: "rides", stream: "rides".to_owned(), stream_line: 0, columns: Vec::new() },
+        }
+    }
+}
+
+/// Line (from 1) of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// A problem at a line of the model file.
+fn at(line: usize, message: impl fmt::Display) -> String {
+    if line == 0 { message.to_string() } else { format!("line {line}: {message}") }
+}
+
+fn list(names: &[&str]) -> String {
+    names.join(", ")
+}
+
+impl Model {
+    /// Reads the model file at `path`.
+    pub fn load(path: &Path) -> Result<Model> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| LakehouseError::Model { origin: origin.clone(), problems: vec![format!("cannot read it: {e}")] })?;
+        Model::parse(&text, &origin)
+    }
+
+    /// The model file at `path`, or else the one `RIDELAKE_MODEL` names, or else the default model.
+    pub fn resolve(path: Option<&Path>) -> Result<Model> {
+        match path {
+            Some(p) => Model::load(p),
+            None => match std::env::var_os(MODEL_ENV).filter(|v| !v.is_empty()) {
+                Some(p) => Model::load(Path::new(&p)),
+                None => Ok(Model::default()),
+            },
+        }
+    }
+
+    /// Reads and checks a model file's text; `origin` names it in errors. Every problem is
+    /// reported, each with its line.
+    pub fn parse(text: &str, origin: &str) -> Result<Model> {
+        let fail = |problems: Vec<String>| LakehouseError::Model { origin: origin.to_owned(), problems };
+        let file: ModelFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |span| line_of(text, span.start));
+            fail(vec![at(line, e.message().trim_end())])
+        })?;
+        let mut problems = Vec::new();
+        if *file.version.get_ref() != VERSION {
+            problems.push(at(line_of(text, file.version.span().start), format!("version {} is not a model version this ridelake reads; write version = {VERSION}", file.version.get_ref())));
+        }
+        let users = compile_table("users", &USER_COLUMNS, file.users, text, &mut problems);
+        let rides = compile_table("rides", &RIDE_COLUMNS, file.rides, text, &mut problems);
+        if !problems.is_empty() {
+            return Err(fail(problems));
+        }
+        Ok(Model { origin: origin.to_owned(), users, rides })
+    }
+
+    /// A number that changes when the model changes what silver's rows are (not with comments,
+    /// layout or the order of entries): 63 bits of a SHA-256 of the checked mappings.
+    pub fn hash(&self) -> i64 {
+        let canonical = serde_json::to_vec(&(&self.users, &self.rides)).unwrap_or_default();
+        let digest = Sha256::digest(&canonical);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        (u64::from_be_bytes(first) >> 1) as i64
+    }
+
+    /// Whether this is the default model's mapping (what silver built before models existed was).
+    pub fn is_default(&self) -> bool {
+        [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty())
+    }
+
+    /// Checks the model against the bronze tables' schemas (`None`: the stream has no bronze
+    /// table yet): every column it names exists, with a type its conversion can take, keys are
+    /// integers, and every column silver needs can be filled. Each problem names the model line.
+    pub fn check_bronze(&self, users: Option<&ArrowSchema>, rides: Option<&ArrowSchema>) -> Vec<String> {
+        let mut problems = Vec::new();
+        self.users.check(&USER_COLUMNS, &REQUIRED_USER_COLUMNS, users, &mut problems);
+        self.rides.check(&RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, rides, &mut problems);
+        problems
+    }
+}
+
+fn compile_table(table: &'static str, columns: &[&str], file: Option<TableFile>, text: &str, problems: &mut Vec<String>) -> StreamMap {
+    let mut map = StreamMap { table, stream: table.to_owned(), stream_line: 0, columns: Vec::new() };
+    let Some(file) = file else { return map };
+    if let Some(stream) = file.stream {
+        map.stream_line = line_of(text, stream.span().start);
+        map.stream = stream.into_inner();
+        // (the stream's folder is named as the destination names it, see LakeLayout::bronze)
+        if let Err(e) = ridelake_core::bronze::safe_segment("stream", &map.stream) {
+            problems.push(at(map.stream_line, e));
+        }
+    }
+    for (silver, spanned) in file.columns {
+        let line = line_of(text, spanned.span().start);
+        if !columns.contains(&silver.as_str()) {
+            problems.push(at(line, format!("`{silver}` is not a column of silver {table}; its columns are {}", list(columns))));
+            continue;
+        }
+        let mut column = match spanned.into_inner() {
+            ColumnFile::Name(source) => ColumnMap { silver, source, values: Vec::new(), time_zone: None, scale: None, line },
+            ColumnFile::Table(t) => ColumnMap { silver, source: t.column, values: t.values.into_iter().collect(), time_zone: t.time_zone, scale: t.scale, line },
+        };
+        check_column(table, &column, problems);
+        // The source column as bronze names it (the destination replaces the characters Delta
+        // forbids in column names, such as spaces).
+        if !column.source.is_empty() {
+            column.source = ridelake_core::bronze::safe_column_name(&column.source);
+        }
+        // A column mapped to its own name with no conversion is the default: leave it out, so
+        // that writing it down does not change the model's hash.
+        if column.source != column.silver || !column.values.is_empty() || column.time_zone.is_some() || column.scale.is_some() {
+            map.columns.push(column);
+        }
+    }
+    map
+}
+
+fn check_column(table: &str, c: &ColumnMap, problems: &mut Vec<String>) {
+    let name = format!("{table}.{}", c.silver);
+    if c.source.is_empty() {
+        problems.push(at(c.line, format!("{name}: the source column name is empty")));
+    }
+    let converts = !c.values.is_empty() || c.time_zone.is_some() || c.scale.is_some();
+    if KEY_COLUMNS.contains(&c.silver.as_str()) && converts {
+        problems.push(at(c.line, format!("{name} is a key: map it by name only (no values, time_zone or scale)")));
+        return;
+    }
+    let allowed: Option<&[&str]> = match (table, c.silver.as_str()) {
+        ("users", "type") => Some(&USER_TYPES),
+        ("rides", "status") => Some(&RIDE_STATUSES),
+        _ => None,
+    };
+    if let Some(allowed) = allowed {
+        for (from, to) in &c.values {
+            if !allowed.contains(&to.as_str()) {
+                problems.push(at(c.line, format!("{name}: `{from}` maps to `{to}`, which is not one of {}", list(allowed))));
+            }
+        }
+    }
+    if !c.values.is_empty() && (NUMERIC_COLUMNS.contains(&c.silver.as_str()) || c.silver.ends_with("_at")) {
+        problems.push(at(c.line, format!("{name} is not text: values applies to text columns (type, status, currency, …)")));
+    }
+    if let Some(zone) = &c.time_zone {
+        if !c.silver.ends_with("_at") {
+            problems.push(at(c.line, format!("{name} is not a time: time_zone applies to the *_at columns")));
+        } else if !matches!(TimeZone::opt_try_new(Some(zone.as_str())), Ok(Some(_))) {
+            problems.push(at(c.line, format!("{name}: `{zone}` is not an IANA time zone name (such as Europe/Paris or America/Sao_Paulo)")));
+        }
+    }
+    if let Some(scale) = c.scale {
+        if !NUMERIC_COLUMNS.contains(&c.silver.as_str()) {
+            problems.push(at(c.line, format!("{name} is not a number: scale applies to {}", list(&NUMERIC_COLUMNS))));
+        } else if !scale.is_finite() || scale == 0.0 {
+            problems.push(at(c.line, format!("{name}: scale must be a finite number other than 0")));
+        }
+    }
+}
+
+fn is_integer(t: &ArrowType) -> bool {
+    matches!(t, ArrowType::Int8 | ArrowType::Int16 | ArrowType::Int32 | ArrowType::Int64 | ArrowType::UInt8 | ArrowType::UInt16 | ArrowType::UInt32 | ArrowType::UInt64)
+}
+
+fn is_numeric(t: &ArrowType) -> bool {
+    is_integer(t) || matches!(t, ArrowType::Float16 | ArrowType::Float32 | ArrowType::Float64 | ArrowType::Decimal128(_, _) | ArrowType::Decimal256(_, _))
+}
+
+impl StreamMap {
+    /// The mapping of silver column `silver`, when the model maps it.
+    pub fn column(&self, silver: &str) -> Option<&ColumnMap> {
+        self.columns.iter().find(|c| c.silver == silver)
+    }
+
+    /// The source column that fills silver column (or CDC column) `silver`.
+    pub fn source_of<'a>(&'a self, silver: &'a str) -> &'a str {
+        self.column(silver).map_or(silver, |c| c.source.as_str())
+    }
+
+    /// Whether the mapping changes nothing (every column from its namesake).
+    pub fn is_identity(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    fn check(&self, columns: &[&str], required: &[&str], schema: Option<&ArrowSchema>, problems: &mut Vec<String>) {
+        let table = self.table;
+        let Some(schema) = schema else {
+            problems.push(at(self.stream_line, format!("silver {table} reads bronze stream `{}`, which has no bronze table yet: sync it first, or set `stream` under [{table}]", self.stream)));
+            return;
+        };
+        let available = || {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).filter(|n| !n.starts_with("_a")).collect();
+            list(&names)
+        };
+        for &silver in columns {
+            let mapped = self.column(silver);
+            let source = self.source_of(silver);
+            let Ok(field) = schema.field_with_name(source) else {
+                match mapped {
+                    Some(c) => problems.push(at(c.line, format!("{table}.{silver} comes from `{source}`, which bronze `{}` does not have; its columns are {}", self.stream, available()))),
+                    None if required.contains(&silver) => problems.push(at(self.stream_line, format!("silver {table} needs `{silver}`, and bronze `{}` has no column of that name: add `{silver} = \"<source column>\"` under [{table}.columns] (bronze columns: {})", self.stream, available()))),
+                    None => {}
+                }
+                continue;
+            };
+            let line = mapped.map_or(self.stream_line, |c| c.line);
+            let dtype = field.data_type();
+            if KEY_COLUMNS.contains(&silver) && !is_integer(dtype) {
+                problems.push(at(line, format!("{table}.{silver} is a key and comes from `{source}` of type {dtype}; keys must be integers (text and composite keys are not supported yet)")));
+            }
+            let Some(c) = mapped else { continue };
+            if c.time_zone.is_some() && !matches!(dtype, ArrowType::Timestamp(_, None)) {
+                problems.push(at(c.line, format!("{table}.{silver}: time_zone applies to a DATETIME (a timestamp without time zone), and `{source}` is {dtype}; remove time_zone if it already holds an instant")));
+            }
+            if c.scale.is_some() && !is_numeric(dtype) {
+                problems.push(at(c.line, format!("{table}.{silver}: scale applies to numbers, and `{source}` is {dtype}")));
+            }
+        }
+    }
+
+    /// `frame` (read from bronze with the source columns of `wanted`) with the columns `wanted`
+    /// in their place: silver columns renamed, values mapped, wall-clock times made UTC instants,
+    /// scaled; other columns (CDC, ingest order) as they are. A silver data column whose source
+    /// bronze lacks is null (of its silver type); other wanted columns the frame lacks are left
+    /// out. Frame columns not wanted are dropped.
+    pub fn apply(&self, frame: DataFrame, wanted: &[&str]) -> Result<DataFrame> {
+        let step = "mapping source columns (model)";
+        let data_columns: &[&str] = if self.table == "users" { &USER_COLUMNS } else { &RIDE_COLUMNS };
+        let missing = |c: &&str| data_columns.contains(c) && frame.column(self.source_of(c)).is_err();
+        if self.is_identity() && !wanted.iter().any(missing) {
+            return Ok(frame);
+        }
+        let height = frame.height();
+        let mut exprs = Vec::with_capacity(wanted.len());
+        let mut order = Vec::with_capacity(wanted.len());
+        for &name in wanted {
+            if order.contains(&name) {
+                continue;
+            }
+            let source = self.source_of(name);
+            match (frame.column(source), self.column(name)) {
+                (Ok(_), None) => exprs.push(col(source).alias(name)),
+                (Ok(column), Some(c)) => exprs.push(c.expr(column.dtype(), self.table)?.alias(name)),
+                (Err(_), _) if !data_columns.contains(&name) => continue,
+                (Err(_), _) => {}
+            }
+            order.push(name);
+        }
+        let mapped = frame.lazy().select(exprs).collect().step(step)?;
+        // Nulls as whole columns of the frame's height (a literal alone would give one row).
+        let columns = order
+            .into_iter()
+            .map(|name| match mapped.column(name) {
+                Ok(c) => c.clone(),
+                Err(_) => Column::full_null(name.into(), height, &silver_type(name)),
+            })
+            .collect::<Vec<_>>();
+        DataFrame::new(height, columns).step(step)
+    }
+}
+
+/// The type of silver data column `column` (of either table), for a column bronze lacks.
+fn silver_type(column: &str) -> DataType {
+    match column {
+        "id" | "customer_id" | "driver_id" | "duration_s" | "customer_rating" | "driver_rating" => DataType::Int64,
+        c if c.ends_with("_at") => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+        c if NUMERIC_COLUMNS.contains(&c) => DataType::Float64,
+        _ => DataType::String,
+    }
+}
+
+impl ColumnMap {
+    /// The expression that turns source column `self.source` (of type `dtype`) into the silver
+    /// column.
+    fn expr(&self, dtype: &DataType, table: &str) -> Result<Expr> {
+        let mut expr = col(self.source.as_str());
+        if !self.values.is_empty() {
+            let from = Series::new("from".into(), self.values.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>());
+            let to = Series::new("to".into(), self.values.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>());
+            // (`replace` takes the old and new values as one list each)
+            expr = expr.cast(DataType::String).replace(lit(from).implode(false), lit(to).implode(false));
+        }
+        if let Some(zone) = &self.time_zone {
+            let problem = |what: String| LakehouseError::Schema { table: format!("bronze {table}"), message: format!("model line {}: {what}", self.line) };
+            if !matches!(dtype, DataType::Datetime(_, None)) {
+                return Err(problem(format!("time_zone applies to a DATETIME (timestamp without time zone); `{}` is {dtype}", self.source)));
+            }
+            let zone = TimeZone::opt_try_new(Some(zone.as_str())).ok().flatten().ok_or_else(|| problem(format!("`{zone}` is not a time zone")))?;
+            expr = expr
+                .dt()
+                .replace_time_zone(Some(zone), lit("earliest"), NonExistent::Null)
+                .dt()
+                .convert_time_zone(TimeZone::UTC);
+        }
+        if let Some(scale) = self.scale {
+            expr = expr.cast(DataType::Float64) * lit(scale);
+        }
+        Ok(expr)
+    }
+}
+
+/// Checks the layout's model against its bronze tables (their logs and schemas; no data is
+/// read): the problems found, each naming the model line, or none.
+pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
+    let options = layout.storage_options();
+    let model = &layout.model;
+    let mut schemas = Vec::with_capacity(2);
+    for map in [&model.users, &model.rides] {
+        let schema = match crate::io::open(&layout.bronze(&map.stream)?, &options).await? {
+            Some(table) => Some(crate::io::arrow_schema(&table)?),
+            None => None,
+        };
+        schemas.push(schema);
+    }
+    Ok(model.check_bronze(schemas[0].as_deref(), schemas[1].as_deref()).into_iter().map(|p| format!("{}: {p}", model.origin)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::datatypes::{Field, TimeUnit as ArrowUnit};
+
+    const RENAMED: &str = include_str!("../../../models/example-renamed.toml");
+
+    fn problems(text: &str) -> Vec<String> {
+        match Model::parse(text, "m.toml") {
+            Err(LakehouseError::Model { problems, .. }) => problems,
+            other => panic!("expected model problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_model_maps_nothing() {
+        let model = Model::parse("version = 1\n", "m.toml").expect("parses");
+        assert!(model.is_default());
+        assert_eq!(model.hash(), Model::default().hash());
+        assert_eq!(model.rides.source_of("status"), "status");
+        // Writing a column down under its own name is still the default.
+        let explicit = Model::parse("version = 1\n[rides]\nstream = \"rides\"\n[rides.columns]\nstatus = \"status\"\n", "m.toml").expect("parses");
+        assert!(explicit.is_default());
+    }
+
+    #[test]
+    fn example_model_parses_and_hash_ignores_layout() {
+        let model = Model::parse(RENAMED, "example").expect("the shipped example parses");
+        assert_eq!(model.rides.stream, "trips");
+        assert_eq!(model.rides.source_of("customer_id"), "rider_id");
+        assert_eq!(model.rides.source_of("duration_s"), "duration_s");
+        assert!(!model.is_default());
+        let reordered: String = RENAMED.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n\n");
+        assert_eq!(Model::parse(&reordered, "x").expect("parses").hash(), model.hash());
+        let changed = RENAMED.replace("DONE = \"completed\"", "DONE = \"cancelled\"");
+        assert_ne!(Model::parse(&changed, "x").expect("parses").hash(), model.hash());
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_line() {
+        let text = "version = 2\n[rides]\nstream = \"trips\"\n[rides.columns]\nstatuz = \"state\"\nstatus = { column = \"state\", values = { DONE = \"finished\" } }\nrequested_at = { column = \"t\", time_zone = \"Mars/Olympus\" }\nid = { column = \"trip_id\", scale = 2.0 }\nname = \"x\"\ncurrency = { column = \"c\", scale = 0.5 }\n";
+        let found = problems(text);
+        let expect = [
+            ("line 1:", "version 2"),
+            ("line 5:", "`statuz` is not a column of silver rides"),
+            ("line 6:", "`DONE` maps to `finished`"),
+            ("line 7:", "`Mars/Olympus` is not an IANA time zone"),
+            ("line 8:", "rides.id is a key"),
+            ("line 9:", "`name` is not a column of silver rides"),
+            ("line 10:", "rides.currency is not a number"),
+        ];
+        for (line, what) in expect {
+            assert!(found.iter().any(|p| p.starts_with(line) && p.contains(what)), "{line} {what} not in {found:?}");
+        }
+        assert_eq!(found.len(), expect.len(), "{found:?}");
+    }
+
+    #[test]
+    fn toml_and_shape_errors_name_the_line() {
+        let found = problems("version = 1\n[rides]\nstream = \"trips\"\nunknown = 1\n");
+        assert!(found[0].starts_with("line 4:") && found[0].contains("unknown"), "{found:?}");
+        let found = problems("version = 1\n[rides.columns]\nstatus = { column = \"s\", value = {} }\n");
+        assert!(found[0].starts_with("line 3:") && found[0].contains("value"), "{found:?}");
+        let found = problems("version = 1\n[rides.columns]\nstatus = 3\n");
+        assert!(found[0].starts_with("line 3:") && found[0].contains("source column name"), "{found:?}");
+        let found = problems("version = 1\n[rides]\nstream = \"\"\n");
+        assert!(found[0].starts_with("line 3:"), "{found:?}");
+        assert!(!problems("[rides]\n").is_empty());
+    }
+
+    fn schema(fields: &[(&str, ArrowType)]) -> ArrowSchema {
+        ArrowSchema::new(fields.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn bronze_check_names_missing_and_mistyped_columns() {
+        let model = Model::parse(RENAMED, "example").expect("parses");
+        let users = schema(&[
+            ("account_id", ArrowType::Int64), ("role", ArrowType::Utf8), ("full_name", ArrowType::Utf8),
+            ("signup_ts", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("modified_ts", ArrowType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into()))),
+        ]);
+        let rides = schema(&[
+            ("trip_id", ArrowType::Utf8), ("rider_id", ArrowType::Int64), ("state", ArrowType::Utf8),
+            ("pickup_ts", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("fare_cents", ArrowType::Utf8),
+        ]);
+        let found = model.check_bronze(Some(&users), Some(&rides));
+        let line = |needle: &str| RENAMED.lines().position(|l| l.starts_with(needle)).map(|i| format!("line {}:", i + 1)).expect("line");
+        let expect = [
+            (line("updated_at"), "time_zone applies to a DATETIME"),
+            (line("id = \"trip_id\""), "keys must be integers"),
+            (line("driver_id"), "`driver_account_id`, which bronze `trips` does not have"),
+            (line("fare_amount"), "scale applies to numbers"),
+        ];
+        for (line, what) in &expect {
+            assert!(found.iter().any(|p| p.starts_with(line.as_str()) && p.contains(what)), "{line} {what} not in {found:?}");
+        }
+        // Columns silver needs, with no mapping and no namesake: named, with the fix.
+        let bare = Model::default().check_bronze(Some(&schema(&[("id", ArrowType::Int64)])), None);
+        assert!(bare.iter().any(|p| p.contains("needs `type`") && p.contains("add `type = ")), "{bare:?}");
+        assert!(bare.iter().any(|p| p.contains("bronze stream `rides`, which has no bronze table yet")), "{bare:?}");
+    }
+
+    #[test]
+    fn apply_renames_maps_values_zones_and_scales() {
+        let model = Model::parse(RENAMED, "example").expect("parses");
+        let naive = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("time").and_utc().timestamp_micros();
+        // 2024-10-27 02:30 happens twice in Paris (02:30 CEST = 00:30 UTC, then 02:30 CET = 01:30
+        // UTC): the earlier is taken. 2024-03-31 02:30 does not exist there: null.
+        let times = [naive("2024-07-01 12:00:00"), naive("2024-10-27 02:30:00"), naive("2024-03-31 02:30:00")];
+        let frame = df!(
+            "trip_id" => [1i64, 2, 3],
+            "state" => ["DONE", "CANCELED_BY_DRIVER", "NEW_STATE"],
+            "fare_cents" => [1250i64, 0, 99],
+            "pickup_ts" => times,
+            "_ab_cdc_lsn" => [7i64, 8, 9],
+        )
+        .expect("frame");
+        let frame = frame.lazy().with_column(col("pickup_ts").cast(DataType::Datetime(TimeUnit::Microseconds, None))).collect().expect("cast");
+        let out = model.rides.apply(frame, &["id", "status", "fare_amount", "requested_at", "currency", "_ab_cdc_lsn", "_ab_cdc_cursor"]).expect("applies");
+        // `currency` comes from `currency_code`, which this bronze lacks: null; a missing CDC
+        // column is left out.
+        assert_eq!(out.get_column_names(), ["id", "status", "fare_amount", "requested_at", "currency", "_ab_cdc_lsn"]);
+        assert_eq!(out.column("currency").expect("currency").null_count(), 3);
+        let status: Vec<Option<&str>> = out.column("status").expect("status").str().expect("str").iter().collect();
+        assert_eq!(status, [Some("completed"), Some("cancelled"), Some("NEW_STATE")]);
+        let fare: Vec<Option<f64>> = out.column("fare_amount").expect("fare").f64().expect("f64").iter().collect();
+        assert_eq!(fare, [Some(12.5), Some(0.0), Some(0.99)]);
+        let requested = out.column("requested_at").expect("requested");
+        assert_eq!(requested.dtype(), &DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)));
+        let micros: Vec<Option<i64>> = requested.cast(&DataType::Int64).expect("cast").i64().expect("i64").iter().collect();
+        assert_eq!(micros, [Some(naive("2024-07-01 10:00:00")), Some(naive("2024-10-27 00:30:00")), None]);
+    }
+
+    #[test]
+    fn a_silver_column_bronze_lacks_is_null() {
+        let frame = df!("id" => [1i64, 2], "status" => ["completed", "requested"]).expect("frame");
+        for model in [Model::default(), Model::parse(RENAMED, "example").expect("parses")] {
+            let frame = if model.is_default() { frame.clone() } else { frame.clone().lazy().rename(["id", "status"], ["trip_id", "state"], true).collect().expect("rename") };
+            let out = model.rides.apply(frame, &["id", "status", "currency", "requested_at", "_ab_cdc_lsn"]).expect("applies");
+            assert_eq!(out.get_column_names(), ["id", "status", "currency", "requested_at"]);
+            assert_eq!(out.column("currency").expect("currency").null_count(), 2);
+            assert_eq!(out.column("requested_at").expect("t").dtype(), &DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)));
+        }
+    }
+
+    #[test]
+    fn apply_can_swap_names() {
+        let model = Model::parse("version = 1\n[users.columns]\nname = \"email\"\nemail = \"name\"\n", "m").expect("parses");
+        let frame = df!("name" => ["Ana"], "email" => ["ana@x"]).expect("frame");
+        let out = model.users.apply(frame, &["name", "email"]).expect("applies");
+        assert_eq!(out.column("name").expect("name").str().expect("str").get(0), Some("ana@x"));
+        assert_eq!(out.column("email").expect("email").str().expect("str").get(0), Some("Ana"));
+    }
+
+    #[test]
+    fn published_schema_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/model.schema.json");
+        let current = json_schema();
+        if std::env::var_os("RIDELAKE_WRITE_MODEL_SCHEMA").is_some() {
+            let text = serde_json::to_string_pretty(&current).expect("schema") + "\n";
+            std::fs::write(&path, text).expect("writes models/model.schema.json");
+        }
+        let published: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("models/model.schema.json")).expect("JSON");
+        assert_eq!(published, current, "models/model.schema.json is stale: rerun this test with RIDELAKE_WRITE_MODEL_SCHEMA=1");
+    }
+}

@@ -1,0 +1,70 @@
+"""The model file from the user's side: `python -m ridelake validate` and `schema`, the published
+JSON Schema, and the errors a mistaken model gets from the installed package (file, line, what to
+change; nothing written). The real-MariaDB test of a renamed schema is test_real_cdc_model.py."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, generate, local_config, run_dest
+
+ridelake = pytest.importorskip("ridelake")
+
+EXAMPLE = REPO / "models" / "example-renamed.toml"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ridelake", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_schema_command_prints_the_published_schema():
+    out = cli("schema")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == json.loads((REPO / "models" / "model.schema.json").read_text())
+    assert ridelake.model_schema() == json.loads(out.stdout)
+
+
+def test_the_shipped_example_parses_and_mistakes_name_their_lines(tmp_path: Path):
+    assert cli("validate", str(EXAMPLE)).returncode == 0
+    bad = tmp_path / "bad.toml"
+    text = EXAMPLE.read_text().replace('DONE = "completed"', 'DONE = "finished"').replace('scale = 0.01', 'scale = 0')
+    bad.write_text(text)
+    out = cli("validate", str(bad))
+    assert out.returncode == 1
+    lines = {i + 1 for i, line in enumerate(text.splitlines()) if "finished" in line or "scale = 0 " in line or "scale = 0}" in line}
+    for line in lines:
+        assert f"bad.toml: line {line}:" in out.stderr, out.stderr
+    assert "`DONE` maps to `finished`" in out.stderr and "scale must be" in out.stderr
+
+
+def test_a_model_that_does_not_fit_the_lake_stops_before_writing(tmp_path: Path):
+    """The generator's bronze (streams users and rides) read through the renamed example: every
+    mapped column is missing, and the run says where, before any silver table exists."""
+    messages, catalog = generate(tmp_path, "--users", "20", "--rides", "50", "--changes", "50")
+    lake = tmp_path / "lake"
+    config = local_config(tmp_path, lake / "bronze")
+    assert run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=messages.read_bytes()).returncode == 0
+    problems = ridelake.validate_model(EXAMPLE, str(lake))
+    assert any("`accounts`, which has no bronze table yet" in p for p in problems), problems
+    out = cli("validate", str(EXAMPLE), "--lake", str(lake))
+    assert out.returncode == 1 and "example-renamed.toml: line" in out.stderr
+    with pytest.raises(ridelake.MissingTableError, match="accounts"):
+        ridelake.build_silver(str(lake), model=EXAMPLE)
+    # Renamed in the model, missing in bronze: named with the model line and bronze's columns.
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('version = 1\n[rides.columns]\ncustomer_id = "rider_id"\n')
+    problems = ridelake.validate_model(wrong, str(lake))
+    assert len(problems) == 1 and "wrong.toml: line 3:" in problems[0] and "rider_id" in problems[0], problems
+    with pytest.raises(ridelake.ConfigError, match="wrong.toml: line 3:"):
+        ridelake.build_silver(str(lake), model=wrong)
+    assert not (lake / "silver" / "rides").exists()
+    # The default model fits, and builds.
+    assert ridelake.validate_model(tmp_path / "none.toml") != []  # a missing file is a problem, not a crash
+    ok = tmp_path / "default.toml"
+    ok.write_text("version = 1\n")
+    assert ridelake.validate_model(ok, str(lake)) == []
+    assert ridelake.build_silver(str(lake), model=ok)["rides_upserted"] > 0
