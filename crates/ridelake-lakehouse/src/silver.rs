@@ -448,9 +448,13 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     let model_hash = model.hash();
     // The model silver was built with (rides is the commit point; silver from before models
     // existed was built with the default model): another model would mix two mappings.
-    let built_with = match &rides_known.table {
-        Some(t) => Some(io::marker(t, MODEL_MARKER).await?.unwrap_or_else(|| crate::model::Model::default().hash())),
-        None => None,
+    // (both of rides' own markers are read at once: each is a lookup in the log)
+    let (built_with, rides_checked_against) = match &rides_known.table {
+        Some(t) => {
+            let (model_marker, users_marker) = futures::try_join!(io::marker(t, MODEL_MARKER), io::marker(t, RIDES_USERS_MARKER))?;
+            (Some(model_marker.unwrap_or_else(|| crate::model::Model::default().hash())), users_marker)
+        }
+        None => (None, None),
     };
     let forced = match built_with {
         Some(built) if built != model_hash && !run.rebuild => {
@@ -473,10 +477,6 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     // Rides record the users version their integrity was checked against; any other means a run
     // stopped between the two commits (or silver predates these markers): rebuild.
     let users_version = users_known.table.as_ref().and_then(|t| t.version()).map(|v| v as i64);
-    let rides_checked_against = match &rides_known.table {
-        Some(t) => io::marker(t, RIDES_USERS_MARKER).await?,
-        None => None,
-    };
     let interrupted = rides_known.table.is_some() && rides_checked_against != users_version;
     let state_missing = users_known.epochs.is_none() || rides_known.epochs.is_none();
     if forced.is_some() || interrupted || state_missing || bronze_users.rebuild.is_some() || bronze_rides.rebuild.is_some() {
