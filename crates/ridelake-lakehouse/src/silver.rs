@@ -48,7 +48,7 @@ use crate::increment::{self, BronzeIncrement, Rebuild};
 use crate::io::{self, DataFile, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::{self, Lease};
-use crate::model::{MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, USER_COLUMNS, USER_TYPES};
+use crate::model::{DEFAULT_MODEL_HASH, MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, USER_COLUMNS, USER_TYPES};
 use crate::order::{self, EpochState, INGEST_ROW, INGEST_VERSION, ORDER, UPDATED};
 
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
@@ -452,7 +452,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     let (built_with, rides_checked_against) = match &rides_known.table {
         Some(t) => {
             let (model_marker, users_marker) = futures::try_join!(io::marker(t, MODEL_MARKER), io::marker(t, RIDES_USERS_MARKER))?;
-            (Some(model_marker.unwrap_or_else(|| crate::model::Model::default().hash())), users_marker)
+            (Some(model_marker.unwrap_or(DEFAULT_MODEL_HASH)), users_marker)
         }
         None => (None, None),
     };
