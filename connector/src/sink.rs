@@ -510,9 +510,12 @@ impl BronzeTable {
             metadata.push(("airbyte.state_sha256".to_owned(), Value::String(hash.clone())));
         }
         metadata.push((ROWS_DIGEST.to_owned(), Value::String(format!("{:032x}", self.rows_digest))));
+        // Log cleanup is left to ridelake's maintenance, which keeps the commits silver still
+        // needs (delta-rs would otherwise remove every entry older than the log retention).
         let properties = CommitProperties::default()
             .with_application_transaction(Transaction::new(&self.app_id, seq))
-            .with_metadata(metadata);
+            .with_metadata(metadata)
+            .with_cleanup_expired_logs(Some(false));
         let started = Instant::now();
         let mut attempt = 0u32;
         let version = loop {

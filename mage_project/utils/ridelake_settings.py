@@ -38,6 +38,20 @@ class LakeSettings:
         """Keyword arguments of build_silver: build_args, plus the model and whether to rebuild."""
         return {**self.build_args(), "model": self.model, "rebuild": self.rebuild}
 
+    def maintenance_args(self, runtime: dict | None = None) -> dict:
+        """Keyword arguments of maintain: ridelake_args, the model, where metrics go, and the
+        retention settings given as runtime variables."""
+        runtime = runtime or {}
+        args = {**self.ridelake_args(), "model": self.model}
+        if "pushgateway_url" in self.observability:
+            args["pushgateway_url"] = self.observability["pushgateway_url"]
+        if "metrics_file" in self.observability:
+            args["metrics_file"] = self.observability["metrics_file"]
+        for key, kind in (("retention_hours", float), ("log_retention_hours", float), ("target_file_mb", int)):
+            if runtime.get(key) not in (None, ""):
+                args[key] = kind(runtime[key])
+        return args
+
     def progress_args(self) -> dict:
         """Keyword arguments of bronze_progress."""
         return {**self.ridelake_args(), "model": self.model}

@@ -15,6 +15,7 @@ use ridelake_core::metrics::MetricsTarget;
 use ridelake_core::storage::StorageConfig;
 use ridelake_lakehouse::LakehouseError;
 use ridelake_lakehouse::layout::LakeLayout;
+use ridelake_lakehouse::maintain::MaintainOptions;
 use ridelake_lakehouse::model::{self, Model};
 use ridelake_lakehouse::observe::{self, Observability};
 use ridelake_lakehouse::silver::SilverOptions;
@@ -155,6 +156,42 @@ fn build_gold<'py>(
     to_python(py, &report)
 }
 
+/// Compacts, checkpoints, cleans the logs of and vacuums every table of the lake without
+/// changing what any returns; returns the run report.
+#[pyfunction]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, model = None, retention_hours = 168.0, log_retention_hours = 720.0, target_file_mb = 128, compact = true, vacuum = true, pushgateway_url = None, metrics_file = None))]
+#[allow(clippy::too_many_arguments)]
+fn maintain<'py>(
+    py: Python<'py>,
+    lake: &str,
+    namespace: &str,
+    storage_options: Option<HashMap<String, String>>,
+    model: Option<std::path::PathBuf>,
+    retention_hours: f64,
+    log_retention_hours: f64,
+    target_file_mb: u64,
+    compact: bool,
+    vacuum: bool,
+    pushgateway_url: Option<String>,
+    metrics_file: Option<std::path::PathBuf>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let hours = |h: f64, name: &str| {
+        std::time::Duration::try_from_secs_f64(h * 3600.0).map_err(|_| ConfigError::new_err(format!("{name} must be a number of hours, 0 or more")))
+    };
+    let options = MaintainOptions {
+        retention: hours(retention_hours, "retention_hours")?,
+        log_retention: hours(log_retention_hours, "log_retention_hours")?,
+        target_file_bytes: target_file_mb.max(1) * 1024 * 1024,
+        compact,
+        vacuum,
+        ..MaintainOptions::default()
+    };
+    let layout = modeled_layout(lake, namespace, storage_options, model.as_deref())?;
+    let observe = observability(pushgateway_url, metrics_file, None, None);
+    let report = run(py, async move { observe::run_maintenance(&layout, &options, &observe).await })?;
+    to_python(py, &report)
+}
+
 /// Reads a table of a layer (`bronze`, `silver`, `gold`) as a Polars DataFrame.
 #[pyfunction]
 #[pyo3(signature = (lake, layer, table, namespace = "ridehail", storage_options = None))]
@@ -280,6 +317,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(export_features, m)?)?;
     m.add_function(wrap_pyfunction!(validate_model, m)?)?;
     m.add_function(wrap_pyfunction!(model_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(maintain, m)?)?;
     m.add("RidelakeError", m.py().get_type::<RidelakeError>())?;
     m.add("MissingTableError", m.py().get_type::<MissingTableError>())?;
     m.add("StorageError", m.py().get_type::<StorageError>())?;

@@ -10,6 +10,13 @@
 //! when the commits since the marker cannot tell the increment: bronze rows were removed, the
 //! table was recreated (other identity, or a version below the marker), or the commit files after
 //! the marker were cleaned up by log retention (a job that fell far behind).
+//!
+//! Compacted files ([`crate::maintain`]) keep the ingest order: a compacted file holds the rows
+//! of files that silver had already processed, in ingest order, and its Parquet footer lists
+//! them as parts (the commit version, the place among that commit's adds and the rows of each,
+//! [`INGEST_PARTS_KEY`]). Its commit changes no data (`dataChange = false`), so an increment
+//! skips it, and a rebuild reads each part's rows with the place the original file had: the
+//! change order, and so silver, does not depend on maintenance.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,15 +81,73 @@ impl Rebuild {
     }
 }
 
-/// A bronze data file and where it stands in ingest order.
+/// Footer key (Parquet key-value metadata) of a compacted bronze file: its parts, in ingest order.
+pub const INGEST_PARTS_KEY: &str = "ridelake.ingest.parts";
+/// Tag of a compacted bronze file's `add` action: the first and last bronze versions of its
+/// parts (`first-last`), so that an increment can tell, from the log alone, that it holds only
+/// rows silver already processed.
+pub const INGEST_TAG: &str = "ridelake.ingest.versions";
+
+/// Rows of a bronze file as a sync added them: where they stand in ingest order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestPart {
+    /// The commit that added them (-1 when that commit is no longer in the log).
+    pub version: i64,
+    /// Their file's place among the commit's `add` actions.
+    pub index: i64,
+    /// How many rows (`None`: the rest of the file).
+    pub rows: Option<u64>,
+}
+
+/// `parts` as a compacted file's footer keeps them: `version:index:rows`, comma-separated.
+pub fn format_parts(parts: &[IngestPart]) -> String {
+    parts.iter().map(|p| format!("{}:{}:{}", p.version, p.index, p.rows.unwrap_or_default())).collect::<Vec<_>>().join(",")
+}
+
+/// The parts of a compacted file's footer value; `None` when it is not one.
+pub fn parse_parts(text: &str) -> Option<Vec<IngestPart>> {
+    text.split(',')
+        .map(|part| {
+            let mut fields = part.split(':').map(str::parse::<i64>);
+            let (version, index, rows) = (fields.next()?.ok()?, fields.next()?.ok()?, fields.next()?.ok()?);
+            (fields.next().is_none() && version >= 0 && (0..=u32::MAX as i64).contains(&index) && rows >= 0)
+                .then_some(IngestPart { version, index, rows: Some(rows as u64) })
+        })
+        .collect()
+}
+
+/// The `(first, last)` bronze versions of a compacted file's `add` tag, if it has one.
+pub fn compacted_versions(add: &deltalake::kernel::Add) -> Option<(i64, i64)> {
+    let value = add.tags.as_ref()?.get(INGEST_TAG)?.as_deref()?;
+    let (first, last) = value.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
+}
+
+/// A bronze data file and where its rows stand in ingest order.
 #[derive(Debug, Clone)]
 pub struct IngestFile {
     /// The file.
     pub file: DataFile,
-    /// The commit that added it (-1 when that commit is no longer in the log).
-    pub version: i64,
-    /// Its place among the commit's `add` actions.
-    pub index: i64,
+    /// Its rows, in order: one part for a file a sync added, the files it replaced for a
+    /// compacted one.
+    pub parts: Vec<IngestPart>,
+}
+
+impl IngestFile {
+    /// A file as a sync added it: the commit `version`, its place `index` among the adds.
+    pub fn added(file: DataFile, version: i64, index: i64) -> Self {
+        IngestFile { file, parts: vec![IngestPart { version, index, rows: None }] }
+    }
+
+    /// Where the file's first rows stand in ingest order.
+    pub fn first(&self) -> (i64, i64) {
+        self.parts.first().map_or((-1, 0), |p| (p.version, p.index))
+    }
+
+    /// Whether the file was compacted from others.
+    pub fn is_compacted(&self) -> bool {
+        self.parts.len() > 1 || self.parts.iter().any(|p| p.rows.is_some())
+    }
 }
 
 /// The bronze rows a run must process.
@@ -138,32 +203,65 @@ async fn commits(table: &DeltaTable, from: i64, to: i64) -> Result<Vec<(i64, Opt
 }
 
 /// Every current file of bronze, in ingest order. Files added by commits that log retention
-/// removed come first, ordered by their `add` time, then path.
-async fn all_files(table: &DeltaTable, upto: i64) -> Result<Vec<IngestFile>> {
+/// removed come first, ordered by their `add` time, then path; a compacted file comes where its
+/// first part was.
+pub async fn all_files(table: &DeltaTable, upto: i64) -> Result<Vec<IngestFile>> {
     let current = io::files(table)?;
     let mut place: HashMap<String, (i64, i64)> = HashMap::new();
     for (version, actions) in commits(table, 0, upto).await? {
-        for (index, add) in actions.unwrap_or_default().into_iter().filter_map(|a| if let Action::Add(add) = a { Some(add) } else { None }).enumerate() {
+        let adds = actions.unwrap_or_default().into_iter().filter_map(|a| if let Action::Add(add) = a { Some(add) } else { None });
+        for (index, add) in adds.filter(|add| compacted_versions(add).is_none()).enumerate() {
             place.insert(add_path(&add.path), (version, index as i64));
         }
     }
     let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;
     let added_at: HashMap<String, i64> = snapshot.log_data().iter().map(|f| (f.path().to_string(), f.modification_time())).collect();
+    // A file without a place is compacted (its footer lists its parts) or was added by a commit
+    // that log retention removed.
+    let unplaced: Vec<DataFile> = current.iter().filter(|f| !place.contains_key(&f.path)).cloned().collect();
+    let footers = io::footer_values(table, &unplaced, INGEST_PARTS_KEY).await?;
+    let mut parts_of: HashMap<String, Vec<IngestPart>> = HashMap::new();
+    for (file, value) in unplaced.iter().zip(footers) {
+        if let Some(parts) = value.as_deref().and_then(parse_parts) {
+            parts_of.insert(file.path.clone(), parts);
+        }
+    }
     let mut files: Vec<(IngestFile, i64)> = current
         .into_iter()
         .map(|file| {
-            let (version, index) = place.get(&file.path).copied().unwrap_or((-1, 0));
             let time = added_at.get(&file.path).copied().unwrap_or(0);
-            (IngestFile { file, version, index }, time)
+            let ingest = match (place.get(&file.path), parts_of.remove(&file.path)) {
+                (Some((version, index)), _) => IngestFile::added(file, *version, *index),
+                (None, Some(parts)) => IngestFile { file, parts },
+                (None, None) => IngestFile::added(file, -1, 0),
+            };
+            (ingest, time)
         })
         .collect();
-    files.sort_by(|(a, ta), (b, tb)| (a.version, a.index, *ta, &a.file.path).cmp(&(b.version, b.index, *tb, &b.file.path)));
+    files.sort_by(|(a, ta), (b, tb)| (a.first(), *ta, &a.file.path).cmp(&(b.first(), *tb, &b.file.path)));
     let mut out: Vec<IngestFile> = files.into_iter().map(|(f, _)| f).collect();
     // Files of cleaned commits: number them in their order so that their rows stay distinct.
-    for (i, file) in out.iter_mut().filter(|f| f.version < 0).enumerate() {
-        file.index = i as i64;
+    for (i, file) in out.iter_mut().filter(|f| f.first().0 < 0).enumerate() {
+        file.parts = vec![IngestPart { version: -1, index: i as i64, rows: None }];
     }
     Ok(out)
+}
+
+/// Whether a commit after silver's marker only compacted rows silver had already processed
+/// (bronze versions up to `marker`): every removal and every addition changes no data, and every
+/// added file is a compacted one whose parts all predate the marker.
+fn only_compacts(actions: &[Action], marker: i64) -> bool {
+    let mut touched = false;
+    for action in actions {
+        match action {
+            Action::Remove(remove) if !remove.data_change => touched = true,
+            Action::Remove(_) => return false,
+            Action::Add(add) if !add.data_change && compacted_versions(add).is_some_and(|(_, last)| last <= marker) => touched = true,
+            Action::Add(_) => return false,
+            _ => {}
+        }
+    }
+    touched
 }
 
 /// `add.path` as the snapshot names it (percent-decoded; kept as written when the decoded bytes
@@ -195,6 +293,9 @@ pub async fn increment(url: &Url, options: &HashMap<String, String>, marker: Opt
             increment.rebuild = Some(Rebuild::LogCleaned { version });
             break;
         };
+        if only_compacts(&actions, m) {
+            continue;
+        }
         if actions.iter().any(|a| matches!(a, Action::Remove(_))) {
             increment.rebuild = Some(Rebuild::RowsRemoved { version });
             break;
@@ -202,7 +303,7 @@ pub async fn increment(url: &Url, options: &HashMap<String, String>, marker: Opt
         let adds = actions.into_iter().filter_map(|a| if let Action::Add(add) = a { Some(add) } else { None });
         for (index, add) in adds.enumerate() {
             if let Some(file) = current.get(&add_path(&add.path)) {
-                files.push(IngestFile { file: file.clone(), version, index: index as i64 });
+                files.push(IngestFile::added(file.clone(), version, index as i64));
             }
         }
     }
@@ -245,10 +346,7 @@ async fn read_sources(increment: &BronzeIncrement, columns: &[&str]) -> Result<D
     let frames = io::read_each(&increment.table, &files, Some(&present)).await?;
     let mut tagged = Vec::with_capacity(frames.len());
     for (frame, file) in frames.into_iter().zip(&increment.files) {
-        tagged.push(frame.lazy().with_row_index(ROW_IN_FILE, None).with_columns([
-            lit(file.version).cast(DataType::Int64).alias(INGEST_VERSION),
-            (col(ROW_IN_FILE).cast(DataType::Int64) + lit(file.index << 32).cast(DataType::Int64)).alias(INGEST_ROW),
-        ]).drop(cols([ROW_IN_FILE])));
+        tagged.push(with_ingest_order(frame, file, increment)?);
     }
     if tagged.is_empty() {
         let empty = io::read_columns(&increment.table, &[], Some(&present)).await?;
@@ -259,6 +357,36 @@ async fn read_sources(increment: &BronzeIncrement, columns: &[&str]) -> Result<D
             .step("reading bronze");
     }
     concat(tagged, UnionArgs::default()).step("reading bronze")?.collect().step("reading bronze")
+}
+
+/// A file's rows with their ingest order columns: [`INGEST_VERSION`] and [`INGEST_ROW`]
+/// (`index << 32 | row in the file as the sync added it`), part by part.
+fn with_ingest_order(frame: DataFrame, file: &IngestFile, increment: &BronzeIncrement) -> Result<LazyFrame> {
+    if let [IngestPart { version, index, rows: None }] = file.parts[..] {
+        return Ok(frame.lazy().with_row_index(ROW_IN_FILE, None).with_columns([
+            lit(version).cast(DataType::Int64).alias(INGEST_VERSION),
+            (col(ROW_IN_FILE).cast(DataType::Int64) + lit(index << 32).cast(DataType::Int64)).alias(INGEST_ROW),
+        ]).drop(cols([ROW_IN_FILE])));
+    }
+    let height = frame.height() as u64;
+    let (mut versions, mut rows) = (Vec::with_capacity(height as usize), Vec::with_capacity(height as usize));
+    let mut at = 0u64;
+    for part in &file.parts {
+        let count = part.rows.unwrap_or(height.saturating_sub(at));
+        versions.extend(std::iter::repeat_n(part.version, count as usize));
+        rows.extend((0..count as i64).map(|row| (part.index << 32) + row));
+        at += count;
+    }
+    if at != height {
+        return Err(LakehouseError::Schema {
+            table: increment.table.table_url().to_string(),
+            message: format!("compacted file {} holds {height} rows, its footer lists {at}", file.file.path),
+        });
+    }
+    let mut frame = frame;
+    frame.with_column(Column::new(INGEST_VERSION.into(), versions)).step("reading bronze")?;
+    frame.with_column(Column::new(INGEST_ROW.into(), rows)).step("reading bronze")?;
+    Ok(frame.lazy())
 }
 
 /// Silver's `columns` (mapped as [`read`] maps them) of the bronze rows `at` (each an
@@ -274,38 +402,48 @@ pub async fn read_rows(increment: &BronzeIncrement, columns: &[&str], at: &[(i64
 async fn read_source_rows(increment: &BronzeIncrement, columns: &[&str], at: &[(i64, i64)]) -> Result<DataFrame> {
     let step = "reading bronze rows";
     let present = sources(increment, columns)?;
-    // Per file (commit version, place among its adds): its wanted rows, ascending and distinct.
-    let mut wanted: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
-    for (version, row) in at {
-        wanted.entry((*version, row >> 32)).or_default().push((row & 0xFFFF_FFFF) as usize);
+    // Where each part (commit version, place among its adds) is: its file, its first row there.
+    let mut part_at: HashMap<(i64, i64), (usize, u64)> = HashMap::new();
+    for (i, file) in increment.files.iter().enumerate() {
+        let mut start = 0;
+        for part in &file.parts {
+            part_at.insert((part.version, part.index), (i, start));
+            start += part.rows.unwrap_or_default();
+        }
     }
+    // Per file: its wanted rows, ascending and distinct.
+    let mut located = Vec::with_capacity(at.len());
+    let mut wanted: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (version, row) in at {
+        let Some((file, start)) = part_at.get(&(*version, row >> 32)) else {
+            return Err(LakehouseError::Schema { table: increment.table.table_url().to_string(), message: "a change's bronze file is no longer in the table".into() });
+        };
+        let in_file = (start + (row & 0xFFFF_FFFF) as u64) as usize;
+        wanted.entry(*file).or_default().push(in_file);
+        located.push((*file, in_file));
+    }
+    let mut order: Vec<usize> = wanted.keys().copied().collect();
+    order.sort_unstable();
     for rows in wanted.values_mut() {
         rows.sort_unstable();
         rows.dedup();
     }
-    let files: Vec<(&IngestFile, Vec<usize>)> =
-        increment.files.iter().filter_map(|f| wanted.remove(&(f.version, f.index)).map(|rows| (f, rows))).collect();
-    if !wanted.is_empty() {
-        return Err(LakehouseError::Schema { table: increment.table.table_url().to_string(), message: "a change's bronze file is no longer in the table".into() });
-    }
-    let to_read: Vec<(DataFile, Vec<usize>)> = files.iter().map(|(f, rows)| (f.file.clone(), rows.clone())).collect();
+    let to_read: Vec<(DataFile, Vec<usize>)> = order.iter().map(|i| (increment.files[*i].file.clone(), wanted[i].clone())).collect();
     let frames = io::read_rows_each(&increment.table, &to_read, &present).await?;
-    // Where each (file, row) landed in the frames stacked in file order.
-    let mut start = HashMap::new();
+    // Where each file's rows landed in the frames stacked in file order.
+    let mut first_of: HashMap<usize, IdxSize> = HashMap::new();
     let mut offset: IdxSize = 0;
-    for ((file, rows), frame) in files.iter().zip(&frames) {
+    for ((i, (file, rows)), frame) in order.iter().zip(&to_read).zip(&frames) {
         if frame.height() != rows.len() {
-            return Err(LakehouseError::Schema { table: increment.table.table_url().to_string(), message: format!("file {} gave {} of {} selected rows", file.file.path, frame.height(), rows.len()) });
+            return Err(LakehouseError::Schema { table: increment.table.table_url().to_string(), message: format!("file {} gave {} of {} selected rows", file.path, frame.height(), rows.len()) });
         }
-        start.insert((file.version, file.index), (offset, rows));
+        first_of.insert(*i, offset);
         offset += rows.len() as IdxSize;
     }
-    let mut positions = Vec::with_capacity(at.len());
-    for (version, row) in at {
-        let (first, rows) = start[&(*version, row >> 32)];
-        let within = rows.binary_search(&((row & 0xFFFF_FFFF) as usize)).unwrap_or_default();
-        positions.push(first + within as IdxSize);
-    }
+    let positions: Vec<IdxSize> = located
+        .iter()
+        .map(|(file, in_file)| first_of[file] + wanted[file].binary_search(in_file).unwrap_or_default() as IdxSize)
+        .collect();
     let stacked = if frames.is_empty() {
         io::read_columns(&increment.table, &[], Some(&present)).await?
     } else {

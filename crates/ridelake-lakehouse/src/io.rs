@@ -35,7 +35,7 @@ use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecord
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use polars::prelude::{DataFrame, IntoLazy, col, cols, lit};
 use url::Url;
 
@@ -150,6 +150,28 @@ pub async fn marker(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
         .transaction_version(table.log_store().as_ref(), app_id)
         .await
         .map_err(|e| LakehouseError::delta(table.table_url(), e))
+}
+
+/// Whether every commit of `table` after version `from`, up to its current version, changed no
+/// data (compaction, vacuum: only `dataChange = false` files and commit infos), read from the log.
+pub async fn data_unchanged_since(table: &DeltaTable, from: i64) -> Result<bool> {
+    let store = table.log_store();
+    let url = table.table_url();
+    let upto = table.version().unwrap_or_default() as i64;
+    for version in from + 1..=upto {
+        let Some(bytes) = store.read_commit_entry(version as u64).await.map_err(|e| LakehouseError::delta(url, e))? else { return Ok(false) };
+        let actions = deltalake::logstore::get_actions(version as u64, &bytes).map_err(|e| LakehouseError::delta(url, e))?;
+        let quiet = actions.iter().all(|action| match action {
+            Action::CommitInfo(_) => true,
+            Action::Add(add) => !add.data_change,
+            Action::Remove(remove) => !remove.data_change,
+            _ => false,
+        });
+        if !quiet {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Opens a table and reads its marker `app_id` (both `None` when there is no table yet).
@@ -314,6 +336,29 @@ async fn read_file(store: ObjectStoreRef, url: &Url, file: &DataFile, schema: &S
     batches.iter().map(|batch| conform(batch, schema, &file.partition)).collect()
 }
 
+/// The value of key-value metadata `key` in the Parquet footer of each of `files` (same order):
+/// reads the footers only, concurrently.
+pub async fn footer_values(table: &DeltaTable, files: &[DataFile], key: &str) -> Result<Vec<Option<String>>> {
+    let store = table.object_store();
+    let url = table.table_url().clone();
+    let reads = futures::stream::iter(files.iter().cloned()).map(|file| {
+        let (store, url, key) = (store.clone(), url.clone(), key.to_owned());
+        async move {
+            let path = Path::parse(&file.path).map_err(|e| LakehouseError::delta(&url, e.into()))?;
+            #[allow(deprecated)]
+            let reader = ParquetObjectReader::new(store, path);
+            let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| LakehouseError::delta(&url, e.into()))?;
+            let value = builder
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|pairs| pairs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.clone()));
+            Ok::<_, LakehouseError>(value)
+        }
+    });
+    reads.buffered(8).try_collect().await
+}
+
 /// Rows in the table: from the files' statistics, or by reading one column where they are missing.
 pub async fn row_count(table: &DeltaTable) -> Result<u64> {
     let all = files(table)?;
@@ -359,8 +404,10 @@ fn nullable(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>()))
 }
 
-fn commit_properties(markers: &[(String, i64)], metadata: serde_json::Map<String, serde_json::Value>) -> CommitProperties {
-    let mut properties = CommitProperties::default().with_metadata(metadata);
+/// Properties of our commits: `markers` as `txn` actions, `metadata` in the commit info. Log
+/// cleanup is left to [`crate::maintain`], which knows which versions markers still need.
+pub(crate) fn commit_properties(markers: &[(String, i64)], metadata: serde_json::Map<String, serde_json::Value>) -> CommitProperties {
+    let mut properties = CommitProperties::default().with_metadata(metadata).with_cleanup_expired_logs(Some(false));
     for (app_id, version) in markers {
         properties = properties.with_application_transaction(Transaction::new(app_id, *version));
     }
@@ -456,7 +503,7 @@ const PARALLEL_WRITE_ROWS: usize = 100_000;
 /// Parquet settings of silver and gold files: dictionary encoding only for text columns, where
 /// values repeat (status, city, currency, …); ids, timestamps and amounts are nearly unique, and
 /// trying a dictionary on them costs CPU before the writer falls back to plain encoding.
-fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+pub(crate) fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     let mut builder = WriterProperties::builder().set_compression(ParquetCompression::SNAPPY).set_dictionary_enabled(false);
     for field in schema.fields() {
         if matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
@@ -575,7 +622,7 @@ fn with_comments(batches: Vec<RecordBatch>, doc: impl Fn(&str) -> Option<&'stati
 
 /// `batch` with the columns and types of `schema`, by name (Polars' string and timestamp
 /// encodings become the table's).
-fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub(crate) fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let column = match batch.column_by_name(field.name()) {

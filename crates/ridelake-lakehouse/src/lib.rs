@@ -6,7 +6,8 @@
 //! the changes, checks the rules and picks the latest per key by [`order`], the one total order
 //! of changes; [`silver`] folds them into the published state, checks integrity between rides
 //! and users, and writes; [`io`] reads and commits Delta tables; [`lease`] keeps two runs of a
-//! layer from interleaving. [`gold`] aggregates silver for reports and ML; [`report`] summarizes
+//! layer from interleaving; [`maintain`] compacts, checkpoints, cleans the logs of and vacuums
+//! every table without changing what it returns. [`gold`] aggregates silver for reports and ML; [`report`] summarizes
 //! the lake and renders it as an HTML page; [`publish`] copies gold to PostgreSQL (for Power BI,
 //! over TLS as [`postgres_tls`] sets up)
 //! and [`features`] writes per-driver and per-customer ML features as Parquet. [`layout`] names
@@ -24,6 +25,7 @@ pub mod increment;
 pub mod io;
 pub mod lease;
 pub mod layout;
+pub mod maintain;
 pub mod metrics;
 pub mod model;
 pub mod observe;

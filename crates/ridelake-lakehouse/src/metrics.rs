@@ -5,7 +5,8 @@
 //! upserted, deleted, quarantined and released per table; rides waiting and the change time of
 //! the oldest; partitions rewritten. Gold: rows written per table, days recomputed, silver rows
 //! read. Both: each written table's Delta version, each layer's newest change (freshness, from
-//! Delta statistics), and the shared run metrics of [`ridelake_core::metrics`].
+//! Delta statistics), and the shared run metrics of [`ridelake_core::metrics`]. Maintenance:
+//! files per table after the run, files compacted, bytes reclaimed and log files removed.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use ridelake_core::metrics::{self, MetricDef, MetricKind, MetricSet};
 
 use crate::error::LakehouseError;
 use crate::gold::GoldReport;
+use crate::maintain::MaintenanceReport;
 use crate::silver::SilverReport;
 
 /// The Pushgateway job (grouping key) of silver builds.
@@ -70,9 +72,51 @@ pub const GOLD_ROWS_READ: MetricDef = MetricDef {
     labels: &[],
 };
 
+/// The Pushgateway job (grouping key) of maintenance runs.
+pub const MAINTENANCE_JOB: &str = "ridelake_maintenance";
+/// Data files per table after the last maintenance run.
+pub const TABLE_FILES: MetricDef = MetricDef {
+    name: "ridelake_table_files",
+    help: "Data files in the table after the last maintenance run (layer/table, e.g. bronze/ridehail/rides).",
+    kind: MetricKind::Gauge,
+    labels: &["table"],
+};
+/// Files a maintenance run compacted, per table.
+pub const MAINTENANCE_FILES_COMPACTED: MetricDef = MetricDef {
+    name: "ridelake_maintenance_files_compacted",
+    help: "Small files the last maintenance run merged into larger ones, per table.",
+    kind: MetricKind::Gauge,
+    labels: &["table"],
+};
+/// Bytes a maintenance run's vacuum deleted, per table.
+pub const MAINTENANCE_BYTES_RECLAIMED: MetricDef = MetricDef {
+    name: "ridelake_maintenance_reclaimed_bytes",
+    help: "Bytes of files no longer in the table that the last maintenance run deleted, per table.",
+    kind: MetricKind::Gauge,
+    labels: &["table"],
+};
+/// Log entries a maintenance run removed, per table.
+pub const MAINTENANCE_LOGS_REMOVED: MetricDef = MetricDef {
+    name: "ridelake_maintenance_log_files_removed",
+    help: "Delta log files (commits, checkpoints) the last maintenance run removed, per table.",
+    kind: MetricKind::Gauge,
+    labels: &["table"],
+};
+
 /// Every metric of this crate (shared ones aside).
-pub const ALL: [MetricDef; 7] =
-    [SILVER_ROWS, SILVER_PENDING_RIDES, SILVER_PENDING_OLDEST, SILVER_PARTITIONS_REWRITTEN, GOLD_ROWS_WRITTEN, GOLD_PARTITIONS_RECOMPUTED, GOLD_ROWS_READ];
+pub const ALL: [MetricDef; 11] = [
+    SILVER_ROWS,
+    SILVER_PENDING_RIDES,
+    SILVER_PENDING_OLDEST,
+    SILVER_PARTITIONS_REWRITTEN,
+    GOLD_ROWS_WRITTEN,
+    GOLD_PARTITIONS_RECOMPUTED,
+    GOLD_ROWS_READ,
+    TABLE_FILES,
+    MAINTENANCE_FILES_COMPACTED,
+    MAINTENANCE_BYTES_RECLAIMED,
+    MAINTENANCE_LOGS_REMOVED,
+];
 
 /// The `table` label of a written table (`silver_rides` → `rides`).
 fn short_name(table: &str) -> &str {
@@ -149,10 +193,34 @@ pub fn gold_metrics(
     with_run(set, "gold", freshness, duration, error)
 }
 
+/// The metrics of a maintenance run. `report` is `None` when the run failed before reporting.
+pub fn maintenance_metrics(report: Option<&MaintenanceReport>, duration: Duration, error: Option<&LakehouseError>) -> ridelake_core::Result<MetricSet> {
+    let mut set = MetricSet::new();
+    for table in report.map(|r| r.tables.as_slice()).unwrap_or_default() {
+        set.set(&TABLE_FILES, &[&table.table], table.files_after as f64)?;
+        set.set(&MAINTENANCE_FILES_COMPACTED, &[&table.table], table.files_compacted as f64)?;
+        set.set(&MAINTENANCE_BYTES_RECLAIMED, &[&table.table], table.bytes_reclaimed as f64)?;
+        set.set(&MAINTENANCE_LOGS_REMOVED, &[&table.table], table.logs_removed as f64)?;
+    }
+    with_run(set, "maintenance", &Vec::new(), duration, error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::io::Written;
+    use crate::maintain::TableMaintenance;
+
+    #[test]
+    fn a_maintenance_report_becomes_metrics() -> ridelake_core::Result<()> {
+        let table = TableMaintenance { table: "bronze/ridehail/rides".into(), files_after: 3, files_compacted: 40, bytes_reclaimed: 1024, ..Default::default() };
+        let report = MaintenanceReport { tables: vec![table], seconds: 1.0 };
+        let set = maintenance_metrics(Some(&report), Duration::from_secs(1), None)?;
+        assert_eq!(set.gauge(TABLE_FILES.name, &["bronze/ridehail/rides"]), Some(3.0));
+        assert_eq!(set.gauge(MAINTENANCE_FILES_COMPACTED.name, &["bronze/ridehail/rides"]), Some(40.0));
+        assert_eq!(set.gauge(MAINTENANCE_BYTES_RECLAIMED.name, &["bronze/ridehail/rides"]), Some(1024.0));
+        Ok(())
+    }
 
     #[test]
     fn names_follow_the_conventions() {

@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::gold::{self, GoldReport};
 use crate::io::{self, Written};
 use crate::layout::LakeLayout;
+use crate::maintain::{self, MaintainOptions, MaintenanceReport};
 use crate::metrics::{self, Freshness};
 use crate::silver::{self, SilverOptions, SilverReport};
 
@@ -131,5 +132,16 @@ pub async fn run_gold(layout: &LakeLayout, observe: &Observability) -> Result<Go
         Err(e) => lineage.fail(&[Dataset::at(&rides)], &e.to_string()),
     };
     emit(observe, event).await;
+    result
+}
+
+/// [`maintain::maintain`], with its metrics (files per table, files compacted, bytes reclaimed).
+/// No lineage events: maintenance changes no data.
+pub async fn run_maintenance(layout: &LakeLayout, run: &MaintainOptions, observe: &Observability) -> Result<MaintenanceReport> {
+    let started = Instant::now();
+    let result = maintain::maintain(layout, run).await;
+    if observe.metrics.is_enabled() {
+        ship(observe, metrics::MAINTENANCE_JOB, metrics::maintenance_metrics(result.as_ref().ok(), started.elapsed(), result.as_ref().err())).await;
+    }
     result
 }

@@ -269,7 +269,7 @@ async fn rides_of_users(table: &DeltaTable, files: &[DataFile], users: &DataFram
 
 /// The latest version of the table at `url` whose marker `app_id` is at most `max` (time travel),
 /// or `None` when there is no such version.
-async fn as_of_marker(url: &Url, options: &HashMap<String, String>, app_id: &str, max: Option<i64>) -> Result<Option<DeltaTable>> {
+pub(crate) async fn as_of_marker(url: &Url, options: &HashMap<String, String>, app_id: &str, max: Option<i64>) -> Result<Option<DeltaTable>> {
     let Some(max) = max else { return Ok(None) };
     let Some(latest) = io::open(url, options).await? else { return Ok(None) };
     let mut version = latest.version().unwrap_or_default();
@@ -476,8 +476,13 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     }
     // Rides record the users version their integrity was checked against; any other means a run
     // stopped between the two commits (or silver predates these markers): rebuild.
+    // (commits since then that changed no data, such as maintenance's, do not count)
     let users_version = users_known.table.as_ref().and_then(|t| t.version()).map(|v| v as i64);
-    let interrupted = rides_known.table.is_some() && rides_checked_against != users_version;
+    let interrupted = match (&rides_known.table, &users_known.table, rides_checked_against, users_version) {
+        (None, ..) => false,
+        (Some(_), Some(users), Some(checked), Some(now)) if checked < now => !io::data_unchanged_since(users, checked).await?,
+        _ => rides_checked_against != users_version,
+    };
     let state_missing = users_known.epochs.is_none() || rides_known.epochs.is_none();
     if forced.is_some() || interrupted || state_missing || bronze_users.rebuild.is_some() || bronze_rides.rebuild.is_some() {
         let reason = |own: &Option<Rebuild>| match (&forced, interrupted, own) {

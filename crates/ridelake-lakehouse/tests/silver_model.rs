@@ -7,27 +7,20 @@
 //! connector pipeline. Also: `validate` on a lake, and a changed model stopping a run until a
 //! rebuild is asked for.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{NaiveDateTime, TimeZone as _};
-use destination_delta_lake::catalog::Catalog;
-use destination_delta_lake::config::DestinationOptions;
-use destination_delta_lake::protocol::Emitter;
-use destination_delta_lake::write::run_write;
+use common::{NS, assert_same, generate, layout, sync};
 use polars::prelude::*;
-use ridelake_core::generator::{Generator, GeneratorConfig, configured_catalog};
-use ridelake_core::storage::StorageConfig;
+use ridelake_core::generator::{GeneratorConfig, configured_catalog};
 use ridelake_lakehouse::LakehouseError;
-use ridelake_lakehouse::io;
-use ridelake_lakehouse::layout::LakeLayout;
 use ridelake_lakehouse::model::{self, Model};
 use ridelake_lakehouse::silver::{SilverOptions, build_silver, build_silver_with};
 use serde_json::{Value, json};
 
-const NS: &str = "ridehail";
 const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6f";
 const STATUSES: [&str; 5] = ["requested", "accepted", "in_progress", "completed", "cancelled"];
 const USER_TEXT: [&str; 4] = ["name", "email", "phone", "city"];
@@ -227,67 +220,11 @@ impl Variant {
     }
 }
 
-fn generate(cfg: GeneratorConfig) -> Vec<String> {
-    let mut out = Vec::new();
-    Generator::new(cfg, &mut out).run().expect("generate");
-    String::from_utf8(out).expect("utf8").lines().map(str::to_owned).collect()
-}
-
-async fn sync(lake: &Path, catalog: &str, lines: &[String]) {
-    let options = DestinationOptions::from_json(&json!({"storage": {"storage_type": "Local", "local_path": lake.join("bronze")}}).to_string()).expect("config");
-    let catalog = Catalog::from_json(catalog, "default").expect("catalog");
-    let emitter = Arc::new(Emitter::to_writer(Box::new(std::io::sink())));
-    run_write(options, catalog, Box::new(Cursor::new(lines.join("\n").into_bytes())), emitter).await.expect("bronze sync");
-}
-
-fn layout(lake: &Path, model: Option<&Model>) -> LakeLayout {
-    let layout = LakeLayout::new(StorageConfig::Local { path: lake.to_path_buf() }, NS).expect("layout");
-    match model {
-        Some(m) => layout.with_model(m.clone()),
-        None => layout,
-    }
-}
+const TABLES: [&str; 5] = common::SILVER;
 
 async fn read(lake: &Path, table: &str) -> DataFrame {
-    let layout = layout(lake, None);
-    let Some(t) = io::open(&layout.silver(table).expect("url"), &layout.storage_options()).await.expect("open") else { return DataFrame::empty() };
-    let frame = io::read_all(&t).await.expect("read");
-    let frame = if frame.column("_airbyte_raw_id").is_ok() { frame.drop("_airbyte_raw_id").expect("drop") } else { frame };
-    let mut by: Vec<PlSmallStr> = vec!["id".into()];
-    if frame.column("rule").is_ok() {
-        by.extend(["table".into(), "rule".into(), "_cdc_bronze_version".into(), "_cdc_bronze_row".into()]);
-    }
-    frame.sort(by, SortMultipleOptions::default().with_nulls_last(true)).expect("sort")
+    common::read_table(lake, table).await
 }
-
-/// Equal tables: same columns and rows; floats equal to 1e-9 relative (a scaled value may differ
-/// from the decimal text in the last bit).
-fn assert_same(table: &str, expected: &DataFrame, got: &DataFrame, context: &str) {
-    assert_eq!(expected.height(), got.height(), "silver {table}: row count ({context})");
-    let mut names: Vec<String> = expected.get_column_names().iter().map(|n| n.to_string()).collect();
-    names.sort();
-    let mut got_names: Vec<String> = got.get_column_names().iter().map(|n| n.to_string()).collect();
-    got_names.sort();
-    assert_eq!(names, got_names, "silver {table}: columns ({context})");
-    for name in &names {
-        let (a, b) = (expected.column(name).expect("column"), got.column(name).expect("column"));
-        if a.dtype() == &DataType::Float64 || b.dtype() == &DataType::Float64 {
-            let (a, b) = (a.cast(&DataType::Float64).expect("f64"), b.cast(&DataType::Float64).expect("f64"));
-            for (row, (x, y)) in a.f64().expect("f64").iter().zip(b.f64().expect("f64").iter()).enumerate() {
-                let same = match (x, y) {
-                    (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
-                    (None, None) => true,
-                    _ => false,
-                };
-                assert!(same, "silver {table}.{name} row {row}: {x:?} != {y:?} ({context})");
-            }
-        } else {
-            assert!(a.as_materialized_series().equals_missing(b.as_materialized_series()), "silver {table}.{name} differs ({context})\n{a:?}\n{b:?}");
-        }
-    }
-}
-
-const TABLES: [&str; 5] = ["users", "rides", "rides_pending", "rides_deleted", "quarantine"];
 
 async fn check_variant(seed: u64) {
     let variant = Variant::random(seed);

@@ -13,13 +13,16 @@ class Written(TypedDict):
 class SilverReport(TypedDict):
     users_versions: list[int | None]  # [processed after, up to]
     rides_versions: list[int | None]
+    rebuild: str | None  # why this run rebuilt silver from all of bronze, if it did
     rows_read: int
     users_read: int
     rides_read: int
     users_upserted: int
     users_deleted: int
+    users_retyped: int
     rides_upserted: int
     rides_deleted: int
+    rides_withdrawn: int
     quarantined: int
     users_quarantined: int
     rides_quarantined: int
@@ -104,6 +107,23 @@ class FeatureFile(TypedDict):
     gold_versions: list[tuple[str, int]]
     as_of_us: int | None
 
+class TableMaintenance(TypedDict):
+    table: str  # bronze/<namespace>/<stream>, silver/<table>, gold/<table>
+    files_before: int
+    files_after: int
+    files_compacted: int
+    files_written: int
+    log_floor: int | None  # the oldest version log cleanup had to keep
+    logs_removed: int
+    checkpoint: int | None
+    files_vacuumed: int
+    bytes_reclaimed: int
+    version: int
+
+class MaintenanceReport(TypedDict):
+    tables: list[TableMaintenance]
+    seconds: float
+
 class RidelakeError(Exception): ...
 class MissingTableError(RidelakeError): ...
 class StorageError(RidelakeError): ...
@@ -161,6 +181,20 @@ def validate_model(
     storage_options: dict[str, str] | None = None,
 ) -> list[str]: ...  # problems, each "file: line N: what to change"; [] when the model fits
 def model_schema() -> dict[str, object]: ...  # the JSON Schema of model files
+def maintain(
+    lake: str,
+    namespace: str = "ridehail",
+    storage_options: dict[str, str] | None = None,
+    *,
+    model: str | os.PathLike[str] | None = None,
+    retention_hours: float = 168.0,  # delete files out of a table for longer than this
+    log_retention_hours: float = 720.0,  # remove older log entries, within what markers need
+    target_file_mb: int = 128,
+    compact: bool = True,
+    vacuum: bool = True,
+    pushgateway_url: str | None = None,
+    metrics_file: str | os.PathLike[str] | None = None,
+) -> MaintenanceReport: ...
 def export_gold_parquet(
     lake: str, dir: str | os.PathLike[str], namespace: str = "ridehail", storage_options: dict[str, str] | None = None
 ) -> list[ExportedTable]: ...

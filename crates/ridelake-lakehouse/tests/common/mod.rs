@@ -1,0 +1,101 @@
+//! Helpers shared by the integration tests: the generator's history, bronze written by the real
+//! connector pipeline, and silver and gold tables read back in a comparable order.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use destination_delta_lake::catalog::Catalog;
+use destination_delta_lake::config::DestinationOptions;
+use destination_delta_lake::protocol::Emitter;
+use destination_delta_lake::write::run_write;
+use polars::prelude::*;
+use ridelake_core::generator::{Generator, GeneratorConfig};
+use ridelake_core::storage::StorageConfig;
+use ridelake_lakehouse::io;
+use ridelake_lakehouse::layout::LakeLayout;
+use ridelake_lakehouse::model::Model;
+use serde_json::json;
+
+/// The namespace of the generator's streams.
+pub const NS: &str = "ridehail";
+
+/// Every silver table.
+pub const SILVER: [&str; 5] = ["users", "rides", "rides_pending", "rides_deleted", "quarantine"];
+
+/// The generator's messages, one per line.
+pub fn generate(cfg: GeneratorConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    Generator::new(cfg, &mut out).run().expect("generate");
+    String::from_utf8(out).expect("utf8").lines().map(str::to_owned).collect()
+}
+
+/// One sync of `lines` into the lake's bronze, by the connector's pipeline.
+pub async fn sync(lake: &Path, catalog: &str, lines: &[String]) {
+    let options = DestinationOptions::from_json(&json!({"storage": {"storage_type": "Local", "local_path": lake.join("bronze")}}).to_string()).expect("config");
+    let catalog = Catalog::from_json(catalog, "default").expect("catalog");
+    let emitter = Arc::new(Emitter::to_writer(Box::new(std::io::sink())));
+    run_write(options, catalog, Box::new(Cursor::new(lines.join("\n").into_bytes())), emitter).await.expect("bronze sync");
+}
+
+/// The lake at `lake`, read through `model` (the default one when `None`).
+pub fn layout(lake: &Path, model: Option<&Model>) -> LakeLayout {
+    let layout = LakeLayout::new(StorageConfig::Local { path: lake.to_path_buf() }, NS).expect("layout");
+    match model {
+        Some(m) => layout.with_model(m.clone()),
+        None => layout,
+    }
+}
+
+/// A silver table (`silver/<table>`) or gold table (`gold/<table>`), sorted by its key (empty
+/// when missing). `_airbyte_raw_id` is dropped: it differs between two lakes of one history.
+pub async fn read_table(lake: &Path, table: &str) -> DataFrame {
+    let layout = layout(lake, None);
+    let url = match table.split_once('/') {
+        Some(("gold", name)) => layout.gold(name),
+        Some((_, name)) => layout.silver(name),
+        None => layout.silver(table),
+    }
+    .expect("url");
+    let Some(t) = io::open(&url, &layout.storage_options()).await.expect("open") else { return DataFrame::empty() };
+    let frame = io::read_all(&t).await.expect("read");
+    let frame = if frame.column("_airbyte_raw_id").is_ok() { frame.drop("_airbyte_raw_id").expect("drop") } else { frame };
+    let mut by: Vec<PlSmallStr> = Vec::new();
+    for key in ["year", "month", "day", "city", "driver_id", "customer_id", "id", "table", "rule", "_cdc_bronze_version", "_cdc_bronze_row"] {
+        if frame.column(key).is_ok() {
+            by.push(key.into());
+        }
+    }
+    if by.is_empty() {
+        return frame;
+    }
+    frame.sort(by, SortMultipleOptions::default().with_nulls_last(true)).expect("sort")
+}
+
+/// Equal tables: same columns and rows; floats equal to 1e-9 relative (a scaled value may differ
+/// from the decimal text in the last bit).
+pub fn assert_same(table: &str, expected: &DataFrame, got: &DataFrame, context: &str) {
+    assert_eq!(expected.height(), got.height(), "{table}: row count ({context})");
+    let mut names: Vec<String> = expected.get_column_names().iter().map(|n| n.to_string()).collect();
+    names.sort();
+    let mut got_names: Vec<String> = got.get_column_names().iter().map(|n| n.to_string()).collect();
+    got_names.sort();
+    assert_eq!(names, got_names, "{table}: columns ({context})");
+    for name in &names {
+        let (a, b) = (expected.column(name).expect("column"), got.column(name).expect("column"));
+        if a.dtype() == &DataType::Float64 || b.dtype() == &DataType::Float64 {
+            let (a, b) = (a.cast(&DataType::Float64).expect("f64"), b.cast(&DataType::Float64).expect("f64"));
+            for (row, (x, y)) in a.f64().expect("f64").iter().zip(b.f64().expect("f64").iter()).enumerate() {
+                let same = match (x, y) {
+                    (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+                    (None, None) => true,
+                    _ => false,
+                };
+                assert!(same, "{table}.{name} row {row}: {x:?} != {y:?} ({context})");
+            }
+        } else {
+            assert!(a.as_materialized_series().equals_missing(b.as_materialized_series()), "{table}.{name} differs ({context})\n{a:?}\n{b:?}");
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Maintenance is invisible: for random histories cut into many small syncs, a lake maintained
+//! at random points (bronze, silver and gold compacted, logs cleaned and vacuumed with no
+//! retention at all, and sometimes right after a silver run that died midway) gives the same
+//! silver and gold as a lake never maintained. (Every column but the bronze version of a change:
+//! maintenance's own bronze commits shift the versions of later syncs, in order.) Silver's runs
+//! after maintenance stay incremental, and a rebuild of the maintained lake, which must read the
+//! compacted bronze files and a cleaned log, gives its tables again, every column included (the
+//! change order's bronze version and row too). Bronze is written by the real connector pipeline.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{SILVER, assert_same, generate, layout, read_table, sync};
+use polars::prelude::{DataFrame, PlSmallStr};
+use ridelake_core::generator::{GeneratorConfig, configured_catalog};
+use ridelake_lakehouse::LakehouseError;
+use ridelake_lakehouse::gold::{GOLD_TABLES, build_gold};
+use ridelake_lakehouse::io;
+use ridelake_lakehouse::maintain::{MaintainOptions, MaintenanceReport, maintain};
+use ridelake_lakehouse::silver::{SilverOptions, build_silver, build_silver_with};
+
+/// xorshift64*: a small, seeded, dependency-free generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Maintenance with no retention at all: everything that may go, goes.
+fn eager() -> MaintainOptions {
+    MaintainOptions { retention: Duration::ZERO, log_retention: Duration::ZERO, checkpoint_every: 2, ..Default::default() }
+}
+
+async fn tables(lake: &Path) -> Vec<(String, DataFrame)> {
+    let mut out = Vec::new();
+    for table in SILVER.iter().map(|t| format!("silver/{t}")).chain(GOLD_TABLES.iter().map(|t| format!("gold/{t}"))) {
+        let frame = read_table(lake, &table).await;
+        out.push((table, frame));
+    }
+    out
+}
+
+/// The tables without the bronze versions of changes, which differ between two lakes whose
+/// bronze tables had different commits (in the same order).
+fn without_versions(tables: &[(String, DataFrame)]) -> Vec<(String, DataFrame)> {
+    tables
+        .iter()
+        .map(|(name, frame)| {
+            let keep: Vec<PlSmallStr> = frame.get_column_names().into_iter().filter(|c| !matches!(c.as_str(), "_cdc_bronze_version" | "bronze_version")).cloned().collect();
+            (name.clone(), frame.select(keep).expect("select"))
+        })
+        .collect()
+}
+
+async fn bronze_files(lake: &Path) -> usize {
+    let layout = layout(lake, None);
+    let mut n = 0;
+    for stream in ["users", "rides"] {
+        let table = io::open(&layout.bronze(stream).expect("url"), &layout.storage_options()).await.expect("open").expect("bronze");
+        n += io::files(&table).expect("files").len();
+    }
+    n
+}
+
+fn log_entries(lake: &Path, table: &str) -> usize {
+    std::fs::read_dir(lake.join(table).join("_delta_log")).map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count()).unwrap_or(0)
+}
+
+async fn check(seed: u64) {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let context = format!("seed {seed}");
+    let lines = generate(GeneratorConfig {
+        seed,
+        users: 40,
+        rides: 200,
+        changes: 1200,
+        // A STATE every 60 records: each sync commits several small files.
+        state_every: 60,
+        late_user_rate: 0.3,
+        bad_null_rate: 0.02,
+        delete_rate: 0.05,
+        reinsert_rate: 0.02,
+        type_change_rate: 0.02,
+        user_delete_rate: 0.01,
+        ..Default::default()
+    });
+    let catalog = configured_catalog(common::NS, "append", 1, 0, 1);
+    let (plain, kept) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let syncs = 6;
+    let mut maintained = MaintenanceReport::default();
+    for i in 0..syncs {
+        let part = &lines[lines.len() * i / syncs..lines.len() * (i + 1) / syncs];
+        sync(plain.path(), &catalog, part).await;
+        sync(kept.path(), &catalog, part).await;
+        build_silver(&layout(plain.path(), None)).await.expect("silver");
+        build_gold(&layout(plain.path(), None)).await.expect("gold");
+        // The maintained lake: sometimes a silver run dies midway first (its leftovers are what
+        // vacuum must not take from the next run).
+        let crash = rng.below(3) == 0 && i > 0;
+        if crash {
+            let limit = 1 + rng.below(4);
+            match build_silver_with(&layout(kept.path(), None), &SilverOptions { fail_after_writes: Some(limit), ..Default::default() }).await {
+                Ok(_) | Err(LakehouseError::Interrupted(_)) => {}
+                Err(e) => panic!("interrupted run: {e} ({context})"),
+            }
+            maintained = maintain(&layout(kept.path(), None), &eager()).await.unwrap_or_else(|e| panic!("maintenance after a crash: {e} ({context})"));
+        }
+        let report = build_silver(&layout(kept.path(), None)).await.expect("silver");
+        assert!(crash || i == 0 || report.rebuild.is_none(), "maintenance must not cost an increment: {report:?} ({context})");
+        build_gold(&layout(kept.path(), None)).await.expect("gold");
+        if rng.below(2) == 0 || i == syncs - 2 {
+            maintained = maintain(&layout(kept.path(), None), &eager()).await.unwrap_or_else(|e| panic!("maintenance: {e} ({context})"));
+        }
+    }
+    let (expected, got) = (tables(plain.path()).await, tables(kept.path()).await);
+    for ((table, a), (_, b)) in without_versions(&expected).iter().zip(&without_versions(&got)) {
+        assert_same(table, a, b, &format!("{context}, incremental"));
+    }
+    assert!(maintained.tables.iter().any(|t| t.files_compacted > 0), "{maintained:#?}");
+    assert!(bronze_files(kept.path()).await < bronze_files(plain.path()).await, "bronze was compacted ({context})");
+    let bronze_log = "bronze/ridehail/rides";
+    assert!(log_entries(kept.path(), bronze_log) < log_entries(plain.path(), bronze_log), "bronze's log was cleaned ({context})");
+
+    // A rebuild reads compacted files and a cleaned log: the same tables, change order included.
+    let rebuilt = build_silver_with(&layout(kept.path(), None), &SilverOptions { rebuild: true, ..Default::default() }).await.expect("rebuild");
+    assert!(rebuilt.rebuild.is_some());
+    build_gold(&layout(kept.path(), None)).await.expect("gold");
+    for ((table, a), (_, b)) in got.iter().zip(&tables(kept.path()).await) {
+        assert_same(table, a, b, &format!("{context}, rebuilt after maintenance"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_never_changes_silver_or_gold() {
+    let extra: u64 = std::env::var("RIDELAKE_MAINTENANCE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    for seed in (1..=3).chain(100..100 + extra) {
+        check(seed).await;
+    }
+}
+
+/// A second run finds nothing to compact, and removed files stay while the retention says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_is_idempotent_and_keeps_what_the_retention_keeps() {
+    let lines = generate(GeneratorConfig { seed: 9, users: 20, rides: 80, changes: 300, state_every: 40, ..Default::default() });
+    let catalog = configured_catalog(common::NS, "append", 1, 0, 1);
+    let lake = tempfile::tempdir().expect("tempdir");
+    // Five syncs: five small files per stream.
+    for part in lines.chunks(lines.len().div_ceil(5)) {
+        sync(lake.path(), &catalog, part).await;
+    }
+    build_silver(&layout(lake.path(), None)).await.expect("silver");
+    build_gold(&layout(lake.path(), None)).await.expect("gold");
+    let before = tables(lake.path()).await;
+    // Default retention (7 days): compaction happens, nothing is deleted yet.
+    let first = maintain(&layout(lake.path(), None), &MaintainOptions::default()).await.expect("maintain");
+    let bronze = first.tables.iter().find(|t| t.table == "bronze/ridehail/rides").expect("bronze rides");
+    assert!(bronze.files_compacted > 1 && bronze.files_written == 1 && bronze.files_after == 1, "{bronze:?}");
+    assert_eq!(first.bytes_reclaimed(), 0, "{first:#?}");
+    assert_eq!(first.tables.iter().map(|t| t.logs_removed).sum::<u64>(), 0, "{first:#?}");
+    let parquet_files = |dir: &Path| walk(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet") && !p.to_string_lossy().contains("_delta_log")).count();
+    let on_disk = parquet_files(lake.path());
+    // Again: nothing left to compact.
+    let second = maintain(&layout(lake.path(), None), &MaintainOptions::default()).await.expect("maintain");
+    assert!(second.tables.iter().all(|t| t.files_compacted == 0), "{second:#?}");
+    assert_eq!(parquet_files(lake.path()), on_disk);
+    // No retention: the replaced files go.
+    let third = maintain(&layout(lake.path(), None), &eager()).await.expect("maintain");
+    assert!(third.bytes_reclaimed() > 0 && parquet_files(lake.path()) < on_disk, "{third:#?}");
+    for ((table, a), (_, b)) in before.iter().zip(&tables(lake.path()).await) {
+        assert_same(table, a, b, "after three maintenance runs");
+    }
+    assert!(build_silver(&layout(lake.path(), None)).await.expect("silver").rebuild.is_none());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
