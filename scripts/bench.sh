@@ -7,6 +7,11 @@
 #                                                              peer's records/s, peak RSS < 300 MiB
 #   scripts/bench.sh lakehouse [--rides N --changes N --users N --repeat N --prepared DIR]
 #                                                              silver/gold vs a polars+deltalake MERGE
+#   scripts/bench.sh maintenance [--syncs 200 --changes N --rides N --users N]
+#                                                              ridelake.maintain on a lake of many
+#                                                              small syncs: its cost, and silver's
+#                                                              rebuild/update on the lake without
+#                                                              and with maintenance
 #   scripts/bench.sh soak [--rate 20000 --minutes 15 --flush-seconds 5]
 #                                                              paced CDC into Ceph RGW: freshness,
 #                                                              memory over time, no STATE lost (no
@@ -17,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHAT=${1:-}; shift || true
-case "$WHAT" in bronze|lakehouse|soak|build) ;; *) sed -n '2,16p' "$0" >&2; exit 2 ;; esac
+case "$WHAT" in bronze|lakehouse|maintenance|soak|build) ;; *) sed -n '2,20p' "$0" >&2; exit 2 ;; esac
 CACHE=${RIDELAKE_CACHE:-$HOME/.cache/ridelake}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 export RIDELAKE_BIN_DIR=$CARGO_TARGET_DIR/release
@@ -43,5 +48,6 @@ fi
 case "$WHAT" in
   bronze) exec "$VENV/bin/python" bench/bench.py "$@" ;;
   lakehouse) exec "$VENV/bin/python" bench/bench_lakehouse.py "$@" ;;
+  maintenance) exec "$VENV/bin/python" bench/bench_maintenance.py "$@" ;;
   build) echo "built: $WHEEL" >&2 ;;
 esac

@@ -120,14 +120,8 @@ fn build_silver<'py>(
 #[pyfunction]
 #[pyo3(signature = (model, lake = None, namespace = "ridehail", storage_options = None))]
 fn validate_model(py: Python<'_>, model: std::path::PathBuf, lake: Option<&str>, namespace: &str, storage_options: Option<HashMap<String, String>>) -> PyResult<Vec<String>> {
-    let parsed = match Model::load(&model) {
-        Ok(parsed) => parsed,
-        Err(LakehouseError::Model { origin, problems }) => return Ok(problems.into_iter().map(|p| format!("{origin}: {p}")).collect()),
-        Err(other) => return Err(to_py(other)),
-    };
-    let Some(lake) = lake else { return Ok(Vec::new()) };
-    let layout = layout(lake, namespace, storage_options)?.with_model(parsed);
-    run(py, async move { model::validate(&layout).await })
+    let lake = lake.map(|lake| layout(lake, namespace, storage_options)).transpose()?;
+    run(py, async move { model::validate_file(&model, lake.as_ref()).await })
 }
 
 /// The JSON Schema of model files, as a dict.

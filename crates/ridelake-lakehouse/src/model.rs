@@ -537,12 +537,42 @@ pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
     Ok(model.check_bronze(schemas[0].as_deref(), schemas[1].as_deref()).into_iter().map(|p| format!("{}: {p}", model.origin)).collect())
 }
 
+/// Checks the model file at `path`, and when `lake` is given, against that lake's bronze tables
+/// ([`validate`]): every problem found, each starting with the file's name and naming its line;
+/// empty when the model fits. Errors only when the lake cannot be read.
+pub async fn validate_file(path: &std::path::Path, lake: Option<&LakeLayout>) -> Result<Vec<String>> {
+    let model = match Model::load(path) {
+        Ok(model) => model,
+        Err(LakehouseError::Model { origin, problems }) => return Ok(problems.into_iter().map(|p| format!("{origin}: {p}")).collect()),
+        Err(other) => return Err(other),
+    };
+    match lake {
+        Some(layout) => validate(&layout.clone().with_model(model)).await,
+        None => Ok(Vec::new()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use deltalake::arrow::datatypes::{Field, TimeUnit as ArrowUnit};
 
     const RENAMED: &str = include_str!("../../../models/example-renamed.toml");
+
+    #[test]
+    fn a_model_file_s_problems_start_with_its_name_and_line() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LakehouseError::Output(e.to_string()))?;
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "version = 1\n\n[rides]\nstream = 3\n").map_err(|e| LakehouseError::Output(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| LakehouseError::Output(e.to_string()))?;
+        let problems = runtime.block_on(validate_file(&path, None))?;
+        assert!(!problems.is_empty() && problems.iter().all(|p| p.starts_with(&format!("{}: line 4:", path.display()))), "{problems:?}");
+        let missing = runtime.block_on(validate_file(&dir.path().join("none.toml"), None))?;
+        assert!(missing.len() == 1 && missing[0].contains("none.toml: cannot read it"), "{missing:?}");
+        std::fs::write(&path, RENAMED).map_err(|e| LakehouseError::Output(e.to_string()))?;
+        assert!(runtime.block_on(validate_file(&path, None))?.is_empty());
+        Ok(())
+    }
 
     fn problems(text: &str) -> Vec<String> {
         match Model::parse(text, "m.toml") {

@@ -54,6 +54,16 @@ struct Variant {
     cents: bool,
     metres: bool,
     toml: String,
+    /// Wall-clock times only a zone with clock changes has (see [`Variant::odd_times`]).
+    odd: Option<OddTimes>,
+}
+
+/// A wall-clock time of the zone's repeated hour (its earlier instant, as silver reads it back)
+/// and one of its skipped hour (read back as null).
+struct OddTimes {
+    repeated: String,
+    repeated_earlier_utc: String,
+    skipped: String,
 }
 
 impl Variant {
@@ -91,7 +101,8 @@ impl Variant {
         }
         let zone = [chrono_tz::UTC, chrono_tz::Europe::Paris, chrono_tz::America::Sao_Paulo, chrono_tz::Asia::Kolkata, chrono_tz::America::New_York][rng.below(5)];
         let (cents, metres) = (rng.chance(0.6), rng.chance(0.6));
-        let mut variant = Variant { streams, columns, statuses, types, zone, cents, metres, toml: String::new() };
+        let mut variant = Variant { streams, columns, statuses, types, zone, cents, metres, toml: String::new(), odd: None };
+        variant.odd = variant.odd_times();
         variant.toml = variant.model_toml();
         variant
     }
@@ -142,6 +153,27 @@ impl Variant {
         (local.format(TIME_FORMAT).to_string(), back.format(TIME_FORMAT).to_string())
     }
 
+    /// The first repeated and skipped wall-clock times of the variant's zone from 2024 on (every
+    /// 15 minutes is tried), when it changes its clocks.
+    fn odd_times(&self) -> Option<OddTimes> {
+        let start = NaiveDateTime::parse_from_str("2024-01-01T00:00:00.000000", TIME_FORMAT).ok()?;
+        let steps = (0..4 * 24 * 366).map(|i| start + chrono::Duration::minutes(15 * i));
+        let (mut repeated, mut skipped) = (None, None);
+        for local in steps {
+            match self.zone.from_local_datetime(&local) {
+                chrono::LocalResult::Ambiguous(earlier, _) if repeated.is_none() => repeated = Some((local, earlier.naive_utc())),
+                chrono::LocalResult::None if skipped.is_none() => skipped = Some(local),
+                _ => {}
+            }
+        }
+        let ((local, earlier), gap) = (repeated?, skipped?);
+        Some(OddTimes {
+            repeated: local.format(TIME_FORMAT).to_string(),
+            repeated_earlier_utc: earlier.format(TIME_FORMAT).to_string(),
+            skipped: gap.format(TIME_FORMAT).to_string(),
+        })
+    }
+
     /// One generator line as the variant's source emits it, and the original line adjusted to
     /// what the variant can express (times and rounded units), so that both give the same silver.
     fn translate(&self, line: &str) -> (String, String) {
@@ -161,6 +193,21 @@ impl Variant {
                     let (local, back) = self.round_trip_time(text);
                     source_value = json!(local);
                     *value = json!(back);
+                }
+            }
+            // Some requests fall in the hour clocks repeat (the earlier instant is meant) or skip
+            // (no such time: null, so the change breaks a rule on both sides).
+            if let (Some(odd), "requested_at", true) = (&self.odd, key.as_str(), value.is_string()) {
+                match line.len() % 23 {
+                    0 => {
+                        source_value = json!(odd.repeated);
+                        *value = json!(odd.repeated_earlier_utc);
+                    }
+                    11 => {
+                        source_value = json!(odd.skipped);
+                        *value = Value::Null;
+                    }
+                    _ => {}
                 }
             }
             if key == "fare_amount" && self.cents {
