@@ -154,6 +154,9 @@ const EARLIER_ATTEMPT_COMMITS: usize = 200;
 /// Commit info key: the digest of the records the commit holds (the sum of the xxh3-128 of each
 /// record's `data`; see [`crate::encoder::StreamEncoder::take_digest`]).
 const ROWS_DIGEST: &str = "ridelake.records_xxh3";
+/// Removal commits after an overwrite or a generation cleanup, for files a concurrent rewrite
+/// brought back, before the sync gives up.
+const LEFTOVER_ROUNDS: usize = 5;
 
 fn desired_columns(plan: &StreamPlan) -> Vec<(String, String, ColumnType)> {
     let mut taken: HashSet<String> = bronze::META_COLUMNS.iter().map(|c| c.to_ascii_lowercase()).collect();
@@ -324,6 +327,8 @@ impl BronzeTable {
         let mut configuration = vec![
             (bronze::PROP_STREAM.to_owned(), Some(plan.name.clone())),
             ("delta.setTransactionRetentionDuration".to_owned(), Some("interval 30 days".to_owned())),
+            // Log cleanup is ridelake's maintenance's: it keeps the commits silver still needs.
+            ("delta.enableExpiredLogCleanup".to_owned(), Some("false".to_owned())),
         ];
         if let Some(ns) = &plan.namespace {
             configuration.push((bronze::PROP_NAMESPACE.to_owned(), Some(ns.clone())));
@@ -373,7 +378,7 @@ impl BronzeTable {
         all.extend(added.iter().cloned());
         let new_schema = StructType::try_new(all)?;
         let metadata = snapshot.metadata().clone().with_schema(&new_schema)?;
-        let finalized = CommitBuilder::default()
+        let finalized = CommitBuilder::from(CommitProperties::default().with_cleanup_expired_logs(Some(false)))
             .with_actions(vec![Action::Metadata(metadata)])
             .build(Some(snapshot), table.log_store(), DeltaOperation::AddColumn { fields: added })
             .await?;
@@ -591,9 +596,11 @@ impl BronzeTable {
                 .map(|f| Action::Remove(f.remove_action(true)))
                 .collect();
             let removed = removes.len() as u64;
+            let ours: HashSet<String> = self.pending_adds.iter().map(|add| add.path.clone()).collect();
             let op = DeltaOperation::Write { mode: SaveMode::Overwrite, partition_by: None, predicate: None };
-            self.commit(removes, op, context).await?;
-            return Ok(removed);
+            self.commit(removes, op.clone(), context).await?;
+            let leftovers = self.remove_leftovers(context, op, |path, _| !ours.contains(path)).await?;
+            return Ok(removed + leftovers);
         }
         self.commit_append(context).await?;
         let min_generation = self.plan.minimum_generation_id.unwrap_or(0);
@@ -612,8 +619,35 @@ impl BronzeTable {
         }
         let removed = removes.len() as u64;
         let op = DeltaOperation::Delete { predicate: Some(format!("{} < {min_generation}", bronze::GENERATION_ID)) };
-        self.commit(removes, op, context).await?;
-        Ok(removed)
+        self.commit(removes, op.clone(), context).await?;
+        let leftovers = self.remove_leftovers(context, op, |_, stats| file_below_generation(stats, min_generation)).await?;
+        Ok(removed + leftovers)
+    }
+
+    /// After a commit that removed every file `qualifies` names (path, statistics): removes those
+    /// that a concurrent rewrite brought in meanwhile. ridelake's bronze compaction replaces files
+    /// with a commit that changes no data, which Delta's conflict check lets through on both
+    /// sides; without this, a compacted file would keep rows the removal meant to drop. Returns
+    /// the files removed.
+    async fn remove_leftovers(&mut self, context: &CommitContext, op: DeltaOperation, qualifies: impl Fn(&str, Option<&str>) -> bool) -> Result<u64> {
+        let location = self.url.to_string();
+        let mut removed = 0;
+        for _ in 0..LEFTOVER_ROUNDS {
+            self.table.update_state().await.map_err(|e| ConnectorError::delta(location.clone(), e))?;
+            let snapshot = self.table.snapshot().map_err(|e| ConnectorError::delta(location.clone(), e))?;
+            let removes: Vec<Action> = snapshot
+                .log_data()
+                .iter()
+                .filter(|f| qualifies(&f.path(), f.stats().as_deref()))
+                .map(|f| Action::Remove(f.remove_action(true)))
+                .collect();
+            if removes.is_empty() {
+                return Ok(removed);
+            }
+            removed += removes.len() as u64;
+            self.commit(removes, op.clone(), context).await?;
+        }
+        Err(ConnectorError::delta(location, DeltaTableError::Generic("files to remove kept reappearing: another writer rewrites this table; retry the sync".into())))
     }
 
     /// Whether the records written since the last commit were already committed by an earlier

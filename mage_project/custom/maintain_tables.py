@@ -21,6 +21,6 @@ def maintain_tables(*args, **kwargs) -> dict:
 
 @test
 def test_every_table_was_visited(output, *args) -> None:
-    tables = [t["table"] for t in output["tables"]]
-    assert tables, output
-    assert all(t["files_after"] <= t["files_before"] + t["files_written"] for t in output["tables"]), output
+    assert output["tables"], output
+    # (a sync may add bronze files meanwhile: only compaction's own counts are checked)
+    assert all(t["files_written"] <= t["files_compacted"] for t in output["tables"]), output

@@ -47,9 +47,12 @@ class LakeSettings:
             args["pushgateway_url"] = self.observability["pushgateway_url"]
         if "metrics_file" in self.observability:
             args["metrics_file"] = self.observability["metrics_file"]
-        for key, kind in (("retention_hours", float), ("log_retention_hours", float), ("target_file_mb", int)):
+        for key in ("retention_hours", "log_retention_hours", "target_file_mb"):
             if runtime.get(key) not in (None, ""):
-                args[key] = kind(runtime[key])
+                value = float(runtime[key])
+                if value < 0:
+                    raise ValueError(f"{key} must be 0 or more, not {runtime[key]!r}")
+                args[key] = int(value) if key == "target_file_mb" else value
         return args
 
     def progress_args(self) -> dict:

@@ -208,9 +208,12 @@ async fn commits(table: &DeltaTable, from: i64, to: i64) -> Result<Vec<(i64, Opt
 pub async fn all_files(table: &DeltaTable, upto: i64) -> Result<Vec<IngestFile>> {
     let current = io::files(table)?;
     let mut place: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut compacted: Vec<String> = Vec::new();
     for (version, actions) in commits(table, 0, upto).await? {
         let adds = actions.unwrap_or_default().into_iter().filter_map(|a| if let Action::Add(add) = a { Some(add) } else { None });
-        for (index, add) in adds.filter(|add| compacted_versions(add).is_none()).enumerate() {
+        let (ours, added): (Vec<_>, Vec<_>) = adds.partition(|add| compacted_versions(add).is_some());
+        compacted.extend(ours.iter().map(|add| add_path(&add.path)));
+        for (index, add) in added.into_iter().enumerate() {
             place.insert(add_path(&add.path), (version, index as i64));
         }
     }
@@ -222,8 +225,19 @@ pub async fn all_files(table: &DeltaTable, upto: i64) -> Result<Vec<IngestFile>>
     let footers = io::footer_values(table, &unplaced, INGEST_PARTS_KEY).await?;
     let mut parts_of: HashMap<String, Vec<IngestPart>> = HashMap::new();
     for (file, value) in unplaced.iter().zip(footers) {
-        if let Some(parts) = value.as_deref().and_then(parse_parts) {
-            parts_of.insert(file.path.clone(), parts);
+        match value.as_deref().and_then(parse_parts) {
+            Some(parts) => {
+                parts_of.insert(file.path.clone(), parts);
+            }
+            // A compacted file that does not say where its rows stand: guessing would reorder
+            // changes, so the run stops.
+            None if compacted.contains(&file.path) => {
+                return Err(LakehouseError::Schema {
+                    table: table.table_url().to_string(),
+                    message: format!("compacted file {} has no readable {INGEST_PARTS_KEY} in its footer", file.path),
+                });
+            }
+            None => {}
         }
     }
     let mut files: Vec<(IngestFile, i64)> = current

@@ -153,7 +153,8 @@ pub async fn marker(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
 }
 
 /// Whether every commit of `table` after version `from`, up to its current version, changed no
-/// data (compaction, vacuum: only `dataChange = false` files and commit infos), read from the log.
+/// data (compaction, a table property: only `dataChange = false` files, commit infos, metadata
+/// and protocol), read from the log. Our data writes always carry `txn` markers.
 pub async fn data_unchanged_since(table: &DeltaTable, from: i64) -> Result<bool> {
     let store = table.log_store();
     let url = table.table_url();
@@ -162,7 +163,7 @@ pub async fn data_unchanged_since(table: &DeltaTable, from: i64) -> Result<bool>
         let Some(bytes) = store.read_commit_entry(version as u64).await.map_err(|e| LakehouseError::delta(url, e))? else { return Ok(false) };
         let actions = deltalake::logstore::get_actions(version as u64, &bytes).map_err(|e| LakehouseError::delta(url, e))?;
         let quiet = actions.iter().all(|action| match action {
-            Action::CommitInfo(_) => true,
+            Action::CommitInfo(_) | Action::Metadata(_) | Action::Protocol(_) => true,
             Action::Add(add) => !add.data_change,
             Action::Remove(remove) => !remove.data_change,
             _ => false,
@@ -463,7 +464,8 @@ pub async fn write(
             .write(with_comments(empty, |column| crate::layout::column_comment(name, column))?)
             .with_table_name(name)
             .with_description(description)
-            .with_save_mode(SaveMode::Append);
+            .with_save_mode(SaveMode::Append)
+            .with_configuration([(crate::maintain::LOG_CLEANUP_PROPERTY, Some("false"))]);
         if !partition_by.is_empty() {
             builder = builder.with_partition_columns(partition_by.iter().map(|s| s.to_string()));
         }

@@ -69,6 +69,7 @@ async fn open_or_create(url: &Url, options: &HashMap<String, String>) -> Result<
         .create()
         .with_columns([StructField::new("unused", DeltaType::Primitive(PrimitiveType::Long), true)])
         .with_table_name(format!("{}_lease", layer_of(url)))
+        .with_configuration([(crate::maintain::LOG_CLEANUP_PROPERTY, Some("false"))])
         .with_comment("ridelake: the lease of the layer's writer, one run at a time (no data: each commit's txn version is the expiry, its commit info the holder)")
         .await;
     match created {

@@ -67,8 +67,11 @@ use crate::silver::{RIDES_MARKER, RIDES_USERS_MARKER, USERS_MARKER};
 pub const SILVER_TABLES: [&str; 5] = ["users", "rides", "rides_pending", "rides_deleted", "quarantine"];
 
 /// Below this retention, vacuum deletes only files that commits removed: a file no commit added
-/// yet may belong to a write in progress.
-pub const MIN_ORPHAN_AGE: Duration = Duration::from_secs(3600);
+/// yet may belong to a write in progress (an overwrite sync commits its files only at its end).
+pub const MIN_ORPHAN_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The table property that lets delta-rs clean a table's log after its commits, markers or not:
+/// maintenance turns it off and cleans the log itself.
+pub const LOG_CLEANUP_PROPERTY: &str = "delta.enableExpiredLogCleanup";
 
 /// Knobs of a maintenance run.
 #[derive(Debug, Clone)]
@@ -357,35 +360,31 @@ async fn log_entries(table: &DeltaTable, url: &Url) -> Result<Vec<LogEntry>> {
         .collect())
 }
 
-/// Removes log entries older than `retention`, keeping every version from `floor` on (a
-/// checkpoint at `floor` is written first when cleanup needs one). Returns the entries removed
-/// and whether a checkpoint older than the newest was written (the newest must then be
-/// written again, so that readers start from it).
-async fn clean_log(table: &DeltaTable, url: &Url, options: &HashMap<String, String>, floor: i64, retention: Duration) -> Result<(u64, bool)> {
+/// Removes log entries older than `retention`, keeping every version from `floor` on (delta-rs
+/// removes only entries below a checkpoint: one is written right above the newest expired entry
+/// first, when there is none between it and the floor). Returns the entries removed.
+async fn clean_log(table: &DeltaTable, url: &Url, options: &HashMap<String, String>, floor: i64, retention: Duration) -> Result<u64> {
     let current = table.version().unwrap_or_default() as i64;
     let keep = floor.min(current);
     let cutoff = now_ms() - retention.as_millis() as i64;
     let entries = log_entries(table, url).await?;
     let Some(newest_expired) = entries.iter().filter(|e| !e.checkpoint && e.version < keep && e.modified_ms <= cutoff).map(|e| e.version).max() else {
-        return Ok((0, false));
+        return Ok(0);
     };
-    let usable = entries.iter().filter(|e| e.checkpoint && e.version > newest_expired && e.version <= keep).count();
-    let mut rewound = false;
-    if usable == 0 {
-        let at_floor = io::open_version(url, options, keep as u64).await?;
-        deltalake::checkpoints::create_checkpoint(&at_floor, None).await.map_err(err(url))?;
-        rewound = keep < current;
+    if !entries.iter().any(|e| e.checkpoint && e.version > newest_expired && e.version <= keep) {
+        let above = io::open_version(url, options, (newest_expired + 1) as u64).await?;
+        deltalake::checkpoints::create_checkpoint(&above, None).await.map_err(err(url))?;
     }
     let removed = deltalake::checkpoints::cleanup_expired_logs_for(keep as u64, table.log_store().as_ref(), cutoff, None).await.map_err(err(url))?;
-    Ok((removed as u64, rewound))
+    Ok(removed as u64)
 }
 
-/// Writes a checkpoint at the table's version when `every` commits followed the newest one (or
-/// when `force`). Returns its version.
-async fn checkpoint(table: &DeltaTable, url: &Url, every: i64, force: bool) -> Result<Option<i64>> {
+/// Writes a checkpoint at the table's version when `every` commits followed the newest one.
+/// Returns its version.
+async fn checkpoint(table: &DeltaTable, url: &Url, every: i64) -> Result<Option<i64>> {
     let current = table.version().unwrap_or_default() as i64;
     let newest = log_entries(table, url).await?.into_iter().filter(|e| e.checkpoint).map(|e| e.version).max().unwrap_or(0);
-    if current == 0 || (!force && current - newest < every.max(1)) || (force && newest == current) {
+    if current == 0 || current - newest < every.max(1) {
         return Ok(None);
     }
     deltalake::checkpoints::create_checkpoint(table, None).await.map_err(err(url))?;
@@ -393,33 +392,56 @@ async fn checkpoint(table: &DeltaTable, url: &Url, every: i64, force: bool) -> R
 }
 
 /// Deletes files out of the table for longer than `retention`, keeping those of `keep_versions`.
-/// Returns (files, bytes) deleted.
+/// delta-rs plans it (a dry run: which files, by the log and the listing); the files are deleted
+/// here, without delta-rs's VACUUM commits, which would run its own log cleanup and, on bronze,
+/// give silver a commit to read. Returns (files, bytes) deleted.
 async fn vacuum(table: &DeltaTable, url: &Url, retention: Duration, keep_versions: &[i64]) -> Result<(u64, u64)> {
     let mode = if retention >= MIN_ORPHAN_AGE { VacuumMode::Full } else { VacuumMode::Lite };
     let period = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let keep: Vec<u64> = keep_versions.iter().filter(|v| **v >= 0).map(|v| *v as u64).collect();
-    let builder = || {
-        let mut b = table.clone().vacuum().with_retention_period(period).with_enforce_retention_duration(false).with_mode(mode.clone()).with_commit_properties(quiet_commit());
-        if !keep.is_empty() {
-            b = b.with_keep_versions(&keep);
-        }
-        b
-    };
-    let (_, planned) = builder().with_dry_run(true).await.map_err(err(url))?;
-    if planned.files_deleted.is_empty() {
-        return Ok((0, 0));
+    let mut plan = table.clone().vacuum().with_retention_period(period).with_enforce_retention_duration(false).with_mode(mode).with_dry_run(true);
+    if !keep.is_empty() {
+        plan = plan.with_keep_versions(&keep);
     }
+    let (_, planned) = plan.await.map_err(err(url))?;
     let store = table.object_store();
-    let sizes = futures::stream::iter(planned.files_deleted.clone())
+    let deleted = futures::stream::iter(planned.files_deleted)
         .map(|file| {
             let store = store.clone();
-            async move { store.head(&Path::from(file)).await.map(|m| m.size).unwrap_or(0) }
+            async move {
+                let path = Path::from(file);
+                let size = store.head(&path).await.map(|m| m.size).ok();
+                match store.delete(&path).await {
+                    Ok(()) => Ok(size),
+                    // Gone already (another vacuum): nothing reclaimed here.
+                    Err(deltalake::logstore::object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
         })
         .buffered(16)
-        .collect::<Vec<u64>>()
-        .await;
-    let (_, done) = builder().await.map_err(err(url))?;
-    Ok((done.files_deleted.len() as u64, sizes.iter().sum()))
+        .try_collect::<Vec<Option<u64>>>()
+        .await
+        .map_err(|e| LakehouseError::delta(url, e.into()))?;
+    let files = deleted.iter().filter(|d| d.is_some()).count() as u64;
+    Ok((files, deleted.into_iter().flatten().sum()))
+}
+
+/// Turns off delta-rs's own log cleanup on the table (a property commit, once per table): its
+/// commits would otherwise clean the log after every checkpoint, below any floor.
+async fn quiet_log(table: &DeltaTable, url: &Url) -> Result<bool> {
+    let snapshot = table.snapshot().map_err(err(url))?;
+    if snapshot.metadata().configuration().get(LOG_CLEANUP_PROPERTY).is_some_and(|v| v == "false") {
+        return Ok(false);
+    }
+    table
+        .clone()
+        .set_tbl_properties()
+        .with_properties(HashMap::from([(LOG_CLEANUP_PROPERTY.to_owned(), "false".to_owned())]))
+        .with_commit_properties(quiet_commit())
+        .await
+        .map_err(err(url))?;
+    Ok(true)
 }
 
 /// One table's maintenance: compaction (`compact` says how), log cleanup within the `floor`,
@@ -434,6 +456,9 @@ async fn maintain_table(
     keep_versions: &[i64],
 ) -> Result<Option<TableMaintenance>> {
     let Some(mut table) = io::open(url, options).await? else { return Ok(None) };
+    if quiet_log(&table, url).await? {
+        table = io::open(url, options).await?.ok_or_else(|| LakehouseError::MissingTable(url.to_string()))?;
+    }
     let mut done = TableMaintenance { table: name, files_before: io::files(&table)?.len() as u64, ..Default::default() };
     if run.compact {
         let (replaced, written) = match compact {
@@ -459,9 +484,8 @@ async fn maintain_table(
             table = io::open(url, options).await?.ok_or_else(|| LakehouseError::MissingTable(url.to_string()))?;
         }
     }
-    let (removed, rewound) = clean_log(&table, url, options, done.log_floor.unwrap_or(i64::MAX), run.log_retention).await?;
-    done.logs_removed = removed;
-    done.checkpoint = checkpoint(&table, url, run.checkpoint_every, rewound).await?;
+    done.logs_removed = clean_log(&table, url, options, done.log_floor.unwrap_or(i64::MAX), run.log_retention).await?;
+    done.checkpoint = checkpoint(&table, url, run.checkpoint_every).await?;
     let table = io::open(url, options).await?.ok_or_else(|| LakehouseError::MissingTable(url.to_string()))?;
     done.files_after = io::files(&table)?.len() as u64;
     done.version = table.version().unwrap_or_default() as i64;
@@ -490,7 +514,9 @@ enum Floor {
     Bronze { marker: Option<i64> },
 }
 
-/// Maintains every table of the lake. Holds the silver and gold leases for the whole run.
+/// Maintains every table of the lake. Holds the silver and gold leases for the whole run,
+/// renewed every third of their time to live while it works (a renewal that fails stops the run:
+/// another run took a lease).
 pub async fn maintain(layout: &LakeLayout, run: &MaintainOptions) -> Result<MaintenanceReport> {
     let options = layout.storage_options();
     let ttl = run.lease_ttl.unwrap_or_else(lease::ttl_from_env);
@@ -502,13 +528,29 @@ pub async fn maintain(layout: &LakeLayout, run: &MaintainOptions) -> Result<Main
             return Err(e);
         }
     };
-    let result = maintain_all(layout, run, &mut silver_lease, &mut gold_lease).await;
+    let result = tokio::select! {
+        done = maintain_all(layout, run) => done,
+        lost = keep_leases(&mut silver_lease, &mut gold_lease, ttl / 3) => Err(lost),
+    };
     gold_lease.release().await;
     silver_lease.release().await;
     result
 }
 
-async fn maintain_all(layout: &LakeLayout, run: &MaintainOptions, silver_lease: &mut Lease, gold_lease: &mut Lease) -> Result<MaintenanceReport> {
+/// Renews both leases every `every`, until a renewal fails; returns why.
+async fn keep_leases(silver: &mut Lease, gold: &mut Lease, every: Duration) -> LakehouseError {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = silver.renew().await {
+            return e;
+        }
+        if let Err(e) = gold.renew().await {
+            return e;
+        }
+    }
+}
+
+async fn maintain_all(layout: &LakeLayout, run: &MaintainOptions) -> Result<MaintenanceReport> {
     let started = Instant::now();
     let options = layout.storage_options();
     let mut report = MaintenanceReport::default();
@@ -521,32 +563,32 @@ async fn maintain_all(layout: &LakeLayout, run: &MaintainOptions, silver_lease: 
         None => None,
     };
     for (map, marker) in [(&layout.model.users, users_marker), (&layout.model.rides, rides_marker)] {
-        silver_lease.renew().await?;
         let name = format!("bronze/{}/{}", layout.namespace, map.stream);
         report.tables.extend(maintain_table(name, &layout.bronze(&map.stream)?, &options, run, Compaction::Bronze { marker }, Floor::Bronze { marker }, &[]).await?);
     }
 
     // Silver: rides's companions keep the version its marker points at; silver rides keeps the
     // version gold last reflected.
-    let mut gold_marker: Option<Option<i64>> = None;
+    // (the oldest marker among the gold tables; none when a table has none: gold then
+    // recomputes every day anyway)
+    let mut gold_marker: Option<i64> = Some(i64::MAX);
+    let mut any_gold = false;
     for table in GOLD_TABLES {
         let (found, m) = io::open_with_marker(&layout.gold(table)?, &options, GOLD_MARKER).await?;
         if found.is_some() {
-            gold_marker = Some(match (gold_marker.flatten(), m) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                _ => None,
-            });
+            any_gold = true;
+            gold_marker = gold_marker.zip(m).map(|(a, b)| a.min(b));
         }
     }
+    let gold_marker = gold_marker.filter(|_| any_gold);
     for table in SILVER_TABLES {
-        silver_lease.renew().await?;
         let url = layout.silver(table)?;
         let (floor, keep) = match table {
             // A gold table without a marker rebuilds whole anyway.
             // Silver's next run reads the users commits after the version rides were checked
             // against, to tell maintenance from a run that stopped between the two commits.
             "users" => (rides_checked_against.map_or(Floor::None, |v| Floor::At(v + 1)), Vec::new()),
-            "rides" => (gold_marker.flatten().map_or(Floor::None, Floor::At), Vec::new()),
+            "rides" => (gold_marker.map_or(Floor::None, Floor::At), Vec::new()),
             "rides_pending" | "rides_deleted" => {
                 let version = crate::silver::as_of_marker(&url, &options, RIDES_MARKER, rides_marker).await?.and_then(|t| t.version()).map(|v| v as i64);
                 (Floor::At(version.unwrap_or(0)), version.into_iter().collect())
@@ -556,7 +598,6 @@ async fn maintain_all(layout: &LakeLayout, run: &MaintainOptions, silver_lease: 
         report.tables.extend(maintain_table(format!("silver/{table}"), &url, &options, run, Compaction::Optimize, floor, &keep).await?);
     }
     for table in GOLD_TABLES {
-        gold_lease.renew().await?;
         report.tables.extend(maintain_table(format!("gold/{table}"), &layout.gold(table)?, &options, run, Compaction::Optimize, Floor::None, &[]).await?);
     }
     // The lease tables hold no data, but each run commits twice to them.
