@@ -29,28 +29,44 @@ from measure import measure
 BIN = Path(os.environ.get("RIDELAKE_BIN_DIR", Path.home() / ".cache/ridelake/target/release"))
 
 
-def history(work: Path, args) -> tuple[list[bytes], Path]:
+def history(work: Path, args) -> tuple[list[Path], Path]:
     """The generator's history cut at STATE messages into SYNCS + 1 syncs (the last one is kept
-    for the incremental run after maintenance), and its catalog."""
+    for the incremental run after maintenance), one file each, and its catalog. Streamed: a
+    child inherits its parent's peak RSS, so the parent never holds the history."""
     catalog, messages = work / "catalog.json", work / "messages.jsonl"
     subprocess.run([str(BIN / "ridelake-gen"), "--users", str(args.users), "--rides", str(args.rides), "--changes", str(args.changes),
                     "--state-every", str(args.state_every), "--seed", "5", "--catalog", str(catalog), "--out", str(messages)],
                    check=True, capture_output=True)
-    lines = messages.read_bytes().splitlines(keepends=True)
-    states = [i + 1 for i, line in enumerate(lines) if b'"type":"STATE"' in line]
+    with messages.open("rb") as f:
+        states = sum(1 for line in f if b'"type":"STATE"' in line)
     parts = args.syncs + 1
-    if len(states) < parts:
-        raise SystemExit(f"{len(states)} STATE messages cannot make {parts} syncs: lower --state-every")
-    ends = [states[len(states) * (k + 1) // parts - 1] for k in range(parts)]
-    ends[-1] = len(lines)
-    return [b"".join(lines[a:b]) for a, b in zip([0, *ends[:-1]], ends)], catalog
+    if states < parts:
+        raise SystemExit(f"{states} STATE messages cannot make {parts} syncs: lower --state-every")
+    # Sync k ends after STATE number ends[k] (1-based); the last sync takes the rest.
+    ends = [states * (k + 1) // parts for k in range(parts)]
+    paths = [work / f"sync-{k:04}.jsonl" for k in range(parts)]
+    k, seen = 0, 0
+    out = paths[0].open("wb")
+    with messages.open("rb") as f:
+        for line in f:
+            out.write(line)
+            if b'"type":"STATE"' in line:
+                seen += 1
+                if k < parts - 1 and seen == ends[k]:
+                    out.close()
+                    k += 1
+                    out = paths[k].open("wb")
+    out.close()
+    messages.unlink()
+    return paths, catalog
 
 
-def land(work: Path, lake: Path, catalog: Path, sync: bytes) -> None:
+def land(work: Path, lake: Path, catalog: Path, sync: Path) -> None:
     config = work / f"config-{lake.name}.json"
     config.write_text(json.dumps({"storage": {"storage_type": "Local", "local_path": str(lake / "bronze")}, "flush_interval_seconds": 0}))
-    subprocess.run([str(BIN / "destination-delta-lake"), "write", "--config", str(config), "--catalog", str(catalog)],
-                   input=sync, stdout=subprocess.DEVNULL, check=True)
+    with sync.open("rb") as stdin:
+        subprocess.run([str(BIN / "destination-delta-lake"), "write", "--config", str(config), "--catalog", str(catalog)],
+                       stdin=stdin, stdout=subprocess.DEVNULL, check=True)
 
 
 def on_disk(lake: Path) -> dict:
