@@ -14,7 +14,8 @@
 //!    - Silver and gold are bin-packed within a day partition by delta-rs's optimize.
 //! 2. **Vacuum**: files out of the table for longer than the retention are deleted, except those
 //!    of the versions named in step 3 for `rides_pending` and `rides_deleted`. With a retention of
-//!    an hour or more, files no commit ever added (a writer killed before its commit) go too.
+//!    7 days or more ([`MIN_ORPHAN_AGE`]), files no commit ever added (a writer killed before its
+//!    commit) go too. delta-rs plans it; the files are deleted here, without VACUUM commits.
 //!    (Before log cleanup: vacuum finds the removed files in the log.)
 //! 3. **Log cleanup**: log entries older than the log retention go, but never one a reader of
 //!    ours still needs (the *log floor*): for bronze, the first commit after silver's marker (the
