@@ -97,6 +97,17 @@ def land(config: Path, catalog: Path, sync: bytes) -> None:
     assert len(run.states) == sync.count(b'"type":"STATE"'), "every STATE is echoed: everything is committed"
 
 
+def built_lake(tmp: Path, syncs: int) -> Path:
+    """A local lake: the history landed in `syncs` syncs, silver and gold built after each."""
+    parts, catalog = history(tmp, syncs)
+    lake = tmp / "lake"
+    config = bronze_config(tmp, lake)
+    for sync in parts:
+        land(config, catalog, sync)
+        build(str(lake))
+    return lake
+
+
 def build(lake: str, options: dict | None = None) -> dict:
     """Silver, then gold; returns silver's report."""
     silver = ridelake.build_silver(lake, storage_options=options)
@@ -357,12 +368,7 @@ def keep_reading(lake: str, expected: dict, stop: threading.Event, first_round: 
 
 
 def test_readers_during_maintenance_always_get_the_same_rows(tmp_path):
-    syncs, catalog = history(tmp_path, 3)
-    lake = tmp_path / "lake"
-    config = bronze_config(tmp_path, lake)
-    for sync in syncs:
-        land(config, catalog, sync)
-        build(str(lake))
+    lake = built_lake(tmp_path, 3)
     assert len(DeltaTable(str(lake / "silver/quarantine")).file_uris()) > 1, "precondition: the quarantine grew by appends"
     with duck() as con:
         expected = {(reader, t): read(reader, str(lake), t, con=con) for t in CONCURRENT for reader in READERS}
@@ -398,12 +404,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_maintain_prints_the_report(tmp_path):
-    syncs, catalog = history(tmp_path, 2)
-    lake = tmp_path / "lake"
-    config = bronze_config(tmp_path, lake)
-    for sync in syncs:
-        land(config, catalog, sync)
-        build(str(lake))
+    lake = built_lake(tmp_path, 2)
     with duck() as con:
         before = snapshot(str(lake), con)
 

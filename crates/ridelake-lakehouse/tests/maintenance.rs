@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{SILVER, assert_same, generate, layout, read_table, sync};
+use common::{Rng, SILVER, assert_same, generate, layout, read_table, sync};
 use polars::prelude::{DataFrame, PlSmallStr};
 use ridelake_core::generator::{GeneratorConfig, configured_catalog};
 use ridelake_lakehouse::LakehouseError;
@@ -20,21 +20,6 @@ use ridelake_lakehouse::gold::{GOLD_MARKER, GOLD_TABLES, build_gold};
 use ridelake_lakehouse::io;
 use ridelake_lakehouse::maintain::{LOG_CLEANUP_PROPERTY, MaintainOptions, MaintenanceReport, maintain};
 use ridelake_lakehouse::silver::{SilverOptions, build_silver, build_silver_with};
-
-/// xorshift64*: a small, seeded, dependency-free generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Maintenance with no retention at all: everything that may go, goes.
 fn eager() -> MaintainOptions {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{NaiveDateTime, TimeZone as _};
-use common::{NS, assert_same, generate, layout, sync};
+use common::{NS, Rng, assert_same, generate, layout, sync};
 use polars::prelude::*;
 use ridelake_core::generator::{GeneratorConfig, configured_catalog};
 use ridelake_lakehouse::LakehouseError;
@@ -25,23 +25,6 @@ const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6f";
 const STATUSES: [&str; 5] = ["requested", "accepted", "in_progress", "completed", "cancelled"];
 const USER_TEXT: [&str; 4] = ["name", "email", "phone", "city"];
 
-/// xorshift64*: a small, seeded, dependency-free generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-}
 
 /// A random source schema and the model that maps it back.
 struct Variant {

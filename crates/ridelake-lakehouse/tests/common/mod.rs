@@ -18,6 +18,24 @@ use ridelake_lakehouse::layout::LakeLayout;
 use ridelake_lakehouse::model::Model;
 use serde_json::json;
 
+/// xorshift64*: a small, seeded, dependency-free generator.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
 /// The namespace of the generator's streams.
 pub const NS: &str = "ridehail";
 
