@@ -1,7 +1,8 @@
 //! Records of one stream → Arrow record batches in the bronze table's schema.
 //!
 //! [`StreamEncoder::push`] walks a record's `data` once, without building a JSON tree: each field's
-//! raw text goes straight into its column's builder through [`crate::coerce`]. Guarantees, per row:
+//! raw text goes straight into its column's builder through [`crate::coerce`].
+//! [`StreamEncoder::push_members`] takes the members [`crate::scan`] already found. Guarantees, per row:
 //! - every declared field lands in its typed column, or, when it does not fit, the column is null,
 //!   a `NULLED` change is added to `_airbyte_meta.changes` and the verbatim JSON is kept in
 //!   `_airbyte_rescued_data`; a number with more digits than a double holds is stored rounded, with a
@@ -29,6 +30,7 @@ use serde_json::value::RawValue;
 
 use crate::coerce::{self, Altered, Coerced, Rejection};
 use crate::protocol::Change;
+use crate::scan::Member;
 
 /// One data column of the table.
 #[derive(Debug, Clone)]
@@ -221,8 +223,7 @@ impl StreamEncoder {
     /// Adds one record.
     pub fn push(&mut self, data: &RawValue, emitted_at_ms: f64, source_changes: &[Change]) {
         let text = data.get();
-        self.bytes += text.len();
-        self.digest = self.digest.wrapping_add(xxhash_rust::xxh3::xxh3_128(text.as_bytes()));
+        self.account(text);
         let is_object = text.trim_start().starts_with('{');
         if is_object {
             let mut de = serde_json::Deserializer::from_str(text);
@@ -243,6 +244,22 @@ impl StreamEncoder {
         self.end_row(emitted_at_ms);
     }
 
+    /// Adds one record whose `data` (`text`, a JSON object) was read by [`crate::scan`] into
+    /// `members`; the same row as [`push`](Self::push) makes of it.
+    pub fn push_members(&mut self, text: &str, members: &[Member<'_>], emitted_at_ms: f64) {
+        self.account(text);
+        for &(key, raw) in members {
+            self.set_field(key, raw);
+        }
+        self.end_row(emitted_at_ms);
+    }
+
+    /// Counts a record's `data` into the batch's size and the digest.
+    fn account(&mut self, text: &str) {
+        self.bytes += text.len();
+        self.digest = self.digest.wrapping_add(xxhash_rust::xxh3::xxh3_128(text.as_bytes()));
+    }
+
     fn reset_row_into_rescue(&mut self, text: &str) {
         // Fill every column of this row with null and keep the whole data verbatim.
         for (i, filled) in self.filled.iter_mut().enumerate() {
@@ -256,7 +273,7 @@ impl StreamEncoder {
         self.add_change("_airbyte_data", Altered::Nulled(Rejection::Serialization));
     }
 
-    fn set_field(&mut self, key: &str, raw: &RawValue) {
+    fn set_field(&mut self, key: &str, raw: &str) {
         let guess = self.next_guess;
         let index = if self.columns.get(guess).is_some_and(|c| c.source_field == key) {
             Some(guess)
@@ -264,19 +281,19 @@ impl StreamEncoder {
             self.by_field.get(key).copied()
         };
         let Some(i) = index else {
-            self.rescue(key, raw.get());
+            self.rescue(key, raw);
             return;
         };
         if self.filled[i] {
             // The same key twice in one object: keep the second value too.
-            self.rescue(key, raw.get());
+            self.rescue(key, raw);
             return;
         }
         self.filled[i] = true;
         self.next_guess = i + 1;
-        if let Some(change) = self.builders[i].append(self.columns[i].storage, raw.get()) {
+        if let Some(change) = self.builders[i].append(self.columns[i].storage, raw) {
             self.add_change(key, change);
-            self.rescue(key, raw.get());
+            self.rescue(key, raw);
         }
     }
 
@@ -411,7 +428,7 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<Key<'de>>()? {
             let raw: &'de RawValue = map.next_value()?;
-            self.0.set_field(&key.0, raw);
+            self.0.set_field(&key.0, raw.get());
         }
         Ok(())
     }

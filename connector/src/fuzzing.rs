@@ -128,8 +128,9 @@ impl Reader {
     }
 }
 
-/// A JSON object's members in order, repeated keys included.
-struct Members<'a>(Vec<(String, &'a RawValue)>);
+/// A JSON object's members in order, repeated keys included (serde_json's reading, the
+/// reference the fuzz model and the scanner's tests compare with).
+pub(crate) struct Members<'a>(pub(crate) Vec<(String, &'a RawValue)>);
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {

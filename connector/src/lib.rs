@@ -3,7 +3,8 @@
 //!
 //! Module map, in the order data flows:
 //! [`config`] (validated settings) → [`catalog`] (streams and their types) → [`write`] (the
-//! reader/committer pipeline) → [`encoder`] (records → Arrow, via [`coerce`]) → [`sink`] (Parquet
+//! reader/committer pipeline; [`scan`] reads the common RECORD line in one pass, [`protocol`]'s
+//! serde_json types every other line) → [`encoder`] (records → Arrow, via [`coerce`]) → [`sink`] (Parquet
 //! files and Delta commits) → [`state`] (which STATE may be echoed) → [`protocol`] (the only
 //! writer of stdout). [`check`] probes the storage; [`error`] classifies every failure;
 //! [`metrics`] names the sync's Prometheus metrics and sends them, with its OpenLineage events.
@@ -20,6 +21,7 @@ pub mod fault;
 pub mod fuzzing;
 pub mod metrics;
 pub mod protocol;
+pub mod scan;
 pub mod sink;
 pub mod state;
 pub mod write;

@@ -2,8 +2,9 @@
 //!
 //! Three stages run in parallel:
 //! - the *splitter* (a thread) cuts stdin into chunks of whole lines, numbered in input order;
-//! - *parsers* (one thread per core) parse and encode chunks into per-stream Arrow batches, and
-//!   cut each chunk's output at its STATE messages;
+//! - *parsers* (one thread per core) take the next chunk from one shared queue (a parser that
+//!   finished early does not wait for another's turn), parse and encode it into per-stream Arrow
+//!   batches, and cut its output at its STATE messages;
 //! - the *committer* (async) puts chunk outputs back in input order, accounts each state's
 //!   records, streams batches into Parquet files, commits, and echoes states.
 //!
@@ -30,7 +31,8 @@ use crate::catalog::{Catalog, SyncMode};
 use crate::config::DestinationOptions;
 use crate::encoder::StreamEncoder;
 use crate::error::{ConnectorError, Result};
-use crate::protocol::{Emitter, Incoming, StateHeader, StreamDescriptor, state_echo};
+use crate::protocol::{Change, Emitter, Incoming, StateHeader, StreamDescriptor, state_echo};
+use crate::scan;
 use crate::sink::{BronzeTable, CommitContext};
 use crate::state::{Covers, PendingState, StateTracker};
 
@@ -42,8 +44,14 @@ const BATCH_BYTES: usize = 16 * 1024 * 1024;
 const CHANNEL_DEPTH: usize = 4;
 /// Input is handed to parsers in chunks of about this size (whole lines).
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Chunks dealt but not yet consumed by the committer, per parser: bounds the memory of input
+/// waiting to be parsed and of outputs waiting for an earlier chunk.
+const CHUNKS_IN_FLIGHT_PER_PARSER: usize = 2;
 /// Rough memory of one open Parquet file (row group in progress + upload buffer).
 const OPEN_FILE_COST: u64 = 48 * 1024 * 1024;
+
+/// The parsers' shared queue of numbered chunks.
+type ChunkQueue = Arc<std::sync::Mutex<std::sync::mpsc::Receiver<(u64, Vec<u8>)>>>;
 
 /// What a parser made of one chunk, in input order.
 struct ChunkOutput {
@@ -191,14 +199,16 @@ pub async fn run_write_reporting(
     let catalog = Arc::new(catalog);
     let overwrite: Vec<bool> = catalog.streams.iter().map(|s| s.sync_mode == SyncMode::Overwrite).collect();
 
-    // splitter → parsers (round robin, bounded) → committer (bounded, re-sequenced).
+    // splitter → parsers (one shared queue) → committer (re-sequenced); at most
+    // CHUNKS_IN_FLIGHT_PER_PARSER chunks per parser between the splitter and the committer.
     let (out_tx, out_rx) = mpsc::channel::<ChunkOutput>(CHANNEL_DEPTH);
+    let (in_flight_tx, in_flight_rx) = std::sync::mpsc::sync_channel::<()>(CHUNKS_IN_FLIGHT_PER_PARSER * parser_count());
     let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let mut chunk_txs = Vec::new();
     let mut parsers = Vec::new();
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(parser_count());
+    let chunk_rx: ChunkQueue = Arc::new(std::sync::Mutex::new(chunk_rx));
     for _ in 0..parser_count() {
-        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(1);
-        chunk_txs.push(chunk_tx);
+        let chunk_rx = chunk_rx.clone();
         let encoders: Vec<StreamEncoder> = tables.iter().map(BronzeTable::encoder).collect();
         let (catalog, out_tx, recycle_tx) = (catalog.clone(), out_tx.clone(), recycle_tx.clone());
         let max_line = options.max_line_bytes;
@@ -206,7 +216,7 @@ pub async fn run_write_reporting(
     }
     drop((out_tx, recycle_tx));
     let max_line = options.max_line_bytes;
-    let splitter = std::thread::spawn(move || split_input(input, chunk_txs, recycle_rx, max_line));
+    let splitter = std::thread::spawn(move || split_input(input, chunk_tx, recycle_rx, in_flight_tx, max_line));
 
     let mut committer = Committer {
         options: &options,
@@ -215,7 +225,7 @@ pub async fn run_write_reporting(
         overwrite,
         emitter: &emitter,
         removed: 0,
-        sequence: Sequencer::new(catalog.clone()),
+        sequence: Sequencer::new(catalog.clone(), in_flight_rx),
     };
     let outcome = committer.run(out_rx).await;
     let result = finish_write(&mut committer, outcome, splitter, parsers).await;
@@ -272,13 +282,16 @@ async fn finish_write(
     Ok(summary)
 }
 
-/// Cuts the input into chunks of whole lines and deals them to the parsers in turn. A line is
-/// never buffered past `max_line` bytes: its first `max_line + 1` bytes go to a parser as the
-/// last chunk, which refuses the line with its number.
+/// Cuts the input into chunks of whole lines and puts them on the parsers' queue. A line is never
+/// buffered past `max_line` bytes: its first `max_line + 1` bytes go to a parser as the last
+/// chunk, which refuses the line with its number. Each chunk takes a place in `in_flight` first,
+/// which the committer frees when it has consumed the chunk's output: the splitter never runs
+/// more than its capacity ahead of the committer.
 fn split_input(
     mut input: Box<dyn BufRead + Send>,
-    parsers: Vec<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
+    parsers: std::sync::mpsc::SyncSender<(u64, Vec<u8>)>,
     recycled: std::sync::mpsc::Receiver<Vec<u8>>,
+    in_flight: std::sync::mpsc::SyncSender<()>,
     max_line: usize,
 ) -> Result<()> {
     let mut seq = 0u64;
@@ -325,8 +338,7 @@ fn split_input(
             }
         }
         if !chunk.is_empty() {
-            let parser = &parsers[(seq as usize) % parsers.len()];
-            if parser.send((seq, chunk)).is_err() {
+            if in_flight.send(()).is_err() || parsers.send((seq, chunk)).is_err() {
                 return Ok(()); // the committer stopped; it reports why
             }
             seq += 1;
@@ -339,7 +351,7 @@ fn split_input(
 
 /// Parses the chunks one parser is dealt.
 fn parse_chunks(
-    chunks: std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    chunks: ChunkQueue,
     catalog: &Catalog,
     mut encoders: Vec<StreamEncoder>,
     out: &mpsc::Sender<ChunkOutput>,
@@ -347,7 +359,9 @@ fn parse_chunks(
     max_line: usize,
 ) {
     let mut route = Router::default();
-    for (seq, chunk) in chunks {
+    loop {
+        let next = chunks.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+        let Ok((seq, chunk)) = next else { return };
         let output = parse_chunk(seq, &chunk, catalog, &mut encoders, &mut route, max_line);
         let _ = recycle.send(chunk);
         let failed = output.items.iter().any(|i| matches!(i, Item::Fail(_)));
@@ -395,6 +409,14 @@ fn json_problem(error: &serde_json::Error) -> String {
     }
 }
 
+/// A RECORD's `data`, as the reader of its line left it.
+enum RecordData<'a> {
+    /// Read by [`scan`]: its members are found already.
+    Scanned { text: &'a str, members: &'a [scan::Member<'a>] },
+    /// Read by serde_json: walked by the encoder; with the source's changes.
+    Raw { data: &'a RawValue, changes: &'a [Change] },
+}
+
 fn parse_chunk(seq: u64, chunk: &[u8], catalog: &Catalog, encoders: &mut [StreamEncoder], route: &mut Router, max_line: usize) -> ChunkOutput {
     let mut items = Vec::new();
     let mut counts = SegmentCounts { per_stream: vec![0; encoders.len()], ..SegmentCounts::default() };
@@ -407,6 +429,8 @@ fn parse_chunk(seq: u64, chunk: &[u8], catalog: &Catalog, encoders: &mut [Stream
         }
         Ok(())
     };
+    // data's members of the line in hand (reused: one allocation per chunk, not per record)
+    let mut members = Vec::new();
     let result = (|| -> Result<()> {
         for raw_line in lines_of(chunk) {
             lines += 1;
@@ -427,38 +451,50 @@ fn parse_chunk(seq: u64, chunk: &[u8], catalog: &Catalog, encoders: &mut [Stream
             if !line.trim_start().starts_with('{') {
                 return Err(malformed("not a JSON object".into()));
             }
-            let message: Incoming = serde_json::from_str(line).map_err(|e| malformed(json_problem(&e)))?;
-            match message.kind.as_ref() {
-                "RECORD" => {
-                    let record = message.record.ok_or_else(|| malformed("a RECORD message without a record".into()))?;
-                    let namespace = record.namespace.as_deref();
-                    let Some(index) = route.find(catalog, namespace, &record.stream) else {
-                        let descriptor =
-                            StreamDescriptor { name: record.stream.to_string(), namespace: namespace.map(str::to_owned) };
-                        *counts.unknown.entry(descriptor).or_default() += 1;
-                        continue;
-                    };
-                    let changes = record.meta.as_ref().map(|m| m.changes.as_slice()).unwrap_or(&[]);
-                    let encoder = &mut encoders[index];
-                    encoder.push(record.data, record.emitted_at, changes);
-                    counts.per_stream[index] += 1;
-                    if encoder.rows() >= BATCH_ROWS || encoder.bytes() >= BATCH_BYTES {
-                        items.push(Item::Batch { stream: index, digest: encoder.take_digest(), batch: finish(encoder)? });
+            // The common RECORD line in one pass (scan); every other line through serde_json.
+            let message: Incoming;
+            let (namespace, stream, emitted_at, data) = match scan::scan_record(line, &mut members) {
+                Some(record) => {
+                    (record.namespace, record.stream, record.emitted_at, RecordData::Scanned { text: record.data, members: &members })
+                }
+                None => {
+                    message = serde_json::from_str(line).map_err(|e| malformed(json_problem(&e)))?;
+                    match message.kind.as_ref() {
+                        "RECORD" => {
+                            let record = message.record.as_ref().ok_or_else(|| malformed("a RECORD message without a record".into()))?;
+                            let changes = record.meta.as_ref().map(|m| m.changes.as_slice()).unwrap_or(&[]);
+                            (record.namespace.as_deref(), record.stream.as_ref(), record.emitted_at, RecordData::Raw { data: record.data, changes })
+                        }
+                        "STATE" => {
+                            let state = message.state.ok_or_else(|| malformed("a STATE message without a state".into()))?;
+                            // Every record before this state must reach the committer first.
+                            flush(encoders, &mut items)?;
+                            let segment = std::mem::replace(
+                                &mut counts,
+                                SegmentCounts { per_stream: vec![0; encoders.len()], ..SegmentCounts::default() },
+                            );
+                            items.push(Item::Counts(segment));
+                            items.push(Item::State { raw: state.get().to_owned(), line: lines });
+                            continue;
+                        }
+                        // LOG, TRACE, CONTROL and future types are not for the destination to store.
+                        _ => continue,
                     }
                 }
-                "STATE" => {
-                    let state = message.state.ok_or_else(|| malformed("a STATE message without a state".into()))?;
-                    // Every record before this state must reach the committer first.
-                    flush(encoders, &mut items)?;
-                    let segment = std::mem::replace(
-                        &mut counts,
-                        SegmentCounts { per_stream: vec![0; encoders.len()], ..SegmentCounts::default() },
-                    );
-                    items.push(Item::Counts(segment));
-                    items.push(Item::State { raw: state.get().to_owned(), line: lines });
-                }
-                // LOG, TRACE, CONTROL and future types are not for the destination to store.
-                _ => {}
+            };
+            let Some(index) = route.find(catalog, namespace, stream) else {
+                let descriptor = StreamDescriptor { name: stream.to_owned(), namespace: namespace.map(str::to_owned) };
+                *counts.unknown.entry(descriptor).or_default() += 1;
+                continue;
+            };
+            let encoder = &mut encoders[index];
+            match data {
+                RecordData::Scanned { text, members } => encoder.push_members(text, members, emitted_at),
+                RecordData::Raw { data, changes } => encoder.push(data, emitted_at, changes),
+            }
+            counts.per_stream[index] += 1;
+            if encoder.rows() >= BATCH_ROWS || encoder.bytes() >= BATCH_BYTES {
+                items.push(Item::Batch { stream: index, digest: encoder.take_digest(), batch: finish(encoder)? });
             }
         }
         Ok(())
@@ -539,7 +575,8 @@ pub fn parse_without_storage(input: &[u8], read_size: usize, catalog: &Catalog, 
     // Every line is at least one byte: the channel holds every chunk the splitter can make.
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel(input.len() + 2);
     let (_recycle_tx, recycle_rx) = std::sync::mpsc::channel();
-    if let Err(e) = split_input(Box::new(reader), vec![chunk_tx], recycle_rx, max_line) {
+    let (in_flight_tx, _in_flight_rx) = std::sync::mpsc::sync_channel(input.len() + 2);
+    if let Err(e) = split_input(Box::new(reader), chunk_tx, recycle_rx, in_flight_tx, max_line) {
         parsed.failure = Some(e);
         return parsed;
     }
@@ -581,6 +618,8 @@ struct Sequencer {
     kind: Option<StateKind>,
     warned: HashSet<StreamDescriptor>,
     summary: ReadSummary,
+    /// The splitter's places (see [`split_input`]); None once the committer stopped.
+    in_flight: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 /// Per-scope record counts since the last state of that scope.
@@ -593,7 +632,7 @@ struct Counts {
 }
 
 impl Sequencer {
-    fn new(catalog: Arc<Catalog>) -> Self {
+    fn new(catalog: Arc<Catalog>, in_flight: std::sync::mpsc::Receiver<()>) -> Self {
         let per_stream = vec![0; catalog.streams.len()];
         Sequencer {
             catalog,
@@ -604,6 +643,7 @@ impl Sequencer {
             kind: None,
             warned: HashSet::new(),
             summary: ReadSummary { per_stream, ..ReadSummary::default() },
+            in_flight: Some(in_flight),
         }
     }
 
@@ -611,6 +651,10 @@ impl Sequencer {
     fn pop_ready(&mut self) -> Option<ChunkOutput> {
         let chunk = self.waiting.remove(&self.next)?;
         self.next += 1;
+        // The splitter took a place before dealing this chunk: it is free again.
+        if let Some(in_flight) = &self.in_flight {
+            let _ = in_flight.try_recv();
+        }
         Some(chunk)
     }
 
@@ -731,8 +775,9 @@ impl Committer<'_> {
                 break stop;
             }
         };
-        // Dropping the receiver makes the parsers and the splitter stop at their next send.
+        // Dropping the receivers makes the parsers and the splitter stop at their next send.
         drop(rx);
+        self.sequence.in_flight = None;
         outcome
     }
 
