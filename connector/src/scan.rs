@@ -8,8 +8,9 @@
 //!
 //! It is a fast path, not a second JSON parser: it accepts only a strict subset of what serde_json
 //! accepts, and reads it the same way, so the two never disagree. Anything else (another message
-//! type, escapes in a key or a name, nested values in `data`, unknown envelope fields, repeated
-//! envelope fields, a fractional `emitted_at`, `meta` with changes, invalid JSON) returns `None`,
+//! type, escapes in a key or a name, nested values in `data`, unknown envelope fields that are not
+//! scalars, repeated envelope fields, a fractional `emitted_at`, `meta` with changes, invalid JSON)
+//! returns `None`,
 //! and the caller reads the line with serde_json as before, which also words the errors. The
 //! fuzz target `messages` and the tests below check the subset against serde_json.
 //!
@@ -54,7 +55,12 @@ pub fn scan_record<'a>(line: &'a str, members: &mut Vec<Member<'a>>) -> Option<S
                 is_record = true;
             }
             "record" if record.is_none() => record = Some(cursor.record(members)?),
-            _ => return None,
+            // serde_json refuses a repeated known field, and reads `state` even here.
+            "type" | "record" | "state" => return None,
+            // Unknown fields are ignored, as serde_json ignores them.
+            _ => {
+                cursor.scalar()?;
+            }
         }
         if cursor.end_of_object()? {
             break;
@@ -265,7 +271,11 @@ impl<'a> Cursor<'a> {
                     self.empty_meta()?;
                     meta = true;
                 }
-                _ => return None,
+                "namespace" | "stream" | "emitted_at" | "data" | "meta" => return None,
+                // Unknown fields (`file_reference: null`, …) are ignored, as serde_json ignores them.
+                _ => {
+                    self.scalar()?;
+                }
             }
             if self.end_of_object()? {
                 break;
@@ -364,6 +374,8 @@ mod tests {
             r#"{"type": "RECORD", "record": {"stream": "users", "data": {}, "emitted_at": 5, "namespace": null, "meta": {}}}"#,
             "{ \"record\" : { \"stream\" : \"u\" , \"emitted_at\" : -0 , \"data\" : { \"a\" : 1e-3 , \"a\" : \"\" } } , \"type\" : \"RECORD\" }\t",
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"a":"\ud800","b":-0.5E+10,"c":false}}}"#,
+            // unknown scalar fields, as a newer protocol may add
+            r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"a":1},"file_reference":null,"x":"y"},"id":7}"#,
         ] {
             assert!(agrees(line), "not read: {line}");
         }
@@ -378,7 +390,9 @@ mod tests {
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1.5,"data":{}}}"#,
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{},"meta":{"changes":[{"field":"a","change":"NULLED","reason":"x"}]}}}"#,
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"k\u0061":1}}}"#,
-            r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{}},"extra":1}"#,
+            r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{}},"extra":{}}"#,
+            r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{}},"state":1}"#,
+            r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{},"file_reference":{"a":1}}}"#,
             r#"{"type":"RECORD","type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{}}}"#,
             r#"{"type":"RECORD","record":{"stream":"u","stream":"v","emitted_at":1,"data":{}}}"#,
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":5}}"#,
@@ -420,7 +434,11 @@ mod tests {
     #[test]
     fn agrees_with_serde_json_on_mutated_lines() {
         let alphabet = br#"{}[]":,\ -+.eE0123456789abcdefnrtu\/x	"#;
-        let seeds = [LINE, r#"{"type":"RECORD","record":{"namespace":null,"stream":"users","data":{"id":1,"v":"a\nb","w":-1.25e3},"emitted_at":1,"meta":{"changes":[]}}}"#];
+        let seeds = [
+            LINE,
+            r#"{"type":"RECORD","record":{"namespace":null,"stream":"users","data":{"id":1,"v":"a\nb","w":-1.25e3},"emitted_at":1,"meta":{"changes":[]}}}"#,
+            r#"{"type":"RECORD","id":null,"record":{"stream":"u","file_reference":null,"data":{"a":"b"},"emitted_at":2,"meta":null},"x":1}"#,
+        ];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = |bound: usize| {
             state ^= state << 13;

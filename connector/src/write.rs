@@ -51,7 +51,7 @@ const CHUNKS_IN_FLIGHT_PER_PARSER: usize = 2;
 const OPEN_FILE_COST: u64 = 48 * 1024 * 1024;
 
 /// The parsers' shared queue of numbered chunks.
-type ChunkQueue = Arc<std::sync::Mutex<std::sync::mpsc::Receiver<(u64, Vec<u8>)>>>;
+type ChunkQueue = Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Chunk>>>;
 
 /// What a parser made of one chunk, in input order.
 struct ChunkOutput {
@@ -205,7 +205,7 @@ pub async fn run_write_reporting(
     let (in_flight_tx, in_flight_rx) = std::sync::mpsc::sync_channel::<()>(CHUNKS_IN_FLIGHT_PER_PARSER * parser_count());
     let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let mut parsers = Vec::new();
-    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(parser_count());
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(parser_count());
     let chunk_rx: ChunkQueue = Arc::new(std::sync::Mutex::new(chunk_rx));
     for _ in 0..parser_count() {
         let chunk_rx = chunk_rx.clone();
@@ -289,7 +289,7 @@ async fn finish_write(
 /// more than its capacity ahead of the committer.
 fn split_input(
     mut input: Box<dyn BufRead + Send>,
-    parsers: std::sync::mpsc::SyncSender<(u64, Vec<u8>)>,
+    parsers: std::sync::mpsc::SyncSender<Chunk>,
     recycled: std::sync::mpsc::Receiver<Vec<u8>>,
     in_flight: std::sync::mpsc::SyncSender<()>,
     max_line: usize,
@@ -297,48 +297,62 @@ fn split_input(
     let mut seq = 0u64;
     let mut carry: Vec<u8> = Vec::new();
     loop {
-        // Reuse a parsed chunk's buffer: fresh multi-megabyte allocations cost page faults.
-        let mut chunk = recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES + (1 << 20)));
-        chunk.clear();
-        chunk.append(&mut carry);
-        let mut has_newline = chunk.contains(&b'\n');
+        // Reuse a parsed chunk's buffer: fresh multi-megabyte allocations cost page faults. Its
+        // bytes stay initialized, so input is read straight into it (no copy through a buffer).
+        let mut buf = recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK_BYTES + (1 << 20)]);
+        if buf.len() < carry.len() + (1 << 20) {
+            buf.resize(carry.len() + (1 << 20), 0);
+        }
+        buf[..carry.len()].copy_from_slice(&carry);
+        let mut len = carry.len();
+        carry.clear();
+        let mut has_newline = memchr::memchr(b'\n', &buf[..len]).is_some();
         let mut eof = false;
         // Where a STATE was seen in this chunk: a state must reach the committer promptly (its
         // echo waits for it), so the chunk is cut as soon as the state's line is complete.
-        let mut state_at = memchr::memmem::find(&chunk, b"\"STATE\"");
+        let mut state_at = memchr::memmem::find(&buf[..len], b"\"STATE\"");
         // Fill to CHUNK_BYTES, and past it until the chunk holds at least one whole line.
         let mut too_long = false;
-        while chunk.len() < CHUNK_BYTES || !has_newline {
-            if state_at.is_some_and(|at| memchr::memchr(b'\n', &chunk[at..]).is_some()) {
+        while len < CHUNK_BYTES || !has_newline {
+            if state_at.is_some_and(|at| memchr::memchr(b'\n', &buf[at..len]).is_some()) {
                 break;
             }
-            if !has_newline && chunk.len() > max_line {
-                chunk.truncate(max_line + 1);
+            if !has_newline && len > max_line {
+                len = max_line + 1;
                 too_long = true;
                 break;
             }
-            let available = input.fill_buf()?;
-            if available.is_empty() {
-                eof = true;
-                break;
+            // Up to CHUNK_BYTES, then in small steps to the end of the line in hand.
+            let want = CHUNK_BYTES.saturating_sub(len).max(64 * 1024);
+            if buf.len() < len + want {
+                // A line longer than the buffer (up to max_line): grow it.
+                buf.resize((len + want).max(buf.len() * 2), 0);
             }
-            let taken = available.len();
-            has_newline |= memchr::memchr(b'\n', available).is_some();
-            let scan_from = chunk.len().saturating_sub(6);
-            chunk.extend_from_slice(available);
-            input.consume(taken);
+            let read = match input.read(&mut buf[len..len + want]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            has_newline |= memchr::memchr(b'\n', &buf[len..len + read]).is_some();
+            let scan_from = len.saturating_sub(6);
+            len += read;
             if state_at.is_none() {
-                state_at = memchr::memmem::find(&chunk[scan_from..], b"\"STATE\"").map(|i| i + scan_from);
+                state_at = memchr::memmem::find(&buf[scan_from..len], b"\"STATE\"").map(|i| i + scan_from);
             }
         }
         if !eof && !too_long {
             // The partial last line goes to the next chunk.
-            if let Some(end) = chunk.iter().rposition(|&b| b == b'\n') {
-                carry = chunk.split_off(end + 1);
+            if let Some(end) = memchr::memrchr(b'\n', &buf[..len]) {
+                carry.extend_from_slice(&buf[end + 1..len]);
+                len = end + 1;
             }
         }
-        if !chunk.is_empty() {
-            if in_flight.send(()).is_err() || parsers.send((seq, chunk)).is_err() {
+        if len > 0 {
+            if in_flight.send(()).is_err() || parsers.send(Chunk { seq, buf, len }).is_err() {
                 return Ok(()); // the committer stopped; it reports why
             }
             seq += 1;
@@ -346,6 +360,19 @@ fn split_input(
         if eof || too_long {
             return Ok(());
         }
+    }
+}
+
+/// A numbered piece of input, whole lines only: the first `len` bytes of `buf`.
+struct Chunk {
+    seq: u64,
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -361,9 +388,9 @@ fn parse_chunks(
     let mut route = Router::default();
     loop {
         let next = chunks.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
-        let Ok((seq, chunk)) = next else { return };
-        let output = parse_chunk(seq, &chunk, catalog, &mut encoders, &mut route, max_line);
-        let _ = recycle.send(chunk);
+        let Ok(chunk) = next else { return };
+        let output = parse_chunk(chunk.seq, chunk.bytes(), catalog, &mut encoders, &mut route, max_line);
+        let _ = recycle.send(chunk.buf);
         let failed = output.items.iter().any(|i| matches!(i, Item::Fail(_)));
         if out.blocking_send(output).is_err() || failed {
             return;
@@ -581,8 +608,8 @@ pub fn parse_without_storage(input: &[u8], read_size: usize, catalog: &Catalog, 
         return parsed;
     }
     let mut route = Router::default();
-    for (seq, chunk) in chunk_rx.try_iter() {
-        let output = parse_chunk(seq, &chunk, catalog, &mut encoders, &mut route, max_line);
+    for chunk in chunk_rx.try_iter() {
+        let output = parse_chunk(chunk.seq, chunk.bytes(), catalog, &mut encoders, &mut route, max_line);
         for item in output.items {
             match item {
                 Item::Batch { stream, batch, .. } => parsed.batches[stream].push(batch),

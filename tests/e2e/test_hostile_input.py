@@ -107,6 +107,22 @@ sys.stderr.write(f"RSS_KIB={{resource.getrusage(resource.RUSAGE_CHILDREN).ru_max
     assert rss_kib < 200 * 1024, f"peak RSS {rss_kib // 1024} MiB for a 400 MiB line"
 
 
+def test_lines_longer_than_a_reader_chunk_are_kept_whole(tmp_path):
+    """Lines of 20 and 9 MiB (the reader cuts input into chunks of 8 MiB) between ordinary lines and
+    states: every value intact, every state echoed."""
+    big = "y" * (20 << 20)
+    lines = [record({"id": 1, "note": "before"}), record({"id": 2, "note": big}), STATE,
+             record({"id": 3, "note": big[: 9 << 20]}), record({"id": 4}), STATE]
+    lake = tmp_path / "lake"
+    run = run_dest("write", "--config", str(local_config(tmp_path, lake, max_line_mb=64)), "--catalog", str(catalog(tmp_path)),
+                   stdin=("\n".join(lines) + "\n").encode(), timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert len(run.states) == 2
+    notes = {row["id"]: row["note"] for row in rows(lake)}
+    assert notes.keys() == {1, 2, 3, 4}
+    assert notes[1] == "before" and notes[2] == big and notes[3] == big[: 9 << 20] and notes[4] is None
+
+
 def test_invalid_utf8_fails_with_the_line_number(tmp_path):
     line = b'{"type":"RECORD","record":{"stream":"t","emitted_at":1,"data":{"note":"caf\xe9"}}}'
     run = run_dest("write", "--config", str(local_config(tmp_path, tmp_path / "lake")), "--catalog", str(catalog(tmp_path)),
