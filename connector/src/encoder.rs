@@ -138,7 +138,13 @@ pub struct StreamEncoder {
     builders: Vec<Builder>,
     by_field: HashMap<String, usize>,
     filled: Vec<bool>,
-    next_guess: usize,
+    /// Per position of a member in `data`: the column the member at that position filled in an
+    /// earlier record. A source sends its fields in one order, whatever the catalog's order (the
+    /// platform may hand the catalog over with its keys re-sorted), so after the first record a
+    /// field's column is found with one comparison instead of a hash lookup.
+    order: Vec<usize>,
+    /// The position of the next member of the record in hand.
+    position: usize,
     raw_ids: StringBuilder,
     extracted_at: Vec<i64>,
     generation_id: Option<i64>,
@@ -187,7 +193,8 @@ impl StreamEncoder {
             builders,
             by_field,
             filled,
-            next_guess: 0,
+            order: Vec::new(),
+            position: 0,
             raw_ids: StringBuilder::new(),
             extracted_at: Vec::new(),
             generation_id,
@@ -274,11 +281,22 @@ impl StreamEncoder {
     }
 
     fn set_field(&mut self, key: &str, raw: &str) {
-        let guess = self.next_guess;
-        let index = if self.columns.get(guess).is_some_and(|c| c.source_field == key) {
-            Some(guess)
-        } else {
-            self.by_field.get(key).copied()
+        let slot = self.position;
+        self.position += 1;
+        let index = match self.order.get(slot) {
+            Some(&i) if self.columns.get(i).is_some_and(|c| c.source_field == key) => Some(i),
+            _ => {
+                let found = self.by_field.get(key).copied();
+                // Learn the position (a bounded number of them: a hostile record may have many
+                // members).
+                if let Some(i) = found.filter(|_| slot < 2 * self.columns.len() + 16) {
+                    if self.order.len() <= slot {
+                        self.order.resize(slot + 1, usize::MAX);
+                    }
+                    self.order[slot] = i;
+                }
+                found
+            }
         };
         let Some(i) = index else {
             self.rescue(key, raw);
@@ -290,7 +308,6 @@ impl StreamEncoder {
             return;
         }
         self.filled[i] = true;
-        self.next_guess = i + 1;
         if let Some(change) = self.builders[i].append(self.columns[i].storage, raw) {
             self.add_change(key, change);
             self.rescue(key, raw);
@@ -321,7 +338,7 @@ impl StreamEncoder {
             }
             *filled = false;
         }
-        self.next_guess = 0;
+        self.position = 0;
         let mut uuid = uuid::Uuid::encode_buffer();
         self.raw_ids.append_value(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut uuid));
         self.extracted_at.push((emitted_at_ms * 1000.0) as i64);
