@@ -199,16 +199,16 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// `emitted_at`: an integer of at most 15 digits (exact as a double, read as serde_json
-    /// reads it); other forms go to serde_json.
+    /// `emitted_at`: a non-negative integer of at most 15 digits (exact as a double, read as
+    /// serde_json reads it); other forms (`-0`, which serde_json reads as -0.0, fractions,
+    /// exponents) go to serde_json.
     fn millis(&mut self) -> Option<f64> {
         self.skip_whitespace();
         let text = self.number()?;
-        let digits = text.strip_prefix('-').unwrap_or(text);
-        if digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if text.len() > 15 || !text.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        text.parse::<i64>().ok().map(|ms| ms as f64)
+        text.parse::<u64>().ok().map(|ms| ms as f64)
     }
 
     /// `record.meta` without changes: `null`, `{}` or `{"changes":[]}`.
@@ -316,8 +316,9 @@ mod tests {
     use crate::protocol::Incoming;
     use serde_json::value::RawValue;
 
-    /// A line's namespace, stream, emitted_at, data text and data's members.
-    type Reading = (Option<String>, String, f64, String, Vec<(String, String)>);
+    /// A line's namespace, stream, emitted_at (its bits: -0.0 is not 0.0), data text and data's
+    /// members.
+    type Reading = (Option<String>, String, u64, String, Vec<(String, String)>);
 
     /// serde_json's reading of a line, or None.
     fn reference(line: &str) -> Option<Reading> {
@@ -329,7 +330,7 @@ mod tests {
         }
         let members: Vec<(String, &RawValue)> = serde_json::from_str::<crate::fuzzing::Members>(record.data.get()).ok()?.0;
         let members = members.into_iter().map(|(k, v)| (k, v.get().to_owned())).collect();
-        Some((record.namespace.map(|n| n.into_owned()), record.stream.into_owned(), record.emitted_at, record.data.get().to_owned(), members))
+        Some((record.namespace.map(|n| n.into_owned()), record.stream.into_owned(), record.emitted_at.to_bits(), record.data.get().to_owned(), members))
     }
 
     /// The scanner's reading of a line, or None.
@@ -337,7 +338,7 @@ mod tests {
         let mut members = Vec::new();
         let r = scan_record(line, &mut members)?;
         let members = members.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Some((r.namespace.map(str::to_owned), r.stream.to_owned(), r.emitted_at, r.data.to_owned(), members))
+        Some((r.namespace.map(str::to_owned), r.stream.to_owned(), r.emitted_at.to_bits(), r.data.to_owned(), members))
     }
 
     /// The scanner accepts a line only if serde_json does, and reads it the same way.
@@ -372,7 +373,7 @@ mod tests {
             // source-mysql (bulk CDK): data before emitted_at, meta without changes.
             r#"{"type":"RECORD","record":{"namespace":"app","stream":"users","data":{"id":1,"_ab_cdc_log_pos":4920.0},"emitted_at":1735689600000,"meta":{"changes":[]}}}"#,
             r#"{"type": "RECORD", "record": {"stream": "users", "data": {}, "emitted_at": 5, "namespace": null, "meta": {}}}"#,
-            "{ \"record\" : { \"stream\" : \"u\" , \"emitted_at\" : -0 , \"data\" : { \"a\" : 1e-3 , \"a\" : \"\" } } , \"type\" : \"RECORD\" }\t",
+            "{ \"record\" : { \"stream\" : \"u\" , \"emitted_at\" : 0 , \"data\" : { \"a\" : 1e-3 , \"a\" : \"\" } } , \"type\" : \"RECORD\" }\t",
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"a":"\ud800","b":-0.5E+10,"c":false}}}"#,
             // unknown scalar fields, as a newer protocol may add
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"a":1},"file_reference":null,"x":"y"},"id":7}"#,
@@ -388,6 +389,7 @@ mod tests {
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"a":{"nested":1}}}}"#,
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"a":[1]}}}"#,
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1.5,"data":{}}}"#,
+            r#"{"type":"RECORD","record":{"stream":"u","emitted_at":-0,"data":{}}}"#,
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{},"meta":{"changes":[{"field":"a","change":"NULLED","reason":"x"}]}}}"#,
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"k\u0061":1}}}"#,
             r#"{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{}},"extra":{}}"#,
