@@ -4,7 +4,8 @@
 //!   each message, from any thread. Nothing else in the connector prints to stdout.
 //! - [`Incoming`] parses one stdin line without copying record data: the record's `data` stays a
 //!   borrowed [`RawValue`] that the encoder walks once. Unknown fields are ignored, as the
-//!   protocol's `additionalProperties: true` requires.
+//!   protocol's `additionalProperties: true` requires. The common RECORD line does not get here:
+//!   [`crate::scan`] reads it in one pass; `Incoming` reads every line the scanner leaves.
 
 use std::borrow::Cow;
 use std::io::Write;
