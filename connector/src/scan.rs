@@ -9,10 +9,10 @@
 //! It is a fast path, not a second JSON parser: it accepts only a strict subset of what serde_json
 //! accepts, and reads it the same way, so the two never disagree. Anything else (another message
 //! type, escapes in a key or a name, nested values in `data`, unknown envelope fields that are not
-//! scalars, repeated envelope fields, a fractional `emitted_at`, `meta` with changes, invalid JSON)
-//! returns `None`,
-//! and the caller reads the line with serde_json as before, which also words the errors. The
-//! fuzz target `messages` and the tests below check the subset against serde_json.
+//! scalars, repeated envelope fields, an `emitted_at` that is not a plain integer, `meta` with
+//! changes, invalid JSON) returns `None`, and the caller reads the line with serde_json as before,
+//! which also words the errors. The fuzz target `messages` and the tests below check the subset
+//! against serde_json.
 //!
 //! Accepted values are validated as JSON: strings have no raw control characters and only valid
 //! escapes (`\uXXXX` with four hex digits; lone surrogates are valid raw text, as for serde_json),
