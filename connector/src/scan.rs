@@ -189,6 +189,15 @@ impl<'a> Cursor<'a> {
         self.text.get(self.at - len..self.at)
     }
 
+    /// Whether the next value is `null` (then read past it); `None` if it starts like one but is
+    /// not.
+    fn null(&mut self) -> Option<bool> {
+        if self.peek()? != b'n' {
+            return Some(false);
+        }
+        (self.literal()? == "null").then_some(true)
+    }
+
     /// A scalar value: its raw text. Objects and arrays are not read (`None`).
     fn scalar(&mut self) -> Option<&'a str> {
         match self.peek()? {
@@ -213,8 +222,8 @@ impl<'a> Cursor<'a> {
 
     /// `record.meta` without changes: `null`, `{}` or `{"changes":[]}`.
     fn empty_meta(&mut self) -> Option<()> {
-        if self.peek()? == b'n' {
-            return (self.literal()? == "null").then_some(());
+        if self.null()? {
+            return Some(());
         }
         self.eat(b'{')?;
         if self.peek()? == b'}' {
@@ -258,11 +267,7 @@ impl<'a> Cursor<'a> {
             self.eat(b':')?;
             match key {
                 "namespace" if namespace.is_none() => {
-                    namespace = Some(if self.peek()? == b'n' {
-                        (self.literal()? == "null").then_some(None)?
-                    } else {
-                        Some(self.plain_string()?)
-                    });
+                    namespace = Some(if self.null()? { None } else { Some(self.plain_string()?) });
                 }
                 "stream" if stream.is_none() => stream = Some(self.plain_string()?),
                 "emitted_at" if emitted_at.is_none() => emitted_at = Some(self.millis()?),
