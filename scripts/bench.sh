@@ -12,6 +12,11 @@
 #                                                              small syncs: its cost, and silver's
 #                                                              rebuild/update on the lake without
 #                                                              and with maintenance
+#   scripts/bench.sh scale [--rides 1000000,10000000 --budget 2GiB --changes-per-ride 0.5]
+#                                                              silver's rebuild (initial build) at
+#                                                              growing sizes: under a memory budget
+#                                                              (in slices), in one slice, and a
+#                                                              polars+deltalake peer
 #   scripts/bench.sh soak [--rate 20000 --minutes 15 --flush-seconds 5]
 #                                                              paced CDC into Ceph RGW: freshness,
 #                                                              memory over time, no STATE lost (no
@@ -22,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHAT=${1:-}; shift || true
-case "$WHAT" in bronze|lakehouse|maintenance|soak|build) ;; *) sed -n '2,20p' "$0" >&2; exit 2 ;; esac
+case "$WHAT" in bronze|lakehouse|maintenance|scale|soak|build) ;; *) sed -n '2,26p' "$0" >&2; exit 2 ;; esac
 CACHE=${RIDELAKE_CACHE:-$HOME/.cache/ridelake}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 export RIDELAKE_BIN_DIR=$CARGO_TARGET_DIR/release
@@ -49,5 +54,6 @@ case "$WHAT" in
   bronze) exec "$VENV/bin/python" bench/bench.py "$@" ;;
   lakehouse) exec "$VENV/bin/python" bench/bench_lakehouse.py "$@" ;;
   maintenance) exec "$VENV/bin/python" bench/bench_maintenance.py "$@" ;;
+  scale) exec "$VENV/bin/python" bench/bench_scale.py "$@" ;;
   build) echo "built: $WHEEL" >&2 ;;
 esac

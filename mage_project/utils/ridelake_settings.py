@@ -24,6 +24,7 @@ class LakeSettings:
     observability: dict[str, str]
     model: str | None = None  # model file mapping the source schema onto silver's (None: default)
     rebuild: bool = False  # rebuild silver from all of bronze (once, after changing the model)
+    memory_budget: str | None = None  # memory a rebuild may use ("2GiB"); None: RIDELAKE_MEMORY_BUDGET, else half the RAM
 
     def ridelake_args(self) -> dict:
         """Keyword arguments every ridelake call takes besides the lake."""
@@ -35,8 +36,12 @@ class LakeSettings:
         return {**self.ridelake_args(), **self.observability}
 
     def silver_args(self) -> dict:
-        """Keyword arguments of build_silver: build_args, plus the model and whether to rebuild."""
-        return {**self.build_args(), "model": self.model, "rebuild": self.rebuild}
+        """Keyword arguments of build_silver: build_args, plus the model, whether to rebuild and
+        the memory budget."""
+        args = {**self.build_args(), "model": self.model, "rebuild": self.rebuild}
+        if self.memory_budget:
+            args["memory_budget"] = self.memory_budget
+        return args
 
     def maintenance_args(self, runtime: dict | None = None) -> dict:
         """Keyword arguments of maintain: ridelake_args, the model, where metrics go, and the
@@ -90,7 +95,8 @@ def settings(runtime: dict | None = None) -> LakeSettings:
                         postgres_schema=runtime.get("postgres_schema") or profile.get("RIDELAKE_POSTGRES_SCHEMA") or "gold",
                         observability=_observability(profile),
                         model=runtime.get("model") or profile.get("RIDELAKE_MODEL") or None,
-                        rebuild=str(runtime.get("rebuild", "")).lower() in ("1", "true", "yes"))
+                        rebuild=str(runtime.get("rebuild", "")).lower() in ("1", "true", "yes"),
+                        memory_budget=str(runtime.get("memory_budget") or profile.get("RIDELAKE_MEMORY_BUDGET") or "") or None)
 
 
 def _observability(profile: dict) -> dict[str, str]:

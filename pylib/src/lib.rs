@@ -92,9 +92,19 @@ fn modeled_layout(lake: &str, namespace: &str, storage_options: Option<HashMap<S
     Ok(layout(lake, namespace, storage_options)?.with_model(model))
 }
 
-/// Applies new bronze changes to the silver tables; returns the run report.
+/// A memory size: bytes, or text such as `"2GiB"`.
+#[derive(FromPyObject)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Applies new bronze changes to the silver tables; returns the run report. A rebuild decides
+/// its rides in slices (ranges of the ride id) so as to stay within `memory_budget` (bytes or
+/// `"2GiB"`; default `RIDELAKE_MEMORY_BUDGET`, else half the machine's memory), or in exactly
+/// `slices` slices.
 #[pyfunction]
-#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, model = None, rebuild = false, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, model = None, rebuild = false, memory_budget = None, slices = None, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
 #[allow(clippy::too_many_arguments)]
 fn build_silver<'py>(
     py: Python<'py>,
@@ -103,6 +113,8 @@ fn build_silver<'py>(
     storage_options: Option<HashMap<String, String>>,
     model: Option<std::path::PathBuf>,
     rebuild: bool,
+    memory_budget: Option<Size>,
+    slices: Option<usize>,
     pushgateway_url: Option<String>,
     metrics_file: Option<std::path::PathBuf>,
     lineage_url: Option<String>,
@@ -110,7 +122,12 @@ fn build_silver<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let layout = modeled_layout(lake, namespace, storage_options, model.as_deref())?;
     let observe = observability(pushgateway_url, metrics_file, lineage_url, lineage_file);
-    let options = SilverOptions { rebuild, ..SilverOptions::default() };
+    let memory_budget = match memory_budget {
+        None => None,
+        Some(Size::Bytes(bytes)) => Some(bytes),
+        Some(Size::Text(text)) => Some(ridelake_lakehouse::slices::budget("memory_budget", &text).map_err(to_py)?),
+    };
+    let options = SilverOptions { rebuild, memory_budget, slices, ..SilverOptions::default() };
     let report = run(py, async move { observe::run_silver(&layout, &options, &observe).await })?;
     to_python(py, &report)
 }

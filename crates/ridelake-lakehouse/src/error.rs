@@ -41,6 +41,14 @@ pub enum LakehouseError {
     /// Shared-crate error (storage settings, names).
     #[error(transparent)]
     Core(#[from] ridelake_core::CoreError),
+    /// A setting of a run (an argument or a runtime variable) has a value it cannot use.
+    #[error("setting {name}: {message}")]
+    Setting {
+        /// The setting (an argument or a runtime variable).
+        name: &'static str,
+        /// What is wrong with it and what is expected.
+        message: String,
+    },
     /// The run was stopped on purpose after some writes ([`crate::silver::SilverOptions`]), as a
     /// crash would stop it.
     #[error("run interrupted after {0} table write(s) (failure test)")]
@@ -103,7 +111,7 @@ impl LakehouseError {
             LakehouseError::Schema { .. } => "schema",
             LakehouseError::Delta { .. } => "storage",
             LakehouseError::Polars { .. } | LakehouseError::Arrow(_) => "compute",
-            LakehouseError::Core(_) => "config",
+            LakehouseError::Core(_) | LakehouseError::Setting { .. } => "config",
             LakehouseError::Interrupted(_) => "interrupted",
             LakehouseError::Postgres(_) => "postgres",
             LakehouseError::Output(_) => "output",

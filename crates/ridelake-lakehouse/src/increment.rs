@@ -354,6 +354,31 @@ pub async fn read(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataF
     increment.map.apply(frame, &wanted)
 }
 
+/// [`read`], one file at a time: calls `each` with every file's rows (mapped and tagged as
+/// [`read`] maps and tags them), in ingest order. At most two files' rows are held at once (the
+/// next one is read while `each` works on the current one), so memory does not grow with bronze.
+pub async fn read_by_file(increment: &BronzeIncrement, columns: &[&str], mut each: impl FnMut(DataFrame) -> Result<()>) -> Result<()> {
+    let present = sources(increment, columns)?;
+    let mut wanted = columns.to_vec();
+    wanted.extend([INGEST_VERSION, INGEST_ROW].into_iter().filter(|c| !columns.contains(c)));
+    let table = &increment.table;
+    let present = &present;
+    let mut reads = futures::stream::iter(increment.files.iter())
+        .map(|file| async move {
+            let frames = io::read_each(table, std::slice::from_ref(&file.file), Some(present)).await?;
+            Ok::<_, LakehouseError>((frames, file))
+        })
+        .buffered(2);
+    while let Some(read) = reads.next().await {
+        let (frames, file) = read?;
+        for frame in frames {
+            let tagged = with_ingest_order(frame, file, increment)?.collect().step("reading bronze")?;
+            each(increment.map.apply(tagged, &wanted)?)?;
+        }
+    }
+    Ok(())
+}
+
 async fn read_sources(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataFrame> {
     let present = sources(increment, columns)?;
     let files: Vec<DataFile> = increment.files.iter().map(|f| f.file.clone()).collect();

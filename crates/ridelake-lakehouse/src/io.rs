@@ -12,6 +12,8 @@
 //! - A write to an existing table is one commit of its new files and the removal of the files it
 //!   replaces (every file, or those of the replaced partitions, known from the log): nothing is
 //!   scanned to find or check them. Partitioned writes encode their partitions on all cores.
+//! - A write has two halves ([`Staged`]): encoding rows into files, as many times as there are
+//!   slices of work, and one commit of all of them. [`write`] does both for one frame.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,7 +22,8 @@ use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Transaction};
+use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
+use deltalake::kernel::{Action, Add, MetadataExt, StructType, Transaction};
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::logstore::object_store::path::Path;
 // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
@@ -427,7 +430,8 @@ pub enum WriteMode {
 }
 
 /// Writes `df` to the table at `url` in one commit with `markers`; creates the table (with its
-/// name, description and partitioning) on first write. Returns what was committed.
+/// name, description and partitioning) on first write. Returns what was committed. (The two
+/// halves, [`Staged::stage`] and [`Staged::commit`], in one call.)
 #[allow(clippy::too_many_arguments)]
 pub async fn write(
     url: &Url,
@@ -439,55 +443,131 @@ pub async fn write(
     name: &str,
     description: &str,
 ) -> Result<Written> {
-    if let Ok(path) = url.to_file_path() {
-        std::fs::create_dir_all(&path).map_err(|e| LakehouseError::delta(url, e.into()))?;
-    }
-    let table = match open(url, options).await? {
-        Some(t) => t,
-        None => DeltaTableBuilder::from_url(url.clone())
-            .map_err(|e| LakehouseError::delta(url, e))?
-            .with_storage_options(options.clone())
-            .build()
-            .map_err(|e| LakehouseError::delta(url, e))?,
-    };
-    let exists = table.version().is_some();
-    let mut metadata = serde_json::Map::new();
-    metadata.insert("ridelake.rows".into(), serde_json::json!(df.height()));
-    let table = if exists {
-        table
-    } else {
-        // A new table is created empty first, with its name, description, partitioning and the
-        // comments of the columns we know; the data follows in the commit that carries the
-        // markers (a crash in between leaves an empty table without markers: a rerun redoes it).
-        let empty = df_to_record_batches(&df.clear()).step("preparing the write")?;
-        let mut builder = table
-            .write(with_comments(empty, |column| crate::layout::column_comment(name, column))?)
-            .with_table_name(name)
-            .with_description(description)
-            .with_save_mode(SaveMode::Append)
-            .with_configuration([(crate::maintain::LOG_CLEANUP_PROPERTY, Some("false"))]);
-        if !partition_by.is_empty() {
-            builder = builder.with_partition_columns(partition_by.iter().map(|s| s.to_string()));
+    let target = Target { url, options, partition_by, name, description };
+    let mut staged = Staged::open(&target, df, matches!(mode, WriteMode::Overwrite)).await?;
+    staged.stage(df).await?;
+    staged.commit(&mode, markers).await
+}
+
+/// Where a write goes: the table's location and what it is created with.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// Table location.
+    pub url: &'a Url,
+    /// Storage options (credentials, endpoint).
+    pub options: &'a HashMap<String, String>,
+    /// Partition columns of a new table.
+    pub partition_by: &'a [&'a str],
+    /// The table's name (`silver_rides`, …).
+    pub name: &'a str,
+    /// The table's description.
+    pub description: &'a str,
+}
+
+/// A write split in its two halves: rows are encoded as new Parquet files of the table as they
+/// come ([`Staged::stage`], any number of times, each call its own files, nothing committed),
+/// then all of them are committed in one transaction with the removals and markers of the write
+/// ([`Staged::commit`]). Files staged by a run that dies before its commit are never referenced
+/// (vacuum deletes them), so a slice of work can be staged, and retried, anywhere.
+pub struct Staged {
+    url: Url,
+    options: HashMap<String, String>,
+    name: String,
+    description: String,
+    table: DeltaTable,
+    /// The schema files are written in: the table's, or the rows' own when an overwrite changes
+    /// the table's columns.
+    schema: SchemaRef,
+    /// The table's new schema, when an overwrite changes its columns: the commit carries it.
+    new_schema: Option<StructType>,
+    adds: Vec<Add>,
+    rows: u64,
+}
+
+impl Staged {
+    /// Opens the table at `target` for a write of rows shaped like `like` (its columns; no rows
+    /// are needed). A missing table is created first, empty, with its name, description,
+    /// partitioning and the comments of the columns we know (a crash after that leaves an empty
+    /// table without markers: a rerun redoes it). When the write `overwrites` the table, the rows
+    /// may bring other columns than the table has (a rebuild by a newer ridelake): the files are
+    /// then written in the rows' schema and the commit replaces the table's.
+    pub async fn open(target: &Target<'_>, like: &DataFrame, overwrites: bool) -> Result<Staged> {
+        let url = target.url;
+        if let Ok(path) = url.to_file_path() {
+            std::fs::create_dir_all(&path).map_err(|e| LakehouseError::delta(url, e.into()))?;
         }
-        builder.await.map_err(|e| LakehouseError::delta(url, e))?
-    };
-    if exists && matches!(mode, WriteMode::Overwrite) && !same_columns(&arrow_schema(&table)?, df) {
-        // A rebuild by a newer ridelake may change the columns: replace the schema with the data.
-        let batches = df_to_record_batches(df).step("preparing the write")?;
-        let mut builder = table
-            .write(batches)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
-            .with_commit_properties(commit_properties(markers, metadata));
-        if !partition_by.is_empty() {
-            builder = builder.with_partition_columns(partition_by.iter().map(|s| s.to_string()));
-        }
-        let table = builder.await.map_err(|e| LakehouseError::delta(url, e))?;
-        let version = table.version().unwrap_or_default() as i64;
-        return Ok(Written { table: name.to_owned(), url: url.to_string(), description: description.to_owned(), rows: df.height() as u64, version });
+        let table = match open(url, target.options).await? {
+            Some(t) => t,
+            None => DeltaTableBuilder::from_url(url.clone())
+                .map_err(|e| LakehouseError::delta(url, e))?
+                .with_storage_options(target.options.clone())
+                .build()
+                .map_err(|e| LakehouseError::delta(url, e))?,
+        };
+        let table = if table.version().is_some() {
+            table
+        } else {
+            let empty = df_to_record_batches(&like.clear()).step("preparing the write")?;
+            let mut builder = table
+                .write(with_comments(empty, |column| crate::layout::column_comment(target.name, column))?)
+                .with_table_name(target.name)
+                .with_description(target.description)
+                .with_save_mode(SaveMode::Append)
+                .with_configuration([(crate::maintain::LOG_CLEANUP_PROPERTY, Some("false"))]);
+            if !target.partition_by.is_empty() {
+                builder = builder.with_partition_columns(target.partition_by.iter().map(|s| s.to_string()));
+            }
+            builder.await.map_err(|e| LakehouseError::delta(url, e))?
+        };
+        let (schema, new_schema) = if overwrites && !same_columns(&arrow_schema(&table)?, like) {
+            // The rows' schema as Delta types, and back: the files get Delta's Arrow types.
+            let batches = df_to_record_batches(&like.clear()).step("preparing the write")?;
+            let rows_schema = batches.first().map(|b| b.schema()).ok_or_else(|| LakehouseError::Schema { table: url.to_string(), message: "rows without a schema".into() })?;
+            let delta: StructType = rows_schema.as_ref().try_into_kernel().map_err(|e| LakehouseError::delta(url, e.into()))?;
+            let arrow: Schema = (&delta).try_into_arrow().map_err(|e| LakehouseError::delta(url, e.into()))?;
+            (Arc::new(arrow), Some(delta))
+        } else {
+            (arrow_schema(&table)?, None)
+        };
+        Ok(Staged {
+            url: url.clone(),
+            options: target.options.clone(),
+            name: target.name.to_owned(),
+            description: target.description.to_owned(),
+            table,
+            schema,
+            new_schema,
+            adds: Vec::new(),
+            rows: 0,
+        })
     }
-    let version = commit_files(&table, url, df, &mode, markers, metadata).await?;
-    Ok(Written { table: name.to_owned(), url: url.to_string(), description: description.to_owned(), rows: df.height() as u64, version })
+
+    /// The worker half: writes `df` as new files of the table (not committed) and keeps their
+    /// add actions for [`Staged::commit`]. Partitioned rows are encoded on all cores.
+    pub async fn stage(&mut self, df: &DataFrame) -> Result<()> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        let adds = encode(&self.table, &self.url, &self.options, &self.schema, self.new_schema.is_some(), df).await?;
+        self.adds.extend(adds);
+        self.rows += df.height() as u64;
+        Ok(())
+    }
+
+    /// Rows staged so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The driver half: commits every staged file, the removal of the files `mode` replaces
+    /// (known from the log: every file, or those of the replaced partitions, so no data is
+    /// scanned), the new schema if any and the `markers`, in one transaction.
+    pub async fn commit(self, mode: &WriteMode, markers: &[(String, i64)]) -> Result<Written> {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("ridelake.rows".into(), serde_json::json!(self.rows));
+        let version = commit_actions(&self.table, &self.url, self.adds, self.new_schema, mode, markers, metadata).await?;
+        Ok(Written { table: self.name, url: self.url.to_string(), description: self.description, rows: self.rows, version })
+    }
 }
 
 /// Whether the table's columns are `df`'s (by name, in any order).
@@ -529,24 +609,21 @@ fn split_by_partition(df: &DataFrame, partitioned: bool) -> Result<Vec<DataFrame
         .collect()
 }
 
-/// Writes `df` as new files of an existing table and commits them, with the removal of the
-/// files `mode` replaces and the `markers`, in one commit. The files to replace are known from
-/// the log (whole partitions, or every file), so no data is scanned to find or check them.
-/// Partitioned writes encode their partitions on all cores.
-async fn commit_files(
-    table: &DeltaTable,
-    url: &Url,
-    df: &DataFrame,
-    mode: &WriteMode,
-    markers: &[(String, i64)],
-    metadata: serde_json::Map<String, serde_json::Value>,
-) -> Result<i64> {
+/// Writes `df` as new files of `table` in `schema` (the table's, or `own_schema` when the rows
+/// bring a new schema), none committed: their add actions. Partitioned writes encode their
+/// partitions on all cores.
+async fn encode(table: &DeltaTable, url: &Url, options: &HashMap<String, String>, schema: &SchemaRef, own_schema: bool, df: &DataFrame) -> Result<Vec<Add>> {
     let err = |e: DeltaTableError| LakehouseError::delta(url, e);
     let snapshot = table.snapshot().map_err(err)?;
-    let partitioned = !snapshot.metadata().partition_columns().is_empty();
+    let partition_columns = snapshot.metadata().partition_columns().to_vec();
+    let partitioned = !partition_columns.is_empty();
     let mut tasks = Vec::new();
     for part in split_by_partition(df, partitioned)? {
-        let writer = RecordBatchWriter::for_table(table).map_err(err)?;
+        let writer = if own_schema {
+            RecordBatchWriter::try_new(url.as_str(), schema.clone(), Some(partition_columns.clone()), Some(options.clone())).map_err(err)?
+        } else {
+            RecordBatchWriter::for_table(table).map_err(err)?
+        };
         let schema = writer.arrow_schema();
         let mut writer = writer.with_writer_properties(writer_properties(&schema));
         let batches = df_to_record_batches(&part).step("preparing the write")?;
@@ -558,11 +635,32 @@ async fn commit_files(
             writer.flush().await.map_err(|e| LakehouseError::delta(&url, e))
         }));
     }
-    let mut actions: Vec<Action> = Vec::new();
+    let mut adds = Vec::new();
     for task in tasks {
-        let adds = task.await.map_err(|e| LakehouseError::Task(e.to_string()))??;
-        actions.extend(adds.into_iter().map(Action::Add));
+        adds.extend(task.await.map_err(|e| LakehouseError::Task(e.to_string()))??);
     }
+    Ok(adds)
+}
+
+/// Commits `adds` to `table` with the removal of the files `mode` replaces, the table's new
+/// schema if any, and the `markers`, in one commit. The files to replace are known from the log
+/// (whole partitions, or every file), so no data is scanned to find or check them.
+async fn commit_actions(
+    table: &DeltaTable,
+    url: &Url,
+    adds: Vec<Add>,
+    new_schema: Option<StructType>,
+    mode: &WriteMode,
+    markers: &[(String, i64)],
+    metadata: serde_json::Map<String, serde_json::Value>,
+) -> Result<i64> {
+    let err = |e: DeltaTableError| LakehouseError::delta(url, e);
+    let snapshot = table.snapshot().map_err(err)?;
+    let mut actions: Vec<Action> = Vec::with_capacity(adds.len() + 1);
+    if let Some(schema) = &new_schema {
+        actions.push(Action::Metadata(snapshot.metadata().clone().with_schema(schema).map_err(|e| err(e.into()))?));
+    }
+    actions.extend(adds.into_iter().map(Action::Add));
     for file in snapshot.log_data().iter() {
         let replaced = match mode {
             WriteMode::Append => false,

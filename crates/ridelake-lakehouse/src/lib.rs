@@ -34,5 +34,6 @@ pub mod postgres_tls;
 pub mod publish;
 pub mod report;
 pub mod silver;
+pub mod slices;
 
 pub use error::{LakehouseError, Result};

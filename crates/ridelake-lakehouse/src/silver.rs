@@ -45,11 +45,12 @@ use ridelake_core::bronze::RAW_ID;
 use crate::cdc::{self, DELETED, EXTRACTED, RULE};
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::increment::{self, BronzeIncrement, Rebuild};
-use crate::io::{self, DataFile, WriteMode};
+use crate::io::{self, DataFile, Staged, Target, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::{self, Lease};
 use crate::model::{DEFAULT_MODEL_HASH, MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, USER_COLUMNS, USER_TYPES};
 use crate::order::{self, EpochState, INGEST_ROW, INGEST_VERSION, ORDER, UPDATED};
+use crate::slices::{self, IdSample, Slice};
 
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 
@@ -143,6 +144,8 @@ pub struct SilverReport {
     pub oldest_pending_us: Option<i64>,
     /// Silver partitions rewritten.
     pub partitions_rewritten: u64,
+    /// Slices (ranges of the ride id) a rebuild decided its rides in; 0 for an incremental run.
+    pub slices: u64,
     /// Whether the run found nothing to do.
     pub noop: bool,
     /// The commits of this run, in order (the last one, `silver_rides`, is the commit point).
@@ -173,6 +176,11 @@ pub struct SilverOptions {
     /// Rebuild silver from all of bronze, even when the markers allow an increment (needed once
     /// after changing the model).
     pub rebuild: bool,
+    /// Memory a rebuild may use, in bytes: it decides its rides in as many slices (ranges of the
+    /// ride id) as this needs. `None`: half the machine's memory.
+    pub memory_budget: Option<u64>,
+    /// Decide a rebuild's rides in exactly this many slices, whatever the budget.
+    pub slices: Option<usize>,
 }
 
 /// Before each table write: renews the lease and stops the run where a failure test asks.
@@ -449,12 +457,14 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     // The model silver was built with (rides is the commit point; silver from before models
     // existed was built with the default model): another model would mix two mappings.
     // (both of rides' own markers are read at once: each is a lookup in the log)
-    let (built_with, rides_checked_against) = match &rides_known.table {
-        Some(t) => {
+    // (A rides table without its bronze marker holds no run's data: a first build that died
+    // after creating its tables. It was built with nothing.)
+    let (built_with, rides_checked_against) = match (&rides_known.table, rides_known.marker) {
+        (Some(t), Some(_)) => {
             let (model_marker, users_marker) = futures::try_join!(io::marker(t, MODEL_MARKER), io::marker(t, RIDES_USERS_MARKER))?;
             (Some(model_marker.unwrap_or(DEFAULT_MODEL_HASH)), users_marker)
         }
-        None => (None, None),
+        _ => (None, None),
     };
     let forced = match built_with {
         Some(built) if built != model_hash && !run.rebuild => {
@@ -514,7 +524,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         report.noop = true;
         return Ok(report);
     }
-    let (mut users_epochs, mut rides_epochs) = if rebuild { Default::default() } else { (users_known.epochs.unwrap_or_default(), rides_known.epochs.unwrap_or_default()) };
+    let (mut users_epochs, rides_epochs) = if rebuild { Default::default() } else { (users_known.epochs.unwrap_or_default(), rides_known.epochs.unwrap_or_default()) };
     let silver_users = users_known.table.filter(|_| !rebuild);
     let silver_rides = rides_known.table.filter(|_| !rebuild);
     steps.lap(&mut report, "open tables");
@@ -576,35 +586,455 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     }
     steps.lap(&mut report, "users: apply");
 
-    // ---- rides: decide -------------------------------------------------------------------------
+    // ---- rides ---------------------------------------------------------------------------------
+    let roles = Roles::of(&all_users)?;
+    let users = UsersDecided { all: all_users, bad: bad_users, touched: touched_users, epochs: users_epochs };
+    let tables = Tables { users: users_url, rides: rides_url, pending: pending_url, deleted: deleted_url, quarantine: quarantine_url };
+    let mut cx = RunContext { tables: &tables, options: &options, guard: &mut guard, report: &mut report, steps: &mut steps, model_hash };
+    if rebuild {
+        let plan = plan_slices(&bronze_rides, run, &users.all).await?;
+        rebuild_rides(&mut cx, &users, &roles, &bronze_users, &bronze_rides, &plan).await?;
+    } else {
+        update_rides(&mut cx, &users, &roles, &retyped, &bronze_users, &bronze_rides, rides_known.marker, silver_rides, rides_epochs).await?;
+    }
+    Ok(report)
+}
+
+/// The silver tables' locations.
+struct Tables {
+    users: Url,
+    rides: Url,
+    pending: Url,
+    deleted: Url,
+    quarantine: Url,
+}
+
+/// What every step of a run's writes needs.
+struct RunContext<'a, 'l> {
+    tables: &'a Tables,
+    options: &'a HashMap<String, String>,
+    guard: &'a mut WriteGuard<'l>,
+    report: &'a mut SilverReport,
+    steps: &'a mut Steps,
+    model_hash: i64,
+}
+
+impl<'a> RunContext<'a, '_> {
+    fn target(&self, table: &'static SilverTable) -> Target<'a> {
+        let url = match table.name {
+            "silver_users" => &self.tables.users,
+            "silver_rides" => &self.tables.rides,
+            "silver_rides_pending" => &self.tables.pending,
+            "silver_rides_deleted" => &self.tables.deleted,
+            _ => &self.tables.quarantine,
+        };
+        Target { url, options: self.options, partition_by: table.partition_by, name: table.name, description: table.description }
+    }
+
+    fn lap(&mut self, step: &str) {
+        self.steps.lap(self.report, step);
+    }
+}
+
+/// A silver table's name, description and partitioning.
+struct SilverTable {
+    name: &'static str,
+    description: &'static str,
+    partition_by: &'static [&'static str],
+}
+
+const USERS_TABLE: SilverTable = SilverTable {
+    name: "silver_users",
+    description: "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted",
+    partition_by: &PARTITIONS,
+};
+const RIDES_TABLE: SilverTable = SilverTable {
+    name: "silver_rides",
+    description: "Silver: one row per ride with its registered customer and driver, CDC applied, partitioned by requested_at",
+    partition_by: &PARTITIONS,
+};
+const PENDING_TABLE: SilverTable = SilverTable {
+    name: "silver_rides_pending",
+    description: "Silver: rides whose latest change waits for its customer or driver to be registered (reason, change time)",
+    partition_by: &[],
+};
+const DELETED_TABLE: SilverTable =
+    SilverTable { name: "silver_rides_deleted", description: "Silver: tombstones of deleted rides (id, delete time, change order)", partition_by: &[] };
+const QUARANTINE_TABLE: SilverTable = SilverTable {
+    name: "silver_quarantine",
+    description: "Silver: CDC changes that broke a rule (rule, key, bronze _airbyte_raw_id); they did not modify silver",
+    partition_by: &[],
+};
+
+/// The users a run decided: all of them after the run, the changes that broke a rule, the
+/// partitions to rewrite and the epoch state at the bronze version reached.
+struct UsersDecided {
+    all: DataFrame,
+    bad: DataFrame,
+    touched: BTreeSet<(i32, i32, i32)>,
+    epochs: EpochState,
+}
+
+/// Commits the users (their own commit point, written whenever the run writes, so that the
+/// markers advance and rides can name the users version they were checked against); returns
+/// the version.
+async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecided, bronze_users: &BronzeIncrement, rebuild: bool) -> Result<i64> {
+    let (rows, mode) = if rebuild {
+        (users.all.clone(), WriteMode::Overwrite)
+    } else {
+        (users.all.clone().lazy().filter(in_partitions(&users.touched)).collect().step("selecting user partitions")?, WriteMode::ReplacePartitions(users.touched.clone()))
+    };
+    cx.guard.next().await?;
+    let target = cx.target(&USERS_TABLE);
+    let written = io::write(target.url, target.options, &rows, mode, target.partition_by, &input_markers(USERS_MARKER, bronze_users, &users.epochs, cx.model_hash), target.name, target.description).await?;
+    let version = written.version;
+    cx.report.written.push(written);
+    cx.report.partitions_rewritten += users.touched.len() as u64;
+    cx.lap("write users");
+    Ok(version)
+}
+
+/// The roles of users a ride's customer and driver are checked against: the ids of the
+/// registered customers and drivers (deleted users included: their rides stay).
+struct Roles {
+    customers: Series,
+    drivers: Series,
+}
+
+impl Roles {
+    fn of(users: &DataFrame) -> Result<Roles> {
+        let ids_of = |kind: &str| -> Result<Series> {
+            if users.height() == 0 {
+                return Ok(Series::new_empty("id".into(), &DataType::Int64));
+            }
+            let ids = users.clone().lazy().filter(col("type").eq(lit(kind))).select([col("id")]).collect().step("checking ride integrity")?;
+            Ok(ids.column("id").map(|c| c.as_materialized_series().clone()).unwrap_or_else(|_| Series::new_empty("id".into(), &DataType::Int64)))
+        };
+        Ok(Roles { customers: ids_of("customer")?, drivers: ids_of("driver")? })
+    }
+}
+
+/// What silver knows of the rides a run looks at: their published rows (with every other row of
+/// their partitions), the rides waiting and the tombstones before the run, and the published
+/// rides of users whose type changed. Empty in a rebuild.
+#[derive(Default)]
+struct RideState {
+    published: DataFrame,
+    pending_before: DataFrame,
+    deleted_before: DataFrame,
+    retyped_rides: DataFrame,
+}
+
+/// Where a run's ride changes land.
+struct RidesDecided {
+    /// Rides to publish (with their partition columns).
+    ready: DataFrame,
+    /// Rides waiting for their users after the run (pending rows).
+    waiting: DataFrame,
+    /// The changes that delete a ride.
+    deletes: DataFrame,
+    /// The tombstones after the run.
+    tombstones: DataFrame,
+    /// Ids of published rides removed or replaced.
+    leaving: DataFrame,
+    /// Rides that left pending for `rides`.
+    released: u64,
+    /// Published rides sent back to pending (their user's type changed).
+    withdrawn: u64,
+}
+
+/// The rules a ride change must keep, and those of a delete.
+fn ride_rules() -> ([(&'static str, Expr); 4], [(&'static str, Expr); 1]) {
+    let statuses = lit(Series::new("s".into(), RIDE_STATUSES)).implode(false);
+    (
+        [
+            ("id is null", col("id").is_null()),
+            ("customer_id is null", col("customer_id").is_null()),
+            ("requested_at is null", col("requested_at").is_null()),
+            ("status is not a ride status", col("status").is_null().or(col("status").is_in(statuses, false).not())),
+        ],
+        [("id is null", col("id").is_null())],
+    )
+}
+
+/// Decides the latest valid changes of rides (`latest`, one per ride, every field) against
+/// what silver knows of them (`state`) and the users' `roles`: which are newer, which delete,
+/// which are ready and which wait, and which published rides leave. Pure.
+fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles) -> Result<RidesDecided> {
+    let RideState { published, pending_before, deleted_before, retyped_rides } = state;
+    let mut known: Vec<LazyFrame> = Vec::new();
+    for frame in [published, pending_before, deleted_before] {
+        if frame.height() > 0 {
+            known.push(frame.clone().lazy().select(state_columns()));
+        }
+    }
+    let known = if known.is_empty() { empty_state() } else { concat(known, UnionArgs::default()).step("collecting ride state")? };
+    let newer_rides = cdc::newer_than(latest.lazy(), known, "id").collect().step("applying ride changes")?;
+    let deletes = newer_rides.clone().lazy().filter(col(DELETED)).collect().step("applying ride deletes")?;
+    let candidates = newer_rides.clone().lazy().filter(col(DELETED).not()).collect().step("applying ride changes")?;
+
+    // Checked again with the new candidates: pending rides without a newer change, and the
+    // published rides of retyped users without one.
+    let mut to_check = vec![candidates.clone().lazy().select(ride_change_columns())];
+    if pending_before.height() > 0 {
+        to_check.push(cdc::with_keys(pending_before.clone().lazy(), newer_rides.clone().lazy(), "id", false).select(ride_change_columns()));
+    }
+    let rechecked = if retyped_rides.height() > 0 && published.height() > 0 {
+        cdc::with_keys(cdc::with_keys(published.clone().lazy(), retyped_rides.clone().lazy(), "id", true), newer_rides.clone().lazy(), "id", false)
+            .select(ride_change_columns())
+            .collect()
+            .step("collecting rides to check")?
+    } else {
+        DataFrame::empty()
+    };
+    if rechecked.height() > 0 {
+        to_check.push(rechecked.clone().lazy());
+    }
+    let to_check = concat(to_check, UnionArgs::default()).step("collecting rides to check")?;
+    // The checks are membership tests on the key columns: no join copies the wide rows, and the
+    // rows keep their order.
+    let (customers, drivers) = (lit(roles.customers.clone()).implode(false), lit(roles.drivers.clone()).implode(false));
+    let checked = to_check
+        .with_column(
+            when(col("customer_id").is_null().or(col("customer_id").is_in(customers, false).not()))
+                .then(lit("customer not registered"))
+                .when(col("driver_id").is_not_null().and(col("driver_id").is_in(drivers, false).not()))
+                .then(lit("driver not registered"))
+                .otherwise(lit(NULL).cast(DataType::String))
+                .alias("reason"),
+        )
+        .collect()
+        .step("checking ride integrity")?;
+    let ready = checked.clone().lazy().filter(col("reason").is_null()).with_columns(partition_exprs("requested_at")).select(ride_output_columns()).collect().step("checking ride integrity")?;
+    let waiting = checked.lazy().filter(col("reason").is_not_null()).select(pending_columns()).collect().step("checking ride integrity")?;
+    let released = if pending_before.height() > 0 {
+        count(&cdc::with_keys(ready.clone().lazy(), pending_before.clone().lazy(), "id", true).collect().step("counting releases")?)
+    } else {
+        0
+    };
+    let withdrawn = if rechecked.height() > 0 {
+        count(&cdc::with_keys(waiting.clone().lazy(), rechecked.clone().lazy(), "id", true).collect().step("counting withdrawn rides")?)
+    } else {
+        0
+    };
+    // Published rides to remove or replace: deleted, now waiting, or replaced by a ready version.
+    let leaving = concat(
+        [deletes.clone().lazy().select([col("id")]), waiting.clone().lazy().select([col("id")]), ready.clone().lazy().select([col("id")])],
+        UnionArgs::default(),
+    )
+    .step("collecting changed rides")?
+    .collect()
+    .step("collecting changed rides")?;
+    // Tombstones: the rides whose latest change is a delete (a ride inserted again leaves).
+    let tombstones = {
+        let mut frames = vec![deletes.clone().lazy().select(tombstone_columns())];
+        if deleted_before.height() > 0 {
+            frames.push(deleted_before.clone().lazy().select(tombstone_columns()));
+        }
+        let all = order::latest(concat(frames, UnionArgs::default()).step("collecting tombstones")?, "id");
+        cdc::with_keys(all, candidates.lazy(), "id", false).sort(["id"], Default::default()).collect().step("collecting tombstones")?
+    };
+    Ok(RidesDecided { ready, waiting, deletes, tombstones, leaving, released, withdrawn })
+}
+
+/// Adds a decision's counts to the report.
+fn count_decided(report: &mut SilverReport, decided: &RidesDecided) {
+    report.rides_upserted += count(&decided.ready);
+    report.pending += count(&decided.waiting);
+    report.rides_deleted += count(&decided.deletes);
+    report.released += decided.released;
+    report.rides_withdrawn += decided.withdrawn;
+    let oldest = decided.waiting.column(UPDATED).ok().and_then(|c| c.as_materialized_series().i64().ok().and_then(|s| s.min()));
+    report.oldest_pending_us = match (report.oldest_pending_us, oldest) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+}
+
+/// The bronze columns silver reads for every ride change: the key, the rule fields and the
+/// order columns (the other fields are read for the latest changes only).
+fn ride_change_sources() -> Vec<&'static str> {
+    RIDE_RULE_FIELDS.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().chain([INGEST_VERSION, INGEST_ROW]).collect()
+}
+
+/// The ride fields not read with every change.
+fn other_ride_fields() -> Vec<&'static str> {
+    RIDE_COLUMNS.iter().copied().filter(|c| !RIDE_RULE_FIELDS.contains(c)).collect()
+}
+
+/// The slices of a rebuild: as many as the memory budget needs for bronze's ride changes (their
+/// count from the files' statistics), or as the run asks; their boundaries from a sample of the
+/// changes' ids (a first pass over the id column only).
+async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, users: &DataFrame) -> Result<Vec<Slice>> {
+    let known: Option<u64> = bronze.files.iter().map(|f| f.file.rows).sum();
+    let budget = if run.slices.is_some() { None } else { slices::resolve_budget(run.memory_budget)? };
+    let users_bytes = users.estimated_size() as u64;
+    let wanted = match (run.slices, known) {
+        (Some(n), _) => n.max(1),
+        (None, Some(changes)) => slices::count_for(budget, changes, users_bytes),
+        // Files without statistics: the sampling pass counts them.
+        (None, None) => 2,
+    };
+    if wanted <= 1 {
+        return Ok(vec![Slice { from: None, to: None }]);
+    }
+    let mut sample = IdSample::default();
+    increment::read_by_file(bronze, &["id"], |rows| {
+        let ids = rows.column("id").step("sampling ride ids")?.as_materialized_series().cast(&DataType::Int64).step("sampling ride ids")?;
+        sample.extend(ids.i64().step("sampling ride ids")?.iter());
+        Ok(())
+    })
+    .await?;
+    let count = match (run.slices, known) {
+        (Some(n), _) => n.max(1),
+        (None, Some(_)) => wanted,
+        (None, None) => slices::count_for(budget, sample.changes(), users_bytes),
+    };
+    Ok(Slice::between(&sample.boundaries(count)))
+}
+
+/// The prepared changes of the rides in `slice`: every bronze file is read (the key, rule and
+/// order columns), one at a time; its rows get their epochs from where the rows before them left
+/// the count (`epochs`, left where all of bronze leaves it), then only the slice's are kept.
+async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut EpochState) -> Result<DataFrame> {
+    let columns = ride_change_sources();
+    if bronze.files.is_empty() {
+        return cdc::prepare(&increment::read(bronze, &columns).await?, &RIDE_RULE_FIELDS, epochs);
+    }
+    let mut parts: Vec<LazyFrame> = Vec::new();
+    increment::read_by_file(bronze, &columns, |rows| {
+        let prepared = cdc::prepare(&rows, &RIDE_RULE_FIELDS, epochs)?;
+        parts.push(if slice.is_all() { prepared.lazy() } else { prepared.lazy().filter(slice.holds("id")).collect().step("slicing ride changes")?.lazy() });
+        Ok(())
+    })
+    .await?;
+    concat(parts, UnionArgs::default()).step("slicing ride changes")?.collect().step("slicing ride changes")
+}
+
+/// Stages `rows` into the write `slot`, opening it (for an overwrite) on first use.
+async fn stage_into(slot: &mut Option<Staged>, target: Target<'_>, rows: &DataFrame) -> Result<()> {
+    let staged = match slot {
+        Some(staged) => staged,
+        None => slot.insert(Staged::open(&target, rows, true).await?),
+    };
+    staged.stage(rows).await
+}
+
+/// A rebuild's rides, slice by slice: each slice reads and decides its rides alone (against all
+/// users) and stages its files; then every table is committed, in the order that makes a crash
+/// harmless (quarantine, users, the rides' companions, and rides, the commit point, last).
+async fn rebuild_rides(
+    cx: &mut RunContext<'_, '_>,
+    users: &UsersDecided,
+    roles: &Roles,
+    bronze_users: &BronzeIncrement,
+    bronze_rides: &BronzeIncrement,
+    plan: &[Slice],
+) -> Result<()> {
+    let (rules, delete_rules) = ride_rules();
+    let other_fields = other_ride_fields();
+    let (mut rides, mut pending, mut tombstones, mut quarantine): (Option<Staged>, Option<Staged>, Option<Staged>, Option<Staged>) = (None, None, None, None);
+    let users_bad = quarantine_rows(&users.bad, "users")?;
+    if users_bad.height() > 0 {
+        stage_into(&mut quarantine, cx.target(&QUARANTINE_TABLE), &users_bad).await?;
+    }
+    let mut epochs = EpochState::default();
+    let mut days: BTreeSet<(i32, i32, i32)> = BTreeSet::new();
+    cx.report.slices = plan.len() as u64;
+    for (k, slice) in plan.iter().enumerate() {
+        // Every slice walks all of bronze's order columns from the start: each ends where the
+        // whole stream does.
+        epochs = EpochState::default();
+        // A long rebuild keeps its lease between commits too (renewed, not counted as a write).
+        cx.guard.lease.renew().await?;
+        let changes = slice_changes(bronze_rides, slice, &mut epochs).await?;
+        cx.report.rides_read += count(&changes);
+        cx.report.rows_read += count(&changes);
+        let (latest, bad) = cdc::latest_valid(&changes, "id", &rules, &delete_rules)?;
+        drop(changes);
+        let bad = quarantine_rows(&with_bronze_ids(bad, bronze_rides).await?, "rides")?;
+        let latest = with_fields(latest, bronze_rides, &other_fields).await?;
+        let decided = decide_rides(latest, &RideState::default(), roles)?;
+        count_decided(cx.report, &decided);
+        cx.report.rides_quarantined += count(&bad);
+        days.extend(partitions_of(&decided.ready)?);
+        stage_into(&mut rides, cx.target(&RIDES_TABLE), &decided.ready).await?;
+        stage_into(&mut pending, cx.target(&PENDING_TABLE), &decided.waiting).await?;
+        stage_into(&mut tombstones, cx.target(&DELETED_TABLE), &decided.tombstones).await?;
+        if bad.height() > 0 {
+            stage_into(&mut quarantine, cx.target(&QUARANTINE_TABLE), &bad).await?;
+        }
+        cx.lap(&format!("rides: slice {} of {}", k + 1, plan.len()));
+    }
+    cx.report.users_quarantined = count(&users_bad);
+    cx.report.quarantined = cx.report.users_quarantined + cx.report.rides_quarantined;
+
+    // ---- commit, the commit point last ---------------------------------------------------------
+    // 1. quarantine: replaced whole (emptied when the rebuild found nothing wrong).
+    if quarantine.is_none() && io::open(&cx.tables.quarantine, cx.options).await?.is_some() {
+        quarantine = Some(Staged::open(&cx.target(&QUARANTINE_TABLE), &users_bad, true).await?);
+    }
+    if let Some(staged) = quarantine {
+        cx.guard.next().await?;
+        cx.report.written.push(staged.commit(&WriteMode::Overwrite, &[]).await?);
+    }
+    cx.lap("write quarantine");
+    // 2. users.
+    let users_version = write_users(cx, users, bronze_users, true).await?;
+    // 3. companions of rides, marked with the bronze rides version they reflect.
+    let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
+    for (slot, table) in [(pending, &PENDING_TABLE), (tombstones, &DELETED_TABLE)] {
+        let staged = slot.ok_or_else(|| LakehouseError::Task(format!("no slice staged {}", table.name)))?;
+        cx.guard.next().await?;
+        cx.report.written.push(staged.commit(&WriteMode::Overwrite, &rides_markers).await?);
+    }
+    cx.lap("write pending and tombstones");
+    // 4. rides: the run's commit point.
+    let mut markers = input_markers(RIDES_MARKER, bronze_rides, &epochs, cx.model_hash);
+    markers.push((RIDES_USERS_MARKER.to_owned(), users_version));
+    let staged = rides.ok_or_else(|| LakehouseError::Task("no slice staged silver_rides".into()))?;
+    cx.guard.next().await?;
+    cx.report.written.push(staged.commit(&WriteMode::Overwrite, &markers).await?);
+    cx.report.partitions_rewritten += days.len() as u64;
+    cx.lap("write rides");
+    Ok(())
+}
+
+/// An incremental run's rides: the changes since the markers, decided against the published
+/// state of the rides they touch, written into the partitions they touch.
+#[allow(clippy::too_many_arguments)]
+async fn update_rides(
+    cx: &mut RunContext<'_, '_>,
+    users: &UsersDecided,
+    roles: &Roles,
+    retyped: &DataFrame,
+    bronze_users: &BronzeIncrement,
+    bronze_rides: &BronzeIncrement,
+    marker: Option<i64>,
+    silver_rides: Option<DeltaTable>,
+    mut rides_epochs: EpochState,
+) -> Result<()> {
+    let options = cx.options;
     // Every change's key, rule and order columns; the other fields only for the latest changes.
-    let ride_rows = increment::read(&bronze_rides, &wanted(&RIDE_RULE_FIELDS)).await?;
-    steps.lap(&mut report, "rides: read bronze");
+    let ride_rows = increment::read(bronze_rides, &ride_change_sources()).await?;
+    cx.lap("rides: read bronze");
     let ride_changes = cdc::prepare(&ride_rows, &RIDE_RULE_FIELDS, &mut rides_epochs)?;
     drop(ride_rows);
-    report.rides_read = count(&ride_changes);
-    report.rows_read += report.rides_read;
-    let statuses = lit(Series::new("s".into(), RIDE_STATUSES)).implode(false);
-    let ride_rules = [
-        ("id is null", col("id").is_null()),
-        ("customer_id is null", col("customer_id").is_null()),
-        ("requested_at is null", col("requested_at").is_null()),
-        ("status is not a ride status", col("status").is_null().or(col("status").is_in(statuses, false).not())),
-    ];
-    steps.lap(&mut report, "rides: prepare changes");
-    let (latest_rides, bad_rides) = cdc::latest_valid(&ride_changes, "id", &ride_rules, &[("id is null", col("id").is_null())])?;
+    cx.report.rides_read = count(&ride_changes);
+    cx.report.rows_read += cx.report.rides_read;
+    cx.lap("rides: prepare changes");
+    let (rules, delete_rules) = ride_rules();
+    let (latest_rides, bad_rides) = cdc::latest_valid(&ride_changes, "id", &rules, &delete_rules)?;
     drop(ride_changes);
-    let bad_rides = with_bronze_ids(bad_rides, &bronze_rides).await?;
-    steps.lap(&mut report, "rides: choose changes");
-    let other_fields: Vec<&str> = RIDE_COLUMNS.iter().copied().filter(|c| !RIDE_RULE_FIELDS.contains(c)).collect();
-    let latest_rides = with_fields(latest_rides, &bronze_rides, &other_fields).await?;
-    steps.lap(&mut report, "rides: read the latest changes' fields");
-    let companions_marker = if rebuild { None } else { rides_known.marker };
-    let pending_before = match as_of_marker(&pending_url, &options, RIDES_MARKER, companions_marker).await? {
+    let bad_rides = with_bronze_ids(bad_rides, bronze_rides).await?;
+    cx.lap("rides: choose changes");
+    let latest_rides = with_fields(latest_rides, bronze_rides, &other_ride_fields()).await?;
+    cx.lap("rides: read the latest changes' fields");
+    let pending_before = match as_of_marker(&cx.tables.pending, options, RIDES_MARKER, marker).await? {
         Some(t) => io::read_all(&t).await?,
         None => DataFrame::empty(),
     };
-    let deleted_before = match as_of_marker(&deleted_url, &options, RIDES_MARKER, companions_marker).await? {
+    let deleted_before = match as_of_marker(&cx.tables.deleted, options, RIDES_MARKER, marker).await? {
         Some(t) => io::read_all(&t).await?,
         None => DataFrame::empty(),
     };
@@ -614,7 +1044,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     };
     // Published rides to look at: those with a new change, and those of retyped users.
     let retyped_rides = match (&silver_rides, retyped.height() > 0) {
-        (Some(t), true) => rides_of_users(t, &ride_files, &retyped).await?,
+        (Some(t), true) => rides_of_users(t, &ride_files, retyped).await?,
         _ => DataFrame::empty(),
     };
     let looked_at = if retyped_rides.height() > 0 {
@@ -635,152 +1065,54 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         }
         None => (DataFrame::empty(), BTreeSet::new()),
     };
-    steps.lap(&mut report, "rides: read published state");
-    let mut known: Vec<LazyFrame> = Vec::new();
-    for frame in [&published, &pending_before, &deleted_before] {
-        if frame.height() > 0 {
-            known.push(frame.clone().lazy().select(state_columns()));
-        }
-    }
-    let known = if known.is_empty() { empty_state() } else { concat(known, UnionArgs::default()).step("collecting ride state")? };
-    let newer_rides = cdc::newer_than(latest_rides.lazy(), known, "id").collect().step("applying ride changes")?;
-    let ride_deletes = newer_rides.clone().lazy().filter(col(DELETED)).collect().step("applying ride deletes")?;
-    let ride_candidates = newer_rides.clone().lazy().filter(col(DELETED).not()).collect().step("applying ride changes")?;
-    report.rides_deleted = count(&ride_deletes);
-
-    // Checked again with the new candidates: pending rides without a newer change, and the
-    // published rides of retyped users without one.
-    let mut to_check = vec![ride_candidates.clone().lazy().select(ride_change_columns())];
-    if pending_before.height() > 0 {
-        to_check.push(cdc::with_keys(pending_before.clone().lazy(), newer_rides.clone().lazy(), "id", false).select(ride_change_columns()));
-    }
-    let rechecked = if retyped_rides.height() > 0 && published.height() > 0 {
-        cdc::with_keys(cdc::with_keys(published.clone().lazy(), retyped_rides.clone().lazy(), "id", true), newer_rides.clone().lazy(), "id", false)
-            .select(ride_change_columns())
-            .collect()
-            .step("collecting rides to check")?
-    } else {
-        DataFrame::empty()
-    };
-    if rechecked.height() > 0 {
-        to_check.push(rechecked.clone().lazy());
-    }
-    let to_check = concat(to_check, UnionArgs::default()).step("collecting rides to check")?;
-    // The checks are membership tests on the key columns: no join copies the wide rows, and the
-    // rows keep their order.
-    let ids_of = |kind: &str| -> Result<Expr> {
-        let ids = all_users.clone().lazy().filter(col("type").eq(lit(kind))).select([col("id")]).collect().step("checking ride integrity")?;
-        let ids = ids.column("id").map(|c| c.as_materialized_series().clone()).unwrap_or_else(|_| Series::new_empty("id".into(), &DataType::Int64));
-        Ok(lit(ids).implode(false))
-    };
-    let (customers, drivers) = (ids_of("customer")?, ids_of("driver")?);
-    let checked = to_check
-        .with_column(
-            when(col("customer_id").is_null().or(col("customer_id").is_in(customers, false).not()))
-                .then(lit("customer not registered"))
-                .when(col("driver_id").is_not_null().and(col("driver_id").is_in(drivers, false).not()))
-                .then(lit("driver not registered"))
-                .otherwise(lit(NULL).cast(DataType::String))
-                .alias("reason"),
-        )
-        .collect()
-        .step("checking ride integrity")?;
-    let ready = checked.clone().lazy().filter(col("reason").is_null()).with_columns(partition_exprs("requested_at")).select(ride_output_columns()).collect().step("checking ride integrity")?;
-    let waiting = checked.lazy().filter(col("reason").is_not_null()).select(pending_columns()).collect().step("checking ride integrity")?;
-    report.rides_upserted = count(&ready);
-    report.pending = count(&waiting);
-    report.released = if pending_before.height() > 0 {
-        count(&cdc::with_keys(ready.clone().lazy(), pending_before.clone().lazy(), "id", true).collect().step("counting releases")?)
-    } else {
-        0
-    };
-    report.rides_withdrawn = if rechecked.height() > 0 {
-        count(&cdc::with_keys(waiting.clone().lazy(), rechecked.clone().lazy(), "id", true).collect().step("counting withdrawn rides")?)
-    } else {
-        0
-    };
-    report.oldest_pending_us = waiting.column(UPDATED).ok().and_then(|c| c.as_materialized_series().i64().ok().and_then(|s| s.min()));
-
-    // Published rides to remove or replace: deleted, now waiting, or replaced by a ready version.
-    let leaving = concat(
-        [ride_deletes.clone().lazy().select([col("id")]), waiting.clone().lazy().select([col("id")]), ready.clone().lazy().select([col("id")])],
-        UnionArgs::default(),
-    )
-    .step("collecting changed rides")?
-    .collect()
-    .step("collecting changed rides")?;
-    let mut touched_rides = partitions_of(&ready)?;
+    cx.lap("rides: read published state");
+    let state = RideState { published, pending_before, deleted_before, retyped_rides };
+    let decided = decide_rides(latest_rides, &state, roles)?;
+    count_decided(cx.report, &decided);
+    let RideState { published, .. } = state;
+    let mut touched_rides = partitions_of(&decided.ready)?;
     if published.height() > 0 {
-        touched_rides.extend(partitions_of(&cdc::with_keys(published.clone().lazy(), leaving.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
+        touched_rides.extend(partitions_of(&cdc::with_keys(published.clone().lazy(), decided.leaving.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
     }
-    // Tombstones: the rides whose latest change is a delete (a ride inserted again leaves).
-    let deleted_after = {
-        let mut frames = vec![ride_deletes.clone().lazy().select(tombstone_columns())];
-        if deleted_before.height() > 0 {
-            frames.push(deleted_before.clone().lazy().select(tombstone_columns()));
-        }
-        let all = order::latest(concat(frames, UnionArgs::default()).step("collecting tombstones")?, "id");
-        cdc::with_keys(all, ride_candidates.clone().lazy(), "id", false).sort(["id"], Default::default()).collect().step("collecting tombstones")?
-    };
-    steps.lap(&mut report, "rides: apply and check integrity");
+    cx.lap("rides: apply and check integrity");
 
     // ---- write, commit point last ------------------------------------------------------------------
-    // 1. quarantine: what is not there yet (keyed by bronze row); a rebuild replaces it all.
+    // 1. quarantine: what is not there yet (keyed by bronze row).
     let mut bad = Vec::new();
-    if bad_users.height() > 0 {
-        bad.push(quarantine_rows(&bad_users, "users")?.lazy());
+    if users.bad.height() > 0 {
+        bad.push(quarantine_rows(&users.bad, "users")?.lazy());
     }
     if bad_rides.height() > 0 {
         bad.push(quarantine_rows(&bad_rides, "rides")?.lazy());
     }
-    let existing_quarantine = io::open(&quarantine_url, &options).await?;
-    if !bad.is_empty() || (rebuild && existing_quarantine.is_some()) {
-        let mut fresh = if bad.is_empty() {
-            quarantine_rows(&bad_users, "users")?.lazy()
-        } else {
-            concat(bad, UnionArgs::default()).step("collecting quarantine")?
-        };
-        if let (Some(existing), false) = (&existing_quarantine, rebuild) {
-            let seen = io::read_columns(existing, &io::files(existing)?, Some(&["_airbyte_raw_id"])).await?;
+    if !bad.is_empty() {
+        let mut fresh = concat(bad, UnionArgs::default()).step("collecting quarantine")?;
+        if let Some(existing) = io::open(&cx.tables.quarantine, options).await? {
+            let seen = io::read_columns(&existing, &io::files(&existing)?, Some(&["_airbyte_raw_id"])).await?;
             fresh = cdc::with_keys(fresh, seen.lazy(), "_airbyte_raw_id", false);
         }
         let fresh = fresh.collect().step("collecting quarantine")?;
-        report.quarantined = count(&fresh);
+        cx.report.quarantined = count(&fresh);
         let of_table = |table: &str| fresh.clone().lazy().filter(col("table").eq(lit(table))).collect().step("counting quarantine");
-        report.users_quarantined = count(&of_table("users")?);
-        report.rides_quarantined = count(&of_table("rides")?);
-        if fresh.height() > 0 || rebuild {
-            guard.next().await?;
-            let mode = if rebuild { WriteMode::Overwrite } else { WriteMode::Append };
-            report.written.push(io::write(&quarantine_url, &options, &fresh, mode, &[], &[], "silver_quarantine",
-                "Silver: CDC changes that broke a rule (rule, key, bronze _airbyte_raw_id); they did not modify silver").await?);
+        cx.report.users_quarantined = count(&of_table("users")?);
+        cx.report.rides_quarantined = count(&of_table("rides")?);
+        if fresh.height() > 0 {
+            cx.guard.next().await?;
+            let target = cx.target(&QUARANTINE_TABLE);
+            cx.report.written.push(io::write(target.url, options, &fresh, WriteMode::Append, &[], &[], target.name, target.description).await?);
         }
     }
-    steps.lap(&mut report, "write quarantine");
-    // 2. users (their own commit point), written whenever the run writes, so that the markers
-    // advance and rides can name the users version they were checked against.
-    let (rows, mode) = if rebuild {
-        (all_users.clone(), WriteMode::Overwrite)
-    } else {
-        (all_users.clone().lazy().filter(in_partitions(&touched_users)).collect().step("selecting user partitions")?, WriteMode::ReplacePartitions(touched_users.clone()))
-    };
-    guard.next().await?;
-    let users_written = io::write(&users_url, &options, &rows, mode, &PARTITIONS,
-        &input_markers(USERS_MARKER, &bronze_users, &users_epochs, model_hash), "silver_users",
-        "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted").await?;
-    let users_version = users_written.version;
-    report.written.push(users_written);
-    report.partitions_rewritten += touched_users.len() as u64;
-    steps.lap(&mut report, "write users");
+    cx.lap("write quarantine");
+    // 2. users.
+    let users_version = write_users(cx, users, bronze_users, false).await?;
     // 3. companions of rides, marked with the bronze rides version they reflect.
     let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
-    guard.next().await?;
-    report.written.push(io::write(&pending_url, &options, &waiting, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_pending",
-        "Silver: rides whose latest change waits for its customer or driver to be registered (reason, change time)").await?);
-    guard.next().await?;
-    report.written.push(io::write(&deleted_url, &options, &deleted_after, WriteMode::Overwrite, &[], &rides_markers, "silver_rides_deleted",
-        "Silver: tombstones of deleted rides (id, delete time, change order)").await?);
-    steps.lap(&mut report, "write pending and tombstones");
+    for (rows, table) in [(&decided.waiting, &PENDING_TABLE), (&decided.tombstones, &DELETED_TABLE)] {
+        cx.guard.next().await?;
+        let target = cx.target(table);
+        cx.report.written.push(io::write(target.url, options, rows, WriteMode::Overwrite, &[], &rides_markers, target.name, target.description).await?);
+    }
+    cx.lap("write pending and tombstones");
     // 4. rides: the run's commit point.
     // Rewritten partitions keep their rows that did not change; partitions that only gain rides
     // were not read yet.
@@ -793,20 +1125,19 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         current.push(io::read_files(table, &files_in(&ride_files, &unread)).await?.lazy().select(ride_output_columns()));
     }
     let kept = if current.is_empty() {
-        ready.clone().lazy().slice(0, 0)
+        decided.ready.clone().lazy().slice(0, 0)
     } else {
-        cdc::with_keys(concat(current, UnionArgs::default()).step("assembling ride partitions")?, leaving.lazy(), "id", false)
+        cdc::with_keys(concat(current, UnionArgs::default()).step("assembling ride partitions")?, decided.leaving.lazy(), "id", false)
     };
-    let rows = concat([kept, ready.clone().lazy()], UnionArgs::default()).step("assembling ride partitions")?.collect().step("assembling ride partitions")?;
-    let mode = if rebuild { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched_rides.clone()) };
-    let mut markers = input_markers(RIDES_MARKER, &bronze_rides, &rides_epochs, model_hash);
+    let rows = concat([kept, decided.ready.lazy()], UnionArgs::default()).step("assembling ride partitions")?.collect().step("assembling ride partitions")?;
+    let mut markers = input_markers(RIDES_MARKER, bronze_rides, &rides_epochs, cx.model_hash);
     markers.push((RIDES_USERS_MARKER.to_owned(), users_version));
-    guard.next().await?;
-    report.written.push(io::write(&rides_url, &options, &rows, mode, &PARTITIONS, &markers, "silver_rides",
-        "Silver: one row per ride with its registered customer and driver, CDC applied, partitioned by requested_at").await?);
-    report.partitions_rewritten += touched_rides.len() as u64;
-    steps.lap(&mut report, "write rides");
-    Ok(report)
+    cx.guard.next().await?;
+    let target = cx.target(&RIDES_TABLE);
+    cx.report.written.push(io::write(target.url, options, &rows, WriteMode::ReplacePartitions(touched_rides.clone()), &PARTITIONS, &markers, target.name, target.description).await?);
+    cx.report.partitions_rewritten += touched_rides.len() as u64;
+    cx.lap("write rides");
+    Ok(())
 }
 
 fn in_partitions(partitions: &BTreeSet<(i32, i32, i32)>) -> Expr {

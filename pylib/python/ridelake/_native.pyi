@@ -30,6 +30,7 @@ class SilverReport(TypedDict):
     released: int
     oldest_pending_us: int | None
     partitions_rewritten: int
+    slices: int  # id ranges a rebuild decided its rides in; 0 for an incremental run
     noop: bool
     written: list[Written]
     step_seconds: list[tuple[str, float]]  # wall time of each step, in order
@@ -138,6 +139,8 @@ def build_silver(
     *,
     model: str | os.PathLike[str] | None = None,  # model file; default: RIDELAKE_MODEL, else the default model
     rebuild: bool = False,  # rebuild from all of bronze (once, after changing the model)
+    memory_budget: int | str | None = None,  # bytes or "2GiB" a rebuild may use; default: RIDELAKE_MEMORY_BUDGET, else half the RAM
+    slices: int | None = None,  # decide a rebuild's rides in exactly this many id ranges
     pushgateway_url: str | None = None,
     metrics_file: str | os.PathLike[str] | None = None,
     lineage_url: str | None = None,

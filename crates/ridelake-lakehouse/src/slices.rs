@@ -1,0 +1,265 @@
+//! Slices: a run's rides cut into ranges of the ride id, so that its memory stays within a budget
+//! whatever the table's size. Pure: the plan is computed from counts and a sample of ids.
+//!
+//! Slices are key ranges, not day partitions: a ride's `requested_at` can change between its
+//! changes, so one ride's changes could fall into two partitions, while every change of a ride
+//! has its id. A slice therefore sees every change of its rides and decides them alone; users
+//! (the small table) are decided whole before and shared by every slice.
+//!
+//! The budget gives the number of slices: the changes a run holds at once cost about
+//! [`BYTES_PER_CHANGE`] each (measured by `scripts/bench.sh scale`), on top of what the run holds
+//! whatever its slices (the users, [`FIXED_BYTES`]). The boundaries are quantiles of a sample of
+//! the changes' ids ([`IdSample`]), so that slices hold about as many changes each, however the
+//! ids are spread.
+
+use polars::prelude::*;
+
+use crate::error::{LakehouseError, Result};
+
+/// The runtime variable that sets the memory budget of a run that is not given one
+/// (`2GiB`, `512MiB`, bytes).
+pub const BUDGET_VARIABLE: &str = "RIDELAKE_MEMORY_BUDGET";
+
+/// Memory a ride change costs a rebuild while it is decided and written (its key, rule and order
+/// columns, its chosen row's fields, the Parquet encoding), measured on the generator's rides
+/// (`scripts/bench.sh scale`, peak RSS over changes).
+pub const BYTES_PER_CHANGE: u64 = 1_000;
+
+/// Memory a run holds whatever its slices: the runtime, the allocator's spare, two bronze files
+/// being read, the Delta logs.
+pub const FIXED_BYTES: u64 = 512 << 20;
+
+/// The most ids a sample keeps (8 MiB).
+const SAMPLE_CAP: usize = 1 << 20;
+
+/// Every `stride`-th id of the changes, in ingest order: a deterministic sample whose stride
+/// doubles whenever it would exceed [`SAMPLE_CAP`] ids.
+#[derive(Debug, Clone)]
+pub struct IdSample {
+    ids: Vec<i64>,
+    stride: u64,
+    seen: u64,
+}
+
+impl Default for IdSample {
+    fn default() -> Self {
+        IdSample { ids: Vec::new(), stride: 1, seen: 0 }
+    }
+}
+
+impl IdSample {
+    /// Adds the next changes' ids (nulls count as changes but are not sampled).
+    pub fn extend(&mut self, ids: impl IntoIterator<Item = Option<i64>>) {
+        for id in ids {
+            if self.seen % self.stride == 0
+                && let Some(id) = id
+            {
+                self.ids.push(id);
+            }
+            self.seen += 1;
+            if self.ids.len() > SAMPLE_CAP {
+                // Keep the ids taken at multiples of the doubled stride: every other one.
+                let mut keep = false;
+                self.ids.retain(|_| {
+                    keep = !keep;
+                    keep
+                });
+                self.stride *= 2;
+            }
+        }
+    }
+
+    /// The changes seen.
+    pub fn changes(&self) -> u64 {
+        self.seen
+    }
+
+    /// `count` slices as `count - 1` ascending, distinct boundaries: the sample's quantiles.
+    /// Fewer when the ids are too few to tell more ranges apart.
+    pub fn boundaries(&self, count: usize) -> Vec<i64> {
+        let mut sorted = self.ids.clone();
+        sorted.sort_unstable();
+        let mut out: Vec<i64> = Vec::with_capacity(count.saturating_sub(1));
+        for k in 1..count {
+            let Some(&at) = sorted.get(k * sorted.len() / count) else { break };
+            if out.last().is_none_or(|last| *last < at) && sorted.first().is_some_and(|first| *first < at) {
+                out.push(at);
+            }
+        }
+        out
+    }
+}
+
+/// How many slices a rebuild of `changes` ride changes needs to stay within `budget` bytes when
+/// `users_bytes` are held throughout; at least one, at most one per 100 changes and at most
+/// [`MAX_SLICES`] (a budget below what a run holds whatever its slices gets that many: the least
+/// memory slicing can give).
+pub fn count_for(budget: Option<u64>, changes: u64, users_bytes: u64) -> usize {
+    let Some(budget) = budget else { return 1 };
+    let room = budget.saturating_sub(FIXED_BYTES + users_bytes).max(1);
+    let need = changes.saturating_mul(BYTES_PER_CHANGE);
+    let count = need.div_ceil(room).max(1);
+    count.min((changes / 100).max(1)).min(MAX_SLICES) as usize
+}
+
+/// The most slices a budget gives (each slice reads bronze's order columns once).
+pub const MAX_SLICES: u64 = 256;
+
+/// A slice: the rides whose id is in `[from, to)` (open where `None`); the first slice also
+/// holds the changes without an id (they are quarantined, whatever the slice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    /// Lowest id, included (`None`: no lower bound).
+    pub from: Option<i64>,
+    /// Highest id, excluded (`None`: no upper bound).
+    pub to: Option<i64>,
+}
+
+impl Slice {
+    /// The slices between `boundaries` (ascending): one more than there are boundaries.
+    pub fn between(boundaries: &[i64]) -> Vec<Slice> {
+        let mut out = Vec::with_capacity(boundaries.len() + 1);
+        let mut from = None;
+        for b in boundaries {
+            out.push(Slice { from, to: Some(*b) });
+            from = Some(*b);
+        }
+        out.push(Slice { from, to: None });
+        out
+    }
+
+    /// Whether this slice is all rides.
+    pub fn is_all(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    /// The rows of this slice, by their `key` column.
+    pub fn holds(&self, key: &str) -> Expr {
+        let id = col(key).cast(DataType::Int64);
+        let mut expr = match self.from {
+            None => lit(true),
+            Some(from) => id.clone().gt_eq(lit(from)),
+        };
+        if let Some(to) = self.to {
+            expr = expr.and(id.clone().lt(lit(to)));
+        }
+        let expr = expr.fill_null(lit(false));
+        if self.from.is_none() { expr.or(id.is_null()) } else { expr }
+    }
+}
+
+/// Bytes from a size in the form `2GiB`, `512 MiB`, `1.5 GB` or a plain number of bytes.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    parse_size::parse_size(text.trim()).ok()
+}
+
+/// A budget written as a size; the error says what is expected.
+pub fn budget(name: &'static str, text: &str) -> Result<u64> {
+    match parse_bytes(text) {
+        Some(bytes) if bytes > 0 => Ok(bytes),
+        _ => Err(LakehouseError::Setting { name, message: format!("{text:?} is not a memory size; write it as 2GiB, 512MiB or a number of bytes") }),
+    }
+}
+
+/// The budget of a run: `given`, else [`BUDGET_VARIABLE`], else [`default_budget`].
+pub fn resolve_budget(given: Option<u64>) -> Result<Option<u64>> {
+    if given.is_some() {
+        return Ok(given);
+    }
+    match std::env::var(BUDGET_VARIABLE) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(budget(BUDGET_VARIABLE, &text)?)),
+        _ => Ok(default_budget()),
+    }
+}
+
+/// Half the machine's memory (`MemTotal` of `/proc/meminfo`, or the cgroup's limit when lower),
+/// the budget of a run that sets none; `None` where neither can be read.
+pub fn default_budget() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let total_kib: u64 = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let mut total = total_kib * 1024;
+    if let Some(limit) = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|t| t.trim().parse::<u64>().ok()) {
+        total = total.min(limit);
+    }
+    Some(total / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_cover_every_id_once_and_nulls_in_the_first() {
+        let slices = Slice::between(&[10, 20]);
+        assert_eq!(slices.len(), 3);
+        let ids = Series::new("id".into(), [Some(-5i64), Some(9), Some(10), Some(19), Some(20), Some(i64::MAX), None]);
+        let frame = DataFrame::new(ids.len(), vec![ids.into()]).expect("frame");
+        let mut seen = Vec::new();
+        for slice in &slices {
+            let rows = frame.clone().lazy().filter(slice.holds("id")).collect().expect("filter");
+            seen.push(rows.column("id").expect("id").i64().expect("i64").iter().collect::<Vec<_>>());
+        }
+        assert_eq!(seen, vec![vec![Some(-5), Some(9), None], vec![Some(10), Some(19)], vec![Some(20), Some(i64::MAX)]]);
+        assert!(Slice::between(&[])[0].is_all());
+    }
+
+    #[test]
+    fn boundaries_are_quantiles_of_skewed_ids() {
+        let mut sample = IdSample::default();
+        // Half the changes on ten hot ids, half spread: the slices split by changes, not ids.
+        sample.extend((0..50_000).map(|i| Some(i % 10)));
+        sample.extend((0..50_000).map(|i| Some(1_000 + i * 7)));
+        let b = sample.boundaries(4);
+        assert_eq!(b.len(), 3);
+        assert!(b[0] <= 10, "the first quarter is the hot ids: {b:?}");
+        assert!(b.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(sample.changes(), 100_000);
+    }
+
+    #[test]
+    fn too_few_distinct_ids_give_fewer_slices() {
+        let mut sample = IdSample::default();
+        sample.extend((0..1000).map(|_| Some(7)));
+        assert_eq!(sample.boundaries(8), Vec::<i64>::new());
+        sample.extend([Some(8)]);
+        assert!(sample.boundaries(8).len() <= 1);
+    }
+
+    #[test]
+    fn the_sample_stays_bounded_and_deterministic() {
+        let mut a = IdSample::default();
+        a.extend((0..3_000_000i64).map(Some));
+        assert!(a.ids.len() <= SAMPLE_CAP);
+        let mut b = IdSample::default();
+        b.extend((0..3_000_000i64).map(Some));
+        assert_eq!(a.boundaries(5), b.boundaries(5));
+        let q = a.boundaries(4);
+        for (k, at) in q.iter().enumerate() {
+            let expected = (k as i64 + 1) * 750_000;
+            assert!((at - expected).abs() < 10_000, "quantile {k}: {at}");
+        }
+    }
+
+    #[test]
+    fn the_budget_gives_the_slice_count() {
+        assert_eq!(count_for(None, 10_000_000, 0), 1);
+        let gib = 1u64 << 30;
+        let n = count_for(Some(2 * gib), 10_000_000, 50 << 20);
+        let per = (2 * gib - FIXED_BYTES - (50 << 20)) / BYTES_PER_CHANGE;
+        assert_eq!(n as u64, 10_000_000u64.div_ceil(per));
+        assert_eq!(count_for(Some(64 * gib), 10_000_000, 0), 1);
+        assert_eq!(count_for(Some(1), 5_000, 0), 50, "at most one slice per 100 changes");
+        assert_eq!(count_for(Some(1), 100_000_000, 0), MAX_SLICES as usize);
+    }
+
+    #[test]
+    fn sizes_parse_in_the_usual_units() {
+        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
+        assert_eq!(parse_bytes("512 MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("1000"), Some(1000));
+        assert_eq!(parse_bytes("lots"), None);
+        assert!(budget("memory_budget", "0").is_err());
+        let message = budget("memory_budget", "2 gigs").expect_err("not a size").to_string();
+        assert!(message.contains("memory_budget") && message.contains("2GiB"), "{message}");
+    }
+}
