@@ -2,7 +2,7 @@
 a memory budget.
 
 usage: python bench/bench_scale.py [--rides 1000000,10000000] [--budget 2GiB] [--changes-per-ride 0.5]
-                                   [--work DIR] [--keep]
+                                   [--whole-up-to 20000000] [--work DIR] [--keep]
 
 For each size: the generator's snapshot of RIDES rides (and RIDES/20 users), then CHANGES-PER-RIDE ×
 RIDES binlog changes, go through destination-delta-lake into bronze (not timed). Then, each in its
@@ -12,7 +12,8 @@ own process (wait4 rusage), on the same bronze:
 3. a polars + deltalake peer: the latest change per ride id (by source-mysql's cursor, deletes
    dropped), partitioned and written as Delta. It applies no rules and no integrity; the data has
    no bad nulls and no late users, so that its rides must be ours.
-Checked: the three silver `rides` tables hold the same (id, status) pairs. Printed per size:
+Checked: the three silver `rides` tables hold the same (id, status) pairs. Sizes above
+--whole-up-to run only the budgeted rebuild (50 M rides whole would need ~75 GiB). Printed per size:
 changes/s, wall, CPU-s, peak RSS, slices; then the slope of time and memory over sizes.
 """
 from __future__ import annotations
@@ -70,6 +71,8 @@ def main() -> None:
     parser.add_argument("--rides", default="1000000,10000000", help="comma-separated sizes")
     parser.add_argument("--budget", default="2GiB")
     parser.add_argument("--changes-per-ride", type=float, default=0.5)
+    parser.add_argument("--whole-up-to", type=int, default=20_000_000,
+                        help="sizes above this run only the budgeted rebuild (a whole one would not fit in memory)")
     parser.add_argument("--work", type=Path, help="where the lakes go (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -90,35 +93,48 @@ def main() -> None:
         budgeted_rides = work / f"rides-budgeted-{rides}"
         shutil.copytree(lake / "silver/rides", budgeted_rides)
         os.sync()
-        print("  rebuild in one slice …", file=sys.stderr)
-        whole = rebuild(lake, slices=1)
-        os.sync()
-        print("  polars + deltalake peer …", file=sys.stderr)
-        peer_out = work / f"peer-rides-{rides}"
-        peer = measure([sys.executable, "-c", PEER, str(lake / "bronze/ridehail/rides"), str(peer_out)])
-        published = int(measure([sys.executable, "-c", CHECK, str(lake / "silver/rides"), str(budgeted_rides), str(peer_out)])["stdout"].strip())
+        whole = peer = None
+        if rides <= args.whole_up_to:
+            print("  rebuild in one slice …", file=sys.stderr)
+            whole = rebuild(lake, slices=1)
+            os.sync()
+            print("  polars + deltalake peer …", file=sys.stderr)
+            peer_out = work / f"peer-rides-{rides}"
+            peer = measure([sys.executable, "-c", PEER, str(lake / "bronze/ridehail/rides"), str(peer_out)])
+            published = int(measure([sys.executable, "-c", CHECK, str(lake / "silver/rides"), str(budgeted_rides), str(peer_out)])["stdout"].strip())
+            shutil.rmtree(peer_out)
+        else:
+            published = budgeted["report"]["rides_upserted"]
         read = budgeted["report"]["rides_read"]
         rows.append((rides, read, published, budgeted, whole, peer))
         shutil.rmtree(budgeted_rides)
-        shutil.rmtree(peer_out)
         if not args.keep:
             shutil.rmtree(lake)
     print(f"\nscale benchmark: silver rebuild (initial build) of the generator's rides, budget {args.budget}, {os.cpu_count()} cores")
     print(f"{'rides':>12}{'changes':>12}{'job':>26}{'slices':>8}{'changes/s':>12}{'wall s':>9}{'CPU s':>9}{'peak RSS MiB':>14}")
     for rides, read, published, budgeted, whole, peer in rows:
-        for name, run, slices in (("ridelake, budget", budgeted, budgeted["report"]["slices"]),
-                                  ("ridelake, one slice", whole, whole["report"]["slices"]), ("polars+deltalake peer", peer, "")):
+        runs = [("ridelake, budget", budgeted, budgeted["report"]["slices"])]
+        if whole and peer:
+            runs += [("ridelake, one slice", whole, whole["report"]["slices"]), ("polars+deltalake peer", peer, "")]
+        for name, run, slices in runs:
             print(f"{rides:>12,}{read:>12,}{name:>26}{slices:>8}{read / run['wall_s']:>12,.0f}{run['wall_s']:>9.1f}"
                   f"{run['cpu_s']:>9.1f}{run['peak_rss_mib']:>14,.0f}")
-        print(f"{'':>12}{'':>12}{'ratio':>26}{'':>8}  budget/one slice: {budgeted['wall_s'] / whole['wall_s']:.2f}x time, "
-              f"{budgeted['peak_rss_mib'] / whole['peak_rss_mib']:.2f}x memory; one slice/peer: {whole['wall_s'] / peer['wall_s']:.2f}x time "
-              f"({published:,} rides published, the same in all three)")
+        if whole and peer:
+            print(f"{'':>12}{'':>12}{'ratio':>26}{'':>8}  budget/one slice: {budgeted['wall_s'] / whole['wall_s']:.2f}x time, "
+                  f"{budgeted['peak_rss_mib'] / whole['peak_rss_mib']:.2f}x memory; one slice/peer: {whole['wall_s'] / peer['wall_s']:.2f}x time "
+                  f"({published:,} rides published, the same in all three)")
+        else:
+            print(f"{'':>12}{'':>12}{'':>26}{'':>8}  ({published:,} rides published; too large to rebuild whole here)")
+    per = lambda run, c: run["wall_s"] / c * 1e6  # noqa: E731
     if len(rows) >= 2:
-        (r0, c0, _, b0, w0, _), (r1, c1, _, b1, w1, _) = rows[0], rows[-1]
-        per = lambda run, c: run["wall_s"] / c * 1e6  # noqa: E731
-        print(f"\nslope {r0:,} -> {r1:,} rides: budgeted {per(b0, c0):.2f} -> {per(b1, c1):.2f} µs per change, "
-              f"peak RSS {b0['peak_rss_mib']:,.0f} -> {b1['peak_rss_mib']:,.0f} MiB; one slice {per(w0, c0):.2f} -> {per(w1, c1):.2f} µs per change, "
-              f"peak RSS {w0['peak_rss_mib']:,.0f} -> {w1['peak_rss_mib']:,.0f} MiB")
+        (r0, c0, _, b0, _, _), (r1, c1, _, b1, _, _) = rows[0], rows[-1]
+        print(f"\nslope {r0:,} -> {r1:,} rides, budgeted: {per(b0, c0):.2f} -> {per(b1, c1):.2f} µs per change, "
+              f"peak RSS {b0['peak_rss_mib']:,.0f} -> {b1['peak_rss_mib']:,.0f} MiB")
+        whole_rows = [r for r in rows if r[4]]
+        if len(whole_rows) >= 2:
+            (r0, c0, _, _, w0, _), (r1, c1, _, _, w1, _) = whole_rows[0], whole_rows[-1]
+            print(f"slope {r0:,} -> {r1:,} rides, one slice: {per(w0, c0):.2f} -> {per(w1, c1):.2f} µs per change, "
+                  f"peak RSS {w0['peak_rss_mib']:,.0f} -> {w1['peak_rss_mib']:,.0f} MiB")
     if not args.keep:
         shutil.rmtree(work)
 

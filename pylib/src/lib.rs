@@ -31,7 +31,7 @@ fn to_py(error: LakehouseError) -> PyErr {
     let message = error.to_string();
     match error {
         LakehouseError::MissingBronze(_) | LakehouseError::MissingTable(_) => MissingTableError::new_err(message),
-        LakehouseError::Core(_) => ConfigError::new_err(message),
+        LakehouseError::Core(_) | LakehouseError::Setting { .. } => ConfigError::new_err(message),
         LakehouseError::Delta { .. } | LakehouseError::Postgres(_) => StorageError::new_err(message),
         LakehouseError::Schema { .. } | LakehouseError::Polars { .. } | LakehouseError::Arrow(_) => DataError::new_err(message),
         LakehouseError::Interrupted(_) | LakehouseError::Task(_) | LakehouseError::Output(_) => RidelakeError::new_err(message),

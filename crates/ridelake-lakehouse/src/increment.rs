@@ -361,19 +361,22 @@ pub async fn read_by_file(increment: &BronzeIncrement, columns: &[&str], mut eac
     let present = sources(increment, columns)?;
     let mut wanted = columns.to_vec();
     wanted.extend([INGEST_VERSION, INGEST_ROW].into_iter().filter(|c| !columns.contains(c)));
-    let table = &increment.table;
-    let present = &present;
-    let mut reads = futures::stream::iter(increment.files.iter())
-        .map(|file| async move {
-            let frames = io::read_each(table, std::slice::from_ref(&file.file), Some(present)).await?;
-            Ok::<_, LakehouseError>((frames, file))
-        })
-        .buffered(2);
-    while let Some(read) = reads.next().await {
-        let (frames, file) = read?;
-        for frame in frames {
+    let start = |i: usize| increment.files.get(i).map(|f| io::start_read(&increment.table, &f.file, &present)).transpose();
+    let mut next = start(0)?;
+    for (i, file) in increment.files.iter().enumerate() {
+        let Some(current) = next.take() else { break };
+        next = start(i + 1)?;
+        let done = async {
+            let frame = current.await.map_err(|e| LakehouseError::Task(e.to_string()))??;
             let tagged = with_ingest_order(frame, file, increment)?.collect().step("reading bronze")?;
-            each(increment.map.apply(tagged, &wanted)?)?;
+            each(increment.map.apply(tagged, &wanted)?)
+        }
+        .await;
+        if let Err(e) = done {
+            if let Some(read) = next {
+                read.abort();
+            }
+            return Err(e);
         }
     }
     Ok(())

@@ -218,6 +218,18 @@ pub async fn read_each(table: &DeltaTable, files: &[DataFile], columns: Option<&
     frames_of(read_batches(table, files, &schema).await?, &schema)
 }
 
+/// Starts reading `file` of `table` (only `columns`) in a task of its own, so that the caller
+/// can work on the previous file meanwhile; the handle gives the file's frame.
+pub fn start_read(table: &DeltaTable, file: &DataFile, columns: &[&str]) -> Result<tokio::task::JoinHandle<Result<DataFrame>>> {
+    let schema = projected_schema(table, Some(columns))?;
+    let (store, url, file) = (table.object_store(), table.table_url().clone(), file.clone());
+    Ok(tokio::spawn(async move {
+        let batches = read_file(store, &url, &file, &schema, None).await?;
+        let mut frames = frames_of(vec![batches], &schema)?;
+        frames.pop().ok_or_else(|| LakehouseError::Task("a file read gave no frame".into()))
+    }))
+}
+
 /// One frame per file's batches (an empty frame in `schema` for a file without rows).
 fn frames_of(per_file: Vec<Vec<RecordBatch>>, schema: &SchemaRef) -> Result<Vec<DataFrame>> {
     let mut frames = Vec::with_capacity(per_file.len());

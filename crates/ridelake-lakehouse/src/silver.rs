@@ -1192,3 +1192,14 @@ fn tombstone_columns() -> Vec<Expr> {
     exprs.extend(ORDER.iter().map(|c| col(*c)));
     exprs
 }
+
+#[cfg(test)]
+mod tests {
+    /// The Python package runs a build as a future on its runtime, which needs it `Send`: a build
+    /// that holds a non-`Send` value across an await would compile here and fail only there.
+    #[allow(dead_code)]
+    fn builds_are_send(layout: crate::layout::LakeLayout, run: super::SilverOptions) {
+        fn send<T: Send>(_: T) {}
+        send(async move { super::build_silver_with(&layout, &run).await });
+    }
+}
