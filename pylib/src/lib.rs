@@ -124,7 +124,8 @@ fn build_silver<'py>(
     let observe = observability(pushgateway_url, metrics_file, lineage_url, lineage_file);
     let memory_budget = match memory_budget {
         None => None,
-        Some(Size::Bytes(bytes)) => Some(bytes),
+        // (bytes go through the same check as text: 0 is refused alike)
+        Some(Size::Bytes(bytes)) => Some(ridelake_lakehouse::slices::budget("memory_budget", &bytes.to_string()).map_err(to_py)?),
         Some(Size::Text(text)) => Some(ridelake_lakehouse::slices::budget("memory_budget", &text).map_err(to_py)?),
     };
     let options = SilverOptions { rebuild, memory_budget, slices, ..SilverOptions::default() };

@@ -361,25 +361,25 @@ pub async fn read_by_file(increment: &BronzeIncrement, columns: &[&str], mut eac
     let present = sources(increment, columns)?;
     let mut wanted = columns.to_vec();
     wanted.extend([INGEST_VERSION, INGEST_ROW].into_iter().filter(|c| !columns.contains(c)));
-    let start = |i: usize| increment.files.get(i).map(|f| io::start_read(&increment.table, &f.file, &present)).transpose();
+    let start = |i: usize| increment.files.get(i).map(|f| io::start_read(&increment.table, &f.file, &present).map(AbortOnDrop)).transpose();
     let mut next = start(0)?;
     for (i, file) in increment.files.iter().enumerate() {
-        let Some(current) = next.take() else { break };
+        let Some(mut current) = next.take() else { break };
         next = start(i + 1)?;
-        let done = async {
-            let frame = current.await.map_err(|e| LakehouseError::Task(e.to_string()))??;
-            let tagged = with_ingest_order(frame, file, increment)?.collect().step("reading bronze")?;
-            each(increment.map.apply(tagged, &wanted)?)
-        }
-        .await;
-        if let Err(e) = done {
-            if let Some(read) = next {
-                read.abort();
-            }
-            return Err(e);
-        }
+        let frame = (&mut current.0).await.map_err(|e| LakehouseError::Task(e.to_string()))??;
+        let tagged = with_ingest_order(frame, file, increment)?.collect().step("reading bronze")?;
+        each(increment.map.apply(tagged, &wanted)?)?;
     }
     Ok(())
+}
+
+/// A read started ahead, stopped when it is no longer wanted (an error, a cancelled run).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<DataFrame>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn read_sources(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataFrame> {

@@ -177,9 +177,10 @@ pub struct SilverOptions {
     /// after changing the model).
     pub rebuild: bool,
     /// Memory a rebuild may use, in bytes: it decides its rides in as many slices (ranges of the
-    /// ride id) as this needs. `None`: half the machine's memory.
+    /// ride id) as this needs. `None`: `RIDELAKE_MEMORY_BUDGET`, else half the machine's memory.
     pub memory_budget: Option<u64>,
-    /// Decide a rebuild's rides in exactly this many slices, whatever the budget.
+    /// Decide a rebuild's rides in this many slices whatever the budget (at most
+    /// [`slices::MAX_SLICES`]; fewer when the rides' ids are too few to tell them apart).
     pub slices: Option<usize>,
 }
 
@@ -869,11 +870,13 @@ async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, users: &Data
     let known: Option<u64> = bronze.files.iter().map(|f| f.file.rows).sum();
     let budget = if run.slices.is_some() { None } else { slices::resolve_budget(run.memory_budget)? };
     let users_bytes = users.estimated_size() as u64;
-    let wanted = match (run.slices, known) {
-        (Some(n), _) => n.max(1),
-        (None, Some(changes)) => slices::count_for(budget, changes, users_bytes),
+    let asked = run.slices.map(|n| n.clamp(1, slices::MAX_SLICES as usize));
+    let wanted = match (asked, known, budget) {
+        (Some(n), _, _) => n,
+        (None, Some(changes), _) => slices::count_for(budget, changes, users_bytes),
         // Files without statistics: the sampling pass counts them.
-        (None, None) => 2,
+        (None, None, Some(_)) => 2,
+        (None, None, None) => 1,
     };
     if wanted <= 1 {
         return Ok(vec![Slice { from: None, to: None }]);
@@ -885,8 +888,8 @@ async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, users: &Data
         Ok(())
     })
     .await?;
-    let count = match (run.slices, known) {
-        (Some(n), _) => n.max(1),
+    let count = match (asked, known) {
+        (Some(n), _) => n,
         (None, Some(_)) => wanted,
         (None, None) => slices::count_for(budget, sample.changes(), users_bytes),
     };

@@ -61,7 +61,7 @@ impl IdSample {
             }
             self.seen += 1;
             if self.ids.len() > SAMPLE_CAP {
-                // Keep the ids taken at multiples of the doubled stride: every other one.
+                // Thin out to every other id taken, and take half as often from here on.
                 let mut keep = false;
                 self.ids.retain(|_| {
                     keep = !keep;
@@ -80,6 +80,7 @@ impl IdSample {
     /// `count` slices as `count - 1` ascending, distinct boundaries: the sample's quantiles.
     /// Fewer when the ids are too few to tell more ranges apart.
     pub fn boundaries(&self, count: usize) -> Vec<i64> {
+        let count = count.min(self.ids.len().max(1));
         let mut sorted = self.ids.clone();
         sorted.sort_unstable();
         let mut out: Vec<i64> = Vec::with_capacity(count.saturating_sub(1));
@@ -224,6 +225,7 @@ mod tests {
         let mut sample = IdSample::default();
         sample.extend((0..1000).map(|_| Some(7)));
         assert_eq!(sample.boundaries(8), Vec::<i64>::new());
+        assert_eq!(sample.boundaries(usize::MAX), Vec::<i64>::new(), "a huge count asks for no more than the ids");
         sample.extend([Some(8)]);
         assert!(sample.boundaries(8).len() <= 1);
     }

@@ -140,7 +140,7 @@ def build_silver(
     model: str | os.PathLike[str] | None = None,  # model file; default: RIDELAKE_MODEL, else the default model
     rebuild: bool = False,  # rebuild from all of bronze (once, after changing the model)
     memory_budget: int | str | None = None,  # bytes or "2GiB" a rebuild may use; default: RIDELAKE_MEMORY_BUDGET, else half the RAM
-    slices: int | None = None,  # decide a rebuild's rides in exactly this many id ranges
+    slices: int | None = None,  # decide a rebuild's rides in this many id ranges (at most 256; fewer if the ids are too few)
     pushgateway_url: str | None = None,
     metrics_file: str | os.PathLike[str] | None = None,
     lineage_url: str | None = None,
