@@ -349,8 +349,7 @@ fn sources<'a>(increment: &'a BronzeIncrement, columns: &[&'a str]) -> Result<Ve
 /// [`INGEST_VERSION`] and [`INGEST_ROW`] (`index << 32 | row in file`).
 pub async fn read(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataFrame> {
     let frame = read_sources(increment, columns).await?;
-    let mut wanted = columns.to_vec();
-    wanted.extend([INGEST_VERSION, INGEST_ROW].into_iter().filter(|c| !columns.contains(c)));
+    let wanted = with_ingest_columns(columns);
     increment.map.apply(frame, &wanted)
 }
 
@@ -359,8 +358,7 @@ pub async fn read(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataF
 /// next one is read while `each` works on the current one), so memory does not grow with bronze.
 pub async fn read_by_file(increment: &BronzeIncrement, columns: &[&str], mut each: impl FnMut(DataFrame) -> Result<()>) -> Result<()> {
     let present = sources(increment, columns)?;
-    let mut wanted = columns.to_vec();
-    wanted.extend([INGEST_VERSION, INGEST_ROW].into_iter().filter(|c| !columns.contains(c)));
+    let wanted = with_ingest_columns(columns);
     let start = |i: usize| increment.files.get(i).map(|f| io::start_read(&increment.table, &f.file, &present).map(AbortOnDrop)).transpose();
     let mut next = start(0)?;
     for (i, file) in increment.files.iter().enumerate() {
@@ -380,6 +378,13 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// `columns` and the ingest order columns that [`read`] and [`read_by_file`] add.
+fn with_ingest_columns<'a>(columns: &[&'a str]) -> Vec<&'a str> {
+    let mut wanted = columns.to_vec();
+    wanted.extend([INGEST_VERSION, INGEST_ROW].into_iter().filter(|c| !columns.contains(c)));
+    wanted
 }
 
 async fn read_sources(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataFrame> {

@@ -531,8 +531,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     steps.lap(&mut report, "open tables");
 
     // ---- users: decide -------------------------------------------------------------------------
-    let wanted = |fields: &[&'static str]| -> Vec<&'static str> { fields.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().chain([INGEST_VERSION, INGEST_ROW]).collect() };
-    let user_changes = cdc::prepare(&increment::read(&bronze_users, &wanted(&USER_COLUMNS)).await?, &USER_COLUMNS, &mut users_epochs)?;
+    let user_changes = cdc::prepare(&increment::read(&bronze_users, &change_sources(&USER_COLUMNS)).await?, &USER_COLUMNS, &mut users_epochs)?;
     report.users_read = count(&user_changes);
     report.rows_read += report.users_read;
     let user_rules = [
@@ -852,10 +851,16 @@ fn count_decided(report: &mut SilverReport, decided: &RidesDecided) {
     };
 }
 
+/// The bronze columns silver reads for every change: `fields`, the CDC columns and the ingest
+/// order.
+fn change_sources(fields: &[&'static str]) -> Vec<&'static str> {
+    fields.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().chain([INGEST_VERSION, INGEST_ROW]).collect()
+}
+
 /// The bronze columns silver reads for every ride change: the key, the rule fields and the
 /// order columns (the other fields are read for the latest changes only).
 fn ride_change_sources() -> Vec<&'static str> {
-    RIDE_RULE_FIELDS.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().chain([INGEST_VERSION, INGEST_ROW]).collect()
+    change_sources(&RIDE_RULE_FIELDS)
 }
 
 /// The ride fields not read with every change.
