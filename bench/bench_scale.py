@@ -2,7 +2,7 @@
 a memory budget.
 
 usage: python bench/bench_scale.py [--rides 1000000,10000000] [--budget 2GiB] [--changes-per-ride 0.5]
-                                   [--whole-up-to 20000000] [--work DIR] [--keep]
+                                   [--whole-up-to 20000000] [--ray-nodes 1,2] [--work DIR] [--keep]
 
 For each size: the generator's snapshot of RIDES rides (and RIDES/20 users), then CHANGES-PER-RIDE ×
 RIDES binlog changes, go through destination-delta-lake into bronze (not timed). Then, each in its
@@ -12,7 +12,12 @@ own process (wait4 rusage), on the same bronze:
 3. a polars + deltalake peer: the latest change per ride id (by source-mysql's cursor, deletes
    dropped), partitioned and written as Delta. It applies no rules and no integrity; the data has
    no bad nulls and no late users, so that its rides must be ours.
-Checked: the three silver `rides` tables hold the same (id, status) pairs. Sizes above
+4. with --ray-nodes: the same rebuild, in the budgeted run's slice count, its slices as Ray tasks
+   on a cluster of N nodes of one CPU each (`ray.cluster_utils.Cluster`, started before the clock
+   starts). Wall time is the build's; CPU is the driver's plus every task's; peak RSS is the
+   largest of the driver's and any worker's (tasks measure themselves with getrusage); per slice:
+   the workers' mean wall time.
+Checked: the silver `rides` tables hold the same (id, status) pairs. Sizes above
 --whole-up-to run only the budgeted rebuild (50 M rides whole would need ~75 GiB). Printed per size:
 changes/s, wall, CPU-s, peak RSS, slices; then the slope of time and memory over sizes.
 """
@@ -49,6 +54,43 @@ rides.write_delta(out, mode="overwrite", delta_write_options={"partition_by": ["
 print(rides.height)
 """
 
+RAY_JOB = """
+import json, os, resource, sys, time
+import ray
+import ridelake
+from ray.cluster_utils import Cluster
+lake, nodes, slices, stats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 << 20})
+for _ in range(nodes - 1):
+    cluster.add_node(num_cpus=1, object_store_memory=100 << 20)
+cluster.wait_for_nodes()
+ray.init(address=cluster.address, log_to_driver=False)
+ray_engine = ridelake.RayEngine()
+
+def measured(tasks, work):
+    def work_and_measure(task):
+        import json, os, resource
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        out = work(task)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        note = {"cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, "peak_rss_mib": after.ru_maxrss / 1024}
+        with open(os.path.join(stats, f"{json.loads(task)['index']}-{os.getpid()}.json"), "w") as f:
+            json.dump(note, f)
+        return out
+    return ray_engine(tasks, work_and_measure)
+
+usage = lambda: resource.getrusage(resource.RUSAGE_SELF)  # noqa: E731
+start, before = time.perf_counter(), usage()
+report = ridelake.build_silver(lake, rebuild=True, slices=slices, engine=measured)
+wall, after = time.perf_counter() - start, usage()
+tasks = [json.load(open(os.path.join(stats, f))) for f in os.listdir(stats)]
+print(json.dumps({"report": report, "wall_s": wall,
+                  "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime + sum(t["cpu_s"] for t in tasks),
+                  "peak_rss_mib": max([after.ru_maxrss / 1024] + [t["peak_rss_mib"] for t in tasks])}))
+ray.shutdown()
+cluster.shutdown()
+"""
+
 CHECK = """
 import sys
 import polars as pl
@@ -66,6 +108,16 @@ def rebuild(lake: Path, **kwargs) -> dict:
     return run
 
 
+def on_ray(lake: Path, nodes: int, slices: int, work: Path) -> dict:
+    stats = work / f"ray-stats-{nodes}"
+    shutil.rmtree(stats, ignore_errors=True)
+    stats.mkdir()
+    run = measure([sys.executable, "-c", RAY_JOB, str(lake), str(nodes), str(slices), str(stats)])
+    result = json.loads(run["stdout"].strip().splitlines()[-1])
+    shutil.rmtree(stats)
+    return {**result, "driver_wall_s": run["wall_s"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rides", default="1000000,10000000", help="comma-separated sizes")
@@ -73,6 +125,7 @@ def main() -> None:
     parser.add_argument("--changes-per-ride", type=float, default=0.5)
     parser.add_argument("--whole-up-to", type=int, default=20_000_000,
                         help="sizes above this run only the budgeted rebuild (a whole one would not fit in memory)")
+    parser.add_argument("--ray-nodes", default="", help="comma-separated Ray cluster sizes (nodes of one CPU) to run the budgeted slices on")
     parser.add_argument("--work", type=Path, help="where the lakes go (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -93,6 +146,12 @@ def main() -> None:
         budgeted_rides = work / f"rides-budgeted-{rides}"
         shutil.copytree(lake / "silver/rides", budgeted_rides)
         os.sync()
+        rays = []
+        for nodes in [int(n) for n in args.ray_nodes.split(",") if n]:
+            print(f"  the same slices on Ray, {nodes} node(s) …", file=sys.stderr)
+            ray_run = on_ray(lake, nodes, budgeted["report"]["slices"], work)
+            measure([sys.executable, "-c", CHECK, str(budgeted_rides), str(lake / "silver/rides")])
+            rays.append((nodes, ray_run))
         whole = peer = None
         if rides <= args.whole_up_to:
             print("  rebuild in one slice …", file=sys.stderr)
@@ -106,14 +165,15 @@ def main() -> None:
         else:
             published = budgeted["report"]["rides_upserted"]
         read = budgeted["report"]["rides_read"]
-        rows.append((rides, read, published, budgeted, whole, peer))
+        rows.append((rides, read, published, budgeted, whole, peer, rays))
         shutil.rmtree(budgeted_rides)
         if not args.keep:
             shutil.rmtree(lake)
     print(f"\nscale benchmark: silver rebuild (initial build) of the generator's rides, budget {args.budget}, {os.cpu_count()} cores")
     print(f"{'rides':>12}{'changes':>12}{'job':>26}{'slices':>8}{'changes/s':>12}{'wall s':>9}{'CPU s':>9}{'peak RSS MiB':>14}")
-    for rides, read, published, budgeted, whole, peer in rows:
+    for rides, read, published, budgeted, whole, peer, rays in rows:
         runs = [("ridelake, budget", budgeted, budgeted["report"]["slices"])]
+        runs += [(f"same slices, Ray {nodes} node{'s' if nodes > 1 else ''}", run, run["report"]["slices"]) for nodes, run in rays]
         if whole and peer:
             runs += [("ridelake, one slice", whole, whole["report"]["slices"]), ("polars+deltalake peer", peer, "")]
         for name, run, slices in runs:
@@ -125,14 +185,18 @@ def main() -> None:
                   f"({published:,} rides published, the same in all three)")
         else:
             print(f"{'':>12}{'':>12}{'':>26}{'':>8}  ({published:,} rides published; too large to rebuild whole here)")
+        for nodes, run in rays:
+            seconds = run["report"]["slice_seconds"]
+            print(f"{'':>12}{'':>12}{'':>26}{'':>8}  Ray {nodes}: {len(seconds)} slices, {sum(seconds) / len(seconds):.1f} s per slice in a "
+                  f"worker; the rest (users, plan, commits) {run['wall_s'] - sum(seconds) / nodes:.1f} s if the slices divide by the nodes")
     per = lambda run, c: run["wall_s"] / c * 1e6  # noqa: E731
     if len(rows) >= 2:
-        (r0, c0, _, b0, _, _), (r1, c1, _, b1, _, _) = rows[0], rows[-1]
+        (r0, c0, _, b0, _, _, _), (r1, c1, _, b1, _, _, _) = rows[0], rows[-1]
         print(f"\nslope {r0:,} -> {r1:,} rides, budgeted: {per(b0, c0):.2f} -> {per(b1, c1):.2f} µs per change, "
               f"peak RSS {b0['peak_rss_mib']:,.0f} -> {b1['peak_rss_mib']:,.0f} MiB")
         whole_rows = [r for r in rows if r[4]]
         if len(whole_rows) >= 2:
-            (r0, c0, _, _, w0, _), (r1, c1, _, _, w1, _) = whole_rows[0], whole_rows[-1]
+            (r0, c0, _, _, w0, _, _), (r1, c1, _, _, w1, _, _) = whole_rows[0], whole_rows[-1]
             print(f"slope {r0:,} -> {r1:,} rides, one slice: {per(w0, c0):.2f} -> {per(w1, c1):.2f} µs per change, "
                   f"peak RSS {w0['peak_rss_mib']:,.0f} -> {w1['peak_rss_mib']:,.0f} MiB")
     if not args.keep:

@@ -2,7 +2,8 @@
 # Installs everything the test suite needs, idempotently, outside the clone so CI and later
 # sessions reuse it:
 #   $RIDELAKE_CACHE/venvs/test      pytest, protocol models, deltalake, polars, duckdb+delta, moto, orjson,
-#                                   playwright (drives Debian's Chromium in the browser tests)
+#                                   playwright (drives Debian's Chromium in the browser tests),
+#                                   ray (the engine=ray tests start a two-node cluster of their own)
 #   $RIDELAKE_CACHE/venvs/faker     airbyte-source-faker (its airbyte-cdk pin clashes with PyAirbyte's)
 #   $RIDELAKE_CACHE/venvs/pyairbyte PyAirbyte, the client that drives our binary like Airbyte would
 #   $RIDELAKE_CACHE/venvs/mage      mage-ai (its polars pin overridden by the 2.1 ridelake needs)
@@ -50,7 +51,7 @@ make_venv test \
   "pytest>=8" "pytest-timeout" "airbyte-protocol-models-pdv2==0.18.0" "deltalake==1.6.6" \
   "polars>=2.1,<2.2" "pyarrow>=21" "duckdb==1.4.4" "duckdb-ext[delta,httpfs]" "moto[server]==5.2.5" \
   "boto3" "orjson" "psutil" "pytz" "maturin>=1.16,<2" "hypothesis" "psycopg[binary]>=3.2" "pandas>=2.2" \
-  "openlineage-python==1.54.0" "pyyaml>=6" "mysql-replication==1.0.9" "pymysql>=1.1" "playwright>=1.50,<2"
+  "openlineage-python==1.54.0" "pyyaml>=6" "mysql-replication==1.0.9" "pymysql>=1.1" "playwright>=1.50,<2" "ray==2.60.0"
 if [ "$MINIMAL" = "--minimal" ]; then
   log "python environment ready under $VENVS/test"
   exit 0

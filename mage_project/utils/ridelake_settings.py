@@ -25,6 +25,7 @@ class LakeSettings:
     model: str | None = None  # model file mapping the source schema onto silver's (None: default)
     rebuild: bool = False  # rebuild silver from all of bronze (once, after changing the model)
     memory_budget: str | None = None  # memory a rebuild may use ("2GiB"); None: RIDELAKE_MEMORY_BUDGET, else half the RAM
+    engine: str = "local"  # where a rebuild's slices run: "local" or "ray" (RAY_ADDRESS names the cluster)
 
     def ridelake_args(self) -> dict:
         """Keyword arguments every ridelake call takes besides the lake."""
@@ -36,9 +37,9 @@ class LakeSettings:
         return {**self.ridelake_args(), **self.observability}
 
     def silver_args(self) -> dict:
-        """Keyword arguments of build_silver: build_args, plus the model, whether to rebuild and
-        the memory budget."""
-        args = {**self.build_args(), "model": self.model, "rebuild": self.rebuild}
+        """Keyword arguments of build_silver: build_args, plus the model, whether to rebuild, the
+        memory budget and the engine that runs a rebuild's slices."""
+        args = {**self.build_args(), "model": self.model, "rebuild": self.rebuild, "engine": self.engine}
         if self.memory_budget:
             args["memory_budget"] = self.memory_budget
         return args
@@ -96,7 +97,15 @@ def settings(runtime: dict | None = None) -> LakeSettings:
                         observability=_observability(profile),
                         model=runtime.get("model") or profile.get("RIDELAKE_MODEL") or None,
                         rebuild=str(runtime.get("rebuild", "")).lower() in ("1", "true", "yes"),
-                        memory_budget=str(runtime.get("memory_budget") or profile.get("RIDELAKE_MEMORY_BUDGET") or "") or None)
+                        memory_budget=str(runtime.get("memory_budget") or profile.get("RIDELAKE_MEMORY_BUDGET") or "") or None,
+                        engine=_engine(runtime.get("engine") or profile.get("RIDELAKE_ENGINE") or "local"))
+
+
+def _engine(name: str) -> str:
+    name = str(name).strip().lower()
+    if name not in ("local", "ray"):
+        raise ValueError(f"engine must be local or ray, not {name!r}")
+    return name
 
 
 def _observability(profile: dict) -> dict[str, str]:

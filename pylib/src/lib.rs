@@ -18,6 +18,7 @@ use ridelake_lakehouse::layout::LakeLayout;
 use ridelake_lakehouse::maintain::MaintainOptions;
 use ridelake_lakehouse::model::{self, Model};
 use ridelake_lakehouse::observe::{self, Observability};
+use ridelake_lakehouse::rebuild::{self, SliceOutput, SliceRunner, SliceTask};
 use ridelake_lakehouse::silver::SilverOptions;
 
 create_exception!(_native, RidelakeError, PyException, "Base class of ridelake errors.");
@@ -92,6 +93,30 @@ fn modeled_layout(lake: &str, namespace: &str, storage_options: Option<HashMap<S
     Ok(layout(lake, namespace, storage_options)?.with_model(model))
 }
 
+/// Runs a rebuild's slices through a Python callable, `runner(tasks: list[str]) -> list[str]`
+/// (each task and each output one JSON text), called on a thread of its own while the run waits.
+/// `ridelake.engines` builds it from `engine=` (Ray, or any map).
+#[derive(Debug)]
+struct PyRunner(Py<PyAny>);
+
+impl SliceRunner for PyRunner {
+    fn run<'a>(&'a self, _layout: &'a LakeLayout, tasks: Vec<SliceTask>) -> futures::future::BoxFuture<'a, Result<Vec<SliceOutput>, LakehouseError>> {
+        Box::pin(async move {
+            let texts = tasks.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| LakehouseError::Task(e.to_string()))?;
+            let runner = Python::attach(|py| self.0.clone_ref(py));
+            let outputs = tokio::task::spawn_blocking(move || Python::attach(|py| runner.call1(py, (texts,))?.extract::<Vec<String>>(py)))
+                .await
+                .map_err(|e| LakehouseError::Task(format!("the engine's thread failed: {e}")))?
+                .map_err(|e| LakehouseError::Task(format!("the engine failed to run the slices: {e}")))?;
+            outputs
+                .iter()
+                .map(|text| serde_json::from_str::<SliceOutput>(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| LakehouseError::Task(format!("the engine returned something that is not a slice's output: {e}")))
+        })
+    }
+}
+
 /// A memory size: bytes, or text such as `"2GiB"`.
 #[derive(FromPyObject)]
 enum Size {
@@ -102,9 +127,10 @@ enum Size {
 /// Applies new bronze changes to the silver tables; returns the run report. A rebuild decides
 /// its rides in slices (ranges of the ride id) so as to stay within `memory_budget` (bytes or
 /// `"2GiB"`; default `RIDELAKE_MEMORY_BUDGET`, else half the machine's memory), or in exactly
-/// `slices` slices.
+/// `slices` slices. `runner` runs the slices elsewhere (see `PyRunner`; `ridelake.build_silver`
+/// makes it from `engine=`).
 #[pyfunction]
-#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, model = None, rebuild = false, memory_budget = None, slices = None, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, model = None, rebuild = false, memory_budget = None, slices = None, runner = None, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
 #[allow(clippy::too_many_arguments)]
 fn build_silver<'py>(
     py: Python<'py>,
@@ -115,6 +141,7 @@ fn build_silver<'py>(
     rebuild: bool,
     memory_budget: Option<Size>,
     slices: Option<usize>,
+    runner: Option<Py<PyAny>>,
     pushgateway_url: Option<String>,
     metrics_file: Option<std::path::PathBuf>,
     lineage_url: Option<String>,
@@ -128,9 +155,22 @@ fn build_silver<'py>(
         Some(Size::Bytes(bytes)) => Some(ridelake_lakehouse::slices::budget("memory_budget", &bytes.to_string()).map_err(to_py)?),
         Some(Size::Text(text)) => Some(ridelake_lakehouse::slices::budget("memory_budget", &text).map_err(to_py)?),
     };
-    let options = SilverOptions { rebuild, memory_budget, slices, ..SilverOptions::default() };
+    let engine = runner.map(|r| std::sync::Arc::new(PyRunner(r)) as std::sync::Arc<dyn SliceRunner>);
+    let options = SilverOptions { rebuild, memory_budget, slices, engine, ..SilverOptions::default() };
     let report = run(py, async move { observe::run_silver(&layout, &options, &observe).await })?;
     to_python(py, &report)
+}
+
+/// The worker half of a rebuild: decides the rides of one slice (`task`, a JSON text the run's
+/// driver made) and writes their Parquet files, none committed; returns the files' Delta add
+/// actions and the slice's counts as a JSON text, for the driver to commit.
+#[pyfunction]
+#[pyo3(signature = (lake, task, namespace = "ridehail", storage_options = None, *, model = None))]
+fn run_slice(py: Python<'_>, lake: &str, task: &str, namespace: &str, storage_options: Option<HashMap<String, String>>, model: Option<std::path::PathBuf>) -> PyResult<String> {
+    let layout = modeled_layout(lake, namespace, storage_options, model.as_deref())?;
+    let task: SliceTask = serde_json::from_str(task).map_err(|e| ConfigError::new_err(format!("task is not a slice task of this ridelake: {e}")))?;
+    let output = run(py, async move { rebuild::run_slice(&layout, &task).await })?;
+    serde_json::to_string(&output).map_err(|e| RidelakeError::new_err(e.to_string()))
 }
 
 /// Checks a model file, and when `lake` is given, against the lake's bronze tables (their logs
@@ -319,6 +359,7 @@ fn write_report<'py>(
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_silver, m)?)?;
+    m.add_function(wrap_pyfunction!(run_slice, m)?)?;
     m.add_function(wrap_pyfunction!(build_gold, m)?)?;
     m.add_function(wrap_pyfunction!(read_table, m)?)?;
     m.add_function(wrap_pyfunction!(lake_summary, m)?)?;

@@ -171,3 +171,22 @@ def count_records(path: Path) -> dict[str, int]:
 def input_states(path: Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line)["state"] for line in f if '"type":"STATE"' in line or line.startswith('{"state"')]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A two-node Ray cluster of the tests' own (`ray.cluster_utils.Cluster`: a head node and one
+    more, one CPU each, small object stores), this process connected as the driver."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    store = 100 * 1024 * 1024
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store})
+    cluster.add_node(num_cpus=1, object_store_memory=store)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -329,6 +329,20 @@ pub async fn increment(url: &Url, options: &HashMap<String, String>, marker: Opt
     Ok(increment)
 }
 
+/// All of bronze as of `version` (pinned by a run's driver), for a worker deciding a slice of a
+/// rebuild: the same files, in the same ingest order, as the driver's [`increment`] listed.
+/// Fails when the table at `url` is no longer the one the driver read (`table_id`).
+pub async fn pinned(url: &Url, options: &HashMap<String, String>, version: i64, table_id: i64, map: &StreamMap) -> Result<BronzeIncrement> {
+    let at = u64::try_from(version).map_err(|_| LakehouseError::Task(format!("bronze version {version} is not a version")))?;
+    let table = io::open_version(url, options, at).await?;
+    let id = self::table_id(&table)?;
+    if id != table_id {
+        return Err(LakehouseError::Task(format!("the bronze table at {url} was recreated during the run; run it again")));
+    }
+    let files = all_files(&table, version).await?;
+    Ok(BronzeIncrement { table, after: None, upto: version, table_id: id, files, rebuild: Some(Rebuild::Requested), map: map.clone() })
+}
+
 const ROW_IN_FILE: &str = "_ridelake_row_in_file";
 
 /// The source columns that fill silver's `columns` (through the increment's map), those the

@@ -60,6 +60,13 @@ pub struct DataFile {
 }
 
 impl DataFile {
+    /// A file a write staged, by its add action's path (percent-encoded, relative to the table
+    /// root), before any commit lists it: no partition values or statistics are known.
+    pub fn staged(add_path: &str) -> DataFile {
+        let path = percent_encoding::percent_decode_str(add_path).decode_utf8().map_or_else(|_| add_path.to_owned(), |p| p.into_owned());
+        DataFile { path, partition: Vec::new(), id_range: None, rows: None }
+    }
+
     /// The `(year, month, day)` partition the file belongs to, when the table is partitioned so.
     pub fn day(&self) -> Option<(i32, i32, i32)> {
         day_of(&self.partition)
@@ -529,7 +536,11 @@ impl Staged {
             if !target.partition_by.is_empty() {
                 builder = builder.with_partition_columns(target.partition_by.iter().map(|s| s.to_string()));
             }
-            builder.await.map_err(|e| LakehouseError::delta(url, e))?
+            match builder.await {
+                Ok(created) => created,
+                // Another writer created it first (workers of one run stage at once): use theirs.
+                Err(e) => open(url, target.options).await?.filter(|t| t.version().is_some()).ok_or_else(|| LakehouseError::delta(url, e))?,
+            }
         };
         let (schema, new_schema) = if overwrites && !same_columns(&arrow_schema(&table)?, like) {
             // The rows' schema as Delta types, and back: the files get Delta's Arrow types.
@@ -580,6 +591,57 @@ impl Staged {
         let version = commit_actions(&self.table, &self.url, self.adds, self.new_schema, mode, markers, metadata).await?;
         Ok(Written { table: self.name, url: self.url.to_string(), description: self.description, rows: self.rows, version })
     }
+
+    /// What was staged, to hand to the process that commits ([`commit_staged`]).
+    pub fn into_files(self) -> StagedFiles {
+        StagedFiles { adds: self.adds, rows: self.rows, schema: self.new_schema }
+    }
+}
+
+/// Files staged for one table by a worker ([`Staged::into_files`]), not committed: their add
+/// actions, their rows, and the table's new schema when the write changes its columns. Plain
+/// data (JSON through serde), so that it can come back from another process or machine.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct StagedFiles {
+    /// The files' add actions (path, size, partition values, statistics).
+    pub adds: Vec<Add>,
+    /// Rows in the files.
+    pub rows: u64,
+    /// The table's schema after the write, when it changes the columns.
+    pub schema: Option<StructType>,
+}
+
+/// The driver half of a write whose files several workers staged: commits every part's files,
+/// the removal of the files `mode` replaces (as of the table's latest version), the new schema
+/// if any and the `markers`, in one transaction. The table must exist (a worker's
+/// [`Staged::open`] created it).
+pub async fn commit_staged(target: &Target<'_>, parts: Vec<StagedFiles>, mode: &WriteMode, markers: &[(String, i64)]) -> Result<Written> {
+    let url = target.url;
+    let table = open(url, target.options).await?.filter(|t| t.version().is_some()).ok_or_else(|| LakehouseError::MissingTable(url.to_string()))?;
+    // A local folder is only shared with workers on this machine: a file another machine wrote
+    // into its own folder of that name must not be committed here.
+    if let Ok(root) = url.to_file_path() {
+        if let Some(missing) = parts.iter().flat_map(|p| &p.adds).find(|add| !root.join(DataFile::staged(&add.path).path).exists()) {
+            return Err(LakehouseError::Task(format!(
+                "a worker staged {} for {}, which is not there: workers must write to the same lake (a local folder is only shared on this machine)",
+                missing.path, target.name
+            )));
+        }
+    }
+    let mut schema: Option<StructType> = None;
+    let (mut adds, mut rows) = (Vec::new(), 0u64);
+    for (k, part) in parts.into_iter().enumerate() {
+        if k > 0 && part.schema != schema {
+            return Err(LakehouseError::Schema { table: url.to_string(), message: "the workers of one write staged files in different schemas (the table changed during the run)".into() });
+        }
+        schema = part.schema;
+        adds.extend(part.adds);
+        rows += part.rows;
+    }
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("ridelake.rows".into(), serde_json::json!(rows));
+    let version = commit_actions(&table, url, adds, schema, mode, markers, metadata).await?;
+    Ok(Written { table: target.name.to_owned(), url: url.to_string(), description: target.description.to_owned(), rows, version })
 }
 
 /// Whether the table's columns are `df`'s (by name, in any order).

@@ -170,6 +170,11 @@ impl Lease {
         }
     }
 
+    /// How long the lease lasts after each renewal.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// Frees the lease (best effort: an unreleased lease expires on its own).
     pub async fn release(self) {
         match commit_expiry(&self.table, &self.url, &self.holder, 0).await {

@@ -5,7 +5,8 @@
 //! the source's streams and columns onto silver's; [`cdc`] prepares
 //! the changes, checks the rules and picks the latest per key by [`order`], the one total order
 //! of changes; [`silver`] folds them into the published state, checks integrity between rides
-//! and users, and writes; [`io`] reads and commits Delta tables; [`lease`] keeps two runs of a
+//! and users, and writes; a rebuild cuts its rides into [`slices`] that [`rebuild`] hands to
+//! workers (this process, or Ray through the Python package) and commits as one; [`io`] reads and commits Delta tables; [`lease`] keeps two runs of a
 //! layer from interleaving; [`maintain`] compacts, checkpoints, cleans the logs of and vacuums
 //! every table without changing what it returns. [`gold`] aggregates silver for reports and ML; [`report`] summarizes
 //! the lake and renders it as an HTML page; [`publish`] copies gold to PostgreSQL (for Power BI,
@@ -32,6 +33,7 @@ pub mod observe;
 pub mod order;
 pub mod postgres_tls;
 pub mod publish;
+pub mod rebuild;
 pub mod report;
 pub mod silver;
 pub mod slices;

@@ -62,7 +62,7 @@ pub const ORDER: [&str; 6] = [GENERATION, EPOCH, POSITION, UPDATED, INGEST_VERSI
 pub const COUNTER_CURSOR_MIN: i64 = 10_000_000_000_000_000;
 
 /// The scale of a source position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Scale {
     /// source-mysql 3.0–3.7: sync-start seconds × 10^8 + counter.
     Counter,
@@ -106,7 +106,7 @@ pub fn source_position(cursor: Option<i64>, log_file: Option<&str>, log_pos: Opt
 }
 
 /// Where the epoch count stands after some prefix of bronze (in ingest order).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EpochState {
     /// The current epoch (0 until a row with a position is seen).
     pub epoch: i64,

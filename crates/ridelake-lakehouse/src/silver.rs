@@ -45,12 +45,12 @@ use ridelake_core::bronze::RAW_ID;
 use crate::cdc::{self, DELETED, EXTRACTED, RULE};
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::increment::{self, BronzeIncrement, Rebuild};
-use crate::io::{self, DataFile, Staged, Target, WriteMode};
+use crate::io::{self, DataFile, Target, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::{self, Lease};
 use crate::model::{DEFAULT_MODEL_HASH, MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, USER_COLUMNS, USER_TYPES};
 use crate::order::{self, EpochState, INGEST_ROW, INGEST_VERSION, ORDER, UPDATED};
-use crate::slices::{self, IdSample, Slice};
+use crate::rebuild::{self, SliceRunner};
 
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 
@@ -146,6 +146,8 @@ pub struct SilverReport {
     pub partitions_rewritten: u64,
     /// Slices (ranges of the ride id) a rebuild decided its rides in; 0 for an incremental run.
     pub slices: u64,
+    /// Wall time of each slice's worker, in seconds, in slice order (a rebuild's per-slice cost).
+    pub slice_seconds: Vec<f64>,
     /// Whether the run found nothing to do.
     pub noop: bool,
     /// The commits of this run, in order (the last one, `silver_rides`, is the commit point).
@@ -180,19 +182,21 @@ pub struct SilverOptions {
     /// ride id) as this needs. `None`: `RIDELAKE_MEMORY_BUDGET`, else half the machine's memory.
     pub memory_budget: Option<u64>,
     /// Decide a rebuild's rides in this many slices whatever the budget (at most
-    /// [`slices::MAX_SLICES`]; fewer when the rides' ids are too few to tell them apart).
+    /// [`crate::slices::MAX_SLICES`]; fewer when the rides' ids are too few to tell them apart).
     pub slices: Option<usize>,
+    /// Who runs a rebuild's slices ([`crate::rebuild`]); `None`: this process, one after another.
+    pub engine: Option<std::sync::Arc<dyn SliceRunner>>,
 }
 
 /// Before each table write: renews the lease and stops the run where a failure test asks.
-struct WriteGuard<'a> {
+pub(crate) struct WriteGuard<'a> {
     done: usize,
     limit: Option<usize>,
-    lease: &'a mut Lease,
+    pub(crate) lease: &'a mut Lease,
 }
 
 impl WriteGuard<'_> {
-    async fn next(&mut self) -> Result<()> {
+    pub(crate) async fn next(&mut self) -> Result<()> {
         if self.limit.is_some_and(|limit| self.done >= limit) {
             return Err(LakehouseError::Interrupted(self.done));
         }
@@ -232,7 +236,7 @@ async fn remembered(url: &Url, options: &HashMap<String, String>, app_id: &str) 
 
 /// The markers a silver table's commit carries for its bronze input, and the hash of the model
 /// it was mapped with.
-fn input_markers(app_id: &str, increment: &BronzeIncrement, epochs: &EpochState, model_hash: i64) -> Vec<(String, i64)> {
+pub(crate) fn input_markers(app_id: &str, increment: &BronzeIncrement, epochs: &EpochState, model_hash: i64) -> Vec<(String, i64)> {
     let mut markers = vec![(app_id.to_owned(), increment.upto), (table_marker(app_id), increment.table_id), (MODEL_MARKER.to_owned(), model_hash)];
     markers.extend(epochs.markers(app_id));
     markers
@@ -303,7 +307,7 @@ fn partition_exprs(date_column: &str) -> [Expr; 3] {
     ]
 }
 
-fn partitions_of(frame: &DataFrame) -> Result<BTreeSet<(i32, i32, i32)>> {
+pub(crate) fn partitions_of(frame: &DataFrame) -> Result<BTreeSet<(i32, i32, i32)>> {
     let mut out = BTreeSet::new();
     if frame.height() == 0 {
         return Ok(out);
@@ -329,16 +333,16 @@ fn files_in(files: &[DataFile], partitions: &BTreeSet<(i32, i32, i32)>) -> Vec<D
         .collect()
 }
 
-fn count(frame: &DataFrame) -> u64 {
+pub(crate) fn count(frame: &DataFrame) -> u64 {
     frame.height() as u64
 }
 
 /// The ride fields the rules read, read for every change with the key and the order columns.
-const RIDE_RULE_FIELDS: [&str; 4] = ["id", "customer_id", "requested_at", "status"];
+pub(crate) const RIDE_RULE_FIELDS: [&str; 4] = ["id", "customer_id", "requested_at", "status"];
 
 /// `changes` (tagged with their bronze rows) with their `fields` read from bronze, for these rows
 /// only.
-async fn with_fields(changes: DataFrame, increment: &BronzeIncrement, fields: &[&str]) -> Result<DataFrame> {
+pub(crate) async fn with_fields(changes: DataFrame, increment: &BronzeIncrement, fields: &[&str]) -> Result<DataFrame> {
     let step = "reading the fields of the latest changes";
     let at = bronze_rows(&changes)?;
     let read = increment::read_rows(increment, fields, &at).await?;
@@ -358,7 +362,7 @@ fn bronze_rows(changes: &DataFrame) -> Result<Vec<(i64, i64)>> {
 }
 
 /// `bad` changes with the `_airbyte_raw_id` of their bronze rows (read for these rows only).
-async fn with_bronze_ids(mut bad: DataFrame, increment: &BronzeIncrement) -> Result<DataFrame> {
+pub(crate) async fn with_bronze_ids(mut bad: DataFrame, increment: &BronzeIncrement) -> Result<DataFrame> {
     let step = "finding the bronze rows of quarantined changes";
     let at = bronze_rows(&bad)?;
     let ids = if at.is_empty() {
@@ -370,7 +374,7 @@ async fn with_bronze_ids(mut bad: DataFrame, increment: &BronzeIncrement) -> Res
     Ok(bad)
 }
 
-fn quarantine_rows(bad: &DataFrame, table: &str) -> Result<DataFrame> {
+pub(crate) fn quarantine_rows(bad: &DataFrame, table: &str) -> Result<DataFrame> {
     let mut columns = vec![lit(table).alias("table"), col("id"), col(RULE), col("_airbyte_raw_id")];
     columns.extend(ORDER.iter().map(|c| col(*c)));
     columns.extend([col(DELETED), col(INGEST_VERSION).alias("bronze_version")]);
@@ -443,11 +447,8 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     let options = layout.storage_options();
     let mut report = SilverReport::default();
     let mut steps = Steps(std::time::Instant::now());
-    let users_url = layout.silver("users")?;
-    let rides_url = layout.silver("rides")?;
-    let pending_url = layout.silver("rides_pending")?;
-    let deleted_url = layout.silver("rides_deleted")?;
-    let quarantine_url = layout.silver("quarantine")?;
+    let tables = Tables::of(layout)?;
+    let (users_url, rides_url) = (tables.users.clone(), tables.rides.clone());
 
     // ---- read: what bronze added since the markers, or all of it ---------------------------------
     // (everything is read before any write, so that a rerun sees the same)
@@ -587,80 +588,99 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     steps.lap(&mut report, "users: apply");
 
     // ---- rides ---------------------------------------------------------------------------------
-    let roles = Roles::of(&all_users)?;
     let users = UsersDecided { all: all_users, bad: bad_users, touched: touched_users, epochs: users_epochs };
-    let tables = Tables { users: users_url, rides: rides_url, pending: pending_url, deleted: deleted_url, quarantine: quarantine_url };
     let mut cx = RunContext { tables: &tables, options: &options, guard: &mut guard, report: &mut report, steps: &mut steps, model_hash };
     if rebuild {
-        let plan = plan_slices(&bronze_rides, run, &users.all).await?;
-        rebuild_rides(&mut cx, &users, &roles, &bronze_users, &bronze_rides, &plan).await?;
+        let plan = rebuild::plan_slices(&bronze_rides, run, &users.all).await?;
+        rebuild::rebuild_rides(&mut cx, layout, users, &bronze_users, &bronze_rides, &plan, run.engine.as_deref()).await?;
     } else {
+        let roles = Roles::of(&users.all)?;
         update_rides(&mut cx, &users, &roles, &retyped, &bronze_users, &bronze_rides, rides_known.marker, silver_rides, rides_epochs).await?;
     }
     Ok(report)
 }
 
 /// The silver tables' locations.
-struct Tables {
-    users: Url,
-    rides: Url,
-    pending: Url,
-    deleted: Url,
-    quarantine: Url,
+pub(crate) struct Tables {
+    pub(crate) users: Url,
+    pub(crate) rides: Url,
+    pub(crate) pending: Url,
+    pub(crate) deleted: Url,
+    pub(crate) quarantine: Url,
+}
+
+impl Tables {
+    /// The folder of silver users under `<lake>/silver/`.
+    pub(crate) const USERS: &'static str = "users";
+
+    pub(crate) fn of(layout: &LakeLayout) -> Result<Tables> {
+        Ok(Tables {
+            users: layout.silver(Self::USERS)?,
+            rides: layout.silver("rides")?,
+            pending: layout.silver("rides_pending")?,
+            deleted: layout.silver("rides_deleted")?,
+            quarantine: layout.silver("quarantine")?,
+        })
+    }
+
+    /// Where a write of `table` goes.
+    pub(crate) fn target<'a>(&'a self, table: &'static SilverTable, options: &'a HashMap<String, String>) -> Target<'a> {
+        let url = match table.name {
+            "silver_users" => &self.users,
+            "silver_rides" => &self.rides,
+            "silver_rides_pending" => &self.pending,
+            "silver_rides_deleted" => &self.deleted,
+            _ => &self.quarantine,
+        };
+        Target { url, options, partition_by: table.partition_by, name: table.name, description: table.description }
+    }
 }
 
 /// What every step of a run's writes needs.
-struct RunContext<'a, 'l> {
-    tables: &'a Tables,
-    options: &'a HashMap<String, String>,
-    guard: &'a mut WriteGuard<'l>,
-    report: &'a mut SilverReport,
+pub(crate) struct RunContext<'a, 'l> {
+    pub(crate) tables: &'a Tables,
+    pub(crate) options: &'a HashMap<String, String>,
+    pub(crate) guard: &'a mut WriteGuard<'l>,
+    pub(crate) report: &'a mut SilverReport,
     steps: &'a mut Steps,
-    model_hash: i64,
+    pub(crate) model_hash: i64,
 }
 
 impl<'a> RunContext<'a, '_> {
-    fn target(&self, table: &'static SilverTable) -> Target<'a> {
-        let url = match table.name {
-            "silver_users" => &self.tables.users,
-            "silver_rides" => &self.tables.rides,
-            "silver_rides_pending" => &self.tables.pending,
-            "silver_rides_deleted" => &self.tables.deleted,
-            _ => &self.tables.quarantine,
-        };
-        Target { url, options: self.options, partition_by: table.partition_by, name: table.name, description: table.description }
+    pub(crate) fn target(&self, table: &'static SilverTable) -> Target<'a> {
+        self.tables.target(table, self.options)
     }
 
-    fn lap(&mut self, step: &str) {
+    pub(crate) fn lap(&mut self, step: &str) {
         self.steps.lap(self.report, step);
     }
 }
 
 /// A silver table's name, description and partitioning.
-struct SilverTable {
+pub(crate) struct SilverTable {
     name: &'static str,
     description: &'static str,
     partition_by: &'static [&'static str],
 }
 
-const USERS_TABLE: SilverTable = SilverTable {
+pub(crate) const USERS_TABLE: SilverTable = SilverTable {
     name: "silver_users",
     description: "Silver: one row per user (customers and drivers), CDC applied; deleted users kept with is_deleted",
     partition_by: &PARTITIONS,
 };
-const RIDES_TABLE: SilverTable = SilverTable {
+pub(crate) const RIDES_TABLE: SilverTable = SilverTable {
     name: "silver_rides",
     description: "Silver: one row per ride with its registered customer and driver, CDC applied, partitioned by requested_at",
     partition_by: &PARTITIONS,
 };
-const PENDING_TABLE: SilverTable = SilverTable {
+pub(crate) const PENDING_TABLE: SilverTable = SilverTable {
     name: "silver_rides_pending",
     description: "Silver: rides whose latest change waits for its customer or driver to be registered (reason, change time)",
     partition_by: &[],
 };
-const DELETED_TABLE: SilverTable =
+pub(crate) const DELETED_TABLE: SilverTable =
     SilverTable { name: "silver_rides_deleted", description: "Silver: tombstones of deleted rides (id, delete time, change order)", partition_by: &[] };
-const QUARANTINE_TABLE: SilverTable = SilverTable {
+pub(crate) const QUARANTINE_TABLE: SilverTable = SilverTable {
     name: "silver_quarantine",
     description: "Silver: CDC changes that broke a rule (rule, key, bronze _airbyte_raw_id); they did not modify silver",
     partition_by: &[],
@@ -668,11 +688,11 @@ const QUARANTINE_TABLE: SilverTable = SilverTable {
 
 /// The users a run decided: all of them after the run, the changes that broke a rule, the
 /// partitions to rewrite and the epoch state at the bronze version reached.
-struct UsersDecided {
-    all: DataFrame,
-    bad: DataFrame,
-    touched: BTreeSet<(i32, i32, i32)>,
-    epochs: EpochState,
+pub(crate) struct UsersDecided {
+    pub(crate) all: DataFrame,
+    pub(crate) bad: DataFrame,
+    pub(crate) touched: BTreeSet<(i32, i32, i32)>,
+    pub(crate) epochs: EpochState,
 }
 
 /// Commits the users (their own commit point, written whenever the run writes, so that the
@@ -696,13 +716,13 @@ async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecided, bronze_u
 
 /// The roles of users a ride's customer and driver are checked against: the ids of the
 /// registered customers and drivers (deleted users included: their rides stay).
-struct Roles {
+pub(crate) struct Roles {
     customers: Series,
     drivers: Series,
 }
 
 impl Roles {
-    fn of(users: &DataFrame) -> Result<Roles> {
+    pub(crate) fn of(users: &DataFrame) -> Result<Roles> {
         let ids_of = |kind: &str| -> Result<Series> {
             if users.height() == 0 {
                 return Ok(Series::new_empty("id".into(), &DataType::Int64));
@@ -718,7 +738,7 @@ impl Roles {
 /// their partitions), the rides waiting and the tombstones before the run, and the published
 /// rides of users whose type changed. Empty in a rebuild.
 #[derive(Default)]
-struct RideState {
+pub(crate) struct RideState {
     published: DataFrame,
     pending_before: DataFrame,
     deleted_before: DataFrame,
@@ -726,25 +746,25 @@ struct RideState {
 }
 
 /// Where a run's ride changes land.
-struct RidesDecided {
+pub(crate) struct RidesDecided {
     /// Rides to publish (with their partition columns).
-    ready: DataFrame,
+    pub(crate) ready: DataFrame,
     /// Rides waiting for their users after the run (pending rows).
-    waiting: DataFrame,
+    pub(crate) waiting: DataFrame,
     /// The changes that delete a ride.
-    deletes: DataFrame,
+    pub(crate) deletes: DataFrame,
     /// The tombstones after the run.
-    tombstones: DataFrame,
+    pub(crate) tombstones: DataFrame,
     /// Ids of published rides removed or replaced.
-    leaving: DataFrame,
+    pub(crate) leaving: DataFrame,
     /// Rides that left pending for `rides`.
-    released: u64,
+    pub(crate) released: u64,
     /// Published rides sent back to pending (their user's type changed).
-    withdrawn: u64,
+    pub(crate) withdrawn: u64,
 }
 
 /// The rules a ride change must keep, and those of a delete.
-fn ride_rules() -> ([(&'static str, Expr); 4], [(&'static str, Expr); 1]) {
+pub(crate) fn ride_rules() -> ([(&'static str, Expr); 4], [(&'static str, Expr); 1]) {
     let statuses = lit(Series::new("s".into(), RIDE_STATUSES)).implode(false);
     (
         [
@@ -760,7 +780,7 @@ fn ride_rules() -> ([(&'static str, Expr); 4], [(&'static str, Expr); 1]) {
 /// Decides the latest valid changes of rides (`latest`, one per ride, every field) against
 /// what silver knows of them (`state`) and the users' `roles`: which are newer, which delete,
 /// which are ready and which wait, and which published rides leave. Pure.
-fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles) -> Result<RidesDecided> {
+pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles) -> Result<RidesDecided> {
     let RideState { published, pending_before, deleted_before, retyped_rides } = state;
     let mut known: Vec<LazyFrame> = Vec::new();
     for frame in [published, pending_before, deleted_before] {
@@ -859,153 +879,13 @@ fn change_sources(fields: &[&'static str]) -> Vec<&'static str> {
 
 /// The bronze columns silver reads for every ride change: the key, the rule fields and the
 /// order columns (the other fields are read for the latest changes only).
-fn ride_change_sources() -> Vec<&'static str> {
+pub(crate) fn ride_change_sources() -> Vec<&'static str> {
     change_sources(&RIDE_RULE_FIELDS)
 }
 
 /// The ride fields not read with every change.
-fn other_ride_fields() -> Vec<&'static str> {
+pub(crate) fn other_ride_fields() -> Vec<&'static str> {
     RIDE_COLUMNS.iter().copied().filter(|c| !RIDE_RULE_FIELDS.contains(c)).collect()
-}
-
-/// The slices of a rebuild: as many as the memory budget needs for bronze's ride changes (their
-/// count from the files' statistics), or as the run asks; their boundaries from a sample of the
-/// changes' ids (a first pass over the id column only).
-async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, users: &DataFrame) -> Result<Vec<Slice>> {
-    let known: Option<u64> = bronze.files.iter().map(|f| f.file.rows).sum();
-    let budget = if run.slices.is_some() { None } else { slices::resolve_budget(run.memory_budget)? };
-    let users_bytes = users.estimated_size() as u64;
-    let asked = run.slices.map(|n| n.clamp(1, slices::MAX_SLICES as usize));
-    let wanted = match (asked, known, budget) {
-        (Some(n), _, _) => n,
-        (None, Some(changes), _) => slices::count_for(budget, changes, users_bytes),
-        // Files without statistics: the sampling pass counts them.
-        (None, None, Some(_)) => 2,
-        (None, None, None) => 1,
-    };
-    if wanted <= 1 {
-        return Ok(vec![Slice { from: None, to: None }]);
-    }
-    let mut sample = IdSample::default();
-    increment::read_by_file(bronze, &["id"], |rows| {
-        let ids = rows.column("id").step("sampling ride ids")?.as_materialized_series().cast(&DataType::Int64).step("sampling ride ids")?;
-        sample.extend(ids.i64().step("sampling ride ids")?.iter());
-        Ok(())
-    })
-    .await?;
-    let count = match (asked, known) {
-        (Some(n), _) => n,
-        (None, Some(_)) => wanted,
-        (None, None) => slices::count_for(budget, sample.changes(), users_bytes),
-    };
-    Ok(Slice::between(&sample.boundaries(count)))
-}
-
-/// The prepared changes of the rides in `slice`: every bronze file is read (the key, rule and
-/// order columns), one at a time; its rows get their epochs from where the rows before them left
-/// the count (`epochs`, left where all of bronze leaves it), then only the slice's are kept.
-async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut EpochState) -> Result<DataFrame> {
-    let columns = ride_change_sources();
-    if bronze.files.is_empty() {
-        return cdc::prepare(&increment::read(bronze, &columns).await?, &RIDE_RULE_FIELDS, epochs);
-    }
-    let mut parts: Vec<LazyFrame> = Vec::new();
-    increment::read_by_file(bronze, &columns, |rows| {
-        let prepared = cdc::prepare(&rows, &RIDE_RULE_FIELDS, epochs)?;
-        parts.push(if slice.is_all() { prepared.lazy() } else { prepared.lazy().filter(slice.holds("id")).collect().step("slicing ride changes")?.lazy() });
-        Ok(())
-    })
-    .await?;
-    concat(parts, UnionArgs::default()).step("slicing ride changes")?.collect().step("slicing ride changes")
-}
-
-/// Stages `rows` into the write `slot`, opening it (for an overwrite) on first use.
-async fn stage_into(slot: &mut Option<Staged>, target: Target<'_>, rows: &DataFrame) -> Result<()> {
-    let staged = match slot {
-        Some(staged) => staged,
-        None => slot.insert(Staged::open(&target, rows, true).await?),
-    };
-    staged.stage(rows).await
-}
-
-/// A rebuild's rides, slice by slice: each slice reads and decides its rides alone (against all
-/// users) and stages its files; then every table is committed, in the order that makes a crash
-/// harmless (quarantine, users, the rides' companions, and rides, the commit point, last).
-async fn rebuild_rides(
-    cx: &mut RunContext<'_, '_>,
-    users: &UsersDecided,
-    roles: &Roles,
-    bronze_users: &BronzeIncrement,
-    bronze_rides: &BronzeIncrement,
-    plan: &[Slice],
-) -> Result<()> {
-    let (rules, delete_rules) = ride_rules();
-    let other_fields = other_ride_fields();
-    let (mut rides, mut pending, mut tombstones, mut quarantine): (Option<Staged>, Option<Staged>, Option<Staged>, Option<Staged>) = (None, None, None, None);
-    let users_bad = quarantine_rows(&users.bad, "users")?;
-    if users_bad.height() > 0 {
-        stage_into(&mut quarantine, cx.target(&QUARANTINE_TABLE), &users_bad).await?;
-    }
-    let mut epochs = EpochState::default();
-    let mut days: BTreeSet<(i32, i32, i32)> = BTreeSet::new();
-    cx.report.slices = plan.len() as u64;
-    for (k, slice) in plan.iter().enumerate() {
-        // Every slice walks all of bronze's order columns from the start: each ends where the
-        // whole stream does.
-        epochs = EpochState::default();
-        // A long rebuild keeps its lease between commits too (renewed, not counted as a write).
-        cx.guard.lease.renew().await?;
-        let changes = slice_changes(bronze_rides, slice, &mut epochs).await?;
-        cx.report.rides_read += count(&changes);
-        cx.report.rows_read += count(&changes);
-        let (latest, bad) = cdc::latest_valid(&changes, "id", &rules, &delete_rules)?;
-        drop(changes);
-        let bad = quarantine_rows(&with_bronze_ids(bad, bronze_rides).await?, "rides")?;
-        let latest = with_fields(latest, bronze_rides, &other_fields).await?;
-        let decided = decide_rides(latest, &RideState::default(), roles)?;
-        count_decided(cx.report, &decided);
-        cx.report.rides_quarantined += count(&bad);
-        days.extend(partitions_of(&decided.ready)?);
-        stage_into(&mut rides, cx.target(&RIDES_TABLE), &decided.ready).await?;
-        stage_into(&mut pending, cx.target(&PENDING_TABLE), &decided.waiting).await?;
-        stage_into(&mut tombstones, cx.target(&DELETED_TABLE), &decided.tombstones).await?;
-        if bad.height() > 0 {
-            stage_into(&mut quarantine, cx.target(&QUARANTINE_TABLE), &bad).await?;
-        }
-        cx.lap(&format!("rides: slice {} of {}", k + 1, plan.len()));
-    }
-    cx.report.users_quarantined = count(&users_bad);
-    cx.report.quarantined = cx.report.users_quarantined + cx.report.rides_quarantined;
-
-    // ---- commit, the commit point last ---------------------------------------------------------
-    // 1. quarantine: replaced whole (emptied when the rebuild found nothing wrong).
-    if quarantine.is_none() && io::open(&cx.tables.quarantine, cx.options).await?.is_some() {
-        quarantine = Some(Staged::open(&cx.target(&QUARANTINE_TABLE), &users_bad, true).await?);
-    }
-    if let Some(staged) = quarantine {
-        cx.guard.next().await?;
-        cx.report.written.push(staged.commit(&WriteMode::Overwrite, &[]).await?);
-    }
-    cx.lap("write quarantine");
-    // 2. users.
-    let users_version = write_users(cx, users, bronze_users, true).await?;
-    // 3. companions of rides, marked with the bronze rides version they reflect.
-    let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
-    for (slot, table) in [(pending, &PENDING_TABLE), (tombstones, &DELETED_TABLE)] {
-        let staged = slot.ok_or_else(|| LakehouseError::Task(format!("no slice staged {}", table.name)))?;
-        cx.guard.next().await?;
-        cx.report.written.push(staged.commit(&WriteMode::Overwrite, &rides_markers).await?);
-    }
-    cx.lap("write pending and tombstones");
-    // 4. rides: the run's commit point.
-    let mut markers = input_markers(RIDES_MARKER, bronze_rides, &epochs, cx.model_hash);
-    markers.push((RIDES_USERS_MARKER.to_owned(), users_version));
-    let staged = rides.ok_or_else(|| LakehouseError::Task("no slice staged silver_rides".into()))?;
-    cx.guard.next().await?;
-    cx.report.written.push(staged.commit(&WriteMode::Overwrite, &markers).await?);
-    cx.report.partitions_rewritten += days.len() as u64;
-    cx.lap("write rides");
-    Ok(())
 }
 
 /// An incremental run's rides: the changes since the markers, decided against the published

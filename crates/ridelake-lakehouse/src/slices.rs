@@ -111,7 +111,8 @@ pub const MAX_SLICES: u64 = 256;
 
 /// A slice: the rides whose id is in `[from, to)` (open where `None`); the first slice also
 /// holds the changes without an id (they are quarantined, whatever the slice).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (The default slice holds every ride.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Slice {
     /// Lowest id, included (`None`: no lower bound).
     pub from: Option<i64>,

@@ -21,12 +21,21 @@ the ``deltalake`` package (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...). La
 ``<lake>/bronze/<namespace>/<stream>`` (written by destination-delta-lake), ``<lake>/silver/*``,
 ``<lake>/gold/*``. Every call releases the GIL while it runs.
 
+``build_silver(..., engine="ray")`` runs a rebuild's slices as Ray tasks (``ridelake.engines``):
+the calling process plans and commits, the workers decide and write.
+
 ``build_silver`` and ``build_gold`` send Prometheus metrics and OpenLineage events when a target
 is given (``pushgateway_url=``, ``metrics_file=``, ``lineage_url=``, ``lineage_file=``) or set in
 the environment (``RIDELAKE_PUSHGATEWAY_URL``, ``RIDELAKE_METRICS_FILE``, ``OPENLINEAGE_URL``,
 ``RIDELAKE_OPENLINEAGE_FILE``); failing to send them never fails the build (a line on stderr).
 One silver and one gold run at a time per lake: a second one raises ``BusyError``.
 """
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ridelake import _native
 from ridelake._native import (
     BusyError,
     ConfigError,
@@ -36,7 +45,6 @@ from ridelake._native import (
     StorageError,
     bronze_progress,
     build_gold,
-    build_silver,
     export_features,
     export_gold_parquet,
     lake_summary,
@@ -44,15 +52,64 @@ from ridelake._native import (
     model_schema,
     publish_postgres,
     read_table,
+    run_slice,
     validate_model,
     write_report,
 )
+from ridelake.engines import Engine, RayEngine
+
+if TYPE_CHECKING:
+    from ridelake._native import SilverReport
+
+
+def build_silver(
+    lake: str,
+    namespace: str = "ridehail",
+    storage_options: dict[str, str] | None = None,
+    *,
+    model: str | os.PathLike[str] | None = None,
+    rebuild: bool = False,
+    memory_budget: int | str | None = None,
+    slices: int | None = None,
+    engine: Engine = "local",
+    pushgateway_url: str | None = None,
+    metrics_file: str | os.PathLike[str] | None = None,
+    lineage_url: str | None = None,
+    lineage_file: str | os.PathLike[str] | None = None,
+) -> SilverReport:
+    """Applies new bronze changes to the silver tables; returns the run report.
+
+    A rebuild (the first build, ``rebuild=True``, or one the markers call for) decides its rides in
+    slices (ranges of the ride id) so as to stay within ``memory_budget`` (bytes or ``"2GiB"``;
+    default ``RIDELAKE_MEMORY_BUDGET``, else half the machine's memory), or in exactly ``slices``
+    slices; ``engine`` runs them: ``"local"`` (this process), ``"ray"``, a ``RayEngine(...)`` or
+    any map (see ``ridelake.engines``).
+    """
+    from ridelake import engines
+
+    runner = engines.runner(engine, lake=lake, namespace=namespace, storage_options=storage_options, model=model)
+    return _native.build_silver(
+        lake,
+        namespace,
+        storage_options,
+        model=model,
+        rebuild=rebuild,
+        memory_budget=memory_budget,
+        slices=slices,
+        runner=runner,
+        pushgateway_url=pushgateway_url,
+        metrics_file=metrics_file,
+        lineage_url=lineage_url,
+        lineage_file=lineage_file,
+    )
+
 
 __all__ = [
     "BusyError",
     "ConfigError",
     "DataError",
     "MissingTableError",
+    "RayEngine",
     "RidelakeError",
     "StorageError",
     "bronze_progress",
@@ -65,6 +122,7 @@ __all__ = [
     "model_schema",
     "publish_postgres",
     "read_table",
+    "run_slice",
     "validate_model",
     "write_report",
 ]

@@ -1,4 +1,5 @@
 import os
+from collections.abc import Callable
 from typing import TypedDict
 
 import polars as pl
@@ -31,6 +32,7 @@ class SilverReport(TypedDict):
     oldest_pending_us: int | None
     partitions_rewritten: int
     slices: int  # id ranges a rebuild decided its rides in; 0 for an incremental run
+    slice_seconds: list[float]  # wall time of each slice's worker (local or on Ray), in slice order
     noop: bool
     written: list[Written]
     step_seconds: list[tuple[str, float]]  # wall time of each step, in order
@@ -141,11 +143,20 @@ def build_silver(
     rebuild: bool = False,  # rebuild from all of bronze (once, after changing the model)
     memory_budget: int | str | None = None,  # bytes or "2GiB" a rebuild may use; default: RIDELAKE_MEMORY_BUDGET, else half the RAM
     slices: int | None = None,  # decide a rebuild's rides in this many id ranges (at most 256; fewer if the ids are too few)
+    runner: Callable[[list[str]], list[str]] | None = None,  # runs a rebuild's slice tasks elsewhere (ridelake.engines makes it)
     pushgateway_url: str | None = None,
     metrics_file: str | os.PathLike[str] | None = None,
     lineage_url: str | None = None,
     lineage_file: str | os.PathLike[str] | None = None,
 ) -> SilverReport: ...
+def run_slice(
+    lake: str,
+    task: str,  # a slice task (JSON) a rebuild's driver made
+    namespace: str = "ridehail",
+    storage_options: dict[str, str] | None = None,
+    *,
+    model: str | os.PathLike[str] | None = None,
+) -> str: ...  # the slice's output (JSON): staged files' add actions and counts
 def build_gold(
     lake: str,
     namespace: str = "ridehail",

@@ -1,0 +1,445 @@
+//! A rebuild split into its work and its commit, so that the work can run anywhere.
+//!
+//! The driver (the silver run, holding the lease) decides the users and stages their files (not
+//! committed), cuts the rides into slices ([`crate::slices`]) and hands each slice to a worker as
+//! a [`SliceTask`]: plain data naming the bronze version the driver pinned and the staged users
+//! files. A worker ([`run_slice`]) reads all of bronze as of that version, keeps its slice's
+//! changes, decides them against the users' roles in those files and stages its own files, none
+//! committed; it returns a [`SliceOutput`]: the files' add actions and its counts. The driver then
+//! commits every table in one transaction each, in the order that makes a crash harmless
+//! (quarantine, users, pending, tombstones, rides: the commit point last).
+//!
+//! Who runs the workers: by default this process, one slice after another, with bronze's file
+//! list and the users' roles already at hand; otherwise a [`SliceRunner`] (the Python package
+//! hands the tasks, as JSON, to Ray or to any engine with a map). Every worker checks its rides
+//! against the same users, so integrity holds wherever each runs. Nothing is committed before
+//! every slice is back: a worker that dies leaves files no commit references (vacuum removes
+//! them), and the engine runs its slice again or the run fails with silver as it was.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use polars::prelude::*;
+
+use crate::cdc;
+use crate::error::{LakehouseError, PolarsContext, Result};
+use crate::increment::{self, BronzeIncrement};
+use crate::io::{self, Staged, StagedFiles, WriteMode};
+use crate::layout::LakeLayout;
+use crate::lease::Lease;
+use crate::order::EpochState;
+use crate::silver::{
+    DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDE_RULE_FIELDS, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext,
+    SilverOptions, SilverTable, Tables, USERS_MARKER, USERS_TABLE, UsersDecided, count, decide_rides, input_markers, other_ride_fields,
+    partitions_of, quarantine_rows, ride_change_sources, ride_rules, with_bronze_ids, with_fields,
+};
+use crate::slices::{self, IdSample, Slice};
+
+/// One slice of a rebuild, as the driver hands it to a worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SliceTask {
+    /// The slice's place among the run's slices (from 0).
+    pub index: usize,
+    /// How many slices the run has.
+    pub slices: usize,
+    /// The ride ids the slice decides.
+    pub slice: Slice,
+    /// The run this task belongs to (a word the driver picks): an output is only taken from a
+    /// task of this run.
+    pub run: String,
+    /// The bronze rides version the driver pinned: the worker reads all of bronze as of it.
+    pub bronze_version: i64,
+    /// The identity of that bronze table (a worker fails when the table was recreated since).
+    pub bronze_table: i64,
+    /// The users files the driver staged (paths relative to the silver users table, as in their
+    /// add actions): the worker checks its rides against the roles they hold.
+    pub users_files: Vec<String>,
+    /// The hash of the model the driver maps bronze with; the worker must read the same model.
+    pub model_hash: i64,
+}
+
+/// What one slice's decision counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SliceCounts {
+    /// Ride changes of the slice read from bronze.
+    pub changes: u64,
+    /// Rides published.
+    pub published: u64,
+    /// Rides waiting for their users.
+    pub pending: u64,
+    /// Rides whose latest change is a delete.
+    pub deleted: u64,
+    /// Ride changes quarantined.
+    pub quarantined: u64,
+    /// `_cdc_updated_at` (µs) of the oldest waiting ride, if any.
+    pub oldest_pending_us: Option<i64>,
+}
+
+/// What a worker returns for its slice: the files it staged per table (none committed), its
+/// counts, the day partitions its published rides fall in and where the epoch count ends (all
+/// of bronze: the same for every slice).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SliceOutput {
+    /// The task this is the output of.
+    pub task: SliceTask,
+    /// Files of `silver/rides`.
+    pub rides: StagedFiles,
+    /// Files of `silver/rides_pending`.
+    pub pending: StagedFiles,
+    /// Files of `silver/rides_deleted`.
+    pub tombstones: StagedFiles,
+    /// Files of `silver/quarantine`, when the slice quarantined a change.
+    pub quarantine: Option<StagedFiles>,
+    /// What the decision counted.
+    pub counts: SliceCounts,
+    /// The day partitions of the published rides.
+    pub days: Vec<(i32, i32, i32)>,
+    /// The epoch state at the end of bronze (the rides' order markers).
+    pub epochs: EpochState,
+    /// The worker's wall time, in seconds.
+    pub seconds: f64,
+}
+
+/// Runs the slices of a rebuild: each task through [`run_slice`] (or its equivalent in another
+/// process), returning one output per task, in any order. An engine may run a task more than
+/// once (a retried worker); any of its outputs will do.
+pub trait SliceRunner: Send + Sync + std::fmt::Debug {
+    /// Runs `tasks` of the lake `layout`.
+    fn run<'a>(&'a self, layout: &'a LakeLayout, tasks: Vec<SliceTask>) -> BoxFuture<'a, Result<Vec<SliceOutput>>>;
+}
+
+/// The worker half: decides the rides of `task`'s slice and stages their files (see the module
+/// documentation). Reads the users' roles from the users files the task names.
+pub async fn run_slice(layout: &LakeLayout, task: &SliceTask) -> Result<SliceOutput> {
+    let bronze = pinned_bronze(layout, task).await?;
+    let roles = staged_roles(layout, &task.users_files).await?;
+    decide_slice(layout, task, &roles, &bronze).await
+}
+
+/// All of bronze rides as the task's driver pinned it, read through this worker's model (which
+/// must be the driver's).
+async fn pinned_bronze(layout: &LakeLayout, task: &SliceTask) -> Result<BronzeIncrement> {
+    if layout.model.hash() != task.model_hash {
+        return Err(LakehouseError::Setting {
+            name: "model".into(),
+            message: format!("this worker reads {}, not the model the run's driver maps bronze with; give every worker the same model file", layout.model.origin),
+        });
+    }
+    let map = &layout.model.rides;
+    increment::pinned(&layout.bronze(&map.stream)?, &layout.storage_options(), task.bronze_version, task.bronze_table, map).await
+}
+
+/// The roles of the users in `files`, files of the silver users table the driver staged (their
+/// `id` and `type` columns only).
+async fn staged_roles(layout: &LakeLayout, files: &[String]) -> Result<Roles> {
+    let url = layout.silver(Tables::USERS)?;
+    let users = io::open(&url, &layout.storage_options()).await?.ok_or_else(|| LakehouseError::MissingTable(url.to_string()))?;
+    let files: Vec<io::DataFile> = files.iter().map(|path| io::DataFile::staged(path)).collect();
+    let roles = io::read_columns(&users, &files, Some(&["id", "type"])).await?;
+    Roles::of(&roles)
+}
+
+/// [`run_slice`] with the users' roles and pinned bronze at hand.
+async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bronze: &BronzeIncrement) -> Result<SliceOutput> {
+    let started = std::time::Instant::now();
+    let options = layout.storage_options();
+    let mut epochs = EpochState::default();
+    let changes = slice_changes(bronze, &task.slice, &mut epochs).await?;
+    let (rules, delete_rules) = ride_rules();
+    let (latest, bad) = cdc::latest_valid(&changes, "id", &rules, &delete_rules)?;
+    let changes_read = count(&changes);
+    drop(changes);
+    let bad = quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides")?;
+    let latest = with_fields(latest, bronze, &other_ride_fields()).await?;
+    let decided = decide_rides(latest, &RideState::default(), roles)?;
+    let oldest_pending_us = decided.waiting.column(crate::order::UPDATED).ok().and_then(|c| c.as_materialized_series().i64().ok().and_then(|s| s.min()));
+    let counts = SliceCounts {
+        changes: changes_read,
+        published: count(&decided.ready),
+        pending: count(&decided.waiting),
+        deleted: count(&decided.deletes),
+        quarantined: count(&bad),
+        oldest_pending_us,
+    };
+    let tables = Tables::of(layout)?;
+    let days = partitions_of(&decided.ready)?.into_iter().collect();
+    let quarantine = if bad.height() > 0 { Some(stage(&tables, &options, &QUARANTINE_TABLE, &bad).await?) } else { None };
+    Ok(SliceOutput {
+        task: task.clone(),
+        rides: stage(&tables, &options, &RIDES_TABLE, &decided.ready).await?,
+        pending: stage(&tables, &options, &PENDING_TABLE, &decided.waiting).await?,
+        tombstones: stage(&tables, &options, &DELETED_TABLE, &decided.tombstones).await?,
+        quarantine,
+        counts,
+        days,
+        epochs,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Stages `rows` as new files of `table` (created when missing), for a commit that overwrites it.
+async fn stage(tables: &Tables, options: &std::collections::HashMap<String, String>, table: &'static SilverTable, rows: &DataFrame) -> Result<StagedFiles> {
+    let mut staged = Staged::open(&tables.target(table, options), rows, true).await?;
+    staged.stage(rows).await?;
+    Ok(staged.into_files())
+}
+
+/// The slices of a rebuild: as many as the memory budget needs for bronze's ride changes (their
+/// count from the files' statistics), or as the run asks; their boundaries from a sample of the
+/// changes' ids (a first pass over the id column only).
+pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, users: &DataFrame) -> Result<Vec<Slice>> {
+    let known: Option<u64> = bronze.files.iter().map(|f| f.file.rows).sum();
+    let budget = if run.slices.is_some() { None } else { slices::resolve_budget(run.memory_budget)? };
+    let users_bytes = users.estimated_size() as u64;
+    let asked = run.slices.map(|n| n.clamp(1, slices::MAX_SLICES as usize));
+    let wanted = match (asked, known, budget) {
+        (Some(n), _, _) => n,
+        (None, Some(changes), _) => slices::count_for(budget, changes, users_bytes),
+        // Files without statistics: the sampling pass counts them.
+        (None, None, Some(_)) => 2,
+        (None, None, None) => 1,
+    };
+    if wanted <= 1 {
+        return Ok(vec![Slice { from: None, to: None }]);
+    }
+    let mut sample = IdSample::default();
+    increment::read_by_file(bronze, &["id"], |rows| {
+        let ids = rows.column("id").step("sampling ride ids")?.as_materialized_series().cast(&DataType::Int64).step("sampling ride ids")?;
+        sample.extend(ids.i64().step("sampling ride ids")?.iter());
+        Ok(())
+    })
+    .await?;
+    let count = match (asked, known) {
+        (Some(n), _) => n,
+        (None, Some(_)) => wanted,
+        (None, None) => slices::count_for(budget, sample.changes(), users_bytes),
+    };
+    Ok(Slice::between(&sample.boundaries(count)))
+}
+
+/// The prepared changes of the rides in `slice`: every bronze file is read (the key, rule and
+/// order columns), one at a time; its rows get their epochs from where the rows before them left
+/// the count (`epochs`, left where all of bronze leaves it), then only the slice's are kept.
+async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut EpochState) -> Result<DataFrame> {
+    let columns = ride_change_sources();
+    if bronze.files.is_empty() {
+        return cdc::prepare(&increment::read(bronze, &columns).await?, &RIDE_RULE_FIELDS, epochs);
+    }
+    let mut parts: Vec<LazyFrame> = Vec::new();
+    increment::read_by_file(bronze, &columns, |rows| {
+        let prepared = cdc::prepare(&rows, &RIDE_RULE_FIELDS, epochs)?;
+        parts.push(if slice.is_all() { prepared.lazy() } else { prepared.lazy().filter(slice.holds("id")).collect().step("slicing ride changes")?.lazy() });
+        Ok(())
+    })
+    .await?;
+    concat(parts, UnionArgs::default()).step("slicing ride changes")?.collect().step("slicing ride changes")
+}
+
+/// Runs `work` while renewing `lease` every third of its time to live, so that a long fan-out
+/// keeps the lease; fails as soon as a renewal does (another run took the lease).
+async fn while_renewing<T>(lease: &mut Lease, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let every = (lease.ttl() / 3).max(Duration::from_millis(100));
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            () = tokio::time::sleep(every) => lease.renew().await?,
+        }
+    }
+}
+
+/// The slices' outputs, one per task in task order (the first of a task's outputs, when an
+/// engine returns more); fails when an output is not of one of these tasks, or a task has none.
+fn in_task_order(tasks: &[SliceTask], outputs: Vec<SliceOutput>) -> Result<Vec<SliceOutput>> {
+    let mut slots: Vec<Option<SliceOutput>> = tasks.iter().map(|_| None).collect();
+    for output in outputs {
+        let index = output.task.index;
+        match (slots.get_mut(index), tasks.get(index)) {
+            (Some(slot), Some(task)) if *task == output.task => {
+                slot.get_or_insert(output);
+            }
+            _ => return Err(LakehouseError::Task(format!("the engine returned an output of slice {index} that is not a task of this run"))),
+        }
+    }
+    slots.into_iter().enumerate().map(|(k, slot)| slot.ok_or_else(|| LakehouseError::Task(format!("the engine returned no output for slice {k} of {}", tasks.len())))).collect()
+}
+
+/// A word that names one run among others (process, time): tasks carry it.
+fn run_word() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("{}-{nanos:x}", std::process::id())
+}
+
+/// Who decides a rebuild's slices: this process (with the users' roles at hand), or an engine.
+enum Workers<'a> {
+    Here(Roles),
+    Engine(&'a dyn SliceRunner),
+}
+
+/// A rebuild's rides (module documentation): users staged first, the slices run here or by
+/// `engine`, then every table committed, rides (the commit point) last.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn rebuild_rides(
+    cx: &mut RunContext<'_, '_>,
+    layout: &LakeLayout,
+    users: UsersDecided,
+    bronze_users: &BronzeIncrement,
+    bronze_rides: &BronzeIncrement,
+    plan: &[Slice],
+    engine: Option<&dyn SliceRunner>,
+) -> Result<()> {
+    // 1. users: staged, not committed; every slice checks its rides against these files.
+    let mut staged_users = Staged::open(&cx.target(&USERS_TABLE), &users.all, true).await?;
+    staged_users.stage(&users.all).await?;
+    let users_files = staged_users.into_files();
+    // Here, the roles come from the decided users at hand; an engine's workers read the files.
+    let workers = match engine {
+        Some(engine) => Workers::Engine(engine),
+        None => Workers::Here(Roles::of(&users.all)?),
+    };
+    let users_bad = quarantine_rows(&users.bad, "users")?;
+    let UsersDecided { touched, epochs: users_epochs, .. } = users;
+    cx.lap("users: stage");
+
+    // 2. the slices.
+    let run = run_word();
+    let tasks: Vec<SliceTask> = plan
+        .iter()
+        .enumerate()
+        .map(|(index, slice)| SliceTask {
+            index,
+            slices: plan.len(),
+            slice: *slice,
+            run: run.clone(),
+            bronze_version: bronze_rides.upto,
+            bronze_table: bronze_rides.table_id,
+            users_files: users_files.adds.iter().map(|add| add.path.clone()).collect(),
+            model_hash: cx.model_hash,
+        })
+        .collect();
+    cx.report.slices = plan.len() as u64;
+    let outputs = match workers {
+        Workers::Engine(engine) => while_renewing(cx.guard.lease, engine.run(layout, tasks.clone())).await?,
+        Workers::Here(roles) => {
+            let here = async {
+                let mut outputs = Vec::with_capacity(tasks.len());
+                for task in &tasks {
+                    outputs.push(decide_slice(layout, task, &roles, bronze_rides).await?);
+                }
+                Ok(outputs)
+            };
+            while_renewing(cx.guard.lease, here).await?
+        }
+    };
+    let outputs = in_task_order(&tasks, outputs)?;
+    let epochs = outputs.first().map(|o| o.epochs).unwrap_or_default();
+    if outputs.iter().any(|o| o.epochs != epochs) {
+        return Err(LakehouseError::Task("the slices of one run ended bronze in different epoch states (bronze changed under a worker)".into()));
+    }
+    let mut days: BTreeSet<(i32, i32, i32)> = BTreeSet::new();
+    let (mut rides, mut pending, mut tombstones, mut quarantine) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for output in outputs {
+        let report = &mut *cx.report;
+        let c = output.counts;
+        report.rides_read += c.changes;
+        report.rows_read += c.changes;
+        report.rides_upserted += c.published;
+        report.pending += c.pending;
+        report.rides_deleted += c.deleted;
+        report.rides_quarantined += c.quarantined;
+        report.oldest_pending_us = match (report.oldest_pending_us, c.oldest_pending_us) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        days.extend(output.days);
+        report.slice_seconds.push(output.seconds);
+        rides.push(output.rides);
+        pending.push(output.pending);
+        tombstones.push(output.tombstones);
+        quarantine.extend(output.quarantine);
+    }
+    cx.report.users_quarantined = count(&users_bad);
+    cx.report.quarantined = cx.report.users_quarantined + cx.report.rides_quarantined;
+    cx.lap(&format!("rides: {} slices", plan.len()));
+
+    // 3. commit, the commit point last.
+    // quarantine: replaced whole (emptied when the rebuild found nothing wrong; the users' part,
+    // even empty, carries the columns when they changed).
+    if !quarantine.is_empty() || users_bad.height() > 0 || io::open(&cx.tables.quarantine, cx.options).await?.is_some() {
+        quarantine.insert(0, stage(cx.tables, cx.options, &QUARANTINE_TABLE, &users_bad).await?);
+        cx.guard.next().await?;
+        let written = io::commit_staged(&cx.target(&QUARANTINE_TABLE), quarantine, &WriteMode::Overwrite, &[]).await?;
+        cx.report.written.push(written);
+    }
+    cx.lap("write quarantine");
+    // users: their own commit point; rides name the version.
+    cx.guard.next().await?;
+    let markers = input_markers(USERS_MARKER, bronze_users, &users_epochs, cx.model_hash);
+    let written = io::commit_staged(&cx.target(&USERS_TABLE), vec![users_files], &WriteMode::Overwrite, &markers).await?;
+    let users_version = written.version;
+    cx.report.written.push(written);
+    cx.report.partitions_rewritten += touched.len() as u64;
+    cx.lap("write users");
+    // companions of rides, marked with the bronze rides version they reflect.
+    let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
+    for (parts, table) in [(pending, &PENDING_TABLE), (tombstones, &DELETED_TABLE)] {
+        cx.guard.next().await?;
+        let written = io::commit_staged(&cx.target(table), parts, &WriteMode::Overwrite, &rides_markers).await?;
+        cx.report.written.push(written);
+    }
+    cx.lap("write pending and tombstones");
+    // rides: the run's commit point.
+    let mut markers = input_markers(RIDES_MARKER, bronze_rides, &epochs, cx.model_hash);
+    markers.push((RIDES_USERS_MARKER.to_owned(), users_version));
+    cx.guard.next().await?;
+    let written = io::commit_staged(&cx.target(&RIDES_TABLE), rides, &WriteMode::Overwrite, &markers).await?;
+    cx.report.written.push(written);
+    cx.report.partitions_rewritten += days.len() as u64;
+    cx.lap("write rides");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_and_outputs_cross_processes_as_json() {
+        let task = task(2, "run-1");
+        let text = serde_json::to_string(&task).expect("task to JSON");
+        assert_eq!(serde_json::from_str::<SliceTask>(&text).expect("task from JSON"), task);
+        let output = SliceOutput { task: task.clone(), days: vec![(2026, 11, 30)], counts: SliceCounts { changes: 3, oldest_pending_us: Some(-1), ..Default::default() }, ..Default::default() };
+        let back: SliceOutput = serde_json::from_str(&serde_json::to_string(&output).expect("output to JSON")).expect("output from JSON");
+        assert_eq!((back.task, back.days, back.counts, back.epochs), (task, vec![(2026, 11, 30)], output.counts, output.epochs));
+    }
+
+    fn task(index: usize, run: &str) -> SliceTask {
+        SliceTask {
+            index,
+            slices: 3,
+            slice: Slice { from: Some(10 * index as i64), to: None },
+            run: run.to_owned(),
+            bronze_version: 7,
+            bronze_table: -3,
+            users_files: vec!["year=2026/month=11/day=30/part-0.parquet".into()],
+            model_hash: 99,
+        }
+    }
+
+    #[test]
+    fn outputs_are_put_back_in_task_order_and_must_be_of_the_run() {
+        let tasks: Vec<SliceTask> = (0..3).map(|k| task(k, "run-1")).collect();
+        let out = |index: usize, seconds: f64| SliceOutput { task: task(index, "run-1"), seconds, ..Default::default() };
+        let ordered = in_task_order(&tasks, vec![out(2, 0.0), out(0, 0.0), out(1, 0.0)]).expect("all there");
+        assert_eq!(ordered.iter().map(|o| o.task.index).collect::<Vec<_>>(), [0, 1, 2]);
+        // A retried task may come back twice: the first output is kept.
+        let retried = in_task_order(&tasks, vec![out(1, 1.0), out(0, 0.0), out(2, 0.0), out(1, 2.0)]).expect("a retry");
+        assert_eq!(retried[1].seconds, 1.0);
+        assert!(in_task_order(&tasks, vec![out(0, 0.0), out(2, 0.0)]).is_err(), "a lost slice");
+        assert!(in_task_order(&tasks[..2], vec![out(0, 0.0), out(1, 0.0), out(2, 0.0)]).is_err(), "a slice the run does not have");
+        let stale = SliceOutput { task: task(1, "run-0"), ..Default::default() };
+        assert!(in_task_order(&tasks, vec![out(0, 0.0), stale, out(2, 0.0)]).is_err(), "an output of another run");
+    }
+}

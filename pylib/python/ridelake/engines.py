@@ -1,0 +1,118 @@
+"""Where a silver rebuild's slices run: ``build_silver(..., engine=...)``.
+
+A rebuild is planned and committed by the process that calls ``build_silver`` (the driver: it
+holds the silver lease, pins the bronze versions, decides and commits the users). Its rides are
+cut into slices (ranges of the ride id), and each slice is decided by a worker through
+``ridelake.run_slice``: the worker reads bronze as the driver pinned it, checks its rides against
+the users the driver committed, writes Parquet files and returns their Delta add actions. The
+driver commits every slice's files in one transaction per table, rides last. Incremental runs
+do not fan out: they run in the driver.
+
+- ``"local"`` (the default): the slices run one after another in the driver.
+- ``"ray"`` or ``RayEngine(...)``: one Ray task per slice, on the cluster ``ray.init`` connects
+  to (``RAY_ADDRESS``, or a local one). Workers need ``ridelake`` installed, the same model file
+  (``model=`` or ``RIDELAKE_MODEL``) and access to the lake; storage options given to
+  ``build_silver`` travel with the tasks, otherwise workers read their own ``AWS_*`` variables.
+- any callable ``engine(tasks, work) -> outputs``: ``tasks`` is a list of JSON texts, ``work`` a
+  picklable function of one task that returns its output text; the engine must return one output
+  per task (in any order). A Spark map is ``sc.parallelize(tasks, len(tasks)).map(work).collect()``.
+
+Nothing starts until a rebuild has slices to run: an incremental run, or one with nothing new,
+does not touch Ray. A task may run more than once (an engine retrying a worker that died): a retry writes new files
+and only the output returned is committed; files of a lost attempt are never referenced, and
+``ridelake.maintain`` vacuums them.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+from ridelake import _native
+
+Work = Callable[[str], str]
+EngineFn = Callable[[Sequence[str], Work], Sequence[str]]
+Engine = Union[str, EngineFn, None]
+
+
+def slice_worker(task: str, *, lake: str, namespace: str, storage_options: dict[str, str] | None, model: str | None) -> str:
+    """Runs one slice task of the lake (the worker half); returns its output as a JSON text."""
+    return _native.run_slice(lake, task, namespace, storage_options, model=model)
+
+
+def _apply(work: Work, task: str) -> str:
+    return work(task)
+
+
+class RayEngine:
+    """Runs each slice as a Ray task.
+
+    ``address``: the cluster ``ray.init`` connects to when Ray is not initialized yet, at the first
+    rebuild (``None``: ``RAY_ADDRESS``, else a local cluster). ``num_cpus`` and ``memory`` (bytes)
+    are what each task asks Ray for; size ``memory`` like ``build_silver``'s ``memory_budget``, which
+    sets the slices. ``max_retries``: how often Ray runs a slice again when its worker dies.
+    ``scheduling_strategy``: Ray's, e.g. ``"SPREAD"`` to put the slices on as many nodes as it can.
+    """
+
+    def __init__(self, address: str | None = None, *, num_cpus: float = 1, memory: int | None = None, max_retries: int = 3,
+                 scheduling_strategy: str = "DEFAULT") -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.memory = memory
+        self.max_retries = max_retries
+        self.scheduling_strategy = scheduling_strategy
+
+    def start(self) -> None:
+        """Connects to the cluster unless Ray is initialized already."""
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.address or os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+
+    def __call__(self, tasks: Sequence[str], work: Work) -> list[str]:
+        import ray
+
+        self.start()
+        options: dict[str, Any] = {"num_cpus": self.num_cpus, "max_retries": self.max_retries, "scheduling_strategy": self.scheduling_strategy}
+        if self.memory is not None:
+            options["memory"] = self.memory
+        remote = ray.remote(**options)(_apply)
+        work_ref = ray.put(work)
+        return list(ray.get([remote.remote(work_ref, task) for task in tasks]))
+
+    def __repr__(self) -> str:
+        return (f"RayEngine(address={self.address!r}, num_cpus={self.num_cpus}, memory={self.memory}, max_retries={self.max_retries}, "
+                f"scheduling_strategy={self.scheduling_strategy!r})")
+
+
+def resolve(engine: Engine) -> EngineFn | None:
+    """The engine function ``engine`` names (``None`` for the local engine)."""
+    if engine is None or engine == "local":
+        return None
+    if engine == "ray":
+        return RayEngine()
+    if callable(engine):
+        return engine
+    raise _native.ConfigError(f"engine must be 'local', 'ray' or a callable engine(tasks, work), not {engine!r}")
+
+
+def runner(engine: Engine, *, lake: str, namespace: str, storage_options: dict[str, str] | None, model: str | os.PathLike[str] | None) -> Callable[[list[str]], list[str]] | None:
+    """The callable the native build calls with a rebuild's tasks, or ``None`` (local)."""
+    function = resolve(engine)
+    if function is None:
+        return None
+    # Workers may run in another folder: local paths are made absolute. They get the model the
+    # driver reads (the argument, else RIDELAKE_MODEL) by path.
+    lake = lake if "://" in lake else os.path.abspath(lake)
+    model = model if model is not None else (os.environ.get("RIDELAKE_MODEL") or None)
+    model_path = None if model is None else os.path.abspath(os.fspath(model))
+    work = functools.partial(slice_worker, lake=lake, namespace=namespace, storage_options=storage_options, model=model_path)
+
+    def run(tasks: list[str]) -> list[str]:
+        outputs = list(function(tasks, work))
+        if not all(isinstance(o, str) for o in outputs):
+            raise _native.RidelakeError("the engine must return the outputs of work(task), JSON texts")
+        return outputs
+
+    return run
