@@ -48,7 +48,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$CACHE/venvs/tools/bin/uv" venv -q --python "$(command -v python3)" "$VENV"
 fi
 "$CACHE/venvs/tools/bin/uv" pip install -q --python "$VENV/bin/python" \
-  "polars>=2.1,<2.2" "deltalake==1.6.6" "pyarrow>=21" "orjson" "duckdb==1.4.4" --reinstall-package ridelake "$WHEEL"
+  "polars>=2.1,<2.2" "deltalake==1.6.6" "pyarrow>=21" "orjson" "duckdb==1.4.4" "ray==2.60.0" --reinstall-package ridelake "$WHEEL"
 
 case "$WHAT" in
   bronze) exec "$VENV/bin/python" bench/bench.py "$@" ;;
