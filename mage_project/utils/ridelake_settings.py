@@ -98,14 +98,8 @@ def settings(runtime: dict | None = None) -> LakeSettings:
                         model=runtime.get("model") or profile.get("RIDELAKE_MODEL") or None,
                         rebuild=str(runtime.get("rebuild", "")).lower() in ("1", "true", "yes"),
                         memory_budget=str(runtime.get("memory_budget") or profile.get("RIDELAKE_MEMORY_BUDGET") or "") or None,
-                        engine=_engine(runtime.get("engine") or profile.get("RIDELAKE_ENGINE") or "local"))
-
-
-def _engine(name: str) -> str:
-    name = str(name).strip().lower()
-    if name not in ("local", "ray"):
-        raise ValueError(f"engine must be local or ray, not {name!r}")
-    return name
+                        # (ridelake checks the name: an unknown engine is a ConfigError)
+                        engine=str(runtime.get("engine") or profile.get("RIDELAKE_ENGINE") or "local").strip().lower())
 
 
 def _observability(profile: dict) -> dict[str, str]:

@@ -14,7 +14,9 @@
 //! hands the tasks, as JSON, to Ray or to any engine with a map). Every worker checks its rides
 //! against the same users, so integrity holds wherever each runs. Nothing is committed before
 //! every slice is back: a worker that dies leaves files no commit references (vacuum removes
-//! them), and the engine runs its slice again or the run fails with silver as it was.
+//! them), and the engine runs its slice again or the run fails with silver's data as it was (a
+//! first build leaves its tables created empty, without markers). When the run fails while an
+//! engine still runs tasks (a lost lease), those tasks only leave such files.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -32,8 +34,8 @@ use crate::lease::Lease;
 use crate::order::EpochState;
 use crate::silver::{
     DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDE_RULE_FIELDS, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext,
-    SilverOptions, SilverTable, Tables, USERS_MARKER, USERS_TABLE, UsersDecided, count, decide_rides, input_markers, other_ride_fields,
-    partitions_of, quarantine_rows, ride_change_sources, ride_rules, with_bronze_ids, with_fields,
+    RidesDecided, SilverOptions, SilverReport, SilverTable, Tables, USERS_MARKER, USERS_TABLE, UsersDecided, count, decide_rides, input_markers,
+    other_ride_fields, partitions_of, quarantine_rows, ride_change_sources, ride_rules, users_written, with_bronze_ids, with_fields,
 };
 use crate::slices::{self, IdSample, Slice};
 
@@ -42,8 +44,6 @@ use crate::slices::{self, IdSample, Slice};
 pub struct SliceTask {
     /// The slice's place among the run's slices (from 0).
     pub index: usize,
-    /// How many slices the run has.
-    pub slices: usize,
     /// The ride ids the slice decides.
     pub slice: Slice,
     /// The run this task belongs to (a word the driver picks): an output is only taken from a
@@ -75,6 +75,33 @@ pub struct SliceCounts {
     pub quarantined: u64,
     /// `_cdc_updated_at` (µs) of the oldest waiting ride, if any.
     pub oldest_pending_us: Option<i64>,
+}
+
+impl SliceCounts {
+    /// The counts of a decision (the changes read and quarantined are the caller's).
+    pub(crate) fn of(decided: &RidesDecided) -> SliceCounts {
+        SliceCounts {
+            published: count(&decided.ready),
+            pending: count(&decided.waiting),
+            deleted: count(&decided.deletes),
+            oldest_pending_us: decided.waiting.column(crate::order::UPDATED).ok().and_then(|c| c.as_materialized_series().i64().ok().and_then(|s| s.min())),
+            ..SliceCounts::default()
+        }
+    }
+
+    /// Adds these counts to a run's report.
+    pub(crate) fn add_to(&self, report: &mut SilverReport) {
+        report.rides_read += self.changes;
+        report.rows_read += self.changes;
+        report.rides_upserted += self.published;
+        report.pending += self.pending;
+        report.rides_deleted += self.deleted;
+        report.rides_quarantined += self.quarantined;
+        report.oldest_pending_us = match (report.oldest_pending_us, self.oldest_pending_us) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 /// What a worker returns for its slice: the files it staged per table (none committed), its
@@ -113,9 +140,12 @@ pub trait SliceRunner: Send + Sync + std::fmt::Debug {
 /// The worker half: decides the rides of `task`'s slice and stages their files (see the module
 /// documentation). Reads the users' roles from the users files the task names.
 pub async fn run_slice(layout: &LakeLayout, task: &SliceTask) -> Result<SliceOutput> {
+    let started = std::time::Instant::now();
     let bronze = pinned_bronze(layout, task).await?;
     let roles = staged_roles(layout, &task.users_files).await?;
-    decide_slice(layout, task, &roles, &bronze).await
+    let mut output = decide_slice(layout, task, &roles, &bronze).await?;
+    output.seconds = started.elapsed().as_secs_f64();
+    Ok(output)
 }
 
 /// All of bronze rides as the task's driver pinned it, read through this worker's model (which
@@ -154,15 +184,7 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     let bad = quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides")?;
     let latest = with_fields(latest, bronze, &other_ride_fields()).await?;
     let decided = decide_rides(latest, &RideState::default(), roles)?;
-    let oldest_pending_us = decided.waiting.column(crate::order::UPDATED).ok().and_then(|c| c.as_materialized_series().i64().ok().and_then(|s| s.min()));
-    let counts = SliceCounts {
-        changes: changes_read,
-        published: count(&decided.ready),
-        pending: count(&decided.waiting),
-        deleted: count(&decided.deletes),
-        quarantined: count(&bad),
-        oldest_pending_us,
-    };
+    let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), ..SliceCounts::of(&decided) };
     let tables = Tables::of(layout)?;
     let days = partitions_of(&decided.ready)?.into_iter().collect();
     let quarantine = if bad.height() > 0 { Some(stage(&tables, &options, &QUARANTINE_TABLE, &bad).await?) } else { None };
@@ -291,9 +313,7 @@ pub(crate) async fn rebuild_rides(
     engine: Option<&dyn SliceRunner>,
 ) -> Result<()> {
     // 1. users: staged, not committed; every slice checks its rides against these files.
-    let mut staged_users = Staged::open(&cx.target(&USERS_TABLE), &users.all, true).await?;
-    staged_users.stage(&users.all).await?;
-    let users_files = staged_users.into_files();
+    let users_files = stage(cx.tables, cx.options, &USERS_TABLE, &users.all).await?;
     // Here, the roles come from the decided users at hand; an engine's workers read the files.
     let workers = match engine {
         Some(engine) => Workers::Engine(engine),
@@ -310,7 +330,6 @@ pub(crate) async fn rebuild_rides(
         .enumerate()
         .map(|(index, slice)| SliceTask {
             index,
-            slices: plan.len(),
             slice: *slice,
             run: run.clone(),
             bronze_version: bronze_rides.upto,
@@ -341,20 +360,9 @@ pub(crate) async fn rebuild_rides(
     let mut days: BTreeSet<(i32, i32, i32)> = BTreeSet::new();
     let (mut rides, mut pending, mut tombstones, mut quarantine) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for output in outputs {
-        let report = &mut *cx.report;
-        let c = output.counts;
-        report.rides_read += c.changes;
-        report.rows_read += c.changes;
-        report.rides_upserted += c.published;
-        report.pending += c.pending;
-        report.rides_deleted += c.deleted;
-        report.rides_quarantined += c.quarantined;
-        report.oldest_pending_us = match (report.oldest_pending_us, c.oldest_pending_us) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        output.counts.add_to(cx.report);
         days.extend(output.days);
-        report.slice_seconds.push(output.seconds);
+        cx.report.slice_seconds.push(output.seconds);
         rides.push(output.rides);
         pending.push(output.pending);
         tombstones.push(output.tombstones);
@@ -378,10 +386,7 @@ pub(crate) async fn rebuild_rides(
     cx.guard.next().await?;
     let markers = input_markers(USERS_MARKER, bronze_users, &users_epochs, cx.model_hash);
     let written = io::commit_staged(&cx.target(&USERS_TABLE), vec![users_files], &WriteMode::Overwrite, &markers).await?;
-    let users_version = written.version;
-    cx.report.written.push(written);
-    cx.report.partitions_rewritten += touched.len() as u64;
-    cx.lap("write users");
+    let users_version = users_written(cx, written, &touched);
     // companions of rides, marked with the bronze rides version they reflect.
     let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
     for (parts, table) in [(pending, &PENDING_TABLE), (tombstones, &DELETED_TABLE)] {
@@ -418,7 +423,6 @@ mod tests {
     fn task(index: usize, run: &str) -> SliceTask {
         SliceTask {
             index,
-            slices: 3,
             slice: Slice { from: Some(10 * index as i64), to: None },
             run: run.to_owned(),
             bronze_version: 7,

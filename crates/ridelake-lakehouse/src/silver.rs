@@ -49,7 +49,7 @@ use crate::io::{self, DataFile, Target, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::{self, Lease};
 use crate::model::{DEFAULT_MODEL_HASH, MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, USER_COLUMNS, USER_TYPES};
-use crate::order::{self, EpochState, INGEST_ROW, INGEST_VERSION, ORDER, UPDATED};
+use crate::order::{self, EpochState, INGEST_ROW, INGEST_VERSION, ORDER};
 use crate::rebuild::{self, SliceRunner};
 
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
@@ -695,23 +695,26 @@ pub(crate) struct UsersDecided {
     pub(crate) epochs: EpochState,
 }
 
-/// Commits the users (their own commit point, written whenever the run writes, so that the
-/// markers advance and rides can name the users version they were checked against); returns
-/// the version.
-async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecided, bronze_users: &BronzeIncrement, rebuild: bool) -> Result<i64> {
-    let (rows, mode) = if rebuild {
-        (users.all.clone(), WriteMode::Overwrite)
-    } else {
-        (users.all.clone().lazy().filter(in_partitions(&users.touched)).collect().step("selecting user partitions")?, WriteMode::ReplacePartitions(users.touched.clone()))
-    };
+/// Commits an incremental run's users: the partitions they touch (their own commit point,
+/// written whenever the run writes, so that the markers advance and rides can name the users
+/// version they were checked against); returns the version.
+async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecided, bronze_users: &BronzeIncrement) -> Result<i64> {
+    let rows = users.all.clone().lazy().filter(in_partitions(&users.touched)).collect().step("selecting user partitions")?;
     cx.guard.next().await?;
     let target = cx.target(&USERS_TABLE);
-    let written = io::write(target.url, target.options, &rows, mode, target.partition_by, &input_markers(USERS_MARKER, bronze_users, &users.epochs, cx.model_hash), target.name, target.description).await?;
+    let markers = input_markers(USERS_MARKER, bronze_users, &users.epochs, cx.model_hash);
+    let mode = WriteMode::ReplacePartitions(users.touched.clone());
+    let written = io::write(target.url, target.options, &rows, mode, target.partition_by, &markers, target.name, target.description).await?;
+    Ok(users_written(cx, written, &users.touched))
+}
+
+/// Records a users commit in the run's report; returns its version.
+pub(crate) fn users_written(cx: &mut RunContext<'_, '_>, written: io::Written, touched: &BTreeSet<(i32, i32, i32)>) -> i64 {
     let version = written.version;
     cx.report.written.push(written);
-    cx.report.partitions_rewritten += users.touched.len() as u64;
+    cx.report.partitions_rewritten += touched.len() as u64;
     cx.lap("write users");
-    Ok(version)
+    version
 }
 
 /// The roles of users a ride's customer and driver are checked against: the ids of the
@@ -859,16 +862,9 @@ pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles) 
 
 /// Adds a decision's counts to the report.
 fn count_decided(report: &mut SilverReport, decided: &RidesDecided) {
-    report.rides_upserted += count(&decided.ready);
-    report.pending += count(&decided.waiting);
-    report.rides_deleted += count(&decided.deletes);
+    rebuild::SliceCounts::of(decided).add_to(report);
     report.released += decided.released;
     report.rides_withdrawn += decided.withdrawn;
-    let oldest = decided.waiting.column(UPDATED).ok().and_then(|c| c.as_materialized_series().i64().ok().and_then(|s| s.min()));
-    report.oldest_pending_us = match (report.oldest_pending_us, oldest) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
 }
 
 /// The bronze columns silver reads for every change: `fields`, the CDC columns and the ingest
@@ -992,7 +988,7 @@ async fn update_rides(
     }
     cx.lap("write quarantine");
     // 2. users.
-    let users_version = write_users(cx, users, bronze_users, false).await?;
+    let users_version = write_users(cx, users, bronze_users).await?;
     // 3. companions of rides, marked with the bronze rides version they reflect.
     let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
     for (rows, table) in [(&decided.waiting, &PENDING_TABLE), (&decided.tombstones, &DELETED_TABLE)] {

@@ -1,6 +1,6 @@
 //! A rebuild's slices may run anywhere: an engine that runs them as separate workers (tasks and
 //! outputs through JSON, each worker with its own layout and reading the users' roles from the
-//! committed table, all at once and out of order, one slice run twice as an engine retries a
+//! users files the driver staged, all at once and out of order, one slice run twice as an engine retries a
 //! worker that died after writing its files) gives the silver of a whole local rebuild, and the
 //! incremental run after it goes on alike. An engine that fails, loses a slice or returns an
 //! output of another run commits nothing, and the next run gives the same tables. Bronze is written by the real connector pipeline
@@ -209,7 +209,6 @@ async fn a_worker_with_another_model_refuses_its_slice() {
     build_silver(&layout(lake.path(), None)).await.expect("silver");
     let task = SliceTask {
         index: 0,
-        slices: 1,
         slice: ridelake_lakehouse::slices::Slice { from: None, to: None },
         run: "a run".into(),
         bronze_version: 0,

@@ -1,11 +1,11 @@
 """Where a silver rebuild's slices run: ``build_silver(..., engine=...)``.
 
 A rebuild is planned and committed by the process that calls ``build_silver`` (the driver: it
-holds the silver lease, pins the bronze versions, decides and commits the users). Its rides are
-cut into slices (ranges of the ride id), and each slice is decided by a worker through
+holds the silver lease, pins the bronze versions, decides the users and stages their files). Its
+rides are cut into slices (ranges of the ride id), and each slice is decided by a worker through
 ``ridelake.run_slice``: the worker reads bronze as the driver pinned it, checks its rides against
-the users the driver committed, writes Parquet files and returns their Delta add actions. The
-driver commits every slice's files in one transaction per table, rides last. Incremental runs
+the users files the driver staged, writes Parquet files and returns their Delta add actions. The
+driver commits every table in one transaction each, rides last. Incremental runs
 do not fan out: they run in the driver.
 
 - ``"local"`` (the default): the slices run one after another in the driver.
@@ -15,7 +15,8 @@ do not fan out: they run in the driver.
   ``build_silver`` travel with the tasks, otherwise workers read their own ``AWS_*`` variables.
 - any callable ``engine(tasks, work) -> outputs``: ``tasks`` is a list of JSON texts, ``work`` a
   picklable function of one task that returns its output text; the engine must return one output
-  per task (in any order). A Spark map is ``sc.parallelize(tasks, len(tasks)).map(work).collect()``.
+  per task (in any order). A Spark one would be ``sc.parallelize(tasks, len(tasks)).map(work).collect()``
+  (not tested here).
 
 Nothing starts until a rebuild has slices to run: an incremental run, or one with nothing new,
 does not touch Ray. A task may run more than once (an engine retrying a worker that died): a retry writes new files
@@ -25,6 +26,7 @@ and only the output returned is committed; files of a lost attempt are never ref
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, Union
@@ -65,6 +67,8 @@ class RayEngine:
 
     def start(self) -> None:
         """Connects to the cluster unless Ray is initialized already."""
+        if importlib.util.find_spec("ray") is None:
+            raise _native.ConfigError("engine='ray' needs the ray package in this environment (pip install ray), and on every worker")
         import ray
 
         if not ray.is_initialized():
@@ -110,9 +114,6 @@ def runner(engine: Engine, *, lake: str, namespace: str, storage_options: dict[s
     work = functools.partial(slice_worker, lake=lake, namespace=namespace, storage_options=storage_options, model=model_path)
 
     def run(tasks: list[str]) -> list[str]:
-        outputs = list(function(tasks, work))
-        if not all(isinstance(o, str) for o in outputs):
-            raise _native.RidelakeError("the engine must return the outputs of work(task), JSON texts")
-        return outputs
+        return list(function(tasks, work))
 
     return run
