@@ -75,9 +75,9 @@ class RayEngine:
             ray.init(address=self.address or os.environ.get("RAY_ADDRESS"), log_to_driver=False)
 
     def __call__(self, tasks: Sequence[str], work: Work) -> list[str]:
+        self.start()
         import ray
 
-        self.start()
         options: dict[str, Any] = {"num_cpus": self.num_cpus, "max_retries": self.max_retries, "scheduling_strategy": self.scheduling_strategy}
         if self.memory is not None:
             options["memory"] = self.memory
