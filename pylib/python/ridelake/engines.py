@@ -26,7 +26,6 @@ and only the output returned is committed; files of a lost attempt are never ref
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, Union
@@ -67,10 +66,12 @@ class RayEngine:
 
     def start(self) -> None:
         """Connects to the cluster unless Ray is initialized already."""
-        if importlib.util.find_spec("ray") is None:
+        try:
+            import ray
+        except ImportError:
+            ray = None
+        if not hasattr(ray, "is_initialized"):  # missing, or another module of that name
             raise _native.ConfigError("engine='ray' needs the ray package in this environment (pip install ray), and on every worker")
-        import ray
-
         if not ray.is_initialized():
             ray.init(address=self.address or os.environ.get("RAY_ADDRESS"), log_to_driver=False)
 
