@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{SILVER, assert_same, generate, layout, read_table, sync};
+use common::{SILVER, assert_same, assert_same_counts, generate, layout, read_table, rough_history, sync};
 use futures::future::BoxFuture;
 use polars::prelude::DataFrame;
 use ridelake_core::generator::{GeneratorConfig, configured_catalog};
@@ -102,23 +102,7 @@ fn engine(fault: Fault) -> Arc<JsonEngine> {
 }
 
 fn history(seed: u64) -> Vec<String> {
-    generate(GeneratorConfig {
-        seed,
-        users: 40,
-        rides: 300,
-        changes: 1500,
-        state_every: 100,
-        duplicate_rate: 0.03,
-        late_user_rate: 0.3,
-        bad_null_rate: 0.02,
-        delete_rate: 0.05,
-        reinsert_rate: 0.03,
-        type_change_rate: 0.02,
-        user_delete_rate: 0.01,
-        upgrade_at: (seed % 2 == 0).then_some(500),
-        binlog_restart_at: (seed % 2 == 1).then_some(700),
-        ..Default::default()
-    })
+    generate(GeneratorConfig { upgrade_at: (seed % 2 == 0).then_some(500), binlog_restart_at: (seed % 2 == 1).then_some(700), ..rough_history(seed) })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,17 +123,7 @@ async fn slices_run_by_separate_workers_give_the_silver_of_a_local_rebuild() {
         let many = build_silver_with(&layout(remote.path(), None), &options).await.expect("engine");
         assert!(many.slices >= 2, "{} slices ({context})", many.slices);
         assert_eq!(runner.ran.load(Ordering::SeqCst) as u64, many.slices, "every slice ran in a worker ({context})");
-        for (field, a, b) in [
-            ("rides_read", one.rides_read, many.rides_read),
-            ("rides_upserted", one.rides_upserted, many.rides_upserted),
-            ("pending", one.pending, many.pending),
-            ("rides_deleted", one.rides_deleted, many.rides_deleted),
-            ("quarantined", one.quarantined, many.quarantined),
-            ("partitions_rewritten", one.partitions_rewritten, many.partitions_rewritten),
-        ] {
-            assert_eq!(a, b, "report {field} ({context})");
-        }
-        assert_eq!(one.oldest_pending_us, many.oldest_pending_us, "{context}");
+        assert_same_counts(&one, &many, &context);
         let expected = tables(local.path()).await;
         assert!(expected.iter().any(|(t, f)| t == "rides" && f.height() > 100), "the history publishes rides ({context})");
         for ((table, a), (_, b)) in expected.iter().zip(&tables(remote.path()).await) {

@@ -117,3 +117,40 @@ pub fn assert_same(table: &str, expected: &DataFrame, got: &DataFrame, context: 
         }
     }
 }
+
+/// The generator's settings of a rough history for `seed`: 300 rides and 40 users over 1,500
+/// changes, with duplicates, late users, bad nulls, deletes, re-inserts, retyped and deleted
+/// users. Callers add an upgrade or a binlog restart.
+pub fn rough_history(seed: u64) -> GeneratorConfig {
+    GeneratorConfig {
+        seed,
+        users: 40,
+        rides: 300,
+        changes: 1500,
+        state_every: 100,
+        duplicate_rate: 0.03,
+        late_user_rate: 0.3,
+        bad_null_rate: 0.02,
+        delete_rate: 0.05,
+        reinsert_rate: 0.03,
+        type_change_rate: 0.02,
+        user_delete_rate: 0.01,
+        ..Default::default()
+    }
+}
+
+/// The counts of two runs' reports that must agree when the runs decided the same changes
+/// (however they were sliced or wherever the slices ran).
+pub fn assert_same_counts(one: &ridelake_lakehouse::silver::SilverReport, other: &ridelake_lakehouse::silver::SilverReport, context: &str) {
+    for (field, a, b) in [
+        ("rides_read", one.rides_read, other.rides_read),
+        ("rides_upserted", one.rides_upserted, other.rides_upserted),
+        ("pending", one.pending, other.pending),
+        ("rides_deleted", one.rides_deleted, other.rides_deleted),
+        ("quarantined", one.quarantined, other.quarantined),
+        ("partitions_rewritten", one.partitions_rewritten, other.partitions_rewritten),
+    ] {
+        assert_eq!(a, b, "report {field} ({context})");
+    }
+    assert_eq!(one.oldest_pending_us, other.oldest_pending_us, "report oldest_pending_us ({context})");
+}
