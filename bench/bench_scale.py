@@ -2,7 +2,8 @@
 a memory budget.
 
 usage: python bench/bench_scale.py [--rides 1000000,10000000] [--budget 2GiB] [--changes-per-ride 0.5]
-                                   [--whole-up-to 20000000] [--ray-nodes 1,2] [--work DIR] [--keep]
+                                   [--whole-up-to 20000000] [--ray-nodes 1,2] [--gold]
+                                   [--update-changes-per-ride 0.5] [--work DIR] [--keep]
 
 For each size: the generator's snapshot of RIDES rides (and RIDES/20 users), then CHANGES-PER-RIDE ×
 RIDES binlog changes, go through destination-delta-lake into bronze (not timed). Then, each in its
@@ -17,6 +18,11 @@ own process (wait4 rusage), on the same bronze:
    starts). Wall time is the build's; CPU is the driver's plus every task's; peak RSS is the
    largest of the driver's and any worker's (tasks measure themselves with getrusage); per slice:
    the workers' mean wall time.
+5. with --gold: gold built from that silver under the budget (batches of days), then again at
+   once (no budget); the day tables must hold the same rows (counts exact, sums to 1e-9).
+6. with --update-changes-per-ride F: F × RIDES more binlog changes go to bronze as one more sync
+   (not timed), and silver is updated incrementally under the budget (slices when the increment
+   needs them) and, on a copy of the lake, at once (no budget); both must hold the same rides.
 Checked: the silver `rides` tables hold the same (id, status) pairs. Sizes above
 --whole-up-to run only the budgeted rebuild (50 M rides whole would need ~75 GiB). Printed per size:
 changes/s, wall, CPU-s, peak RSS, slices; then the slope of time and memory over sizes.
@@ -25,6 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import os
 import shutil
 import sys
@@ -101,11 +110,72 @@ print(frames[0].height)
 """
 
 
-def rebuild(lake: Path, **kwargs) -> dict:
-    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-    run = measure([sys.executable, "-c", f"import ridelake, json; print(json.dumps(ridelake.build_silver({str(lake)!r}, rebuild=True, {args})))"])
+GOLD_CHECK = """
+import sys
+import polars as pl
+keys = {"daily_city_kpis": ["year", "month", "day", "city"], "driver_daily": ["year", "month", "day", "driver_id"],
+        "customer_daily": ["year", "month", "day", "customer_id"], "driver_stats": ["driver_id"], "customer_totals": ["customer_id"],
+        "monthly_distance": ["year", "month"]}
+for table, key in keys.items():
+    a, b = (pl.read_delta(f"{lake}/gold/{table}").sort(key) for lake in sys.argv[1:3])
+    assert a.height == b.height, f"{table}: {a.height} rows against {b.height}"
+    for column in a.columns:
+        x, y = a[column], b[column]
+        if x.dtype.is_float():
+            assert x.is_null().equals(y.is_null()), f"{table}.{column}: nulls differ"
+            assert ((x - y).abs() <= 1e-9 * x.abs().clip(lower_bound=1.0)).fill_null(True).all(), f"{table}.{column}"
+        else:
+            assert x.equals(y), f"{table}.{column}"
+print(pl.read_delta(f"{sys.argv[1]}/gold/daily_city_kpis").height)
+"""
+
+
+def job(code: str) -> dict:
+    """A ridelake call in its own process, measured; its report parsed."""
+    run = measure([sys.executable, "-c", f"import ridelake, json; print(json.dumps({code}))"])
     run["report"] = json.loads(run["stdout"].strip().splitlines()[-1])
     return run
+
+
+def rebuild(lake: Path, **kwargs) -> dict:
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return job(f"ridelake.build_silver({str(lake)!r}, rebuild=True, {args})")
+
+
+def gold_runs(lake: Path, budget: str, work: Path) -> tuple[dict, dict]:
+    """Gold from `lake`'s silver under `budget`, then at once into a copy; checks both alike."""
+    budgeted = job(f"ridelake.build_gold({str(lake)!r}, memory_budget={budget!r})")
+    other = work / "gold-at-once"
+    shutil.rmtree(other, ignore_errors=True)
+    shutil.copytree(lake / "silver", other / "silver")
+    os.sync()
+    at_once = job(f"ridelake.build_gold({str(other)!r}, memory_budget='1TiB')")
+    measure([sys.executable, "-c", GOLD_CHECK, str(lake), str(other)])
+    shutil.rmtree(other)
+    return budgeted, at_once
+
+
+def bronze_rows(lake: Path) -> int:
+    """Rows in bronze (users and rides), from the Delta log's statistics."""
+    from deltalake import DeltaTable
+    return sum(int(pa.compute.sum(DeltaTable(str(lake / "bronze/ridehail" / s)).get_add_actions(flatten=True).column("num_records")).as_py() or 0)
+               for s in ("users", "rides"))
+
+
+def update_runs(lake: Path, budget: str, work: Path, base: list[str], changes: int, more: int, written: int) -> tuple[dict, dict]:
+    """`more` binlog changes synced to bronze, continuing the history where the `changes` of the
+    second sync (its `written` records) stopped; silver updated under `budget`, and at once on a
+    copy of the lake; checks both alike."""
+    sync(work, lake, [*base, "--seed", "7", "--changes", str(changes + more), "--skip-snapshot", "true", "--skip-records", str(written)])
+    other = work / "update-at-once"
+    shutil.rmtree(other, ignore_errors=True)
+    shutil.copytree(lake, other, ignore=shutil.ignore_patterns("gold"))
+    os.sync()
+    budgeted = job(f"ridelake.build_silver({str(lake)!r}, memory_budget={budget!r})")
+    at_once = job(f"ridelake.build_silver({str(other)!r}, memory_budget='1TiB')")
+    measure([sys.executable, "-c", CHECK, str(lake / "silver/rides"), str(other / "silver/rides")])
+    shutil.rmtree(other)
+    return budgeted, at_once
 
 
 def on_ray(lake: Path, nodes: int, slices: int, work: Path) -> dict:
@@ -126,20 +196,25 @@ def main() -> None:
     parser.add_argument("--whole-up-to", type=int, default=20_000_000,
                         help="sizes above this run only the budgeted rebuild (a whole one would not fit in memory)")
     parser.add_argument("--ray-nodes", default="", help="comma-separated Ray cluster sizes (nodes of one CPU) to run the budgeted slices on")
+    parser.add_argument("--gold", action="store_true", help="also build gold under the budget and at once")
+    parser.add_argument("--update-changes-per-ride", type=float, default=0.0,
+                        help="also sync this many changes per ride more and update silver under the budget and at once")
     parser.add_argument("--work", type=Path, help="where the lakes go (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ridelake-scale-", dir=args.work))
-    rows = []
+    rows, golds, updates = [], [], []
     for rides in [int(s) for s in args.rides.split(",")]:
         users, changes = max(rides // 20, 100), int(rides * args.changes_per_ride)
         lake = work / f"lake-{rides}"
         base = ["--users", str(users), "--rides", str(rides), "--bad-null-rate", "0", "--late-user-rate", "0",
-                "--user-delete-rate", "0", "--type-change-rate", "0", "--state-every", "1000000", "--seed", "7"]
+                "--user-delete-rate", "0", "--type-change-rate", "0", "--state-every", "1000000"]
         print(f"bronze: {rides:,} rides, {users:,} users, then {changes:,} changes …", file=sys.stderr)
-        sync(work, lake, [*base, "--changes", "0"])
+        sync(work, lake, [*base, "--seed", "7", "--changes", "0"])
+        snapshot = bronze_rows(lake)
         if changes:
-            sync(work, lake, [*base, "--changes", str(changes), "--skip-snapshot", "true"])
+            sync(work, lake, [*base, "--seed", "7", "--changes", str(changes), "--skip-snapshot", "true"])
+        written = bronze_rows(lake) - snapshot
         os.sync()
         print(f"  rebuild under {args.budget} …", file=sys.stderr)
         budgeted = rebuild(lake, memory_budget=args.budget)
@@ -166,6 +241,13 @@ def main() -> None:
             published = budgeted["report"]["rides_upserted"]
         read = budgeted["report"]["rides_read"]
         rows.append((rides, read, published, budgeted, whole, peer, rays))
+        if args.gold:
+            print(f"  gold under {args.budget}, then at once …", file=sys.stderr)
+            golds.append((rides, *gold_runs(lake, args.budget, work)))
+        if args.update_changes_per_ride:
+            more = int(rides * args.update_changes_per_ride)
+            print(f"  {more:,} more changes; silver updated under {args.budget}, then at once …", file=sys.stderr)
+            updates.append((rides, *update_runs(lake, args.budget, work, base, changes, more, written)))
         shutil.rmtree(budgeted_rides)
         if not args.keep:
             shutil.rmtree(lake)
@@ -189,6 +271,20 @@ def main() -> None:
             seconds = run["report"]["slice_seconds"]
             print(f"{'':>12}{'':>12}{'':>26}{'':>8}  Ray {nodes}: {len(seconds)} slices, {sum(seconds) / len(seconds):.1f} s per slice in a "
                   f"worker; the rest (users, plan, commits) {run['wall_s'] - sum(seconds) / nodes:.1f} s if the slices divide by the nodes")
+    for title, runs, count, unit in [("gold from silver (initial build)", golds, "rows_read", "rides"),
+                                     ("silver update (incremental)", updates, "rides_read", "changes")]:
+        if not runs:
+            continue
+        print(f"\n{title}, budget {args.budget}")
+        print(f"{'rides':>12}{unit:>12}{'job':>26}{'batches':>8}{unit + '/s':>12}{'wall s':>9}{'CPU s':>9}{'peak RSS MiB':>14}")
+        for rides, budgeted, at_once in runs:
+            for name, run in [("under the budget", budgeted), ("at once", at_once)]:
+                n = run["report"][count]
+                parts = run["report"].get("batches", run["report"].get("slices"))
+                print(f"{rides:>12,}{n:>12,}{name:>26}{parts:>8}{n / run['wall_s']:>12,.0f}{run['wall_s']:>9.1f}"
+                      f"{run['cpu_s']:>9.1f}{run['peak_rss_mib']:>14,.0f}")
+            print(f"{'':>12}{'':>12}{'ratio':>26}{'':>8}  budget/at once: {budgeted['wall_s'] / at_once['wall_s']:.2f}x time, "
+                  f"{budgeted['peak_rss_mib'] / at_once['peak_rss_mib']:.2f}x memory (the same tables)")
     per = lambda run, c: run["wall_s"] / c * 1e6  # noqa: E731
     if len(rows) >= 2:
         (r0, c0, _, b0, _, _, _), (r1, c1, _, b1, _, _, _) = rows[0], rows[-1]

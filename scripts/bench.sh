@@ -12,7 +12,8 @@
 #                                                              small syncs: its cost, and silver's
 #                                                              rebuild/update on the lake without
 #                                                              and with maintenance
-#   scripts/bench.sh scale [--rides 1000000,10000000 --budget 2GiB --changes-per-ride 0.5 --ray-nodes 1,2]
+#   scripts/bench.sh scale [--rides 1000000,10000000 --budget 2GiB --changes-per-ride 0.5 --ray-nodes 1,2
+#                          --gold --update-changes-per-ride 0.5]
 #                                                              silver's rebuild (initial build) at
 #                                                              growing sizes: under a memory budget
 #                                                              (in slices), in one slice, and a

@@ -11,7 +11,7 @@ from mage_project.utils.ridelake_settings import settings
 @transformer
 def build_gold(silver: dict, *args, **kwargs) -> dict:
     lake = settings(kwargs)
-    return ridelake.build_gold(lake.lake, **lake.build_args())
+    return ridelake.build_gold(lake.lake, **lake.gold_args())
 
 
 @test

@@ -24,7 +24,7 @@ class LakeSettings:
     observability: dict[str, str]
     model: str | None = None  # model file mapping the source schema onto silver's (None: default)
     rebuild: bool = False  # rebuild silver from all of bronze (once, after changing the model)
-    memory_budget: str | None = None  # memory a rebuild may use ("2GiB"); None: RIDELAKE_MEMORY_BUDGET, else half the RAM
+    memory_budget: str | None = None  # memory a silver or gold run may use ("2GiB"); None: RIDELAKE_MEMORY_BUDGET, else half the RAM
     engine: str = "local"  # where a rebuild's slices run: "local" or "ray" (RAY_ADDRESS names the cluster)
 
     def ridelake_args(self) -> dict:
@@ -40,6 +40,13 @@ class LakeSettings:
         """Keyword arguments of build_silver: build_args, plus the model, whether to rebuild, the
         memory budget and the engine that runs a rebuild's slices."""
         args = {**self.build_args(), "model": self.model, "rebuild": self.rebuild, "engine": self.engine}
+        if self.memory_budget:
+            args["memory_budget"] = self.memory_budget
+        return args
+
+    def gold_args(self) -> dict:
+        """Keyword arguments of build_gold: build_args, plus the memory budget."""
+        args = self.build_args()
         if self.memory_budget:
             args["memory_budget"] = self.memory_budget
         return args

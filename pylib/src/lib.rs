@@ -14,6 +14,7 @@ use ridelake_core::lineage::LineageTarget;
 use ridelake_core::metrics::MetricsTarget;
 use ridelake_core::storage::StorageConfig;
 use ridelake_lakehouse::LakehouseError;
+use ridelake_lakehouse::gold::GoldOptions;
 use ridelake_lakehouse::layout::LakeLayout;
 use ridelake_lakehouse::maintain::MaintainOptions;
 use ridelake_lakehouse::model::{self, Model};
@@ -124,10 +125,20 @@ enum Size {
     Text(String),
 }
 
-/// Applies new bronze changes to the silver tables; returns the run report. A rebuild decides
-/// its rides in slices (ranges of the ride id) so as to stay within `memory_budget` (bytes or
-/// `"2GiB"`; default `RIDELAKE_MEMORY_BUDGET`, else half the machine's memory), or in exactly
-/// `slices` slices. `runner` runs the slices elsewhere (see `PyRunner`; `ridelake.build_silver`
+/// A `memory_budget` argument in bytes.
+fn budget(size: Option<Size>) -> PyResult<Option<u64>> {
+    Ok(match size {
+        None => None,
+        // (bytes go through the same check as text: 0 is refused alike)
+        Some(Size::Bytes(bytes)) => Some(ridelake_lakehouse::slices::budget("memory_budget", &bytes.to_string()).map_err(to_py)?),
+        Some(Size::Text(text)) => Some(ridelake_lakehouse::slices::budget("memory_budget", &text).map_err(to_py)?),
+    })
+}
+
+/// Applies new bronze changes to the silver tables; returns the run report. A rebuild, and an
+/// increment larger than the budget, decide their rides in slices (ranges of the ride id) so as
+/// to stay within `memory_budget` (bytes or `"2GiB"`; default `RIDELAKE_MEMORY_BUDGET`, else half
+/// the machine's memory), or in exactly `slices` slices. `runner` runs the slices elsewhere (see `PyRunner`; `ridelake.build_silver`
 /// makes it from `engine=`).
 #[pyfunction]
 #[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, model = None, rebuild = false, memory_budget = None, slices = None, runner = None, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
@@ -149,12 +160,7 @@ fn build_silver<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let layout = modeled_layout(lake, namespace, storage_options, model.as_deref())?;
     let observe = observability(pushgateway_url, metrics_file, lineage_url, lineage_file);
-    let memory_budget = match memory_budget {
-        None => None,
-        // (bytes go through the same check as text: 0 is refused alike)
-        Some(Size::Bytes(bytes)) => Some(ridelake_lakehouse::slices::budget("memory_budget", &bytes.to_string()).map_err(to_py)?),
-        Some(Size::Text(text)) => Some(ridelake_lakehouse::slices::budget("memory_budget", &text).map_err(to_py)?),
-    };
+    let memory_budget = budget(memory_budget)?;
     let engine = runner.map(|r| std::sync::Arc::new(PyRunner(r)) as std::sync::Arc<dyn SliceRunner>);
     let options = SilverOptions { rebuild, memory_budget, slices, engine, ..SilverOptions::default() };
     let report = run(py, async move { observe::run_silver(&layout, &options, &observe).await })?;
@@ -188,15 +194,17 @@ fn model_schema<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
     to_python(py, &model::json_schema())
 }
 
-/// Updates the gold tables for the silver days that changed; returns the run report.
+/// Updates the gold tables for the silver days that changed, reading them in batches of days
+/// that fit `memory_budget` (as `build_silver`'s); returns the run report.
 #[pyfunction]
-#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, memory_budget = None, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
 #[allow(clippy::too_many_arguments)]
 fn build_gold<'py>(
     py: Python<'py>,
     lake: &str,
     namespace: &str,
     storage_options: Option<HashMap<String, String>>,
+    memory_budget: Option<Size>,
     pushgateway_url: Option<String>,
     metrics_file: Option<std::path::PathBuf>,
     lineage_url: Option<String>,
@@ -204,7 +212,8 @@ fn build_gold<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let layout = layout(lake, namespace, storage_options)?;
     let observe = observability(pushgateway_url, metrics_file, lineage_url, lineage_file);
-    let report = run(py, async move { observe::run_gold(&layout, &observe).await })?;
+    let options = GoldOptions { memory_budget: budget(memory_budget)? };
+    let report = run(py, async move { observe::run_gold(&layout, &options, &observe).await })?;
     to_python(py, &report)
 }
 

@@ -14,6 +14,12 @@
 //! since the silver version gold last reflected (a `txn` marker on every gold table); the small
 //! totals are re-aggregated from the day tables. Recomputing a day is idempotent, so a run killed
 //! midway and rerun gives the same tables.
+//!
+//! Memory: a run reads the days to recompute in batches of whole days that fit the memory budget
+//! (as silver's, [`crate::slices::resolve_budget`]), from the rows the silver files' statistics
+//! count; each batch's aggregates are staged as files of the day tables, and each day table is
+//! committed once, after the last batch. The totals fold the day tables a few files at a time
+//! (partial sums per driver or customer), so they hold one row per party, not per party and day.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -26,14 +32,26 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::error::{LakehouseError, PolarsContext, Result};
-use crate::io::{self, DataFile, WriteMode};
+use crate::io::{self, DataFile, Staged, Target, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::Lease;
+use crate::slices;
 
 /// `txn` app id of gold tables (version = silver rides version).
 pub const GOLD_MARKER: &str = "ridelake.gold/silver.rides";
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 const DAY_TABLES: [&str; 3] = ["daily_city_kpis", "driver_daily", "customer_daily"];
+/// The day tables' descriptions (same order).
+const DAY_TABLE_DESCRIPTIONS: [&str; 3] = [
+    "Gold: per day (requested_at, UTC) and city (nearest to pickup): requests, completions, cancellations, fares, distance, active drivers and customers, mean wait and duration",
+    "Gold: per day and driver: rides, completions, cancellations, distance, fare, rating sums (partials of the totals)",
+    "Gold: per day and customer: rides, completions, cancellations, distance, fare, rating sums (partials of the totals)",
+];
+/// Memory a silver ride takes while its day is aggregated: the row read, its city, and the
+/// aggregations' working copies (three tables). Set from `scripts/bench.sh scale`'s gold runs.
+pub const BYTES_PER_RIDE: u64 = 1_000;
+/// Day-table files read at once when the totals are folded.
+const FILES_AT_ONCE: usize = 8;
 /// Every gold table.
 pub const GOLD_TABLES: [&str; 6] = ["daily_city_kpis", "driver_daily", "customer_daily", "driver_stats", "customer_totals", "monthly_distance"];
 /// The primary key of each gold table.
@@ -85,6 +103,8 @@ pub struct GoldReport {
     pub days_recomputed: u64,
     /// Silver rows read.
     pub rows_read: u64,
+    /// Batches of days the run read silver in (the memory budget's).
+    pub batches: u64,
     /// Whether there was nothing to do.
     pub noop: bool,
     /// The commits of this run, in order.
@@ -184,6 +204,65 @@ fn totals(daily: LazyFrame, party: &str) -> LazyFrame {
         .sort([party], Default::default())
 }
 
+/// The columns of a day table the totals sum (or take the first and last of).
+const PARTIAL_COLUMNS: [&str; 9] = ["rides", "completed", "cancelled", "distance_km", "fare", "rating_sum", "rating_count", "first_ride_at", "last_ride_at"];
+
+/// `daily` (rows of a day table, or earlier partial totals) summed per `party`: the same
+/// columns, one row per party.
+fn partial_totals(daily: LazyFrame, party: &str) -> LazyFrame {
+    let mut aggregates: Vec<Expr> = PARTIAL_COLUMNS[..7].iter().map(|c| col(*c).sum()).collect();
+    aggregates.extend([col("first_ride_at").min(), col("last_ride_at").max()]);
+    daily.group_by([col(party)]).agg(aggregates)
+}
+
+/// The totals per `party` of the day table `table`, folded a few files at a time: memory holds
+/// one row per party, whatever the number of days.
+async fn totals_of(table: &deltalake::DeltaTable, party: &str) -> Result<DataFrame> {
+    let mut columns = vec![party];
+    columns.extend(PARTIAL_COLUMNS);
+    let mut folded = io::read_columns(table, &[], Some(&columns[..])).await?;
+    for chunk in io::files(table)?.chunks(FILES_AT_ONCE) {
+        let mut parts: Vec<LazyFrame> = io::read_each(table, chunk, Some(&columns[..])).await?.into_iter().map(|f| f.lazy().select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>())).collect();
+        parts.push(folded.lazy());
+        folded = partial_totals(concat(parts, UnionArgs::default()).step("totals")?, party).collect().step("totals")?;
+    }
+    totals(folded.lazy(), party).collect().step("totals")
+}
+
+/// The days to recompute in batches whose rides (from the files' statistics) fit `budget`, in
+/// day order: every day in one batch without a budget; a day is never split, a day whose files
+/// do not count their rows is a batch of its own, and a day without rides (all deleted) counts
+/// as one (so that a budget below one ride reads each day alone).
+fn day_batches(files: &[DataFile], days: &BTreeSet<(i32, i32, i32)>, budget: Option<u64>) -> Vec<BTreeSet<(i32, i32, i32)>> {
+    let Some(budget) = budget else { return vec![days.clone()] };
+    let room = budget.saturating_sub(slices::FIXED_BYTES).max(1);
+    let mut rides: std::collections::BTreeMap<(i32, i32, i32), Option<u64>> = days.iter().map(|d| (*d, Some(0))).collect();
+    for file in files {
+        if let Some(day) = file.day().and_then(|d| rides.get_mut(&d)) {
+            *day = day.zip(file.rows).map(|(a, b)| a + b);
+        }
+    }
+    let mut batches: Vec<BTreeSet<(i32, i32, i32)>> = Vec::new();
+    let mut held = 0u64;
+    for (day, count) in rides {
+        let bytes = count.map_or(u64::MAX, |c| c.max(1).saturating_mul(BYTES_PER_RIDE));
+        match batches.last_mut() {
+            Some(batch) if held.saturating_add(bytes) <= room => {
+                batch.insert(day);
+                held += bytes;
+            }
+            _ => {
+                batches.push(BTreeSet::from([day]));
+                held = bytes;
+            }
+        }
+    }
+    if batches.is_empty() {
+        batches.push(BTreeSet::new());
+    }
+    batches
+}
+
 fn monthly(kpis: LazyFrame) -> LazyFrame {
     kpis.group_by([col("year"), col("month")])
         .agg([
@@ -195,17 +274,31 @@ fn monthly(kpis: LazyFrame) -> LazyFrame {
         .sort(["year", "month"], Default::default())
 }
 
+/// How a gold run goes.
+#[derive(Debug, Clone, Default)]
+pub struct GoldOptions {
+    /// Memory the run may use, in bytes: it reads the days to recompute in batches that fit.
+    /// `None`: `RIDELAKE_MEMORY_BUDGET`, else half the machine's memory.
+    pub memory_budget: Option<u64>,
+}
+
 /// Builds (or brings up to date) the gold tables from silver rides. Holds the gold lease for the
 /// whole run (two gold runs never interleave).
 pub async fn build_gold(layout: &LakeLayout) -> Result<GoldReport> {
+    build_gold_with(layout, &GoldOptions::default()).await
+}
+
+/// [`build_gold`] with options.
+pub async fn build_gold_with(layout: &LakeLayout, run: &GoldOptions) -> Result<GoldReport> {
+    let budget = slices::resolve_budget(run.memory_budget)?;
     let options = layout.storage_options();
     let lease = Lease::acquire(&layout.gold("_lease")?, &options, &crate::lease::holder("gold"), crate::lease::ttl_from_env()).await?;
-    let result = gold_run(layout).await;
+    let result = gold_run(layout, budget).await;
     lease.release().await;
     result
 }
 
-async fn gold_run(layout: &LakeLayout) -> Result<GoldReport> {
+async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport> {
     let options = layout.storage_options();
     let mut report = GoldReport::default();
     let rides_url = layout.silver("rides")?;
@@ -245,28 +338,45 @@ async fn gold_run(layout: &LakeLayout) -> Result<GoldReport> {
         },
     };
     report.days_recomputed = days.len() as u64;
-    let files: Vec<DataFile> = current.iter().filter(|f| f.day().is_some_and(|p| days.contains(&p))).cloned().collect();
-    let silver = with_city(io::read_files(&rides, &files).await?)?;
-    report.rows_read = silver.height() as u64;
     let markers = [(GOLD_MARKER.to_owned(), now)];
     let full = marker.is_none();
-    let mode = || if full { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(days.clone()) };
+    let mode = if full { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(days.clone()) };
 
-    let kpis = daily_city_kpis(silver.clone().lazy()).collect().step("daily city KPIs")?;
-    report.written.push(io::write(&layout.gold("daily_city_kpis")?, &options, &kpis, mode(), &PARTITIONS, &markers, "gold_daily_city_kpis",
-        "Gold: per day (requested_at, UTC) and city (nearest to pickup): requests, completions, cancellations, fares, distance, active drivers and customers, mean wait and duration").await?);
-    for (table, party, what) in [("driver_daily", "driver_id", "driver"), ("customer_daily", "customer_id", "customer")] {
-        let daily = per_party_daily(silver.clone().lazy(), party).collect().step("per-day partials")?;
-        report.written.push(io::write(&layout.gold(table)?, &options, &daily, mode(), &PARTITIONS, &markers, &format!("gold_{table}"),
-            &format!("Gold: per day and {what}: rides, completions, cancellations, distance, fare, rating sums (partials of the totals)")).await?);
+    // The day tables: the days in batches, each batch's aggregates staged; one commit per table.
+    let batches = day_batches(&current, &days, budget);
+    report.batches = batches.len() as u64;
+    let urls = DAY_TABLES.iter().map(|table| layout.gold(table)).collect::<Result<Vec<_>>>()?;
+    let mut staged: [Option<Staged>; 3] = [None, None, None];
+    for batch in &batches {
+        let files: Vec<DataFile> = current.iter().filter(|f| f.day().is_some_and(|p| batch.contains(&p))).cloned().collect();
+        let silver = with_city(io::read_files(&rides, &files).await?)?;
+        report.rows_read += silver.height() as u64;
+        let aggregates = [
+            daily_city_kpis(silver.clone().lazy()).collect().step("daily city KPIs")?,
+            per_party_daily(silver.clone().lazy(), "driver_id").collect().step("per-day partials")?,
+            per_party_daily(silver.lazy(), "customer_id").collect().step("per-day partials")?,
+        ];
+        for (k, rows) in aggregates.iter().enumerate() {
+            let slot = &mut staged[k];
+            let files = match slot {
+                Some(files) => files,
+                None => {
+                    let url = &urls[k];
+                    let name = format!("gold_{}", DAY_TABLES[k]);
+                    let target = Target { url, options: &options, partition_by: &PARTITIONS, name: &name, description: DAY_TABLE_DESCRIPTIONS[k] };
+                    slot.insert(Staged::open(&target, rows, full).await?)
+                }
+            };
+            files.stage(rows).await?;
+        }
+    }
+    for files in staged.into_iter().flatten() {
+        report.written.push(files.commit(&mode, &markers).await?);
     }
     // Totals from the (now up to date) day tables.
     for (daily, table, party, what) in [("driver_daily", "driver_stats", "driver_id", "driver"), ("customer_daily", "customer_totals", "customer_id", "customer")] {
-        let partials = match io::open(&layout.gold(daily)?, &options).await? {
-            Some(t) => io::read_all(&t).await?,
-            None => continue,
-        };
-        let out = totals(partials.lazy(), party).collect().step("totals")?;
+        let Some(partials) = io::open(&layout.gold(daily)?, &options).await? else { continue };
+        let out = totals_of(&partials, party).await?;
         report.written.push(io::write(&layout.gold(table)?, &options, &out, WriteMode::Overwrite, &[], &markers, &format!("gold_{table}"),
             &format!("Gold: one row per {what}: rides, completed and cancelled rides, distance, fare, mean rating, first and last ride")).await?);
     }
@@ -323,4 +433,30 @@ pub async fn export_parquet(layout: &LakeLayout, dir: &Path) -> Result<Vec<Expor
         exported.push(ExportedTable { table: table.to_owned(), version, rows, path: path.display().to_string() });
     }
     Ok(exported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(day: (i32, i32, i32), rows: Option<u64>) -> DataFile {
+        let partition = [("year", day.0), ("month", day.1), ("day", day.2)].map(|(k, v)| (k.to_owned(), Some(v.to_string()))).to_vec();
+        DataFile { path: format!("{day:?}-{rows:?}"), partition, id_range: None, rows }
+    }
+
+    #[test]
+    fn days_are_batched_whole_within_the_budget() {
+        let (d1, d2, d3, d4) = ((2026, 1, 1), (2026, 1, 2), (2026, 1, 3), (2026, 1, 4));
+        let ride_bytes = |rides: u64| rides * BYTES_PER_RIDE;
+        // d1 holds 600 rides in two files, d2 and d3 300 each, d4 a file without a count.
+        let files = [file(d1, Some(400)), file(d1, Some(200)), file(d2, Some(300)), file(d3, Some(300)), file(d4, None), file((2025, 1, 1), Some(9))];
+        let days = BTreeSet::from([d1, d2, d3, d4]);
+        let budget = slices::FIXED_BYTES + ride_bytes(900);
+        let batches = day_batches(&files, &days, Some(budget));
+        assert_eq!(batches, vec![BTreeSet::from([d1, d2]), BTreeSet::from([d3]), BTreeSet::from([d4])]);
+        // A day larger than the budget is a batch of its own, never split.
+        assert_eq!(day_batches(&files, &days, Some(1)).len(), 4);
+        assert_eq!(day_batches(&files, &days, None), vec![days.clone()]);
+        assert_eq!(day_batches(&files, &BTreeSet::new(), Some(budget)), vec![BTreeSet::new()], "no day to recompute: one empty batch");
+    }
 }

@@ -6,9 +6,10 @@
 //! the changes, checks the rules and picks the latest per key by [`order`], the one total order
 //! of changes; [`silver`] folds them into the published state, checks integrity between rides
 //! and users, and writes; a rebuild cuts its rides into [`slices`] that [`rebuild`] hands to
-//! workers (this process, or Ray through the Python package) and commits as one; [`io`] reads and commits Delta tables; [`lease`] keeps two runs of a
+//! workers (this process, or Ray through the Python package) and commits as one, and an
+//! increment larger than the memory budget is decided in the same slices by [`update`]; [`io`] reads and commits Delta tables; [`lease`] keeps two runs of a
 //! layer from interleaving; [`maintain`] compacts, checkpoints, cleans the logs of and vacuums
-//! every table without changing what it returns. [`gold`] aggregates silver for reports and ML; [`report`] summarizes
+//! every table without changing what it returns. [`gold`] aggregates silver for reports and ML, in batches of days within the budget; [`report`] summarizes
 //! the lake and renders it as an HTML page; [`publish`] copies gold to PostgreSQL (for Power BI,
 //! over TLS as [`postgres_tls`] sets up)
 //! and [`features`] writes per-driver and per-customer ML features as Parquet. [`layout`] names
@@ -37,5 +38,6 @@ pub mod rebuild;
 pub mod report;
 pub mod silver;
 pub mod slices;
+pub mod update;
 
 pub use error::{LakehouseError, Result};

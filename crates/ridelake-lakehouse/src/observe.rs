@@ -108,12 +108,12 @@ pub async fn run_silver(layout: &LakeLayout, run: &SilverOptions, observe: &Obse
 }
 
 /// [`gold::build_gold`], observed.
-pub async fn run_gold(layout: &LakeLayout, observe: &Observability) -> Result<GoldReport> {
+pub async fn run_gold(layout: &LakeLayout, run: &gold::GoldOptions, observe: &Observability) -> Result<GoldReport> {
     let started = Instant::now();
     let lineage = lineage_run(observe, GOLD_LINEAGE_JOB, "Gold: aggregates of silver rides for reports and ML (ridelake)");
     let rides = layout.silver("rides")?;
     emit(observe, lineage.start(&[Dataset::at(&rides)])).await;
-    let result = gold::build_gold(layout).await;
+    let result = gold::build_gold_with(layout, run).await;
     let duration: Duration = started.elapsed();
     if observe.metrics.is_enabled() {
         // Gold is as fresh as the silver rides version it reflects (silver may have moved on since).

@@ -187,12 +187,12 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), ..SliceCounts::of(&decided) };
     let tables = Tables::of(layout)?;
     let days = partitions_of(&decided.ready)?.into_iter().collect();
-    let quarantine = if bad.height() > 0 { Some(stage(&tables, &options, &QUARANTINE_TABLE, &bad).await?) } else { None };
+    let quarantine = if bad.height() > 0 { Some(stage(&tables, &options, &QUARANTINE_TABLE, &bad, true).await?) } else { None };
     Ok(SliceOutput {
         task: task.clone(),
-        rides: stage(&tables, &options, &RIDES_TABLE, &decided.ready).await?,
-        pending: stage(&tables, &options, &PENDING_TABLE, &decided.waiting).await?,
-        tombstones: stage(&tables, &options, &DELETED_TABLE, &decided.tombstones).await?,
+        rides: stage(&tables, &options, &RIDES_TABLE, &decided.ready, true).await?,
+        pending: stage(&tables, &options, &PENDING_TABLE, &decided.waiting, true).await?,
+        tombstones: stage(&tables, &options, &DELETED_TABLE, &decided.tombstones, true).await?,
         quarantine,
         counts,
         days,
@@ -201,24 +201,27 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     })
 }
 
-/// Stages `rows` as new files of `table` (created when missing), for a commit that overwrites it.
-async fn stage(tables: &Tables, options: &std::collections::HashMap<String, String>, table: &'static SilverTable, rows: &DataFrame) -> Result<StagedFiles> {
-    let mut staged = Staged::open(&tables.target(table, options), rows, true).await?;
+/// Stages `rows` as new files of `table` (created when missing), for a commit that `overwrites`
+/// it (the rows may then bring new columns) or not.
+pub(crate) async fn stage(tables: &Tables, options: &std::collections::HashMap<String, String>, table: &'static SilverTable, rows: &DataFrame, overwrites: bool) -> Result<StagedFiles> {
+    let mut staged = Staged::open(&tables.target(table, options), rows, overwrites).await?;
     staged.stage(rows).await?;
     Ok(staged.into_files())
 }
 
-/// The slices of a rebuild: as many as the memory budget needs for bronze's ride changes (their
-/// count from the files' statistics), or as the run asks; their boundaries from a sample of the
-/// changes' ids (a first pass over the id column only).
-pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, users: &DataFrame) -> Result<Vec<Slice>> {
+/// The slices of a rebuild (or of an `increment`): as many as the memory budget needs for
+/// bronze's ride changes (their count from the files' statistics; an increment's slices hold at
+/// least [`slices::MIN_INCREMENT_SLICE_CHANGES`]), or as the run asks; their boundaries from a
+/// sample of the changes' ids (a first pass over the id column only).
+pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, users: &DataFrame, increment: bool) -> Result<Vec<Slice>> {
+    let count_for = if increment { slices::count_for_increment } else { slices::count_for };
     let known: Option<u64> = bronze.files.iter().map(|f| f.file.rows).sum();
     let budget = if run.slices.is_some() { None } else { slices::resolve_budget(run.memory_budget)? };
     let users_bytes = users.estimated_size() as u64;
     let asked = run.slices.map(|n| n.clamp(1, slices::MAX_SLICES as usize));
     let wanted = match (asked, known, budget) {
         (Some(n), _, _) => n,
-        (None, Some(changes), _) => slices::count_for(budget, changes, users_bytes),
+        (None, Some(changes), _) => count_for(budget, changes, users_bytes),
         // Files without statistics: the sampling pass counts them.
         (None, None, Some(_)) => 2,
         (None, None, None) => 1,
@@ -236,7 +239,7 @@ pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, u
     let count = match (asked, known) {
         (Some(n), _) => n,
         (None, Some(_)) => wanted,
-        (None, None) => slices::count_for(budget, sample.changes(), users_bytes),
+        (None, None) => count_for(budget, sample.changes(), users_bytes),
     };
     Ok(Slice::between(&sample.boundaries(count)))
 }
@@ -244,10 +247,11 @@ pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, u
 /// The prepared changes of the rides in `slice`: every bronze file is read (the key, rule and
 /// order columns), one at a time; its rows get their epochs from where the rows before them left
 /// the count (`epochs`, left where all of bronze leaves it), then only the slice's are kept.
-async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut EpochState) -> Result<DataFrame> {
+pub(crate) async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut EpochState) -> Result<DataFrame> {
     let columns = ride_change_sources();
     if bronze.files.is_empty() {
-        return cdc::prepare(&increment::read(bronze, &columns).await?, &RIDE_RULE_FIELDS, epochs);
+        let prepared = cdc::prepare(&increment::read(bronze, &columns).await?, &RIDE_RULE_FIELDS, epochs)?;
+        return prepared.lazy().filter(slice.holds("id")).collect().step("slicing ride changes");
     }
     let mut parts: Vec<LazyFrame> = Vec::new();
     increment::read_by_file(bronze, &columns, |rows| {
@@ -261,7 +265,7 @@ async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut Epo
 
 /// Runs `work` while renewing `lease` every third of its time to live, so that a long fan-out
 /// keeps the lease; fails as soon as a renewal does (another run took the lease).
-async fn while_renewing<T>(lease: &mut Lease, work: impl Future<Output = Result<T>>) -> Result<T> {
+pub(crate) async fn while_renewing<T>(lease: &mut Lease, work: impl Future<Output = Result<T>>) -> Result<T> {
     let every = (lease.ttl() / 3).max(Duration::from_millis(100));
     let mut work = std::pin::pin!(work);
     loop {
@@ -313,7 +317,7 @@ pub(crate) async fn rebuild_rides(
     engine: Option<&dyn SliceRunner>,
 ) -> Result<()> {
     // 1. users: staged, not committed; every slice checks its rides against these files.
-    let users_files = stage(cx.tables, cx.options, &USERS_TABLE, &users.all).await?;
+    let users_files = stage(cx.tables, cx.options, &USERS_TABLE, &users.all, true).await?;
     // Here, the roles come from the decided users at hand; an engine's workers read the files.
     let workers = match engine {
         Some(engine) => Workers::Engine(engine),
@@ -376,7 +380,7 @@ pub(crate) async fn rebuild_rides(
     // quarantine: replaced whole (emptied when the rebuild found nothing wrong; the users' part,
     // even empty, carries the columns when they changed).
     if !quarantine.is_empty() || users_bad.height() > 0 || io::open(&cx.tables.quarantine, cx.options).await?.is_some() {
-        quarantine.insert(0, stage(cx.tables, cx.options, &QUARANTINE_TABLE, &users_bad).await?);
+        quarantine.insert(0, stage(cx.tables, cx.options, &QUARANTINE_TABLE, &users_bad, true).await?);
         cx.guard.next().await?;
         let written = io::commit_staged(&cx.target(&QUARANTINE_TABLE), quarantine, &WriteMode::Overwrite, &[]).await?;
         cx.report.written.push(written);

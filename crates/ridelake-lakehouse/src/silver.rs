@@ -51,6 +51,7 @@ use crate::lease::{self, Lease};
 use crate::model::{DEFAULT_MODEL_HASH, MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, USER_COLUMNS, USER_TYPES};
 use crate::order::{self, EpochState, INGEST_ROW, INGEST_VERSION, ORDER};
 use crate::rebuild::{self, SliceRunner};
+use crate::update;
 
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 
@@ -144,7 +145,8 @@ pub struct SilverReport {
     pub oldest_pending_us: Option<i64>,
     /// Silver partitions rewritten.
     pub partitions_rewritten: u64,
-    /// Slices (ranges of the ride id) a rebuild decided its rides in; 0 for an incremental run.
+    /// Slices (ranges of the ride id) a rebuild, or an increment larger than the memory budget,
+    /// decided its rides in; 0 for an increment decided at once.
     pub slices: u64,
     /// Wall time of each slice's worker, in seconds, in slice order (a rebuild's per-slice cost).
     pub slice_seconds: Vec<f64>,
@@ -178,13 +180,14 @@ pub struct SilverOptions {
     /// Rebuild silver from all of bronze, even when the markers allow an increment (needed once
     /// after changing the model).
     pub rebuild: bool,
-    /// Memory a rebuild may use, in bytes: it decides its rides in as many slices (ranges of the
-    /// ride id) as this needs. `None`: `RIDELAKE_MEMORY_BUDGET`, else half the machine's memory.
+    /// Memory a run may use, in bytes: a rebuild, or an increment larger than this, decides its
+    /// rides in as many slices (ranges of the ride id) as this needs ([`crate::update`]). `None`: `RIDELAKE_MEMORY_BUDGET`, else half the machine's memory.
     pub memory_budget: Option<u64>,
-    /// Decide a rebuild's rides in this many slices whatever the budget (at most
+    /// Decide the rides in this many slices whatever the budget (a rebuild's and an increment's) (at most
     /// [`crate::slices::MAX_SLICES`]; fewer when the rides' ids are too few to tell them apart).
     pub slices: Option<usize>,
     /// Who runs a rebuild's slices ([`crate::rebuild`]); `None`: this process, one after another.
+    /// (An increment's slices always run in this process.)
     pub engine: Option<std::sync::Arc<dyn SliceRunner>>,
 }
 
@@ -244,7 +247,7 @@ pub(crate) fn input_markers(app_id: &str, increment: &BronzeIncrement, epochs: &
 
 /// The files among `files` that hold one of the keys in `keys` (column `id`): the files' `id`
 /// statistics rule most out, the `id` column of the others is read and joined with the keys.
-async fn files_holding(table: &DeltaTable, files: &[DataFile], keys: &DataFrame) -> Result<Vec<DataFile>> {
+pub(crate) async fn files_holding(table: &DeltaTable, files: &[DataFile], keys: &DataFrame) -> Result<Vec<DataFile>> {
     if keys.height() == 0 || files.is_empty() {
         return Ok(Vec::new());
     }
@@ -267,17 +270,30 @@ async fn files_holding(table: &DeltaTable, files: &[DataFile], keys: &DataFrame)
 }
 
 /// The ids of published rides whose customer or driver is one of `users` (column `id`): reads
-/// only the three id columns of the published files.
-async fn rides_of_users(table: &DeltaTable, files: &[DataFile], users: &DataFrame) -> Result<DataFrame> {
+/// only the three id columns of the published files, a few files at a time.
+pub(crate) async fn rides_of_users(table: &DeltaTable, files: &[DataFile], users: &DataFrame) -> Result<DataFrame> {
     let step = "finding the rides of retyped users";
-    let links = io::read_columns(table, files, Some(&["id", "customer_id", "driver_id"])).await?;
     let users = lit(users.column("id").step(step)?.as_materialized_series().clone()).implode(false);
-    links
-        .lazy()
-        .filter(col("customer_id").is_in(users.clone(), false).or(col("driver_id").is_in(users, false)))
-        .select([col("id")])
-        .collect()
-        .step(step)
+    let mut found: Vec<LazyFrame> = Vec::new();
+    for chunk in files.chunks(16) {
+        let links = io::read_columns(table, chunk, Some(&["id", "customer_id", "driver_id"])).await?;
+        let rides = links.lazy().filter(col("customer_id").is_in(users.clone(), false).or(col("driver_id").is_in(users.clone(), false))).select([col("id")]);
+        found.push(rides.collect().step(step)?.lazy());
+    }
+    if found.is_empty() {
+        return Ok(DataFrame::empty());
+    }
+    concat(found, UnionArgs::default()).step(step)?.collect().step(step)
+}
+
+/// The quarantine rows of `bad` not in quarantine yet (`quarantined`: its `_airbyte_raw_id`s).
+pub(crate) fn not_quarantined(bad: DataFrame, quarantined: Option<&DataFrame>) -> Result<DataFrame> {
+    match quarantined {
+        Some(seen) if bad.height() > 0 && seen.height() > 0 => {
+            cdc::with_keys(bad.lazy(), seen.clone().lazy(), RAW_ID, false).collect().step("collecting quarantine")
+        }
+        _ => Ok(bad),
+    }
 }
 
 /// The latest version of the table at `url` whose marker `app_id` is at most `max` (time travel),
@@ -325,7 +341,7 @@ pub(crate) fn partitions_of(frame: &DataFrame) -> Result<BTreeSet<(i32, i32, i32
     Ok(out)
 }
 
-fn files_in(files: &[DataFile], partitions: &BTreeSet<(i32, i32, i32)>) -> Vec<DataFile> {
+pub(crate) fn files_in(files: &[DataFile], partitions: &BTreeSet<(i32, i32, i32)>) -> Vec<DataFile> {
     files
         .iter()
         .filter(|f| f.day().is_some_and(|day| partitions.contains(&day)))
@@ -591,11 +607,18 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     let users = UsersDecided { all: all_users, bad: bad_users, touched: touched_users, epochs: users_epochs };
     let mut cx = RunContext { tables: &tables, options: &options, guard: &mut guard, report: &mut report, steps: &mut steps, model_hash };
     if rebuild {
-        let plan = rebuild::plan_slices(&bronze_rides, run, &users.all).await?;
+        let plan = rebuild::plan_slices(&bronze_rides, run, &users.all, false).await?;
         rebuild::rebuild_rides(&mut cx, layout, users, &bronze_users, &bronze_rides, &plan, run.engine.as_deref()).await?;
     } else {
+        // An increment larger than the budget is decided in slices too (`crate::update`).
+        let plan = rebuild::plan_slices(&bronze_rides, run, &users.all, true).await?;
         let roles = Roles::of(&users.all)?;
-        update_rides(&mut cx, &users, &roles, &retyped, &bronze_users, &bronze_rides, rides_known.marker, silver_rides, rides_epochs).await?;
+        if plan.len() > 1 {
+            let marker = rides_known.marker;
+            update::update_rides_in_slices(&mut cx, &users, &roles, &retyped, &bronze_users, &bronze_rides, marker, silver_rides, rides_epochs, &plan).await?;
+        } else {
+            update_rides(&mut cx, &users, &roles, &retyped, &bronze_users, &bronze_rides, rides_known.marker, silver_rides, rides_epochs).await?;
+        }
     }
     Ok(report)
 }
@@ -698,7 +721,7 @@ pub(crate) struct UsersDecided {
 /// Commits an incremental run's users: the partitions they touch (their own commit point,
 /// written whenever the run writes, so that the markers advance and rides can name the users
 /// version they were checked against); returns the version.
-async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecided, bronze_users: &BronzeIncrement) -> Result<i64> {
+pub(crate) async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecided, bronze_users: &BronzeIncrement) -> Result<i64> {
     let rows = users.all.clone().lazy().filter(in_partitions(&users.touched)).collect().step("selecting user partitions")?;
     cx.guard.next().await?;
     let target = cx.target(&USERS_TABLE);
@@ -746,6 +769,19 @@ pub(crate) struct RideState {
     pending_before: DataFrame,
     deleted_before: DataFrame,
     retyped_rides: DataFrame,
+}
+
+impl RideState {
+    /// The state of rides `published` (every column), rides pending and tombstones before the
+    /// run, and the ids of the published rides of retyped users.
+    pub(crate) fn new(published: DataFrame, pending_before: DataFrame, deleted_before: DataFrame, retyped_rides: DataFrame) -> RideState {
+        RideState { published, pending_before, deleted_before, retyped_rides }
+    }
+
+    /// The published rows.
+    pub(crate) fn published(&self) -> &DataFrame {
+        &self.published
+    }
 }
 
 /// Where a run's ride changes land.
@@ -970,12 +1006,12 @@ async fn update_rides(
         bad.push(quarantine_rows(&bad_rides, "rides")?.lazy());
     }
     if !bad.is_empty() {
-        let mut fresh = concat(bad, UnionArgs::default()).step("collecting quarantine")?;
-        if let Some(existing) = io::open(&cx.tables.quarantine, options).await? {
-            let seen = io::read_columns(&existing, &io::files(&existing)?, Some(&["_airbyte_raw_id"])).await?;
-            fresh = cdc::with_keys(fresh, seen.lazy(), "_airbyte_raw_id", false);
-        }
-        let fresh = fresh.collect().step("collecting quarantine")?;
+        let fresh = concat(bad, UnionArgs::default()).step("collecting quarantine")?.collect().step("collecting quarantine")?;
+        let seen = match io::open(&cx.tables.quarantine, options).await? {
+            Some(existing) => Some(io::read_columns(&existing, &io::files(&existing)?, Some(&[RAW_ID])).await?),
+            None => None,
+        };
+        let fresh = not_quarantined(fresh, seen.as_ref())?;
         cx.report.quarantined = count(&fresh);
         let of_table = |table: &str| fresh.clone().lazy().filter(col("table").eq(lit(table))).collect().step("counting quarantine");
         cx.report.users_quarantined = count(&of_table("users")?);
@@ -1059,7 +1095,7 @@ fn ride_change_columns() -> Vec<Expr> {
     exprs
 }
 
-fn ride_output_columns() -> Vec<Expr> {
+pub(crate) fn ride_output_columns() -> Vec<Expr> {
     let mut exprs = ride_change_columns();
     exprs.extend(PARTITIONS.iter().map(|c| col(*c)));
     exprs

@@ -109,6 +109,18 @@ pub fn count_for(budget: Option<u64>, changes: u64, users_bytes: u64) -> usize {
 /// The most slices a budget gives (each slice reads bronze's order columns once).
 pub const MAX_SLICES: u64 = 256;
 
+/// The fewest changes a slice of an increment holds when the budget picks the count: an
+/// increment of fewer is decided at once. (Each slice reads the whole increment again, and
+/// 100,000 changes take some 80 MB: a small budget must not cut a routine sync into hundreds of
+/// slices.)
+pub const MIN_INCREMENT_SLICE_CHANGES: u64 = 100_000;
+
+/// [`count_for`] for an increment of `changes`: at most one slice per
+/// [`MIN_INCREMENT_SLICE_CHANGES`].
+pub fn count_for_increment(budget: Option<u64>, changes: u64, users_bytes: u64) -> usize {
+    count_for(budget, changes, users_bytes).min((changes / MIN_INCREMENT_SLICE_CHANGES).max(1) as usize)
+}
+
 /// A slice: the rides whose id is in `[from, to)` (open where `None`); the first slice also
 /// holds the changes without an id (they are quarantined, whatever the slice).
 /// (The default slice holds every ride.)
@@ -136,6 +148,15 @@ impl Slice {
     /// Whether this slice is all rides.
     pub fn is_all(&self) -> bool {
         self.from.is_none() && self.to.is_none()
+    }
+
+    /// Whether a file whose keys lie in `range` (`(min, max)`, from its statistics; `None`:
+    /// unknown) may hold keys of this slice.
+    pub fn may_hold(&self, range: Option<(i64, i64)>) -> bool {
+        match range {
+            None => true,
+            Some((min, max)) => self.from.is_none_or(|from| max >= from) && self.to.is_none_or(|to| min < to),
+        }
     }
 
     /// The rows of this slice, by their `key` column.
@@ -209,6 +230,18 @@ mod tests {
     }
 
     #[test]
+    fn a_file_may_hold_a_slice_when_their_ranges_meet() {
+        let [first, middle, last] = <[Slice; 3]>::try_from(Slice::between(&[10, 20])).expect("three slices");
+        // The file holds ids 10..=19: only the middle slice's.
+        assert!(!first.may_hold(Some((10, 19))) && middle.may_hold(Some((10, 19))) && !last.may_hold(Some((10, 19))));
+        // Ranges that touch a boundary: `to` is excluded, `from` included.
+        assert!(first.may_hold(Some((9, 9))) && !middle.may_hold(Some((9, 9))));
+        assert!(middle.may_hold(Some((19, 25))) && last.may_hold(Some((19, 25))));
+        assert!(first.may_hold(None) && last.may_hold(None), "without statistics, any file may");
+        assert!(Slice::default().may_hold(Some((i64::MIN, i64::MIN))));
+    }
+
+    #[test]
     fn boundaries_are_quantiles_of_skewed_ids() {
         let mut sample = IdSample::default();
         // Half the changes on ten hot ids, half spread: the slices split by changes, not ids.
@@ -256,6 +289,9 @@ mod tests {
         assert_eq!(count_for(Some(64 * gib), 10_000_000, 0), 1);
         assert_eq!(count_for(Some(1), 5_000, 0), 50, "at most one slice per 100 changes");
         assert_eq!(count_for(Some(1), 100_000_000, 0), MAX_SLICES as usize);
+        assert_eq!(count_for_increment(Some(1), 150_000, 0), 1, "a small increment is decided at once");
+        assert_eq!(count_for_increment(Some(1), 5_000_000, 0), 50);
+        assert_eq!(count_for_increment(Some(64 * gib), 5_000_000, 0), 1);
     }
 
     #[test]

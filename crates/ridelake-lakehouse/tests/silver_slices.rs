@@ -4,7 +4,9 @@
 //! and deleted users, verbatim duplicates, a source-mysql upgrade or a binlog restart (new epochs,
 //! which a slice must count from changes it does not hold), several syncs. Incremental runs after
 //! a sliced rebuild go on as after a whole one. A memory budget too small for the history slices
-//! it on its own. Bronze is written by the real connector pipeline.
+//! it on its own. Incremental runs decided in slices give the silver of whole ones after every
+//! sync, and gold read a day at a time gives the gold read at once. Bronze is written by the real
+//! connector pipeline.
 
 mod common;
 
@@ -13,6 +15,7 @@ use std::path::Path;
 use common::{Rng, SILVER, assert_same, assert_same_counts, generate, layout, read_table, rough_history, sync};
 use polars::prelude::DataFrame;
 use ridelake_core::generator::{GeneratorConfig, configured_catalog};
+use ridelake_lakehouse::gold::{GOLD_TABLES, GoldOptions, build_gold_with};
 use ridelake_lakehouse::silver::{SilverOptions, SilverReport, build_silver, build_silver_with};
 
 async fn tables(lake: &Path) -> Vec<(String, DataFrame)> {
@@ -78,6 +81,101 @@ async fn any_slice_count_gives_the_silver_of_one_whole_rebuild() {
     let extra: u64 = std::env::var("RIDELAKE_SLICE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     for seed in [1, 2, 3, 4].into_iter().chain(100..100 + extra) {
         check(seed).await;
+    }
+}
+
+/// The history of `seed` synced in 3 to 6 cuts; after each sync, one lake decides its run whole
+/// and the other in 2 to 9 slices (the first run is a rebuild, the others increments). Both
+/// then build gold, the second a day at a time.
+async fn check_increments(seed: u64) {
+    let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
+    let context = format!("seed {seed}");
+    let lines = generate(GeneratorConfig {
+        upgrade_at: (seed % 2 == 1).then(|| 300 + rng.below(600) as u64),
+        binlog_restart_at: (seed % 2 == 0).then(|| 300 + rng.below(600) as u64),
+        ..rough_history(seed)
+    });
+    let catalog = configured_catalog(common::NS, "append", 1, 0, 1);
+    let (whole, sliced) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let runs = 3 + rng.below(4);
+    let cut = |i: usize| lines.len() * i / runs;
+    let mut sliced_increments = 0;
+    for run in 0..runs {
+        sync(whole.path(), &catalog, &lines[cut(run)..cut(run + 1)]).await;
+        sync(sliced.path(), &catalog, &lines[cut(run)..cut(run + 1)]).await;
+        let one = build_silver_with(&layout(whole.path(), None), &SilverOptions { slices: Some(1), ..Default::default() }).await.expect("silver");
+        let asked = 2 + rng.below(8);
+        let many = build_silver_with(&layout(sliced.path(), None), &SilverOptions { slices: Some(asked), ..Default::default() }).await.expect("silver");
+        let label = format!("{context}, run {run}, {} slices", many.slices);
+        assert_eq!(one.rebuild.is_some(), run == 0, "only the first run rebuilds ({label}): {one:?}");
+        assert_eq!(many.rebuild.is_some(), run == 0, "only the first run rebuilds ({label}): {many:?}");
+        if run > 0 && many.slices >= 2 {
+            sliced_increments += 1;
+        }
+        assert_same_counts(&one, &many, &label);
+        assert_eq!((one.released, one.rides_withdrawn), (many.released, many.rides_withdrawn), "released, withdrawn ({label})");
+        for ((table, a), (_, b)) in tables(whole.path()).await.iter().zip(&tables(sliced.path()).await) {
+            assert_same(table, a, b, &label);
+        }
+        let at_once = build_gold_with(&layout(whole.path(), None), &GoldOptions { memory_budget: Some(u64::MAX) }).await.expect("gold");
+        let by_day = build_gold_with(&layout(sliced.path(), None), &GoldOptions { memory_budget: Some(1) }).await.expect("gold");
+        assert_eq!(at_once.batches, 1, "{label}");
+        assert_eq!(by_day.batches, by_day.days_recomputed.max(1), "a 1-byte budget reads each day alone ({label})");
+        assert_eq!((at_once.days_recomputed, at_once.rows_read), (by_day.days_recomputed, by_day.rows_read), "{label}");
+        for table in GOLD_TABLES {
+            let table = format!("gold/{table}");
+            assert_same(&table, &read_table(whole.path(), &table).await, &read_table(sliced.path(), &table).await, &label);
+        }
+    }
+    assert!(sliced_increments >= 2, "{sliced_increments} increments were sliced ({context})");
+    for ((table, a), (_, b)) in tables(whole.path()).await.iter().zip(&tables(sliced.path()).await) {
+        assert!(table != "rides" || a.height() > 100, "the history publishes rides ({context})");
+        assert_same(table, a, b, &format!("{context}, at the end"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliced_increments_and_gold_by_day_give_the_tables_of_whole_runs() {
+    let extra: u64 = std::env::var("RIDELAKE_SLICE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    for seed in [1, 2, 3].into_iter().chain(200..200 + extra) {
+        check_increments(seed).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sliced_increment_killed_at_any_write_then_rerun_gives_the_same_tables() {
+    let lines = generate(GeneratorConfig { seed: 11, users: 30, rides: 200, changes: 900, late_user_rate: 0.3, bad_null_rate: 0.03, delete_rate: 0.05, type_change_rate: 0.03, ..Default::default() });
+    let catalog = configured_catalog(common::NS, "append", 1, 0, 1);
+    let half = lines.len() / 2;
+    let expected_lake = tempfile::tempdir().expect("tempdir");
+    sync(expected_lake.path(), &catalog, &lines[..half]).await;
+    build_silver(&layout(expected_lake.path(), None)).await.expect("silver");
+    sync(expected_lake.path(), &catalog, &lines[half..]).await;
+    build_silver(&layout(expected_lake.path(), None)).await.expect("silver");
+    let expected = tables(expected_lake.path()).await;
+    for limit in 0.. {
+        let lake = tempfile::tempdir().expect("tempdir");
+        sync(lake.path(), &catalog, &lines[..half]).await;
+        build_silver(&layout(lake.path(), None)).await.expect("silver");
+        sync(lake.path(), &catalog, &lines[half..]).await;
+        let killed = build_silver_with(&layout(lake.path(), None), &SilverOptions { slices: Some(3), fail_after_writes: Some(limit), ..Default::default() }).await;
+        let done = match &killed {
+            Ok(report) => {
+                assert!(report.rebuild.is_none() && report.slices >= 2, "a sliced increment: {report:?}");
+                true
+            }
+            Err(_) => false,
+        };
+        if !done {
+            build_silver(&layout(lake.path(), None)).await.expect("rerun");
+        }
+        for ((table, a), (_, b)) in expected.iter().zip(&tables(lake.path()).await) {
+            assert_same(table, a, b, &format!("increment killed after {limit} writes"));
+        }
+        if done {
+            assert!(limit >= 4, "a sliced increment commits users, pending, tombstones and rides");
+            break;
+        }
     }
 }
 

@@ -83,7 +83,8 @@ def build_silver(
     slices (ranges of the ride id) so as to stay within ``memory_budget`` (bytes or ``"2GiB"``;
     default ``RIDELAKE_MEMORY_BUDGET``, else half the machine's memory), or in exactly ``slices``
     slices; ``engine`` runs them: ``"local"`` (this process), ``"ray"``, a ``RayEngine(...)`` or
-    any map (see ``ridelake.engines``).
+    any map (see ``ridelake.engines``). An incremental run whose changes exceed the budget (or
+    given ``slices``) is decided in slices too, in this process.
     """
     from ridelake import engines
 

@@ -31,7 +31,7 @@ class SilverReport(TypedDict):
     released: int
     oldest_pending_us: int | None
     partitions_rewritten: int
-    slices: int  # id ranges a rebuild decided its rides in; 0 for an incremental run
+    slices: int  # id ranges a rebuild (or an increment over the budget) decided its rides in; 0 for an unsliced increment
     slice_seconds: list[float]  # wall time of each slice's worker (local or on Ray), in slice order
     noop: bool
     written: list[Written]
@@ -41,6 +41,7 @@ class GoldReport(TypedDict):
     silver_versions: list[int | None]  # [reflected before, now]
     days_recomputed: int
     rows_read: int
+    batches: int  # batches of days silver was read in (the memory budget's)
     noop: bool
     written: list[Written]
 
@@ -162,6 +163,7 @@ def build_gold(
     namespace: str = "ridehail",
     storage_options: dict[str, str] | None = None,
     *,
+    memory_budget: int | str | None = None,
     pushgateway_url: str | None = None,
     metrics_file: str | os.PathLike[str] | None = None,
     lineage_url: str | None = None,
