@@ -27,7 +27,7 @@ pub const RULE: &str = "rule";
 /// Rule broken by a change whose `_ab_cdc_updated_at` is text but not a time.
 pub const UNREADABLE_TIME: &str = "_ab_cdc_updated_at is not a time";
 /// Internal column: a problem with the change's order columns (null when readable).
-const ORDER_PROBLEM: &str = "_cdc_order_problem";
+pub(crate) const ORDER_PROBLEM: &str = "_cdc_order_problem";
 
 const UTC_MICROS: DataType = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
 

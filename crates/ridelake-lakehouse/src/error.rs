@@ -87,6 +87,20 @@ pub enum LakehouseError {
         /// Each problem, with its line in the file.
         problems: Vec<String>,
     },
+    /// Changes broke a model rule whose action is fail; nothing was written.
+    #[error("{changes} {table} change(s) break the rule `{rule}` of {origin} (line {line}), whose action is fail: the run stopped and nothing was written. Correct those rows at the source, or give the rule another action (quarantine sets such changes aside)")]
+    RuleBroken {
+        /// The model file.
+        origin: String,
+        /// The rule's line in it.
+        line: usize,
+        /// The silver table (`users` or `rides`).
+        table: String,
+        /// The rule's name.
+        rule: String,
+        /// How many changes of this run break it.
+        changes: u64,
+    },
     /// Silver was built with another model; a run with this one would mix two mappings.
     #[error("silver was built with another model than {origin} (model hash {built} in silver, {now} now); nothing was written. If the new model is meant, rebuild silver from all of bronze with it, once: build_silver(..., rebuild=True) in Python, or the runtime variable rebuild=true of the Mage pipeline")]
     ModelChanged {
@@ -101,8 +115,8 @@ pub enum LakehouseError {
 
 impl LakehouseError {
     /// Every value of [`LakehouseError::kind`], so that metrics can report 0 for the others.
-    pub const KINDS: [&'static str; 11] =
-        ["missing_input", "schema", "storage", "compute", "config", "interrupted", "postgres", "output", "internal", "busy", "model"];
+    pub const KINDS: [&'static str; 12] =
+        ["missing_input", "schema", "storage", "compute", "config", "interrupted", "postgres", "output", "internal", "busy", "model", "rule"];
 
     /// A short, bounded name of the error's kind (the `error_type` label of metrics).
     pub fn kind(&self) -> &'static str {
@@ -118,6 +132,7 @@ impl LakehouseError {
             LakehouseError::Task(_) => "internal",
             LakehouseError::Busy { .. } | LakehouseError::LeaseLost { .. } => "busy",
             LakehouseError::Model { .. } | LakehouseError::ModelChanged { .. } => "model",
+            LakehouseError::RuleBroken { .. } => "rule",
         }
     }
 

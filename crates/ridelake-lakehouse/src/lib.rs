@@ -36,6 +36,7 @@ pub mod postgres_tls;
 pub mod publish;
 pub mod rebuild;
 pub mod report;
+pub mod rules;
 pub mod silver;
 pub mod slices;
 pub mod update;

@@ -50,6 +50,13 @@ pub const SILVER_PARTITIONS_REWRITTEN: MetricDef = MetricDef {
     kind: MetricKind::Gauge,
     labels: &[],
 };
+/// Changes the model's drop and warn rules counted.
+pub const SILVER_RULE_CHANGES: MetricDef = MetricDef {
+    name: "ridelake_silver_rule_changes",
+    help: "Changes the last silver run set aside without a trace (action drop, all rules together) or applied with a warning (action warn, per rule) under the model's rules.",
+    kind: MetricKind::Gauge,
+    labels: &["rule", "action"],
+};
 /// Rows a gold run wrote, per table.
 pub const GOLD_ROWS_WRITTEN: MetricDef = MetricDef {
     name: "ridelake_gold_rows_written",
@@ -104,11 +111,12 @@ pub const MAINTENANCE_LOGS_REMOVED: MetricDef = MetricDef {
 };
 
 /// Every metric of this crate (shared ones aside).
-pub const ALL: [MetricDef; 11] = [
+pub const ALL: [MetricDef; 12] = [
     SILVER_ROWS,
     SILVER_PENDING_RIDES,
     SILVER_PENDING_OLDEST,
     SILVER_PARTITIONS_REWRITTEN,
+    SILVER_RULE_CHANGES,
     GOLD_ROWS_WRITTEN,
     GOLD_PARTITIONS_RECOMPUTED,
     GOLD_ROWS_READ,
@@ -152,6 +160,10 @@ pub fn silver_metrics(
         let oldest = r.oldest_pending_us.map_or_else(metrics::unix_now, |us| us as f64 / 1e6);
         set.set(&SILVER_PENDING_OLDEST, &[], oldest)?;
         set.set(&SILVER_PARTITIONS_REWRITTEN, &[], r.partitions_rewritten as f64)?;
+        set.set(&SILVER_RULE_CHANGES, &["all", "drop"], r.dropped as f64)?;
+        for (rule, changes) in &r.warnings {
+            set.set(&SILVER_RULE_CHANGES, &[rule, "warn"], *changes as f64)?;
+        }
         for written in &r.written {
             set.set(&metrics::TABLE_VERSION, &["silver", short_name(&written.table)], written.version as f64)?;
         }
@@ -251,12 +263,16 @@ mod tests {
             pending: 3,
             oldest_pending_us: Some(1_700_000_000_000_000),
             written: vec![Written { table: "silver_rides".into(), version: 5, ..Written::default() }],
+            dropped: 4,
+            warnings: [("rides: short".to_owned(), 6)].into_iter().collect(),
             ..SilverReport::default()
         };
         let freshness = vec![("rides".to_owned(), 1.7e9)];
         let set = silver_metrics(Some(&report), &freshness, Duration::from_secs(1), None)?;
         assert_eq!(set.gauge(SILVER_ROWS.name, &["rides", "quarantined"]), Some(2.0));
         assert_eq!(set.gauge(SILVER_PENDING_OLDEST.name, &[]), Some(1.7e9));
+        assert_eq!(set.gauge(SILVER_RULE_CHANGES.name, &["all", "drop"]), Some(4.0));
+        assert_eq!(set.gauge(SILVER_RULE_CHANGES.name, &["rides: short", "warn"]), Some(6.0));
         assert_eq!(set.gauge(metrics::TABLE_VERSION.name, &["silver", "rides"]), Some(5.0));
         assert_eq!(set.gauge(metrics::NEWEST_CHANGE.name, &["silver", "rides"]), Some(1.7e9));
         let failed = silver_metrics(None, &freshness, Duration::from_secs(1), Some(&LakehouseError::Interrupted(1)))?;

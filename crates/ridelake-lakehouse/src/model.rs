@@ -18,7 +18,15 @@
 //! ```
 //!
 //! A silver column that is not listed comes from the source column of the same name, so the
-//! default model (no file) is today's schema unchanged. Mapping is the first step after reading
+//! default model (no file) is today's schema unchanged. A table may also list rules its changes
+//! must keep, each a SQL condition on silver's columns with an action ([`crate::rules`]):
+//!
+//! ```toml
+//! [[rides.rules]]
+//! name = "distance is not negative"
+//! check = "distance_km >= 0"
+//! action = "quarantine"   # or drop, warn, fail
+//! ``` Mapping is the first step after reading
 //! bronze ([`crate::increment::read`] applies it): everything after it works on silver's columns.
 //!
 //! - [`Model::parse`] reads and checks a model file; every problem names its line.
@@ -107,6 +115,55 @@ struct TableFile {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, ColumnFile>")]
     columns: BTreeMap<String, Spanned<ColumnFile>>,
+    /// Rules every change of the table must keep (besides silver's own: a key, the columns it
+    /// cannot do without, known statuses and roles), each with what happens to a change that
+    /// breaks it.
+    #[serde(default)]
+    #[schemars(with = "Vec<RuleFile>")]
+    rules: Vec<Spanned<RuleFile>>,
+}
+
+/// A rule: a condition every change must meet, and what happens to one that does not.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    /// A SQL condition on silver's columns (their silver names, after the mapping), such as
+    /// `distance_km >= 0`, `fare_amount BETWEEN 0 AND 1000` or `completed_at >= requested_at`. A
+    /// change breaks the rule when the condition is false; null (unknown) passes, as in a SQL
+    /// CHECK constraint. Deletes are not checked.
+    check: String,
+    /// The rule's name, in the quarantine, the report and errors; default: the condition.
+    #[serde(default)]
+    name: Option<String>,
+    /// What happens to a change that breaks the rule: `quarantine` (the default) sets it aside in
+    /// silver's quarantine and silver keeps the key's latest change that breaks no rule; `drop`
+    /// does the same without a quarantine row (the report counts them); `warn` applies the
+    /// change and counts it in the report; `fail` stops the run before anything is written.
+    #[serde(default)]
+    action: RuleAction,
+}
+
+/// What happens to a change that breaks a model rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Set it aside in silver's quarantine (silver keeps the key's latest valid change).
+    #[default]
+    Quarantine,
+    /// Set it aside without a quarantine row; the report counts it.
+    Drop,
+    /// Apply it; the report counts it.
+    Warn,
+    /// Stop the run before anything is written.
+    Fail,
+}
+
+impl RuleAction {
+    /// Whether the action changes silver's rows (a model whose row-changing rules change needs
+    /// a rebuild; warn and fail rules do not).
+    pub fn changes_rows(self) -> bool {
+        matches!(self, RuleAction::Quarantine | RuleAction::Drop)
+    }
 }
 
 /// A source column's name, or a table with its name and conversions.
@@ -182,6 +239,35 @@ pub struct ColumnMap {
     pub line: usize,
 }
 
+/// A model rule, checked: its condition parses, and reads only the table's silver columns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    /// The rule's name (its condition when the file gives none).
+    pub name: String,
+    /// The SQL condition a change must meet.
+    pub check: String,
+    /// What happens to a change that breaks it.
+    pub action: RuleAction,
+    /// Line in the model file.
+    #[serde(skip)]
+    pub line: usize,
+    /// The model file.
+    #[serde(skip)]
+    pub origin: String,
+    /// The silver columns the condition reads.
+    #[serde(skip)]
+    pub columns: Vec<String>,
+}
+
+/// The rules of a table that change rows, as the model's hash counts them.
+fn rows_changing_rules<S: serde::Serializer>(rules: &[Rule], serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_seq(rules.iter().filter(|r| r.action.changes_rows()))
+}
+
+fn no_rows_changing_rules(rules: &[Rule]) -> bool {
+    !rules.iter().any(|r| r.action.changes_rows())
+}
+
 /// One silver table's source stream and column mapping.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamMap {
@@ -194,6 +280,10 @@ pub struct StreamMap {
     pub stream_line: usize,
     /// The mapped columns, by silver name; a column not here comes from its namesake.
     pub columns: Vec<ColumnMap>,
+    /// The model's rules for the table's changes, in file order ([`crate::rules`]). (The hash
+    /// counts those that change rows; a model without them hashes as before rules existed.)
+    #[serde(serialize_with = "rows_changing_rules", skip_serializing_if = "no_rows_changing_rules")]
+    pub rules: Vec<Rule>,
 }
 
 /// A checked model: silver's two inputs.
@@ -212,8 +302,8 @@ impl Default for Model {
     fn default() -> Self {
         Model {
             origin: "the default model".to_owned(),
-            users: StreamMap { table: "users", stream: "users".to_owned(), stream_line: 0, columns: Vec::new() },
-            rides: StreamMap { table: "rides", stream: "rides".to_owned(), stream_line: 0, columns: Vec::new() },
+            users: StreamMap { table: "users", stream: "users".to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new() },
+            rides: StreamMap { table: "rides", stream: "rides".to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new() },
         }
     }
 }
@@ -263,8 +353,8 @@ impl Model {
         if *file.version.get_ref() != VERSION {
             problems.push(at(line_of(text, file.version.span().start), format!("version {} is not a model version this ridelake reads; write version = {VERSION}", file.version.get_ref())));
         }
-        let users = compile_table("users", &USER_COLUMNS, file.users, text, &mut problems);
-        let rides = compile_table("rides", &RIDE_COLUMNS, file.rides, text, &mut problems);
+        let users = compile_table("users", &USER_COLUMNS, file.users, text, origin, &mut problems);
+        let rides = compile_table("rides", &RIDE_COLUMNS, file.rides, text, origin, &mut problems);
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -289,7 +379,7 @@ impl Model {
 
     /// Whether this is the default model's mapping (what silver built before models existed was).
     pub fn is_default(&self) -> bool {
-        [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty())
+        [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules))
     }
 
     /// Checks the model against the bronze tables' schemas (`None`: the stream has no bronze
@@ -303,8 +393,8 @@ impl Model {
     }
 }
 
-fn compile_table(table: &'static str, columns: &[&str], file: Option<TableFile>, text: &str, problems: &mut Vec<String>) -> StreamMap {
-    let mut map = StreamMap { table, stream: table.to_owned(), stream_line: 0, columns: Vec::new() };
+fn compile_table(table: &'static str, columns: &[&str], file: Option<TableFile>, text: &str, origin: &str, problems: &mut Vec<String>) -> StreamMap {
+    let mut map = StreamMap { table, stream: table.to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new() };
     let Some(file) = file else { return map };
     if let Some(stream) = file.stream {
         map.stream_line = line_of(text, stream.span().start);
@@ -336,7 +426,49 @@ fn compile_table(table: &'static str, columns: &[&str], file: Option<TableFile>,
             map.columns.push(column);
         }
     }
+    for spanned in file.rules {
+        let line = line_of(text, spanned.span().start);
+        let rule = spanned.into_inner();
+        let name = rule.name.unwrap_or_else(|| rule.check.trim().to_owned());
+        if let Some(rule) = compile_rule(table, columns, name, rule.check, rule.action, line, origin, problems) {
+            if map.rules.iter().any(|r| r.name == rule.name) {
+                problems.push(at(line, format!("{table} has two rules named `{}`: give each its own name", rule.name)));
+            }
+            map.rules.push(rule);
+        }
+    }
     map
+}
+
+/// A rule of `table`, when its condition parses and reads only the table's silver `columns`.
+#[allow(clippy::too_many_arguments)]
+fn compile_rule(table: &str, columns: &[&str], name: String, check: String, action: RuleAction, line: usize, origin: &str, problems: &mut Vec<String>) -> Option<Rule> {
+    let label = format!("{table} rule `{name}`");
+    if name.is_empty() || check.trim().is_empty() {
+        problems.push(at(line, format!("{label}: the rule needs a condition (check = \"distance_km >= 0\") and a name that is not empty")));
+        return None;
+    }
+    let expr = match polars::sql::sql_expr(&check) {
+        Ok(expr) => expr,
+        Err(e) => {
+            problems.push(at(line, format!("{label}: `{check}` is not a SQL condition ridelake reads ({e})")));
+            return None;
+        }
+    };
+    let read: Vec<String> = expr.meta().root_names().into_iter().map(|n| n.to_string()).collect();
+    if read.is_empty() {
+        problems.push(at(line, format!("{label}: `{check}` reads no column; write a condition on silver {table}'s columns ({})", list(columns))));
+        return None;
+    }
+    let unknown: Vec<&str> = read.iter().map(String::as_str).filter(|c| !columns.contains(c)).collect();
+    if !unknown.is_empty() {
+        problems.push(at(line, format!("{label} reads {}, not a column of silver {table}; rules use silver's names ({})", unknown.join(", "), list(columns))));
+        return None;
+    }
+    let mut read = read;
+    read.sort();
+    read.dedup();
+    Some(Rule { name, check, action, line, origin: origin.to_owned(), columns: read })
 }
 
 fn check_column(table: &str, c: &ColumnMap, problems: &mut Vec<String>) {
@@ -402,6 +534,17 @@ impl StreamMap {
     /// Whether the mapping changes nothing (every column from its namesake).
     pub fn is_identity(&self) -> bool {
         self.columns.is_empty()
+    }
+
+    /// The silver columns the model's rules read, besides `fields` (in that order, no repeats).
+    pub fn with_rule_columns<'a>(&'a self, fields: &[&'a str]) -> Vec<&'a str> {
+        let mut all = fields.to_vec();
+        for column in self.rules.iter().flat_map(|r| &r.columns) {
+            if !all.contains(&column.as_str()) {
+                all.push(column.as_str());
+            }
+        }
+        all
     }
 
     fn check(&self, columns: &[&str], required: &[&str], schema: Option<&ArrowSchema>, problems: &mut Vec<String>) {
@@ -622,6 +765,42 @@ mod tests {
             assert!(found.iter().any(|p| p.starts_with(line) && p.contains(what)), "{line} {what} not in {found:?}");
         }
         assert_eq!(found.len(), expect.len(), "{found:?}");
+    }
+
+    #[test]
+    fn rule_mistakes_are_reported_with_their_lines() {
+        let text = "version = 1\n[[rides.rules]]\ncheck = \"distance_km >\"\n[[rides.rules]]\ncheck = \"distnace_km >= 0\"\n[[rides.rules]]\nname = \"twice\"\ncheck = \"fare_amount >= 0\"\n[[rides.rules]]\nname = \"twice\"\ncheck = \"duration_s >= 0\"\n[[users.rules]]\ncheck = \"1 = 1\"\n[[users.rules]]\ncheck = \"email IS NOT NULL\"\naction = \"shout\"\n";
+        let found = problems(text);
+        assert!(found.iter().any(|p| p.starts_with("line 16:") && p.contains("shout")), "an unknown action is a TOML error at its line: {found:?}");
+        let text = text.replace("action = \"shout\"\n", "");
+        let found = problems(&text);
+        let expect = [
+            ("line 2:", "is not a SQL condition"),
+            ("line 4:", "reads distnace_km, not a column of silver rides"),
+            ("line 9:", "two rules named `twice`"),
+            ("line 12:", "reads no column"),
+        ];
+        for (line, what) in expect {
+            assert!(found.iter().any(|p| p.starts_with(line) && p.contains(what)), "{line} {what} not in {found:?}");
+        }
+        assert_eq!(found.len(), expect.len(), "{found:?}");
+    }
+
+    #[test]
+    fn only_rules_that_change_rows_change_the_hash() {
+        let with = |action: &str| Model::parse(&format!("version = 1\n[[rides.rules]]\ncheck = \"distance_km >= 0\"\naction = \"{action}\"\n"), "m.toml").expect("model");
+        assert_eq!(with("warn").hash(), DEFAULT_MODEL_HASH);
+        assert_eq!(with("fail").hash(), DEFAULT_MODEL_HASH);
+        assert!(with("warn").is_default() && !with("drop").is_default());
+        let (quarantine, drop) = (with("quarantine").hash(), with("drop").hash());
+        assert!(quarantine != DEFAULT_MODEL_HASH && drop != DEFAULT_MODEL_HASH && quarantine != drop);
+        // A renamed model with a warn rule hashes as the same model without it.
+        let renamed = Model::parse(RENAMED, "renamed.toml").expect("renamed");
+        let warned = Model::parse(&format!("{RENAMED}\n[[rides.rules]]\ncheck = \"distance_km >= 0\"\naction = \"warn\"\n"), "renamed.toml").expect("renamed");
+        assert_eq!(renamed.hash(), warned.hash());
+        assert_eq!(renamed.rides.rules.len(), 1, "the example has a warn rule");
+        assert_eq!(warned.rides.rules.last().map(|r| r.columns.clone()), Some(vec!["distance_km".to_owned()]));
+        assert_eq!(warned.rides.with_rule_columns(&["id", "fare_amount"]), ["id", "fare_amount", "distance_km"]);
     }
 
     #[test]

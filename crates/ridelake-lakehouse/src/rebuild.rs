@@ -26,6 +26,7 @@ use futures::future::BoxFuture;
 use polars::prelude::*;
 
 use crate::cdc;
+use crate::rules;
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::increment::{self, BronzeIncrement};
 use crate::io::{self, Staged, StagedFiles, WriteMode};
@@ -33,9 +34,9 @@ use crate::layout::LakeLayout;
 use crate::lease::Lease;
 use crate::order::EpochState;
 use crate::silver::{
-    DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDE_RULE_FIELDS, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext,
+    DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext,
     RidesDecided, SilverOptions, SilverReport, SilverTable, Tables, USERS_MARKER, USERS_TABLE, UsersDecided, count, decide_rides, input_markers,
-    other_ride_fields, partitions_of, quarantine_rows, ride_change_sources, ride_rules, users_written, with_bronze_ids, with_fields,
+    other_ride_fields, partitions_of, quarantine_rows, ride_change_sources, ride_rule_fields, ride_rules, users_written, with_bronze_ids, with_fields,
 };
 use crate::slices::{self, IdSample, Slice};
 
@@ -73,6 +74,9 @@ pub struct SliceCounts {
     pub deleted: u64,
     /// Ride changes quarantined.
     pub quarantined: u64,
+    /// Ride changes set aside by a model rule whose action is drop.
+    #[serde(default)]
+    pub dropped: u64,
     /// `_cdc_updated_at` (µs) of the oldest waiting ride, if any.
     pub oldest_pending_us: Option<i64>,
 }
@@ -97,6 +101,7 @@ impl SliceCounts {
         report.pending += self.pending;
         report.rides_deleted += self.deleted;
         report.rides_quarantined += self.quarantined;
+        report.dropped += self.dropped;
         report.oldest_pending_us = match (report.oldest_pending_us, self.oldest_pending_us) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -125,6 +130,9 @@ pub struct SliceOutput {
     pub days: Vec<(i32, i32, i32)>,
     /// The epoch state at the end of bronze (the rides' order markers).
     pub epochs: EpochState,
+    /// Per model rule whose action is warn, the slice's changes that broke it.
+    #[serde(default)]
+    pub warned: Vec<(String, u64)>,
     /// The worker's wall time, in seconds.
     pub seconds: f64,
 }
@@ -178,13 +186,14 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     let mut epochs = EpochState::default();
     let changes = slice_changes(bronze, &task.slice, &mut epochs).await?;
     let (rules, delete_rules) = ride_rules();
-    let (latest, bad) = cdc::latest_valid(&changes, "id", &rules, &delete_rules)?;
+    let chosen = rules::choose(&changes, "id", &rules, &delete_rules, &bronze.map)?;
+    let (latest, bad, dropped, warned) = (chosen.latest, chosen.quarantined, chosen.dropped, chosen.warned);
     let changes_read = count(&changes);
     drop(changes);
     let bad = quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides")?;
-    let latest = with_fields(latest, bronze, &other_ride_fields()).await?;
+    let latest = with_fields(latest, bronze, &other_ride_fields(&bronze.map)).await?;
     let decided = decide_rides(latest, &RideState::default(), roles)?;
-    let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), ..SliceCounts::of(&decided) };
+    let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), dropped, ..SliceCounts::of(&decided) };
     let tables = Tables::of(layout)?;
     let days = partitions_of(&decided.ready)?.into_iter().collect();
     let quarantine = if bad.height() > 0 { Some(stage(&tables, &options, &QUARANTINE_TABLE, &bad, true).await?) } else { None };
@@ -197,6 +206,7 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
         counts,
         days,
         epochs,
+        warned,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -248,14 +258,15 @@ pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, u
 /// order columns), one at a time; its rows get their epochs from where the rows before them left
 /// the count (`epochs`, left where all of bronze leaves it), then only the slice's are kept.
 pub(crate) async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut EpochState) -> Result<DataFrame> {
-    let columns = ride_change_sources();
+    let columns = ride_change_sources(&bronze.map);
+    let fields = ride_rule_fields(&bronze.map);
     if bronze.files.is_empty() {
-        let prepared = cdc::prepare(&increment::read(bronze, &columns).await?, &RIDE_RULE_FIELDS, epochs)?;
+        let prepared = cdc::prepare(&increment::read(bronze, &columns).await?, &fields, epochs)?;
         return prepared.lazy().filter(slice.holds("id")).collect().step("slicing ride changes");
     }
     let mut parts: Vec<LazyFrame> = Vec::new();
     increment::read_by_file(bronze, &columns, |rows| {
-        let prepared = cdc::prepare(&rows, &RIDE_RULE_FIELDS, epochs)?;
+        let prepared = cdc::prepare(&rows, &fields, epochs)?;
         parts.push(if slice.is_all() { prepared.lazy() } else { prepared.lazy().filter(slice.holds("id")).collect().step("slicing ride changes")?.lazy() });
         Ok(())
     })
@@ -365,6 +376,7 @@ pub(crate) async fn rebuild_rides(
     let (mut rides, mut pending, mut tombstones, mut quarantine) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for output in outputs {
         output.counts.add_to(cx.report);
+        cx.report.count_rules(0, &output.warned);
         days.extend(output.days);
         cx.report.slice_seconds.push(output.seconds);
         rides.push(output.rides);

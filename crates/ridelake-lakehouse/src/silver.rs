@@ -48,9 +48,10 @@ use crate::increment::{self, BronzeIncrement, Rebuild};
 use crate::io::{self, DataFile, Target, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::{self, Lease};
-use crate::model::{DEFAULT_MODEL_HASH, MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, USER_COLUMNS, USER_TYPES};
+use crate::model::{DEFAULT_MODEL_HASH, MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, StreamMap, USER_COLUMNS, USER_TYPES};
 use crate::order::{self, EpochState, INGEST_ROW, INGEST_VERSION, ORDER};
 use crate::rebuild::{self, SliceRunner};
+use crate::rules;
 use crate::update;
 
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
@@ -137,6 +138,11 @@ pub struct SilverReport {
     pub users_quarantined: u64,
     /// Rides changes quarantined by this run.
     pub rides_quarantined: u64,
+    /// Changes set aside by a model rule whose action is drop (no quarantine row).
+    pub dropped: u64,
+    /// Per model rule whose action is warn (`<table>: <rule>`), the changes that broke it and
+    /// were applied.
+    pub warnings: std::collections::BTreeMap<String, u64>,
     /// Rides waiting for their users after this run.
     pub pending: u64,
     /// Rides released from pending by this run.
@@ -160,6 +166,16 @@ pub struct SilverReport {
 
 /// Records the wall time of a run's steps into its report.
 struct Steps(std::time::Instant);
+
+impl SilverReport {
+    /// Counts what the model's drop and warn rules did to a batch of changes.
+    pub(crate) fn count_rules(&mut self, dropped: u64, warned: &[(String, u64)]) {
+        self.dropped += dropped;
+        for (rule, changes) in warned {
+            *self.warnings.entry(rule.clone()).or_default() += changes;
+        }
+    }
+}
 
 impl Steps {
     fn lap(&mut self, report: &mut SilverReport, step: &str) {
@@ -557,8 +573,9 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         ("created_at is null", col("created_at").is_null()),
     ];
     let user_delete_rules = [("id is null", col("id").is_null()), ("created_at is null", col("created_at").is_null())];
-    let (latest_users, bad_users) = cdc::latest_valid(&user_changes, "id", &user_rules, &user_delete_rules)?;
-    let bad_users = with_bronze_ids(bad_users, &bronze_users).await?;
+    let chosen = rules::choose(&user_changes, "id", &user_rules, &user_delete_rules, &model.users)?;
+    report.count_rules(chosen.dropped, &chosen.warned);
+    let (latest_users, bad_users) = (chosen.latest, with_bronze_ids(chosen.quarantined, &bronze_users).await?);
     drop(user_changes);
     steps.lap(&mut report, "users: read and choose changes");
     let existing_users = match &silver_users {
@@ -909,15 +926,23 @@ fn change_sources(fields: &[&'static str]) -> Vec<&'static str> {
     fields.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().chain([INGEST_VERSION, INGEST_ROW]).collect()
 }
 
-/// The bronze columns silver reads for every ride change: the key, the rule fields and the
+/// The ride fields every change is read with: the key, the fields silver's rules and the
+/// model's (`map`) read.
+pub(crate) fn ride_rule_fields(map: &StreamMap) -> Vec<&str> {
+    map.with_rule_columns(&RIDE_RULE_FIELDS)
+}
+
+/// The bronze columns silver reads for every ride change: [`ride_rule_fields`] and the CDC and
 /// order columns (the other fields are read for the latest changes only).
-pub(crate) fn ride_change_sources() -> Vec<&'static str> {
-    change_sources(&RIDE_RULE_FIELDS)
+pub(crate) fn ride_change_sources(map: &StreamMap) -> Vec<&str> {
+    let fields = ride_rule_fields(map);
+    fields.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().chain([INGEST_VERSION, INGEST_ROW]).collect()
 }
 
 /// The ride fields not read with every change.
-pub(crate) fn other_ride_fields() -> Vec<&'static str> {
-    RIDE_COLUMNS.iter().copied().filter(|c| !RIDE_RULE_FIELDS.contains(c)).collect()
+pub(crate) fn other_ride_fields(map: &StreamMap) -> Vec<&str> {
+    let read = ride_rule_fields(map);
+    RIDE_COLUMNS.iter().copied().filter(|c| !read.contains(c)).collect()
 }
 
 /// An incremental run's rides: the changes since the markers, decided against the published
@@ -936,19 +961,21 @@ async fn update_rides(
 ) -> Result<()> {
     let options = cx.options;
     // Every change's key, rule and order columns; the other fields only for the latest changes.
-    let ride_rows = increment::read(bronze_rides, &ride_change_sources()).await?;
+    let ride_rows = increment::read(bronze_rides, &ride_change_sources(&bronze_rides.map)).await?;
     cx.lap("rides: read bronze");
-    let ride_changes = cdc::prepare(&ride_rows, &RIDE_RULE_FIELDS, &mut rides_epochs)?;
+    let ride_changes = cdc::prepare(&ride_rows, &ride_rule_fields(&bronze_rides.map), &mut rides_epochs)?;
     drop(ride_rows);
     cx.report.rides_read = count(&ride_changes);
     cx.report.rows_read += cx.report.rides_read;
     cx.lap("rides: prepare changes");
     let (rules, delete_rules) = ride_rules();
-    let (latest_rides, bad_rides) = cdc::latest_valid(&ride_changes, "id", &rules, &delete_rules)?;
+    let chosen = rules::choose(&ride_changes, "id", &rules, &delete_rules, &bronze_rides.map)?;
+    cx.report.count_rules(chosen.dropped, &chosen.warned);
+    let (latest_rides, bad_rides) = (chosen.latest, chosen.quarantined);
     drop(ride_changes);
     let bad_rides = with_bronze_ids(bad_rides, bronze_rides).await?;
     cx.lap("rides: choose changes");
-    let latest_rides = with_fields(latest_rides, bronze_rides, &other_ride_fields()).await?;
+    let latest_rides = with_fields(latest_rides, bronze_rides, &other_ride_fields(&bronze_rides.map)).await?;
     cx.lap("rides: read the latest changes' fields");
     let pending_before = match as_of_marker(&cx.tables.pending, options, RIDES_MARKER, marker).await? {
         Some(t) => io::read_all(&t).await?,

@@ -33,6 +33,7 @@ use polars::prelude::*;
 use ridelake_core::bronze::RAW_ID;
 
 use crate::cdc;
+use crate::rules;
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::increment::BronzeIncrement;
 use crate::io::{self, DataFile, StagedFiles, WriteMode};
@@ -64,6 +65,8 @@ struct UpdateSlice {
     touched: BTreeSet<(i32, i32, i32)>,
     epochs: EpochState,
     seconds: f64,
+    /// Per model rule whose action is warn, the slice's changes that broke it.
+    warned: Vec<(String, u64)>,
 }
 
 /// What every slice reads the same: silver as the run found it.
@@ -134,6 +137,7 @@ pub(crate) async fn update_rides_in_slices(
     let mut touched = BTreeSet::new();
     for output in outputs {
         output.counts.add_to(cx.report);
+        cx.report.count_rules(0, &output.warned);
         cx.report.slice_seconds.push(output.seconds);
         cx.report.released += output.released;
         cx.report.rides_withdrawn += output.withdrawn;
@@ -223,10 +227,11 @@ async fn decide_update_slice(
     let changes = rebuild::slice_changes(bronze, slice, &mut epochs).await?;
     let changes_read = count(&changes);
     let (rules, delete_rules) = ride_rules();
-    let (latest, bad) = cdc::latest_valid(&changes, "id", &rules, &delete_rules)?;
+    let chosen = rules::choose(&changes, "id", &rules, &delete_rules, &bronze.map)?;
+    let (latest, bad, dropped, warned) = (chosen.latest, chosen.quarantined, chosen.dropped, chosen.warned);
     drop(changes);
     let bad = if bad.height() > 0 { not_quarantined(quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides")?, before.quarantined.as_ref())? } else { DataFrame::empty() };
-    let latest = with_fields(latest, bronze, &other_ride_fields()).await?;
+    let latest = with_fields(latest, bronze, &other_ride_fields(&bronze.map)).await?;
 
     // Silver's part of the slice: the published rows of its changed rides and of its retyped
     // users' rides, its pending rides and its tombstones.
@@ -281,7 +286,8 @@ async fn decide_update_slice(
         pending: rebuild::stage(tables, options, &PENDING_TABLE, &decided.waiting, true).await?,
         tombstones: rebuild::stage(tables, options, &DELETED_TABLE, &decided.tombstones, true).await?,
         quarantine,
-        counts: SliceCounts { changes: changes_read, quarantined: count(&bad), ..SliceCounts::of(&decided) },
+        counts: SliceCounts { changes: changes_read, quarantined: count(&bad), dropped, ..SliceCounts::of(&decided) },
+        warned,
         released: decided.released,
         withdrawn: decided.withdrawn,
         leaving,

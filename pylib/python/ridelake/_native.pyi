@@ -27,6 +27,8 @@ class SilverReport(TypedDict):
     quarantined: int
     users_quarantined: int
     rides_quarantined: int
+    dropped: int  # changes set aside by a model rule whose action is drop (no quarantine row)
+    warnings: dict[str, int]  # "<table>: <rule>" -> changes that broke a warn rule (applied)
     pending: int
     released: int
     oldest_pending_us: int | None
