@@ -87,8 +87,8 @@ pub enum LakehouseError {
         /// Each problem, with its line in the file.
         problems: Vec<String>,
     },
-    /// Changes broke a model rule whose action is fail; nothing was written.
-    #[error("{changes} {table} change(s) break the rule `{rule}` of {origin} (line {line}), whose action is fail: the run stopped and nothing was written. Correct those rows at the source, or give the rule another action (quarantine sets such changes aside)")]
+    /// Changes broke a model rule whose action is fail; nothing was committed.
+    #[error("{changes} {table} change(s) break the rule `{rule}` of {origin} (line {line}), whose action is fail: the run stopped and nothing was committed. Correct those rows at the source, or give the rule another action (quarantine sets such changes aside)")]
     RuleBroken {
         /// The model file.
         origin: String,
@@ -98,7 +98,7 @@ pub enum LakehouseError {
         table: String,
         /// The rule's name.
         rule: String,
-        /// How many changes of this run break it.
+        /// How many changes of the batch that found them (the run's, or one slice's) break it.
         changes: u64,
     },
     /// Silver was built with another model; a run with this one would mix two mappings.

@@ -26,8 +26,9 @@
 //! name = "distance is not negative"
 //! check = "distance_km >= 0"
 //! action = "quarantine"   # or drop, warn, fail
-//! ``` Mapping is the first step after reading
-//! bronze ([`crate::increment::read`] applies it): everything after it works on silver's columns.
+//! ```
+//!
+//! Mapping is the first step after reading bronze ([`crate::increment::read`] applies it): everything after it works on silver's columns.
 //!
 //! - [`Model::parse`] reads and checks a model file; every problem names its line.
 //! - [`StreamMap::apply`] is the pure mapping of a bronze frame.
@@ -73,6 +74,18 @@ const REQUIRED_RIDE_COLUMNS: [&str; 5] = ["id", "customer_id", "driver_id", "sta
 const KEY_COLUMNS: [&str; 3] = ["id", "customer_id", "driver_id"];
 /// Numeric silver columns (the ones `scale` may apply to).
 const NUMERIC_COLUMNS: [&str; 9] = ["pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon", "distance_km", "duration_s", "fare_amount", "customer_rating", "driver_rating"];
+
+/// The names of silver's own rules: a model rule may not take one (the quarantine tells rules
+/// apart by name).
+pub const SILVER_RULE_NAMES: [&str; 7] = [
+    "id is null",
+    "customer_id is null",
+    "requested_at is null",
+    "status is not a ride status",
+    "type is not customer or driver",
+    "created_at is null",
+    crate::cdc::UNREADABLE_TIME,
+];
 
 /// The model file format this ridelake reads.
 pub const VERSION: u32 = 1;
@@ -137,8 +150,8 @@ struct RuleFile {
     name: Option<String>,
     /// What happens to a change that breaks the rule: `quarantine` (the default) sets it aside in
     /// silver's quarantine and silver keeps the key's latest change that breaks no rule; `drop`
-    /// does the same without a quarantine row (the report counts them); `warn` applies the
-    /// change and counts it in the report; `fail` stops the run before anything is written.
+    /// does the same without a quarantine row (the report counts them); `warn` sets nothing
+    /// aside and counts it in the report; `fail` stops the run before anything is committed.
     #[serde(default)]
     action: RuleAction,
 }
@@ -152,9 +165,9 @@ pub enum RuleAction {
     Quarantine,
     /// Set it aside without a quarantine row; the report counts it.
     Drop,
-    /// Apply it; the report counts it.
+    /// Set nothing aside; the report counts it.
     Warn,
-    /// Stop the run before anything is written.
+    /// Stop the run before anything is committed.
     Fail,
 }
 
@@ -455,6 +468,16 @@ fn compile_rule(table: &str, columns: &[&str], name: String, check: String, acti
             return None;
         }
     };
+    // A rule is checked row by row: an aggregate or a window would depend on which changes a
+    // run reads together (an increment, a slice, a rebuild), and incremental = rebuild with it.
+    if (&expr).into_iter().any(|node| matches!(node, Expr::Agg(_) | Expr::Over { .. } | Expr::Len)) {
+        problems.push(at(line, format!("{label}: `{check}` aggregates over rows (COUNT, SUM, AVG, MIN, MAX, OVER, …); a rule looks at one change at a time")));
+        return None;
+    }
+    if SILVER_RULE_NAMES.contains(&name.as_str()) {
+        problems.push(at(line, format!("{label}: `{name}` is the name of one of silver's own rules; give the rule another name")));
+        return None;
+    }
     let read: Vec<String> = expr.meta().root_names().into_iter().map(|n| n.to_string()).collect();
     if read.is_empty() {
         problems.push(at(line, format!("{label}: `{check}` reads no column; write a condition on silver {table}'s columns ({})", list(columns))));
@@ -772,13 +795,16 @@ mod tests {
         let text = "version = 1\n[[rides.rules]]\ncheck = \"distance_km >\"\n[[rides.rules]]\ncheck = \"distnace_km >= 0\"\n[[rides.rules]]\nname = \"twice\"\ncheck = \"fare_amount >= 0\"\n[[rides.rules]]\nname = \"twice\"\ncheck = \"duration_s >= 0\"\n[[users.rules]]\ncheck = \"1 = 1\"\n[[users.rules]]\ncheck = \"email IS NOT NULL\"\naction = \"shout\"\n";
         let found = problems(text);
         assert!(found.iter().any(|p| p.starts_with("line 16:") && p.contains("shout")), "an unknown action is a TOML error at its line: {found:?}");
-        let text = text.replace("action = \"shout\"\n", "");
+        let text = text.replace("action = \"shout\"\n", "")
+            + "[[rides.rules]]\ncheck = \"fare_amount < 3 * AVG(fare_amount)\"\n[[rides.rules]]\nname = \"customer_id is null\"\ncheck = \"customer_id > 0\"\n";
         let found = problems(&text);
         let expect = [
             ("line 2:", "is not a SQL condition"),
             ("line 4:", "reads distnace_km, not a column of silver rides"),
             ("line 9:", "two rules named `twice`"),
             ("line 12:", "reads no column"),
+            ("line 16:", "aggregates over rows"),
+            ("line 18:", "one of silver's own rules"),
         ];
         for (line, what) in expect {
             assert!(found.iter().any(|p| p.starts_with(line) && p.contains(what)), "{line} {what} not in {found:?}");

@@ -11,11 +11,15 @@
 //! - `quarantine` (the default): the change is set aside in silver's quarantine with the rule's
 //!   name, and silver keeps the key's latest change that breaks no rule, as for silver's rules;
 //! - `drop`: the same, without a quarantine row (the report counts them, `dropped`);
-//! - `warn`: the change is applied; the report counts the changes per rule (`warnings`);
-//! - `fail`: the run stops before writing anything, naming the rule, its model line and how many
-//!   changes break it (never their values).
+//! - `warn`: the rule sets nothing aside; the report counts the changes that broke it, per rule
+//!   (`warnings`);
+//! - `fail`: the run stops before committing anything, naming the rule, its model line and how
+//!   many changes of the batch broke it (never their values).
 //!
-//! A change breaking several rules counts for the first: silver's, then the model's in file order.
+//! Among the rules that set changes aside, a change counts for the first it breaks: silver's,
+//! then the model's in file order. Warn and fail rules look at every change that is not a delete,
+//! whatever else it breaks. Each model rule is evaluated once per batch, into a boolean column
+//! that travels with the changes while the latest are chosen.
 //! Everything here is pure: frames in, frames and counts out.
 
 use polars::prelude::*;
@@ -38,52 +42,95 @@ pub(crate) struct Chosen {
     pub(crate) warned: Vec<(String, u64)>,
 }
 
-/// The breaking changes of `rule`: true where the change is not a delete and the rule's
-/// condition is false.
-fn broken(rule: &Rule) -> Result<Expr> {
-    let condition = polars::sql::sql_expr(&rule.check).map_err(|e| rule_problem(rule, "is not a condition ridelake can read", &e))?;
-    Ok(col(DELETED).not().and(condition.not()).fill_null(lit(false)))
+/// The condition of `rule`, as a Polars expression (the model checked that it parses).
+fn condition(rule: &Rule) -> Result<Expr> {
+    polars::sql::sql_expr(&rule.check).map_err(|e| rule_problem(rule, &format!("is not a condition ridelake can read ({e})")))
 }
 
-fn rule_problem(rule: &Rule, what: &str, error: &dyn std::fmt::Display) -> LakehouseError {
-    LakehouseError::Model { origin: rule.origin.clone(), problems: vec![format!("line {}: rule `{}` {what}: {error}", rule.line, rule.name)] }
+/// A problem with a model rule, at its line. (Never with the text of a Polars error on data: a
+/// failed cast would quote the rows' values.)
+fn rule_problem(rule: &Rule, what: &str) -> LakehouseError {
+    LakehouseError::Model { origin: rule.origin.clone(), problems: vec![format!("line {}: rule `{}` {what}", rule.line, rule.name)] }
+}
+
+/// The internal column holding model rule `k`'s breaking changes.
+fn mask_name(k: usize) -> String {
+    format!("_cdc_model_rule_{k}")
+}
+
+/// Each model rule's breaking changes of `changes` (true where the change is not a delete and
+/// the condition is false), as boolean columns [`mask_name`]`(k)`, one per rule in file order.
+/// A rule whose condition is not true/false on these columns' types (`status > 3`,
+/// `duration_s`), or cannot be evaluated on these rows (a strict `CAST` of text that is not a
+/// number), is an error naming its line and never the values.
+fn masks(changes: &DataFrame, map: &StreamMap) -> Result<Vec<Column>> {
+    let empty = changes.clear();
+    let mut out = Vec::with_capacity(map.rules.len());
+    for (k, rule) in map.rules.iter().enumerate() {
+        let typed = empty.clone().lazy().select([condition(rule)?]).collect().map_err(|_| rule_problem(rule, &format!("cannot be checked on silver {}'s column types", map.table)))?;
+        let dtype = typed.columns().first().map(|c| c.dtype().clone()).unwrap_or(DataType::Null);
+        if !matches!(dtype, DataType::Boolean | DataType::Null) {
+            return Err(rule_problem(rule, &format!("gives {dtype}, not true or false: write a comparison (such as `duration_s > 0`)")));
+        }
+        let broken = col(DELETED).not().and(condition(rule)?.not()).fill_null(lit(false)).alias(mask_name(k));
+        let mask = changes
+            .clone()
+            .lazy()
+            .select([broken])
+            .collect()
+            .map_err(|_| rule_problem(rule, &format!("cannot be evaluated on these silver {} changes (a CAST of a value that does not convert? TRY_CAST gives null instead)", map.table)))?;
+        out.push(mask.columns().first().cloned().ok_or_else(|| rule_problem(rule, "gave no result"))?);
+    }
+    Ok(out)
 }
 
 /// Chooses the latest change per `key` of `changes` (prepared, [`cdc::prepare`]) under silver's
 /// `rules` and `delete_rules` and the model's rules of `map` (module documentation). Fails when a
-/// fail rule is broken, or when a rule cannot be checked on these columns (a type mismatch:
-/// `status > 3`), naming its model line; nothing is written by then.
+/// fail rule is broken, or when a rule cannot be checked on these columns, naming its model line;
+/// nothing is committed by then.
 pub(crate) fn choose(changes: &DataFrame, key: &str, rules: &[(&str, Expr)], delete_rules: &[(&str, Expr)], map: &StreamMap) -> Result<Chosen> {
-    let step = "checking the model's rules";
-    // Each rule on no rows first: a rule that does not fit the columns' types fails here, named.
-    let empty = changes.clear();
-    for rule in &map.rules {
-        empty.clone().lazy().select([broken(rule)?]).collect().map_err(|e| rule_problem(rule, &format!("cannot be checked on silver {}", map.table), &e))?;
+    if map.rules.is_empty() {
+        let (latest, quarantined) = cdc::latest_valid(changes, key, rules, delete_rules)?;
+        return Ok(Chosen { latest, quarantined, dropped: 0, warned: Vec::new() });
     }
-    // warn and fail rules: counted, the changes are kept.
-    let counted: Vec<&Rule> = map.rules.iter().filter(|r| matches!(r.action, RuleAction::Warn | RuleAction::Fail)).collect();
+    let step = "checking the model's rules";
+    // Each rule evaluated once; the masks travel with the changes while the latest are chosen.
+    let masks = masks(changes, map)?;
+    let count = |k: usize| -> Result<u64> { Ok(masks[k].as_materialized_series().bool().step(step)?.sum().unwrap_or(0) as u64) };
+    // warn and fail rules: counted on every change that is not a delete; the changes are kept.
     let mut warned = Vec::new();
-    if !counted.is_empty() && changes.height() > 0 {
-        let sums = counted.iter().enumerate().map(|(k, r)| Ok(broken(r)?.cast(DataType::Int64).sum().alias(format!("rule_{k}")))).collect::<Result<Vec<_>>>()?;
-        let sums = changes.clone().lazy().select(sums).collect().step(step)?;
-        for (k, rule) in counted.iter().enumerate() {
-            let broke = sums.column(&format!("rule_{k}")).step(step)?.as_materialized_series().i64().step(step)?.get(0).unwrap_or(0).max(0) as u64;
-            match rule.action {
-                _ if broke == 0 => {}
-                RuleAction::Fail => {
-                    return Err(LakehouseError::RuleBroken { origin: rule.origin.clone(), line: rule.line, table: map.table.to_owned(), rule: rule.name.clone(), changes: broke });
-                }
-                _ => warned.push((format!("{}: {}", map.table, rule.name), broke)),
+    for (k, rule) in map.rules.iter().enumerate() {
+        let broke = match rule.action {
+            RuleAction::Warn | RuleAction::Fail => count(k)?,
+            _ => continue,
+        };
+        match rule.action {
+            _ if broke == 0 => {}
+            RuleAction::Fail => {
+                return Err(LakehouseError::RuleBroken { origin: rule.origin.clone(), line: rule.line, table: map.table.to_owned(), rule: rule.name.clone(), changes: broke });
             }
+            _ => warned.push((format!("{}: {}", map.table, rule.name), broke)),
         }
     }
     // quarantine and drop rules set changes aside, after silver's own.
-    let mut all: Vec<(&str, Expr)> = rules.to_vec();
-    for rule in map.rules.iter().filter(|r| matches!(r.action, RuleAction::Quarantine | RuleAction::Drop)) {
-        all.push((rule.name.as_str(), broken(rule)?));
+    let mut with_masks = changes.clone();
+    for mask in &masks {
+        with_masks.with_column(mask.clone()).step(step)?;
     }
-    let (latest, aside) = cdc::latest_valid(changes, key, &all, delete_rules)?;
+    let mut all: Vec<(&str, Expr)> = rules.to_vec();
+    for (k, rule) in map.rules.iter().enumerate() {
+        if rule.action.changes_rows() {
+            all.push((rule.name.as_str(), col(mask_name(k))));
+        }
+    }
+    let (latest, aside) = cdc::latest_valid(&with_masks, key, &all, delete_rules)?;
+    drop(with_masks);
+    let names: Vec<String> = (0..masks.len()).map(mask_name).collect();
+    let latest = latest.drop_many(names.iter().map(String::as_str));
+    // A change set aside by a drop rule (the first it broke: silver's rule names are reserved,
+    // so the name tells) leaves no quarantine row.
     let dropping: Vec<&str> = map.rules.iter().filter(|r| r.action == RuleAction::Drop).map(|r| r.name.as_str()).collect();
+    let aside = aside.drop_many(names.iter().map(String::as_str));
     if dropping.is_empty() || aside.height() == 0 {
         return Ok(Chosen { latest, quarantined: aside, dropped: 0, warned });
     }
@@ -176,20 +223,24 @@ action = "fail"
     }
 
     #[test]
-    fn a_rule_that_does_not_fit_the_types_is_named() {
-        let model = Model::parse("version = 1\n[[rides.rules]]\nname = \"odd\"\ncheck = \"distance_km > 'far'\"\n", "odd.toml").expect("parses");
+    fn a_rule_that_does_not_fit_the_types_is_named_without_values() {
         let rows = changes(&[(1, Some(5.0), 10.0, 60, 1, false)]);
-        match choose(&rows, "id", &[], &[], &model.rides) {
-            Err(LakehouseError::Model { origin, problems }) => {
-                assert_eq!(origin, "odd.toml");
-                assert!(problems[0].starts_with("line 2: rule `odd`"), "{problems:?}");
-            }
-            other => {
-                // Polars may compare a float with text by casting it: then the rule is simply false
-                // for every row, and every change is quarantined.
-                let chosen = other.expect("checked");
-                assert_eq!(chosen.latest.height() + chosen.quarantined.height(), 1);
+        for check in ["duration_s", "fare_amount + 1"] {
+            let model = Model::parse(&format!("version = 1\n[[rides.rules]]\nname = \"odd\"\ncheck = \"{check}\"\n"), "odd.toml").expect("parses");
+            match choose(&rows, "id", &[], &[], &model.rides) {
+                Err(LakehouseError::Model { origin, problems }) => {
+                    assert_eq!(origin, "odd.toml");
+                    assert!(problems[0].starts_with("line 2: rule `odd`") && problems[0].contains("not true or false"), "{problems:?}");
+                }
+                other => panic!("{check}: expected a model problem, got {other:?}"),
             }
         }
+        // A strict cast of text that is not a number fails on the rows: the error names the rule,
+        // never the value.
+        let mut texts = rows.clone();
+        texts.with_column(Column::new("currency".into(), ["secret-value"])).expect("currency");
+        let model = Model::parse("version = 1\n[[rides.rules]]\nname = \"numeric\"\ncheck = \"CAST(currency AS BIGINT) > 0\"\n", "cast.toml").expect("parses");
+        let message = choose(&texts, "id", &[], &[], &model.rides).expect_err("the cast fails").to_string();
+        assert!(message.contains("numeric") && message.contains("line 2") && !message.contains("secret-value"), "{message}");
     }
 }

@@ -1142,6 +1142,15 @@ fn tombstone_columns() -> Vec<Expr> {
 
 #[cfg(test)]
 mod tests {
+    /// A model rule may not take the name of one of silver's rules; the list must follow them.
+    #[test]
+    fn silver_rule_names_are_reserved_for_models() {
+        let (rules, delete_rules) = super::ride_rules();
+        for (name, _) in rules.iter().chain(delete_rules.iter()) {
+            assert!(crate::model::SILVER_RULE_NAMES.contains(name), "{name}");
+        }
+    }
+
     /// The Python package runs a build as a future on its runtime, which needs it `Send`: a build
     /// that holds a non-`Send` value across an await would compile here and fail only there.
     #[allow(dead_code)]
