@@ -271,12 +271,12 @@ def main() -> None:
             seconds = run["report"]["slice_seconds"]
             print(f"{'':>12}{'':>12}{'':>26}{'':>8}  Ray {nodes}: {len(seconds)} slices, {sum(seconds) / len(seconds):.1f} s per slice in a "
                   f"worker; the rest (users, plan, commits) {run['wall_s'] - sum(seconds) / nodes:.1f} s if the slices divide by the nodes")
-    for title, runs, count, unit in [("gold from silver (initial build)", golds, "rows_read", "rides"),
-                                     ("silver update (incremental)", updates, "rides_read", "changes")]:
+    for title, runs, count, unit, parts_name in [("gold from silver (initial build)", golds, "rows_read", "rides", "batches"),
+                                                 ("silver update (incremental)", updates, "rides_read", "changes", "slices")]:
         if not runs:
             continue
         print(f"\n{title}, budget {args.budget}")
-        print(f"{'rides':>12}{unit:>12}{'job':>26}{'batches':>8}{unit + '/s':>12}{'wall s':>9}{'CPU s':>9}{'peak RSS MiB':>14}")
+        print(f"{'rides':>12}{unit:>12}{'job':>26}{parts_name:>8}{unit + '/s':>12}{'wall s':>9}{'CPU s':>9}{'peak RSS MiB':>14}")
         for rides, budgeted, at_once in runs:
             for name, run in [("under the budget", budgeted), ("at once", at_once)]:
                 n = run["report"][count]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from conftest import REPO, generate, local_config, run_dest
@@ -68,3 +69,44 @@ def test_a_model_that_does_not_fit_the_lake_stops_before_writing(tmp_path: Path)
     ok.write_text("version = 1\n")
     assert ridelake.validate_model(ok, str(lake)) == []
     assert ridelake.build_silver(str(lake), model=ok)["rides_upserted"] > 0
+
+
+def test_rules_from_the_installed_package(tmp_path: Path):
+    """The model's rules through the Python API and the real destination: a rule mistake is a
+    ConfigError at its line; a warn rule's count is in the report; a fail rule is a DataError
+    naming the rule and its line, never a value, and nothing is committed; a quarantine rule's
+    breakers are in silver's quarantine under its name."""
+    messages, catalog = generate(tmp_path, "--users", "30", "--rides", "200", "--changes", "300")
+    lake = tmp_path / "lake"
+    config = local_config(tmp_path, lake / "bronze")
+    assert run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=messages.read_bytes()).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('version = 1\n[[rides.rules]]\ncheck = "distnace_km >= 0"\n')
+    with pytest.raises(ridelake.ConfigError, match="bad.toml: line 2: rides rule"):
+        ridelake.build_silver(str(lake), model=bad)
+    assert not (lake / "silver").exists() or not any((lake / "silver").iterdir())
+
+    failing = tmp_path / "fail.toml"
+    failing.write_text('version = 1\n[[rides.rules]]\nname = "short rides only"\ncheck = "distance_km < 5"\naction = "fail"\n')
+    with pytest.raises(ridelake.DataError, match=r"short rides only.*line 2") as raised:
+        ridelake.build_silver(str(lake), model=failing)
+    assert "nothing was committed" in str(raised.value)
+    assert not (lake / "silver" / "rides" / "_delta_log").exists(), "a failed run committed rides"
+
+    warning = tmp_path / "warn.toml"
+    warning.write_text('version = 1\n[[rides.rules]]\nname = "short rides"\ncheck = "distance_km < 5"\naction = "warn"\n')
+    report = ridelake.build_silver(str(lake), model=warning)
+    assert report["warnings"].get("rides: short rides", 0) > 0 and report["dropped"] == 0, report
+
+    strict = tmp_path / "strict.toml"
+    strict.write_text('version = 1\n[[rides.rules]]\nname = "short rides"\ncheck = "distance_km < 5"\n')
+    with pytest.raises(ridelake.ConfigError, match="rebuild"):
+        ridelake.build_silver(str(lake), model=strict)
+    report = ridelake.build_silver(str(lake), model=strict, rebuild=True)
+    quarantine = ridelake.read_table(str(lake), "silver", "quarantine")
+    by_rule = quarantine.filter(pl.col("rule") == "short rides")
+    others = quarantine.filter((pl.col("rule") != "short rides") & (pl.col("table") == "rides"))
+    assert by_rule.height == report["rides_quarantined"] - others.height
+    assert by_rule.height > 0
+    rides = ridelake.read_table(str(lake), "silver", "rides")
+    assert rides.height > 0 and (rides["distance_km"] >= 5).sum() == 0
