@@ -403,21 +403,43 @@ pub(crate) async fn rebuild_rides(
     let markers = input_markers(USERS_MARKER, bronze_users, &users_epochs, cx.model_hash);
     let written = io::commit_staged(&cx.target(&USERS_TABLE), vec![users_files], &WriteMode::Overwrite, &markers).await?;
     let users_version = users_written(cx, written, &touched);
-    // companions of rides, marked with the bronze rides version they reflect.
+    let staged = StagedRides { pending, tombstones, rides };
+    commit_rides(cx, bronze_rides, &epochs, users_version, staged, &WriteMode::Overwrite, days.len() as u64).await
+}
+
+/// The files of a run's ride tables, staged by its slices.
+pub(crate) struct StagedRides {
+    pub(crate) pending: Vec<StagedFiles>,
+    pub(crate) tombstones: Vec<StagedFiles>,
+    pub(crate) rides: Vec<StagedFiles>,
+}
+
+/// Commits a run's staged ride tables after its users (version `users_version`): pending and
+/// tombstones (replaced whole, marked with the bronze rides version they reflect), then rides,
+/// the run's commit point, replacing what `rides_mode` says (`partitions` rewritten) with the
+/// markers of bronze rides and `epochs`.
+pub(crate) async fn commit_rides(
+    cx: &mut RunContext<'_, '_>,
+    bronze_rides: &BronzeIncrement,
+    epochs: &EpochState,
+    users_version: i64,
+    staged: StagedRides,
+    rides_mode: &WriteMode,
+    partitions: u64,
+) -> Result<()> {
     let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
-    for (parts, table) in [(pending, &PENDING_TABLE), (tombstones, &DELETED_TABLE)] {
+    for (parts, table) in [(staged.pending, &PENDING_TABLE), (staged.tombstones, &DELETED_TABLE)] {
         cx.guard.next().await?;
         let written = io::commit_staged(&cx.target(table), parts, &WriteMode::Overwrite, &rides_markers).await?;
         cx.report.written.push(written);
     }
     cx.lap("write pending and tombstones");
-    // rides: the run's commit point.
-    let mut markers = input_markers(RIDES_MARKER, bronze_rides, &epochs, cx.model_hash);
+    let mut markers = input_markers(RIDES_MARKER, bronze_rides, epochs, cx.model_hash);
     markers.push((RIDES_USERS_MARKER.to_owned(), users_version));
     cx.guard.next().await?;
-    let written = io::commit_staged(&cx.target(&RIDES_TABLE), rides, &WriteMode::Overwrite, &markers).await?;
+    let written = io::commit_staged(&cx.target(&RIDES_TABLE), staged.rides, rides_mode, &markers).await?;
     cx.report.written.push(written);
-    cx.report.partitions_rewritten += days.len() as u64;
+    cx.report.partitions_rewritten += partitions;
     cx.lap("write rides");
     Ok(())
 }

@@ -40,8 +40,8 @@ use crate::io::{self, DataFile, StagedFiles, WriteMode};
 use crate::order::EpochState;
 use crate::rebuild::{self, SliceCounts};
 use crate::silver::{
-    DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext, Tables,
-    UsersDecided, as_of_marker, count, decide_rides, files_holding, files_in, input_markers, other_ride_fields, partitions_of,
+    DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RideState, Roles, RunContext, Tables,
+    UsersDecided, as_of_marker, count, decide_rides, files_holding, files_in, other_ride_fields, partitions_of,
     not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_of_users, with_bronze_ids, with_fields, write_users,
 };
 use crate::slices::Slice;
@@ -193,23 +193,10 @@ pub(crate) async fn update_rides_in_slices(
     cx.lap("write quarantine");
     // 2. users.
     let users_version = write_users(cx, users, bronze_users).await?;
-    // 3. companions of rides, marked with the bronze rides version they reflect.
-    let rides_markers = [(RIDES_MARKER.to_owned(), bronze_rides.upto)];
-    for (parts, table) in [(pending, &PENDING_TABLE), (tombstones, &DELETED_TABLE)] {
-        cx.guard.next().await?;
-        let written = io::commit_staged(&cx.target(table), parts, &WriteMode::Overwrite, &rides_markers).await?;
-        cx.report.written.push(written);
-    }
-    cx.lap("write pending and tombstones");
-    // 4. rides: the run's commit point.
-    let mut markers = input_markers(RIDES_MARKER, bronze_rides, &epochs, cx.model_hash);
-    markers.push((RIDES_USERS_MARKER.to_owned(), users_version));
-    cx.guard.next().await?;
-    let written = io::commit_staged(&cx.target(&RIDES_TABLE), rides, &WriteMode::ReplacePartitions(touched.clone()), &markers).await?;
-    cx.report.written.push(written);
-    cx.report.partitions_rewritten += touched.len() as u64;
-    cx.lap("write rides");
-    Ok(())
+    // 3. pending and tombstones, then rides: the run's commit point.
+    let partitions = touched.len() as u64;
+    let staged = rebuild::StagedRides { pending, tombstones, rides };
+    rebuild::commit_rides(cx, bronze_rides, &epochs, users_version, staged, &WriteMode::ReplacePartitions(touched), partitions).await
 }
 
 /// One slice of an incremental run: its changes decided against its part of silver, its rows
