@@ -45,8 +45,9 @@ class LakeSettings:
         return args
 
     def gold_args(self) -> dict:
-        """Keyword arguments of build_gold: build_args, plus the memory budget."""
-        args = self.build_args()
+        """Keyword arguments of build_gold: build_args, plus the model (its cities) and the memory
+        budget."""
+        args = {**self.build_args(), "model": self.model}
         if self.memory_budget:
             args["memory_budget"] = self.memory_budget
         return args

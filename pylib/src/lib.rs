@@ -195,22 +195,24 @@ fn model_schema<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
 }
 
 /// Updates the gold tables for the silver days that changed, reading them in batches of days
-/// that fit `memory_budget` (as `build_silver`'s); returns the run report.
+/// that fit `memory_budget` (as `build_silver`'s), with the cities of the model file `model`
+/// (else `RIDELAKE_MODEL`, else the default cities); returns the run report.
 #[pyfunction]
-#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, memory_budget = None, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
+#[pyo3(signature = (lake, namespace = "ridehail", storage_options = None, *, model = None, memory_budget = None, pushgateway_url = None, metrics_file = None, lineage_url = None, lineage_file = None))]
 #[allow(clippy::too_many_arguments)]
 fn build_gold<'py>(
     py: Python<'py>,
     lake: &str,
     namespace: &str,
     storage_options: Option<HashMap<String, String>>,
+    model: Option<std::path::PathBuf>,
     memory_budget: Option<Size>,
     pushgateway_url: Option<String>,
     metrics_file: Option<std::path::PathBuf>,
     lineage_url: Option<String>,
     lineage_file: Option<std::path::PathBuf>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let layout = layout(lake, namespace, storage_options)?;
+    let layout = modeled_layout(lake, namespace, storage_options, model.as_deref())?;
     let observe = observability(pushgateway_url, metrics_file, lineage_url, lineage_file);
     let options = GoldOptions { memory_budget: budget(memory_budget)? };
     let report = run(py, async move { observe::run_gold(&layout, &options, &observe).await })?;

@@ -110,3 +110,58 @@ def test_rules_from_the_installed_package(tmp_path: Path):
     assert by_rule.height > 0
     rides = ridelake.read_table(str(lake), "silver", "rides")
     assert rides.height > 0 and (rides["distance_km"] >= 5).sum() == 0
+
+
+def test_accepted_links_from_the_installed_package(tmp_path: Path):
+    """Link policies through the Python API and the real destination, with a users stream that
+    lags (one user in five reaches bronze a sync later): the default model leaves their rides
+    waiting; a model that accepts both links needs a rebuild (which the error says), then
+    publishes every one of them with `unlinked` naming what does not hold and leaves nothing
+    pending; when the late users arrive, the next run clears `unlinked`; gold counts them all."""
+    messages, catalog = generate(tmp_path, "--users", "30", "--rides", "300", "--changes", "300", "--seed", "4")
+    lines = messages.read_text().splitlines()
+
+    def lags(line: str) -> bool:
+        message = json.loads(line)
+        record = message.get("record") or {}
+        return message["type"] == "RECORD" and record.get("stream") == "users" and record["data"]["id"] % 5 == 0
+
+    late = [line for line in lines if lags(line)]
+    assert late
+    lake = tmp_path / "lake"
+    config = local_config(tmp_path, lake / "bronze")
+
+    def sync(part: list[str]) -> None:
+        assert run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin="\n".join(part).encode()).returncode == 0
+
+    sync([line for line in lines if not lags(line)])
+    waiting = ridelake.build_silver(str(lake))
+    assert waiting["pending"] > 0, "the lagging users leave rides waiting"
+    pending = ridelake.read_table(str(lake), "silver", "rides_pending")
+    published = ridelake.read_table(str(lake), "silver", "rides")
+    assert "unlinked" not in published.columns
+
+    accepting = tmp_path / "accept.toml"
+    accepting.write_text('version = 1\n[rides.links]\ncustomer_id = "accept"\ndriver_id = "accept"\n')
+    assert cli("validate", str(accepting)).returncode == 0
+    with pytest.raises(ridelake.ConfigError, match="rebuild"):
+        ridelake.build_silver(str(lake), model=accepting)
+    report = ridelake.build_silver(str(lake), model=accepting, rebuild=True)
+    rides = ridelake.read_table(str(lake), "silver", "rides")
+    assert ridelake.read_table(str(lake), "silver", "rides_pending").height == 0
+    assert sorted(rides["id"].to_list()) == sorted(published["id"].to_list() + pending["id"].to_list())
+    unlinked = rides.filter(pl.col("unlinked").is_not_null())
+    assert sorted(unlinked["id"].to_list()) == sorted(pending["id"].to_list())
+    assert report["rides_unlinked"] == unlinked.height
+    reasons = dict(zip(pending["id"].to_list(), pending["reason"].to_list()))
+    for ride, why in zip(unlinked["id"].to_list(), unlinked["unlinked"].to_list()):
+        assert reasons[ride] in why.split("; "), (ride, why, reasons[ride])
+
+    # The lagging users arrive: their rides are linked, with no change of their own.
+    sync(late)
+    assert ridelake.build_silver(str(lake), model=accepting)["rebuild"] is None
+    after = ridelake.read_table(str(lake), "silver", "rides")
+    assert after.height == rides.height and after.filter(pl.col("unlinked").is_not_null()).height == 0
+    ridelake.build_gold(str(lake))
+    kpis = ridelake.read_table(str(lake), "gold", "daily_city_kpis")
+    assert kpis["requested"].sum() == after.height

@@ -26,7 +26,8 @@ and, when the records bring the database's current state (the rule of test_real_
   `daily_city_kpis` == SQL aggregates on the database over the same rides, translated in SQL from
   the harness's own description of the application (realcdc.schema.RENAMED: CASE for the values,
   `/ 100` and `/ 1000` for the units, the EU summer-time rule for Paris time), so a ride's day and
-  month are those of its UTC `requested_at`; `daily_city_kpis` per (day, city) from the translated rows.
+  month are those of its UTC `requested_at`; `daily_city_kpis` per (day, city) from the translated rows,
+  the city being the nearest of the model's own `[gold]` cities (three, within 80 km; the rest "other").
 The harness checks itself as test_real_cdc.py does (replay == database, binlog positions, meta
 fields, bronze holds every record with nothing rescued, states echoed), plus: the declared catalog
 types are what source-mysql discovers for these columns, the model says what the application's
@@ -103,6 +104,12 @@ def clock_start(seed: int) -> tuple[str, datetime | None]:
 def load_model(path: Path = MODEL) -> dict:
     with open(path, "rb") as f:
         return tomllib.load(f)
+
+
+def gold_cities(model: dict) -> tuple[list[tuple[str, float, float]], float]:
+    """Gold's centers and radius, as the model's [gold] declares them (the example declares them)."""
+    gold = model["gold"]
+    return [(c["name"], c["lat"], c["lon"]) for c in gold["cities"]], gold.get("radius_km", 60.0)
 
 
 def source_of(entry) -> dict:
@@ -325,12 +332,13 @@ def test_real_cdc_with_a_model_silver_and_gold_equal_the_database(scenario, seed
             # silver and gold
             try:
                 ridelake.build_silver(str(lake), NAMESPACE, model=str(MODEL))
-                ridelake.build_gold(str(lake), NAMESPACE)
+                ridelake.build_gold(str(lake), NAMESPACE, model=str(MODEL))
             except ridelake.RidelakeError as error:
                 pytest.fail(f"silver/gold build failed after sync {number}: {type(error).__name__}: {error}\n  {context}")
             if complete:
                 problems = compare(lake, mariadb, NAMESPACE, current, deleted_users=workload.deleted_users,
-                                   deleted_rides=workload.deleted_rides, gold_keys=GOLD_KEYS, published=published)
+                                   deleted_rides=workload.deleted_rides, gold_keys=GOLD_KEYS, published=published,
+                                   cities=gold_cities(model))
                 assert not problems, f"silver/gold differ from the database after sync {number}:\n    " + \
                     "\n    ".join(problems) + f"\n  {context}"
             else:

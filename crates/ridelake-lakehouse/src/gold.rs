@@ -1,7 +1,8 @@
 //! Gold: aggregates of silver rides for reports and ML, updated for the days that changed.
 //!
 //! A ride belongs to the day of its `requested_at` (UTC) and to the city nearest its pickup
-//! point ([`ridelake_core::cities::nearest_city`]). Only rides in silver count (not pending, not
+//! point, among the model's cities ([`GoldMap`]; by default the example app's twelve, within
+//! 60 km). Only rides in silver count (not pending, not
 //! deleted). Tables (under `<root>/gold/`):
 //! - `daily_city_kpis` (partitioned by day): requested, completed, cancelled rides, cancellation
 //!   rate, gross fare and distance of completed rides, active drivers (with a completed ride) and
@@ -35,10 +36,14 @@ use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::io::{self, DataFile, Staged, Target, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::Lease;
+use crate::model::GoldMap;
 use crate::slices;
 
 /// `txn` app id of gold tables (version = silver rides version).
 pub const GOLD_MARKER: &str = "ridelake.gold/silver.rides";
+/// `txn` app id of gold tables: the hash of the cities they were computed with
+/// ([`GoldMap::hash`]; none: the default cities).
+pub const GOLD_MODEL_MARKER: &str = "ridelake.gold.model";
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 const DAY_TABLES: [&str; 3] = ["daily_city_kpis", "driver_daily", "customer_daily"];
 /// The day tables' descriptions (same order).
@@ -68,7 +73,7 @@ pub const GOLD_KEYS: [(&str, &[&str]); 6] = [
 pub fn column_doc(column: &str) -> Option<&'static str> {
     Some(match column {
         "year" | "month" | "day" => "calendar part of the ride's requested_at (UTC)",
-        "city" => "city nearest to the pickup point (within 60 km), 'other' when none is, 'unknown' without a pickup point",
+        "city" => "city nearest to the pickup point among the model's cities (by default within 60 km), 'other' when none is, 'unknown' without a pickup point",
         "driver_id" => "the driver's user id",
         "customer_id" => "the customer's user id",
         "requested" => "rides requested",
@@ -105,6 +110,9 @@ pub struct GoldReport {
     pub rows_read: u64,
     /// Batches of days the run read silver in (the memory budget's).
     pub batches: u64,
+    /// Why this run recomputed every day, when it did for a reason other than a first build
+    /// (the model's cities changed, silver's log no longer holds gold's version).
+    pub recomputed_all: Option<String>,
     /// Whether there was nothing to do.
     pub noop: bool,
     /// The commits of this run, in order.
@@ -117,7 +125,8 @@ pub const OTHER_CITY: &str = "other";
 /// Power BI need it).
 pub const UNKNOWN_CITY: &str = "unknown";
 
-fn with_city(rides: DataFrame) -> Result<DataFrame> {
+/// `rides` with their `city`: the nearest of `gold`'s cities to the pickup point.
+fn with_city(rides: DataFrame, gold: &GoldMap) -> Result<DataFrame> {
     let lat = rides.column("pickup_lat").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
     let lon = rides.column("pickup_lon").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
     let (lat, lon) = (lat.f64().step("reading pickup")?, lon.f64().step("reading pickup")?);
@@ -125,7 +134,7 @@ fn with_city(rides: DataFrame) -> Result<DataFrame> {
         .iter()
         .zip(lon.iter())
         .map(|(a, b)| match (a, b) {
-            (Some(a), Some(b)) => ridelake_core::cities::nearest_city(a, b).unwrap_or(OTHER_CITY),
+            (Some(a), Some(b)) => gold.city_of(a, b).unwrap_or(OTHER_CITY),
             _ => UNKNOWN_CITY,
         })
         .collect();
@@ -316,6 +325,17 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
             _ => None,
         };
     }
+    // Gold computed with other cities: every day again.
+    let cities = layout.model.gold.hash();
+    for table in GOLD_TABLES {
+        if let Some(t) = io::open(&layout.gold(table)?, &options).await?
+            && io::marker(&t, GOLD_MODEL_MARKER).await?.unwrap_or(crate::model::DEFAULT_MODEL_HASH) != cities
+            && marker.is_some()
+        {
+            marker = None;
+            report.recomputed_all = Some(format!("gold was computed with other cities than {}'s", layout.model.origin));
+        }
+    }
     report.silver_versions = (marker, now);
     if marker == Some(now) {
         report.noop = true;
@@ -333,12 +353,13 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
             // recompute every day.
             Err(_) => {
                 marker = None;
+                report.recomputed_all = Some("silver's log no longer holds the version gold reflects".into());
                 current.iter().filter_map(DataFile::day).collect()
             }
         },
     };
     report.days_recomputed = days.len() as u64;
-    let markers = [(GOLD_MARKER.to_owned(), now)];
+    let markers = [(GOLD_MARKER.to_owned(), now), (GOLD_MODEL_MARKER.to_owned(), cities)];
     let full = marker.is_none();
     let mode = if full { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(days.clone()) };
 
@@ -349,7 +370,7 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
     let mut staged: [Option<Staged>; 3] = [None, None, None];
     for batch in &batches {
         let files: Vec<DataFile> = current.iter().filter(|f| f.day().is_some_and(|p| batch.contains(&p))).cloned().collect();
-        let silver = with_city(io::read_files(&rides, &files).await?)?;
+        let silver = with_city(io::read_files(&rides, &files).await?, &layout.model.gold)?;
         report.rows_read += silver.height() as u64;
         let aggregates = [
             daily_city_kpis(silver.clone().lazy()).collect().step("daily city KPIs")?,
@@ -441,7 +462,7 @@ mod tests {
 
     fn file(day: (i32, i32, i32), rows: Option<u64>) -> DataFile {
         let partition = [("year", day.0), ("month", day.1), ("day", day.2)].map(|(k, v)| (k.to_owned(), Some(v.to_string()))).to_vec();
-        DataFile { path: format!("{day:?}-{rows:?}"), partition, id_range: None, rows }
+        DataFile { path: format!("{day:?}-{rows:?}"), partition, id_range: None, rows, unlinked: None }
     }
 
     #[test]

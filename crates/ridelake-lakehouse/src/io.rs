@@ -57,6 +57,9 @@ pub struct DataFile {
     pub id_range: Option<(i64, i64)>,
     /// Rows in the file, from its Delta statistics, when recorded.
     pub rows: Option<u64>,
+    /// Rows whose `unlinked` column (silver rides, when the model accepts a link) is set, from
+    /// the file's Delta statistics, when recorded.
+    pub unlinked: Option<u64>,
 }
 
 impl DataFile {
@@ -64,7 +67,7 @@ impl DataFile {
     /// root), before any commit lists it: no partition values or statistics are known.
     pub fn staged(add_path: &str) -> DataFile {
         let path = percent_encoding::percent_decode_str(add_path).decode_utf8().map_or_else(|_| add_path.to_owned(), |p| p.into_owned());
-        DataFile { path, partition: Vec::new(), id_range: None, rows: None }
+        DataFile { path, partition: Vec::new(), id_range: None, rows: None, unlinked: None }
     }
 
     /// The `(year, month, day)` partition the file belongs to, when the table is partitioned so.
@@ -96,6 +99,15 @@ fn id_range(stats: Option<String>) -> Option<(i64, i64)> {
     let stats: serde_json::Value = serde_json::from_str(&stats?).ok()?;
     let bound = |which: &str| stats.get(which)?.get("id")?.as_i64();
     Some((bound("minValues")?, bound("maxValues")?))
+}
+
+/// Rows whose `column` is not null, from a file's statistics JSON (`numRecords` less the column's
+/// `nullCount`), when both are recorded.
+fn set_rows(stats: Option<String>, column: &str) -> Option<u64> {
+    let stats: serde_json::Value = serde_json::from_str(&stats?).ok()?;
+    let rows = stats.get("numRecords")?.as_u64()?;
+    let nulls = stats.get("nullCount")?.get(column)?.as_u64()?;
+    Some(rows.saturating_sub(nulls))
 }
 
 /// What one write committed.
@@ -146,7 +158,8 @@ pub fn files(table: &DeltaTable) -> Result<Vec<DataFile>> {
         .map(|f| {
             let mut partition: Vec<(String, Option<String>)> = f.partition_values_map().into_iter().collect();
             partition.sort();
-            DataFile { path: f.path().to_string(), partition, id_range: id_range(f.stats()), rows: f.num_records().map(|n| n as u64) }
+            let stats = f.stats();
+            DataFile { path: f.path().to_string(), partition, id_range: id_range(stats.clone()), rows: f.num_records().map(|n| n as u64), unlinked: set_rows(stats, "unlinked") }
         })
         .collect();
     out.sort();
@@ -821,7 +834,7 @@ mod tests {
     }
 
     fn file(range: Option<(i64, i64)>) -> DataFile {
-        DataFile { path: "f.parquet".into(), partition: vec![], id_range: range, rows: None }
+        DataFile { path: "f.parquet".into(), partition: vec![], id_range: range, rows: None, unlinked: None }
     }
 
     #[test]
@@ -850,5 +863,7 @@ mod tests {
         assert_eq!(id_range(Some(stats.into())), Some((7, 70)));
         assert_eq!(id_range(Some(r#"{"numRecords":3}"#.into())), None);
         assert_eq!(id_range(None), None);
+        assert_eq!(set_rows(Some(r#"{"numRecords":5,"nullCount":{"id":0,"unlinked":3}}"#.into()), "unlinked"), Some(2));
+        assert_eq!(set_rows(Some(stats.into()), "unlinked"), None, "not recorded: unknown");
     }
 }

@@ -669,7 +669,7 @@ mod tests {
     }
 
     fn file(parts: Vec<IngestPart>) -> IngestFile {
-        IngestFile { file: DataFile { path: "f".into(), partition: vec![], id_range: None, rows: None }, parts }
+        IngestFile { file: DataFile { path: "f".into(), partition: vec![], id_range: None, rows: None, unlinked: None }, parts }
     }
 
     #[test]

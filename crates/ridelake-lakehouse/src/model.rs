@@ -28,6 +28,14 @@
 //! action = "quarantine"   # or drop, warn, fail
 //! ```
 //!
+//! and how each link from a ride to its users is enforced (`wait`, the default, or `accept`,
+//! see [`LinkPolicy`]):
+//!
+//! ```toml
+//! [rides.links]
+//! driver_id = "accept"
+//! ```
+//!
 //! Mapping is the first step after reading bronze ([`crate::increment::read`] applies it): everything after it works on silver's columns.
 //!
 //! - [`Model::parse`] reads and checks a model file; every problem names its line.
@@ -113,6 +121,37 @@ struct ModelFile {
     /// Where silver `rides` comes from.
     #[serde(default)]
     rides: Option<TableFile>,
+    /// How gold tells a ride's city.
+    #[serde(default)]
+    gold: Option<GoldFile>,
+}
+
+/// How gold tells a ride's city: the nearest of `cities` to its pickup point, within
+/// `radius_km` (`other` beyond, `unknown` without a pickup point).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct GoldFile {
+    /// The cities rides are counted in; default: the twelve cities of ridelake's example app.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<CityFile>>")]
+    cities: Option<Spanned<Vec<Spanned<CityFile>>>>,
+    /// A pickup point farther than this from every city's center belongs to city `other`;
+    /// default 60.
+    #[serde(default)]
+    #[schemars(with = "Option<f64>")]
+    radius_km: Option<Spanned<f64>>,
+}
+
+/// A city: its name in gold and its center.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CityFile {
+    /// The city's name in gold (`daily_city_kpis.city`).
+    name: String,
+    /// Latitude of its center, degrees.
+    lat: f64,
+    /// Longitude of its center, degrees.
+    lon: f64,
 }
 
 /// One silver table's source.
@@ -134,6 +173,48 @@ struct TableFile {
     #[serde(default)]
     #[schemars(with = "Vec<RuleFile>")]
     rules: Vec<Spanned<RuleFile>>,
+    /// Rides only: how each link from a ride to its users is enforced, by the ride's column
+    /// (`customer_id`: a registered customer; `driver_id`, once set: a registered driver).
+    /// `wait` (the default) keeps the ride in `rides_pending` until the user is registered;
+    /// `accept` publishes it at once and names the link that does not hold in its `unlinked`
+    /// column, cleared when the user arrives.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, LinkPolicy>")]
+    links: BTreeMap<String, Spanned<LinkPolicy>>,
+}
+
+/// How a link from a ride to one of its users is enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkPolicy {
+    /// The ride waits in `rides_pending` until the user is registered, and is released then.
+    #[default]
+    Wait,
+    /// The ride is published at once; its `unlinked` column names the link that does not hold,
+    /// until the user is registered.
+    Accept,
+}
+
+/// The links of a ride to its users, and how each is enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Links {
+    /// The ride's customer (`customer_id`) must be a registered customer.
+    pub customer_id: LinkPolicy,
+    /// The ride's driver (`driver_id`), once set, must be a registered driver.
+    pub driver_id: LinkPolicy,
+}
+
+impl Links {
+    /// Whether every link waits (what silver did before links could be declared).
+    pub fn is_default(&self) -> bool {
+        *self == Links::default()
+    }
+
+    /// Whether some link is accepted when it does not hold: published rides then carry an
+    /// `unlinked` column.
+    pub fn accepts_any(&self) -> bool {
+        self.customer_id == LinkPolicy::Accept || self.driver_id == LinkPolicy::Accept
+    }
 }
 
 /// A rule: a condition every change must meet, and what happens to one that does not.
@@ -297,9 +378,74 @@ pub struct StreamMap {
     /// counts those that change rows; a model without them hashes as before rules existed.)
     #[serde(serialize_with = "rows_changing_rules", skip_serializing_if = "no_rows_changing_rules")]
     pub rules: Vec<Rule>,
+    /// Rides: how the links to the ride's users are enforced (users: always the default). (The
+    /// hash counts them when one is not `wait`.)
+    #[serde(skip_serializing_if = "Links::is_default")]
+    pub links: Links,
 }
 
-/// A checked model: silver's two inputs.
+/// A city gold counts rides in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct City {
+    /// Its name in gold.
+    pub name: String,
+    /// Latitude of its center, degrees.
+    pub lat: f64,
+    /// Longitude of its center, degrees.
+    pub lon: f64,
+}
+
+/// How gold tells a ride's city: the nearest of `cities` whose center is within `radius_km` of
+/// the pickup point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GoldMap {
+    /// The cities.
+    pub cities: Vec<City>,
+    /// The farthest a pickup point may be from a city's center to belong to it.
+    pub radius_km: f64,
+}
+
+impl Default for GoldMap {
+    /// The example app's cities ([`ridelake_core::cities::CITIES`]) within 60 km.
+    fn default() -> Self {
+        GoldMap {
+            cities: ridelake_core::cities::CITIES.iter().map(|(name, lat, lon, _)| City { name: (*name).to_owned(), lat: *lat, lon: *lon }).collect(),
+            radius_km: ridelake_core::cities::MAX_CITY_RADIUS_KM,
+        }
+    }
+}
+
+impl GoldMap {
+    /// The city of a pickup point: the nearest center within the radius, if any.
+    pub fn city_of(&self, lat: f64, lon: f64) -> Option<&str> {
+        self.cities
+            .iter()
+            .map(|c| (c, ridelake_core::cities::haversine_km(lat, lon, c.lat, c.lon)))
+            .filter(|(_, d)| *d <= self.radius_km)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(c, _)| c.name.as_str())
+    }
+
+    /// A number that changes when gold's cities change ([`DEFAULT_MODEL_HASH`] for the default
+    /// ones): gold records it, and recomputes every day when it differs.
+    pub fn hash(&self) -> i64 {
+        if *self == GoldMap::default() {
+            return DEFAULT_MODEL_HASH;
+        }
+        hash_of(self)
+    }
+}
+
+/// 63 bits of a SHA-256 of `value`'s JSON.
+fn hash_of(value: &impl Serialize) -> i64 {
+    let canonical = serde_json::to_vec(value).unwrap_or_default();
+    let digest = Sha256::digest(&canonical);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) >> 1) as i64
+}
+
+/// A checked model: silver's two inputs, and how gold tells cities.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     /// Where it was read from (a path, or "the default model").
@@ -308,6 +454,8 @@ pub struct Model {
     pub users: StreamMap,
     /// Silver `rides`' source.
     pub rides: StreamMap,
+    /// Gold's cities (not part of [`Model::hash`]: they change no silver row).
+    pub gold: GoldMap,
 }
 
 impl Default for Model {
@@ -315,8 +463,9 @@ impl Default for Model {
     fn default() -> Self {
         Model {
             origin: "the default model".to_owned(),
-            users: StreamMap { table: "users", stream: "users".to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new() },
-            rides: StreamMap { table: "rides", stream: "rides".to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new() },
+            users: StreamMap { table: "users", stream: "users".to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new(), links: Links::default() },
+            rides: StreamMap { table: "rides", stream: "rides".to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new(), links: Links::default() },
+            gold: GoldMap::default(),
         }
     }
 }
@@ -368,10 +517,11 @@ impl Model {
         }
         let users = compile_table("users", &USER_COLUMNS, file.users, text, origin, &mut problems);
         let rides = compile_table("rides", &RIDE_COLUMNS, file.rides, text, origin, &mut problems);
+        let gold = compile_gold(file.gold, text, &mut problems);
         if !problems.is_empty() {
             return Err(fail(problems));
         }
-        Ok(Model { origin: origin.to_owned(), users, rides })
+        Ok(Model { origin: origin.to_owned(), users, rides, gold })
     }
 
     /// A number that changes when the model changes what silver's rows are (not with comments,
@@ -383,16 +533,12 @@ impl Model {
         if self.is_default() {
             return DEFAULT_MODEL_HASH;
         }
-        let canonical = serde_json::to_vec(&(&self.users, &self.rides)).unwrap_or_default();
-        let digest = Sha256::digest(&canonical);
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        (u64::from_be_bytes(first) >> 1) as i64
+        hash_of(&(&self.users, &self.rides))
     }
 
     /// Whether this is the default model's mapping (what silver built before models existed was).
     pub fn is_default(&self) -> bool {
-        [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules))
+        [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default())
     }
 
     /// Checks the model against the bronze tables' schemas (`None`: the stream has no bronze
@@ -406,8 +552,44 @@ impl Model {
     }
 }
 
+fn compile_gold(file: Option<GoldFile>, text: &str, problems: &mut Vec<String>) -> GoldMap {
+    let mut gold = GoldMap::default();
+    let Some(file) = file else { return gold };
+    if let Some(radius) = file.radius_km {
+        let line = line_of(text, radius.span().start);
+        let radius = radius.into_inner();
+        if radius.is_finite() && radius > 0.0 {
+            gold.radius_km = radius;
+        } else {
+            problems.push(at(line, format!("gold radius_km must be a number of kilometres above 0, not {radius}")));
+        }
+    }
+    let Some(cities) = file.cities else { return gold };
+    let list_line = line_of(text, cities.span().start);
+    let cities = cities.into_inner();
+    if cities.is_empty() {
+        problems.push(at(list_line, "gold cities is empty: list at least one city, or leave it out for the default cities"));
+    }
+    gold.cities.clear();
+    for spanned in cities {
+        let line = line_of(text, spanned.span().start);
+        let city = spanned.into_inner();
+        let name = city.name.trim().to_owned();
+        if name.is_empty() || name == crate::gold::OTHER_CITY || name == crate::gold::UNKNOWN_CITY {
+            problems.push(at(line, format!("gold city `{name}`: give each city a name other than `{}` and `{}` (gold's own)", crate::gold::OTHER_CITY, crate::gold::UNKNOWN_CITY)));
+        } else if gold.cities.iter().any(|c| c.name == name) {
+            problems.push(at(line, format!("gold city `{name}` is listed twice")));
+        }
+        if !(-90.0..=90.0).contains(&city.lat) || !(-180.0..=180.0).contains(&city.lon) {
+            problems.push(at(line, format!("gold city `{name}`: lat must be within -90..90 and lon within -180..180 (degrees)")));
+        }
+        gold.cities.push(City { name, lat: city.lat, lon: city.lon });
+    }
+    gold
+}
+
 fn compile_table(table: &'static str, columns: &[&str], file: Option<TableFile>, text: &str, origin: &str, problems: &mut Vec<String>) -> StreamMap {
-    let mut map = StreamMap { table, stream: table.to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new() };
+    let mut map = StreamMap { table, stream: table.to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new(), links: Links::default() };
     let Some(file) = file else { return map };
     if let Some(stream) = file.stream {
         map.stream_line = line_of(text, stream.span().start);
@@ -448,6 +630,16 @@ fn compile_table(table: &'static str, columns: &[&str], file: Option<TableFile>,
                 problems.push(at(line, format!("{table} has two rules named `{}`: give each its own name", rule.name)));
             }
             map.rules.push(rule);
+        }
+    }
+    for (column, spanned) in file.links {
+        let line = line_of(text, spanned.span().start);
+        let policy = spanned.into_inner();
+        match (table, column.as_str()) {
+            ("rides", "customer_id") => map.links.customer_id = policy,
+            ("rides", "driver_id") => map.links.driver_id = policy,
+            ("rides", _) => problems.push(at(line, format!("`{column}` is not a link of silver rides; its links are customer_id and driver_id"))),
+            _ => problems.push(at(line, format!("silver {table} has no links: links are declared under [rides.links] (customer_id, driver_id)"))),
         }
     }
     map
@@ -827,6 +1019,56 @@ mod tests {
         assert_eq!(renamed.rides.rules.len(), 1, "the example has a warn rule");
         assert_eq!(warned.rides.rules.last().map(|r| r.columns.clone()), Some(vec!["distance_km".to_owned()]));
         assert_eq!(warned.rides.with_rule_columns(&["id", "fare_amount"]), ["id", "fare_amount", "distance_km"]);
+    }
+
+    #[test]
+    fn links_are_declared_on_rides_and_change_the_hash_unless_they_wait() {
+        let model = Model::parse("version = 1\n[rides.links]\ncustomer_id = \"wait\"\ndriver_id = \"accept\"\n", "m.toml").expect("links");
+        assert_eq!(model.rides.links, Links { customer_id: LinkPolicy::Wait, driver_id: LinkPolicy::Accept });
+        assert!(model.rides.links.accepts_any() && !model.is_default());
+        assert_ne!(model.hash(), DEFAULT_MODEL_HASH);
+        let both = Model::parse("version = 1\n[rides.links]\ncustomer_id = \"accept\"\ndriver_id = \"accept\"\n", "m.toml").expect("links");
+        assert_ne!(both.hash(), model.hash());
+        // Writing down the default policy is the default model.
+        let waiting = Model::parse("version = 1\n[rides.links]\ncustomer_id = \"wait\"\ndriver_id = \"wait\"\n", "m.toml").expect("links");
+        assert!(waiting.is_default() && !waiting.rides.links.accepts_any());
+        assert_eq!(waiting.hash(), DEFAULT_MODEL_HASH);
+        // A renamed model keeps its hash with waiting links written down.
+        let renamed = Model::parse(RENAMED, "renamed.toml").expect("renamed");
+        let written = Model::parse(&format!("{RENAMED}\n[rides.links]\ndriver_id = \"wait\"\n"), "renamed.toml").expect("renamed");
+        assert_eq!(renamed.hash(), written.hash());
+
+        let found = problems("version = 1\n[users.links]\nid = \"accept\"\n[rides.links]\ncity = \"accept\"\n");
+        assert!(found.iter().any(|p| p.starts_with("line 3:") && p.contains("silver users has no links")), "{found:?}");
+        assert!(found.iter().any(|p| p.starts_with("line 5:") && p.contains("`city` is not a link of silver rides")), "{found:?}");
+        assert_eq!(found.len(), 2, "{found:?}");
+        let found = problems("version = 1\n[rides.links]\ndriver_id = \"ignore\"\n");
+        assert!(found.len() == 1 && found[0].starts_with("line 3:") && found[0].contains("ignore"), "an unknown policy is an error at its line: {found:?}");
+    }
+
+    #[test]
+    fn gold_cities_are_checked_and_hashed_apart_from_silver() {
+        let text = "version = 1\n[gold]\nradius_km = 25\n[[gold.cities]]\nname = \"Porto\"\nlat = 41.15\nlon = -8.61\n[[gold.cities]]\nname = \"Braga\"\nlat = 41.55\nlon = -8.42\n";
+        let model = Model::parse(text, "m.toml").expect("cities");
+        assert_eq!(model.gold.cities.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["Porto", "Braga"]);
+        assert_eq!(model.gold.city_of(41.16, -8.62), Some("Porto"));
+        assert_eq!(model.gold.city_of(41.5, -8.45), Some("Braga"));
+        assert_eq!(model.gold.city_of(38.72, -9.14), None, "Lisbon is beyond 25 km of both");
+        // Gold's cities change no silver row: silver's hash stays; gold's changes.
+        assert_eq!(model.hash(), DEFAULT_MODEL_HASH);
+        assert_ne!(model.gold.hash(), DEFAULT_MODEL_HASH);
+        assert_ne!(Model::parse(&text.replace("radius_km = 25", "radius_km = 30"), "m.toml").expect("cities").gold.hash(), model.gold.hash());
+        let default = Model::default();
+        assert_eq!(default.gold.hash(), DEFAULT_MODEL_HASH);
+        assert_eq!(default.gold.city_of(48.86, 2.35), Some("Paris"));
+        assert_eq!(Model::parse("version = 1\n[gold]\nradius_km = 60\n", "m.toml").expect("default radius").gold.hash(), DEFAULT_MODEL_HASH);
+
+        let found = problems("version = 1\n[gold]\nradius_km = 0\n[[gold.cities]]\nname = \"other\"\nlat = 1\nlon = 2\n[[gold.cities]]\nname = \"X\"\nlat = 91\nlon = 2\n[[gold.cities]]\nname = \"X\"\nlat = 1\nlon = 2\n");
+        let expect = [("line 3:", "radius_km must be"), ("line 4:", "`other`"), ("line 8:", "lat must be within"), ("line 12:", "listed twice")];
+        for (line, what) in expect {
+            assert!(found.iter().any(|p| p.starts_with(line) && p.contains(what)), "{line} {what} not in {found:?}");
+        }
+        assert_eq!(found.len(), expect.len(), "{found:?}");
     }
 
     #[test]

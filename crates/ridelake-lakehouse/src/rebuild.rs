@@ -79,6 +79,9 @@ pub struct SliceCounts {
     pub dropped: u64,
     /// `_cdc_updated_at` (µs) of the oldest waiting ride, if any.
     pub oldest_pending_us: Option<i64>,
+    /// Rides published with an accepted link that does not hold.
+    #[serde(default)]
+    pub unlinked: u64,
 }
 
 impl SliceCounts {
@@ -89,6 +92,7 @@ impl SliceCounts {
             pending: count(&decided.waiting),
             deleted: count(&decided.deletes),
             oldest_pending_us: decided.waiting.column(crate::order::UPDATED).ok().and_then(|c| c.as_materialized_series().i64().ok().and_then(|s| s.min())),
+            unlinked: decided.ready.column(crate::silver::UNLINKED).map_or(0, |c| (c.len() - c.null_count()) as u64),
             ..SliceCounts::default()
         }
     }
@@ -102,6 +106,7 @@ impl SliceCounts {
         report.rides_deleted += self.deleted;
         report.rides_quarantined += self.quarantined;
         report.dropped += self.dropped;
+        report.rides_unlinked += self.unlinked;
         report.oldest_pending_us = match (report.oldest_pending_us, self.oldest_pending_us) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -192,7 +197,7 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     drop(changes);
     let bad = quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides")?;
     let latest = with_fields(latest, bronze, &other_ride_fields(&bronze.map)).await?;
-    let decided = decide_rides(latest, &RideState::default(), roles)?;
+    let decided = decide_rides(latest, &RideState::default(), roles, &bronze.map.links)?;
     let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), dropped, ..SliceCounts::of(&decided) };
     let tables = Tables::of(layout)?;
     let days = partitions_of(&decided.ready)?.into_iter().collect();

@@ -5,7 +5,9 @@
 //!   loses its user (the rides of a deleted user stay published). Partitioned by `created_at`
 //!   (year/month/day).
 //! - `rides`: one row per ride whose latest valid change is not a delete and whose customer is a
-//!   registered `customer` and whose driver (once set) is a registered `driver`. Partitioned by
+//!   registered `customer` and whose driver (once set) is a registered `driver`, or whose link
+//!   that does not hold the model accepts ([`crate::model::LinkPolicy`]: the ride's `unlinked`
+//!   then names it, and a run that changes the user clears or sets it). Partitioned by
 //!   `requested_at` (year/month/day).
 //! - `rides_pending`: rides whose latest change waits for its users, with the reason; re-checked
 //!   at every run and released into `rides` when the users arrive. A user whose type changes
@@ -48,7 +50,7 @@ use crate::increment::{self, BronzeIncrement, Rebuild};
 use crate::io::{self, DataFile, Target, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::{self, Lease};
-use crate::model::{DEFAULT_MODEL_HASH, MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, StreamMap, USER_COLUMNS, USER_TYPES};
+use crate::model::{DEFAULT_MODEL_HASH, LinkPolicy, Links, MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, StreamMap, USER_COLUMNS, USER_TYPES};
 use crate::order::{self, EpochState, INGEST_ROW, INGEST_VERSION, ORDER};
 use crate::rebuild::{self, SliceRunner};
 use crate::rules;
@@ -77,6 +79,7 @@ pub fn column_doc(table: &str, column: &str) -> Option<&'static str> {
         (_, "fare_amount") => "fare, in currency",
         (_, "updated_at") => "last update of the row in the source",
         (_, "reason") => "why the ride waits: customer not registered, or driver not registered",
+        (_, "unlinked") => "the links the model accepts that do not hold (customer not registered; driver not registered); null when all hold",
         (_, "rule") => "the rule the change broke",
         (_, "table") => "users or rides",
         (_, "_airbyte_raw_id") => "the bronze row of the change (_airbyte_raw_id)",
@@ -147,6 +150,9 @@ pub struct SilverReport {
     pub pending: u64,
     /// Rides released from pending by this run.
     pub released: u64,
+    /// Rides this run published with a link the model accepts that does not hold (`unlinked`
+    /// set).
+    pub rides_unlinked: u64,
     /// `_cdc_updated_at` (µs) of the oldest waiting ride, if any.
     pub oldest_pending_us: Option<i64>,
     /// Silver partitions rewritten.
@@ -300,6 +306,49 @@ pub(crate) async fn rides_of_users(table: &DeltaTable, files: &[DataFile], users
         return Ok(DataFrame::empty());
     }
     concat(found, UnionArgs::default()).step(step)?.collect().step(step)
+}
+
+/// The ids of published rides that were published with a link that does not hold (their
+/// `unlinked` is set) and whose customer or driver is one of `users` (column `id`): reads only the
+/// files whose statistics say they hold such a ride, and of those the id and link columns.
+pub(crate) async fn unlinked_rides_of(table: &DeltaTable, files: &[DataFile], users: &DataFrame) -> Result<DataFrame> {
+    let step = "finding the unlinked rides of arriving users";
+    let users = lit(users.column("id").step(step)?.as_materialized_series().clone()).implode(false);
+    let holding: Vec<DataFile> = files.iter().filter(|f| f.unlinked != Some(0)).cloned().collect();
+    let mut found: Vec<LazyFrame> = Vec::new();
+    for chunk in holding.chunks(16) {
+        let links = io::read_columns(table, chunk, Some(&["id", "customer_id", "driver_id", UNLINKED])).await?;
+        let rides = links
+            .lazy()
+            .filter(col(UNLINKED).is_not_null().and(col("customer_id").is_in(users.clone(), false).or(col("driver_id").is_in(users.clone(), false))))
+            .select([col("id")]);
+        found.push(rides.collect().step(step)?.lazy());
+    }
+    if found.is_empty() {
+        return Ok(DataFrame::empty());
+    }
+    concat(found, UnionArgs::default()).step(step)?.collect().step(step)
+}
+
+/// The ids of published rides an incremental run checks again although no change of theirs
+/// arrived: the rides of users whose type changed (`retyped`), and, when the model accepts a link
+/// (`links`), the unlinked rides of the users the run changed (`users.changed`): a user who
+/// arrives clears the `unlinked` of the rides that wait for nobody.
+pub(crate) async fn rides_to_check_again(table: Option<&DeltaTable>, files: &[DataFile], users: &UsersDecided, retyped: &DataFrame, links: &Links) -> Result<DataFrame> {
+    let Some(table) = table else { return Ok(DataFrame::empty()) };
+    let mut found = Vec::new();
+    if retyped.height() > 0 {
+        found.push(rides_of_users(table, files, retyped).await?);
+    }
+    if links.accepts_any() && users.changed.height() > 0 {
+        found.push(unlinked_rides_of(table, files, &users.changed).await?);
+    }
+    let found: Vec<LazyFrame> = found.into_iter().filter(|f| f.height() > 0).map(DataFrame::lazy).collect();
+    if found.is_empty() {
+        return Ok(DataFrame::empty());
+    }
+    let step = "collecting rides to check";
+    concat(found, UnionArgs::default()).step(step)?.unique_stable(None, UniqueKeepStrategy::First).collect().step(step)
 }
 
 /// The quarantine rows of `bad` not in quarantine yet (`quarantined`: its `_airbyte_raw_id`s).
@@ -621,7 +670,8 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     steps.lap(&mut report, "users: apply");
 
     // ---- rides ---------------------------------------------------------------------------------
-    let users = UsersDecided { all: all_users, bad: bad_users, touched: touched_users, epochs: users_epochs };
+    let changed = newer_users.select(["id"]).step("collecting changed users")?;
+    let users = UsersDecided { all: all_users, changed, bad: bad_users, touched: touched_users, epochs: users_epochs };
     let mut cx = RunContext { tables: &tables, options: &options, guard: &mut guard, report: &mut report, steps: &mut steps, model_hash };
     if rebuild {
         let plan = rebuild::plan_slices(&bronze_rides, run, &users.all, false).await?;
@@ -730,6 +780,8 @@ pub(crate) const QUARANTINE_TABLE: SilverTable = SilverTable {
 /// partitions to rewrite and the epoch state at the bronze version reached.
 pub(crate) struct UsersDecided {
     pub(crate) all: DataFrame,
+    /// The ids of the users this run inserted, changed or deleted.
+    pub(crate) changed: DataFrame,
     pub(crate) bad: DataFrame,
     pub(crate) touched: BTreeSet<(i32, i32, i32)>,
     pub(crate) epochs: EpochState,
@@ -833,10 +885,50 @@ pub(crate) fn ride_rules() -> ([(&'static str, Expr); 4], [(&'static str, Expr);
     )
 }
 
+/// The ride's links checked against the users' `roles`: `reason`, why the ride waits (the first
+/// link that does not hold and whose policy is to wait; null: it is ready), and, when some link
+/// is accepted, `unlinked`, the accepted links that do not hold (null: all hold). The checks are
+/// membership tests on the key columns: no join copies the wide rows, and the rows keep their
+/// order.
+fn link_checks(roles: &Roles, links: &Links) -> Vec<Expr> {
+    let (customers, drivers) = (lit(roles.customers.clone()).implode(false), lit(roles.drivers.clone()).implode(false));
+    let broken = [
+        (col("customer_id").is_null().or(col("customer_id").is_in(customers, false).not()), links.customer_id, CUSTOMER_MISSING),
+        (col("driver_id").is_not_null().and(col("driver_id").is_in(drivers, false).not()), links.driver_id, DRIVER_MISSING),
+    ];
+    let none = || lit(NULL).cast(DataType::String);
+    let mut reason = none();
+    for (missing, _, why) in broken.iter().rev().filter(|(_, policy, _)| *policy == LinkPolicy::Wait) {
+        reason = when(missing.clone()).then(lit(*why)).otherwise(reason);
+    }
+    let mut checks = vec![reason.alias("reason")];
+    if links.accepts_any() {
+        // "customer not registered; driver not registered": the accepted links that fail, in order.
+        let parts: Vec<Expr> = broken
+            .iter()
+            .filter(|(_, policy, _)| *policy == LinkPolicy::Accept)
+            .map(|(missing, _, why)| when(missing.clone()).then(lit(*why)).otherwise(none()))
+            .collect();
+        let joined = concat_str(parts, "; ", true);
+        // (skipping nulls, every part null may give "")
+        checks.push(when(joined.clone().eq(lit(""))).then(none()).otherwise(joined).alias(UNLINKED));
+    }
+    checks
+}
+
+/// Why a ride waits, or is unlinked: its customer is not a registered customer.
+pub(crate) const CUSTOMER_MISSING: &str = "customer not registered";
+/// Why a ride waits, or is unlinked: its driver is set and not a registered driver.
+pub(crate) const DRIVER_MISSING: &str = "driver not registered";
+/// The column of published rides, when some link is accepted, naming the accepted links that do
+/// not hold (null when all hold).
+pub const UNLINKED: &str = "unlinked";
+
 /// Decides the latest valid changes of rides (`latest`, one per ride, every field) against
-/// what silver knows of them (`state`) and the users' `roles`: which are newer, which delete,
-/// which are ready and which wait, and which published rides leave. Pure.
-pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles) -> Result<RidesDecided> {
+/// what silver knows of them (`state`), the users' `roles` and how the model enforces the
+/// `links`: which are newer, which delete, which are ready and which wait, and which published
+/// rides leave. Pure.
+pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles, links: &Links) -> Result<RidesDecided> {
     let RideState { published, pending_before, deleted_before, retyped_rides } = state;
     let mut known: Vec<LazyFrame> = Vec::new();
     for frame in [published, pending_before, deleted_before] {
@@ -867,21 +959,8 @@ pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles) 
         to_check.push(rechecked.clone().lazy());
     }
     let to_check = concat(to_check, UnionArgs::default()).step("collecting rides to check")?;
-    // The checks are membership tests on the key columns: no join copies the wide rows, and the
-    // rows keep their order.
-    let (customers, drivers) = (lit(roles.customers.clone()).implode(false), lit(roles.drivers.clone()).implode(false));
-    let checked = to_check
-        .with_column(
-            when(col("customer_id").is_null().or(col("customer_id").is_in(customers, false).not()))
-                .then(lit("customer not registered"))
-                .when(col("driver_id").is_not_null().and(col("driver_id").is_in(drivers, false).not()))
-                .then(lit("driver not registered"))
-                .otherwise(lit(NULL).cast(DataType::String))
-                .alias("reason"),
-        )
-        .collect()
-        .step("checking ride integrity")?;
-    let ready = checked.clone().lazy().filter(col("reason").is_null()).with_columns(partition_exprs("requested_at")).select(ride_output_columns()).collect().step("checking ride integrity")?;
+    let checked = to_check.with_columns(link_checks(roles, links)).collect().step("checking ride integrity")?;
+    let ready = checked.clone().lazy().filter(col("reason").is_null()).with_columns(partition_exprs("requested_at")).select(ride_output_columns(links)).collect().step("checking ride integrity")?;
     let waiting = checked.lazy().filter(col("reason").is_not_null()).select(pending_columns()).collect().step("checking ride integrity")?;
     let released = if pending_before.height() > 0 {
         count(&cdc::with_keys(ready.clone().lazy(), pending_before.clone().lazy(), "id", true).collect().step("counting releases")?)
@@ -989,11 +1068,9 @@ async fn update_rides(
         Some(t) => io::files(t)?,
         None => Vec::new(),
     };
-    // Published rides to look at: those with a new change, and those of retyped users.
-    let retyped_rides = match (&silver_rides, retyped.height() > 0) {
-        (Some(t), true) => rides_of_users(t, &ride_files, retyped).await?,
-        _ => DataFrame::empty(),
-    };
+    // Published rides to look at: those with a new change, those of retyped users and the
+    // unlinked ones of arriving users.
+    let retyped_rides = rides_to_check_again(silver_rides.as_ref(), &ride_files, users, retyped, &bronze_rides.map.links).await?;
     let looked_at = if retyped_rides.height() > 0 {
         concat([latest_rides.clone().lazy().select([col("id")]), retyped_rides.clone().lazy()], UnionArgs::default())
             .step("collecting changed rides")?
@@ -1014,7 +1091,8 @@ async fn update_rides(
     };
     cx.lap("rides: read published state");
     let state = RideState { published, pending_before, deleted_before, retyped_rides };
-    let decided = decide_rides(latest_rides, &state, roles)?;
+    let links = bronze_rides.map.links;
+    let decided = decide_rides(latest_rides, &state, roles, &links)?;
     count_decided(cx.report, &decided);
     let RideState { published, .. } = state;
     let mut touched_rides = partitions_of(&decided.ready)?;
@@ -1065,11 +1143,11 @@ async fn update_rides(
     // were not read yet.
     let mut current = Vec::new();
     if published.height() > 0 {
-        current.push(published.lazy().filter(in_partitions(&touched_rides)).select(ride_output_columns()));
+        current.push(published.lazy().filter(in_partitions(&touched_rides)).select(ride_output_columns(&links)));
     }
     let unread: BTreeSet<(i32, i32, i32)> = touched_rides.difference(&published_days).copied().collect();
     if let (Some(table), false) = (&silver_rides, unread.is_empty()) {
-        current.push(io::read_files(table, &files_in(&ride_files, &unread)).await?.lazy().select(ride_output_columns()));
+        current.push(io::read_files(table, &files_in(&ride_files, &unread)).await?.lazy().select(ride_output_columns(&links)));
     }
     let kept = if current.is_empty() {
         decided.ready.clone().lazy().slice(0, 0)
@@ -1122,8 +1200,16 @@ fn ride_change_columns() -> Vec<Expr> {
     exprs
 }
 
-pub(crate) fn ride_output_columns() -> Vec<Expr> {
-    let mut exprs = ride_change_columns();
+/// The columns of published rides: the ride's, `unlinked` when some link is `accept`ed (within
+/// the first 32 columns, whose statistics Delta keeps: a run finds the unlinked rides by them),
+/// the order and partition columns.
+pub(crate) fn ride_output_columns(links: &Links) -> Vec<Expr> {
+    let mut exprs: Vec<Expr> = RIDE_COLUMNS.iter().map(|c| col(*c)).collect();
+    if links.accepts_any() {
+        exprs.push(col(UNLINKED));
+    }
+    exprs.extend(ORDER.iter().map(|c| col(*c)));
+    exprs.push(col(EXTRACTED));
     exprs.extend(PARTITIONS.iter().map(|c| col(*c)));
     exprs
 }
@@ -1149,6 +1235,31 @@ mod tests {
         for (name, _) in rules.iter().chain(delete_rules.iter()) {
             assert!(crate::model::SILVER_RULE_NAMES.contains(name), "{name}");
         }
+    }
+
+    /// Each link policy pair: a waiting link that does not hold makes the ride wait (the
+    /// customer's first); accepted links that do not hold are named in `unlinked`, in order.
+    #[test]
+    fn links_wait_or_are_named_as_their_policy_says() {
+        use super::*;
+        let users = df!("id" => [1i64, 2, 3], "type" => ["customer", "driver", "driver"]).expect("users");
+        let roles = Roles::of(&users).expect("roles");
+        // (customer, driver): both hold; no customer; an unknown driver; neither; no driver yet;
+        // a driver as customer.
+        let rides = df!("customer_id" => [Some(1i64), Some(9), Some(1), Some(9), Some(1), Some(2)], "driver_id" => [Some(2i64), Some(2), Some(7), Some(7), None, Some(3)]).expect("rides");
+        let check = |customer_id: LinkPolicy, driver_id: LinkPolicy| -> (Vec<Option<String>>, Option<Vec<Option<String>>>) {
+            let links = Links { customer_id, driver_id };
+            let out = rides.clone().lazy().with_columns(link_checks(&roles, &links)).collect().expect("checks");
+            let texts = |name: &str| out.column(name).ok().map(|c| c.str().expect("text").iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>());
+            (texts("reason").expect("reason"), texts(UNLINKED))
+        };
+        let s = |v: &str| Some(v.to_owned());
+        let (c, d, both) = (s(CUSTOMER_MISSING), s(DRIVER_MISSING), s("customer not registered; driver not registered"));
+        use LinkPolicy::{Accept, Wait};
+        assert_eq!(check(Wait, Wait), (vec![None, c.clone(), d.clone(), c.clone(), None, c.clone()], None));
+        assert_eq!(check(Wait, Accept), (vec![None, c.clone(), None, c.clone(), None, c.clone()], Some(vec![None, None, d.clone(), d.clone(), None, None])));
+        assert_eq!(check(Accept, Wait), (vec![None, None, d.clone(), d.clone(), None, None], Some(vec![None, c.clone(), None, c.clone(), None, c.clone()])));
+        assert_eq!(check(Accept, Accept), (vec![None; 6], Some(vec![None, c.clone(), d.clone(), both, None, c])));
     }
 
     /// The Python package runs a build as a future on its runtime, which needs it `Send`: a build

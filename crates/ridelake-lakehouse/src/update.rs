@@ -42,7 +42,7 @@ use crate::rebuild::{self, SliceCounts};
 use crate::silver::{
     DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RideState, Roles, RunContext, Tables,
     UsersDecided, as_of_marker, count, decide_rides, files_holding, files_in, other_ride_fields, partitions_of,
-    not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_of_users, with_bronze_ids, with_fields, write_users,
+    not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_to_check_again, with_bronze_ids, with_fields, write_users,
 };
 use crate::slices::Slice;
 
@@ -75,7 +75,8 @@ struct Before<'a> {
     ride_files: Vec<DataFile>,
     pending: Option<DeltaTable>,
     deleted: Option<DeltaTable>,
-    /// Ids of published rides whose customer or driver changed type.
+    /// Ids of published rides to check again: those of users who changed type, and the unlinked
+    /// rides of the users the run changed.
     retyped_rides: DataFrame,
     /// `_airbyte_raw_id`s already in quarantine.
     quarantined: Option<DataFrame>,
@@ -100,10 +101,7 @@ pub(crate) async fn update_rides_in_slices(
         Some(t) => io::files(t)?,
         None => Vec::new(),
     };
-    let retyped_rides = match (&silver_rides, retyped.height() > 0) {
-        (Some(t), true) => rides_of_users(t, &ride_files, retyped).await?,
-        _ => DataFrame::empty(),
-    };
+    let retyped_rides = rides_to_check_again(silver_rides.as_ref(), &ride_files, users, retyped, &bronze_rides.map.links).await?;
     let quarantined = match io::open(&tables.quarantine, options).await? {
         Some(q) => Some(io::read_columns(&q, &io::files(&q)?, Some(&[RAW_ID])).await?),
         None => None,
@@ -164,7 +162,7 @@ pub(crate) async fn update_rides_in_slices(
                     continue;
                 }
                 let rows = io::read_files(table, &files).await?.lazy();
-                let rows = cdc::with_keys(rows, leaving.clone().lazy(), "id", false).select(ride_output_columns()).collect().step("keeping a partition's rides")?;
+                let rows = cdc::with_keys(rows, leaving.clone().lazy(), "id", false).select(ride_output_columns(&bronze_rides.map.links)).collect().step("keeping a partition's rides")?;
                 let staged = match &mut kept {
                     Some(staged) => staged,
                     None => kept.insert(io::Staged::open(&target, &rows, false).await?),
@@ -257,7 +255,7 @@ async fn decide_update_slice(
     };
     let (pending_before, deleted_before) = (part_of(&before.pending).await?, part_of(&before.deleted).await?);
     let state = RideState::new(published, pending_before, deleted_before, retyped_rides);
-    let decided = decide_rides(latest, &state, roles)?;
+    let decided = decide_rides(latest, &state, roles, &bronze.map.links)?;
 
     let mut touched = partitions_of(&decided.ready)?;
     let published = state.published();

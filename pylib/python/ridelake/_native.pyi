@@ -31,6 +31,7 @@ class SilverReport(TypedDict):
     warnings: dict[str, int]  # "<table>: <rule>" -> changes that broke a warn rule (applied)
     pending: int
     released: int
+    rides_unlinked: int  # rides this run published with a link the model accepts that does not hold
     oldest_pending_us: int | None
     partitions_rewritten: int
     slices: int  # id ranges a rebuild (or an increment over the budget) decided its rides in; 0 for an unsliced increment
@@ -44,6 +45,7 @@ class GoldReport(TypedDict):
     days_recomputed: int
     rows_read: int
     batches: int  # batches of days silver was read in (the memory budget's)
+    recomputed_all: str | None  # why every day was recomputed (other cities, silver's log cleaned), if so
     noop: bool
     written: list[Written]
 
@@ -165,6 +167,7 @@ def build_gold(
     namespace: str = "ridehail",
     storage_options: dict[str, str] | None = None,
     *,
+    model: str | os.PathLike[str] | None = None,
     memory_budget: int | str | None = None,
     pushgateway_url: str | None = None,
     metrics_file: str | os.PathLike[str] | None = None,

@@ -120,16 +120,21 @@ def check_bronze(lake: Path, syncs: list, namespace: str, streams=("users", "rid
 
 
 # -- what the lake must hold, from the database ------------------------------------------------------
-def city_of(lat, lon) -> str:
+# Gold's cities by default: (name, lat, lon) and the radius (a model's [gold] replaces them).
+DEFAULT_GOLD_CITIES = ([(name, lat, lon) for name, lat, lon, _ in CITIES], MAX_CITY_RADIUS_KM)
+
+
+def city_of(lat, lon, cities=DEFAULT_GOLD_CITIES) -> str:
     if lat is None or lon is None:
         return NO_PICKUP_CITY
     lat, lon = float(lat), float(lon)
+    centers, radius = cities
     best = None
-    for name, clat, clon, _ in CITIES:
+    for name, clat, clon in centers:
         p1, p2 = math.radians(lat), math.radians(clat)
         a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(clon - lon) / 2) ** 2
         km = 6371.0 * 2.0 * math.asin(math.sqrt(a))
-        if km <= MAX_CITY_RADIUS_KM and (best is None or km < best[0]):
+        if km <= radius and (best is None or km < best[0]):
             best = (km, name)
     return best[1] if best else "other"
 
@@ -177,11 +182,11 @@ def expected_gold(db: MariaDB, database: str, published: str = PUBLISHED) -> dic
     return out
 
 
-def expected_city_kpis(published: list[dict]) -> dict:
+def expected_city_kpis(published: list[dict], cities=DEFAULT_GOLD_CITIES) -> dict:
     groups = defaultdict(list)
     for r in published:
         t = r["requested_at"]
-        groups[(t.year, t.month, t.day, city_of(r["pickup_lat"], r["pickup_lon"]))].append(r)
+        groups[(t.year, t.month, t.day, city_of(r["pickup_lat"], r["pickup_lon"], cities))].append(r)
     out = {}
     for key, rides in groups.items():
         done = [r for r in rides if r["status"] == "completed"]
@@ -202,9 +207,10 @@ def expected_city_kpis(published: list[dict]) -> dict:
 
 
 def compare(lake: Path, db: MariaDB, database: str, current: dict[str, dict], *, deleted_users, deleted_rides,
-            gold_keys: dict[str, list[str]], published: str = PUBLISHED) -> list[str]:
+            gold_keys: dict[str, list[str]], published: str = PUBLISHED, cities=DEFAULT_GOLD_CITIES) -> list[str]:
     """Silver and gold against the database now (`current`: its rows by logical table and id, in
-    logical columns and values); a list of compact differences."""
+    logical columns and values; `cities`: gold's centers and radius); a list of compact
+    differences."""
     problems = []
     users = current["users"]
     rides = current["rides"]
@@ -272,7 +278,7 @@ def compare(lake: Path, db: MariaDB, database: str, current: dict[str, dict], *,
         problems += diff("gold daily_city_kpis per-day totals", expected["daily_totals"], totals,
                          ["requested", "completed", "cancelled", "distance_km", "gross_fare"])
         by_city, twice = keyed(kpis, gold_keys["daily_city_kpis"])
-        want = expected_city_kpis(list(want_rides.values()))
+        want = expected_city_kpis(list(want_rides.values()), cities)
         problems += diff("gold daily_city_kpis per (day, city)", want, by_city, list(next(iter(want.values()), {}).keys()))
     return problems
 
