@@ -309,8 +309,10 @@ pub(crate) async fn rides_of_users(table: &DeltaTable, files: &[DataFile], users
 }
 
 /// The ids of published rides that were published with a link that does not hold (their
-/// `unlinked` is set) and whose customer or driver is one of `users` (column `id`): reads only the
-/// files whose statistics say they hold such a ride, and of those the id and link columns.
+/// `unlinked` is set) whose user on that link is one of `users` (column `id`): reads only the
+/// files whose statistics say they hold such a ride, and of those the id and link columns. (A
+/// change of the user on a link that holds cannot change `unlinked`: only a retype can, which
+/// [`rides_of_users`] covers.)
 pub(crate) async fn unlinked_rides_of(table: &DeltaTable, files: &[DataFile], users: &DataFrame) -> Result<DataFrame> {
     let step = "finding the unlinked rides of arriving users";
     let users = lit(users.column("id").step(step)?.as_materialized_series().clone()).implode(false);
@@ -320,7 +322,10 @@ pub(crate) async fn unlinked_rides_of(table: &DeltaTable, files: &[DataFile], us
         let links = io::read_columns(table, chunk, Some(&["id", "customer_id", "driver_id", UNLINKED])).await?;
         let rides = links
             .lazy()
-            .filter(col(UNLINKED).is_not_null().and(col("customer_id").is_in(users.clone(), false).or(col("driver_id").is_in(users.clone(), false))))
+            .filter(
+                (col(UNLINKED).str().contains_literal(lit(CUSTOMER_MISSING)).and(col("customer_id").is_in(users.clone(), false)))
+                    .or(col(UNLINKED).str().contains_literal(lit(DRIVER_MISSING)).and(col("driver_id").is_in(users.clone(), false))),
+            )
             .select([col("id")]);
         found.push(rides.collect().step(step)?.lazy());
     }
