@@ -153,6 +153,11 @@ def test_accepted_links_from_the_installed_package(tmp_path: Path):
     unlinked = rides.filter(pl.col("unlinked").is_not_null())
     assert sorted(unlinked["id"].to_list()) == sorted(pending["id"].to_list())
     assert report["rides_unlinked"] == unlinked.height
+    # The rebuild changed the table's columns: every column keeps (or gets) its comment.
+    from deltalake import DeltaTable
+    comments = {f.name: (f.metadata or {}).get("comment") for f in DeltaTable(str(lake / "silver" / "rides")).schema().fields}
+    assert comments["unlinked"] and "links the model accepts" in comments["unlinked"], comments
+    assert comments["customer_id"] and comments["id"], comments
     reasons = dict(zip(pending["id"].to_list(), pending["reason"].to_list()))
     for ride, why in zip(unlinked["id"].to_list(), unlinked["unlinked"].to_list()):
         assert reasons[ride] in why.split("; "), (ride, why, reasons[ride])

@@ -556,8 +556,9 @@ impl Staged {
             }
         };
         let (schema, new_schema) = if overwrites && !same_columns(&arrow_schema(&table)?, like) {
-            // The rows' schema as Delta types, and back: the files get Delta's Arrow types.
-            let batches = df_to_record_batches(&like.clear()).step("preparing the write")?;
+            // The rows' schema as Delta types, and back: the files get Delta's Arrow types. The
+            // columns keep their comments (a model change can add or remove columns).
+            let batches = with_comments(df_to_record_batches(&like.clear()).step("preparing the write")?, |column| crate::layout::column_comment(target.name, column))?;
             let rows_schema = batches.first().map(|b| b.schema()).ok_or_else(|| LakehouseError::Schema { table: url.to_string(), message: "rows without a schema".into() })?;
             let delta: StructType = rows_schema.as_ref().try_into_kernel().map_err(|e| LakehouseError::delta(url, e.into()))?;
             let arrow: Schema = (&delta).try_into_arrow().map_err(|e| LakehouseError::delta(url, e.into()))?;
