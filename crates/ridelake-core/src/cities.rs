@@ -17,18 +17,9 @@ pub const CITIES: [(&str, f64, f64, &str); 12] = [
     ("Nairobi", -1.2921, 36.8219, "KES"),
 ];
 
-/// Pickups farther than this from every center belong to no city.
+/// Pickups farther than this from every center belong to no city (gold's default radius:
+/// `ridelake_lakehouse::model::GoldMap`).
 pub const MAX_CITY_RADIUS_KM: f64 = 60.0;
-
-/// The city whose center is nearest to the point, within [`MAX_CITY_RADIUS_KM`].
-pub fn nearest_city(lat: f64, lon: f64) -> Option<&'static str> {
-    CITIES
-        .iter()
-        .map(|(name, clat, clon, _)| (name, haversine_km(lat, lon, *clat, *clon)))
-        .filter(|(_, d)| *d <= MAX_CITY_RADIUS_KM)
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(name, _)| *name)
-}
 
 /// Great-circle distance in kilometres.
 pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
@@ -44,10 +35,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_cities_and_refuses_the_sea() {
-        assert_eq!(nearest_city(48.86, 2.35), Some("Paris"));
-        assert_eq!(nearest_city(48.9, 2.4), Some("Paris"));
-        assert_eq!(nearest_city(0.0, -30.0), None);
+    fn great_circle_distance() {
         assert!((haversine_km(48.8566, 2.3522, 51.5074, -0.1278) - 343.5).abs() < 2.0);
     }
 }

@@ -316,25 +316,24 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
         return Ok(report);
     };
     let now = rides.version().unwrap_or_default() as i64;
-    // The oldest marker among gold tables: recomputing more days than needed is harmless.
+    // The oldest marker among gold tables: recomputing more days than needed is harmless. A
+    // table computed with other cities than the model's: every day again.
+    let cities = layout.model.gold.hash();
     let mut marker: Option<i64> = Some(now);
-    for table in DAY_TABLES.iter().chain(["driver_stats", "customer_totals", "monthly_distance"].iter()) {
-        let (_, m) = io::open_with_marker(&layout.gold(table)?, &options, GOLD_MARKER).await?;
+    let mut other_cities = false;
+    for table in GOLD_TABLES {
+        let (t, m) = io::open_with_marker(&layout.gold(table)?, &options, GOLD_MARKER).await?;
         marker = match (marker, m) {
             (Some(a), Some(b)) => Some(a.min(b)),
             _ => None,
         };
-    }
-    // Gold computed with other cities: every day again.
-    let cities = layout.model.gold.hash();
-    for table in GOLD_TABLES {
-        if let Some(t) = io::open(&layout.gold(table)?, &options).await?
-            && io::marker(&t, GOLD_MODEL_MARKER).await?.unwrap_or(crate::model::DEFAULT_MODEL_HASH) != cities
-            && marker.is_some()
-        {
-            marker = None;
-            report.recomputed_all = Some(format!("gold was computed with other cities than {}'s", layout.model.origin));
+        if let Some(t) = t {
+            other_cities |= io::marker(&t, GOLD_MODEL_MARKER).await?.unwrap_or(crate::model::DEFAULT_MODEL_HASH) != cities;
         }
+    }
+    if other_cities && marker.is_some() {
+        marker = None;
+        report.recomputed_all = Some(format!("gold was computed with other cities than {}'s", layout.model.origin));
     }
     report.silver_versions = (marker, now);
     if marker == Some(now) {

@@ -1061,6 +1061,8 @@ mod tests {
         let default = Model::default();
         assert_eq!(default.gold.hash(), DEFAULT_MODEL_HASH);
         assert_eq!(default.gold.city_of(48.86, 2.35), Some("Paris"));
+        assert_eq!(default.gold.city_of(48.9, 2.4), Some("Paris"));
+        assert_eq!(default.gold.city_of(0.0, -30.0), None, "the sea is in no city");
         assert_eq!(Model::parse("version = 1\n[gold]\nradius_km = 60\n", "m.toml").expect("default radius").gold.hash(), DEFAULT_MODEL_HASH);
 
         let found = problems("version = 1\n[gold]\nradius_km = 0\n[[gold.cities]]\nname = \"other\"\nlat = 1\nlon = 2\n[[gold.cities]]\nname = \"X\"\nlat = 91\nlon = 2\n[[gold.cities]]\nname = \"X\"\nlat = 1\nlon = 2\n");
