@@ -80,7 +80,8 @@ pub struct BronzeTable {
     /// The last version known to be on disk (local folder): the one found (and flushed) at open,
     /// then the last commit flushed by [`BronzeTable::flush_log`].
     durable_version: Option<u64>,
-    /// Warnings about fields whose declared type differs from the table's, for the sync's log.
+    /// Warnings about fields whose declared type differs from the table's, and about columns the
+    /// catalog no longer declares, for the sync's log.
     pub type_drift: Vec<String>,
     /// (state hash, records digest) of the recent commits of earlier attempts of this sync (same
     /// `sync_id`).
@@ -239,7 +240,7 @@ impl BronzeTable {
                 }
             }
         };
-        Self::evolve_schema(&mut table, &desired).await.map_err(err)?;
+        let newly_absent = Self::evolve_schema(&mut table, &desired).await.map_err(err)?;
         let earlier_attempt_commits = match (plan.sync_id, plan.sync_mode, existing_version) {
             (Some(sync_id), SyncMode::Append | SyncMode::AppendDedup, Some(_)) => Self::earlier_attempt_commits(&table, sync_id).await.map_err(err)?,
             _ => HashSet::new(),
@@ -262,6 +263,11 @@ impl BronzeTable {
                     plan.label()
                 ))
             })
+            .chain(newly_absent.into_iter().map(|column| format!(
+                "destination-delta-lake: {}: the catalog no longer declares column {column}; the table keeps it (null from now on) and lists it in its property {}",
+                plan.label(),
+                bronze::PROP_ABSENT_COLUMNS
+            )))
             .collect();
         let writer = RecordBatchWriter::for_table(&table)
             .map_err(err)?
@@ -353,8 +359,12 @@ impl BronzeTable {
         }
     }
 
-    /// Adds the catalog's new fields (and any missing meta column) as nullable columns.
-    async fn evolve_schema(table: &mut DeltaTable, desired: &[(String, String, ColumnType)]) -> Result<(), DeltaTableError> {
+    /// Adds the catalog's new fields (and any missing meta column) as nullable columns, and
+    /// records the table's columns the catalog no longer declares
+    /// ([`bronze::PROP_ABSENT_COLUMNS`]): the source dropped them, and the rows from this sync on
+    /// lack them (null), which silver must not take for values. Returns the columns that went
+    /// missing with this sync.
+    async fn evolve_schema(table: &mut DeltaTable, desired: &[(String, String, ColumnType)]) -> Result<Vec<String>, DeltaTableError> {
         let snapshot = table.snapshot()?;
         let schema = snapshot.schema();
         let existing: HashSet<String> = schema.fields().map(|f| f.name().to_ascii_lowercase()).collect();
@@ -371,19 +381,41 @@ impl BronzeTable {
                 added.push(StructField::new(meta.name().clone(), meta.data_type().clone(), true));
             }
         }
-        if added.is_empty() {
-            return Ok(());
+        let declared: Vec<&str> = desired.iter().map(|(name, _, _)| name.as_str()).collect();
+        let before = bronze::absent_columns(snapshot.metadata().configuration()).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+        let next_version = snapshot.version() as i64 + 1;
+        let absent = bronze::next_absent_columns(schema.fields().map(|f| f.name().as_str()), &declared, &before, next_version);
+        if added.is_empty() && absent.is_none() {
+            return Ok(Vec::new());
         }
-        let mut all: Vec<StructField> = schema.fields().cloned().collect();
-        all.extend(added.iter().cloned());
-        let new_schema = StructType::try_new(all)?;
-        let metadata = snapshot.metadata().clone().with_schema(&new_schema)?;
+        let open = |windows: Option<&Vec<(i64, Option<i64>)>>| windows.and_then(|w| w.last()).is_some_and(|(_, to)| to.is_none());
+        let newly_absent: Vec<String> = absent.iter().flat_map(|a| a.iter()).filter(|(c, w)| open(Some(*w)) && !open(before.get(*c))).map(|(c, _)| c.clone()).collect();
+        let mut metadata = snapshot.metadata().clone();
+        let operation = if added.is_empty() {
+            DeltaOperation::SetTableProperties { properties: HashMap::new() }
+        } else {
+            let mut all: Vec<StructField> = schema.fields().cloned().collect();
+            all.extend(added.iter().cloned());
+            metadata = metadata.with_schema(&StructType::try_new(all)?)?;
+            DeltaOperation::AddColumn { fields: added }
+        };
+        let operation = match absent {
+            Some(absent) => {
+                let text = serde_json::to_string(&absent).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+                metadata = metadata.add_config_key(bronze::PROP_ABSENT_COLUMNS.to_owned(), text.clone())?;
+                match operation {
+                    DeltaOperation::SetTableProperties { .. } => DeltaOperation::SetTableProperties { properties: HashMap::from([(bronze::PROP_ABSENT_COLUMNS.to_owned(), text)]) },
+                    other => other,
+                }
+            }
+            None => operation,
+        };
         let finalized = CommitBuilder::from(CommitProperties::default().with_cleanup_expired_logs(Some(false)))
             .with_actions(vec![Action::Metadata(metadata)])
-            .build(Some(snapshot), table.log_store(), DeltaOperation::AddColumn { fields: added })
+            .build(Some(snapshot), table.log_store(), operation)
             .await?;
         table.state = Some(finalized.snapshot());
-        Ok(())
+        Ok(newly_absent)
     }
 
     fn column_specs(table: &DeltaTable, desired: &[(String, String, ColumnType)]) -> Result<Vec<ColumnSpec>> {

@@ -43,6 +43,47 @@ pub const META_COLUMNS: [&str; 5] = [RAW_ID, EXTRACTED_AT, GENERATION_ID, META, 
 pub const PROP_STREAM: &str = "ridelake.bronze.stream";
 /// Delta table property naming the Airbyte namespace a bronze table holds.
 pub const PROP_NAMESPACE: &str = "ridelake.bronze.namespace";
+/// Delta table property: the table's columns some syncs' catalogs did not declare, each with the
+/// windows of table versions whose rows lack it, as a JSON object `{"column": [[from, to], [from,
+/// null]]}`: `from` is the first version written from a catalog without the column, `to` the
+/// first written from one declaring it again (null: still missing). The destination keeps a
+/// dropped column (bronze never loses what it received), so without this a reader would take the
+/// source dropping a column for nulls. See [`absent_columns`].
+pub const PROP_ABSENT_COLUMNS: &str = "ridelake.bronze.absent_columns";
+
+/// Per column, the windows of bronze versions `[from, to)` whose rows lack it (`to` `None`: up to
+/// now), as [`PROP_ABSENT_COLUMNS`] records them.
+pub type AbsentColumns = std::collections::BTreeMap<String, Vec<(i64, Option<i64>)>>;
+
+/// The windows a bronze table's [`PROP_ABSENT_COLUMNS`] lists (empty when the property is
+/// missing; an unreadable value is an error naming the property).
+pub fn absent_columns(configuration: &std::collections::HashMap<String, String>) -> Result<AbsentColumns> {
+    match configuration.get(PROP_ABSENT_COLUMNS) {
+        None => Ok(AbsentColumns::new()),
+        Some(text) => serde_json::from_str(text).map_err(|e| CoreError::InvalidTableProperty { property: PROP_ABSENT_COLUMNS, reason: e.to_string() }),
+    }
+}
+
+/// The new value of [`PROP_ABSENT_COLUMNS`] for a sync whose catalog declares `declared`
+/// (case-insensitive, as Delta compares names) into a table with columns `columns`, whose
+/// property says `before`; the sync's first commit is `version`. A column the catalog lacks opens
+/// a window (or keeps its open one); a column it declares again closes its open window. Meta
+/// columns are never absent. `None`: no change.
+pub fn next_absent_columns<'a>(columns: impl IntoIterator<Item = &'a str>, declared: &[&str], before: &AbsentColumns, version: i64) -> Option<AbsentColumns> {
+    let declared: std::collections::HashSet<String> = declared.iter().map(|d| d.to_ascii_lowercase()).collect();
+    let mut after = before.clone();
+    for column in columns.into_iter().filter(|c| !META_COLUMNS.contains(c)) {
+        let missing = !declared.contains(&column.to_ascii_lowercase());
+        let windows = after.entry(column.to_owned()).or_default();
+        match (missing, windows.last_mut()) {
+            (true, Some((_, None))) | (false, None) | (false, Some((_, Some(_)))) => {}
+            (true, _) => windows.push((version, None)),
+            (false, Some(open)) => open.1 = Some(version),
+        }
+    }
+    after.retain(|_, windows| !windows.is_empty());
+    (after != *before).then_some(after)
+}
 
 /// The logical type of a bronze data column, from Airbyte's type system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,6 +258,29 @@ pub fn safe_column_name(name: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn absent_columns_are_windows_opened_and_closed_by_the_catalog() {
+        use std::collections::HashMap;
+        let columns = ["id", "fare", "Rating", RAW_ID, RESCUED_DATA];
+        // Every column declared (meta columns never are): nothing to record.
+        assert_eq!(next_absent_columns(columns, &["id", "fare", "rating"], &AbsentColumns::new(), 3), None);
+        let first = next_absent_columns(columns, &["ID"], &AbsentColumns::new(), 3).expect("changed");
+        assert_eq!(first, AbsentColumns::from([("Rating".to_owned(), vec![(3, None)]), ("fare".to_owned(), vec![(3, None)])]));
+        // Still missing at a later sync: the window stays open from the first version.
+        assert_eq!(next_absent_columns(columns, &["id"], &first, 9), None);
+        let back = next_absent_columns(columns, &["id", "fare"], &first, 9).expect("changed");
+        assert_eq!(back, AbsentColumns::from([("Rating".to_owned(), vec![(3, None)]), ("fare".to_owned(), vec![(3, Some(9))])]));
+        // Declared again: a closed window stays (its rows lack the column); missing again: a new one.
+        assert_eq!(next_absent_columns(columns, &["id", "fare"], &back, 12), None);
+        let again = next_absent_columns(columns, &["id", "rating"], &back, 15).expect("changed");
+        assert_eq!(again, AbsentColumns::from([("Rating".to_owned(), vec![(3, Some(15))]), ("fare".to_owned(), vec![(3, Some(9)), (15, None)])]));
+        let text = serde_json::to_string(&again).expect("json");
+        assert_eq!(text, r#"{"Rating":[[3,15]],"fare":[[3,9],[15,null]]}"#);
+        assert_eq!(absent_columns(&HashMap::from([(PROP_ABSENT_COLUMNS.to_owned(), text)])).expect("reads"), again);
+        assert!(absent_columns(&HashMap::from([(PROP_ABSENT_COLUMNS.to_owned(), "not json".to_owned())])).is_err());
+        assert!(absent_columns(&HashMap::new()).expect("reads").is_empty());
+    }
 
     #[test]
     fn maps_airbyte_types() {

@@ -27,6 +27,14 @@ pub enum CoreError {
         /// The Delta type found.
         found: String,
     },
+    /// A table property ridelake writes holds a value it cannot read.
+    #[error("table property {property} is not readable ({reason}); restore it, or remove it if the table's history it records does not matter")]
+    InvalidTableProperty {
+        /// The property.
+        property: &'static str,
+        /// Why it cannot be read (the parser's message, with no table data).
+        reason: String,
+    },
     /// Metrics could not be recorded or shipped (Pushgateway, metrics file).
     #[error("metrics: {0}")]
     Metrics(String),

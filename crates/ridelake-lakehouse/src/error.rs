@@ -101,6 +101,26 @@ pub enum LakehouseError {
         /// How many changes of the batch that found them (the run's, or one slice's) break it.
         changes: u64,
     },
+    /// The source changed a column's type in a way silver cannot follow: bronze holds values of
+    /// it (rescued, since they did not fit the column) that the silver column cannot take.
+    #[error("silver {table}.{column} ({place}) comes from `{source_column}` of bronze `{stream}`, and {changes} change(s) (of the batch that found them) hold a value there that bronze could not store in the column's type (kept in _airbyte_rescued_data) and that is not one of the {expected} silver {table}.{column} holds: the source changed the column's type. The run stopped; no data was committed. Map {table}.{column} to another source column in the model (then rebuild silver), or correct those rows at the source (a later change of the same row replaces them)")]
+    ColumnChanged {
+        /// Where the model says where the column comes from: the file and its line, or "the
+        /// default model".
+        place: String,
+        /// The silver table.
+        table: String,
+        /// The silver column.
+        column: String,
+        /// The source (bronze) column.
+        source_column: String,
+        /// The bronze stream.
+        stream: String,
+        /// How many changes of the batch hold such a value.
+        changes: u64,
+        /// What the silver column holds ("numbers", "integers", "integer keys", "times").
+        expected: &'static str,
+    },
     /// Silver was built with another model; a run with this one would mix two mappings.
     #[error("silver was built with another model than {origin} (model hash {built} in silver, {now} now); nothing was written. If the new model is meant, rebuild silver from all of bronze with it, once: build_silver(..., rebuild=True) in Python, or the runtime variable rebuild=true of the Mage pipeline")]
     ModelChanged {
@@ -122,7 +142,7 @@ impl LakehouseError {
     pub fn kind(&self) -> &'static str {
         match self {
             LakehouseError::MissingBronze(_) | LakehouseError::MissingTable(_) => "missing_input",
-            LakehouseError::Schema { .. } => "schema",
+            LakehouseError::Schema { .. } | LakehouseError::ColumnChanged { .. } => "schema",
             LakehouseError::Delta { .. } => "storage",
             LakehouseError::Polars { .. } | LakehouseError::Arrow(_) => "compute",
             LakehouseError::Core(_) | LakehouseError::Setting { .. } => "config",

@@ -28,6 +28,8 @@ use futures::StreamExt;
 use polars::prelude::*;
 use url::Url;
 
+use ridelake_core::bronze::RESCUED_DATA;
+
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::io::{self, DataFile};
 use crate::model::StreamMap;
@@ -62,6 +64,12 @@ pub enum Rebuild {
     ModelChanged,
     /// The run was asked to rebuild.
     Requested,
+    /// A silver column has another type than silver gives it (a text or number column written
+    /// with its source's type by an older ridelake).
+    ColumnTypes {
+        /// The column.
+        column: String,
+    },
 }
 
 impl Rebuild {
@@ -77,6 +85,7 @@ impl Rebuild {
             Rebuild::OrderStateMissing => "silver's change-order state is incomplete (built by an older ridelake)".to_owned(),
             Rebuild::ModelChanged => "the model changed (rebuild asked for)".to_owned(),
             Rebuild::Requested => "a rebuild was asked for".to_owned(),
+            Rebuild::ColumnTypes { column } => format!("silver column {column} has another type than silver gives it now (written by an older ridelake)"),
         }
     }
 }
@@ -343,17 +352,29 @@ pub async fn pinned(url: &Url, options: &HashMap<String, String>, version: i64, 
     Ok(BronzeIncrement { table, after: None, upto: version, table_id: id, files, rebuild: Some(Rebuild::Requested), map: map.clone() })
 }
 
+/// The bronze table's columns some syncs' sources did not send, each with the windows of bronze
+/// versions whose rows lack it ([`ridelake_core::bronze::PROP_ABSENT_COLUMNS`], as of the table's
+/// version).
+pub fn absent_columns(table: &DeltaTable) -> Result<ridelake_core::bronze::AbsentColumns> {
+    let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;
+    Ok(ridelake_core::bronze::absent_columns(snapshot.metadata().configuration())?)
+}
+
 const ROW_IN_FILE: &str = "_ridelake_row_in_file";
 
 /// The source columns that fill silver's `columns` (through the increment's map), those the
-/// table has.
+/// table has, and, when some are data columns, bronze's rescued values (the map reads back those
+/// that did not fit their column, [`StreamMap::apply`]).
 fn sources<'a>(increment: &'a BronzeIncrement, columns: &[&'a str]) -> Result<Vec<&'a str>> {
-    let mut wanted: Vec<&str> = Vec::with_capacity(columns.len());
+    let mut wanted: Vec<&str> = Vec::with_capacity(columns.len() + 1);
     for c in columns {
         let source = increment.map.source_of(c);
         if !wanted.contains(&source) {
             wanted.push(source);
         }
+    }
+    if columns.iter().any(|c| increment.map.data_columns().contains(c)) {
+        wanted.push(RESCUED_DATA);
     }
     io::present_columns(&increment.table, &wanted)
 }

@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
-use deltalake::arrow::compute::cast;
+use deltalake::arrow::compute::{CastOptions, cast, cast_with_options};
 use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
@@ -718,7 +718,7 @@ async fn encode(table: &DeltaTable, url: &Url, options: &HashMap<String, String>
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
             for batch in &batches {
-                writer.write(cast_to(batch, &schema)?).await.map_err(|e| LakehouseError::delta(&url, e))?;
+                writer.write(cast_to(batch, &schema, &url)?).await.map_err(|e| LakehouseError::delta(&url, e))?;
             }
             writer.flush().await.map_err(|e| LakehouseError::delta(&url, e))
         }));
@@ -808,16 +808,33 @@ fn with_comments(batches: Vec<RecordBatch>, doc: impl Fn(&str) -> Option<&'stati
         .collect()
 }
 
-/// `batch` with the columns and types of `schema`, by name (Polars' string and timestamp
-/// encodings become the table's).
-pub(crate) fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+/// `batch` with the columns and types of `schema` (of the table at `table`), by name (Polars'
+/// string and timestamp encodings become the table's). A value the table's type cannot hold
+/// (text in a number column of a table written with another type) is an error naming the
+/// column, never null.
+pub(crate) fn cast_to(batch: &RecordBatch, schema: &SchemaRef, table: &Url) -> Result<RecordBatch> {
+    let strict = CastOptions { safe: false, ..Default::default() };
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let column = match batch.column_by_name(field.name()) {
             Some(array) => array.clone(),
             None => new_null_array(field.data_type(), batch.num_rows()),
         };
-        columns.push(if column.data_type() == field.data_type() { column } else { cast(&column, field.data_type())? });
+        if column.data_type() == field.data_type() {
+            columns.push(column);
+            continue;
+        }
+        // (the cast's own message would quote the value)
+        let cast = cast_with_options(&column, field.data_type(), &strict).map_err(|_| LakehouseError::Schema {
+            table: table.to_string(),
+            message: format!(
+                "column `{}` is {} in the table, and this run's {} values do not all convert to it; the table was written with another type for it: rebuild the layer",
+                field.name(),
+                field.data_type(),
+                column.data_type()
+            ),
+        })?;
+        columns.push(cast);
     }
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
@@ -825,6 +842,29 @@ pub(crate) fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_never_turn_a_value_into_null() {
+        use deltalake::arrow::array::Int64Array;
+        use deltalake::arrow::datatypes::Field;
+        let table = Url::parse("file:///lake/silver/users").expect("url");
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("phone", DataType::Int64, true), Field::new("name", DataType::Utf8, true)]));
+        let batch = |phones: Vec<Option<&str>>| {
+            let fields = vec![Field::new("phone", DataType::Utf8, true)];
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), vec![Arc::new(StringArray::from(phones)) as ArrayRef]).expect("batch")
+        };
+        // Convertible values convert; a column the rows lack is null.
+        let cast = cast_to(&batch(vec![Some("33612"), None]), &schema, &table).expect("casts");
+        let phones = cast.column(0).as_any().downcast_ref::<Int64Array>().expect("int64");
+        assert_eq!(phones.iter().collect::<Vec<_>>(), [Some(33612), None]);
+        assert_eq!(cast.column(1).null_count(), 2);
+        match cast_to(&batch(vec![Some("33612"), Some("+33 6 12 secret")]), &schema, &table) {
+            Err(LakehouseError::Schema { table: t, message }) => {
+                assert!(t.contains("silver/users") && message.contains("`phone` is Int64") && !message.contains("secret"), "{message}");
+            }
+            other => panic!("expected a schema error, got {other:?}"),
+        }
+    }
 
     #[test]
     fn row_selections_skip_between_the_wanted_rows() {

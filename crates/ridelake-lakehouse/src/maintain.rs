@@ -293,7 +293,7 @@ async fn compact_bronze(table: &DeltaTable, url: &Url, marker: i64, target: u64)
             let (_, batches) = io::read_arrow(table, std::slice::from_ref(&files[*i].file)).await?;
             for batch in &batches {
                 rows += batch.num_rows() as u64;
-                writer.write(io::cast_to(batch, &schema)?).await.map_err(err(url))?;
+                writer.write(io::cast_to(batch, &schema, url)?).await.map_err(err(url))?;
             }
         }
         let expected: u64 = parts.iter().filter_map(|p| p.rows).sum();

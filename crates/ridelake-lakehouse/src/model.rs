@@ -39,9 +39,13 @@
 //! Mapping is the first step after reading bronze ([`crate::increment::read`] applies it): everything after it works on silver's columns.
 //!
 //! - [`Model::parse`] reads and checks a model file; every problem names its line.
-//! - [`StreamMap::apply`] is the pure mapping of a bronze frame.
-//! - [`Model::check_bronze`] checks a model against bronze schemas (pure); [`validate`] reads
-//!   them (the log only, no data) and calls it.
+//! - [`StreamMap::apply`] is the pure mapping of a bronze frame. It first reads back the values
+//!   bronze could not store in their column (a source column whose type changed: bronze keeps
+//!   the column's first type and rescues what no longer fits) in silver's type, or stops with
+//!   [`LakehouseError::ColumnChanged`] when silver's column cannot take them.
+//! - [`Model::check_bronze`] checks a model against bronze schemas, and
+//!   [`StreamMap::absent_problems`] against the columns the source dropped (both pure);
+//!   [`validate`] reads them (the log only, no data) and calls them.
 //! - [`Model::hash`] identifies what the model does to rows: silver commits record it
 //!   ([`MODEL_MARKER`]), and a run with a different model stops until silver is rebuilt.
 //! - [`json_schema`] is the model file's JSON Schema (published as `models/model.schema.json`),
@@ -58,6 +62,8 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 use toml::Spanned;
+
+use ridelake_core::bronze::{AbsentColumns, RESCUED_DATA, safe_column_name};
 
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::layout::LakeLayout;
@@ -287,6 +293,12 @@ struct ColumnTable {
     /// A factor the value is multiplied by (cents -> currency units: 0.01).
     #[serde(default)]
     scale: Option<f64>,
+    /// Whether the source may stop sending the column (drop it, or leave it out of the
+    /// connection's fields): silver then takes null for it in the changes that lack it. Without
+    /// it, a source column that disappears stops the run with an error naming it. Not for the
+    /// columns silver cannot do without.
+    #[serde(default)]
+    optional: bool,
 }
 
 impl<'de> Deserialize<'de> for ColumnFile {
@@ -382,6 +394,17 @@ pub struct StreamMap {
     /// hash counts them when one is not `wait`.)
     #[serde(skip_serializing_if = "Links::is_default")]
     pub links: Links,
+    /// Silver columns whose source column may disappear (`optional = true`). (Not in the hash: a
+    /// run they let through writes what a rebuild would.)
+    #[serde(skip)]
+    pub optional: Vec<String>,
+    /// The model line of every silver column the file lists (also those it maps to their
+    /// namesake, which `columns` leaves out).
+    #[serde(skip)]
+    pub lines: BTreeMap<String, usize>,
+    /// The model file (for errors).
+    #[serde(skip)]
+    pub origin: String,
 }
 
 /// A city gold counts rides in.
@@ -463,8 +486,8 @@ impl Default for Model {
     fn default() -> Self {
         Model {
             origin: "the default model".to_owned(),
-            users: StreamMap { table: "users", stream: "users".to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new(), links: Links::default() },
-            rides: StreamMap { table: "rides", stream: "rides".to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new(), links: Links::default() },
+            users: StreamMap::identity("users", "the default model"),
+            rides: StreamMap::identity("rides", "the default model"),
             gold: GoldMap::default(),
         }
     }
@@ -515,8 +538,8 @@ impl Model {
         if *file.version.get_ref() != VERSION {
             problems.push(at(line_of(text, file.version.span().start), format!("version {} is not a model version this ridelake reads; write version = {VERSION}", file.version.get_ref())));
         }
-        let users = compile_table("users", &USER_COLUMNS, file.users, text, origin, &mut problems);
-        let rides = compile_table("rides", &RIDE_COLUMNS, file.rides, text, origin, &mut problems);
+        let users = compile_table("users", &USER_COLUMNS, &REQUIRED_USER_COLUMNS, file.users, text, origin, &mut problems);
+        let rides = compile_table("rides", &RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, file.rides, text, origin, &mut problems);
         let gold = compile_gold(file.gold, text, &mut problems);
         if !problems.is_empty() {
             return Err(fail(problems));
@@ -588,8 +611,8 @@ fn compile_gold(file: Option<GoldFile>, text: &str, problems: &mut Vec<String>) 
     gold
 }
 
-fn compile_table(table: &'static str, columns: &[&str], file: Option<TableFile>, text: &str, origin: &str, problems: &mut Vec<String>) -> StreamMap {
-    let mut map = StreamMap { table, stream: table.to_owned(), stream_line: 0, columns: Vec::new(), rules: Vec::new(), links: Links::default() };
+fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file: Option<TableFile>, text: &str, origin: &str, problems: &mut Vec<String>) -> StreamMap {
+    let mut map = StreamMap::identity(table, origin);
     let Some(file) = file else { return map };
     if let Some(stream) = file.stream {
         map.stream_line = line_of(text, stream.span().start);
@@ -607,8 +630,17 @@ fn compile_table(table: &'static str, columns: &[&str], file: Option<TableFile>,
         }
         let mut column = match spanned.into_inner() {
             ColumnFile::Name(source) => ColumnMap { silver, source, values: Vec::new(), time_zone: None, scale: None, line },
-            ColumnFile::Table(t) => ColumnMap { silver, source: t.column, values: t.values.into_iter().collect(), time_zone: t.time_zone, scale: t.scale, line },
+            ColumnFile::Table(t) => {
+                if t.optional {
+                    if required.contains(&silver.as_str()) {
+                        problems.push(at(line, format!("{table}.{silver} cannot be optional: silver {table} needs it ({})", list(required))));
+                    }
+                    map.optional.push(silver.clone());
+                }
+                ColumnMap { silver, source: t.column, values: t.values.into_iter().collect(), time_zone: t.time_zone, scale: t.scale, line }
+            }
         };
+        map.lines.insert(column.silver.clone(), line);
         check_column(table, &column, problems);
         // The source column as bronze names it (the destination replaces the characters Delta
         // forbids in column names, such as spaces).
@@ -736,6 +768,72 @@ fn is_numeric(t: &ArrowType) -> bool {
 }
 
 impl StreamMap {
+    /// Silver `table` from the stream of its name, every column from its namesake.
+    fn identity(table: &'static str, origin: &str) -> StreamMap {
+        StreamMap {
+            table,
+            stream: table.to_owned(),
+            stream_line: 0,
+            columns: Vec::new(),
+            rules: Vec::new(),
+            links: Links::default(),
+            optional: Vec::new(),
+            lines: BTreeMap::new(),
+            origin: origin.to_owned(),
+        }
+    }
+
+    /// The silver data columns of the table.
+    pub(crate) fn data_columns(&self) -> &'static [&'static str] {
+        if self.table == "users" { &USER_COLUMNS } else { &RIDE_COLUMNS }
+    }
+
+    /// The model line that says where silver column `silver` comes from (the stream's line, or 0,
+    /// when the file does not list it).
+    fn line_of(&self, silver: &str) -> usize {
+        self.lines.get(silver).copied().unwrap_or(self.stream_line)
+    }
+
+    /// `line N` of the model file, or the default model, for errors about silver column `silver`.
+    fn place_of(&self, silver: &str) -> String {
+        match self.line_of(silver) {
+            0 => self.origin.clone(),
+            line => format!("{}, line {line}", self.origin),
+        }
+    }
+
+    /// Problems with bronze columns the source did not send (`absent`: per column, the windows of
+    /// bronze versions whose rows lack it, [`ridelake_core::bronze::PROP_ABSENT_COLUMNS`]) in the
+    /// versions a run reads (`reads`: after which version, `None` for all of bronze): a silver
+    /// column filled from one of them would turn null without anyone saying so, unless the model
+    /// marks it `optional`. Each problem names the model line and what to change.
+    pub fn absent_problems(&self, absent: &AbsentColumns, reads: Option<i64>) -> Vec<String> {
+        let table = self.table;
+        let mut problems = Vec::new();
+        for &silver in self.data_columns() {
+            let source = self.source_of(silver);
+            let Some((name, windows)) = absent.iter().find(|(name, _)| name.eq_ignore_ascii_case(source)) else { continue };
+            // A window [from, to) overlaps the versions after `reads` when it ends after them.
+            let Some((from, to)) = windows.iter().find(|(_, to)| reads.is_none_or(|after| to.is_none_or(|to| to > after + 1))) else { continue };
+            if self.optional.iter().any(|c| c == silver) {
+                continue;
+            }
+            let when = match to {
+                None => format!("which the source no longer sends (not in its catalog since bronze version {from})"),
+                Some(to) => format!("which the source did not send in bronze versions {from} to {} (not in its catalog then)", to - 1),
+            };
+            let how = match self.lines.get(silver) {
+                Some(line) => format!("add `optional = true` to its entry at line {line} (written as a table: {{ column = \"{name}\", …, optional = true }})"),
+                None => format!("write {silver} = {{ column = \"{name}\", optional = true }} under [{table}.columns]"),
+            };
+            problems.push(at(self.line_of(silver), format!(
+                "{table}.{silver} comes from `{name}` of bronze `{}`, {when}: silver would read null for it. Map {table}.{silver} to the column that replaced it, or, if null is right for those changes, {how}",
+                self.stream
+            )));
+        }
+        problems
+    }
+
     /// The mapping of silver column `silver`, when the model maps it.
     pub fn column(&self, silver: &str) -> Option<&ColumnMap> {
         self.columns.iter().find(|c| c.silver == silver)
@@ -788,6 +886,10 @@ impl StreamMap {
             if KEY_COLUMNS.contains(&silver) && !is_integer(dtype) {
                 problems.push(at(line, format!("{table}.{silver} is a key and comes from `{source}` of type {dtype}; keys must be integers (text and composite keys are not supported yet)")));
             }
+            // (a scale on a text column is reported above, at the same line)
+            if fixed_type(silver) == Some(DataType::Float64) && !is_numeric(dtype) && mapped.is_none_or(|c| c.scale.is_none()) {
+                problems.push(at(line, format!("{table}.{silver} holds numbers and comes from `{source}` of type {dtype}; map it to a numeric source column")));
+            }
             let Some(c) = mapped else { continue };
             if c.time_zone.is_some() && !matches!(dtype, ArrowType::Timestamp(_, None)) {
                 problems.push(at(c.line, format!("{table}.{silver}: time_zone applies to a DATETIME (a timestamp without time zone), and `{source}` is {dtype}; remove time_zone if it already holds an instant")));
@@ -805,9 +907,14 @@ impl StreamMap {
     /// out. Frame columns not wanted are dropped.
     pub fn apply(&self, frame: DataFrame, wanted: &[&str]) -> Result<DataFrame> {
         let step = "mapping source columns (model)";
-        let data_columns: &[&str] = if self.table == "users" { &USER_COLUMNS } else { &RIDE_COLUMNS };
+        let (frame, recovered) = self.recover(frame, wanted)?;
+        let data_columns = self.data_columns();
         let missing = |c: &&str| data_columns.contains(c) && frame.column(self.source_of(c)).is_err();
-        if self.is_identity() && !wanted.iter().any(missing) {
+        // Text and number columns take silver's type whatever the source's (an integer code
+        // column as text, an integer distance as a float), so that silver's schema does not
+        // depend on the source's.
+        let retyped = |c: &&str| data_columns.contains(c) && frame.column(self.source_of(c)).is_ok_and(|s| fixed_type(c).is_some_and(|t| *s.dtype() != t));
+        if recovered.is_empty() && self.is_identity() && !wanted.iter().any(missing) && !wanted.iter().any(retyped) {
             return Ok(frame);
         }
         let height = frame.height();
@@ -817,12 +924,20 @@ impl StreamMap {
             if order.contains(&name) {
                 continue;
             }
-            let source = self.source_of(name);
-            match (frame.column(source), self.column(name)) {
-                (Ok(_), None) => exprs.push(col(source).alias(name)),
-                (Ok(column), Some(c)) => exprs.push(c.expr(column.dtype(), self.table)?.alias(name)),
+            // (a column with recovered values is read from its recovered copy)
+            let input = if recovered.iter().any(|r| *r == name) { recovered_name(name) } else { self.source_of(name).to_owned() };
+            let expr = match (frame.column(&input), self.column(name)) {
+                (Ok(_), None) => Some(col(input.as_str())),
+                (Ok(column), Some(c)) => Some(c.expr(&input, column.dtype(), self.table)?),
                 (Err(_), _) if !data_columns.contains(&name) => continue,
-                (Err(_), _) => {}
+                (Err(_), _) => None,
+            };
+            if let Some(expr) = expr {
+                let typed = match fixed_type(name).filter(|_| data_columns.contains(&name)) {
+                    Some(t) => expr.cast(t),
+                    None => expr,
+                };
+                exprs.push(typed.alias(name));
             }
             order.push(name);
         }
@@ -839,6 +954,160 @@ impl StreamMap {
     }
 }
 
+/// The column [`StreamMap::recover`] puts a silver column's source values in, rescued ones
+/// included.
+fn recovered_name(silver: &str) -> String {
+    format!("_ridelake_recovered_{silver}")
+}
+
+impl StreamMap {
+    /// `frame` without bronze's [`RESCUED_DATA`] column, and the silver columns of `wanted` some
+    /// of whose values bronze could not store: for each, a column ([`recovered_name`]) holding its
+    /// source's values in silver's type, rescued ones included.
+    ///
+    /// When the source changes a column's type (an `INT` made `DECIMAL`, a code made text), bronze
+    /// keeps its column's first type: a value that does not fit is stored as null, with its JSON
+    /// in `_airbyte_rescued_data`. Such a value is read back in silver's type when it is one: a
+    /// number for silver's number columns (a widened integer column), any value as text for its
+    /// text columns, a whole number for its integer columns. A value that is not (text in a number
+    /// column, a fraction in an integer one, anything in a time) means the source changed the
+    /// column in a way silver cannot follow: an error names the silver column, its source, the
+    /// model line and how many changes, never the values. Only rows whose wanted column is null
+    /// and that have rescued values are parsed.
+    fn recover(&self, mut frame: DataFrame, wanted: &[&str]) -> Result<(DataFrame, Vec<&'static str>)> {
+        let step = "reading values bronze rescued (model)";
+        let Ok(rescued) = frame.column(RESCUED_DATA) else { return Ok((frame, Vec::new())) };
+        if rescued.null_count() == rescued.len() {
+            return Ok((frame.drop(RESCUED_DATA).step(step)?, Vec::new()));
+        }
+        let rescued = rescued.as_materialized_series().cast(&DataType::String).step(step)?;
+        let rescued = rescued.str().step(step)?;
+        // The wanted silver columns whose source the frame has, with the rows where it is null.
+        let targets: Vec<(&'static str, &str, BooleanChunked)> = self
+            .data_columns()
+            .iter()
+            .filter(|c| wanted.contains(c))
+            .filter_map(|&silver| {
+                let source = self.source_of(silver);
+                frame.column(source).ok().map(|c| (silver, source, c.is_null()))
+            })
+            .collect();
+        // Rows with rescued values where some target is null, their keys named as bronze names
+        // columns; each value as its JSON text (a number is then read by the parser bronze uses).
+        type Object = std::collections::HashMap<String, Box<serde_json::value::RawValue>>;
+        let mut objects: Vec<(usize, Object)> = Vec::new();
+        for (row, text) in rescued.iter().enumerate() {
+            let Some(text) = text else { continue };
+            if !targets.iter().any(|(_, _, nulls)| nulls.get(row).unwrap_or(false)) {
+                continue;
+            }
+            if let Ok(object) = serde_json::from_str::<Object>(text) {
+                objects.push((row, object.into_iter().map(|(key, value)| (safe_column_name(&key), value)).collect()));
+            }
+        }
+        frame = frame.drop(RESCUED_DATA).step(step)?;
+        let mut recovered = Vec::new();
+        for (silver, source, nulls) in &targets {
+            let lost: Vec<(usize, &str)> = objects
+                .iter()
+                .filter(|(row, _)| nulls.get(*row).unwrap_or(false))
+                .filter_map(|(row, object)| Some((*row, object.get(*source).map(|v| v.get()).filter(|v| *v != "null")?)))
+                .collect();
+            if lost.is_empty() {
+                continue;
+            }
+            let target = silver_type(silver);
+            let base = || frame.column(source).map(|c| c.as_materialized_series().clone()).step(step);
+            let (values, unreadable) = match target {
+                DataType::Float64 => {
+                    let mut values: Vec<Option<f64>> = base()?.cast(&target).step(step)?.f64().step(step)?.iter().collect();
+                    let unreadable = lost.iter().filter(|(row, v)| number(v).map(|x| values[*row] = Some(x)).is_none()).count();
+                    (Series::new(recovered_name(silver).into(), values), unreadable)
+                }
+                DataType::Int64 => {
+                    let mut values: Vec<Option<i64>> = base()?.cast(&target).step(step)?.i64().step(step)?.iter().collect();
+                    let unreadable = lost.iter().filter(|(row, v)| integer(v).map(|x| values[*row] = Some(x)).is_none()).count();
+                    (Series::new(recovered_name(silver).into(), values), unreadable)
+                }
+                DataType::String => {
+                    let mut values: Vec<Option<String>> = base()?.cast(&target).step(step)?.str().step(step)?.iter().map(|v| v.map(str::to_owned)).collect();
+                    // (as bronze stores any value in a text column: a string's content, else its JSON)
+                    for (row, v) in &lost {
+                        values[*row] = Some(text_of(v).unwrap_or_else(|| (*v).to_owned()));
+                    }
+                    (Series::new(recovered_name(silver).into(), values), 0)
+                }
+                // A time bronze could not read as one (its own parser refused the text).
+                _ => (Series::new_empty(recovered_name(silver).into(), &target), lost.len()),
+            };
+            if unreadable > 0 {
+                return Err(LakehouseError::ColumnChanged {
+                    place: self.place_of(silver),
+                    table: self.table.to_owned(),
+                    column: (*silver).to_owned(),
+                    source_column: (*source).to_owned(),
+                    stream: self.stream.clone(),
+                    changes: unreadable as u64,
+                    expected: match target {
+                        DataType::Float64 => "numbers",
+                        DataType::Int64 if KEY_COLUMNS.contains(silver) => "integer keys",
+                        DataType::Int64 => "integers",
+                        _ => "times",
+                    },
+                });
+            }
+            frame.with_column(values.into_column()).step(step)?;
+            recovered.push(*silver);
+        }
+        Ok((frame, recovered))
+    }
+}
+
+/// The content of a JSON string (`None` for any other JSON value).
+fn text_of(json: &str) -> Option<String> {
+    if json.starts_with('"') { serde_json::from_str(json).ok() } else { None }
+}
+
+/// A rescued JSON value as a number: a JSON number, or a string holding one (source-mysql sends
+/// some `DECIMAL`s as `"12.50"`).
+fn number(json: &str) -> Option<f64> {
+    let x = match text_of(json) {
+        Some(text) => text.trim().parse::<f64>().ok(),
+        None => json.parse::<f64>().ok(),
+    }?;
+    x.is_finite().then_some(x)
+}
+
+/// A rescued JSON value as a 64-bit integer (a JSON integer, or a string holding one).
+fn integer(json: &str) -> Option<i64> {
+    match text_of(json) {
+        Some(text) => text.trim().parse::<i64>().ok(),
+        None => json.parse::<i64>().ok(),
+    }
+}
+
+/// The first of silver's text and number columns (among `columns`) that `schema` (a silver
+/// table's) holds with another type, if any.
+pub fn stale_column(schema: &ArrowSchema, columns: &[&str]) -> Option<String> {
+    columns.iter().find_map(|&column| {
+        let field = schema.field_with_name(column).ok()?;
+        let fits = match fixed_type(column)? {
+            DataType::String => matches!(field.data_type(), ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View),
+            _ => matches!(field.data_type(), ArrowType::Float64),
+        };
+        (!fits).then(|| column.to_owned())
+    })
+}
+
+/// Silver's type for a text or float column (whatever the source column's type), `None` for keys,
+/// integers and times (keys are checked to be integers; times are normalized after mapping).
+fn fixed_type(column: &str) -> Option<DataType> {
+    match silver_type(column) {
+        t @ (DataType::String | DataType::Float64) => Some(t),
+        _ => None,
+    }
+}
+
 /// The type of silver data column `column` (of either table), for a column bronze lacks.
 fn silver_type(column: &str) -> DataType {
     match column {
@@ -850,10 +1119,10 @@ fn silver_type(column: &str) -> DataType {
 }
 
 impl ColumnMap {
-    /// The expression that turns source column `self.source` (of type `dtype`) into the silver
-    /// column.
-    fn expr(&self, dtype: &DataType, table: &str) -> Result<Expr> {
-        let mut expr = col(self.source.as_str());
+    /// The expression that turns column `input` (the source column `self.source`, or its
+    /// recovered copy; of type `dtype`) into the silver column.
+    fn expr(&self, input: &str, dtype: &DataType, table: &str) -> Result<Expr> {
+        let mut expr = col(input);
         if !self.values.is_empty() {
             let from = Series::new("from".into(), self.values.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>());
             let to = Series::new("to".into(), self.values.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>());
@@ -885,14 +1154,21 @@ pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
     let options = layout.storage_options();
     let model = &layout.model;
     let mut schemas = Vec::with_capacity(2);
+    let mut absent = Vec::new();
     for map in [&model.users, &model.rides] {
         let schema = match crate::io::open(&layout.bronze(&map.stream)?, &options).await? {
-            Some(table) => Some(crate::io::arrow_schema(&table)?),
+            Some(table) => {
+                // (what a rebuild would read: all of bronze)
+                absent.extend(map.absent_problems(&crate::increment::absent_columns(&table)?, None));
+                Some(crate::io::arrow_schema(&table)?)
+            }
             None => None,
         };
         schemas.push(schema);
     }
-    Ok(model.check_bronze(schemas[0].as_deref(), schemas[1].as_deref()).into_iter().map(|p| format!("{}: {p}", model.origin)).collect())
+    let mut problems = model.check_bronze(schemas[0].as_deref(), schemas[1].as_deref());
+    problems.extend(absent);
+    Ok(problems.into_iter().map(|p| format!("{}: {p}", model.origin)).collect())
 }
 
 /// Checks the model file at `path`, and when `lake` is given, against that lake's bronze tables
@@ -1100,6 +1376,7 @@ mod tests {
         let rides = schema(&[
             ("trip_id", ArrowType::Utf8), ("rider_id", ArrowType::Int64), ("state", ArrowType::Utf8),
             ("pickup_ts", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("fare_cents", ArrowType::Utf8),
+            ("pickup_latitude", ArrowType::Utf8),
         ]);
         let found = model.check_bronze(Some(&users), Some(&rides));
         let line = |needle: &str| RENAMED.lines().position(|l| l.starts_with(needle)).map(|i| format!("line {}:", i + 1)).expect("line");
@@ -1108,6 +1385,7 @@ mod tests {
             (line("id = \"trip_id\""), "keys must be integers"),
             (line("driver_id"), "`driver_account_id`, which bronze `trips` does not have"),
             (line("fare_amount"), "scale applies to numbers"),
+            (line("pickup_lat"), "rides.pickup_lat holds numbers and comes from `pickup_latitude` of type Utf8"),
         ];
         for (line, what) in &expect {
             assert!(found.iter().any(|p| p.starts_with(line.as_str()) && p.contains(what)), "{line} {what} not in {found:?}");
@@ -1159,6 +1437,138 @@ mod tests {
             assert_eq!(out.column("currency").expect("currency").null_count(), 2);
             assert_eq!(out.column("requested_at").expect("t").dtype(), &DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)));
         }
+    }
+
+    /// A bronze frame of `trips` in the example model's source names, whose `distance_m` and
+    /// `state` columns kept their first types (integers) while the source sent other values,
+    /// rescued as bronze rescues them.
+    fn drifted(rescued: [Option<&str>; 4]) -> DataFrame {
+        df!(
+            "trip_id" => [1i64, 2, 3, 4],
+            "distance_m" => [Some(1200i64), None, None, None],
+            "state" => [Some(4i64), None, Some(1), None],
+            RESCUED_DATA => rescued,
+        )
+        .expect("frame")
+    }
+
+    #[test]
+    fn values_bronze_rescued_are_read_back_in_silver_s_type() {
+        let model = Model::parse("version = 1\n[rides]\nstream = \"trips\"\n[rides.columns]\nid = \"trip_id\"\ndistance_km = { column = \"distance_m\", scale = 0.001 }\nstatus = { column = \"state\", values = { 4 = \"completed\", DONE = \"completed\", 1 = \"requested\" } }\n", "m.toml").expect("parses");
+        // Row 2: the source made distance a DECIMAL (a number that is not an integer) and the
+        // state a text code; row 3: a DECIMAL sent as text (source-mysql's Java binlog rows), an
+        // undeclared field; row 4: a null value, which is no value to recover.
+        let frame = drifted([None, Some(r#"{"distance_m":1234.5,"state":"DONE"}"#), Some(r#"{"distance_m":"50.25","other":1}"#), Some(r#"{"distance_m":null}"#)]);
+        let out = model.rides.apply(frame, &["id", "distance_km", "status"]).expect("applies");
+        assert_eq!(out.get_column_names(), ["id", "distance_km", "status"], "the rescued column is not passed on");
+        let km: Vec<Option<f64>> = out.column("distance_km").expect("km").f64().expect("f64").iter().collect();
+        assert_eq!(km, [Some(1.2), Some(1.2345), Some(0.05025), None]);
+        let status: Vec<Option<&str>> = out.column("status").expect("status").str().expect("str").iter().collect();
+        assert_eq!(status, [Some("completed"), Some("completed"), Some("requested"), None]);
+        // The default model reads rescued values too (a column from its namesake).
+        let frame = df!("id" => [1i64, 2], "fare_amount" => [None, Some(3i64)], RESCUED_DATA => [Some(r#"{"fare_amount":"7.5"}"#), None]).expect("frame");
+        let out = Model::default().rides.apply(frame, &["id", "fare_amount"]).expect("applies");
+        let fare: Vec<Option<f64>> = out.column("fare_amount").expect("fare").f64().expect("f64").iter().collect();
+        assert_eq!(fare, [Some(7.5), Some(3.0)]);
+        // Nothing rescued: the frame passes as it is, without the rescued column.
+        let frame = drifted([None; 4]);
+        let out = model.rides.apply(frame, &["id", "distance_km"]).expect("applies");
+        assert_eq!(out.column("distance_km").expect("km").null_count(), 3);
+    }
+
+    #[test]
+    fn a_value_silver_cannot_take_stops_with_the_column_and_its_line() {
+        let text = "version = 1\n[rides]\nstream = \"trips\"\n[rides.columns]\nid = \"trip_id\"\ndistance_km = { column = \"distance_m\", scale = 0.001 }\n";
+        let model = Model::parse(text, "m.toml").expect("parses");
+        let frame = drifted([None, Some(r#"{"distance_m":"about 3 km"}"#), Some(r#"{"distance_m":"secret-value-7"}"#), None]);
+        match model.rides.apply(frame, &["id", "distance_km"]) {
+            Err(e @ LakehouseError::ColumnChanged { .. }) => {
+                let message = e.to_string();
+                for part in ["rides.distance_km", "m.toml, line 6", "`distance_m`", "`trips`", "2 change(s)", "numbers", "rebuild"] {
+                    assert!(message.contains(part), "{part} missing from: {message}");
+                }
+                assert!(!message.contains("secret-value-7") && !message.contains("about 3"), "values never appear: {message}");
+                assert_eq!(e.kind(), "schema");
+            }
+            other => panic!("expected ColumnChanged, got {other:?}"),
+        }
+        // A key that is no longer an integer, from its namesake in the default model: no line.
+        let frame = df!("id" => [None::<i64>], RESCUED_DATA => [Some(r#"{"id":"A-17"}"#)]).expect("frame");
+        match Model::default().rides.apply(frame, &["id"]) {
+            Err(e @ LakehouseError::ColumnChanged { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("(the default model)") && message.contains("integer keys"), "{message}");
+            }
+            other => panic!("expected ColumnChanged, got {other:?}"),
+        }
+        // A whole number does fit an integer column (the destination stores numeric text itself;
+        // a rescued one is read the same way).
+        let frame = df!("id" => [1i64], "duration_s" => [None::<i64>], RESCUED_DATA => [Some(r#"{"duration_s":"600"}"#)]).expect("frame");
+        let out = Model::default().rides.apply(frame, &["id", "duration_s"]).expect("applies");
+        assert_eq!(out.column("duration_s").expect("d").i64().expect("i64").get(0), Some(600));
+    }
+
+    #[test]
+    fn a_column_the_source_dropped_is_a_problem_unless_optional() {
+        let text = "version = 1\n[rides]\nstream = \"trips\"\n[rides.columns]\ndistance_km = \"distance_m\"\ncustomer_rating = { column = \"rider_stars\", optional = true }\nduration_s = \"duration_s\"\n";
+        let model = Model::parse(text, "m.toml").expect("parses");
+        let absent = AbsentColumns::from([
+            ("distance_m".to_owned(), vec![(7, None)]),
+            ("rider_stars".to_owned(), vec![(9, None)]),
+            ("not_read".to_owned(), vec![(3, None)]),
+            ("duration_s".to_owned(), vec![(4, Some(6))]),
+        ]);
+        // A rebuild reads every window.
+        let found = model.rides.absent_problems(&absent, None);
+        assert_eq!(found.len(), 2, "{found:?}");
+        for part in ["line 5: rides.distance_km", "`distance_m`", "`trips`", "no longer sends (not in its catalog since bronze version 7)", "add `optional = true` to its entry at line 5"] {
+            assert!(found[0].contains(part), "{part} missing from {found:?}");
+        }
+        // Listed under its own name: still its own line; the window is closed.
+        assert!(found[1].starts_with("line 7: rides.duration_s comes from `duration_s`") && found[1].contains("did not send in bronze versions 4 to 5"), "{found:?}");
+        // An increment after version 4 reads version 5, in the window; after 5, it does not.
+        assert_eq!(model.rides.absent_problems(&absent, Some(4)).len(), 2);
+        assert_eq!(model.rides.absent_problems(&absent, Some(5)).len(), 1);
+        // From its namesake, not listed: the stream's line, and how to list it.
+        let found = model.rides.absent_problems(&AbsentColumns::from([("Pickup_Lat".to_owned(), vec![(2, None)])]), None);
+        assert!(found.len() == 1 && found[0].starts_with("line 3: rides.pickup_lat comes from `Pickup_Lat`") && found[0].contains("write pickup_lat = { column = \"Pickup_Lat\", optional = true }"), "{found:?}");
+        assert!(model.users.absent_problems(&absent, None).is_empty());
+        // Optional does not change what silver's rows are: the hash stays.
+        let without = Model::parse(&text.replace(", optional = true", ""), "m.toml").expect("parses");
+        assert_eq!(model.hash(), without.hash());
+        let identity = Model::parse("version = 1\n[rides.columns]\ndriver_rating = { column = \"driver_rating\", optional = true }\n", "m.toml").expect("parses");
+        assert!(identity.is_default() && identity.hash() == DEFAULT_MODEL_HASH);
+        assert!(identity.rides.absent_problems(&AbsentColumns::from([("driver_rating".to_owned(), vec![(1, None)])]), None).is_empty());
+        // Not for the columns silver needs.
+        let found = problems("version = 1\n[rides.columns]\ncustomer_id = { column = \"rider\", optional = true }\n");
+        assert!(found.len() == 1 && found[0].starts_with("line 3: rides.customer_id cannot be optional"), "{found:?}");
+    }
+
+    #[test]
+    fn silver_tables_with_other_column_types_are_found() {
+        let fine = schema(&[("id", ArrowType::Int64), ("phone", ArrowType::Utf8), ("created_at", ArrowType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into())))]);
+        assert_eq!(stale_column(&fine, &USER_COLUMNS), None);
+        let old = schema(&[("id", ArrowType::Int64), ("phone", ArrowType::Int64)]);
+        assert_eq!(stale_column(&old, &USER_COLUMNS).as_deref(), Some("phone"));
+        let rides = schema(&[("id", ArrowType::Int64), ("duration_s", ArrowType::Float64), ("distance_km", ArrowType::Int64)]);
+        assert_eq!(stale_column(&rides, &RIDE_COLUMNS).as_deref(), Some("distance_km"), "integer columns keep whatever type they have");
+    }
+
+    #[test]
+    fn two_silver_columns_from_one_source_recover_each_in_its_own_type() {
+        // `code` fills both a text column and a number column.
+        let model = Model::parse("version = 1\n[rides.columns]\ncurrency = \"code\"\nfare_amount = \"code\"\n", "m.toml").expect("parses");
+        let frame = df!("id" => [1i64, 2], "code" => [Some(5i64), None], RESCUED_DATA => [None, Some(r#"{"code":"7.25"}"#)]).expect("frame");
+        let out = model.rides.apply(frame, &["id", "currency", "fare_amount"]).expect("applies");
+        let currency: Vec<Option<&str>> = out.column("currency").expect("c").str().expect("str").iter().collect();
+        assert_eq!(currency, [Some("5"), Some("7.25")]);
+        let fare: Vec<Option<f64>> = out.column("fare_amount").expect("f").f64().expect("f64").iter().collect();
+        assert_eq!(fare, [Some(5.0), Some(7.25)]);
+        // A rescued field named as the source sent it (`fare amount`), read for the column bronze
+        // named `fare_amount`.
+        let frame = df!("id" => [1i64], "fare_amount" => [None::<i64>], RESCUED_DATA => [Some(r#"{"fare amount":12.5}"#)]).expect("frame");
+        let out = Model::default().rides.apply(frame, &["id", "fare_amount"]).expect("applies");
+        assert_eq!(out.column("fare_amount").expect("f").f64().expect("f64").get(0), Some(12.5));
     }
 
     #[test]

@@ -562,6 +562,20 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         _ if run.rebuild => Some(Rebuild::Requested),
         _ => None,
     };
+    // Silver's text and number columns have fixed types; a table written by a release that took
+    // the source's type (a model mapping text from an integer column) is rebuilt once.
+    let forced = match forced {
+        Some(f) => Some(f),
+        None => {
+            let mut stale = None;
+            for (known, table) in [(&users_known, USER_COLUMNS.as_slice()), (&rides_known, RIDE_COLUMNS.as_slice())] {
+                if let (None, Some(t)) = (&stale, &known.table) {
+                    stale = crate::model::stale_column(io::arrow_schema(t)?.as_ref(), table);
+                }
+            }
+            stale.map(|column| Rebuild::ColumnTypes { column })
+        }
+    };
     let (bronze_users_url, bronze_rides_url) = (layout.bronze(&model.users.stream)?, layout.bronze(&model.rides.stream)?);
     let mut bronze_users = increment::increment(&bronze_users_url, &options, users_known.marker, users_known.bronze_id, &model.users).await?;
     let mut bronze_rides = increment::increment(&bronze_rides_url, &options, rides_known.marker, rides_known.bronze_id, &model.rides).await?;
@@ -611,6 +625,18 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     if !rebuild && up_to_date(&bronze_users) && up_to_date(&bronze_rides) {
         report.noop = true;
         return Ok(report);
+    }
+    // A source column the model reads that the source dropped would turn null silently: the run
+    // stops before reading, unless the model says the column may go.
+    let mut problems = Vec::new();
+    for (bronze, map) in [(&bronze_users, &model.users), (&bronze_rides, &model.rides)] {
+        if rebuild || !up_to_date(bronze) {
+            let reads = if rebuild { None } else { bronze.after };
+            problems.extend(map.absent_problems(&increment::absent_columns(&bronze.table)?, reads));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(LakehouseError::Model { origin: model.origin.clone(), problems });
     }
     let (mut users_epochs, rides_epochs) = if rebuild { Default::default() } else { (users_known.epochs.unwrap_or_default(), rides_known.epochs.unwrap_or_default()) };
     let silver_users = users_known.table.filter(|_| !rebuild);

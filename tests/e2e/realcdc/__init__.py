@@ -5,5 +5,5 @@
 - `source_mysql`: the binlog (and table snapshots) turned into the Airbyte messages source-mysql
   emits in CDC mode, in its Java 3.x and Kotlin 3.9+ shapes, plus self-checks of the harness.
 
-Used by tests/e2e/test_real_cdc.py.
+Used by tests/e2e/test_real_cdc.py, test_real_cdc_model.py and test_real_cdc_drift.py.
 """

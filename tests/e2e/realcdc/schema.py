@@ -21,10 +21,13 @@ rounds to).
 
 `types` are the catalog types source-mysql's `discover` declares for the source columns
 (/work/shared/reference/source-mysql.md), checked against the server by `source_mysql.check_catalog`.
+
+A schema can change as the application's does (`Schema.modify`, `Schema.drop`: an `ALTER TABLE` at
+the source); the new `Schema` ends its `ddl` with the statement, which `Workload.alter` runs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -66,7 +69,7 @@ class Schema:
     name: str
     tables: dict[str, str]  # logical table -> source table
     columns: dict[str, dict[str, Column]]  # logical table -> logical column -> Column, in the table's order
-    ddl: tuple[str, ...]
+    ddl: tuple[str, ...]  # the statements that make the tables (CREATE TABLE, then any ALTER TABLE)
 
     def table(self, logical: str) -> str:
         return self.tables[logical]
@@ -99,6 +102,23 @@ class Schema:
     def streams(self) -> dict[str, list[str]]:
         """Source table -> source columns, parents first (the streams of the connection)."""
         return {self.tables[t]: self.source_columns(t) for t in TABLES}
+
+    # -- the application changes its tables -----------------------------------------------------
+    def modify(self, table: str, column: str, ddl: str, **changes) -> "Schema":
+        """This schema after `ddl` (an `ALTER TABLE ... MODIFY` at the source) changed the source
+        column of the logical `table`.`column`; `changes` are the `Column` fields that change (its
+        catalog `type`, `quantum`, ...)."""
+        columns = {t: dict(cs) for t, cs in self.columns.items()}
+        columns[table][column] = replace(columns[table][column], **changes)
+        return replace(self, name=f"{self.name}+{columns[table][column].name}", columns=columns, ddl=(*self.ddl, ddl))
+
+    def drop(self, table: str, column: str, ddl: str) -> "Schema":
+        """This schema after `ddl` (an `ALTER TABLE ... DROP COLUMN` at the source) removed the source
+        column of the logical `table`.`column` (the application writes no value for it any more)."""
+        assert column != "id", "the key cannot be dropped"
+        columns = {t: dict(cs) for t, cs in self.columns.items()}
+        gone = columns[table].pop(column)
+        return replace(self, name=f"{self.name}-{gone.name}", columns=columns, ddl=(*self.ddl, ddl))
 
 
 def to_zone(moment: datetime, zone: str) -> datetime:

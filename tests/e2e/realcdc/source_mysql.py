@@ -106,15 +106,22 @@ def discovered_type(data_type: str, column_type: str, numeric_scale: int | None)
     raise ValueError(f"no source-mysql type known here for {column_type}")
 
 
+def discover(db: MariaDB, database: str, table: str) -> tuple[dict[str, dict], list[str]]:
+    """What source-mysql's `discover` (or a schema refresh) declares for a table of the server now:
+    its columns' catalog types in the table's order (from information_schema.COLUMNS), and its
+    primary key."""
+    rows = db.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_SCALE, COLUMN_KEY FROM information_schema.COLUMNS "
+                      "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (database, table))
+    return ({name: discovered_type(kind, full, scale) for name, kind, full, scale, _ in rows},
+            [name for name, *_, key in rows if key == "PRI"])
+
+
 def check_catalog(db: MariaDB, database: str, schema: Schema = DEFAULT) -> list[str]:
     """The schema's catalog (names, order, types, primary keys) against the server's tables as
     source-mysql's `discover` would declare them (a harness self-check)."""
     problems = []
     for table in schema.streams:
-        rows = db.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_SCALE, COLUMN_KEY FROM information_schema.COLUMNS "
-                          "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (database, table))
-        discovered = {name: discovered_type(kind, full, scale) for name, kind, full, scale, _ in rows}
-        keys = [name for name, *_, key in rows if key == "PRI"]
+        discovered, keys = discover(db, database, table)
         declared = schema.types(table)
         if list(discovered) != list(declared):
             problems.append(f"{table}: columns {list(discovered)} on the server, {list(declared)} declared")
@@ -225,6 +232,13 @@ class SourceMySql:
         self.server_id = server_id
         self.offset: Offset | None = None
         self.syncs: list[Sync] = []
+
+    def use_schema(self, schema: Schema) -> None:
+        """The tables after a change at the source (`ALTER TABLE`) and Airbyte's schema refresh:
+        the following syncs emit `schema`'s columns, with its catalog types (same streams)."""
+        assert list(schema.streams) == list(self.streams), "the streams stay the same"
+        self.schema = schema
+        self.streams = schema.streams
 
     # -- what a sync emits ----------------------------------------------------------------------
     def read(self, flavor: str, started_at: datetime, during: Callable[[str], int] | None = None) -> Sync:

@@ -15,6 +15,9 @@ The transactions are written once, in logical terms (ridelake's names and values
 a `schema.Schema`: by default today's `users` and `rides` tables (the SQL sent is exactly the
 logical one); `schema.RENAMED` stores the same history in `accounts` and `trips`, with their own
 column names, status and role values, cents, metres and Europe/Paris wall-clock DATETIMEs.
+`Workload.alter` changes the tables mid-history (`ALTER TABLE`, as `Schema.modify`/`Schema.drop`
+describe it): later transactions write through the new schema (e.g. fractional metres into a
+column made DECIMAL; nothing into a dropped column).
 """
 from __future__ import annotations
 
@@ -78,6 +81,10 @@ class Table:
     def column(self, logical: str) -> Column:
         return self._columns[logical]
 
+    def has(self, logical: str) -> bool:
+        """Whether the table has a column for `logical` (not when the application dropped it)."""
+        return logical in self._columns
+
     def options(self, logical: str, value: str) -> tuple[str, ...]:
         """The source values the application may write for a logical value."""
         return self._columns[logical].values.get(value, (value,))
@@ -103,8 +110,10 @@ class Table:
             value = wall.replace(fold=0)
         if column.factor != 1:
             scaled = Decimal(value) * column.factor
-            assert scaled == scaled.to_integral_value(), f"{logical} {value} is not a whole number of 1/{column.factor}"
-            value = int(scaled)
+            # The source's resolution: 1 (an integer column, e.g. cents), or finer (a DECIMAL column).
+            step = column.quantum * column.factor if column.quantum is not None else Decimal(1)
+            assert scaled % step == 0, f"{logical} {value} is not a whole number of {step}/{column.factor}"
+            value = int(scaled) if step == step.to_integral_value() else scaled
         return value
 
     def dec(self, logical: str, value):
@@ -133,8 +142,11 @@ class Table:
         return f"{self._columns[logical].name} IN ({','.join(repr(o) for v in values for o in self.options(logical, v))})"
 
     def row(self, row: dict) -> dict:
-        """A logical row as the source columns and values to insert."""
-        return {self._columns[c].name: self.enc(c, v) for c, v in row.items()}
+        """A logical row as the source columns and values to insert (a logical column the table no
+        longer has, dropped by the application, must be null and is left out)."""
+        dropped = [c for c in row if c not in self._columns]
+        assert all(row[c] is None for c in dropped), f"{self._table}: values for dropped columns {dropped}"
+        return {self._columns[c].name: self.enc(c, v) for c, v in row.items() if c in self._columns}
 
 
 class Workload:
@@ -166,6 +178,22 @@ class Workload:
 
     def table(self, logical: str) -> Table:
         return {"users": self.u, "rides": self.r}[logical]
+
+    def alter(self, schema: Schema) -> list[str]:
+        """The application changes its tables to `schema` (`schema.modify`/`schema.drop` of the
+        current one): runs the statements `schema.ddl` adds to the current schema's (ALTER TABLE),
+        then writes through it. Returns the statements run."""
+        assert schema.ddl[:len(self.schema.ddl)] == self.schema.ddl, "not a change of the current schema"
+        statements = list(schema.ddl[len(self.schema.ddl):])
+        with self.conn.cursor() as cur:
+            cur.execute(f"USE `{self.database}`")
+            for ddl in statements:
+                cur.execute(ddl)
+        self.schema = schema
+        self.u = Table(self, "users")
+        self.r = Table(self, "rides")
+        self.counts["alter"] += len(statements)
+        return statements
 
     # -- plumbing -------------------------------------------------------------------------------
     def create_schema(self) -> None:
@@ -343,13 +371,16 @@ class Workload:
                     r.column("distance_km").quantum, ROUND_HALF_UP)
                 fare = (Decimal("2.50") + distance * Decimal("1.35") + Decimal(duration) / 60 * Decimal("0.30")).quantize(
                     r.column("fare_amount").quantum, ROUND_HALF_UP)
+                # (drawn whether or not the application still has the columns: same history)
+                ratings = {"customer_rating": self.rng.choice([None, 3, 4, 5, 5]),
+                           "driver_rating": self.rng.choice([None, None, 1, 4, 5, 5])}
+                ratings = {c: v for c, v in ratings.items() if r.has(c)}
                 cur.execute(
                     f"UPDATE {r} SET {r.status} = {r.lit('status', 'completed')}, {r.completed_at} = %s, {r.duration_s} = %s, "
                     f"{r.distance_km} = %s, {r.fare_amount} = %s, "
-                    f"{r.customer_rating} = %s, {r.driver_rating} = %s, {r.updated_at} = %s WHERE {r.id} = %s",
+                    f"{''.join(f'{getattr(r, c)} = %s, ' for c in ratings)}{r.updated_at} = %s WHERE {r.id} = %s",
                     (r.enc("completed_at", started + timedelta(seconds=duration)), duration, r.enc("distance_km", distance),
-                     r.enc("fare_amount", fare), self.rng.choice([None, 3, 4, 5, 5]), self.rng.choice([None, None, 1, 4, 5, 5]),
-                     r.enc("updated_at", updated), rid))
+                     r.enc("fare_amount", fare), *ratings.values(), r.enc("updated_at", updated), rid))
             else:
                 return
 
@@ -397,6 +428,8 @@ class Workload:
 
     def op_rate_rides(self):
         r = self.r
+        if not r.has("customer_rating"):
+            return None
         done = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'completed')} AND {r.customer_rating} IS NULL ORDER BY {r.id}")
         if not done:
             return None
