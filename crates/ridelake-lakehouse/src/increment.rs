@@ -425,7 +425,7 @@ fn with_ingest_columns<'a>(columns: &[&'a str]) -> Vec<&'a str> {
 async fn read_sources(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataFrame> {
     let present = sources(increment, columns)?;
     let files: Vec<DataFile> = increment.files.iter().map(|f| f.file.clone()).collect();
-    let frames = io::read_each(&increment.table, &files, Some(&present)).await?;
+    let frames = without_empty_rescued(io::read_each(&increment.table, &files, Some(&present)).await?)?;
     let mut tagged = Vec::with_capacity(frames.len());
     for (frame, file) in frames.into_iter().zip(&increment.files) {
         tagged.push(with_ingest_order(frame, file, increment)?);
@@ -439,6 +439,17 @@ async fn read_sources(increment: &BronzeIncrement, columns: &[&str]) -> Result<D
             .step("reading bronze");
     }
     concat(tagged, UnionArgs::default()).step("reading bronze")?.collect().step("reading bronze")
+}
+
+/// `frames` (one per bronze file) without bronze's rescued column when none of them holds a
+/// rescued value (the usual case): stacked, an all-null text column still costs 16 bytes a row.
+/// (All or none: the frames are stacked, which needs the same columns in each.)
+fn without_empty_rescued(frames: Vec<DataFrame>) -> Result<Vec<DataFrame>> {
+    let empty = |f: &DataFrame| f.column(RESCUED_DATA).is_ok_and(|c| c.null_count() == c.len());
+    if frames.is_empty() || !frames.iter().all(empty) {
+        return Ok(frames);
+    }
+    frames.into_iter().map(|f| f.drop(RESCUED_DATA).step("reading bronze")).collect()
 }
 
 /// A file's rows with their ingest order columns: [`INGEST_VERSION`] and [`INGEST_ROW`]
@@ -511,7 +522,7 @@ async fn read_source_rows(increment: &BronzeIncrement, columns: &[&str], at: &[(
         rows.dedup();
     }
     let to_read: Vec<(DataFile, Vec<usize>)> = order.iter().map(|i| (increment.files[*i].file.clone(), wanted[i].clone())).collect();
-    let frames = io::read_rows_each(&increment.table, &to_read, &present).await?;
+    let frames = without_empty_rescued(io::read_rows_each(&increment.table, &to_read, &present).await?)?;
     // Where each file's rows landed in the frames stacked in file order.
     let mut first_of: HashMap<usize, IdxSize> = HashMap::new();
     let mut offset: IdxSize = 0;
