@@ -38,10 +38,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEST, REPO, local_config, run_dest, write_json
+from conftest import DEST, local_config, run_dest, write_json
 from test_pipeline import GOLD_KEYS
 from test_real_cdc import Step
-from test_real_cdc_model import gold_cities, load_model, logical_sql, source_of, translate
+from test_real_cdc_model import MODEL, NAMESPACE, gold_cities, load_model, logical_sql, source_of, translate
 from realcdc.compare import check_bronze, compare, diff, next_sync, read, sql
 from realcdc.fixtures import mariadb, mariadb_template  # noqa: F401 (fixtures)
 from realcdc.schema import INTEGER, NUMBER, RENAMED, RIDE_COLUMNS, USER_COLUMNS, Schema
@@ -57,8 +57,6 @@ except ImportError as error:  # reported by the test that needs it, after the br
 
 pytestmark = pytest.mark.filterwarnings("ignore:'db' is deprecated:DeprecationWarning")
 
-MODEL = REPO / "models" / "example-renamed.toml"
-NAMESPACE = "mobility_app"
 SEED = 5
 ABSENT = "ridelake.bronze.absent_columns"  # the bronze table property (crates/ridelake-core/src/bronze.rs)
 
