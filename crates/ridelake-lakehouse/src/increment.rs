@@ -28,7 +28,7 @@ use futures::StreamExt;
 use polars::prelude::*;
 use url::Url;
 
-use ridelake_core::bronze::RESCUED_DATA;
+use ridelake_core::bronze::{EXTRACTED_AT, RESCUED_DATA};
 
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::io::{self, DataFile};
@@ -350,6 +350,20 @@ pub async fn pinned(url: &Url, options: &HashMap<String, String>, version: i64, 
     }
     let files = all_files(&table, version).await?;
     Ok(BronzeIncrement { table, after: None, upto: version, table_id: id, files, rebuild: Some(Rebuild::Requested), map: map.clone() })
+}
+
+/// The newest `_airbyte_extracted_at` (µs) among the rows of `increment`'s bronze table as of
+/// the version it reads up to (all its active files, not only the increment's): from the files'
+/// statistics, reading the column of the files whose statistics do not say. `None`: no rows.
+pub async fn newest_extracted(increment: &BronzeIncrement) -> Result<Option<i64>> {
+    let (newest, unknown) = io::newest_by_statistics(&increment.table, EXTRACTED_AT)?;
+    if unknown.is_empty() {
+        return Ok(newest);
+    }
+    let step = "reading bronze's extraction times";
+    let read = io::read_columns(&increment.table, &unknown, Some(&[EXTRACTED_AT])).await?;
+    let micros = read.column(EXTRACTED_AT).step(step)?.as_materialized_series().cast(&DataType::Int64).step(step)?;
+    Ok([newest, micros.i64().step(step)?.max()].into_iter().flatten().max())
 }
 
 /// The bronze table's columns some syncs' sources did not send, each with the windows of bronze

@@ -166,6 +166,55 @@ pub fn files(table: &DeltaTable) -> Result<Vec<DataFile>> {
     Ok(out)
 }
 
+/// The newest value of the timestamp `column` among `table`'s active files, from their Delta
+/// statistics (`maxValues`, kept to the millisecond), in microseconds since the epoch; and the
+/// files whose statistics do not say (their rows must be read to know).
+pub fn newest_by_statistics(table: &DeltaTable, column: &str) -> Result<(Option<i64>, Vec<DataFile>)> {
+    let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;
+    let (mut newest, mut unknown) = (None::<i64>, Vec::new());
+    for f in snapshot.log_data().iter() {
+        if f.num_records() == Some(0) {
+            continue;
+        }
+        match max_timestamp(f.stats(), column) {
+            Some(micros) => newest = Some(newest.map_or(micros, |n| n.max(micros))),
+            None => {
+                let mut partition: Vec<(String, Option<String>)> = f.partition_values_map().into_iter().collect();
+                partition.sort();
+                unknown.push(DataFile { path: f.path().to_string(), partition, id_range: None, rows: f.num_records().map(|n| n as u64), unlinked: None });
+            }
+        }
+    }
+    Ok((newest, unknown))
+}
+
+/// `maxValues` of a timestamp `column` in a file's statistics JSON (µs), when recorded: Delta
+/// writes `2026-11-30T10:00:00.123Z` (UTC) or, for a timestamp without zone, `2026-11-30
+/// 10:00:00.123`.
+fn max_timestamp(stats: Option<String>, column: &str) -> Option<i64> {
+    let stats: serde_json::Value = serde_json::from_str(&stats?).ok()?;
+    let text = stats.get("maxValues")?.get(column)?.as_str()?;
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(at.timestamp_micros());
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok().map(|at| at.and_utc().timestamp_micros())
+}
+
+/// The active files of `table` that may hold a null in `column`: those whose statistics count
+/// one, or do not say.
+pub fn files_with_nulls(table: &DeltaTable, column: &str) -> Result<Vec<DataFile>> {
+    let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;
+    let paths: BTreeSet<String> =
+        snapshot.log_data().iter().filter(|f| null_count(f.stats(), column) != Some(0)).map(|f| f.path().to_string()).collect();
+    Ok(files(table)?.into_iter().filter(|f| paths.contains(&f.path)).collect())
+}
+
+/// `nullCount` of `column` in a file's statistics JSON, when recorded.
+fn null_count(stats: Option<String>, column: &str) -> Option<u64> {
+    let stats: serde_json::Value = serde_json::from_str(&stats?).ok()?;
+    stats.get("nullCount")?.get(column)?.as_u64()
+}
+
 /// The last `version` recorded by `app_id` in a `txn` action, if any.
 pub async fn marker(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
     let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;
@@ -459,6 +508,13 @@ pub enum WriteMode {
     Overwrite,
     /// Replace exactly these partitions (`year`, `month`, `day` values).
     ReplacePartitions(BTreeSet<(i32, i32, i32)>),
+    /// Replace exactly these files.
+    ReplaceFiles {
+        /// Paths relative to the table root, as [`DataFile::path`].
+        paths: BTreeSet<String>,
+        /// The rows replaced, as SQL (for the commit's description).
+        predicate: String,
+    },
 }
 
 /// Writes `df` to the table at `url` in one commit with `markers`; creates the table (with its
@@ -757,6 +813,7 @@ async fn commit_actions(
                 let partition: Vec<(String, Option<String>)> = file.partition_values_map().into_iter().collect();
                 day_of(&partition).is_some_and(|day| parts.contains(&day))
             }
+            WriteMode::ReplaceFiles { paths, .. } => paths.contains(file.path().as_ref()),
         };
         if replaced {
             actions.push(Action::Remove(file.remove_action(true)));
@@ -767,6 +824,8 @@ async fn commit_actions(
         WriteMode::ReplacePartitions(parts) if parts.is_empty() => (SaveMode::Append, None),
         WriteMode::Overwrite => (SaveMode::Overwrite, None),
         WriteMode::ReplacePartitions(parts) => (SaveMode::Overwrite, Some(partitions_predicate(parts))),
+        WriteMode::ReplaceFiles { paths, .. } if paths.is_empty() => (SaveMode::Append, None),
+        WriteMode::ReplaceFiles { predicate, .. } => (SaveMode::Overwrite, Some(predicate.clone())),
     };
     let partition_by = snapshot.metadata().partition_columns().to_vec();
     let operation =
@@ -906,5 +965,11 @@ mod tests {
         assert_eq!(id_range(None), None);
         assert_eq!(set_rows(Some(r#"{"numRecords":5,"nullCount":{"id":0,"unlinked":3}}"#.into()), "unlinked"), Some(2));
         assert_eq!(set_rows(Some(stats.into()), "unlinked"), None, "not recorded: unknown");
+        let times = r#"{"numRecords":2,"maxValues":{"t":"2026-11-30T10:00:00.123Z","n":"2026-11-30 10:00:01","z":"2026-11-30T11:00:00+01:00"}}"#;
+        assert_eq!(max_timestamp(Some(times.into()), "t"), Some(1_796_032_800_123_000));
+        assert_eq!(max_timestamp(Some(times.into()), "n"), Some(1_796_032_801_000_000), "no zone: UTC");
+        assert_eq!(max_timestamp(Some(times.into()), "z"), Some(1_796_032_800_000_000));
+        assert_eq!(max_timestamp(Some(times.into()), "missing"), None);
+        assert_eq!(max_timestamp(None, "t"), None);
     }
 }

@@ -25,7 +25,7 @@ pub const GOLD_JOB: &str = "ridelake_gold";
 /// Rows a silver run handled, by table and outcome.
 pub const SILVER_ROWS: MetricDef = MetricDef {
     name: "ridelake_silver_rows",
-    help: "Rows the last silver run handled, by table and outcome (read, upserted, deleted, quarantined, released; rides published with an accepted link that does not hold: unlinked).",
+    help: "Rows the last silver run handled, by table and outcome (read, upserted, deleted, quarantined, released; rides published with an accepted link that does not hold: unlinked; pending rides that waited longer than a wait_for link allows, listed in the quarantine: expired).",
     kind: MetricKind::Gauge,
     labels: &["table", "outcome"],
 };
@@ -154,6 +154,7 @@ pub fn silver_metrics(
             ("rides", "quarantined", r.rides_quarantined),
             ("rides", "released", r.released),
             ("rides", "unlinked", r.rides_unlinked),
+            ("rides", "expired", r.rides_expired),
         ] {
             set.set(&SILVER_ROWS, &[table, outcome], rows as f64)?;
         }

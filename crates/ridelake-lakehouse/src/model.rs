@@ -28,8 +28,8 @@
 //! action = "quarantine"   # or drop, warn, fail
 //! ```
 //!
-//! and how each link from a ride to its users is enforced (`wait`, the default, or `accept`,
-//! see [`LinkPolicy`]):
+//! and how each link from a ride to its users is enforced (`wait`, the default, `accept` or
+//! `{ wait_for = "2h" }`, see [`LinkPolicy`]):
 //!
 //! ```toml
 //! [rides.links]
@@ -183,7 +183,8 @@ struct TableFile {
     /// (`customer_id`: a registered customer; `driver_id`, once set: a registered driver).
     /// `wait` (the default) keeps the ride in `rides_pending` until the user is registered;
     /// `accept` publishes it at once and names the link that does not hold in its `unlinked`
-    /// column, cleared when the user arrives.
+    /// column, cleared when the user arrives; `{ wait_for = "2h" }` waits, and quarantines the
+    /// ride with the reason once it has waited that long on bronze's clock.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, LinkPolicy>")]
     links: BTreeMap<String, Spanned<LinkPolicy>>,
@@ -199,6 +200,77 @@ pub enum LinkPolicy {
     /// The ride is published at once; its `unlinked` column names the link that does not hold,
     /// until the user is registered.
     Accept,
+    /// `{ wait_for = "2h" }`: the ride waits as with `wait`, for at most this long after its
+    /// latest change was extracted, on bronze's clock (the newest `_airbyte_extracted_at` of the
+    /// users and rides bronze holds, never the run's wall clock); then it is quarantined with the
+    /// reason. It stays in `rides_pending` (marked `expired`) and is still released when the user
+    /// arrives.
+    WaitFor(WaitLimit),
+}
+
+/// How long a ride may wait for a user (`wait_for`): a duration such as `"90s"`, `"30min"`,
+/// `"2h"`, `"1day 12h"`, kept to the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WaitLimit {
+    seconds: u64,
+}
+
+impl WaitLimit {
+    /// A limit of `seconds` (at least one).
+    pub fn from_seconds(seconds: u64) -> Option<WaitLimit> {
+        (seconds > 0 && seconds <= MAX_WAIT_SECONDS).then_some(WaitLimit { seconds })
+    }
+
+    /// The limit in microseconds (bronze's clock unit).
+    pub fn micros(&self) -> i64 {
+        self.seconds as i64 * 1_000_000
+    }
+}
+
+/// The longest wait a model may give (100 years): anything longer is `wait`.
+const MAX_WAIT_SECONDS: u64 = 100 * 365 * 86_400;
+
+impl fmt::Display for WaitLimit {
+    /// As written in reasons: `2h`, `1day 12h`, `90s` → `1m 30s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(std::time::Duration::from_secs(self.seconds)))
+    }
+}
+
+impl Serialize for WaitLimit {
+    /// As seconds, so that `"120min"` and `"2h"` hash alike.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.seconds)
+    }
+}
+
+impl<'de> Deserialize<'de> for WaitLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write it as \"90s\", \"30min\", \"2h\" or \"1day 12h\""))
+        })?;
+        if parsed.subsec_nanos() != 0 {
+            return Err(serde::de::Error::custom(format!("`{text}`: a wait is kept to the second; drop the fraction")));
+        }
+        WaitLimit::from_seconds(parsed.as_secs()).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{text}`: a wait lasts from one second to 100 years (no wait at all is `accept`, no limit is `wait`)"))
+        })
+    }
+}
+
+impl JsonSchema for WaitLimit {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WaitLimit".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "How long a ride may wait for the user: a duration such as \"90s\", \"30min\", \"2h\" or \"1day 12h\" (one second to 100 years).",
+            "examples": ["2h", "30min", "1day 12h"]
+        })
+    }
 }
 
 /// The links of a ride to its users, and how each is enforced.
@@ -220,6 +292,12 @@ impl Links {
     /// `unlinked` column.
     pub fn accepts_any(&self) -> bool {
         self.customer_id == LinkPolicy::Accept || self.driver_id == LinkPolicy::Accept
+    }
+
+    /// Whether some link waits for a limited time (`wait_for`): rides then need bronze's clock,
+    /// and pending rides carry an `expired` column.
+    pub fn waits_for_any(&self) -> bool {
+        [self.customer_id, self.driver_id].iter().any(|p| matches!(p, LinkPolicy::WaitFor(_)))
     }
 }
 
@@ -1320,6 +1398,30 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:?}");
         let found = problems("version = 1\n[rides.links]\ndriver_id = \"ignore\"\n");
         assert!(found.len() == 1 && found[0].starts_with("line 3:") && found[0].contains("ignore"), "an unknown policy is an error at its line: {found:?}");
+    }
+
+    #[test]
+    fn a_limited_wait_is_a_duration_to_the_second_and_part_of_the_hash() {
+        let parse = |limit: &str| Model::parse(&format!("version = 1\n[rides.links]\ndriver_id = {{ wait_for = \"{limit}\" }}\n"), "m.toml");
+        let two_hours = parse("2h").expect("2h");
+        let limit = WaitLimit::from_seconds(7200).expect("a limit");
+        assert_eq!(two_hours.rides.links, Links { customer_id: LinkPolicy::Wait, driver_id: LinkPolicy::WaitFor(limit) });
+        assert!(two_hours.rides.links.waits_for_any() && !two_hours.rides.links.accepts_any() && !two_hours.is_default());
+        assert_eq!(limit.micros(), 7_200_000_000);
+        assert_eq!(limit.to_string(), "2h");
+        // The same wait written otherwise is the same model; another wait is another.
+        assert_eq!(parse("120min").expect("120min").hash(), two_hours.hash());
+        assert_eq!(parse(" 1h 60m ").expect("1h 60m").hash(), two_hours.hash());
+        assert_ne!(parse("3h").expect("3h").hash(), two_hours.hash());
+        assert_ne!(two_hours.hash(), DEFAULT_MODEL_HASH);
+        assert_eq!(parse("1day 12h").expect("a day and a half").rides.links.driver_id, LinkPolicy::WaitFor(WaitLimit::from_seconds(129_600).expect("limit")));
+
+        for (bad, says) in [("two hours", "not a duration"), ("0s", "from one second"), ("1500ms", "to the second"), ("200years", "100 years")] {
+            let found = problems(&format!("version = 1\n[rides.links]\ncustomer_id = {{ wait_for = \"{bad}\" }}\n"));
+            assert!(found.len() == 1 && found[0].starts_with("line 3:") && found[0].contains(says), "{bad}: {found:?}");
+        }
+        let found = problems("version = 1\n[rides.links]\ncustomer_id = { wait_for = 3600 }\n");
+        assert!(found.len() == 1 && found[0].starts_with("line 3:"), "a number is not a duration: {found:?}");
     }
 
     #[test]

@@ -34,9 +34,9 @@ use crate::layout::LakeLayout;
 use crate::lease::Lease;
 use crate::order::EpochState;
 use crate::silver::{
-    DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext,
+    Clock, DELETED_TABLE, EXPIRED, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext,
     RidesDecided, SilverOptions, SilverReport, SilverTable, Tables, USERS_MARKER, USERS_TABLE, UsersDecided, count, decide_rides, input_markers,
-    other_ride_fields, partitions_of, quarantine_rows, ride_change_sources, ride_rule_fields, ride_rules, users_written, with_bronze_ids, with_fields,
+    expired_rows, other_ride_fields, partitions_of, quarantine_rows, ride_change_sources, ride_rule_fields, ride_rules, users_written, with_bronze_ids, with_fields,
 };
 use crate::slices::{self, IdSample, Slice};
 
@@ -59,6 +59,10 @@ pub struct SliceTask {
     pub users_files: Vec<String>,
     /// The hash of the model the driver maps bronze with; the worker must read the same model.
     pub model_hash: i64,
+    /// Bronze's clock, which the driver read (when a link waits for a while): every worker
+    /// counts waits from the same time.
+    #[serde(default)]
+    pub clock: Clock,
 }
 
 /// What one slice's decision counted.
@@ -82,6 +86,9 @@ pub struct SliceCounts {
     /// Rides published with an accepted link that does not hold.
     #[serde(default)]
     pub unlinked: u64,
+    /// Pending rides that waited longer than a `wait_for` link allows.
+    #[serde(default)]
+    pub expired: u64,
 }
 
 impl SliceCounts {
@@ -93,6 +100,7 @@ impl SliceCounts {
             deleted: count(&decided.deletes),
             oldest_pending_us: decided.waiting.column(crate::order::UPDATED).ok().and_then(|c| c.as_materialized_series().i64().ok().and_then(|s| s.min())),
             unlinked: decided.ready.column(crate::silver::UNLINKED).map_or(0, |c| (c.len() - c.null_count()) as u64),
+            expired: decided.waiting.column(EXPIRED).ok().and_then(|c| c.bool().ok().map(|b| b.sum().unwrap_or(0) as u64)).unwrap_or(0),
             ..SliceCounts::default()
         }
     }
@@ -107,6 +115,7 @@ impl SliceCounts {
         report.rides_quarantined += self.quarantined;
         report.dropped += self.dropped;
         report.rides_unlinked += self.unlinked;
+        report.rides_expired += self.expired;
         report.oldest_pending_us = match (report.oldest_pending_us, self.oldest_pending_us) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -197,8 +206,14 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     drop(changes);
     let bad = quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides")?;
     let latest = with_fields(latest, bronze, &other_ride_fields(&bronze.map)).await?;
-    let decided = decide_rides(latest, &RideState::default(), roles, &bronze.map.links)?;
+    let decided = decide_rides(latest, &RideState::default(), roles, &bronze.map.links, task.clock)?;
     let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), dropped, ..SliceCounts::of(&decided) };
+    // The rides that waited too long are listed in the quarantine after the changes.
+    let bad = if bronze.map.links.waits_for_any() {
+        concat([bad.lazy(), expired_rows(&decided.waiting)?.lazy()], UnionArgs::default()).step("listing expired rides")?.collect().step("listing expired rides")?
+    } else {
+        bad
+    };
     let tables = Tables::of(layout)?;
     let days = partitions_of(&decided.ready)?.into_iter().collect();
     let quarantine = if bad.height() > 0 { Some(stage(&tables, &options, &QUARANTINE_TABLE, &bad, true).await?) } else { None };
@@ -356,6 +371,7 @@ pub(crate) async fn rebuild_rides(
             bronze_table: bronze_rides.table_id,
             users_files: users_files.adds.iter().map(|add| add.path.clone()).collect(),
             model_hash: cx.model_hash,
+            clock: cx.clock,
         })
         .collect();
     cx.report.slices = plan.len() as u64;
@@ -472,6 +488,7 @@ mod tests {
             bronze_table: -3,
             users_files: vec!["year=2026/month=11/day=30/part-0.parquet".into()],
             model_hash: 99,
+            clock: Clock { micros: Some(1_764_496_800_123_000) },
         }
     }
 

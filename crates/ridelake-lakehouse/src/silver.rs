@@ -79,6 +79,7 @@ pub fn column_doc(table: &str, column: &str) -> Option<&'static str> {
         (_, "fare_amount") => "fare, in currency",
         (_, "updated_at") => "last update of the row in the source",
         (_, "reason") => "why the ride waits: customer not registered, or driver not registered",
+        ("silver_rides_pending", "expired") => "the ride waited longer than the model's wait_for allows: it is also in silver_quarantine, with the reason; released when its user arrives",
         (_, "unlinked") => "the links the model accepts that do not hold (customer not registered; driver not registered); null when all hold",
         (_, "rule") => "the rule the change broke",
         (_, "table") => "users or rides",
@@ -153,6 +154,12 @@ pub struct SilverReport {
     /// Rides this run published with a link the model accepts that does not hold (`unlinked`
     /// set).
     pub rides_unlinked: u64,
+    /// Pending rides that waited longer than a `wait_for` link allows after the run (in
+    /// `rides_pending` with `expired` set, and in the quarantine with the reason).
+    pub rides_expired: u64,
+    /// Bronze's clock the limited waits were counted from (µs; the newest
+    /// `_airbyte_extracted_at` bronze holds), when a link waits for a while.
+    pub clock_us: Option<i64>,
     /// `_cdc_updated_at` (µs) of the oldest waiting ride, if any.
     pub oldest_pending_us: Option<i64>,
     /// Silver partitions rewritten.
@@ -703,7 +710,9 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     // ---- rides ---------------------------------------------------------------------------------
     let changed = newer_users.select(["id"]).step("collecting changed users")?;
     let users = UsersDecided { all: all_users, changed, bad: bad_users, touched: touched_users, epochs: users_epochs };
-    let mut cx = RunContext { tables: &tables, options: &options, guard: &mut guard, report: &mut report, steps: &mut steps, model_hash };
+    let clock = Clock::of(&bronze_users, &bronze_rides, &model.rides.links).await?;
+    report.clock_us = clock.micros;
+    let mut cx = RunContext { tables: &tables, options: &options, guard: &mut guard, report: &mut report, steps: &mut steps, model_hash, clock };
     if rebuild {
         let plan = rebuild::plan_slices(&bronze_rides, run, &users.all, false).await?;
         rebuild::rebuild_rides(&mut cx, layout, users, &bronze_users, &bronze_rides, &plan, run.engine.as_deref()).await?;
@@ -765,6 +774,8 @@ pub(crate) struct RunContext<'a, 'l> {
     pub(crate) report: &'a mut SilverReport,
     steps: &'a mut Steps,
     pub(crate) model_hash: i64,
+    /// Bronze's clock, when a link waits for a while.
+    pub(crate) clock: Clock,
 }
 
 impl<'a> RunContext<'a, '_> {
@@ -916,23 +927,45 @@ pub(crate) fn ride_rules() -> ([(&'static str, Expr); 4], [(&'static str, Expr);
     )
 }
 
-/// The ride's links checked against the users' `roles`: `reason`, why the ride waits (the first
-/// link that does not hold and whose policy is to wait; null: it is ready), and, when some link
-/// is accepted, `unlinked`, the accepted links that do not hold (null: all hold). The checks are
-/// membership tests on the key columns: no join copies the wide rows, and the rows keep their
-/// order.
-fn link_checks(roles: &Roles, links: &Links) -> Vec<Expr> {
+/// The ride's links checked against the users' `roles` at bronze's `clock` (µs; see
+/// [`Clock`]): `reason`, why the ride waits (the first link that does not hold and whose policy
+/// is to wait, or to wait for a while; null: it is ready); when some link waits for a while,
+/// `expired`, whether the ride has waited longer than such a link allows (its latest change
+/// extracted more than the limit before the clock; `reason` then names that link and its limit,
+/// which comes before every other reason); and when some link is accepted, `unlinked`, the
+/// accepted links that do not hold (null: all hold). The checks are membership tests on the key
+/// columns: no join copies the wide rows, and the rows keep their order.
+fn link_checks(roles: &Roles, links: &Links, clock: Clock) -> Vec<Expr> {
     let (customers, drivers) = (lit(roles.customers.clone()).implode(false), lit(roles.drivers.clone()).implode(false));
     let broken = [
         (col("customer_id").is_null().or(col("customer_id").is_in(customers, false).not()), links.customer_id, CUSTOMER_MISSING),
         (col("driver_id").is_not_null().and(col("driver_id").is_in(drivers, false).not()), links.driver_id, DRIVER_MISSING),
     ];
     let none = || lit(NULL).cast(DataType::String);
+    let waits = |policy: &LinkPolicy| matches!(policy, LinkPolicy::Wait | LinkPolicy::WaitFor(_));
     let mut reason = none();
-    for (missing, _, why) in broken.iter().rev().filter(|(_, policy, _)| *policy == LinkPolicy::Wait) {
+    for (missing, _, why) in broken.iter().rev().filter(|(_, policy, _)| waits(policy)) {
         reason = when(missing.clone()).then(lit(*why)).otherwise(reason);
     }
-    let mut checks = vec![reason.alias("reason")];
+    let mut checks = Vec::new();
+    if links.waits_for_any() {
+        // Expired on a link: it does not hold and the latest change was extracted more than the
+        // limit before the clock (no clock: bronze holds nothing, nothing expires).
+        let mut expired = Vec::new();
+        for (missing, policy, why) in &broken {
+            if let (LinkPolicy::WaitFor(limit), Some(now)) = (policy, clock.micros) {
+                let late = col(EXTRACTED).cast(DataType::Int64).lt(lit(now - limit.micros()));
+                expired.push((missing.clone().and(late).fill_null(lit(false)), format!("{why} within {limit}")));
+            }
+        }
+        let mut any = lit(false);
+        for (expired, why) in expired.iter().rev() {
+            reason = when(expired.clone()).then(lit(why.clone())).otherwise(reason);
+            any = any.or(expired.clone());
+        }
+        checks.push(any.alias(EXPIRED));
+    }
+    checks.insert(0, reason.alias("reason"));
     if links.accepts_any() {
         // "customer not registered; driver not registered": the accepted links that fail, in order.
         let parts: Vec<Expr> = broken
@@ -947,6 +980,28 @@ fn link_checks(roles: &Roles, links: &Links) -> Vec<Expr> {
     checks
 }
 
+/// Bronze's clock: the newest `_airbyte_extracted_at` (µs, to the millisecond) among the rows of
+/// the users and rides bronze tables a run reads (their active files as of the pinned
+/// versions), from the files' statistics. Links that wait for a while count from it, so a run
+/// decides what a rebuild of the same bronze decides, whenever it runs. `None`: bronze holds no
+/// row, or the model waits for no limited time (the clock is not read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Clock {
+    /// Microseconds since the epoch, UTC.
+    pub micros: Option<i64>,
+}
+
+impl Clock {
+    /// The clock of a run reading `users` and `rides` (read only when `links` wait for a while).
+    pub(crate) async fn of(users: &BronzeIncrement, rides: &BronzeIncrement, links: &Links) -> Result<Clock> {
+        if !links.waits_for_any() {
+            return Ok(Clock::default());
+        }
+        let newest = [increment::newest_extracted(users).await?, increment::newest_extracted(rides).await?].into_iter().flatten().max();
+        Ok(Clock { micros: newest })
+    }
+}
+
 /// Why a ride waits, or is unlinked: its customer is not a registered customer.
 pub(crate) const CUSTOMER_MISSING: &str = "customer not registered";
 /// Why a ride waits, or is unlinked: its driver is set and not a registered driver.
@@ -954,12 +1009,104 @@ pub(crate) const DRIVER_MISSING: &str = "driver not registered";
 /// The column of published rides, when some link is accepted, naming the accepted links that do
 /// not hold (null when all hold).
 pub const UNLINKED: &str = "unlinked";
+/// The column of pending rides, when some link waits for a while, saying whether the ride has
+/// waited longer than it allows (it is then also in the quarantine, with the reason).
+pub const EXPIRED: &str = "expired";
+/// The quarantine's rule of a ride that waited longer than its link allows is the pending
+/// ride's reason (`customer not registered within 2h`); its `_airbyte_raw_id` is null (the
+/// ride's `bronze_version` and `_cdc_bronze_row` name its latest change), which is how its rows
+/// are told from the changes that broke a rule.
+pub(crate) fn expired_rows(waiting: &DataFrame) -> Result<DataFrame> {
+    let step = "listing expired rides";
+    if waiting.height() == 0 || waiting.column(EXPIRED).is_err() {
+        return quarantine_rows(&DataFrame::empty_with_schema(&expired_schema()), "rides");
+    }
+    let rows = waiting
+        .clone()
+        .lazy()
+        .filter(col(EXPIRED))
+        .with_columns([col("reason").alias(RULE), lit(NULL).cast(DataType::String).alias(RAW_ID), lit(false).alias(DELETED)])
+        .collect()
+        .step(step)?;
+    quarantine_rows(&rows, "rides")
+}
+
+/// Commits an incremental run's quarantine: the `fresh` files appended and, when the model
+/// waits for a while, the rides listed as expired replaced by `expired` (those expired after
+/// this run), in one commit; none when neither changes anything. The rows of expired rides are
+/// found by their null `_airbyte_raw_id` in the files whose statistics count such nulls (after
+/// a compaction, such a file's other rows are kept).
+pub(crate) async fn commit_quarantine(cx: &mut RunContext<'_, '_>, mut parts: Vec<io::StagedFiles>, expired: Option<&DataFrame>) -> Result<()> {
+    let step = "replacing expired rides in the quarantine";
+    let mut mode = WriteMode::Append;
+    if let Some(expired) = expired {
+        let (holding, rows) = match io::open(&cx.tables.quarantine, cx.options).await? {
+            Some(table) => {
+                let holding = io::files_with_nulls(&table, RAW_ID)?;
+                let rows = if holding.is_empty() { DataFrame::empty() } else { io::read_files(&table, &holding).await? };
+                (holding, rows)
+            }
+            None => (Vec::new(), DataFrame::empty()),
+        };
+        let listed = if rows.height() > 0 { rows.clone().lazy().filter(col(RAW_ID).is_null()).collect().step(step)? } else { DataFrame::empty() };
+        if !same_expired(&listed, expired)? {
+            let mut replacement = vec![expired.clone().lazy()];
+            if rows.height() > 0 {
+                let columns: Vec<Expr> = expired.get_column_names().into_iter().map(|c| col(c.clone())).collect();
+                replacement.insert(0, rows.lazy().filter(col(RAW_ID).is_not_null()).select(columns));
+            }
+            let replacement = concat(replacement, UnionArgs::default()).step(step)?.collect().step(step)?;
+            if replacement.height() > 0 {
+                parts.push(rebuild::stage(cx.tables, cx.options, &QUARANTINE_TABLE, &replacement, false).await?);
+            }
+            let paths = holding.into_iter().map(|f| f.path).collect();
+            mode = WriteMode::ReplaceFiles { paths, predicate: format!("{RAW_ID} IS NULL") };
+        }
+    }
+    let replaces = matches!(&mode, WriteMode::ReplaceFiles { paths, .. } if !paths.is_empty());
+    if parts.iter().any(|part| part.rows > 0) || replaces {
+        cx.guard.next().await?;
+        let written = io::commit_staged(&cx.target(&QUARANTINE_TABLE), parts, &mode, &[]).await?;
+        cx.report.written.push(written);
+    }
+    Ok(())
+}
+
+/// Whether two lists of expired rides hold the same rides, reasons and changes.
+fn same_expired(a: &DataFrame, b: &DataFrame) -> Result<bool> {
+    if a.height() != b.height() {
+        return Ok(false);
+    }
+    if a.height() == 0 {
+        return Ok(true);
+    }
+    let step = "comparing expired rides";
+    let key = |frame: &DataFrame| -> Result<DataFrame> {
+        let mut columns = vec![col("id").cast(DataType::Int64), col(RULE).cast(DataType::String)];
+        columns.extend(ORDER.iter().map(|c| col(*c).cast(DataType::Int64)));
+        frame.clone().lazy().select(columns).sort(["id"], Default::default()).collect().step(step)
+    };
+    Ok(key(a)?.equals_missing(&key(b)?))
+}
+
+/// The columns [`quarantine_rows`] takes, for an empty list of expired rides.
+fn expired_schema() -> Schema {
+    let mut schema = Schema::default();
+    schema.insert("id".into(), DataType::Int64);
+    schema.insert(RULE.into(), DataType::String);
+    schema.insert(RAW_ID.into(), DataType::String);
+    for c in ORDER {
+        schema.insert(c.into(), DataType::Int64);
+    }
+    schema.insert(DELETED.into(), DataType::Boolean);
+    schema
+}
 
 /// Decides the latest valid changes of rides (`latest`, one per ride, every field) against
 /// what silver knows of them (`state`), the users' `roles` and how the model enforces the
-/// `links`: which are newer, which delete, which are ready and which wait, and which published
-/// rides leave. Pure.
-pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles, links: &Links) -> Result<RidesDecided> {
+/// `links` at bronze's `clock`: which are newer, which delete, which are ready and which wait
+/// (and which of those waited too long), and which published rides leave. Pure.
+pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles, links: &Links, clock: Clock) -> Result<RidesDecided> {
     let RideState { published, pending_before, deleted_before, retyped_rides } = state;
     let mut known: Vec<LazyFrame> = Vec::new();
     for frame in [published, pending_before, deleted_before] {
@@ -990,9 +1137,9 @@ pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles, 
         to_check.push(rechecked.clone().lazy());
     }
     let to_check = concat(to_check, UnionArgs::default()).step("collecting rides to check")?;
-    let checked = to_check.with_columns(link_checks(roles, links)).collect().step("checking ride integrity")?;
+    let checked = to_check.with_columns(link_checks(roles, links, clock)).collect().step("checking ride integrity")?;
     let ready = checked.clone().lazy().filter(col("reason").is_null()).with_columns(partition_exprs("requested_at")).select(ride_output_columns(links)).collect().step("checking ride integrity")?;
-    let waiting = checked.lazy().filter(col("reason").is_not_null()).select(pending_columns()).collect().step("checking ride integrity")?;
+    let waiting = checked.lazy().filter(col("reason").is_not_null()).select(pending_columns(links)).collect().step("checking ride integrity")?;
     let released = if pending_before.height() > 0 {
         count(&cdc::with_keys(ready.clone().lazy(), pending_before.clone().lazy(), "id", true).collect().step("counting releases")?)
     } else {
@@ -1123,7 +1270,7 @@ async fn update_rides(
     cx.lap("rides: read published state");
     let state = RideState { published, pending_before, deleted_before, retyped_rides };
     let links = bronze_rides.map.links;
-    let decided = decide_rides(latest_rides, &state, roles, &links)?;
+    let decided = decide_rides(latest_rides, &state, roles, &links, cx.clock)?;
     count_decided(cx.report, &decided);
     let RideState { published, .. } = state;
     let mut touched_rides = partitions_of(&decided.ready)?;
@@ -1133,7 +1280,8 @@ async fn update_rides(
     cx.lap("rides: apply and check integrity");
 
     // ---- write, commit point last ------------------------------------------------------------------
-    // 1. quarantine: what is not there yet (keyed by bronze row).
+    // 1. quarantine: what is not there yet (keyed by bronze row), and the rides that waited too
+    // long.
     let mut bad = Vec::new();
     if users.bad.height() > 0 {
         bad.push(quarantine_rows(&users.bad, "users")?.lazy());
@@ -1141,6 +1289,7 @@ async fn update_rides(
     if bad_rides.height() > 0 {
         bad.push(quarantine_rows(&bad_rides, "rides")?.lazy());
     }
+    let mut fresh_files = Vec::new();
     if !bad.is_empty() {
         let fresh = concat(bad, UnionArgs::default()).step("collecting quarantine")?.collect().step("collecting quarantine")?;
         let seen = match io::open(&cx.tables.quarantine, options).await? {
@@ -1153,11 +1302,11 @@ async fn update_rides(
         cx.report.users_quarantined = count(&of_table("users")?);
         cx.report.rides_quarantined = count(&of_table("rides")?);
         if fresh.height() > 0 {
-            cx.guard.next().await?;
-            let target = cx.target(&QUARANTINE_TABLE);
-            cx.report.written.push(io::write(target.url, options, &fresh, WriteMode::Append, &[], &[], target.name, target.description).await?);
+            fresh_files.push(rebuild::stage(cx.tables, options, &QUARANTINE_TABLE, &fresh, false).await?);
         }
     }
+    let expired = if links.waits_for_any() { Some(expired_rows(&decided.waiting)?) } else { None };
+    commit_quarantine(cx, fresh_files, expired.as_ref()).await?;
     cx.lap("write quarantine");
     // 2. users.
     let users_version = write_users(cx, users, bronze_users).await?;
@@ -1245,9 +1394,14 @@ pub(crate) fn ride_output_columns(links: &Links) -> Vec<Expr> {
     exprs
 }
 
-fn pending_columns() -> Vec<Expr> {
+/// The columns of pending rides: the ride's, the order columns, `reason`, and `expired` when
+/// some link waits for a while.
+fn pending_columns(links: &Links) -> Vec<Expr> {
     let mut exprs = ride_change_columns();
     exprs.push(col("reason"));
+    if links.waits_for_any() {
+        exprs.push(col(EXPIRED));
+    }
     exprs
 }
 
@@ -1280,7 +1434,7 @@ mod tests {
         let rides = df!("customer_id" => [Some(1i64), Some(9), Some(1), Some(9), Some(1), Some(2)], "driver_id" => [Some(2i64), Some(2), Some(7), Some(7), None, Some(3)]).expect("rides");
         let check = |customer_id: LinkPolicy, driver_id: LinkPolicy| -> (Vec<Option<String>>, Option<Vec<Option<String>>>) {
             let links = Links { customer_id, driver_id };
-            let out = rides.clone().lazy().with_columns(link_checks(&roles, &links)).collect().expect("checks");
+            let out = rides.clone().lazy().with_columns(link_checks(&roles, &links, Clock::default())).collect().expect("checks");
             let texts = |name: &str| out.column(name).ok().map(|c| c.str().expect("text").iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>());
             (texts("reason").expect("reason"), texts(UNLINKED))
         };
@@ -1291,6 +1445,42 @@ mod tests {
         assert_eq!(check(Wait, Accept), (vec![None, c.clone(), None, c.clone(), None, c.clone()], Some(vec![None, None, d.clone(), d.clone(), None, None])));
         assert_eq!(check(Accept, Wait), (vec![None, None, d.clone(), d.clone(), None, None], Some(vec![None, c.clone(), None, c.clone(), None, c.clone()])));
         assert_eq!(check(Accept, Accept), (vec![None; 6], Some(vec![None, c.clone(), d.clone(), both, None, c])));
+    }
+
+    /// A link that waits for a while waits as `wait` does until the ride's latest change was
+    /// extracted more than the limit before bronze's clock (strictly), then it expires with a
+    /// reason naming the limit, which comes before a link that waits without limit; without a
+    /// clock nothing expires.
+    #[test]
+    fn a_limited_wait_expires_on_bronzes_clock() {
+        use super::*;
+        use crate::model::WaitLimit;
+        let users = df!("id" => [1i64, 2], "type" => ["customer", "driver"]).expect("users");
+        let roles = Roles::of(&users).expect("roles");
+        // (customer, driver, extracted µs): linked and old; no customer, old; no customer, at
+        // the limit; no driver, old; neither, old; neither, recent.
+        let rides = df!(
+            "customer_id" => [Some(1i64), Some(9), Some(9), Some(1), Some(9), Some(9)],
+            "driver_id" => [Some(2i64), Some(2), Some(2), Some(7), Some(7), Some(7)],
+            EXTRACTED => [0i64, 0, 4_000_000, 0, 0, 9_000_000]
+        )
+        .expect("rides");
+        let limit = WaitLimit::from_seconds(6).expect("6 s");
+        let now = Clock { micros: Some(10_000_000) };
+        let check = |customer_id: LinkPolicy, driver_id: LinkPolicy, clock: Clock| -> (Vec<Option<String>>, Vec<Option<bool>>) {
+            let out = rides.clone().lazy().with_columns(link_checks(&roles, &Links { customer_id, driver_id }, clock)).collect().expect("checks");
+            let reasons = out.column("reason").expect("reason").str().expect("text").iter().map(|v| v.map(str::to_owned)).collect();
+            (reasons, out.column(EXPIRED).expect("expired").bool().expect("bool").iter().collect())
+        };
+        let s = |v: &str| Some(v.to_owned());
+        let (c, d, c6, d6) = (s(CUSTOMER_MISSING), s(DRIVER_MISSING), s("customer not registered within 6s"), s("driver not registered within 6s"));
+        let (yes, no) = (Some(true), Some(false));
+        use LinkPolicy::{Accept, Wait, WaitFor};
+        assert_eq!(check(WaitFor(limit), Wait, now), (vec![None, c6.clone(), c.clone(), d.clone(), c6.clone(), c.clone()], vec![no, yes, no, no, yes, no]));
+        // An expired driver link comes before a customer that waits without limit.
+        assert_eq!(check(Wait, WaitFor(limit), now), (vec![None, c.clone(), c.clone(), d6.clone(), d6.clone(), c.clone()], vec![no, no, no, yes, yes, no]));
+        assert_eq!(check(Accept, WaitFor(limit), now).0, vec![None, None, None, d6.clone(), d6, d.clone()]);
+        assert_eq!(check(WaitFor(limit), WaitFor(limit), Clock::default()), (vec![None, c.clone(), c.clone(), d, c.clone(), c], vec![no; 6]));
     }
 
     /// The Python package runs a build as a future on its runtime, which needs it `Send`: a build

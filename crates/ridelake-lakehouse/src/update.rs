@@ -40,8 +40,8 @@ use crate::io::{self, DataFile, StagedFiles, WriteMode};
 use crate::order::EpochState;
 use crate::rebuild::{self, SliceCounts};
 use crate::silver::{
-    DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RideState, Roles, RunContext, Tables,
-    UsersDecided, as_of_marker, count, decide_rides, files_holding, files_in, other_ride_fields, partitions_of,
+    Clock, DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RideState, Roles, RunContext, Tables,
+    UsersDecided, as_of_marker, commit_quarantine, count, expired_rows, decide_rides, files_holding, files_in, other_ride_fields, partitions_of,
     not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_to_check_again, with_bronze_ids, with_fields, write_users,
 };
 use crate::slices::Slice;
@@ -57,6 +57,8 @@ struct UpdateSlice {
     tombstones: StagedFiles,
     quarantine: Option<StagedFiles>,
     counts: SliceCounts,
+    /// The slice's rides that waited too long (quarantine rows), when a link waits for a while.
+    expired: Option<DataFrame>,
     released: u64,
     withdrawn: u64,
     /// Ids of published rides that leave their partition.
@@ -121,7 +123,7 @@ pub(crate) async fn update_rides_in_slices(
     let work = async {
         let mut outputs = Vec::with_capacity(plan.len());
         for slice in plan {
-            outputs.push(decide_update_slice(tables, options, &before, roles, bronze_rides, rides_epochs, slice).await?);
+            outputs.push(decide_update_slice(tables, options, &before, roles, cx.clock, bronze_rides, rides_epochs, slice).await?);
         }
         Ok(outputs)
     };
@@ -133,7 +135,9 @@ pub(crate) async fn update_rides_in_slices(
     let (mut rides, mut pending, mut tombstones, mut quarantine) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut leaving: Vec<i64> = Vec::new();
     let mut touched = BTreeSet::new();
+    let mut expired: Vec<LazyFrame> = Vec::new();
     for output in outputs {
+        expired.extend(output.expired.map(DataFrame::lazy));
         output.counts.add_to(cx.report);
         cx.report.count_rules(0, &output.warned);
         cx.report.slice_seconds.push(output.seconds);
@@ -183,11 +187,8 @@ pub(crate) async fn update_rides_in_slices(
     if users_bad.height() > 0 {
         quarantine.insert(0, rebuild::stage(tables, options, &QUARANTINE_TABLE, &users_bad, false).await?);
     }
-    if quarantine.iter().any(|part| part.rows > 0) {
-        cx.guard.next().await?;
-        let written = io::commit_staged(&cx.target(&QUARANTINE_TABLE), quarantine, &WriteMode::Append, &[]).await?;
-        cx.report.written.push(written);
-    }
+    let expired = if expired.is_empty() { None } else { Some(concat(expired, UnionArgs::default()).step("listing expired rides")?.collect().step("listing expired rides")?) };
+    commit_quarantine(cx, quarantine, expired.as_ref()).await?;
     cx.lap("write quarantine");
     // 2. users.
     let users_version = write_users(cx, users, bronze_users).await?;
@@ -197,13 +198,15 @@ pub(crate) async fn update_rides_in_slices(
     rebuild::commit_rides(cx, bronze_rides, &epochs, users_version, staged, &WriteMode::ReplacePartitions(touched), partitions).await
 }
 
-/// One slice of an incremental run: its changes decided against its part of silver, its rows
-/// staged (none committed).
+/// One slice of an incremental run: its changes decided against its part of silver at bronze's
+/// `clock`, its rows staged (none committed).
+#[allow(clippy::too_many_arguments)]
 async fn decide_update_slice(
     tables: &Tables,
     options: &HashMap<String, String>,
     before: &Before<'_>,
     roles: &Roles,
+    clock: Clock,
     bronze: &BronzeIncrement,
     mut epochs: EpochState,
     slice: &Slice,
@@ -255,7 +258,8 @@ async fn decide_update_slice(
     };
     let (pending_before, deleted_before) = (part_of(&before.pending).await?, part_of(&before.deleted).await?);
     let state = RideState::new(published, pending_before, deleted_before, retyped_rides);
-    let decided = decide_rides(latest, &state, roles, &bronze.map.links)?;
+    let decided = decide_rides(latest, &state, roles, &bronze.map.links, clock)?;
+    let expired = if bronze.map.links.waits_for_any() { Some(expired_rows(&decided.waiting)?) } else { None };
 
     let mut touched = partitions_of(&decided.ready)?;
     let published = state.published();
@@ -272,6 +276,7 @@ async fn decide_update_slice(
         tombstones: rebuild::stage(tables, options, &DELETED_TABLE, &decided.tombstones, true).await?,
         quarantine,
         counts: SliceCounts { changes: changes_read, quarantined: count(&bad), dropped, ..SliceCounts::of(&decided) },
+        expired,
         warned,
         released: decided.released,
         withdrawn: decided.withdrawn,

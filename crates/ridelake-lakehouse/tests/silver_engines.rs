@@ -189,6 +189,7 @@ async fn a_worker_with_another_model_refuses_its_slice() {
         bronze_table: 0,
         users_files: Vec::new(),
         model_hash: 12345,
+        ..Default::default()
     };
     let refused = run_slice(&layout(lake.path(), None), &task).await;
     match refused {

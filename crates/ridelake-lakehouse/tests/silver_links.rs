@@ -194,3 +194,142 @@ async fn an_accepted_link_publishes_at_once_and_arriving_users_clear_it() {
         check(seed, customer, driver).await;
     }
 }
+
+/// A link's policy in the wait_for test: `None` waits without limit, `Some(minutes)` waits that
+/// long.
+type Limit = Option<i64>;
+
+fn policy(limit: Limit) -> String {
+    match limit {
+        None => "\"wait\"".to_owned(),
+        Some(minutes) => format!("{{ wait_for = \"{minutes}min\" }}"),
+    }
+}
+
+/// Pending rides of the limited lake: id → (reason, expired).
+fn pending_states(frame: &DataFrame) -> BTreeMap<i64, (Option<String>, Option<bool>)> {
+    let expired: Vec<Option<bool>> = if frame.height() == 0 { Vec::new() } else { frame.column("expired").expect("expired").bool().expect("bool").iter().collect() };
+    ints(frame, "id").into_iter().map(|id| id.expect("ride id")).zip(texts(frame, "reason").into_iter().zip(expired)).collect()
+}
+
+/// Checks one history under links that wait for a while; returns how many rides expired after
+/// some run and were published at the end with the same change (their user arrived late).
+async fn check_limited(seed: u64, customer: Limit, driver: Limit) -> usize {
+    let context = format!("seed {seed}, customer_id {customer:?} min, driver_id {driver:?} min");
+    const START_MS: i64 = 1_764_000_000_000;
+    const HOUR_MS: i64 = 3_600_000;
+    let syncs = common::stamped(lagging_users(&generate(rough_history(seed)), 4), START_MS, HOUR_MS);
+    let catalog = configured_catalog(NS, "append", 1, 0, 1);
+    let text = format!("version = 1\n\n[rides.links]\ncustomer_id = {}\ndriver_id = {}\n", policy(customer), policy(driver));
+    let model = Model::parse(&text, "limited.toml").expect("the model");
+    let (plain, limited, rebuilt) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    // Rides expired after some run, with the bronze place of their change.
+    let mut ever_expired: BTreeMap<i64, (Option<i64>, Option<i64>)> = BTreeMap::new();
+    let mut last = SilverReport::default();
+    for i in 0..4 {
+        for lake in [&plain, &limited, &rebuilt] {
+            sync(lake.path(), &catalog, &syncs[i]).await;
+        }
+        let slices = (i == 2).then_some(3);
+        last = run(limited.path(), &model, SilverOptions { slices, ..Default::default() }).await.unwrap_or_else(|e| panic!("limited run {i}: {e} ({context})"));
+        assert_eq!(last.clock_us, Some((START_MS + i as i64 * HOUR_MS) * 1000), "the clock is the newest extraction ({context})");
+        let pending = read_table(limited.path(), "rides_pending").await;
+        let rows = ride_rows(&pending);
+        let states = pending_states(&pending);
+        assert_eq!(last.rides_expired as usize, states.values().filter(|s| s.1 == Some(true)).count(), "run {i}: report ({context})");
+        ever_expired.extend(states.iter().filter(|(_, s)| s.1 == Some(true)).map(|(id, _)| (*id, (rows[id].4, rows[id].5))));
+    }
+    run(plain.path(), &Model::default(), SilverOptions::default()).await.expect("plain run");
+    let once = run(rebuilt.path(), &model, SilverOptions { slices: Some(2), ..Default::default() }).await.expect("rebuild");
+    assert!(once.rebuild.is_some() && once.rides_expired == last.rides_expired, "{context}");
+
+    // Incremental = rebuild, every table (the quarantine's expired rides included).
+    for table in SILVER {
+        let (a, b) = (read_table(rebuilt.path(), table).await, read_table(limited.path(), table).await);
+        assert_same(table, &a, &b, &format!("{context}: incremental vs rebuild"));
+    }
+
+    // The oracle: the plain lake, where every link waits without limit, and the clock of the
+    // last sync.
+    let clock_us = (START_MS + 3 * HOUR_MS) * 1000;
+    let users = read_table(plain.path(), "users").await;
+    let of_type = |kind: &str| -> BTreeSet<i64> {
+        ints(&users, "id").into_iter().zip(texts(&users, "type")).filter(|(_, t)| t.as_deref() == Some(kind)).filter_map(|(id, _)| id).collect()
+    };
+    let (customers, drivers) = (of_type("customer"), of_type("driver"));
+    let plain_pending = read_table(plain.path(), "rides_pending").await;
+    let extracted: BTreeMap<i64, i64> = ints(&plain_pending, "id").into_iter().zip(ints(&plain_pending, "_cdc_extracted_at")).map(|(id, at)| (id.expect("id"), at.expect("extracted"))).collect();
+    let mut expected: BTreeMap<i64, (Option<String>, Option<bool>)> = BTreeMap::new();
+    for (id, row) in ride_rows(&plain_pending) {
+        let (no_customer, no_driver) = (row.1.is_none_or(|c| !customers.contains(&c)), row.2.is_some_and(|d| !drivers.contains(&d)));
+        let waited = clock_us - extracted[&id];
+        let expired = |broken: bool, limit: Limit| broken && limit.is_some_and(|m| waited > m * 60_000_000);
+        let reason = if expired(no_customer, customer) {
+            format!("customer not registered within {}", humanized(customer))
+        } else if expired(no_driver, driver) {
+            format!("driver not registered within {}", humanized(driver))
+        } else if no_customer {
+            "customer not registered".to_owned()
+        } else {
+            assert!(no_driver, "a plain pending ride waits for someone ({context})");
+            "driver not registered".to_owned()
+        };
+        expected.insert(id, (Some(reason), Some(expired(no_customer, customer) || expired(no_driver, driver))));
+    }
+    let limited_pending = read_table(limited.path(), "rides_pending").await;
+    assert_eq!(ride_rows(&limited_pending), ride_rows(&plain_pending), "the same rides wait, with the same changes ({context})");
+    assert_eq!(pending_states(&limited_pending), expected, "reasons and expiry ({context})");
+    for table in ["users", "rides", "rides_deleted"] {
+        let (a, b) = (read_table(plain.path(), table).await, read_table(limited.path(), table).await);
+        assert_same(table, &a, &b, &format!("{context}: a limited wait changes no other table"));
+    }
+    // The quarantine: the plain lake's, and one row per expired ride with its reason.
+    let quarantine = read_table(limited.path(), "quarantine").await;
+    let is_expiry = quarantine.column("rule").expect("rule").str().expect("text").iter().map(|r| r.is_some_and(|r| r.contains(" within "))).collect::<BooleanChunked>();
+    let (expiries, changes) = (quarantine.filter(&is_expiry).expect("filter"), quarantine.filter(&!&is_expiry).expect("filter"));
+    assert_same("quarantine", &read_table(plain.path(), "quarantine").await, &changes, &format!("{context}: the changes that broke a rule"));
+    let listed: BTreeMap<i64, Option<String>> = ints(&expiries, "id").into_iter().map(|id| id.expect("id")).zip(texts(&expiries, "rule")).collect();
+    let wanted: BTreeMap<i64, Option<String>> = expected.iter().filter(|(_, s)| s.1 == Some(true)).map(|(id, s)| (*id, s.0.clone())).collect();
+    assert_eq!(listed, wanted, "expired rides in the quarantine ({context})");
+    assert_eq!(expiries.height(), listed.len(), "one quarantine row per expired ride ({context})");
+    let raw = read_raw_ids(limited.path()).await;
+    assert_eq!(raw.iter().filter(|r| r.is_none()).count(), listed.len(), "expired rides have no bronze row id; every change has one ({context})");
+
+    let released = read_table(limited.path(), "rides").await;
+    let published = ride_rows(&released);
+    ever_expired.iter().filter(|(id, place)| published.get(*id).is_some_and(|row| (row.4, row.5) == **place)).count()
+}
+
+/// `30min` as the reasons write it.
+fn humanized(limit: Limit) -> String {
+    let minutes = limit.expect("a limit");
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h {m}m"),
+    }
+}
+
+/// The quarantine's `_airbyte_raw_id`s.
+async fn read_raw_ids(lake: &Path) -> Vec<Option<String>> {
+    let layout = layout(lake, None);
+    let table = ridelake_lakehouse::io::open(&layout.silver("quarantine").expect("url"), &layout.storage_options()).await.expect("open").expect("a quarantine");
+    let frame = ridelake_lakehouse::io::read_all(&table).await.expect("read");
+    texts(&frame, "_airbyte_raw_id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_wait_quarantines_on_bronzes_clock_and_a_late_user_still_releases() {
+    let extra: u64 = std::env::var("RIDELAKE_LINK_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    // Syncs an hour apart: a ride waits 90 minutes for its customer, so a user two syncs late
+    // comes after the ride expired (and releases it).
+    let released = check_limited(7, Some(90), None).await;
+    eprintln!("released after expiring: seed 7 {released}");
+    assert!(released > 0, "seed 7 releases an expired ride");
+    check_limited(8, None, Some(30)).await;
+    check_limited(9, Some(150), Some(45)).await;
+    for seed in 500..500 + extra {
+        let limits = [(Some(90), None), (None, Some(30)), (Some(61), Some(119))][seed as usize % 3];
+        check_limited(seed, limits.0, limits.1).await;
+    }
+}

@@ -149,8 +149,36 @@ pub fn assert_same_counts(one: &ridelake_lakehouse::silver::SilverReport, other:
         ("rides_deleted", one.rides_deleted, other.rides_deleted),
         ("quarantined", one.quarantined, other.quarantined),
         ("partitions_rewritten", one.partitions_rewritten, other.partitions_rewritten),
+        ("rides_expired", one.rides_expired, other.rides_expired),
     ] {
         assert_eq!(a, b, "report {field} ({context})");
     }
     assert_eq!(one.oldest_pending_us, other.oldest_pending_us, "report oldest_pending_us ({context})");
+}
+
+/// `syncs` with every record stamped with its sync's extraction time (`emitted_at`): sync `i`
+/// runs at `start_ms + i * every_ms`, as when a scheduler syncs every `every_ms`. A record that
+/// comes in a later sync (a lagging user) is extracted then.
+pub fn stamped(syncs: Vec<Vec<String>>, start_ms: i64, every_ms: i64) -> Vec<Vec<String>> {
+    syncs
+        .into_iter()
+        .enumerate()
+        .map(|(i, lines)| {
+            lines
+                .into_iter()
+                .map(|line| {
+                    let mut message: serde_json::Value = serde_json::from_str(&line).expect("a message");
+                    if message["type"] == "RECORD" {
+                        message["record"]["emitted_at"] = serde_json::json!(start_ms + i as i64 * every_ms);
+                    }
+                    message.to_string()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `lines` cut into `count` consecutive syncs of about as many lines.
+pub fn cut(lines: &[String], count: usize) -> Vec<Vec<String>> {
+    (0..count).map(|i| lines[lines.len() * i / count..lines.len() * (i + 1) / count].to_vec()).collect()
 }
