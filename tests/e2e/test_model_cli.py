@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import REPO, generate, local_config, run_dest
+from conftest import REPO, generate, local_config, read_delta, run_dest
 
 ridelake = pytest.importorskip("ridelake")
 
@@ -170,3 +170,172 @@ def test_accepted_links_from_the_installed_package(tmp_path: Path):
     ridelake.build_gold(str(lake))
     kpis = ridelake.read_table(str(lake), "gold", "daily_city_kpis")
     assert kpis["requested"].sum() == after.height
+
+
+def test_limited_waits_from_the_installed_package(tmp_path: Path):
+    """A customer link that waits at most 30 minutes, through the Python API and the real
+    destination, on bronze's clock: three syncs an hour apart (every record's `emitted_at` is its
+    sync's time), the records of one user in five held back until the third (ids 1, 6, 11…: the
+    generator's drivers are the multiples of 5, so these are customers). A ride still
+    missing its customer a sync after its latest change is expired: it stays pending with
+    `expired` and the reason naming the limit, and is listed in silver's quarantine (null
+    `_airbyte_raw_id`); when its customer arrives it is published and leaves the quarantine.
+    Each run is checked against an oracle built from silver's users and the clock; a rebuild of
+    the same bronze gives the same tables."""
+    t0_ms, hour_ms, limit_us = 1_764_000_000_000, 3_600_000, 30 * 60 * 1_000_000
+    expired_reason = "customer not registered within 30m"
+    messages, catalog = generate(tmp_path, "--users", "30", "--rides", "300", "--changes", "300", "--seed", "11")
+    lines = messages.read_text().splitlines()
+
+    def lags(message: dict) -> bool:
+        record = message.get("record") or {}
+        return message["type"] == "RECORD" and record.get("stream") == "users" and record["data"]["id"] % 5 == 1
+
+    parsed = [json.loads(line) for line in lines]
+    late = [m for m in parsed if lags(m)]
+    others = [m for m in parsed if not lags(m)]
+    half = len(others) // 2
+    syncs = [others[:half], others[half:], late]
+    assert late and all(any(m["type"] == "RECORD" for m in part) for part in syncs)
+
+    def stamped(part: list[dict], at_ms: int) -> bytes:
+        out = []
+        for message in part:
+            if message["type"] == "RECORD":
+                message = {**message, "record": {**message["record"], "emitted_at": at_ms}}
+            out.append(json.dumps(message, separators=(",", ":")))
+        return "\n".join(out).encode()
+
+    lake = tmp_path / "lake"
+    config = local_config(tmp_path, lake / "bronze")
+
+    def sync(i: int) -> None:
+        run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=stamped(syncs[i], t0_ms + i * hour_ms))
+        assert run.returncode == 0, run.stderr
+
+    # The model: validate accepts it, and a wait that is no duration is named at its line.
+    model = tmp_path / "wait.toml"
+    model.write_text('version = 1\n[rides.links]\ncustomer_id = { wait_for = "30min" }\n')
+    out = cli("validate", str(model))
+    assert out.returncode == 0, out.stderr
+    soon = tmp_path / "soon.toml"
+    soon.write_text('version = 1\n[rides.links]\ncustomer_id = { wait_for = "soon" }\n')
+    out = cli("validate", str(soon))
+    assert out.returncode == 1 and "soon.toml: line 3:" in out.stderr and "soon" in out.stderr.split("line 3:", 1)[1], out.stderr
+
+    def micros(frame: pl.DataFrame, column: str) -> list[int]:
+        series = frame[column]
+        return (series.dt.epoch("us") if series.dtype == pl.Datetime else series.cast(pl.Int64)).to_list()
+
+    def tables() -> dict[str, pl.DataFrame]:
+        return {t: ridelake.read_table(str(lake), "silver", t) for t in ("users", "rides", "rides_pending")}
+
+    def expected_pending(silver: dict[str, pl.DataFrame], clock_us: int) -> dict[int, tuple[str, bool]]:
+        """The oracle: each pending ride's (reason, expired) from silver's users and the clock."""
+        users = silver["users"]
+        customers = set(users.filter(pl.col("type") == "customer")["id"].to_list())
+        drivers = set(users.filter(pl.col("type") == "driver")["id"].to_list())
+        pending = silver["rides_pending"]
+        wanted = {}
+        for ride, customer, driver, extracted in zip(pending["id"].to_list(), pending["customer_id"].to_list(),
+                                                     pending["driver_id"].to_list(), micros(pending, "_cdc_extracted_at")):
+            no_customer = customer is None or customer not in customers
+            no_driver = driver is not None and driver not in drivers
+            assert no_customer or no_driver, f"ride {ride} waits though both its links hold"
+            expired = no_customer and clock_us - extracted > limit_us
+            reason = expired_reason if expired else "customer not registered" if no_customer else "driver not registered"
+            wanted[ride] = (reason, expired)
+        return wanted
+
+    def states(pending: pl.DataFrame) -> dict[int, tuple[str, bool]]:
+        return {r: (why, e) for r, why, e in zip(pending["id"].to_list(), pending["reason"].to_list(), pending["expired"].to_list())}
+
+    def listed_expired(pending: pl.DataFrame) -> dict[int, str]:
+        """The quarantine's expired rides, read with deltalake (not ridelake): id -> rule; checks
+        one row per ride, naming the pending ride's latest change."""
+        if not (lake / "silver" / "quarantine" / "_delta_log").exists():
+            return {}
+        quarantine = read_delta(str(lake / "silver" / "quarantine"))
+        rows = quarantine.filter(pl.col("_airbyte_raw_id").is_null())
+        assert rows["table"].to_list() == ["rides"] * rows.height, rows
+        assert rows["id"].n_unique() == rows.height, f"one quarantine row per expired ride: {rows}"
+        change = {r: (v, n) for r, v, n in zip(pending["id"].to_list(), pending["_cdc_bronze_version"].to_list(), pending["_cdc_bronze_row"].to_list())}
+        for r, v, n, b in zip(rows["id"].to_list(), rows["_cdc_bronze_version"].to_list(), rows["_cdc_bronze_row"].to_list(), rows["bronze_version"].to_list()):
+            assert change.get(r) == (v, n) and b == v, f"quarantined expired ride {r} names change {(v, n, b)}, pending holds {change.get(r)}"
+        return dict(zip(rows["id"].to_list(), rows["rule"].to_list()))
+
+    # Sync 1, built with the default model first: switching to the limited wait needs a rebuild.
+    sync(0)
+    plain = ridelake.build_silver(str(lake))
+    assert plain["clock_us"] is None and plain["rides_expired"] == 0, plain
+    assert "expired" not in ridelake.read_table(str(lake), "silver", "rides_pending").columns
+    with pytest.raises(ridelake.ConfigError, match="rebuild"):
+        ridelake.build_silver(str(lake), model=model)
+    first = ridelake.build_silver(str(lake), model=model, rebuild=True)
+    assert first["clock_us"] == t0_ms * 1000 and first["rides_expired"] == 0, first
+    silver = tables()
+    pending = silver["rides_pending"]
+    assert pending.schema["expired"] == pl.Boolean, pending.schema
+    assert set(micros(pending, "_cdc_extracted_at")) == {t0_ms * 1000}, "sync 1's rides were extracted at T0"
+    assert states(pending) == expected_pending(silver, t0_ms * 1000)
+    lagging = pending.filter((pl.col("customer_id") % 5 == 1) & (pl.col("reason") == "customer not registered"))
+    assert lagging.height > 0, f"rides wait for the lagging customers: {pending}"
+    assert listed_expired(pending) == {}
+
+    # Sync 2, an hour later: sync 1's rides still missing their customer expire; sync 2's wait.
+    sync(1)
+    second = ridelake.build_silver(str(lake), model=model)
+    clock_us = (t0_ms + hour_ms) * 1000
+    assert second["rebuild"] is None and second["clock_us"] == clock_us, second
+    silver = tables()
+    pending = silver["rides_pending"]
+    extracted = dict(zip(pending["id"].to_list(), micros(pending, "_cdc_extracted_at")))
+    assert set(extracted.values()) <= {t0_ms * 1000, clock_us}, set(extracted.values())
+    got, wanted = states(pending), expected_pending(silver, clock_us)
+    assert got == wanted, {r: (got.get(r), wanted.get(r)) for r in got.keys() | wanted.keys() if got.get(r) != wanted.get(r)}
+    expired = {r for r, (_, e) in got.items() if e}
+    assert expired and all(extracted[r] == t0_ms * 1000 for r in expired)
+    assert not any(e for r, (_, e) in got.items() if extracted[r] == clock_us), "rides of sync 2 do not expire yet"
+    assert any(c % 5 == 1 for c in pending.filter(pl.col("expired"))["customer_id"].to_list()), "lagging customers' rides expire"
+    assert listed_expired(pending) == {r: expired_reason for r in expired}
+    assert second["rides_expired"] == len(expired), (second["rides_expired"], len(expired))
+
+    # Sync 3: the lagging users arrive; the rides they expire for are published, and leave the
+    # quarantine.
+    sync(2)
+    third = ridelake.build_silver(str(lake), model=model)
+    clock_us = (t0_ms + 2 * hour_ms) * 1000
+    assert third["rebuild"] is None and third["clock_us"] == clock_us, third
+    silver = tables()
+    pending, rides = silver["rides_pending"], silver["rides"]
+    got, wanted = states(pending), expected_pending(silver, clock_us)
+    assert got == wanted, {r: (got.get(r), wanted.get(r)) for r in got.keys() | wanted.keys() if got.get(r) != wanted.get(r)}
+    published = set(rides["id"].to_list())
+    assert not published & set(got), "a ride is both published and pending"
+    released = rides.filter(pl.col("id").is_in(sorted(expired)))
+    assert released.height > 0, f"no expired ride was released by its late customer: {sorted(expired)}"
+    assert all(c % 5 == 1 for c in released["customer_id"].to_list()), "a lagging customer released them"
+    assert expired <= published | set(got), "the rides sync 3 does not change are published or still pending"
+    still = {r for r, (_, e) in got.items() if e}
+    listed = listed_expired(pending)
+    assert listed == {r: expired_reason for r in still}
+    assert not set(listed) & published, "a published ride is still quarantined as expired"
+    assert third["rides_expired"] == len(still), (third["rides_expired"], len(still))
+
+    # A rebuild of the same bronze gives the same silver: the clock does not depend on when it runs.
+    def snapshot() -> dict[str, pl.DataFrame]:
+        frames = {t: ridelake.read_table(str(lake), "silver", t) for t in ("rides", "rides_pending")}
+        frames["quarantine"] = read_delta(str(lake / "silver" / "quarantine"))
+        return {t: f.select(sorted(f.columns)).sort(sorted(f.columns), nulls_last=True) for t, f in frames.items()}
+
+    incremental = snapshot()
+    rebuilt = ridelake.build_silver(str(lake), model=model, rebuild=True)
+    assert rebuilt["rebuild"] is not None and rebuilt["clock_us"] == clock_us and rebuilt["rides_expired"] == len(still), rebuilt
+    again = snapshot()
+    for table, frame in incremental.items():
+        assert frame.equals(again[table]), f"silver/{table}: incremental\n{frame}\nrebuilt\n{again[table]}"
+
+    # The pending table documents its new column.
+    from deltalake import DeltaTable
+    comments = {f.name: (f.metadata or {}).get("comment") for f in DeltaTable(str(lake / "silver" / "rides_pending")).schema().fields}
+    assert comments.get("expired") and "wait_for" in comments["expired"], comments

@@ -32,6 +32,8 @@ class SilverReport(TypedDict):
     pending: int
     released: int
     rides_unlinked: int  # rides this run published with a link the model accepts that does not hold
+    rides_expired: int  # pending rides past a wait_for link's limit after the run (also listed in the quarantine)
+    clock_us: int | None  # bronze's clock the wait_for limits count from (newest _airbyte_extracted_at, µs); None without wait_for
     oldest_pending_us: int | None
     partitions_rewritten: int
     slices: int  # id ranges a rebuild (or an increment over the budget) decided its rides in; 0 for an unsliced increment
