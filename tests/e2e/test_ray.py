@@ -6,7 +6,8 @@ re-inserts, retyped and deleted users, a source-mysql upgrade or a binlog restar
 destination binary. One worker process dies (`os._exit`) right after writing its slice's files and
 before reporting: Ray runs the slice again, and the files of the dead attempt stay unreferenced.
 Every silver table must equal the local rebuild's, every column; gold too; a second Ray run is a
-no-op, and the next sync goes on incrementally, alike. (The real-MariaDB histories are rebuilt on
+no-op, and the next sync goes on incrementally, its increment's slices on Ray with a worker killed
+again, alike. (The real-MariaDB histories are rebuilt on
 Ray in test_real_cdc.py.)
 """
 from __future__ import annotations
@@ -128,16 +129,28 @@ def test_a_rebuild_on_ray_with_a_worker_killed_equals_the_local_rebuild(era, ray
     again = ridelake.build_silver(str(on_ray), slices=4, engine="ray")
     assert again["noop"] and not again["written"], again
 
-    # The rest of the history goes on incrementally on both, alike (Ray is not used: no rebuild).
+    # The rest of the history goes on incrementally on both, alike: locally at once, on Ray in
+    # three slices (an increment's slices fan out too) with the worker of slice 0 killed once.
     # (One sync, copied: the destination gives every record its own _airbyte_raw_id.)
     sync(tmp_path, local, rest, catalog)
     shutil.rmtree(on_ray / "bronze")
     shutil.copytree(local / "bronze", on_ray / "bronze")
-    a, b = ridelake.build_silver(str(local)), ridelake.build_silver(str(on_ray), engine="ray")
-    assert a["rebuild"] is None and b["rebuild"] is None and b["slices"] == 0, (a["rebuild"], b["rebuild"])
+    increment_flags = tmp_path / "flags-increment"
+    increment_flags.mkdir()
+    a = ridelake.build_silver(str(local))
+    b = ridelake.build_silver(str(on_ray), slices=3, engine=dying_engine(increment_flags, die_at=0))
+    context = f"{era}, then incremental in {b['slices']} slices on Ray"
+    assert a["rebuild"] is None and b["rebuild"] is None and b["slices"] >= 2, (a["rebuild"], b["rebuild"], b["slices"])
+    for field in ("rides_read", "rides_upserted", "pending", "rides_deleted", "quarantined", "released", "oldest_pending_us"):
+        assert b[field] == a[field], f"report {field}: {b[field]} on Ray, {a[field]} locally ({context})"
+    assert (increment_flags / "died").exists(), f"no worker was killed ({context})"
+    runs = sorted(p.name for p in increment_flags.glob("ran-*"))
+    assert len([r for r in runs if r.startswith("ran-0-")]) == 2, f"slice 0 ran {runs} ({context})"
     ridelake.build_gold(str(local))
     ridelake.build_gold(str(on_ray))
-    assert_same_tables(local, on_ray, f"{context}, then incremental")
+    assert_same_tables(local, on_ray, context)
+    again = ridelake.build_silver(str(on_ray), slices=3, engine="ray")
+    assert again["noop"] and not again["written"], again
 
 
 def test_any_map_is_an_engine_and_a_bad_one_changes_nothing(tmp_path):

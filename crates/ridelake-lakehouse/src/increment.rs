@@ -297,6 +297,26 @@ fn add_path(path: &str) -> String {
 /// to be read through `map`.
 pub async fn increment(url: &Url, options: &HashMap<String, String>, marker: Option<i64>, known_id: Option<i64>, map: &StreamMap) -> Result<BronzeIncrement> {
     let table = io::open(url, options).await?.ok_or_else(|| LakehouseError::MissingBronze(url.to_string()))?;
+    increment_of(table, marker, known_id, map).await
+}
+
+/// What bronze added after `marker` up to `version` (pinned by a run's driver), for a worker
+/// deciding a slice of an incremental run: the same files, in the same order, as the driver's
+/// [`increment`] listed. Fails when the table is no longer the one the driver read
+/// (`table_id`), or when the increment can no longer be read as one (the driver would have
+/// rebuilt).
+pub async fn pinned_increment(url: &Url, options: &HashMap<String, String>, marker: i64, version: i64, table_id: i64, map: &StreamMap) -> Result<BronzeIncrement> {
+    let at = u64::try_from(version).map_err(|_| LakehouseError::Task(format!("bronze version {version} is not a version")))?;
+    let table = io::open_version(url, options, at).await?;
+    let increment = increment_of(table, Some(marker), Some(table_id), map).await?;
+    match &increment.rebuild {
+        None => Ok(increment),
+        Some(why) => Err(LakehouseError::Task(format!("bronze at {url} changed under the run ({}); run it again", why.describe()))),
+    }
+}
+
+/// [`increment`] of `table` as opened (its latest version, or one a driver pinned).
+async fn increment_of(table: DeltaTable, marker: Option<i64>, known_id: Option<i64>, map: &StreamMap) -> Result<BronzeIncrement> {
     let upto = table.version().unwrap_or_default() as i64;
     let id = table_id(&table)?;
     let rebuild = match marker {

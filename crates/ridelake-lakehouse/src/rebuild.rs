@@ -17,6 +17,10 @@
 //! them), and the engine runs its slice again or the run fails with silver's data as it was (a
 //! first build leaves its tables created empty, without markers). When the run fails while an
 //! engine still runs tasks (a lost lease), those tasks only leave such files.
+//!
+//! An incremental run's slices travel the same way: their tasks carry an
+//! [`UpdateTask`](crate::update::UpdateTask) and [`run_slice`] hands them to
+//! [`crate::update`].
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -39,6 +43,7 @@ use crate::silver::{
     expired_rows, other_ride_fields, partitions_of, quarantine_rows, ride_change_sources, ride_rule_fields, ride_rules, users_written, with_bronze_ids, with_fields,
 };
 use crate::slices::{self, IdSample, Slice};
+use crate::update::{self, UpdateOutput, UpdateTask};
 
 /// One slice of a rebuild, as the driver hands it to a worker.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -63,6 +68,11 @@ pub struct SliceTask {
     /// counts waits from the same time.
     #[serde(default)]
     pub clock: Clock,
+    /// Set for a slice of an incremental run: where the increment starts and the silver tables
+    /// as the driver found them ([`crate::update`]). `users_files` then holds the users
+    /// partitions the run rewrites.
+    #[serde(default)]
+    pub update: Option<UpdateTask>,
 }
 
 /// What one slice's decision counted.
@@ -149,6 +159,9 @@ pub struct SliceOutput {
     pub warned: Vec<(String, u64)>,
     /// The worker's wall time, in seconds.
     pub seconds: f64,
+    /// Of a slice of an incremental run: the published rides that leave and what moved.
+    #[serde(default)]
+    pub update: Option<UpdateOutput>,
 }
 
 /// Runs the slices of a rebuild: each task through [`run_slice`] (or its equivalent in another
@@ -162,6 +175,9 @@ pub trait SliceRunner: Send + Sync + std::fmt::Debug {
 /// The worker half: decides the rides of `task`'s slice and stages their files (see the module
 /// documentation). Reads the users' roles from the users files the task names.
 pub async fn run_slice(layout: &LakeLayout, task: &SliceTask) -> Result<SliceOutput> {
+    if task.update.is_some() {
+        return update::run_update_slice(layout, task).await;
+    }
     let started = std::time::Instant::now();
     let bronze = pinned_bronze(layout, task).await?;
     let roles = staged_roles(layout, &task.users_files).await?;
@@ -173,14 +189,20 @@ pub async fn run_slice(layout: &LakeLayout, task: &SliceTask) -> Result<SliceOut
 /// All of bronze rides as the task's driver pinned it, read through this worker's model (which
 /// must be the driver's).
 async fn pinned_bronze(layout: &LakeLayout, task: &SliceTask) -> Result<BronzeIncrement> {
+    same_model(layout, task)?;
+    let map = &layout.model.rides;
+    increment::pinned(&layout.bronze(&map.stream)?, &layout.storage_options(), task.bronze_version, task.bronze_table, map).await
+}
+
+/// Fails unless this worker reads the model the task's driver maps bronze with.
+pub(crate) fn same_model(layout: &LakeLayout, task: &SliceTask) -> Result<()> {
     if layout.model.hash() != task.model_hash {
         return Err(LakehouseError::Setting {
             name: "model".into(),
             message: format!("this worker reads {}, not the model the run's driver maps bronze with; give every worker the same model file", layout.model.origin),
         });
     }
-    let map = &layout.model.rides;
-    increment::pinned(&layout.bronze(&map.stream)?, &layout.storage_options(), task.bronze_version, task.bronze_table, map).await
+    Ok(())
 }
 
 /// The roles of the users in `files`, files of the silver users table the driver staged (their
@@ -228,6 +250,7 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
         epochs,
         warned,
         seconds: started.elapsed().as_secs_f64(),
+        update: None,
     })
 }
 
@@ -309,7 +332,7 @@ pub(crate) async fn while_renewing<T>(lease: &mut Lease, work: impl Future<Outpu
 
 /// The slices' outputs, one per task in task order (the first of a task's outputs, when an
 /// engine returns more); fails when an output is not of one of these tasks, or a task has none.
-fn in_task_order(tasks: &[SliceTask], outputs: Vec<SliceOutput>) -> Result<Vec<SliceOutput>> {
+pub(crate) fn in_task_order(tasks: &[SliceTask], outputs: Vec<SliceOutput>) -> Result<Vec<SliceOutput>> {
     let mut slots: Vec<Option<SliceOutput>> = tasks.iter().map(|_| None).collect();
     for output in outputs {
         let index = output.task.index;
@@ -324,7 +347,7 @@ fn in_task_order(tasks: &[SliceTask], outputs: Vec<SliceOutput>) -> Result<Vec<S
 }
 
 /// A word that names one run among others (process, time): tasks carry it.
-fn run_word() -> String {
+pub(crate) fn run_word() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     format!("{}-{nanos:x}", std::process::id())
 }
@@ -372,6 +395,7 @@ pub(crate) async fn rebuild_rides(
             users_files: users_files.adds.iter().map(|add| add.path.clone()).collect(),
             model_hash: cx.model_hash,
             clock: cx.clock,
+            update: None,
         })
         .collect();
     cx.report.slices = plan.len() as u64;
@@ -489,6 +513,7 @@ mod tests {
             users_files: vec!["year=2026/month=11/day=30/part-0.parquet".into()],
             model_hash: 99,
             clock: Clock { micros: Some(1_764_496_800_123_000) },
+            update: (index == 2).then(|| UpdateTask { after: 4, users: Some(3), users_touched: vec![(2026, 11, 30)], recheck: vec![5, 8], ..Default::default() }),
         }
     }
 

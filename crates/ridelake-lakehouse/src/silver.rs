@@ -647,6 +647,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     }
     let (mut users_epochs, rides_epochs) = if rebuild { Default::default() } else { (users_known.epochs.unwrap_or_default(), rides_known.epochs.unwrap_or_default()) };
     let silver_users = users_known.table.filter(|_| !rebuild);
+    let users_before = silver_users.as_ref().and_then(|t| t.version()).map(|v| v as i64);
     let silver_rides = rides_known.table.filter(|_| !rebuild);
     steps.lap(&mut report, "open tables");
 
@@ -721,8 +722,8 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         let plan = rebuild::plan_slices(&bronze_rides, run, &users.all, true).await?;
         let roles = Roles::of(&users.all)?;
         if plan.len() > 1 {
-            let marker = rides_known.marker;
-            update::update_rides_in_slices(&mut cx, &users, &roles, &retyped, &bronze_users, &bronze_rides, marker, silver_rides, rides_epochs, &plan).await?;
+            let found = update::Found { rides: silver_rides, users_version: users_before, marker: rides_known.marker, epochs: rides_epochs };
+            update::update_rides_in_slices(&mut cx, layout, &users, &roles, &retyped, &bronze_users, &bronze_rides, found, &plan, run.engine.as_deref()).await?;
         } else {
             update_rides(&mut cx, &users, &roles, &retyped, &bronze_users, &bronze_rides, rides_known.marker, silver_rides, rides_epochs).await?;
         }
@@ -833,13 +834,18 @@ pub(crate) struct UsersDecided {
 /// written whenever the run writes, so that the markers advance and rides can name the users
 /// version they were checked against); returns the version.
 pub(crate) async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecided, bronze_users: &BronzeIncrement) -> Result<i64> {
-    let rows = users.all.clone().lazy().filter(in_partitions(&users.touched)).collect().step("selecting user partitions")?;
+    let rows = users_to_write(users)?;
     cx.guard.next().await?;
     let target = cx.target(&USERS_TABLE);
     let markers = input_markers(USERS_MARKER, bronze_users, &users.epochs, cx.model_hash);
     let mode = WriteMode::ReplacePartitions(users.touched.clone());
     let written = io::write(target.url, target.options, &rows, mode, target.partition_by, &markers, target.name, target.description).await?;
     Ok(users_written(cx, written, &users.touched))
+}
+
+/// The rows of the users partitions an incremental run rewrites.
+pub(crate) fn users_to_write(users: &UsersDecided) -> Result<DataFrame> {
+    users.all.clone().lazy().filter(in_partitions(&users.touched)).collect().step("selecting user partitions")
 }
 
 /// Records a users commit in the run's report; returns its version.

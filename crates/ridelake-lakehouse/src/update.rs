@@ -24,6 +24,17 @@
 //! A touched partition therefore gets a file per slice that published into it, besides its kept
 //! rows; maintenance's compaction merges them. The content is the unsliced run's (invariant 6 of
 //! docs/silver-core.md, tested by `tests/silver_slices.rs`).
+//!
+//! The slices may run anywhere, as a rebuild's do ([`crate::rebuild`]): the driver stages the
+//! users partitions the run rewrites before the slices (committing them after, where an unsliced
+//! run writes them), and hands each slice to a worker as a [`SliceTask`] whose [`UpdateTask`]
+//! names where the increment starts and the version of every silver table as the driver found
+//! it. A worker ([`run_update_slice`]) opens each at that version, reads the increment as of the
+//! pinned bronze version, and checks its rides against the users the driver's run decides: the
+//! users as the driver found them, except the rewritten partitions, which it reads from the
+//! staged files. Its [`UpdateOutput`] carries what the driver keeps of a slice (the leaving ids
+//! and the touched partitions); the partition rewrite and every commit stay on the driver
+//! (tested by `tests/silver_engines.rs` and, on Ray, `tests/e2e/test_ray.py`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -35,19 +46,59 @@ use ridelake_core::bronze::RAW_ID;
 use crate::cdc;
 use crate::rules;
 use crate::error::{LakehouseError, PolarsContext, Result};
-use crate::increment::BronzeIncrement;
+use crate::increment::{self, BronzeIncrement};
 use crate::io::{self, DataFile, StagedFiles, WriteMode};
+use crate::layout::LakeLayout;
 use crate::order::EpochState;
-use crate::rebuild::{self, SliceCounts};
+use crate::rebuild::{self, SliceCounts, SliceOutput, SliceRunner, SliceTask};
 use crate::silver::{
     Clock, DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RideState, Roles, RunContext, Tables,
-    UsersDecided, as_of_marker, commit_quarantine, count, expired_rows, decide_rides, files_holding, files_in, other_ride_fields, partitions_of,
-    not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_to_check_again, with_bronze_ids, with_fields, write_users,
+    USERS_MARKER, USERS_TABLE, UsersDecided, as_of_marker, commit_quarantine, count, expired_rows, decide_rides, files_holding, files_in,
+    input_markers, other_ride_fields, partitions_of, not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_to_check_again,
+    users_to_write, users_written, with_bronze_ids, with_fields,
 };
 use crate::slices::Slice;
 
 /// Files read at once when a slice reads published rows or its part of a companion table.
 const FILES_AT_ONCE: usize = 8;
+
+/// What a worker needs, besides its slice, to decide a slice of an incremental run: where the
+/// increment starts and silver as the driver found it (each table's version; `None`: no table).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpdateTask {
+    /// Silver rides' marker: the increment is what bronze added after this version.
+    pub after: i64,
+    /// The rides' epoch state at the marker.
+    pub epochs: EpochState,
+    /// Version of silver `users` the driver read.
+    pub users: Option<i64>,
+    /// Version of silver `rides` the driver read.
+    pub rides: Option<i64>,
+    /// Version of `rides_pending` at the marker.
+    pub pending: Option<i64>,
+    /// Version of `rides_deleted` at the marker.
+    pub deleted: Option<i64>,
+    /// Version of `quarantine` the driver read.
+    pub quarantine: Option<i64>,
+    /// The users partitions the run rewrites; their new files are the task's `users_files`.
+    pub users_touched: Vec<(i32, i32, i32)>,
+    /// The slice's published rides to check again (their user changed type, or arrived for an
+    /// unlinked ride).
+    pub recheck: Vec<i64>,
+}
+
+/// What a worker returns of a slice of an incremental run, besides its staged files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpdateOutput {
+    /// Rides that left pending for `rides`.
+    pub released: u64,
+    /// Published rides sent back to pending.
+    pub withdrawn: u64,
+    /// Ids of published rides that leave their partition.
+    pub leaving: Vec<i64>,
+    /// Partitions that gain or lose rides.
+    pub touched: Vec<(i32, i32, i32)>,
+}
 
 /// What one slice of an incremental run staged and found.
 #[derive(Default)]
@@ -84,28 +135,43 @@ struct Before<'a> {
     quarantined: Option<DataFrame>,
 }
 
-/// An incremental run's rides, decided in the slices of `plan` (module documentation).
+/// The silver tables as an incremental run's driver found them, which its slices start from.
+pub(crate) struct Found {
+    /// Silver rides (`None`: not there yet).
+    pub(crate) rides: Option<DeltaTable>,
+    /// Silver users' version.
+    pub(crate) users_version: Option<i64>,
+    /// The rides marker: the increment starts after it.
+    pub(crate) marker: Option<i64>,
+    /// The rides' epoch state at the marker.
+    pub(crate) epochs: EpochState,
+}
+
+/// An incremental run's rides, decided in the slices of `plan`, here one after another or by
+/// `engine`'s workers (module documentation).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn update_rides_in_slices(
     cx: &mut RunContext<'_, '_>,
+    layout: &LakeLayout,
     users: &UsersDecided,
     roles: &Roles,
     retyped: &DataFrame,
     bronze_users: &BronzeIncrement,
     bronze_rides: &BronzeIncrement,
-    marker: Option<i64>,
-    silver_rides: Option<DeltaTable>,
-    rides_epochs: EpochState,
+    found: Found,
     plan: &[Slice],
+    engine: Option<&dyn SliceRunner>,
 ) -> Result<()> {
     let (tables, options) = (cx.tables, cx.options);
+    let Found { rides: silver_rides, users_version: users_before, marker, epochs: rides_epochs } = found;
     let ride_files = match &silver_rides {
         Some(t) => io::files(t)?,
         None => Vec::new(),
     };
     let retyped_rides = rides_to_check_again(silver_rides.as_ref(), &ride_files, users, retyped, &bronze_rides.map.links).await?;
-    let quarantined = match io::open(&tables.quarantine, options).await? {
-        Some(q) => Some(io::read_columns(&q, &io::files(&q)?, Some(&[RAW_ID])).await?),
+    let quarantine = io::open(&tables.quarantine, options).await?;
+    let quarantined = match &quarantine {
+        Some(q) => Some(io::read_columns(q, &io::files(q)?, Some(&[RAW_ID])).await?),
         None => None,
     };
     let before = Before {
@@ -118,16 +184,66 @@ pub(crate) async fn update_rides_in_slices(
     };
     cx.report.slices = plan.len() as u64;
     cx.lap("rides: read silver's state");
+    // The users partitions the run rewrites: staged now (a worker elsewhere checks its rides
+    // against them), committed after the slices.
+    let users_files = rebuild::stage(tables, options, &USERS_TABLE, &users_to_write(users)?, false).await?;
+    cx.lap("users: stage");
 
-    // ---- the slices, one after another --------------------------------------------------------
-    let work = async {
-        let mut outputs = Vec::with_capacity(plan.len());
-        for slice in plan {
-            outputs.push(decide_update_slice(tables, options, &before, roles, cx.clock, bronze_rides, rides_epochs, slice).await?);
+    // ---- the slices ----------------------------------------------------------------------------
+    let outputs: Vec<UpdateSlice> = match engine {
+        None => {
+            let work = async {
+                let mut outputs = Vec::with_capacity(plan.len());
+                for slice in plan {
+                    outputs.push(decide_update_slice(tables, options, &before, roles, cx.clock, bronze_rides, rides_epochs, slice).await?);
+                }
+                Ok(outputs)
+            };
+            rebuild::while_renewing(cx.guard.lease, work).await?
         }
-        Ok(outputs)
+        Some(engine) => {
+            let after = marker.ok_or_else(|| LakehouseError::Task("an incremental run without a rides marker cannot be handed to workers".into()))?;
+            let version = |table: &Option<DeltaTable>| table.as_ref().and_then(|t| t.version()).map(|v| v as i64);
+            let update = UpdateTask {
+                after,
+                epochs: rides_epochs,
+                users: users_before,
+                rides: version(&silver_rides),
+                pending: version(&before.pending),
+                deleted: version(&before.deleted),
+                quarantine: version(&quarantine),
+                users_touched: users.touched.iter().copied().collect(),
+                recheck: Vec::new(),
+            };
+            let run = rebuild::run_word();
+            let mut tasks = Vec::with_capacity(plan.len());
+            for (index, slice) in plan.iter().enumerate() {
+                let recheck = if before.retyped_rides.height() > 0 {
+                    ids(&before.retyped_rides.clone().lazy().filter(slice.holds("id")).collect().step("slicing rides to check")?)?
+                } else {
+                    Vec::new()
+                };
+                tasks.push(SliceTask {
+                    index,
+                    slice: *slice,
+                    run: run.clone(),
+                    bronze_version: bronze_rides.upto,
+                    bronze_table: bronze_rides.table_id,
+                    users_files: users_files.adds.iter().map(|add| add.path.clone()).collect(),
+                    model_hash: cx.model_hash,
+                    clock: cx.clock,
+                    update: Some(UpdateTask { recheck, ..update.clone() }),
+                });
+            }
+            let outputs = rebuild::while_renewing(cx.guard.lease, engine.run(layout, tasks.clone())).await?;
+            let mut slices = Vec::with_capacity(tasks.len());
+            for output in rebuild::in_task_order(&tasks, outputs)? {
+                let expired = if bronze_rides.map.links.waits_for_any() { Some(expired_of(tables, options, &output.pending).await?) } else { None };
+                slices.push(UpdateSlice::of_output(output, expired)?);
+            }
+            slices
+        }
     };
-    let outputs: Vec<UpdateSlice> = rebuild::while_renewing(cx.guard.lease, work).await?;
     let epochs = outputs.first().map(|o| o.epochs).unwrap_or(rides_epochs);
     if outputs.iter().any(|o| o.epochs != epochs) {
         return Err(LakehouseError::Task("the slices of one run ended bronze in different epoch states (bronze changed during the run)".into()));
@@ -190,8 +306,12 @@ pub(crate) async fn update_rides_in_slices(
     let expired = if expired.is_empty() { None } else { Some(concat(expired, UnionArgs::default()).step("listing expired rides")?.collect().step("listing expired rides")?) };
     commit_quarantine(cx, quarantine, expired.as_ref()).await?;
     cx.lap("write quarantine");
-    // 2. users.
-    let users_version = write_users(cx, users, bronze_users).await?;
+    // 2. users: the partitions staged before the slices.
+    cx.guard.next().await?;
+    let markers = input_markers(USERS_MARKER, bronze_users, &users.epochs, cx.model_hash);
+    let mode = WriteMode::ReplacePartitions(users.touched.clone());
+    let written = io::commit_staged(&cx.target(&USERS_TABLE), vec![users_files], &mode, &markers).await?;
+    let users_version = users_written(cx, written, &users.touched);
     // 3. pending and tombstones, then rides: the run's commit point.
     let partitions = touched.len() as u64;
     let staged = rebuild::StagedRides { pending, tombstones, rides };
@@ -285,6 +405,125 @@ async fn decide_update_slice(
         epochs,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+impl UpdateSlice {
+    /// A worker's output of a slice of an incremental run, with the slice's `expired` rides.
+    fn of_output(output: SliceOutput, expired: Option<DataFrame>) -> Result<UpdateSlice> {
+        let index = output.task.index;
+        let update = output.update.ok_or_else(|| LakehouseError::Task(format!("the engine returned the output of a rebuild for slice {index} of an incremental run")))?;
+        Ok(UpdateSlice {
+            rides: output.rides,
+            pending: output.pending,
+            tombstones: output.tombstones,
+            quarantine: output.quarantine,
+            counts: output.counts,
+            expired,
+            released: update.released,
+            withdrawn: update.withdrawn,
+            leaving: update.leaving,
+            touched: update.touched.into_iter().collect(),
+            epochs: output.epochs,
+            seconds: output.seconds,
+            warned: output.warned,
+        })
+    }
+}
+
+/// The expired rides among the pending rows a worker staged (quarantine rows).
+async fn expired_of(tables: &Tables, options: &HashMap<String, String>, pending: &StagedFiles) -> Result<DataFrame> {
+    let table = io::open(&tables.pending, options).await?.ok_or_else(|| LakehouseError::MissingTable(tables.pending.to_string()))?;
+    let files: Vec<DataFile> = pending.adds.iter().map(|add| DataFile::staged(&add.path)).collect();
+    expired_rows(&io::read_columns(&table, &files, None).await?)
+}
+
+/// The `id` column of `frame`.
+fn ids(frame: &DataFrame) -> Result<Vec<i64>> {
+    let step = "listing ride ids";
+    let column = frame.column("id").step(step)?.as_materialized_series().cast(&DataType::Int64).step(step)?;
+    Ok(column.i64().step(step)?.iter().flatten().collect())
+}
+
+/// The worker half of a slice of an incremental run (module documentation): opens silver as the
+/// driver found it and the increment as of the pinned bronze version, decides the slice with the
+/// same [`decide_update_slice`] as a local run, and returns its staged files and what the driver
+/// keeps.
+pub(crate) async fn run_update_slice(layout: &LakeLayout, task: &SliceTask) -> Result<SliceOutput> {
+    let started = std::time::Instant::now();
+    let update = task.update.as_ref().ok_or_else(|| LakehouseError::Task("not a slice of an incremental run".into()))?;
+    rebuild::same_model(layout, task)?;
+    let options = layout.storage_options();
+    let tables = Tables::of(layout)?;
+    let map = &layout.model.rides;
+    let bronze = increment::pinned_increment(&layout.bronze(&map.stream)?, &options, update.after, task.bronze_version, task.bronze_table, map).await?;
+    let rides = open_at(&tables.rides, &options, update.rides).await?;
+    let quarantined = match open_at(&tables.quarantine, &options, update.quarantine).await? {
+        Some(q) => Some(io::read_columns(&q, &io::files(&q)?, Some(&[RAW_ID])).await?),
+        None => None,
+    };
+    let recheck = if update.recheck.is_empty() {
+        DataFrame::empty()
+    } else {
+        DataFrame::new(update.recheck.len(), vec![Column::new("id".into(), update.recheck.clone())]).step("listing rides to check")?
+    };
+    let before = Before {
+        rides: rides.as_ref(),
+        ride_files: match &rides {
+            Some(t) => io::files(t)?,
+            None => Vec::new(),
+        },
+        pending: open_at(&tables.pending, &options, update.pending).await?,
+        deleted: open_at(&tables.deleted, &options, update.deleted).await?,
+        retyped_rides: recheck,
+        quarantined,
+    };
+    let roles = users_after(&tables, &options, update, &task.users_files).await?;
+    let slice = decide_update_slice(&tables, &options, &before, &roles, task.clock, &bronze, update.epochs, &task.slice).await?;
+    Ok(SliceOutput {
+        task: task.clone(),
+        rides: slice.rides,
+        pending: slice.pending,
+        tombstones: slice.tombstones,
+        quarantine: slice.quarantine,
+        counts: slice.counts,
+        days: Vec::new(),
+        epochs: slice.epochs,
+        warned: slice.warned,
+        seconds: started.elapsed().as_secs_f64(),
+        update: Some(UpdateOutput { released: slice.released, withdrawn: slice.withdrawn, leaving: slice.leaving, touched: slice.touched.into_iter().collect() }),
+    })
+}
+
+/// The table at `url` as of `version` (`None`: there was none).
+async fn open_at(url: &url::Url, options: &HashMap<String, String>, version: Option<i64>) -> Result<Option<DeltaTable>> {
+    match version {
+        Some(v) => {
+            let at = u64::try_from(v).map_err(|_| LakehouseError::Task(format!("{v} is not a version of {url}")))?;
+            Ok(Some(io::open_version(url, options, at).await?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The roles of the users the driver's run decides: silver users as the driver found them, but
+/// the partitions the run rewrites read from the files it staged (`staged`).
+async fn users_after(tables: &Tables, options: &HashMap<String, String>, update: &UpdateTask, staged: &[String]) -> Result<Roles> {
+    let columns = ["id", "type"];
+    let mut parts: Vec<LazyFrame> = Vec::new();
+    if let Some(found) = open_at(&tables.users, options, update.users).await? {
+        let touched: BTreeSet<(i32, i32, i32)> = update.users_touched.iter().copied().collect();
+        let kept: Vec<DataFile> = io::files(&found)?.into_iter().filter(|f| f.day().is_none_or(|day| !touched.contains(&day))).collect();
+        parts.push(io::read_columns(&found, &kept, Some(&columns)).await?.lazy());
+    }
+    if !staged.is_empty() {
+        let table = io::open(&tables.users, options).await?.ok_or_else(|| LakehouseError::MissingTable(tables.users.to_string()))?;
+        let files: Vec<DataFile> = staged.iter().map(|path| DataFile::staged(path)).collect();
+        parts.push(io::read_columns(&table, &files, Some(&columns)).await?.lazy());
+    }
+    if parts.is_empty() {
+        return Roles::of(&DataFrame::empty());
+    }
+    Roles::of(&concat(parts, UnionArgs::default()).step("reading the users' roles")?.collect().step("reading the users' roles")?)
 }
 
 /// The rows of `files` that `keep` holds, read a few files at a time (a file's rows are

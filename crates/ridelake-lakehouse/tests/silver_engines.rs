@@ -1,4 +1,4 @@
-//! A rebuild's slices may run anywhere: an engine that runs them as separate workers (tasks and
+//! A rebuild's slices, and an increment's, may run anywhere: an engine that runs them as separate workers (tasks and
 //! outputs through JSON, each worker with its own layout and reading the users' roles from the
 //! users files the driver staged, all at once and out of order, one slice run twice as an engine retries a
 //! worker that died after writing its files) gives the silver of a whole local rebuild, and the
@@ -142,6 +142,46 @@ async fn slices_run_by_separate_workers_give_the_silver_of_a_local_rebuild() {
     }
 }
 
+/// An increment's slices on separate workers: each worker opens silver as the driver found it
+/// and reads the users partitions the run rewrites from the files the driver staged. Four syncs
+/// an hour apart, each followed by a run (the first a rebuild, the others incremental in three
+/// slices), here and by the engine (one worker retried): after every run the lakes' tables are
+/// equal, every column, and so are the reports. The second history's model waits 30 minutes
+/// for a customer, so rides expire on workers and their quarantine rows come from the pending
+/// files the workers staged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_increments_slices_on_separate_workers_give_the_local_increment() {
+    for (seed, waits) in [(25, false), (26, true)] {
+        let context = format!("seed {seed}");
+        let syncs = common::stamped(common::cut(&history(seed), 4), 1_764_000_000_000, 3_600_000);
+        let catalog = configured_catalog(common::NS, "append", 1, 0, 1);
+        let model = waits.then(|| ridelake_lakehouse::model::Model::parse("version = 1\n[rides.links]\ncustomer_id = { wait_for = \"30min\" }\n", "wait.toml").expect("model"));
+        let (local, remote) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+        let mut expired = 0;
+        for (i, lines) in syncs.iter().enumerate() {
+            sync(local.path(), &catalog, lines).await;
+            sync(remote.path(), &catalog, lines).await;
+            let slices = (i > 0).then_some(3);
+            let here = build_silver_with(&layout(local.path(), model.as_ref()), &SilverOptions { slices, ..Default::default() }).await.expect("local");
+            let runner = engine(Fault::Retry);
+            let options = SilverOptions { slices, engine: Some(runner.clone()), ..Default::default() };
+            let there = build_silver_with(&layout(remote.path(), model.as_ref()), &options).await.expect("engine");
+            let run = format!("{context}, run {i}");
+            if i > 0 {
+                assert!(there.rebuild.is_none() && there.slices > 1, "an incremental run in slices: {there:?} ({run})");
+            }
+            assert_eq!(runner.ran.load(Ordering::SeqCst) as u64, there.slices, "every slice ran in a worker ({run})");
+            assert_same_counts(&here, &there, &run);
+            assert_eq!((here.released, here.rides_withdrawn, here.rides_expired), (there.released, there.rides_withdrawn, there.rides_expired), "{run}");
+            expired = expired.max(there.rides_expired);
+            for ((table, a), (_, b)) in tables(local.path()).await.iter().zip(&tables(remote.path()).await) {
+                assert_same(table, a, b, &format!("{run}: {} slices on workers", there.slices));
+            }
+        }
+        assert_eq!(expired > 0, waits, "rides expired on workers ({context})");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_that_fails_or_loses_a_slice_commits_nothing_and_the_rerun_goes_on() {
     let lines = history(23);
@@ -154,22 +194,24 @@ async fn an_engine_that_fails_or_loses_a_slice_commits_nothing_and_the_rerun_goe
         build_silver(&layout(expected_lake.path(), None)).await.expect("silver");
     }
     let expected = tables(expected_lake.path()).await;
-    for fault in [Fault::Fails, Fault::LosesOne, Fault::Stale] {
+    // The failing run is a rebuild, or an increment in slices.
+    for (fault, rebuild) in [(Fault::Fails, true), (Fault::LosesOne, true), (Fault::Stale, true), (Fault::Fails, false), (Fault::LosesOne, false), (Fault::Stale, false)] {
+        let context = format!("{fault:?}, {}", if rebuild { "rebuild" } else { "increment" });
         let lake = tempfile::tempdir().expect("tempdir");
         sync(lake.path(), &catalog, &lines[..half]).await;
         build_silver(&layout(lake.path(), None)).await.expect("silver");
         let before = tables(lake.path()).await;
         sync(lake.path(), &catalog, &lines[half..]).await;
-        let options = SilverOptions { rebuild: true, slices: Some(3), engine: Some(engine(fault)), ..Default::default() };
+        let options = SilverOptions { rebuild, slices: Some(3), engine: Some(engine(fault)), ..Default::default() };
         let failed = build_silver_with(&layout(lake.path(), None), &options).await;
-        assert!(matches!(failed, Err(LakehouseError::Task(_))), "{fault:?}: {failed:?}");
+        assert!(matches!(failed, Err(LakehouseError::Task(_))), "{context}: {failed:?}");
         for ((table, a), (_, b)) in before.iter().zip(&tables(lake.path()).await) {
-            assert_same(table, a, b, &format!("{fault:?}: silver as it was"));
+            assert_same(table, a, b, &format!("{context}: silver as it was"));
         }
         let rerun = build_silver(&layout(lake.path(), None)).await.expect("rerun");
-        assert!(rerun.rebuild.is_none() && rerun.rides_read > 0, "{fault:?}: the run after a failed rebuild takes the increment: {rerun:?}");
+        assert!(rerun.rebuild.is_none() && rerun.rides_read > 0, "{context}: the run after a failed run takes the increment: {rerun:?}");
         for ((table, a), (_, b)) in expected.iter().zip(&tables(lake.path()).await) {
-            assert_same(table, a, b, &format!("{fault:?}, then rerun"));
+            assert_same(table, a, b, &format!("{context}, then rerun"));
         }
     }
 }

@@ -21,8 +21,9 @@ the ``deltalake`` package (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...). La
 ``<lake>/bronze/<namespace>/<stream>`` (written by destination-delta-lake), ``<lake>/silver/*``,
 ``<lake>/gold/*``. Every call releases the GIL while it runs.
 
-``build_silver(..., engine="ray")`` runs a rebuild's slices as Ray tasks (``ridelake.engines``):
-the calling process plans and commits, the workers decide and write.
+``build_silver(..., engine="ray")`` runs the slices of a rebuild, or of an increment larger than
+the memory budget, as Ray tasks (``ridelake.engines``): the calling process plans and commits,
+the workers decide and write.
 
 ``build_silver`` and ``build_gold`` send Prometheus metrics and OpenLineage events when a target
 is given (``pushgateway_url=``, ``metrics_file=``, ``lineage_url=``, ``lineage_file=``) or set in
@@ -84,7 +85,8 @@ def build_silver(
     default ``RIDELAKE_MEMORY_BUDGET``, else half the machine's memory), or in exactly ``slices``
     slices; ``engine`` runs them: ``"local"`` (this process), ``"ray"``, a ``RayEngine(...)`` or
     any map (see ``ridelake.engines``). An incremental run whose changes exceed the budget (or
-    given ``slices``) is decided in slices too, in this process.
+    given ``slices``) is decided in slices too, by the same engine; a smaller one is decided at
+    once, in this process.
     """
     from ridelake import engines
 

@@ -1,12 +1,15 @@
-"""Where a silver rebuild's slices run: ``build_silver(..., engine=...)``.
+"""Where the slices of a silver run run: ``build_silver(..., engine=...)``.
 
 A rebuild is planned and committed by the process that calls ``build_silver`` (the driver: it
 holds the silver lease, pins the bronze versions, decides the users and stages their files). Its
 rides are cut into slices (ranges of the ride id), and each slice is decided by a worker through
 ``ridelake.run_slice``: the worker reads bronze as the driver pinned it, checks its rides against
 the users files the driver staged, writes Parquet files and returns their Delta add actions. The
-driver commits every table in one transaction each, rides last. Incremental runs
-do not fan out: they run in the driver.
+driver commits every table in one transaction each, rides last. An incremental run whose changes
+exceed the memory budget (or given ``slices``) fans out the same way: the driver decides the users
+and stages the partitions it rewrites, each worker opens silver as the driver found it (the
+versions are in its task), reads the increment and decides its slice, and the driver rewrites
+the partitions the slices' rides leave and commits. A smaller increment is decided in the driver.
 
 - ``"local"`` (the default): the slices run one after another in the driver.
 - ``"ray"`` or ``RayEngine(...)``: one Ray task per slice, on the cluster ``ray.init`` connects
@@ -18,8 +21,8 @@ do not fan out: they run in the driver.
   per task (in any order). A Spark one would be ``sc.parallelize(tasks, len(tasks)).map(work).collect()``
   (not tested here).
 
-Nothing starts until a rebuild has slices to run: an incremental run, or one with nothing new,
-does not touch Ray. A task may run more than once (an engine retrying a worker that died): a retry writes new files
+Nothing starts until a run has slices to run: an increment decided at once, or a run with nothing
+new, does not touch Ray. A task may run more than once (an engine retrying a worker that died): a retry writes new files
 and only the output returned is committed; files of a lost attempt are never referenced, and
 ``ridelake.maintain`` vacuums them.
 """
