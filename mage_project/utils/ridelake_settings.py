@@ -25,7 +25,7 @@ class LakeSettings:
     model: str | None = None  # model file mapping the source schema onto silver's (None: default)
     rebuild: bool = False  # rebuild silver from all of bronze (once, after changing the model)
     memory_budget: str | None = None  # memory a silver or gold run may use ("2GiB"); None: RIDELAKE_MEMORY_BUDGET, else half the RAM
-    engine: str = "local"  # where a rebuild's slices run: "local" or "ray" (RAY_ADDRESS names the cluster)
+    engine: str = "local"  # where the slices of a rebuild or of a large increment run: "local" or "ray" (RAY_ADDRESS names the cluster)
 
     def ridelake_args(self) -> dict:
         """Keyword arguments every ridelake call takes besides the lake."""
@@ -38,7 +38,7 @@ class LakeSettings:
 
     def silver_args(self) -> dict:
         """Keyword arguments of build_silver: build_args, plus the model, whether to rebuild, the
-        memory budget and the engine that runs a rebuild's slices."""
+        memory budget and the engine that runs a sliced run's slices."""
         args = {**self.build_args(), "model": self.model, "rebuild": self.rebuild, "engine": self.engine}
         if self.memory_budget:
             args["memory_budget"] = self.memory_budget

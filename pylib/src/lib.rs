@@ -94,7 +94,7 @@ fn modeled_layout(lake: &str, namespace: &str, storage_options: Option<HashMap<S
     Ok(layout(lake, namespace, storage_options)?.with_model(model))
 }
 
-/// Runs a rebuild's slices through a Python callable, `runner(tasks: list[str]) -> list[str]`
+/// Runs a run's slices (a rebuild's, or a large increment's) through a Python callable, `runner(tasks: list[str]) -> list[str]`
 /// (each task and each output one JSON text), called on a thread of its own while the run waits.
 /// `ridelake.engines` builds it from `engine=` (Ray, or any map).
 #[derive(Debug)]
@@ -167,7 +167,7 @@ fn build_silver<'py>(
     to_python(py, &report)
 }
 
-/// The worker half of a rebuild: decides the rides of one slice (`task`, a JSON text the run's
+/// The worker half of a sliced run (a rebuild, or an increment): decides the rides of one slice (`task`, a JSON text the run's
 /// driver made) and writes their Parquet files, none committed; returns the files' Delta add
 /// actions and the slice's counts as a JSON text, for the driver to commit.
 #[pyfunction]

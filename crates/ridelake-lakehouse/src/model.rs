@@ -227,13 +227,23 @@ impl WaitLimit {
     }
 }
 
-/// The longest wait a model may give (100 years): anything longer is `wait`.
-const MAX_WAIT_SECONDS: u64 = 100 * 365 * 86_400;
+/// The longest wait a model may give (100 of humantime's years, 365.25 days): anything longer
+/// is `wait`.
+const MAX_WAIT_SECONDS: u64 = 100 * 31_557_600;
 
 impl fmt::Display for WaitLimit {
-    /// As written in reasons: `2h`, `1day 12h`, `90s` → `1m 30s`.
+    /// As written in reasons, in days, hours, minutes and seconds: `2h`, `1d 12h`, `31d`, `90s`
+    /// → `1m 30s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(std::time::Duration::from_secs(self.seconds)))
+        let mut left = self.seconds;
+        let mut parts = Vec::new();
+        for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+            if left >= size {
+                parts.push(format!("{}{unit}", left / size));
+                left %= size;
+            }
+        }
+        write!(f, "{}", parts.join(" "))
     }
 }
 
@@ -1409,6 +1419,9 @@ mod tests {
         assert!(two_hours.rides.links.waits_for_any() && !two_hours.rides.links.accepts_any() && !two_hours.is_default());
         assert_eq!(limit.micros(), 7_200_000_000);
         assert_eq!(limit.to_string(), "2h");
+        let shown = |seconds: u64| WaitLimit::from_seconds(seconds).expect("a limit").to_string();
+        assert_eq!((shown(90), shown(5_400), shown(129_600), shown(31 * 86_400), shown(86_461)), ("1m 30s".into(), "1h 30m".into(), "1d 12h".into(), "31d".into(), "1d 1m 1s".into()));
+        assert!(parse("100y").is_ok(), "100 years is the longest wait");
         // The same wait written otherwise is the same model; another wait is another.
         assert_eq!(parse("120min").expect("120min").hash(), two_hours.hash());
         assert_eq!(parse(" 1h 60m ").expect("1h 60m").hash(), two_hours.hash());

@@ -230,15 +230,12 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     let latest = with_fields(latest, bronze, &other_ride_fields(&bronze.map)).await?;
     let decided = decide_rides(latest, &RideState::default(), roles, &bronze.map.links, task.clock)?;
     let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), dropped, ..SliceCounts::of(&decided) };
-    // The rides that waited too long are listed in the quarantine after the changes.
-    let bad = if bronze.map.links.waits_for_any() {
-        concat([bad.lazy(), expired_rows(&decided.waiting)?.lazy()], UnionArgs::default()).step("listing expired rides")?.collect().step("listing expired rides")?
-    } else {
-        bad
-    };
+    // The rides that waited too long are listed in the quarantine too, in files of their own (an
+    // incremental run replaces the files holding them).
+    let expired = if bronze.map.links.waits_for_any() { expired_rows(&decided.waiting)? } else { DataFrame::empty() };
     let tables = Tables::of(layout)?;
     let days = partitions_of(&decided.ready)?.into_iter().collect();
-    let quarantine = if bad.height() > 0 { Some(stage(&tables, &options, &QUARANTINE_TABLE, &bad, true).await?) } else { None };
+    let quarantine = if bad.height() + expired.height() > 0 { Some(stage_apart(&tables, &options, &QUARANTINE_TABLE, &[&bad, &expired], true).await?) } else { None };
     Ok(SliceOutput {
         task: task.clone(),
         rides: stage(&tables, &options, &RIDES_TABLE, &decided.ready, true).await?,
@@ -259,6 +256,16 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
 pub(crate) async fn stage(tables: &Tables, options: &std::collections::HashMap<String, String>, table: &'static SilverTable, rows: &DataFrame, overwrites: bool) -> Result<StagedFiles> {
     let mut staged = Staged::open(&tables.target(table, options), rows, overwrites).await?;
     staged.stage(rows).await?;
+    Ok(staged.into_files())
+}
+
+/// Stages the non-empty `frames` (of one schema) as new files of `table`, each in files of its own.
+pub(crate) async fn stage_apart(tables: &Tables, options: &std::collections::HashMap<String, String>, table: &'static SilverTable, frames: &[&DataFrame], overwrites: bool) -> Result<StagedFiles> {
+    let first = frames.iter().find(|f| f.height() > 0).or(frames.first()).copied().cloned().unwrap_or_default();
+    let mut staged = Staged::open(&tables.target(table, options), &first, overwrites).await?;
+    for frame in frames {
+        staged.stage(frame).await?;
+    }
     Ok(staged.into_files())
 }
 

@@ -1056,14 +1056,16 @@ pub(crate) async fn commit_quarantine(cx: &mut RunContext<'_, '_>, mut parts: Ve
         };
         let listed = if rows.height() > 0 { rows.clone().lazy().filter(col(RAW_ID).is_null()).collect().step(step)? } else { DataFrame::empty() };
         if !same_expired(&listed, expired)? {
-            let mut replacement = vec![expired.clone().lazy()];
-            if rows.height() > 0 {
+            // The other rows of those files (a compaction mixed them) and the expired rides, in
+            // files of their own: the next replacement reads only these.
+            let kept = if rows.height() > 0 {
                 let columns: Vec<Expr> = expired.get_column_names().into_iter().map(|c| col(c.clone())).collect();
-                replacement.insert(0, rows.lazy().filter(col(RAW_ID).is_not_null()).select(columns));
-            }
-            let replacement = concat(replacement, UnionArgs::default()).step(step)?.collect().step(step)?;
-            if replacement.height() > 0 {
-                parts.push(rebuild::stage(cx.tables, cx.options, &QUARANTINE_TABLE, &replacement, false).await?);
+                rows.lazy().filter(col(RAW_ID).is_not_null()).select(columns).collect().step(step)?
+            } else {
+                DataFrame::empty()
+            };
+            if kept.height() + expired.height() > 0 {
+                parts.push(rebuild::stage_apart(cx.tables, cx.options, &QUARANTINE_TABLE, &[&kept, expired], false).await?);
             }
             let paths = holding.into_iter().map(|f| f.path).collect();
             mode = WriteMode::ReplaceFiles { paths, predicate: format!("{RAW_ID} IS NULL") };

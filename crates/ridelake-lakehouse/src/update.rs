@@ -52,7 +52,7 @@ use crate::layout::LakeLayout;
 use crate::order::EpochState;
 use crate::rebuild::{self, SliceCounts, SliceOutput, SliceRunner, SliceTask};
 use crate::silver::{
-    Clock, DELETED_TABLE, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RideState, Roles, RunContext, Tables,
+    Clock, DELETED_TABLE, EXPIRED, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RideState, Roles, RunContext, Tables,
     USERS_MARKER, USERS_TABLE, UsersDecided, as_of_marker, commit_quarantine, count, expired_rows, decide_rides, files_holding, files_in,
     input_markers, other_ride_fields, partitions_of, not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_to_check_again,
     users_to_write, users_written, with_bronze_ids, with_fields,
@@ -65,6 +65,7 @@ const FILES_AT_ONCE: usize = 8;
 /// What a worker needs, besides its slice, to decide a slice of an incremental run: where the
 /// increment starts and silver as the driver found it (each table's version; `None`: no table).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct UpdateTask {
     /// Silver rides' marker: the increment is what bronze added after this version.
     pub after: i64,
@@ -89,6 +90,7 @@ pub struct UpdateTask {
 
 /// What a worker returns of a slice of an incremental run, besides its staged files.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct UpdateOutput {
     /// Rides that left pending for `rides`.
     pub released: u64,
@@ -434,7 +436,9 @@ impl UpdateSlice {
 async fn expired_of(tables: &Tables, options: &HashMap<String, String>, pending: &StagedFiles) -> Result<DataFrame> {
     let table = io::open(&tables.pending, options).await?.ok_or_else(|| LakehouseError::MissingTable(tables.pending.to_string()))?;
     let files: Vec<DataFile> = pending.adds.iter().map(|add| DataFile::staged(&add.path)).collect();
-    expired_rows(&io::read_columns(&table, &files, None).await?)
+    let mut columns = vec!["id", "reason", EXPIRED];
+    columns.extend(crate::order::ORDER);
+    expired_rows(&io::read_columns(&table, &files, Some(&columns)).await?)
 }
 
 /// The `id` column of `frame`.

@@ -53,7 +53,7 @@ class RayEngine:
     """Runs each slice as a Ray task.
 
     ``address``: the cluster ``ray.init`` connects to when Ray is not initialized yet, at the first
-    rebuild (``None``: ``RAY_ADDRESS``, else a local cluster). ``num_cpus`` and ``memory`` (bytes)
+    sliced run (``None``: ``RAY_ADDRESS``, else a local cluster). ``num_cpus`` and ``memory`` (bytes)
     are what each task asks Ray for; size ``memory`` like ``build_silver``'s ``memory_budget``, which
     sets the slices. ``max_retries``: how often Ray runs a slice again when its worker dies.
     ``scheduling_strategy``: Ray's, e.g. ``"SPREAD"`` to put the slices on as many nodes as it can.
@@ -106,7 +106,7 @@ def resolve(engine: Engine) -> EngineFn | None:
 
 
 def runner(engine: Engine, *, lake: str, namespace: str, storage_options: dict[str, str] | None, model: str | os.PathLike[str] | None) -> Callable[[list[str]], list[str]] | None:
-    """The callable the native build calls with a rebuild's tasks, or ``None`` (local)."""
+    """The callable the native build calls with a run's slice tasks, or ``None`` (local)."""
     function = resolve(engine)
     if function is None:
         return None
