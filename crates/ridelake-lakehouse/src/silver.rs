@@ -631,6 +631,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     let up_to_date = |b: &BronzeIncrement| b.files.is_empty() && b.after == Some(b.upto);
     if !rebuild && up_to_date(&bronze_users) && up_to_date(&bronze_rides) {
         report.noop = true;
+        held(&mut report, &tables, &options, &model.rides.links).await?;
         return Ok(report);
     }
     // A source column the model reads that the source dropped would turn null silently: the run
@@ -729,6 +730,30 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         }
     }
     Ok(report)
+}
+
+/// What silver holds back as the last run left it, for a run with nothing new (its report, and
+/// the gauges and alerts fed from it, would otherwise fall to zero between syncs): the rides
+/// pending, the change time of the oldest, and those expired (listed in the quarantine).
+async fn held(report: &mut SilverReport, tables: &Tables, options: &HashMap<String, String>, links: &Links) -> Result<()> {
+    let step = "counting the rides held back";
+    if let Some(pending) = io::open(&tables.pending, options).await? {
+        let rows = io::read_columns(&pending, &io::files(&pending)?, Some(&["id", order::UPDATED])).await?;
+        report.pending = count(&rows);
+        if rows.height() > 0 {
+            report.oldest_pending_us = rows.column(order::UPDATED).step(step)?.as_materialized_series().cast(&DataType::Int64).step(step)?.i64().step(step)?.min();
+        }
+    }
+    if links.waits_for_any() {
+        if let Some(quarantine) = io::open(&tables.quarantine, options).await? {
+            let holding = io::files_with_nulls(&quarantine, RAW_ID)?;
+            if !holding.is_empty() {
+                let ids = io::read_columns(&quarantine, &holding, Some(&[RAW_ID])).await?;
+                report.rides_expired = ids.column(RAW_ID).step(step)?.null_count() as u64;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The silver tables' locations.

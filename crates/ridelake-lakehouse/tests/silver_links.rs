@@ -239,6 +239,10 @@ async fn check_limited(seed: u64, customer: Limit, driver: Limit) -> usize {
         assert_eq!(last.rides_expired as usize, states.values().filter(|s| s.1 == Some(true)).count(), "run {i}: report ({context})");
         ever_expired.extend(states.iter().filter(|(_, s)| s.1 == Some(true)).map(|(id, _)| (*id, (rows[id].4, rows[id].5))));
     }
+    // A run with nothing new reports what is held back as the last run left it.
+    let idle = run(limited.path(), &model, SilverOptions::default()).await.expect("a run with nothing new");
+    assert!(idle.noop && idle.written.is_empty(), "{context}");
+    assert_eq!((idle.pending, idle.rides_expired, idle.oldest_pending_us), (last.pending, last.rides_expired, last.oldest_pending_us), "held back, as reported ({context})");
     run(plain.path(), &Model::default(), SilverOptions::default()).await.expect("plain run");
     let once = run(rebuilt.path(), &model, SilverOptions { slices: Some(2), ..Default::default() }).await.expect("rebuild");
     assert!(once.rebuild.is_some() && once.rides_expired == last.rides_expired, "{context}");
