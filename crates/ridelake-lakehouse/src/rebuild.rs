@@ -353,8 +353,28 @@ pub(crate) fn in_task_order(tasks: &[SliceTask], outputs: Vec<SliceOutput>) -> R
     slots.into_iter().enumerate().map(|(k, slot)| slot.ok_or_else(|| LakehouseError::Task(format!("the engine returned no output for slice {k} of {}", tasks.len())))).collect()
 }
 
+/// A run's tasks, one per slice of `plan`, for a new run word: bronze rides as pinned, the users
+/// files staged, the model's hash and the clock (a rebuild's; an increment adds its part).
+pub(crate) fn slice_tasks(cx: &RunContext<'_, '_>, plan: &[Slice], bronze_rides: &BronzeIncrement, users_files: &StagedFiles) -> Vec<SliceTask> {
+    let run = run_word();
+    plan.iter()
+        .enumerate()
+        .map(|(index, slice)| SliceTask {
+            index,
+            slice: *slice,
+            run: run.clone(),
+            bronze_version: bronze_rides.upto,
+            bronze_table: bronze_rides.table_id,
+            users_files: users_files.adds.iter().map(|add| add.path.clone()).collect(),
+            model_hash: cx.model_hash,
+            clock: cx.clock,
+            update: None,
+        })
+        .collect()
+}
+
 /// A word that names one run among others (process, time): tasks carry it.
-pub(crate) fn run_word() -> String {
+fn run_word() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     format!("{}-{nanos:x}", std::process::id())
 }
@@ -389,22 +409,7 @@ pub(crate) async fn rebuild_rides(
     cx.lap("users: stage");
 
     // 2. the slices.
-    let run = run_word();
-    let tasks: Vec<SliceTask> = plan
-        .iter()
-        .enumerate()
-        .map(|(index, slice)| SliceTask {
-            index,
-            slice: *slice,
-            run: run.clone(),
-            bronze_version: bronze_rides.upto,
-            bronze_table: bronze_rides.table_id,
-            users_files: users_files.adds.iter().map(|add| add.path.clone()).collect(),
-            model_hash: cx.model_hash,
-            clock: cx.clock,
-            update: None,
-        })
-        .collect();
+    let tasks = slice_tasks(cx, plan, bronze_rides, &users_files);
     cx.report.slices = plan.len() as u64;
     let outputs = match workers {
         Workers::Engine(engine) => while_renewing(cx.guard.lease, engine.run(layout, tasks.clone())).await?,

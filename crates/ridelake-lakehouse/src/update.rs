@@ -217,25 +217,14 @@ pub(crate) async fn update_rides_in_slices(
                 users_touched: users.touched.iter().copied().collect(),
                 recheck: Vec::new(),
             };
-            let run = rebuild::run_word();
-            let mut tasks = Vec::with_capacity(plan.len());
-            for (index, slice) in plan.iter().enumerate() {
+            let mut tasks = rebuild::slice_tasks(cx, plan, bronze_rides, &users_files);
+            for task in &mut tasks {
                 let recheck = if before.retyped_rides.height() > 0 {
-                    ids(&before.retyped_rides.clone().lazy().filter(slice.holds("id")).collect().step("slicing rides to check")?)?
+                    ids(&before.retyped_rides.clone().lazy().filter(task.slice.holds("id")).collect().step("slicing rides to check")?)?
                 } else {
                     Vec::new()
                 };
-                tasks.push(SliceTask {
-                    index,
-                    slice: *slice,
-                    run: run.clone(),
-                    bronze_version: bronze_rides.upto,
-                    bronze_table: bronze_rides.table_id,
-                    users_files: users_files.adds.iter().map(|add| add.path.clone()).collect(),
-                    model_hash: cx.model_hash,
-                    clock: cx.clock,
-                    update: Some(UpdateTask { recheck, ..update.clone() }),
-                });
+                task.update = Some(UpdateTask { recheck, ..update.clone() });
             }
             let outputs = rebuild::while_renewing(cx.guard.lease, engine.run(layout, tasks.clone())).await?;
             let mut slices = Vec::with_capacity(tasks.len());
