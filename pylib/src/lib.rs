@@ -35,7 +35,7 @@ fn to_py(error: LakehouseError) -> PyErr {
         LakehouseError::MissingBronze(_) | LakehouseError::MissingTable(_) => MissingTableError::new_err(message),
         LakehouseError::Core(_) | LakehouseError::Setting { .. } => ConfigError::new_err(message),
         LakehouseError::Delta { .. } | LakehouseError::Postgres(_) => StorageError::new_err(message),
-        LakehouseError::Schema { .. } | LakehouseError::Polars { .. } | LakehouseError::Arrow(_) | LakehouseError::RuleBroken { .. } | LakehouseError::ColumnChanged { .. } => DataError::new_err(message),
+        LakehouseError::Schema { .. } | LakehouseError::Polars { .. } | LakehouseError::Arrow(_) | LakehouseError::RuleBroken { .. } | LakehouseError::ColumnChanged { .. } | LakehouseError::KeptColumnChanged { .. } => DataError::new_err(message),
         LakehouseError::Interrupted(_) | LakehouseError::Task(_) | LakehouseError::Output(_) => RidelakeError::new_err(message),
         LakehouseError::Busy { .. } | LakehouseError::LeaseLost { .. } => BusyError::new_err(message),
         LakehouseError::Model { .. } | LakehouseError::ModelChanged { .. } => ConfigError::new_err(message),

@@ -121,6 +121,23 @@ pub enum LakehouseError {
         /// What the silver column holds ("numbers", "integers", "integer keys", "times").
         expected: &'static str,
     },
+    /// The source changed the type of a column silver keeps (`other_columns = "keep"`) in a way
+    /// silver cannot widen its column to follow.
+    #[error("silver {table} keeps `{column}` of bronze `{stream}` ({place}: other_columns = \"keep\"), and {changes} change(s) hold a value there that bronze could not store in the column's type (kept in _airbyte_rescued_data) and that silver's column of {expected} cannot be widened to take (integers widen to numbers, numbers to text; times and true/false do not): the source changed the column's type. The run stopped; no data was committed. List `{column}` in skip_columns under [{table}] of the model (then rebuild silver), or correct those rows at the source")]
+    KeptColumnChanged {
+        /// The model file and the line of its `other_columns`.
+        place: String,
+        /// The silver table.
+        table: String,
+        /// The kept column (bronze's name, and silver's).
+        column: String,
+        /// The bronze stream.
+        stream: String,
+        /// How many rows of bronze hold such a value.
+        changes: u64,
+        /// What the column holds ("times", "true or false", …).
+        expected: &'static str,
+    },
     /// Silver was built with another model; a run with this one would mix two mappings.
     #[error("silver was built with another model than {origin} (model hash {built} in silver, {now} now); nothing was written. If the new model is meant, rebuild silver from all of bronze with it, once: build_silver(..., rebuild=True) in Python, or the runtime variable rebuild=true of the Mage pipeline")]
     ModelChanged {
@@ -142,7 +159,7 @@ impl LakehouseError {
     pub fn kind(&self) -> &'static str {
         match self {
             LakehouseError::MissingBronze(_) | LakehouseError::MissingTable(_) => "missing_input",
-            LakehouseError::Schema { .. } | LakehouseError::ColumnChanged { .. } => "schema",
+            LakehouseError::Schema { .. } | LakehouseError::ColumnChanged { .. } | LakehouseError::KeptColumnChanged { .. } => "schema",
             LakehouseError::Delta { .. } => "storage",
             LakehouseError::Polars { .. } | LakehouseError::Arrow(_) => "compute",
             LakehouseError::Core(_) | LakehouseError::Setting { .. } => "config",

@@ -127,6 +127,9 @@ pub const UNKNOWN_CITY: &str = "unknown";
 
 /// `rides` with their `city`: the nearest of `gold`'s cities to the pickup point.
 fn with_city(rides: DataFrame, gold: &GoldMap) -> Result<DataFrame> {
+    if let Some(column) = &gold.city_column {
+        return with_city_of_column(rides, column, gold.city_column_line);
+    }
     let lat = rides.column("pickup_lat").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
     let lon = rides.column("pickup_lon").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
     let (lat, lon) = (lat.f64().step("reading pickup")?, lon.f64().step("reading pickup")?);
@@ -141,6 +144,25 @@ fn with_city(rides: DataFrame, gold: &GoldMap) -> Result<DataFrame> {
     let mut rides = rides;
     rides.with_column(Column::new("city".into(), cities)).step("adding city")?;
     Ok(rides)
+}
+
+/// `rides` with `city` from their own `column` (the model's `city_column`, at model line
+/// `line`): its text, trimmed; null or empty is `unknown`.
+fn with_city_of_column(rides: DataFrame, column: &str, line: usize) -> Result<DataFrame> {
+    if rides.column(column).is_err() {
+        return Err(LakehouseError::Schema {
+            table: "silver rides".into(),
+            message: format!(
+                "the model's gold city_column (line {line}) names `{column}`, which silver rides does not have: keep the source's other columns (other_columns = \"keep\" under [rides]) and rebuild silver, or name a column silver rides has"
+            ),
+        });
+    }
+    let city = col(column).cast(DataType::String).str().strip_chars(lit(NULL));
+    rides
+        .lazy()
+        .with_columns([when(city.clone().is_null().or(city.clone().eq(lit("")))).then(lit(UNKNOWN_CITY)).otherwise(city).alias("city")])
+        .collect()
+        .step("reading the rides' city column")
 }
 
 fn completed() -> Expr {

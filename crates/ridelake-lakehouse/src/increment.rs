@@ -70,6 +70,12 @@ pub enum Rebuild {
         /// The column.
         column: String,
     },
+    /// The model keeps the source's other columns, and silver lacks one the source added, or
+    /// holds one in a narrower type than the source now sends.
+    KeptColumns {
+        /// What differs.
+        difference: String,
+    },
 }
 
 impl Rebuild {
@@ -86,6 +92,7 @@ impl Rebuild {
             Rebuild::ModelChanged => "the model changed (rebuild asked for)".to_owned(),
             Rebuild::Requested => "a rebuild was asked for".to_owned(),
             Rebuild::ColumnTypes { column } => format!("silver column {column} has another type than silver gives it now (written by an older ridelake)"),
+            Rebuild::KeptColumns { difference } => format!("{difference} (the model keeps the source's other columns)"),
         }
     }
 }
@@ -327,7 +334,7 @@ async fn increment_of(table: DeltaTable, marker: Option<i64>, known_id: Option<i
     let mut increment = BronzeIncrement { table, after: marker, upto, table_id: id, files: Vec::new(), rebuild, map: map.clone() };
     let Some(m) = marker.filter(|_| increment.rebuild.is_none()) else {
         increment.files = all_files(&increment.table, upto).await?;
-        return Ok(increment);
+        return keep_columns(increment).await;
     };
     let current: HashMap<String, DataFile> = io::files(&increment.table)?.into_iter().map(|f| (f.path.clone(), f)).collect();
     let mut files = Vec::new();
@@ -355,7 +362,55 @@ async fn increment_of(table: DeltaTable, marker: Option<i64>, known_id: Option<i
     } else {
         increment.files = files;
     }
+    keep_columns(increment).await
+}
+
+/// `increment` with the source columns its map keeps ([`StreamMap::keep`]), from its table's
+/// schema and the values bronze rescued from them in any row of the table: a function of the
+/// bronze version alone, so that a rebuild, an incremental run and every worker of a run give
+/// silver the same columns and types.
+async fn keep_columns(mut increment: BronzeIncrement) -> Result<BronzeIncrement> {
+    if increment.map.other_columns.drops() {
+        return Ok(increment);
+    }
+    let schema = io::arrow_schema(&increment.table)?;
+    let names: Vec<String> = increment.map.unmapped_columns(&schema).iter().map(|f| f.name().clone()).collect();
+    let rescued = rescued_kinds(&increment.table, &names).await?;
+    increment.map.keep(&schema, &rescued, &crate::silver::OWN_COLUMNS)?;
     Ok(increment)
+}
+
+/// The widest kind of value bronze rescued in each of the `columns` (bronze's names) in any
+/// active file of `table`, with how many rows hold one: bronze keeps a column's first type, and
+/// stores a value that does not fit it (its type widened at the source) in
+/// `_airbyte_rescued_data`. Reads that column of the files whose statistics say it holds values.
+pub async fn rescued_kinds(table: &DeltaTable, columns: &[String]) -> Result<crate::model::RescuedKinds> {
+    let step = "reading the values bronze rescued";
+    let mut kinds = crate::model::RescuedKinds::new();
+    if columns.is_empty() || io::present_columns(table, &[RESCUED_DATA])?.is_empty() {
+        return Ok(kinds);
+    }
+    let files = io::files_with_values(table, RESCUED_DATA)?;
+    if files.is_empty() {
+        return Ok(kinds);
+    }
+    let read = io::read_columns(table, &files, Some(&[RESCUED_DATA])).await?;
+    let texts = read.column(RESCUED_DATA).step(step)?.as_materialized_series().cast(&DataType::String).step(step)?;
+    type Object = HashMap<String, Box<serde_json::value::RawValue>>;
+    for text in texts.str().step(step)?.iter().flatten() {
+        let Ok(object) = serde_json::from_str::<Object>(text) else { continue };
+        for (key, value) in object {
+            let name = ridelake_core::bronze::safe_column_name(&key);
+            if value.get() == "null" || !columns.contains(&name) {
+                continue;
+            }
+            let kind = crate::model::RescuedKind::of(value.get());
+            let entry = kinds.entry(name).or_insert((kind, 0));
+            entry.0 = entry.0.max(kind);
+            entry.1 += 1;
+        }
+    }
+    Ok(kinds)
 }
 
 /// All of bronze as of `version` (pinned by a run's driver), for a worker deciding a slice of a
@@ -369,7 +424,7 @@ pub async fn pinned(url: &Url, options: &HashMap<String, String>, version: i64, 
         return Err(LakehouseError::Task(format!("the bronze table at {url} was recreated during the run; run it again")));
     }
     let files = all_files(&table, version).await?;
-    Ok(BronzeIncrement { table, after: None, upto: version, table_id: id, files, rebuild: Some(Rebuild::Requested), map: map.clone() })
+    keep_columns(BronzeIncrement { table, after: None, upto: version, table_id: id, files, rebuild: Some(Rebuild::Requested), map: map.clone() }).await
 }
 
 /// The newest `_airbyte_extracted_at` (µs) among the rows of `increment`'s bronze table as of

@@ -209,6 +209,22 @@ pub fn files_with_nulls(table: &DeltaTable, column: &str) -> Result<Vec<DataFile
     Ok(files(table)?.into_iter().filter(|f| paths.contains(&f.path)).collect())
 }
 
+/// The files of `table` that may hold a value in `column`: those whose statistics do not count
+/// every row of theirs null in it (or count nothing).
+pub fn files_with_values(table: &DeltaTable, column: &str) -> Result<Vec<DataFile>> {
+    let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;
+    let paths: BTreeSet<String> = snapshot
+        .log_data()
+        .iter()
+        .filter(|f| match (null_count(f.stats(), column), f.num_records()) {
+            (Some(nulls), Some(rows)) => nulls < rows as u64,
+            _ => true,
+        })
+        .map(|f| f.path().to_string())
+        .collect();
+    Ok(files(table)?.into_iter().filter(|f| paths.contains(&f.path)).collect())
+}
+
 /// `nullCount` of `column` in a file's statistics JSON, when recorded.
 fn null_count(stats: Option<String>, column: &str) -> Option<u64> {
     let stats: serde_json::Value = serde_json::from_str(&stats?).ok()?;
@@ -714,13 +730,16 @@ pub async fn commit_staged(target: &Target<'_>, parts: Vec<StagedFiles>, mode: &
     Ok(Written { table: target.name.to_owned(), url: url.to_string(), description: target.description.to_owned(), rows, version })
 }
 
-/// Whether the table's columns are `df`'s (by name, in any order).
+/// Whether the table's columns are `df`'s (by name, in any order, each of the same kind of type:
+/// a kept source column whose type the source widened is not).
 fn same_columns(schema: &SchemaRef, df: &DataFrame) -> bool {
-    let mut table: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    let mut frame: Vec<&str> = df.get_column_names().into_iter().map(|n| n.as_str()).collect();
-    table.sort_unstable();
-    frame.sort_unstable();
-    table == frame
+    use crate::model::TypeFamily;
+    let mut table: Vec<(&str, TypeFamily)> = schema.fields().iter().map(|f| (f.name().as_str(), TypeFamily::of(f.data_type()))).collect();
+    let mut frame: Vec<(&str, TypeFamily)> = df.columns().iter().map(|c| (c.name().as_str(), TypeFamily::of_polars(c.dtype()))).collect();
+    table.sort_unstable_by_key(|(name, _)| *name);
+    frame.sort_unstable_by_key(|(name, _)| *name);
+    // (a column of nulls, or of a type without a family, fits any)
+    table.len() == frame.len() && table.iter().zip(&frame).all(|((a, x), (b, y))| a == b && (x == y || *x == TypeFamily::Other || *y == TypeFamily::Other))
 }
 
 /// Rows from which a partitioned write is split across the cores.

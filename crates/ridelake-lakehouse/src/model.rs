@@ -55,7 +55,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use deltalake::arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema};
+use deltalake::arrow::datatypes::{DataType as ArrowType, Field as ArrowField, Schema as ArrowSchema};
 use polars::prelude::*;
 use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
@@ -146,6 +146,13 @@ struct GoldFile {
     #[serde(default)]
     #[schemars(with = "Option<f64>")]
     radius_km: Option<Spanned<f64>>,
+    /// A column of silver rides that names each ride's city (a source column kept with
+    /// `other_columns = "keep"` under `[rides]`, such as a `city` or `market` column of the
+    /// trips table): gold counts rides by it instead of by pickup point (null or empty:
+    /// `unknown`). Not with `cities` or `radius_km`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    city_column: Option<Spanned<String>>,
 }
 
 /// A city: its name in gold and its center.
@@ -188,6 +195,36 @@ struct TableFile {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, LinkPolicy>")]
     links: BTreeMap<String, Spanned<LinkPolicy>>,
+    /// What silver does with the source columns no entry of `columns` reads: `drop` them (the
+    /// default) or `keep` them, under their source names and types. With `keep`, a column the
+    /// source adds later reaches silver (silver is rebuilt once to take it), and one whose type
+    /// the source widens (an integer made a decimal, a number made text) widens silver's.
+    #[serde(default)]
+    #[schemars(with = "Option<OtherColumns>")]
+    other_columns: Option<Spanned<OtherColumns>>,
+    /// With `other_columns = "keep"`: source columns not to keep all the same (a password hash,
+    /// free text you do not want in the lake).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    skip_columns: Option<Spanned<Vec<String>>>,
+}
+
+/// What silver does with the source columns the model does not map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherColumns {
+    /// Leave them out of silver.
+    #[default]
+    Drop,
+    /// Keep them in silver under their source names.
+    Keep,
+}
+
+impl OtherColumns {
+    /// Whether the source's other columns are left out of silver.
+    pub fn drops(&self) -> bool {
+        *self == OtherColumns::Drop
+    }
 }
 
 /// How a link from a ride to one of its users is enforced.
@@ -490,6 +527,20 @@ pub struct StreamMap {
     /// namesake, which `columns` leaves out).
     #[serde(skip)]
     pub lines: BTreeMap<String, usize>,
+    /// What silver does with the source columns no mapping reads. (The hash counts it, with
+    /// `skip_columns`, when it keeps them.)
+    #[serde(skip_serializing_if = "OtherColumns::drops")]
+    pub other_columns: OtherColumns,
+    /// Source columns `keep` leaves out all the same (bronze's names).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skip_columns: Vec<String>,
+    /// Line of `other_columns` in the model file (0: not given).
+    #[serde(skip)]
+    pub other_columns_line: usize,
+    /// The source columns kept, as [`StreamMap::keep`] found them in bronze's schema (empty
+    /// until then, and with `drop`).
+    #[serde(skip)]
+    pub kept: Vec<Kept>,
     /// The model file (for errors).
     #[serde(skip)]
     pub origin: String,
@@ -507,13 +558,20 @@ pub struct City {
 }
 
 /// How gold tells a ride's city: the nearest of `cities` whose center is within `radius_km` of
-/// the pickup point.
+/// the pickup point, or the ride's `city_column`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GoldMap {
     /// The cities.
     pub cities: Vec<City>,
     /// The farthest a pickup point may be from a city's center to belong to it.
     pub radius_km: f64,
+    /// The column of silver rides holding the ride's city, when the model names one (then
+    /// `cities` and `radius_km` are not used). (The hash counts it when set.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city_column: Option<String>,
+    /// Line of `city_column` in the model file (0: not given).
+    #[serde(skip)]
+    pub city_column_line: usize,
 }
 
 impl Default for GoldMap {
@@ -522,6 +580,8 @@ impl Default for GoldMap {
         GoldMap {
             cities: ridelake_core::cities::CITIES.iter().map(|(name, lat, lon, _)| City { name: (*name).to_owned(), lat: *lat, lon: *lon }).collect(),
             radius_km: ridelake_core::cities::MAX_CITY_RADIUS_KM,
+            city_column: None,
+            city_column_line: 0,
         }
     }
 }
@@ -629,6 +689,13 @@ impl Model {
         let users = compile_table("users", &USER_COLUMNS, &REQUIRED_USER_COLUMNS, file.users, text, origin, &mut problems);
         let rides = compile_table("rides", &RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, file.rides, text, origin, &mut problems);
         let gold = compile_gold(file.gold, text, &mut problems);
+        if let Some(column) = &gold.city_column {
+            if rides.other_columns.drops() && !RIDE_COLUMNS.contains(&column.as_str()) {
+                problems.push(at(gold.city_column_line, format!(
+                    "gold city_column `{column}` is not a column of silver rides: keep the source's other columns (other_columns = \"keep\" under [rides]) to have it there, or name one of silver's ride columns"
+                )));
+            }
+        }
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -649,7 +716,7 @@ impl Model {
 
     /// Whether this is the default model's mapping (what silver built before models existed was).
     pub fn is_default(&self) -> bool {
-        [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default())
+        [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default() && m.other_columns.drops())
     }
 
     /// Checks the model against the bronze tables' schemas (`None`: the stream has no bronze
@@ -666,6 +733,16 @@ impl Model {
 fn compile_gold(file: Option<GoldFile>, text: &str, problems: &mut Vec<String>) -> GoldMap {
     let mut gold = GoldMap::default();
     let Some(file) = file else { return gold };
+    if let Some(column) = file.city_column {
+        gold.city_column_line = line_of(text, column.span().start);
+        let name = ridelake_core::bronze::safe_column_name(column.get_ref().trim());
+        if name.is_empty() {
+            problems.push(at(gold.city_column_line, "gold city_column is empty: name the rides column that holds the city"));
+        } else if file.cities.is_some() || file.radius_km.is_some() {
+            problems.push(at(gold.city_column_line, "gold city_column names the rides' city column, and cities and radius_km tell cities by pickup point: give one of the two"));
+        }
+        gold.city_column = Some(name);
+    }
     if let Some(radius) = file.radius_km {
         let line = line_of(text, radius.span().start);
         let radius = radius.into_inner();
@@ -752,6 +829,20 @@ fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file:
             map.rules.push(rule);
         }
     }
+    if let Some(other) = file.other_columns {
+        map.other_columns_line = line_of(text, other.span().start);
+        map.other_columns = other.into_inner();
+    }
+    let (skip_line, skip) = match file.skip_columns {
+        Some(skip) => (line_of(text, skip.span().start), skip.into_inner()),
+        None => (0, Vec::new()),
+    };
+    if !skip.is_empty() && map.other_columns.drops() {
+        problems.push(at(skip_line, format!("skip_columns leaves columns out of those other_columns = \"keep\" keeps, and silver {table} keeps none: remove it, or write other_columns = \"keep\" under [{table}]")));
+    }
+    map.skip_columns = skip.iter().map(|c| ridelake_core::bronze::safe_column_name(c)).collect();
+    map.skip_columns.sort();
+    map.skip_columns.dedup();
     for (column, spanned) in file.links {
         let line = line_of(text, spanned.span().start);
         let policy = spanned.into_inner();
@@ -867,19 +958,46 @@ impl StreamMap {
             links: Links::default(),
             optional: Vec::new(),
             lines: BTreeMap::new(),
+            other_columns: OtherColumns::Drop,
+            skip_columns: Vec::new(),
+            other_columns_line: 0,
+            kept: Vec::new(),
             origin: origin.to_owned(),
         }
     }
 
-    /// The silver data columns of the table.
-    pub(crate) fn data_columns(&self) -> &'static [&'static str] {
+    /// Silver's own data columns of the table (the model maps them).
+    pub(crate) fn fixed_columns(&self) -> &'static [&'static str] {
         if self.table == "users" { &USER_COLUMNS } else { &RIDE_COLUMNS }
+    }
+
+    /// The silver data columns of the table: its own, then the source columns kept.
+    pub fn data_columns(&self) -> Vec<&str> {
+        self.fixed_columns().iter().copied().chain(self.kept.iter().map(|k| k.name.as_str())).collect()
+    }
+
+    /// The kept source column `name`, if it is one.
+    fn kept(&self, name: &str) -> Option<&Kept> {
+        self.kept.iter().find(|k| k.name == name)
+    }
+
+    /// The type a data column takes in silver whatever its source's, if any: a widened kept
+    /// column's, silver's text and number columns'.
+    fn cast_to(&self, name: &str) -> Option<DataType> {
+        match self.kept(name) {
+            Some(k) => k.widened.clone(),
+            None if self.fixed_columns().contains(&name) => fixed_type(name),
+            None => None,
+        }
     }
 
     /// The model line that says where silver column `silver` comes from (the stream's line, or 0,
     /// when the file does not list it).
     fn line_of(&self, silver: &str) -> usize {
-        self.lines.get(silver).copied().unwrap_or(self.stream_line)
+        match self.kept(silver) {
+            Some(_) => self.other_columns_line,
+            None => self.lines.get(silver).copied().unwrap_or(self.stream_line),
+        }
     }
 
     /// `line N` of the model file, or the default model, for errors about silver column `silver`.
@@ -898,7 +1016,9 @@ impl StreamMap {
     pub fn absent_problems(&self, absent: &AbsentColumns, reads: Option<i64>) -> Vec<String> {
         let table = self.table;
         let mut problems = Vec::new();
-        for &silver in self.data_columns() {
+        // (a kept column the source drops stays in silver, null in later changes: keeping
+        // whatever the source has includes that)
+        for &silver in self.fixed_columns() {
             let source = self.source_of(silver);
             let Some((name, windows)) = absent.iter().find(|(name, _)| name.eq_ignore_ascii_case(source)) else { continue };
             // A window [from, to) overlaps the versions after `reads` when it ends after them.
@@ -1000,8 +1120,8 @@ impl StreamMap {
         let missing = |c: &&str| data_columns.contains(c) && frame.column(self.source_of(c)).is_err();
         // Text and number columns take silver's type whatever the source's (an integer code
         // column as text, an integer distance as a float), so that silver's schema does not
-        // depend on the source's.
-        let retyped = |c: &&str| data_columns.contains(c) && frame.column(self.source_of(c)).is_ok_and(|s| fixed_type(c).is_some_and(|t| *s.dtype() != t));
+        // depend on the source's; so do kept columns whose source type widened.
+        let retyped = |c: &&str| data_columns.contains(c) && frame.column(self.source_of(c)).is_ok_and(|s| self.cast_to(c).is_some_and(|t| *s.dtype() != t));
         if recovered.is_empty() && self.is_identity() && !wanted.iter().any(missing) && !wanted.iter().any(retyped) {
             return Ok(frame);
         }
@@ -1021,7 +1141,7 @@ impl StreamMap {
                 (Err(_), _) => None,
             };
             if let Some(expr) = expr {
-                let typed = match fixed_type(name).filter(|_| data_columns.contains(&name)) {
+                let typed = match self.cast_to(name) {
                     Some(t) => expr.cast(t),
                     None => expr,
                 };
@@ -1035,7 +1155,7 @@ impl StreamMap {
             .into_iter()
             .map(|name| match mapped.column(name) {
                 Ok(c) => c.clone(),
-                Err(_) => Column::full_null(name.into(), height, &silver_type(name)),
+                Err(_) => Column::full_null(name.into(), height, &self.cast_to(name).unwrap_or_else(|| silver_type(name))),
             })
             .collect::<Vec<_>>();
         DataFrame::new(height, columns).step(step)
@@ -1062,7 +1182,7 @@ impl StreamMap {
     /// column in a way silver cannot follow: an error names the silver column, its source, the
     /// model line and how many changes, never the values. Only rows whose wanted column is null
     /// and that have rescued values are parsed.
-    fn recover(&self, mut frame: DataFrame, wanted: &[&str]) -> Result<(DataFrame, Vec<&'static str>)> {
+    fn recover<'a>(&'a self, mut frame: DataFrame, wanted: &[&str]) -> Result<(DataFrame, Vec<&'a str>)> {
         let step = "reading values bronze rescued (model)";
         let Ok(rescued) = frame.column(RESCUED_DATA) else { return Ok((frame, Vec::new())) };
         if rescued.null_count() == rescued.len() {
@@ -1071,8 +1191,8 @@ impl StreamMap {
         let rescued = rescued.as_materialized_series().cast(&DataType::String).step(step)?;
         let rescued = rescued.str().step(step)?;
         // The wanted silver columns whose source the frame has, with the rows where it is null.
-        let targets: Vec<(&'static str, &str, BooleanChunked)> = self
-            .data_columns()
+        let data_columns = self.data_columns();
+        let targets: Vec<(&str, &str, BooleanChunked)> = data_columns
             .iter()
             .filter(|c| wanted.contains(c))
             .filter_map(|&silver| {
@@ -1104,7 +1224,11 @@ impl StreamMap {
             if lost.is_empty() {
                 continue;
             }
-            let target = silver_type(silver);
+            // (a kept column: its widened type, else bronze's)
+            let target = match self.kept(silver) {
+                Some(k) => k.widened.clone().unwrap_or_else(|| frame.column(source).map(|c| c.dtype().clone()).unwrap_or(DataType::Null)),
+                None => silver_type(silver),
+            };
             let base = || frame.column(source).map(|c| c.as_materialized_series().clone()).step(step);
             let (values, unreadable) = match target {
                 DataType::Float64 => {
@@ -1128,6 +1252,16 @@ impl StreamMap {
                 // A time bronze could not read as one (its own parser refused the text).
                 _ => (Series::new_empty(recovered_name(silver).into(), &target), lost.len()),
             };
+            if unreadable > 0 && self.kept(silver).is_some() {
+                return Err(LakehouseError::KeptColumnChanged {
+                    place: self.place_of(silver),
+                    table: self.table.to_owned(),
+                    column: (*silver).to_owned(),
+                    stream: self.stream.clone(),
+                    changes: unreadable as u64,
+                    expected: "values of its first type",
+                });
+            }
             if unreadable > 0 {
                 return Err(LakehouseError::ColumnChanged {
                     place: self.place_of(silver),
@@ -1140,7 +1274,8 @@ impl StreamMap {
                         DataType::Float64 => "numbers",
                         DataType::Int64 if KEY_COLUMNS.contains(silver) => "integer keys",
                         DataType::Int64 => "integers",
-                        _ => "times",
+                        DataType::Datetime(..) | DataType::Date | DataType::Time => "times",
+                        _ => "values of its first type",
                     },
                 });
             }
@@ -1148,6 +1283,201 @@ impl StreamMap {
             recovered.push(*silver);
         }
         Ok((frame, recovered))
+    }
+}
+
+/// A source column silver keeps (`other_columns = "keep"`), under its bronze name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    /// Its name, in bronze and silver.
+    pub name: String,
+    /// Silver's type for it when the source widened bronze's (whose column keeps its first
+    /// type): `Float64` for an integer column that now holds fractions, `String` for one that
+    /// now holds text. `None`: bronze's type.
+    pub widened: Option<DataType>,
+    /// What silver holds in it ([`TypeFamily`]): what silver's table must have.
+    pub family: TypeFamily,
+}
+
+/// A column type, as far as telling whether silver's column still fits a kept source column
+/// goes (Arrow's encodings of one type, such as `Utf8` and `Utf8View`, are one family).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeFamily {
+    /// Integers of any width.
+    Integer,
+    /// Floating-point numbers.
+    Float,
+    /// Decimals.
+    Decimal,
+    /// Text.
+    Text,
+    /// True or false.
+    Boolean,
+    /// Instants and wall-clock times, dates and times of day.
+    Time,
+    /// Anything else (lists, binary, structs).
+    Other,
+}
+
+impl TypeFamily {
+    /// The family of an Arrow type.
+    pub fn of(t: &ArrowType) -> TypeFamily {
+        match t {
+            t if is_integer(t) => TypeFamily::Integer,
+            ArrowType::Float16 | ArrowType::Float32 | ArrowType::Float64 => TypeFamily::Float,
+            ArrowType::Decimal128(..) | ArrowType::Decimal256(..) => TypeFamily::Decimal,
+            ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => TypeFamily::Text,
+            ArrowType::Boolean => TypeFamily::Boolean,
+            ArrowType::Timestamp(..) | ArrowType::Date32 | ArrowType::Date64 | ArrowType::Time32(_) | ArrowType::Time64(_) => TypeFamily::Time,
+            _ => TypeFamily::Other,
+        }
+    }
+
+    /// The family of a Polars type.
+    pub fn of_polars(t: &DataType) -> TypeFamily {
+        match t {
+            t if t.is_integer() => TypeFamily::Integer,
+            DataType::Float32 | DataType::Float64 => TypeFamily::Float,
+            DataType::Decimal(..) => TypeFamily::Decimal,
+            DataType::String => TypeFamily::Text,
+            DataType::Boolean => TypeFamily::Boolean,
+            DataType::Datetime(..) | DataType::Date | DataType::Time => TypeFamily::Time,
+            _ => TypeFamily::Other,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            TypeFamily::Integer => "integer",
+            TypeFamily::Float => "number",
+            TypeFamily::Decimal => "decimal",
+            TypeFamily::Text => "text",
+            TypeFamily::Boolean => "boolean",
+            TypeFamily::Time => "time",
+            TypeFamily::Other => "other",
+        }
+    }
+}
+
+/// What a value bronze rescued from a column (it did not fit the column's type) holds, as far as
+/// widening the column goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RescuedKind {
+    /// A whole number (too large for bronze's integer column).
+    Integer,
+    /// A number with a fraction, or one written as text (`"12.50"`).
+    Number,
+    /// Anything else: text, true/false, a list, an object (kept as its JSON text).
+    Text,
+}
+
+impl RescuedKind {
+    /// The kind of a rescued JSON value.
+    pub fn of(json: &str) -> RescuedKind {
+        if integer(json).is_some() {
+            RescuedKind::Integer
+        } else if number(json).is_some() {
+            RescuedKind::Number
+        } else {
+            RescuedKind::Text
+        }
+    }
+}
+
+/// The widest kind of value bronze rescued from each column (bronze's names) and in how many
+/// rows, over the files a run reads ([`crate::increment::rescued_kinds`]).
+pub type RescuedKinds = BTreeMap<String, (RescuedKind, u64)>;
+
+impl StreamMap {
+    /// The source columns no mapping reads and bronze (`schema`) has: the columns a model that
+    /// keeps other columns keeps, besides Airbyte's and the CDC columns and `skip_columns`.
+    pub fn unmapped_columns<'s>(&self, schema: &'s ArrowSchema) -> Vec<&'s ArrowField> {
+        let read: Vec<&str> = self.fixed_columns().iter().map(|c| self.source_of(c)).collect();
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref())
+            .filter(|f| !f.name().starts_with("_airbyte_") && !f.name().starts_with("_ab_") && !f.name().starts_with("_ridelake"))
+            .filter(|f| !read.iter().any(|r| r.eq_ignore_ascii_case(f.name())))
+            .filter(|f| !self.skip_columns.iter().any(|c| c.eq_ignore_ascii_case(f.name())))
+            .collect()
+    }
+
+    /// Sets the columns silver keeps (`other_columns = "keep"`; none with `drop`) from bronze's
+    /// `schema` and the values bronze `rescued` from them (their type widened at the source): a
+    /// kept column takes bronze's type, widened to a number (an integer column holding
+    /// fractions) or to text (a number column holding text). Silver's own column names
+    /// (`reserved`, besides the table's data columns) cannot be kept. Errors name the column and
+    /// the model line; nothing is set then. Pure.
+    pub fn keep(&mut self, schema: &ArrowSchema, rescued: &RescuedKinds, reserved: &[&str]) -> Result<()> {
+        self.kept.clear();
+        if self.other_columns.drops() {
+            return Ok(());
+        }
+        let (table, line) = (self.table, self.other_columns_line);
+        let mut kept = Vec::new();
+        let mut problems = Vec::new();
+        for field in self.unmapped_columns(schema) {
+            let name = field.name();
+            if name.starts_with("_cdc_") || self.fixed_columns().iter().chain(reserved).any(|c| c.eq_ignore_ascii_case(name)) {
+                problems.push(at(line, format!(
+                    "bronze `{}` has a column `{name}` no mapping reads, and silver {table} has a column of that name of its own: other_columns = \"keep\" cannot keep it under its name. Map silver's `{name}` to it under [{table}.columns] if it is that column, or list it in skip_columns under [{table}]",
+                    self.stream
+                )));
+                continue;
+            }
+            let bronze = TypeFamily::of(field.data_type());
+            let (widened, family) = match (bronze, rescued.get(name.as_str())) {
+                (_, None) | (TypeFamily::Text, _) => (None, bronze),
+                (TypeFamily::Integer, Some((RescuedKind::Integer | RescuedKind::Number, _))) => (Some(DataType::Float64), TypeFamily::Float),
+                (TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal, Some((RescuedKind::Text, _))) => (Some(DataType::String), TypeFamily::Text),
+                (TypeFamily::Float | TypeFamily::Decimal, Some((_, _))) => (None, bronze),
+                (_, Some((_, changes))) => {
+                    return Err(LakehouseError::KeptColumnChanged {
+                        place: if line == 0 { self.origin.clone() } else { format!("{}, line {line}", self.origin) },
+                        table: table.to_owned(),
+                        column: name.clone(),
+                        stream: self.stream.clone(),
+                        changes: *changes,
+                        expected: match bronze {
+                            TypeFamily::Time => "times",
+                            TypeFamily::Boolean => "true or false",
+                            _ => "values of its first type",
+                        },
+                    });
+                }
+            };
+            kept.push(Kept { name: name.clone(), widened, family });
+        }
+        if !problems.is_empty() {
+            return Err(LakehouseError::Model { origin: self.origin.clone(), problems });
+        }
+        self.kept = kept;
+        Ok(())
+    }
+
+    /// How a silver table's `schema` falls short of the kept columns (a column kept now that it
+    /// lacks, one whose type widened), if it does: silver is rebuilt then. Pure.
+    pub fn kept_difference(&self, schema: &ArrowSchema) -> Option<String> {
+        let table = self.table;
+        for k in &self.kept {
+            match schema.field_with_name(&k.name) {
+                Err(_) => return Some(format!("source column `{}` of `{}` is new to silver {table}", k.name, self.stream)),
+                Ok(f) if TypeFamily::of(f.data_type()) != k.family => {
+                    return Some(format!(
+                        "source column `{}` of `{}` now holds {} values (silver {table} holds it as {})",
+                        k.name,
+                        self.stream,
+                        k.family.name(),
+                        TypeFamily::of(f.data_type()).name()
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        // (a column silver keeps that is kept no longer needs another model, or another
+        // skip_columns: the model's hash tells that)
+        None
     }
 }
 
@@ -1248,7 +1578,19 @@ pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
             Some(table) => {
                 // (what a rebuild would read: all of bronze)
                 absent.extend(map.absent_problems(&crate::increment::absent_columns(&table)?, None));
-                Some(crate::io::arrow_schema(&table)?)
+                let schema = crate::io::arrow_schema(&table)?;
+                // The columns other_columns = "keep" would keep, as a run finds them.
+                if !map.other_columns.drops() {
+                    let names: Vec<String> = map.unmapped_columns(&schema).iter().map(|f| f.name().clone()).collect();
+                    let rescued = crate::increment::rescued_kinds(&table, &names).await?;
+                    match map.clone().keep(&schema, &rescued, &crate::silver::OWN_COLUMNS) {
+                        Ok(()) => {}
+                        Err(LakehouseError::Model { problems, .. }) => absent.extend(problems),
+                        Err(changed @ LakehouseError::KeptColumnChanged { .. }) => absent.push(changed.to_string()),
+                        Err(other) => return Err(other),
+                    }
+                }
+                Some(schema)
             }
             None => None,
         };
@@ -1509,6 +1851,117 @@ mod tests {
         let bare = Model::default().check_bronze(Some(&schema(&[("id", ArrowType::Int64)])), None);
         assert!(bare.iter().any(|p| p.contains("needs `type`") && p.contains("add `type = ")), "{bare:?}");
         assert!(bare.iter().any(|p| p.contains("bronze stream `rides`, which has no bronze table yet")), "{bare:?}");
+    }
+
+    #[test]
+    fn kept_columns_are_the_unmapped_ones_in_their_widened_types() {
+        let text = "version = 1\n[users]\nother_columns = \"keep\"\nskip_columns = [\"password hash\"]\n[rides]\nother_columns = \"keep\"\n[rides.columns]\nstatus = \"state\"\n";
+        let mut model = Model::parse(text, "keep.toml").expect("parses");
+        assert!(!model.is_default());
+        assert_ne!(model.hash(), DEFAULT_MODEL_HASH);
+        // skip_columns is part of what the model does to rows (by bronze's names).
+        let other = Model::parse(&text.replace("password hash", "password_hash"), "keep.toml").expect("parses");
+        assert_eq!(other.hash(), model.hash(), "skip_columns are bronze's names");
+        let fewer = Model::parse(&text.replace("skip_columns = [\"password hash\"]", "skip_columns = []"), "keep.toml").expect("parses");
+        assert_ne!(fewer.hash(), model.hash());
+        let users = schema(&[
+            ("id", ArrowType::Int64), ("type", ArrowType::Utf8), ("created_at", ArrowType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into()))),
+            ("referral", ArrowType::Utf8), ("password_hash", ArrowType::Utf8), ("_airbyte_raw_id", ArrowType::Utf8), ("_ab_cdc_cursor", ArrowType::Int64),
+        ]);
+        model.users.keep(&users, &RescuedKinds::new(), &crate::silver::OWN_COLUMNS).expect("keeps");
+        assert_eq!(model.users.kept.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["referral"]);
+        assert_eq!(model.users.data_columns().last(), Some(&"referral"));
+        // The source column a mapping reads is not kept again; bronze's rescued values widen.
+        let rides = schema(&[
+            ("id", ArrowType::Int64), ("state", ArrowType::Utf8), ("surge", ArrowType::Int64), ("tip", ArrowType::Int64),
+            ("note", ArrowType::Float64), ("seen_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("vip", ArrowType::Boolean),
+        ]);
+        let rescued: RescuedKinds = [("surge".to_owned(), (RescuedKind::of("1.5"), 3)), ("tip".to_owned(), (RescuedKind::of("\"n/a\""), 1)), ("note".to_owned(), (RescuedKind::of("2"), 1))].into();
+        model.rides.keep(&rides, &rescued, &crate::silver::OWN_COLUMNS).expect("keeps");
+        let kept: Vec<(&str, Option<DataType>, TypeFamily)> = model.rides.kept.iter().map(|k| (k.name.as_str(), k.widened.clone(), k.family)).collect();
+        assert_eq!(kept, [
+            ("surge", Some(DataType::Float64), TypeFamily::Float),
+            ("tip", Some(DataType::String), TypeFamily::Text),
+            ("note", None, TypeFamily::Float),
+            ("seen_at", None, TypeFamily::Time),
+            ("vip", None, TypeFamily::Boolean),
+        ]);
+        assert!(!model.rides.data_columns().contains(&"state"));
+        // A silver table without a kept column, or with it narrower, differs; one with them all
+        // does not.
+        let silver = schema(&[("id", ArrowType::Int64), ("surge", ArrowType::Int64), ("tip", ArrowType::Utf8), ("note", ArrowType::Float64), ("seen_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("vip", ArrowType::Boolean)]);
+        assert!(model.rides.kept_difference(&silver).is_some_and(|d| d.contains("`surge`") && d.contains("number")), "{:?}", model.rides.kept_difference(&silver));
+        let silver = schema(&[("id", ArrowType::Int64), ("surge", ArrowType::Float64), ("tip", ArrowType::LargeUtf8), ("note", ArrowType::Float64), ("seen_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("vip", ArrowType::Boolean)]);
+        assert_eq!(model.rides.kept_difference(&silver), None);
+        let without = schema(&[("id", ArrowType::Int64), ("surge", ArrowType::Float64)]);
+        assert!(model.rides.kept_difference(&without).is_some_and(|d| d.contains("`tip` of `rides` is new")));
+        // Text in a time or true/false column cannot widen it: an error naming the column and line.
+        for (column, expected) in [("seen_at", "times"), ("vip", "true or false")] {
+            let rescued: RescuedKinds = [(column.to_owned(), (RescuedKind::Text, 2))].into();
+            match model.rides.clone().keep(&rides, &rescued, &crate::silver::OWN_COLUMNS) {
+                Err(e @ LakehouseError::KeptColumnChanged { .. }) => {
+                    let message = e.to_string();
+                    assert!(message.contains(&format!("keeps `{column}`")) && message.contains("keep.toml, line 6") && message.contains(expected) && message.contains("skip_columns"), "{message}");
+                }
+                other => panic!("expected KeptColumnChanged, got {other:?}"),
+            }
+        }
+        // A source column named as one of silver's own cannot be kept under its name.
+        let clash = schema(&[("id", ArrowType::Int64), ("state", ArrowType::Utf8), ("status", ArrowType::Utf8), ("reason", ArrowType::Utf8), ("_cdc_epoch", ArrowType::Int64)]);
+        match model.rides.clone().keep(&clash, &RescuedKinds::new(), &crate::silver::OWN_COLUMNS) {
+            Err(LakehouseError::Model { problems, .. }) => {
+                assert_eq!(problems.len(), 3, "{problems:?}");
+                assert!(problems.iter().all(|p| p.starts_with("line 6:") && p.contains("skip_columns")), "{problems:?}");
+            }
+            other => panic!("expected a model error, got {other:?}"),
+        }
+        // A model that drops other columns keeps none, and skip_columns needs keep.
+        let mut dropping = Model::default();
+        dropping.rides.keep(&rides, &rescued, &crate::silver::OWN_COLUMNS).expect("keeps none");
+        assert!(dropping.rides.kept.is_empty());
+        let found = match Model::parse("version = 1\n[rides]\nskip_columns = [\"x\"]\n", "m") {
+            Err(LakehouseError::Model { problems, .. }) => problems,
+            other => panic!("expected a model error, got {other:?}"),
+        };
+        assert!(found[0].starts_with("line 3:") && found[0].contains("other_columns = \"keep\""), "{found:?}");
+    }
+
+    #[test]
+    fn gold_s_city_column_is_a_rides_column_and_excludes_cities() {
+        let problems = |text: &str| match Model::parse(text, "m") {
+            Err(LakehouseError::Model { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        };
+        let keep = "version = 1\n[rides]\nother_columns = \"keep\"\n[gold]\ncity_column = \"market\"\n";
+        let model = Model::parse(keep, "m").expect("parses");
+        assert_eq!(model.gold.city_column.as_deref(), Some("market"));
+        assert_ne!(model.gold.hash(), DEFAULT_MODEL_HASH);
+        assert_eq!(model.hash(), Model::parse(&keep.replace("[gold]\ncity_column = \"market\"\n", ""), "m").expect("parses").hash(), "not silver's hash");
+        let found = problems("version = 1\n[gold]\ncity_column = \"market\"\n");
+        assert!(found[0].starts_with("line 3:") && found[0].contains("other_columns = \"keep\""), "{found:?}");
+        assert!(Model::parse("version = 1\n[gold]\ncity_column = \"currency\"\n", "m").is_ok(), "one of silver's ride columns");
+        let found = problems(&format!("{keep}radius_km = 10\n"));
+        assert!(found[0].starts_with("line 5:") && found[0].contains("give one of the two"), "{found:?}");
+    }
+
+    #[test]
+    fn apply_casts_kept_columns_to_their_widened_type_and_reads_rescued_values() {
+        let mut map = Model::parse("version = 1\n[rides]\nother_columns = \"keep\"\n", "m").expect("parses").rides;
+        let rides = schema(&[("id", ArrowType::Int64), ("surge", ArrowType::Int64), ("code", ArrowType::Int64)]);
+        let rescued: RescuedKinds = [("surge".to_owned(), (RescuedKind::Number, 1)), ("code".to_owned(), (RescuedKind::Text, 1))].into();
+        map.keep(&rides, &rescued, &crate::silver::OWN_COLUMNS).expect("keeps");
+        let frame = df!(
+            "id" => [1i64, 2, 3],
+            "surge" => [Some(2i64), None, None],
+            "code" => [Some(7i64), None, Some(8)],
+            RESCUED_DATA => [None, Some(r#"{"surge": 1.5, "code": "A-1"}"#), None],
+        )
+        .expect("frame");
+        let out = map.apply(frame, &["id", "surge", "code"]).expect("applies");
+        let surge: Vec<Option<f64>> = out.column("surge").expect("surge").f64().expect("f64").iter().collect();
+        assert_eq!(surge, [Some(2.0), Some(1.5), None]);
+        let code: Vec<Option<&str>> = out.column("code").expect("code").str().expect("text").iter().collect();
+        assert_eq!(code, [Some("7"), Some("A-1"), Some("8")]);
     }
 
     #[test]

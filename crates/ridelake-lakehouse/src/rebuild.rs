@@ -228,7 +228,7 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     drop(changes);
     let bad = quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides")?;
     let latest = with_fields(latest, bronze, &other_ride_fields(&bronze.map)).await?;
-    let decided = decide_rides(latest, &RideState::default(), roles, &bronze.map.links, task.clock)?;
+    let decided = decide_rides(latest, &RideState::default(), roles, &bronze.map, task.clock)?;
     let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), dropped, ..SliceCounts::of(&decided) };
     // The rides that waited too long are listed in the quarantine too, in files of their own (an
     // incremental run replaces the files holding them).

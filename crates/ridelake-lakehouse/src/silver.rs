@@ -58,6 +58,12 @@ use crate::update;
 
 const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 
+/// The names silver's tables and their decisions use besides the data columns (the change order
+/// is under `_cdc_`): a source column kept under its name may not take one
+/// ([`StreamMap::keep`]).
+pub(crate) const OWN_COLUMNS: [&str; 13] =
+    ["is_deleted", "deleted_at", "year", "month", "day", UNLINKED, "reason", EXPIRED, RULE, "table", "type_before", "bronze_version", "_file"];
+
 /// What a silver column means, for the column comments of table `table` (`silver_rides`, …).
 pub fn column_doc(table: &str, column: &str) -> Option<&'static str> {
     Some(match (table, column) {
@@ -593,6 +599,21 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     if !problems.is_empty() {
         return Err(LakehouseError::Model { origin: model.origin.clone(), problems });
     }
+    // A model that keeps the source's other columns: silver's tables hold each kept column in its
+    // type, so a column the source added, or widened, reaches silver through a rebuild (which
+    // writes the tables with the new columns).
+    let forced = match forced {
+        Some(f) => Some(f),
+        None => {
+            let mut difference = None;
+            for (known, bronze) in [(&users_known, &bronze_users), (&rides_known, &bronze_rides)] {
+                if let (None, Some(t)) = (&difference, &known.table) {
+                    difference = bronze.map.kept_difference(io::arrow_schema(t)?.as_ref());
+                }
+            }
+            difference.map(|difference| Rebuild::KeptColumns { difference })
+        }
+    };
     // Rides record the users version their integrity was checked against; any other means a run
     // stopped between the two commits (or silver predates these markers): rebuild.
     // (commits since then that changed no data, such as maintenance's, do not count)
@@ -653,7 +674,8 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     steps.lap(&mut report, "open tables");
 
     // ---- users: decide -------------------------------------------------------------------------
-    let user_changes = cdc::prepare(&increment::read(&bronze_users, &change_sources(&USER_COLUMNS)).await?, &USER_COLUMNS, &mut users_epochs)?;
+    let user_fields = bronze_users.map.data_columns();
+    let user_changes = cdc::prepare(&increment::read(&bronze_users, &change_sources(&user_fields)).await?, &user_fields, &mut users_epochs)?;
     report.users_read = count(&user_changes);
     report.rows_read += report.users_read;
     let user_rules = [
@@ -675,14 +697,14 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     let newer_users = cdc::newer_than(latest_users.lazy(), users_state.clone().select(state_columns()), "id")
         .with_columns([col(DELETED).alias("is_deleted")])
         .with_columns(partition_exprs("created_at"))
-        .select(user_output_columns())
+        .select(user_output_columns(&bronze_users.map))
         .collect()
         .step("applying user changes")?;
     report.users_upserted = count(&newer_users);
     report.users_deleted = count(&newer_users.clone().lazy().filter(col("is_deleted")).collect().step("counting deletes")?);
     let (all_users, retyped) = if existing_users.height() > 0 {
         let all = concat(
-            [cdc::with_keys(existing_users.clone().lazy(), newer_users.clone().lazy(), "id", false).select(user_output_columns()), newer_users.clone().lazy()],
+            [cdc::with_keys(existing_users.clone().lazy(), newer_users.clone().lazy(), "id", false).select(user_output_columns(&bronze_users.map)), newer_users.clone().lazy()],
             UnionArgs::default(),
         )
         .step("merging users")?
@@ -1136,10 +1158,11 @@ fn expired_schema() -> Schema {
 }
 
 /// Decides the latest valid changes of rides (`latest`, one per ride, every field) against
-/// what silver knows of them (`state`), the users' `roles` and how the model enforces the
-/// `links` at bronze's `clock`: which are newer, which delete, which are ready and which wait
+/// what silver knows of them (`state`), the users' `roles` and how the model (`map`: its links,
+/// and the columns a ride has) enforces the links at bronze's `clock`: which are newer, which delete, which are ready and which wait
 /// (and which of those waited too long), and which published rides leave. Pure.
-pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles, links: &Links, clock: Clock) -> Result<RidesDecided> {
+pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles, map: &StreamMap, clock: Clock) -> Result<RidesDecided> {
+    let links = &map.links;
     let RideState { published, pending_before, deleted_before, retyped_rides } = state;
     let mut known: Vec<LazyFrame> = Vec::new();
     for frame in [published, pending_before, deleted_before] {
@@ -1154,13 +1177,13 @@ pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles, 
 
     // Checked again with the new candidates: pending rides without a newer change, and the
     // published rides of retyped users without one.
-    let mut to_check = vec![candidates.clone().lazy().select(ride_change_columns())];
+    let mut to_check = vec![candidates.clone().lazy().select(ride_change_columns(map))];
     if pending_before.height() > 0 {
-        to_check.push(cdc::with_keys(pending_before.clone().lazy(), newer_rides.clone().lazy(), "id", false).select(ride_change_columns()));
+        to_check.push(cdc::with_keys(pending_before.clone().lazy(), newer_rides.clone().lazy(), "id", false).select(ride_change_columns(map)));
     }
     let rechecked = if retyped_rides.height() > 0 && published.height() > 0 {
         cdc::with_keys(cdc::with_keys(published.clone().lazy(), retyped_rides.clone().lazy(), "id", true), newer_rides.clone().lazy(), "id", false)
-            .select(ride_change_columns())
+            .select(ride_change_columns(map))
             .collect()
             .step("collecting rides to check")?
     } else {
@@ -1171,8 +1194,8 @@ pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles, 
     }
     let to_check = concat(to_check, UnionArgs::default()).step("collecting rides to check")?;
     let checked = to_check.with_columns(link_checks(roles, links, clock)).collect().step("checking ride integrity")?;
-    let ready = checked.clone().lazy().filter(col("reason").is_null()).with_columns(partition_exprs("requested_at")).select(ride_output_columns(links)).collect().step("checking ride integrity")?;
-    let waiting = checked.lazy().filter(col("reason").is_not_null()).select(pending_columns(links)).collect().step("checking ride integrity")?;
+    let ready = checked.clone().lazy().filter(col("reason").is_null()).with_columns(partition_exprs("requested_at")).select(ride_output_columns(map)).collect().step("checking ride integrity")?;
+    let waiting = checked.lazy().filter(col("reason").is_not_null()).select(pending_columns(map)).collect().step("checking ride integrity")?;
     let released = if pending_before.height() > 0 {
         count(&cdc::with_keys(ready.clone().lazy(), pending_before.clone().lazy(), "id", true).collect().step("counting releases")?)
     } else {
@@ -1212,8 +1235,8 @@ fn count_decided(report: &mut SilverReport, decided: &RidesDecided) {
 
 /// The bronze columns silver reads for every change: `fields`, the CDC columns and the ingest
 /// order.
-fn change_sources(fields: &[&'static str]) -> Vec<&'static str> {
-    fields.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().chain([INGEST_VERSION, INGEST_ROW]).collect()
+fn change_sources<'a>(fields: &[&'a str]) -> Vec<&'a str> {
+    fields.iter().copied().chain(cdc::BRONZE_CDC_COLUMNS.iter().copied()).chain([INGEST_VERSION, INGEST_ROW]).collect()
 }
 
 /// The ride fields every change is read with: the key, the fields silver's rules and the
@@ -1229,10 +1252,10 @@ pub(crate) fn ride_change_sources(map: &StreamMap) -> Vec<&str> {
     fields.iter().chain(cdc::BRONZE_CDC_COLUMNS.iter()).copied().chain([INGEST_VERSION, INGEST_ROW]).collect()
 }
 
-/// The ride fields not read with every change.
+/// The ride fields not read with every change (kept source columns included).
 pub(crate) fn other_ride_fields(map: &StreamMap) -> Vec<&str> {
     let read = ride_rule_fields(map);
-    RIDE_COLUMNS.iter().copied().filter(|c| !read.contains(c)).collect()
+    map.data_columns().into_iter().filter(|c| !read.contains(c)).collect()
 }
 
 /// An incremental run's rides: the changes since the markers, decided against the published
@@ -1302,8 +1325,7 @@ async fn update_rides(
     };
     cx.lap("rides: read published state");
     let state = RideState { published, pending_before, deleted_before, retyped_rides };
-    let links = bronze_rides.map.links;
-    let decided = decide_rides(latest_rides, &state, roles, &links, cx.clock)?;
+    let decided = decide_rides(latest_rides, &state, roles, &bronze_rides.map, cx.clock)?;
     count_decided(cx.report, &decided);
     let RideState { published, .. } = state;
     let mut touched_rides = partitions_of(&decided.ready)?;
@@ -1338,7 +1360,7 @@ async fn update_rides(
             fresh_files.push(rebuild::stage(cx.tables, options, &QUARANTINE_TABLE, &fresh, false).await?);
         }
     }
-    let expired = if links.waits_for_any() { Some(expired_rows(&decided.waiting)?) } else { None };
+    let expired = if bronze_rides.map.links.waits_for_any() { Some(expired_rows(&decided.waiting)?) } else { None };
     commit_quarantine(cx, fresh_files, expired.as_ref()).await?;
     cx.lap("write quarantine");
     // 2. users.
@@ -1356,11 +1378,11 @@ async fn update_rides(
     // were not read yet.
     let mut current = Vec::new();
     if published.height() > 0 {
-        current.push(published.lazy().filter(in_partitions(&touched_rides)).select(ride_output_columns(&links)));
+        current.push(published.lazy().filter(in_partitions(&touched_rides)).select(ride_output_columns(&bronze_rides.map)));
     }
     let unread: BTreeSet<(i32, i32, i32)> = touched_rides.difference(&published_days).copied().collect();
     if let (Some(table), false) = (&silver_rides, unread.is_empty()) {
-        current.push(io::read_files(table, &files_in(&ride_files, &unread)).await?.lazy().select(ride_output_columns(&links)));
+        current.push(io::read_files(table, &files_in(&ride_files, &unread)).await?.lazy().select(ride_output_columns(&bronze_rides.map)));
     }
     let kept = if current.is_empty() {
         decided.ready.clone().lazy().slice(0, 0)
@@ -1398,29 +1420,33 @@ fn empty_state() -> LazyFrame {
     DataFrame::new(0, columns).unwrap_or_default().lazy()
 }
 
-fn user_output_columns() -> Vec<Expr> {
-    let mut exprs: Vec<Expr> = USER_COLUMNS.iter().map(|c| col(*c)).collect();
+/// The columns of silver users: the user's (`map`'s data columns, kept source columns
+/// included), the delete flag and time, the order and partition columns.
+fn user_output_columns(map: &StreamMap) -> Vec<Expr> {
+    let mut exprs: Vec<Expr> = map.data_columns().into_iter().map(col).collect();
     exprs.extend([col("is_deleted"), col("deleted_at")]);
     exprs.extend(ORDER.iter().map(|c| col(*c)));
     exprs.extend([col(EXTRACTED), col("year"), col("month"), col("day")]);
     exprs
 }
 
-fn ride_change_columns() -> Vec<Expr> {
-    let mut exprs: Vec<Expr> = RIDE_COLUMNS.iter().map(|c| col(*c)).collect();
+/// The columns of a ride's change: the ride's (`map`'s data columns), the order columns.
+fn ride_change_columns(map: &StreamMap) -> Vec<Expr> {
+    let mut exprs: Vec<Expr> = map.data_columns().into_iter().map(col).collect();
     exprs.extend(ORDER.iter().map(|c| col(*c)));
     exprs.push(col(EXTRACTED));
     exprs
 }
 
-/// The columns of published rides: the ride's, `unlinked` when some link is `accept`ed (within
-/// the first 32 columns, whose statistics Delta keeps: a run finds the unlinked rides by them),
-/// the order and partition columns.
-pub(crate) fn ride_output_columns(links: &Links) -> Vec<Expr> {
+/// The columns of published rides: silver's own ride columns, `unlinked` when some link of
+/// `map` is `accept`ed (within the first 32 columns, whose statistics Delta keeps: a run finds
+/// the unlinked rides by them), the source columns kept, the order and partition columns.
+pub(crate) fn ride_output_columns(map: &StreamMap) -> Vec<Expr> {
     let mut exprs: Vec<Expr> = RIDE_COLUMNS.iter().map(|c| col(*c)).collect();
-    if links.accepts_any() {
+    if map.links.accepts_any() {
         exprs.push(col(UNLINKED));
     }
+    exprs.extend(map.kept.iter().map(|k| col(k.name.as_str())));
     exprs.extend(ORDER.iter().map(|c| col(*c)));
     exprs.push(col(EXTRACTED));
     exprs.extend(PARTITIONS.iter().map(|c| col(*c)));
@@ -1429,10 +1455,10 @@ pub(crate) fn ride_output_columns(links: &Links) -> Vec<Expr> {
 
 /// The columns of pending rides: the ride's, the order columns, `reason`, and `expired` when
 /// some link waits for a while.
-fn pending_columns(links: &Links) -> Vec<Expr> {
-    let mut exprs = ride_change_columns();
+fn pending_columns(map: &StreamMap) -> Vec<Expr> {
+    let mut exprs = ride_change_columns(map);
     exprs.push(col("reason"));
-    if links.waits_for_any() {
+    if map.links.waits_for_any() {
         exprs.push(col(EXPIRED));
     }
     exprs

@@ -273,7 +273,7 @@ pub(crate) async fn update_rides_in_slices(
                     continue;
                 }
                 let rows = io::read_files(table, &files).await?.lazy();
-                let rows = cdc::with_keys(rows, leaving.clone().lazy(), "id", false).select(ride_output_columns(&bronze_rides.map.links)).collect().step("keeping a partition's rides")?;
+                let rows = cdc::with_keys(rows, leaving.clone().lazy(), "id", false).select(ride_output_columns(&bronze_rides.map)).collect().step("keeping a partition's rides")?;
                 let staged = match &mut kept {
                     Some(staged) => staged,
                     None => kept.insert(io::Staged::open(&target, &rows, false).await?),
@@ -369,7 +369,7 @@ async fn decide_update_slice(
     };
     let (pending_before, deleted_before) = (part_of(&before.pending).await?, part_of(&before.deleted).await?);
     let state = RideState::new(published, pending_before, deleted_before, retyped_rides);
-    let decided = decide_rides(latest, &state, roles, &bronze.map.links, clock)?;
+    let decided = decide_rides(latest, &state, roles, &bronze.map, clock)?;
     let expired = if bronze.map.links.waits_for_any() { Some(expired_rows(&decided.waiting)?) } else { None };
 
     let mut touched = partitions_of(&decided.ready)?;

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{NS, assert_same, generate, layout, read_table, sync};
+use common::{NS, assert_same, generate, layout, read_table, requests, sync};
 use polars::prelude::*;
 use ridelake_core::generator::{GeneratorConfig, configured_catalog};
 use ridelake_lakehouse::gold::{GOLD_TABLES, GoldReport, build_gold};
@@ -74,14 +74,6 @@ async fn expected_requests(lake: &Path) -> BTreeMap<(i64, i64, i64, String), i64
         *out.entry(key).or_default() += 1;
     }
     out
-}
-
-async fn requests(lake: &Path) -> BTreeMap<(i64, i64, i64, String), i64> {
-    let kpis = read_table(lake, "gold/daily_city_kpis").await;
-    let num = |name: &str| -> Vec<i64> { kpis.column(name).expect(name).as_materialized_series().cast(&DataType::Int64).expect("i64").i64().expect("i64").iter().map(|v| v.expect("value")).collect() };
-    let (year, month, day, requested) = (num("year"), num("month"), num("day"), num("requested"));
-    let city: Vec<String> = kpis.column("city").expect("city").str().expect("text").iter().map(|c| c.expect("city").to_owned()).collect();
-    (0..kpis.height()).map(|k| ((year[k], month[k], day[k], city[k].clone()), requested[k])).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

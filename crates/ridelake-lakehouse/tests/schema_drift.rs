@@ -15,46 +15,13 @@ mod common;
 
 use std::path::Path;
 
-use common::{NS, SILVER, assert_same, generate, layout, read_table, rough_history, sync};
+use common::{SILVER, assert_same, catalog, edited, generate, layout, read_table, rough_history, silver_versions, sync};
 use ridelake_core::bronze::{self, RESCUED_DATA};
-use ridelake_core::generator::configured_catalog;
 use ridelake_lakehouse::LakehouseError;
 use ridelake_lakehouse::io;
 use ridelake_lakehouse::model::{self, Model};
 use ridelake_lakehouse::silver::build_silver;
 use serde_json::{Map, Value, json};
-
-/// The generator's catalog with some fields' types replaced (stream, field, JSON schema) and some
-/// fields left out (stream, field).
-fn catalog(types: &[(&str, &str, Value)], left_out: &[(&str, &str)]) -> String {
-    let mut catalog: Value = serde_json::from_str(&configured_catalog(NS, "append", 1, 0, 1)).expect("catalog");
-    for stream in catalog["streams"].as_array_mut().expect("streams") {
-        let name = stream["stream"]["name"].as_str().expect("name").to_owned();
-        let properties = stream["stream"]["json_schema"]["properties"].as_object_mut().expect("properties");
-        for (s, field, schema) in types {
-            if *s == name {
-                properties.insert((*field).to_owned(), schema.clone());
-            }
-        }
-        for (s, field) in left_out {
-            if *s == name {
-                properties.remove(*field);
-            }
-        }
-    }
-    catalog.to_string()
-}
-
-/// `line` with `edit` applied to a record's stream and data (other messages as they are).
-fn edited(line: &str, edit: impl Fn(&str, &mut Map<String, Value>)) -> String {
-    let mut message: Value = serde_json::from_str(line).expect("json");
-    if message["type"] != "RECORD" {
-        return line.to_owned();
-    }
-    let stream = message["record"]["stream"].as_str().expect("stream").to_owned();
-    edit(&stream, message["record"]["data"].as_object_mut().expect("data"));
-    message.to_string()
-}
 
 /// A value as a number (the generator sends some as text).
 fn as_number(value: &Value) -> Option<f64> {
@@ -87,17 +54,6 @@ async fn read(lake: &Path, table: &str) -> polars::prelude::DataFrame {
 async fn bronze_table(lake: &Path, stream: &str) -> deltalake::DeltaTable {
     let layout = layout(lake, None);
     io::open(&layout.bronze(stream).expect("url"), &layout.storage_options()).await.expect("open").expect("bronze table")
-}
-
-/// The version of every silver table (None: not created).
-async fn silver_versions(lake: &Path) -> Vec<Option<u64>> {
-    let layout = layout(lake, None);
-    let mut versions = Vec::new();
-    for table in SILVER {
-        let t = io::open(&layout.silver(table).expect("url"), &layout.storage_options()).await.expect("open");
-        versions.push(t.and_then(|t| t.version()));
-    }
-    versions
 }
 
 fn integer() -> Value {

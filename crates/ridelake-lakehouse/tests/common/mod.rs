@@ -2,6 +2,7 @@
 //! connector pipeline, and silver and gold tables read back in a comparable order.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use ridelake_core::storage::StorageConfig;
 use ridelake_lakehouse::io;
 use ridelake_lakehouse::layout::LakeLayout;
 use ridelake_lakehouse::model::Model;
-use serde_json::json;
+use ridelake_core::generator::configured_catalog;
+use serde_json::{Map, Value, json};
 
 /// xorshift64*: a small, seeded, dependency-free generator.
 pub struct Rng(pub u64);
@@ -181,4 +183,56 @@ pub fn stamped(syncs: Vec<Vec<String>>, start_ms: i64, every_ms: i64) -> Vec<Vec
 /// `lines` cut into `count` consecutive syncs of about as many lines.
 pub fn cut(lines: &[String], count: usize) -> Vec<Vec<String>> {
     (0..count).map(|i| lines[lines.len() * i / count..lines.len() * (i + 1) / count].to_vec()).collect()
+}
+
+/// The generator's catalog with some fields' types replaced (stream, field, JSON schema) and some
+/// fields left out (stream, field).
+pub fn catalog(types: &[(&str, &str, Value)], left_out: &[(&str, &str)]) -> String {
+    let mut catalog: Value = serde_json::from_str(&configured_catalog(NS, "append", 1, 0, 1)).expect("catalog");
+    for stream in catalog["streams"].as_array_mut().expect("streams") {
+        let name = stream["stream"]["name"].as_str().expect("name").to_owned();
+        let properties = stream["stream"]["json_schema"]["properties"].as_object_mut().expect("properties");
+        for (s, field, schema) in types {
+            if *s == name {
+                properties.insert((*field).to_owned(), schema.clone());
+            }
+        }
+        for (s, field) in left_out {
+            if *s == name {
+                properties.remove(*field);
+            }
+        }
+    }
+    catalog.to_string()
+}
+
+/// `line` with `edit` applied to a record's stream and data (other messages as they are).
+pub fn edited(line: &str, edit: impl Fn(&str, &mut Map<String, Value>)) -> String {
+    let mut message: Value = serde_json::from_str(line).expect("json");
+    if message["type"] != "RECORD" {
+        return line.to_owned();
+    }
+    let stream = message["record"]["stream"].as_str().expect("stream").to_owned();
+    edit(&stream, message["record"]["data"].as_object_mut().expect("data"));
+    message.to_string()
+}
+
+/// The version of every silver table (None: not created).
+pub async fn silver_versions(lake: &Path) -> Vec<Option<u64>> {
+    let layout = layout(lake, None);
+    let mut versions = Vec::new();
+    for table in SILVER {
+        let t = io::open(&layout.silver(table).expect("url"), &layout.storage_options()).await.expect("open");
+        versions.push(t.and_then(|t| t.version()));
+    }
+    versions
+}
+
+/// Gold's rides requested per (year, month, day, city), from `daily_city_kpis`.
+pub async fn requests(lake: &Path) -> BTreeMap<(i64, i64, i64, String), i64> {
+    let kpis = read_table(lake, "gold/daily_city_kpis").await;
+    let num = |name: &str| -> Vec<i64> { kpis.column(name).expect(name).as_materialized_series().cast(&DataType::Int64).expect("i64").i64().expect("i64").iter().map(|v| v.expect("value")).collect() };
+    let (year, month, day, requested) = (num("year"), num("month"), num("day"), num("requested"));
+    let city: Vec<String> = kpis.column("city").expect("city").str().expect("text").iter().map(|c| c.expect("city").to_owned()).collect();
+    (0..kpis.height()).map(|k| ((year[k], month[k], day[k], city[k].clone()), requested[k])).collect()
 }
