@@ -742,6 +742,10 @@ fn same_columns(schema: &SchemaRef, df: &DataFrame) -> bool {
     table.len() == frame.len() && table.iter().zip(&frame).all(|((a, x), (b, y))| a == b && (x == y || *x == TypeFamily::Other || *y == TypeFamily::Other))
 }
 
+/// The column a partitioned write tags its rows with to split them across the cores (dropped
+/// before writing; a source column kept in silver may not take the name).
+pub(crate) const WRITER_COLUMN: &str = "_ridelake_writer";
+
 /// Rows from which a partitioned write is split across the cores.
 const PARALLEL_WRITE_ROWS: usize = 100_000;
 
@@ -766,9 +770,9 @@ fn split_by_partition(df: &DataFrame, partitioned: bool) -> Result<Vec<DataFrame
         return Ok(vec![df.clone()]);
     }
     let group = (col("year") * lit(372) + col("month") * lit(31) + col("day")) % lit(groups);
-    let tagged = df.clone().lazy().with_column(group.cast(polars::prelude::DataType::Int32).alias("_writer")).collect().step("splitting the write")?;
+    let tagged = df.clone().lazy().with_column(group.cast(polars::prelude::DataType::Int32).alias(WRITER_COLUMN)).collect().step("splitting the write")?;
     (0..groups)
-        .map(|g| tagged.clone().lazy().filter(col("_writer").eq(lit(g))).drop(cols(["_writer"])).collect().step("splitting the write"))
+        .map(|g| tagged.clone().lazy().filter(col(WRITER_COLUMN).eq(lit(g))).drop(cols([WRITER_COLUMN])).collect().step("splitting the write"))
         .collect()
 }
 

@@ -45,7 +45,8 @@
 //!   [`LakehouseError::ColumnChanged`] when silver's column cannot take them.
 //! - [`Model::check_bronze`] checks a model against bronze schemas, and
 //!   [`StreamMap::absent_problems`] against the columns the source dropped (both pure);
-//!   [`validate`] reads them (the log only, no data) and calls them.
+//!   [`validate`] reads them (the log only; with `other_columns = "keep"`, also the values bronze
+//!   rescued) and calls them.
 //! - [`Model::hash`] identifies what the model does to rows: silver commits record it
 //!   ([`MODEL_MARKER`]), and a run with a different model stops until silver is rebuilt.
 //! - [`json_schema`] is the model file's JSON Schema (published as `models/model.schema.json`),
@@ -690,7 +691,9 @@ impl Model {
         let rides = compile_table("rides", &RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, file.rides, text, origin, &mut problems);
         let gold = compile_gold(file.gold, text, &mut problems);
         if let Some(column) = &gold.city_column {
-            if rides.other_columns.drops() && !RIDE_COLUMNS.contains(&column.as_str()) {
+            if rides.skip_columns.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+                problems.push(at(gold.city_column_line, format!("gold city_column `{column}` is in skip_columns under [rides]: silver rides will not have it")));
+            } else if rides.other_columns.drops() && !RIDE_COLUMNS.contains(&column.as_str()) {
                 problems.push(at(gold.city_column_line, format!(
                     "gold city_column `{column}` is not a column of silver rides: keep the source's other columns (other_columns = \"keep\" under [rides]) to have it there, or name one of silver's ride columns"
                 )));
@@ -840,7 +843,8 @@ fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file:
     if !skip.is_empty() && map.other_columns.drops() {
         problems.push(at(skip_line, format!("skip_columns leaves columns out of those other_columns = \"keep\" keeps, and silver {table} keeps none: remove it, or write other_columns = \"keep\" under [{table}]")));
     }
-    map.skip_columns = skip.iter().map(|c| ridelake_core::bronze::safe_column_name(c)).collect();
+    // (bronze's names, in lower case: columns are told apart regardless of case)
+    map.skip_columns = skip.iter().map(|c| ridelake_core::bronze::safe_column_name(c).to_ascii_lowercase()).collect();
     map.skip_columns.sort();
     map.skip_columns.dedup();
     for (column, spanned) in file.links {
@@ -1313,8 +1317,10 @@ pub enum TypeFamily {
     Text,
     /// True or false.
     Boolean,
-    /// Instants and wall-clock times, dates and times of day.
+    /// Instants and wall-clock times, and times of day.
     Time,
+    /// Calendar dates.
+    Date,
     /// Anything else (lists, binary, structs).
     Other,
 }
@@ -1328,7 +1334,8 @@ impl TypeFamily {
             ArrowType::Decimal128(..) | ArrowType::Decimal256(..) => TypeFamily::Decimal,
             ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => TypeFamily::Text,
             ArrowType::Boolean => TypeFamily::Boolean,
-            ArrowType::Timestamp(..) | ArrowType::Date32 | ArrowType::Date64 | ArrowType::Time32(_) | ArrowType::Time64(_) => TypeFamily::Time,
+            ArrowType::Timestamp(..) | ArrowType::Time32(_) | ArrowType::Time64(_) => TypeFamily::Time,
+            ArrowType::Date32 | ArrowType::Date64 => TypeFamily::Date,
             _ => TypeFamily::Other,
         }
     }
@@ -1341,7 +1348,8 @@ impl TypeFamily {
             DataType::Decimal(..) => TypeFamily::Decimal,
             DataType::String => TypeFamily::Text,
             DataType::Boolean => TypeFamily::Boolean,
-            DataType::Datetime(..) | DataType::Date | DataType::Time => TypeFamily::Time,
+            DataType::Datetime(..) | DataType::Time => TypeFamily::Time,
+            DataType::Date => TypeFamily::Date,
             _ => TypeFamily::Other,
         }
     }
@@ -1354,6 +1362,7 @@ impl TypeFamily {
             TypeFamily::Text => "text",
             TypeFamily::Boolean => "boolean",
             TypeFamily::Time => "time",
+            TypeFamily::Date => "date",
             TypeFamily::Other => "other",
         }
     }
@@ -1419,9 +1428,15 @@ impl StreamMap {
         let mut problems = Vec::new();
         for field in self.unmapped_columns(schema) {
             let name = field.name();
-            if name.starts_with("_cdc_") || self.fixed_columns().iter().chain(reserved).any(|c| c.eq_ignore_ascii_case(name)) {
+            let data_column = self.fixed_columns().iter().any(|c| c.eq_ignore_ascii_case(name));
+            if data_column || name.to_ascii_lowercase().starts_with("_cdc_") || reserved.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+                let how = if data_column {
+                    format!("Map silver's `{name}` to it under [{table}.columns] if it is that column, or list it in skip_columns under [{table}]")
+                } else {
+                    format!("List it in skip_columns under [{table}]")
+                };
                 problems.push(at(line, format!(
-                    "bronze `{}` has a column `{name}` no mapping reads, and silver {table} has a column of that name of its own: other_columns = \"keep\" cannot keep it under its name. Map silver's `{name}` to it under [{table}.columns] if it is that column, or list it in skip_columns under [{table}]",
+                    "bronze `{}` has a column `{name}` no mapping reads, and silver {table} has a column of that name of its own: other_columns = \"keep\" cannot keep it under its name. {how}",
                     self.stream
                 )));
                 continue;
@@ -1440,7 +1455,7 @@ impl StreamMap {
                         stream: self.stream.clone(),
                         changes: *changes,
                         expected: match bronze {
-                            TypeFamily::Time => "times",
+                            TypeFamily::Time | TypeFamily::Date => "times",
                             TypeFamily::Boolean => "true or false",
                             _ => "values of its first type",
                         },
@@ -1567,7 +1582,8 @@ impl ColumnMap {
 }
 
 /// Checks the layout's model against its bronze tables (their logs and schemas; no data is
-/// read): the problems found, each naming the model line, or none.
+/// read, but for `_airbyte_rescued_data` of the files holding rescued values when the model
+/// keeps the source's other columns): the problems found, each naming the model line, or none.
 pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
     let options = layout.storage_options();
     let model = &layout.model;

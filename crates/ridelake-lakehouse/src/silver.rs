@@ -61,8 +61,8 @@ const PARTITIONS: [&str; 3] = ["year", "month", "day"];
 /// The names silver's tables and their decisions use besides the data columns (the change order
 /// is under `_cdc_`): a source column kept under its name may not take one
 /// ([`StreamMap::keep`]).
-pub(crate) const OWN_COLUMNS: [&str; 13] =
-    ["is_deleted", "deleted_at", "year", "month", "day", UNLINKED, "reason", EXPIRED, RULE, "table", "type_before", "bronze_version", "_file"];
+pub(crate) const OWN_COLUMNS: [&str; 14] =
+    ["is_deleted", "deleted_at", "year", "month", "day", UNLINKED, "reason", EXPIRED, RULE, "table", "type_before", "bronze_version", "_file", io::WRITER_COLUMN];
 
 /// What a silver column means, for the column comments of table `table` (`silver_rides`, …).
 pub fn column_doc(table: &str, column: &str) -> Option<&'static str> {
@@ -1420,47 +1420,59 @@ fn empty_state() -> LazyFrame {
     DataFrame::new(0, columns).unwrap_or_default().lazy()
 }
 
-/// The columns of silver users: the user's (`map`'s data columns, kept source columns
-/// included), the delete flag and time, the order and partition columns.
+/// The columns of silver users: silver's own user columns, the delete flag and time, the order
+/// and partition columns, then the source columns kept (last, so that a column the source adds
+/// moves none of silver's).
 fn user_output_columns(map: &StreamMap) -> Vec<Expr> {
-    let mut exprs: Vec<Expr> = map.data_columns().into_iter().map(col).collect();
+    let mut exprs: Vec<Expr> = USER_COLUMNS.iter().map(|c| col(*c)).collect();
     exprs.extend([col("is_deleted"), col("deleted_at")]);
     exprs.extend(ORDER.iter().map(|c| col(*c)));
     exprs.extend([col(EXTRACTED), col("year"), col("month"), col("day")]);
+    exprs.extend(kept_columns(map));
     exprs
 }
 
-/// The columns of a ride's change: the ride's (`map`'s data columns), the order columns.
+/// The source columns `map` keeps, as silver's last columns.
+fn kept_columns(map: &StreamMap) -> impl Iterator<Item = Expr> + '_ {
+    map.kept.iter().map(|k| col(k.name.as_str()))
+}
+
+/// The columns of a ride's change: silver's own ride columns, the order columns, the source
+/// columns kept.
 fn ride_change_columns(map: &StreamMap) -> Vec<Expr> {
-    let mut exprs: Vec<Expr> = map.data_columns().into_iter().map(col).collect();
+    let mut exprs: Vec<Expr> = RIDE_COLUMNS.iter().map(|c| col(*c)).collect();
     exprs.extend(ORDER.iter().map(|c| col(*c)));
     exprs.push(col(EXTRACTED));
+    exprs.extend(kept_columns(map));
     exprs
 }
 
 /// The columns of published rides: silver's own ride columns, `unlinked` when some link of
 /// `map` is `accept`ed (within the first 32 columns, whose statistics Delta keeps: a run finds
-/// the unlinked rides by them), the source columns kept, the order and partition columns.
+/// the unlinked rides by them), the order and partition columns, then the source columns kept.
 pub(crate) fn ride_output_columns(map: &StreamMap) -> Vec<Expr> {
     let mut exprs: Vec<Expr> = RIDE_COLUMNS.iter().map(|c| col(*c)).collect();
     if map.links.accepts_any() {
         exprs.push(col(UNLINKED));
     }
-    exprs.extend(map.kept.iter().map(|k| col(k.name.as_str())));
     exprs.extend(ORDER.iter().map(|c| col(*c)));
     exprs.push(col(EXTRACTED));
     exprs.extend(PARTITIONS.iter().map(|c| col(*c)));
+    exprs.extend(kept_columns(map));
     exprs
 }
 
 /// The columns of pending rides: the ride's, the order columns, `reason`, and `expired` when
 /// some link waits for a while.
 fn pending_columns(map: &StreamMap) -> Vec<Expr> {
-    let mut exprs = ride_change_columns(map);
+    let mut exprs: Vec<Expr> = RIDE_COLUMNS.iter().map(|c| col(*c)).collect();
+    exprs.extend(ORDER.iter().map(|c| col(*c)));
+    exprs.push(col(EXTRACTED));
     exprs.push(col("reason"));
     if map.links.waits_for_any() {
         exprs.push(col(EXPIRED));
     }
+    exprs.extend(kept_columns(map));
     exprs
 }
 

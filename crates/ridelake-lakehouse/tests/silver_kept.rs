@@ -115,9 +115,13 @@ fn without_versions(frame: DataFrame) -> DataFrame {
     without(frame, &["_cdc_bronze_version", "bronze_version"])
 }
 
-async fn check_kept(seed: u64) {
-    let context = format!("seed {seed}");
-    let model = keep_model();
+/// `links`: a `[rides.links]` table given to both the keeping model and the plain one it is
+/// compared with (empty: every link waits).
+async fn check_kept(seed: u64, links: &str) {
+    let context = format!("seed {seed}{links}");
+    let keep_text = format!("{KEEP}{links}");
+    let model = Model::parse(&keep_text, "keep.toml").expect("model");
+    let plain_model = if links.is_empty() { Model::default() } else { Model::parse(&format!("version = 1\n{links}"), "plain.toml").expect("model") };
     let lines = generate(rough_history(seed));
     let (evolving, wide, plain) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
     let n = lines.len();
@@ -139,7 +143,7 @@ async fn check_kept(seed: u64) {
     }
     assert!(run(evolving.path(), Some(&model), None).await.noop, "nothing new: a no-op ({context})");
     run(wide.path(), Some(&model), None).await;
-    run(plain.path(), None, None).await;
+    run(plain.path(), Some(&plain_model), None).await;
 
     // Incremental through the source's changes = at once with the final columns. (The evolving
     // lake's bronze has one more commit, the one that added `tip_cents` to its rides table: the
@@ -157,6 +161,11 @@ async fn check_kept(seed: u64) {
     assert!(users.column("referral").is_ok() && users.column("password_hash").is_err(), "users keep referral, skip password_hash ({context})");
     // Keeping changes nothing else: the default model's silver of the same bronze.
     let kept = ["promo_code", "market", "surge", "tip_cents", "referral"];
+    // ... after every column of silver's own.
+    let names = |frame: &DataFrame| frame.get_column_names().iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let (plain_rides, plain_users) = (read_table(plain.path(), "rides").await, read_table(plain.path(), "users").await);
+    assert_eq!(names(&rides)[..plain_rides.width()], names(&plain_rides)[..], "rides: silver's columns first ({context})");
+    assert_eq!(names(&users)[..plain_users.width()], names(&plain_users)[..], "users: silver's columns first ({context})");
     for table in SILVER {
         let got = read_table(evolving.path(), table).await;
         let present: Vec<&str> = kept.iter().copied().filter(|c| got.column(c).is_ok()).collect();
@@ -182,7 +191,7 @@ async fn check_kept(seed: u64) {
     assert!(tips.null_count() > 0 && tips.null_count() < tips.len(), "tip_cents: values after the source added it, nulls before ({context})");
 
     // Gold counts rides by their kept `market` column when the model names it as the city.
-    let with_city = Model::parse(&format!("{KEEP}[gold]\ncity_column = \"market\"\n"), "keep.toml").expect("model");
+    let with_city = Model::parse(&format!("{keep_text}[gold]\ncity_column = \"market\"\n"), "keep.toml").expect("model");
     assert_eq!(with_city.hash(), model.hash(), "gold's city column is not silver's business");
     build_gold(&layout(evolving.path(), Some(&with_city))).await.expect("gold");
     let mut expected: BTreeMap<(i64, i64, i64, String), i64> = BTreeMap::new();
@@ -199,8 +208,10 @@ async fn check_kept(seed: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_columns_follow_added_and_widened_source_columns() {
     let extra: u64 = std::env::var("RIDELAKE_KEPT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    // Kept columns ride along with accepted links (`unlinked`) and limited waits (`expired`).
+    let links = "[rides.links]\ndriver_id = \"accept\"\ncustomer_id = { wait_for = \"1h\" }\n";
     for seed in (3..=4).chain(200..200 + extra) {
-        check_kept(seed).await;
+        check_kept(seed, if seed % 2 == 0 { links } else { "" }).await;
     }
 }
 
