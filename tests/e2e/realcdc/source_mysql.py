@@ -383,7 +383,9 @@ class _Emitter:
 
     def binlog_row(self, stream: str, row: dict, position: Offset, moment: datetime, kind: str) -> None:
         java = self.flavor == JAVA
-        data = {c: encode(row[c], decimal_as_text=java) for c in self.source.streams[stream]}
+        # (a row the binlog holds from before an ALTER TABLE that added a column has no value for
+        # it: the source sends the row as the table was then)
+        data = {c: encode(row[c], decimal_as_text=java) for c in self.source.streams[stream] if c in row}
         when = utc_text(moment, micros=not java)
         data["_ab_cdc_updated_at"] = when
         data["_ab_cdc_deleted_at"] = when if kind == "delete" else None
