@@ -232,6 +232,32 @@ def fractional_distances(rows) -> int:
 
 
 # -- the test ---------------------------------------------------------------------------------------
+def land_checked(step: Step, workload: Workload, source: SourceMySql, mariadb, config: Path, tmp_path: Path, log: list[str],
+                 label: str) -> tuple[bool, str]:
+    """A sync (the application's transactions first), checked against the database, landed in bronze
+    by the destination (its summary appended to `log`); returns (whether the records bring the
+    database's state, the context for messages, starting with `label`)."""
+    sync = next_sync(step, workload, source, mariadb)
+    log.append(sync.summary())
+    context = f"{label}, schema {source.schema.name}\n  " + "\n  ".join(log)
+    schema = source.schema
+    harness = check_meta(source.syncs) + check_positions(mariadb, sync, schema)
+    replayed = replay(source.syncs, schema)
+    stored = {t: workload.rows(t) for t in schema.streams}
+    complete = replayed == stored
+    if not complete and (sync.flavor == JAVA or sync.during_writes == 0):
+        harness.append("the records replayed in emission order differ from the database: " + "; ".join(
+            d for t in stored for d in diff(t, stored[t], replayed[t], schema.source_columns(t))))
+    assert not harness, f"HARNESS: {harness}\n  {context}"
+    catalog = write_json(tmp_path / f"catalog-{sync.number}.json", configured_catalog(NAMESPACE, sync_id=sync.number, schema=schema))
+    run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=sync.jsonl())
+    assert run.returncode == 0, f"destination failed at sync {sync.number}: {run.stderr[-3000:]}\n  {context}"
+    echoed = run.states
+    assert echoed and echoed[-1]["global"] == sync.states[-1]["global"], f"the last state was not echoed\n  {context}"
+    assert sum(s["destinationStats"]["recordCount"] for s in echoed) == len(sync.records), context
+    return complete, context
+
+
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_real_cdc_through_a_widened_and_a_dropped_column(flavor, mariadb, tmp_path):
     if not DEST.exists():
@@ -254,26 +280,7 @@ def test_real_cdc_through_a_widened_and_a_dropped_column(flavor, mariadb, tmp_pa
     log: list[str] = []
 
     def land(step: Step) -> tuple[bool, str]:
-        """A sync (the application's transactions first), checked against the database, landed in
-        bronze by the destination; returns (whether the records bring the database's state, context)."""
-        sync = next_sync(step, workload, source, mariadb)
-        log.append(sync.summary())
-        context = f"{flavor}, seed {SEED}, schema {source.schema.name}\n  " + "\n  ".join(log)
-        schema = source.schema
-        harness = check_meta(source.syncs) + check_positions(mariadb, sync, schema)
-        replayed = replay(source.syncs, schema)
-        stored = {t: workload.rows(t) for t in schema.streams}
-        complete = replayed == stored
-        if not complete and (sync.flavor == JAVA or sync.during_writes == 0):
-            harness.append("the records replayed in emission order differ from the database: " + "; ".join(
-                d for t in stored for d in diff(t, stored[t], replayed[t], schema.source_columns(t))))
-        assert not harness, f"HARNESS: {harness}\n  {context}"
-        catalog = write_json(tmp_path / f"catalog-{sync.number}.json", configured_catalog(NAMESPACE, sync_id=sync.number, schema=schema))
-        run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=sync.jsonl())
-        assert run.returncode == 0, f"destination failed at sync {sync.number}: {run.stderr[-3000:]}\n  {context}"
-        echoed = run.states
-        assert echoed and echoed[-1]["global"] == sync.states[-1]["global"], f"the last state was not echoed\n  {context}"
-        assert sum(s["destinationStats"]["recordCount"] for s in echoed) == len(sync.records), context
+        complete, context = land_checked(step, workload, source, mariadb, config, tmp_path, log, f"{flavor}, seed {SEED}")
         if ridelake is None:
             pytest.fail(f"ridelake is not importable ({RIDELAKE_IMPORT_ERROR}); bronze checks passed\n  {context}")
         return complete, context

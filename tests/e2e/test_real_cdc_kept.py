@@ -46,15 +46,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEST, local_config, run_dest, write_json
+from conftest import DEST, local_config
 from test_pipeline import GOLD_KEYS
 from test_real_cdc import Step
+from test_real_cdc_drift import land_checked
 from test_real_cdc_model import MODEL, NAMESPACE, gold_cities, load_model, logical_rows, published_sql
-from realcdc.compare import check_bronze, compare, diff, next_sync, read, show, sql
+from realcdc.compare import check_bronze, compare, diff, read, show, sql
 from realcdc.fixtures import mariadb, mariadb_template  # noqa: F401 (fixtures)
 from realcdc.schema import INTEGER, NUMBER, RENAMED, RIDE_COLUMNS, STRING, USER_COLUMNS, Column, Schema
-from realcdc.source_mysql import (FLAVORS, JAVA, SourceMySql, check_catalog, check_meta, check_positions,
-                                  configured_catalog, discover, replay)
+from realcdc.source_mysql import FLAVORS, SourceMySql, check_catalog, discover
 from realcdc.workload import Workload
 
 try:
@@ -328,26 +328,7 @@ def test_real_cdc_silver_keeps_the_sources_other_columns(flavor, seed, mariadb, 
     log: list[str] = []
 
     def land(step: Step) -> tuple[bool, str]:
-        """A sync (the application's transactions first), checked against the database, landed in
-        bronze by the destination; returns (whether the records bring the database's state, context)."""
-        sync = next_sync(step, workload, source, mariadb)
-        log.append(sync.summary())
-        context = f"{flavor}, seed {seed}, schema {source.schema.name}\n  " + "\n  ".join(log)
-        schema = source.schema
-        harness = check_meta(source.syncs) + check_positions(mariadb, sync, schema)
-        replayed = replay(source.syncs, schema)
-        stored = {t: workload.rows(t) for t in schema.streams}
-        complete = replayed == stored
-        if not complete and (sync.flavor == JAVA or sync.during_writes == 0):
-            harness.append("the records replayed in emission order differ from the database: " + "; ".join(
-                d for t in stored for d in diff(t, stored[t], replayed[t], schema.source_columns(t))))
-        assert not harness, f"HARNESS: {harness}\n  {context}"
-        catalog = write_json(tmp_path / f"catalog-{sync.number}.json", configured_catalog(NAMESPACE, sync_id=sync.number, schema=schema))
-        run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=sync.jsonl())
-        assert run.returncode == 0, f"destination failed at sync {sync.number}: {run.stderr[-3000:]}\n  {context}"
-        echoed = run.states
-        assert echoed and echoed[-1]["global"] == sync.states[-1]["global"], f"the last state was not echoed\n  {context}"
-        assert sum(s["destinationStats"]["recordCount"] for s in echoed) == len(sync.records), context
+        complete, context = land_checked(step, workload, source, mariadb, config, tmp_path, log, f"{flavor}, seed {seed}")
         if ridelake is None:
             pytest.fail(f"ridelake is not importable ({RIDELAKE_IMPORT_ERROR}); bronze checks passed\n  {context}")
         return complete, context

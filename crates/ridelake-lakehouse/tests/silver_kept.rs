@@ -36,34 +36,21 @@ fn of_type(kind: &str) -> Value {
     json!({ "type": kind })
 }
 
-/// The catalog before the source changed: rides with `promo_code` (text) and `surge` (integer),
-/// users with `referral` and `password_hash`.
-fn narrow_catalog() -> String {
-    catalog(
-        &[
-            ("rides", "promo_code", of_type("string")),
-            ("rides", "market", of_type("string")),
-            ("rides", "surge", of_type("integer")),
-            ("users", "referral", of_type("string")),
-            ("users", "password_hash", of_type("string")),
-        ],
-        &[],
-    )
-}
-
-/// The catalog after it: `surge` made a number, `tip_cents` added.
-fn wide_catalog() -> String {
-    catalog(
-        &[
-            ("rides", "promo_code", of_type("string")),
-            ("rides", "market", of_type("string")),
-            ("rides", "surge", of_type("number")),
-            ("rides", "tip_cents", of_type("integer")),
-            ("users", "referral", of_type("string")),
-            ("users", "password_hash", of_type("string")),
-        ],
-        &[],
-    )
+/// The generator's catalog with the source's own columns: rides with `promo_code` and `market`
+/// (text) and `surge`, an integer until the source `widened` it to a number and added
+/// `tip_cents`; users with `referral` and `password_hash`.
+fn extras_catalog(widened: bool) -> String {
+    let mut types = vec![
+        ("rides", "promo_code", of_type("string")),
+        ("rides", "market", of_type("string")),
+        ("rides", "surge", of_type(if widened { "number" } else { "integer" })),
+        ("users", "referral", of_type("string")),
+        ("users", "password_hash", of_type("string")),
+    ];
+    if widened {
+        types.push(("rides", "tip_cents", of_type("integer")));
+    }
+    catalog(&types, &[])
 }
 
 /// The source's columns beyond the generator's, from the record itself: a ride's `promo_code` is
@@ -130,9 +117,9 @@ async fn check_kept(seed: u64, links: &str) {
         // Two syncs before the source widens `surge` and adds `tip_cents`, two after.
         let widened = i >= 2;
         let part: Vec<String> = lines[pair[0]..pair[1]].iter().map(|l| edited(l, with_extras(widened))).collect();
-        sync(evolving.path(), &if widened { wide_catalog() } else { narrow_catalog() }, &part).await;
-        sync(wide.path(), &wide_catalog(), &part).await;
-        sync(plain.path(), &wide_catalog(), &part).await;
+        sync(evolving.path(), &extras_catalog(widened), &part).await;
+        sync(wide.path(), &extras_catalog(true), &part).await;
+        sync(plain.path(), &extras_catalog(true), &part).await;
         let report = run(evolving.path(), Some(&model), if i % 2 == 1 { Some(3) } else { None }).await;
         let rebuild = report.rebuild.clone().unwrap_or_default();
         match i {
