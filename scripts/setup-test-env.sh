@@ -3,7 +3,8 @@
 # sessions reuse it:
 #   $RIDELAKE_CACHE/venvs/test      pytest, protocol models, deltalake, polars, duckdb+delta, moto, orjson,
 #                                   playwright (drives Debian's Chromium in the browser tests),
-#                                   ray (the engine=ray tests start a two-node cluster of their own)
+#                                   ray (the engine=ray tests start a two-node cluster of their own),
+#                                   pyspark (the engine=spark tests start a local session; no Delta jars)
 #   $RIDELAKE_CACHE/venvs/faker     airbyte-source-faker (its airbyte-cdk pin clashes with PyAirbyte's)
 #   $RIDELAKE_CACHE/venvs/pyairbyte PyAirbyte, the client that drives our binary like Airbyte would
 #   $RIDELAKE_CACHE/venvs/mage      mage-ai (its polars pin overridden by the 2.1 ridelake needs)
@@ -13,6 +14,7 @@
 #   Debian: mariadb-server  (binaries only: the real-CDC tests start a private server)
 #   Debian: chromium  (the Mage UI test drives it headless through Playwright)
 #   Debian: strace  (the durability test reads the order of fsyncs and STATE echoes)
+#   Debian: openjdk-17-jre-headless  (Spark's JVM, when the machine has no Java 17+)
 # With --minimal only the first venv is made (what scripts/demo.sh needs).
 set -euo pipefail
 MINIMAL=${1:-}
@@ -51,7 +53,8 @@ make_venv test \
   "pytest>=8" "pytest-timeout" "airbyte-protocol-models-pdv2==0.18.0" "deltalake==1.6.6" \
   "polars>=2.1,<2.2" "pyarrow>=21" "duckdb==1.4.4" "duckdb-ext[delta,httpfs]" "moto[server]==5.2.5" \
   "boto3" "orjson" "psutil" "pytz" "maturin>=1.16,<2" "hypothesis" "psycopg[binary]>=3.2" "pandas>=2.2" \
-  "openlineage-python==1.54.0" "pyyaml>=6" "mysql-replication==1.0.9" "pymysql>=1.1" "playwright>=1.50,<2" "ray==2.60.0"
+  "openlineage-python==1.54.0" "pyyaml>=6" "mysql-replication==1.0.9" "pymysql>=1.1" "playwright>=1.50,<2" "ray==2.60.0" \
+  "pyspark==4.1.4"
 if [ "$MINIMAL" = "--minimal" ]; then
   log "python environment ready under $VENVS/test"
   exit 0
@@ -105,5 +108,12 @@ if ! command -v strace >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends strace >/dev/null
+fi
+if ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then
+  # Spark 4 runs on Java 17 or later.
+  log "installing Java 17 from Debian"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
 fi
 log "test environment ready under $VENVS"

@@ -25,7 +25,7 @@ class LakeSettings:
     model: str | None = None  # model file mapping the source schema onto silver's (None: default)
     rebuild: bool = False  # rebuild silver from all of bronze (once, after changing the model)
     memory_budget: str | None = None  # memory a silver or gold run may use ("2GiB"); None: RIDELAKE_MEMORY_BUDGET, else half the RAM
-    engine: str = "local"  # where the slices of a rebuild or of a large increment run: "local" or "ray" (RAY_ADDRESS names the cluster)
+    engine: str = "local"  # where the slices of a rebuild or of a large increment run: "local", "ray" (RAY_ADDRESS names the cluster) or "spark" (the active SparkSession)
 
     def ridelake_args(self) -> dict:
         """Keyword arguments every ridelake call takes besides the lake."""

@@ -53,20 +53,18 @@ def sync(tmp: Path, lake: Path, messages: Path, catalog: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
 
 
-def dying_engine(flags: Path, die_at: int):
-    """Ray, with the worker of slice `die_at` killed once right after it wrote its files; every
-    slice notes the node it ran on."""
-    ray_engine = ridelake.RayEngine(max_retries=3, scheduling_strategy="SPREAD")
+def dying(inner, flags: Path, die_at: int, where):
+    """The engine `inner`, with the worker of slice `die_at` killed once right after it wrote its
+    files; every slice notes what `where()` says where it ran (a closure: workers cannot import
+    this module)."""
     flags = str(flags)
 
     def engine(tasks, work):
         def work_or_die(task: str) -> str:
-            import ray
-
             output = work(task)
             index = json.loads(task)["index"]
             with open(os.path.join(flags, f"ran-{index}-{os.getpid()}"), "w") as note:
-                note.write(ray.get_runtime_context().get_node_id())
+                note.write(where())
             died = os.path.join(flags, "died")
             if index == die_at and not os.path.exists(died):
                 with open(died, "w") as note:
@@ -74,17 +72,36 @@ def dying_engine(flags: Path, die_at: int):
                 os._exit(1)  # the worker process is gone before it reports its files
             return output
 
-        return ray_engine(tasks, work_or_die)
+        return inner(tasks, work_or_die)
 
     return engine
+
+
+def dying_ray(flags: Path, die_at: int):
+    """Ray, spreading the slices over the nodes, with the worker of slice `die_at` killed once."""
+    def node() -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    return dying(ridelake.RayEngine(max_retries=3, scheduling_strategy="SPREAD"), flags, die_at, node)
 
 
 def files_on_disk(table_dir: Path) -> set[str]:
     return {str(p.relative_to(table_dir)) for p in table_dir.rglob("*.parquet")}
 
 
-@pytest.mark.parametrize("era", ["upgrade", "binlog-restart"])
-def test_a_rebuild_on_ray_with_a_worker_killed_equals_the_local_rebuild(era, ray_cluster, tmp_path):
+def assert_killed_slice_ran_again(flags: Path, slice_index: int, context: str) -> None:
+    assert (flags / "died").exists(), f"no worker was killed ({context})"
+    runs = sorted(p.name for p in flags.glob("ran-*"))
+    assert len([r for r in runs if r.startswith(f"ran-{slice_index}-")]) == 2, f"slice {slice_index} ran {runs} ({context})"
+
+
+def sliced_with_a_worker_killed_equals_local(tmp_path: Path, era: str, dying_engine, engine: str) -> Path:
+    """A rebuild in 4 slices on `dying_engine(flags, die_at)` with the worker of slice 1 killed
+    once, then an increment in 3 slices with the worker of slice 0 killed once, each equal to the
+    local run on the same bronze; a retried run on `engine` (by name) is a no-op after each.
+    Returns the rebuild's flags folder (where each slice noted where it ran)."""
     era_args = ["--cursor-era", "upgrade"] if era == "upgrade" else ["--binlog-restart-at", "3000"]
     common = ["--users", "300", "--rides", "3000", "--changes", "6000", "--seed", "31", "--state-every", "1000",
               "--duplicate-rate", "0.03", "--late-user-rate", "0.3", "--bad-null-rate", "0.02", "--delete-rate", "0.05",
@@ -94,31 +111,27 @@ def test_a_rebuild_on_ray_with_a_worker_killed_equals_the_local_rebuild(era, ray
     first, rest = tmp_path / "first.jsonl", tmp_path / "rest.jsonl"
     first.write_bytes(b"".join(lines[: len(lines) * 3 // 4]))
     rest.write_bytes(b"".join(lines[len(lines) * 3 // 4 :]))
-    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    local, elsewhere = tmp_path / "local", tmp_path / engine
     sync(tmp_path, local, first, catalog)
-    shutil.copytree(local / "bronze", on_ray / "bronze")
+    shutil.copytree(local / "bronze", elsewhere / "bronze")
 
     expected = ridelake.build_silver(str(local), slices=1)
     ridelake.build_gold(str(local))
     flags = tmp_path / "flags"
     flags.mkdir()
-    report = ridelake.build_silver(str(on_ray), slices=4, engine=dying_engine(flags, die_at=1))
-    ridelake.build_gold(str(on_ray))
-    context = f"{era}, {report['slices']} slices on Ray"
+    report = ridelake.build_silver(str(elsewhere), slices=4, engine=dying_engine(flags, 1))
+    ridelake.build_gold(str(elsewhere))
+    context = f"{era}, {report['slices']} slices on {engine}"
     assert report["slices"] >= 2, context
     for field in ("rides_read", "rides_upserted", "pending", "rides_deleted", "quarantined", "partitions_rewritten", "oldest_pending_us"):
-        assert report[field] == expected[field], f"report {field}: {report[field]} on Ray, {expected[field]} locally ({context})"
+        assert report[field] == expected[field], f"report {field}: {report[field]} on {engine}, {expected[field]} locally ({context})"
     assert expected["rides_upserted"] > 1000 and expected["pending"] > 0 and expected["quarantined"] > 0, expected
-    assert_same_tables(local, on_ray, context)
+    assert_same_tables(local, elsewhere, context)
 
-    # The worker of slice 1 died after writing files; Ray ran the slice again.
-    assert (flags / "died").exists(), f"no worker was killed ({context})"
-    runs = sorted(p.name for p in flags.glob("ran-*"))
-    assert len([r for r in runs if r.startswith("ran-1-")]) == 2, f"slice 1 ran {runs} ({context})"
-    nodes = {p.read_text() for p in flags.glob("ran-*")}
-    assert len(nodes) == 2, f"the slices ran on {len(nodes)} node(s) of 2 ({context})"
+    # The worker of slice 1 died after writing files; the engine ran the slice again.
+    assert_killed_slice_ran_again(flags, 1, context)
     # The dead attempt's files are on disk, and no commit references them.
-    rides_dir = on_ray / "silver" / "rides"
+    rides_dir = elsewhere / "silver" / "rides"
     referenced = {str(Path(unquote(urlparse(u).path) if "://" in u else u).relative_to(rides_dir)) for u in DeltaTable(str(rides_dir)).file_uris()}
     assert referenced <= files_on_disk(rides_dir), f"every committed file is on disk ({context})"
     orphans = files_on_disk(rides_dir) - referenced
@@ -126,31 +139,37 @@ def test_a_rebuild_on_ray_with_a_worker_killed_equals_the_local_rebuild(era, ray
 
     # A retried run does nothing. (The dead attempt's files are orphans, which vacuum deletes once
     # they are older than its orphan age, 7 days: a younger one may belong to a write in progress.)
-    again = ridelake.build_silver(str(on_ray), slices=4, engine="ray")
+    again = ridelake.build_silver(str(elsewhere), slices=4, engine=engine)
     assert again["noop"] and not again["written"], again
 
-    # The rest of the history goes on incrementally on both, alike: locally at once, on Ray in
-    # three slices (an increment's slices fan out too) with the worker of slice 0 killed once.
+    # The rest of the history goes on incrementally on both, alike: locally at once, on the engine
+    # in three slices (an increment's slices fan out too) with the worker of slice 0 killed once.
     # (One sync, copied: the destination gives every record its own _airbyte_raw_id.)
     sync(tmp_path, local, rest, catalog)
-    shutil.rmtree(on_ray / "bronze")
-    shutil.copytree(local / "bronze", on_ray / "bronze")
+    shutil.rmtree(elsewhere / "bronze")
+    shutil.copytree(local / "bronze", elsewhere / "bronze")
     increment_flags = tmp_path / "flags-increment"
     increment_flags.mkdir()
     a = ridelake.build_silver(str(local))
-    b = ridelake.build_silver(str(on_ray), slices=3, engine=dying_engine(increment_flags, die_at=0))
-    context = f"{era}, then incremental in {b['slices']} slices on Ray"
+    b = ridelake.build_silver(str(elsewhere), slices=3, engine=dying_engine(increment_flags, 0))
+    context = f"{era}, then incremental in {b['slices']} slices on {engine}"
     assert a["rebuild"] is None and b["rebuild"] is None and b["slices"] >= 2, (a["rebuild"], b["rebuild"], b["slices"])
     for field in ("rides_read", "rides_upserted", "pending", "rides_deleted", "quarantined", "released", "oldest_pending_us"):
-        assert b[field] == a[field], f"report {field}: {b[field]} on Ray, {a[field]} locally ({context})"
-    assert (increment_flags / "died").exists(), f"no worker was killed ({context})"
-    runs = sorted(p.name for p in increment_flags.glob("ran-*"))
-    assert len([r for r in runs if r.startswith("ran-0-")]) == 2, f"slice 0 ran {runs} ({context})"
+        assert b[field] == a[field], f"report {field}: {b[field]} on {engine}, {a[field]} locally ({context})"
+    assert_killed_slice_ran_again(increment_flags, 0, context)
     ridelake.build_gold(str(local))
-    ridelake.build_gold(str(on_ray))
-    assert_same_tables(local, on_ray, context)
-    again = ridelake.build_silver(str(on_ray), slices=3, engine="ray")
+    ridelake.build_gold(str(elsewhere))
+    assert_same_tables(local, elsewhere, context)
+    again = ridelake.build_silver(str(elsewhere), slices=3, engine=engine)
     assert again["noop"] and not again["written"], again
+    return flags
+
+
+@pytest.mark.parametrize("era", ["upgrade", "binlog-restart"])
+def test_a_rebuild_on_ray_with_a_worker_killed_equals_the_local_rebuild(era, ray_cluster, tmp_path):
+    flags = sliced_with_a_worker_killed_equals_local(tmp_path, era, dying_ray, "ray")
+    nodes = {p.read_text() for p in flags.glob("ran-*")}
+    assert len(nodes) == 2, f"the slices ran on {len(nodes)} node(s) of 2 ({era})"
 
 
 def test_any_map_is_an_engine_and_a_bad_one_changes_nothing(tmp_path):
@@ -167,7 +186,7 @@ def test_any_map_is_an_engine_and_a_bad_one_changes_nothing(tmp_path):
     ridelake.build_gold(str(local))
 
     with pytest.raises(ridelake.ConfigError, match="engine"):
-        ridelake.build_silver(str(mapped), engine="spark")
+        ridelake.build_silver(str(mapped), engine="dask")
     with pytest.raises(ridelake.RidelakeError, match="no output"):
         ridelake.build_silver(str(mapped), slices=3, engine=lambda tasks, work: [])
     assert not (mapped / "silver" / "rides").exists() or DeltaTable(str(mapped / "silver" / "rides")).to_pyarrow_table().num_rows == 0

@@ -21,9 +21,9 @@ the ``deltalake`` package (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...). La
 ``<lake>/bronze/<namespace>/<stream>`` (written by destination-delta-lake), ``<lake>/silver/*``,
 ``<lake>/gold/*``. Every call releases the GIL while it runs.
 
-``build_silver(..., engine="ray")`` runs the slices of a rebuild, or of an increment larger than
-the memory budget, as Ray tasks (``ridelake.engines``): the calling process plans and commits,
-the workers decide and write.
+``build_silver(..., engine="ray")`` (or ``"spark"``) runs the slices of a rebuild, or of an
+increment larger than the memory budget, as Ray (or Spark) tasks (``ridelake.engines``): the
+calling process plans and commits, the workers decide and write.
 
 ``build_silver`` and ``build_gold`` send Prometheus metrics and OpenLineage events when a target
 is given (``pushgateway_url=``, ``metrics_file=``, ``lineage_url=``, ``lineage_file=``) or set in
@@ -57,7 +57,7 @@ from ridelake._native import (
     validate_model,
     write_report,
 )
-from ridelake.engines import Engine, RayEngine
+from ridelake.engines import Engine, RayEngine, SparkEngine
 
 if TYPE_CHECKING:
     from ridelake._native import SilverReport
@@ -83,10 +83,10 @@ def build_silver(
     A rebuild (the first build, ``rebuild=True``, or one the markers call for) decides its rides in
     slices (ranges of the ride id) so as to stay within ``memory_budget`` (bytes or ``"2GiB"``;
     default ``RIDELAKE_MEMORY_BUDGET``, else half the machine's memory), or in exactly ``slices``
-    slices; ``engine`` runs them: ``"local"`` (this process), ``"ray"``, a ``RayEngine(...)`` or
-    any map (see ``ridelake.engines``). An incremental run whose changes exceed the budget (or
-    given ``slices``) is decided in slices too, by the same engine; a smaller one is decided at
-    once, in this process.
+    slices; ``engine`` runs them: ``"local"`` (this process), ``"ray"``, a ``RayEngine(...)``,
+    ``"spark"``, a ``SparkEngine(spark)`` or any map (see ``ridelake.engines``). An incremental
+    run whose changes exceed the budget (or given ``slices``) is decided in slices too, by the
+    same engine; a smaller one is decided at once, in this process.
     """
     from ridelake import engines
 
@@ -114,6 +114,7 @@ __all__ = [
     "MissingTableError",
     "RayEngine",
     "RidelakeError",
+    "SparkEngine",
     "StorageError",
     "bronze_progress",
     "build_gold",

@@ -14,16 +14,21 @@ the partitions the slices' rides leave and commits. A smaller increment is decid
 - ``"local"`` (the default): the slices run one after another in the driver.
 - ``"ray"`` or ``RayEngine(...)``: one Ray task per slice, on the cluster ``ray.init`` connects
   to (``RAY_ADDRESS``, or a local one). Workers need ``ridelake`` installed, the same model file
-  (``model=`` or ``RIDELAKE_MODEL``) and access to the lake; storage options given to
-  ``build_silver`` travel with the tasks, otherwise workers read their own ``AWS_*`` variables.
+  (``model=`` or ``RIDELAKE_MODEL``, with the ``city_names`` file next to it when it names one)
+  and access to the lake; storage options given to ``build_silver`` travel with the tasks,
+  otherwise workers read their own ``AWS_*`` variables.
+- ``"spark"`` or ``SparkEngine(spark)``: one Spark task per slice (``mapInArrow`` over a range of
+  task indexes, so it runs on Spark Connect too), on the given session or the active one (else
+  ``SparkSession.builder.getOrCreate()``). Spark's Delta writer is not used: the driver commits.
+  Executors need ``ridelake``, ``pyarrow`` and ``pandas`` (Spark's Arrow functions require it) in
+  the Python they run (``PYSPARK_PYTHON``).
 - any callable ``engine(tasks, work) -> outputs``: ``tasks`` is a list of JSON texts, ``work`` a
   picklable function of one task that returns its output text; the engine must return one output
-  per task (in any order). A Spark one would be ``sc.parallelize(tasks, len(tasks)).map(work).collect()``
-  (not tested here).
+  per task (in any order).
 
 Nothing starts until a run has slices to run: an increment decided at once, or a run with nothing
-new, does not touch Ray. A task may run more than once (an engine retrying a worker that died): a retry writes new files
-and only the output returned is committed; files of a lost attempt are never referenced, and
+new, does not touch Ray or Spark. A task may run more than once (an engine retrying a worker that
+died): a retry writes new files and only the output returned is committed; files of a lost attempt are never referenced, and
 ``ridelake.maintain`` vacuums them.
 """
 from __future__ import annotations
@@ -94,15 +99,63 @@ class RayEngine:
                 f"scheduling_strategy={self.scheduling_strategy!r})")
 
 
+class SparkEngine:
+    """Runs each slice as a Spark task.
+
+    ``spark``: the ``SparkSession`` to run on (``None``: the active session, else
+    ``SparkSession.builder.getOrCreate()``, which follows ``spark-defaults.conf`` and
+    ``SPARK_REMOTE``). The tasks are the rows of ``spark.range(n)`` in ``n`` partitions, one slice
+    each, decided in ``mapInArrow`` and collected to the driver; Spark runs a failed task again
+    (``spark.task.maxFailures``; ``local[N,F]`` in local mode) and a job that gives up fails the
+    run before any data commit.
+    """
+
+    def __init__(self, spark: Any = None) -> None:
+        self.spark = spark
+
+    def session(self) -> Any:
+        """The session the slices run on."""
+        if self.spark is not None:
+            return self.spark
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError:
+            raise _native.ConfigError("engine='spark' needs the pyspark package in this environment (pip install pyspark), "
+                                      "and ridelake, pyarrow and pandas on every executor") from None
+        return SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+
+    def __call__(self, tasks: Sequence[str], work: Work) -> list[str]:
+        tasks = list(tasks)
+        if not tasks:
+            return []
+        frame = self.session().range(0, len(tasks), 1, len(tasks)).mapInArrow(functools.partial(_decide_batches, work, tasks),
+                                                                               "output string")
+        return [row["output"] for row in frame.collect()]
+
+    def __repr__(self) -> str:
+        return f"SparkEngine(spark={self.spark!r})"
+
+
+def _decide_batches(work: Work, tasks: list[str], batches: Any) -> Any:
+    """``mapInArrow``'s function: the output of each task whose index is in the batches."""
+    import pyarrow as pa
+
+    for batch in batches:
+        outputs = [work(tasks[index]) for index in batch.column(0).to_pylist()]
+        yield pa.RecordBatch.from_arrays([pa.array(outputs, pa.string())], names=["output"])
+
+
 def resolve(engine: Engine) -> EngineFn | None:
     """The engine function ``engine`` names (``None`` for the local engine)."""
     if engine is None or engine == "local":
         return None
     if engine == "ray":
         return RayEngine()
+    if engine == "spark":
+        return SparkEngine()
     if callable(engine):
         return engine
-    raise _native.ConfigError(f"engine must be 'local', 'ray' or a callable engine(tasks, work), not {engine!r}")
+    raise _native.ConfigError(f"engine must be 'local', 'ray', 'spark' or a callable engine(tasks, work), not {engine!r}")
 
 
 def runner(engine: Engine, *, lake: str, namespace: str, storage_options: dict[str, str] | None, model: str | os.PathLike[str] | None) -> Callable[[list[str]], list[str]] | None:
