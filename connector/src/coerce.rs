@@ -82,8 +82,18 @@ pub fn json_string(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-/// `integer`: JSON integers, integral floats (`3.0`) and numeric strings (`"42"`).
+/// `integer`: JSON integers, integral floats (`3.0`) and numeric strings (`"42"`). A string that
+/// is not the integer's own text (`"007"`, `"+7"`, `" 7"`, `"7.0"`: a source column that became
+/// text while the catalog still says integer) is stored as the integer and `Rounded`, so that its
+/// text is rescued: bronze keeps what was sent, and silver can tell the column turned to text.
 pub fn integer(raw: &str) -> Coerced<i64> {
+    match (integer_value(raw), json_string(raw)) {
+        (Coerced::Value(v), Some(text)) if text != v.to_string() => Coerced::Rounded(v),
+        (coerced, _) => coerced,
+    }
+}
+
+fn integer_value(raw: &str) -> Coerced<i64> {
     if is_null(raw) {
         return Coerced::Null;
     }
@@ -402,6 +412,14 @@ mod tests {
         assert_eq!(integer("-7"), Coerced::Value(-7));
         assert_eq!(integer("3.0"), Coerced::Value(3));
         assert_eq!(integer("\"12\""), Coerced::Value(12));
+        assert_eq!(integer("\"-12\""), Coerced::Value(-12));
+        // A string that is not the integer's own text is kept (rescued) as sent.
+        assert_eq!(integer("\"007\""), Coerced::Rounded(7));
+        assert_eq!(integer("\"+7\""), Coerced::Rounded(7));
+        assert_eq!(integer("\" 7\""), Coerced::Rounded(7));
+        assert_eq!(integer("\"7.0\""), Coerced::Rounded(7));
+        assert_eq!(integer("\"-0\""), Coerced::Rounded(0));
+        assert_eq!(integer("007"), Coerced::Value(7));
         assert_eq!(integer("null"), Coerced::Null);
         assert_eq!(integer("3.5"), Coerced::Rejected(Rejection::Serialization));
         assert_eq!(integer("\"abc\""), Coerced::Rejected(Rejection::Serialization));

@@ -251,15 +251,24 @@ fn check_raw(raw: &str) {
     let trimmed = text.trim();
     let null = raw == "null";
 
+    let quoted = raw.starts_with('"');
     match coerce::integer(raw) {
         Coerced::Null => assert!(null),
         Coerced::Value(v) => match raw {
             "true" => assert_eq!(v, 1),
             "false" => assert_eq!(v, 0),
-            // Any decimal form (`42`, `42.000`, `1e3`) must be that integer exactly.
-            _ => assert_eq!(decimal_integer(trimmed), Some(i128::from(v)), "integer {trimmed:?} stored as {v}"),
+            // Any decimal form (`42`, `42.000`, `1e3`) must be that integer exactly; a string
+            // only in the integer's own text.
+            _ => {
+                assert_eq!(decimal_integer(trimmed), Some(i128::from(v)), "integer {trimmed:?} stored as {v}");
+                assert!(!quoted || text == v.to_string(), "the string {text:?} stored as {v} without its text rescued");
+            }
         },
-        Coerced::Rounded(_) => panic!("an integer column rounded {trimmed:?}"),
+        // A string in another form of the integer: stored as it, its text rescued.
+        Coerced::Rounded(v) => {
+            assert!(quoted && text != v.to_string(), "an integer column rounded {trimmed:?}");
+            assert_eq!(decimal_integer(trimmed), Some(i128::from(v)), "integer {trimmed:?} stored as {v}");
+        }
         Coerced::Rejected(Rejection::FieldSize) => {
             let exact = decimal_integer(trimmed).unwrap_or_else(|| panic!("integer {trimmed:?} refused as too large but it is no integer"));
             assert!(i64::try_from(exact).is_err(), "integer {trimmed:?} fits but was refused");

@@ -335,6 +335,7 @@ impl BronzeTable {
             ("delta.setTransactionRetentionDuration".to_owned(), Some("interval 30 days".to_owned())),
             // Log cleanup is ridelake's maintenance's: it keeps the commits silver still needs.
             ("delta.enableExpiredLogCleanup".to_owned(), Some("false".to_owned())),
+            (bronze::PROP_STATS_COLUMNS.to_owned(), Some(bronze::STATS_EVERY_COLUMN.to_owned())),
         ];
         if let Some(ns) = &plan.namespace {
             configuration.push((bronze::PROP_NAMESPACE.to_owned(), Some(ns.clone())));
@@ -362,8 +363,9 @@ impl BronzeTable {
     /// Adds the catalog's new fields (and any missing meta column) as nullable columns, and
     /// records the table's columns the catalog no longer declares
     /// ([`bronze::PROP_ABSENT_COLUMNS`]): the source dropped them, and the rows from this sync on
-    /// lack them (null), which silver must not take for values. Returns the columns that went
-    /// missing with this sync.
+    /// lack them (null), which silver must not take for values. A table an older release created
+    /// without [`bronze::PROP_STATS_COLUMNS`] gets it, so its new files have statistics for
+    /// every column. Returns the columns that went missing with this sync.
     async fn evolve_schema(table: &mut DeltaTable, desired: &[(String, String, ColumnType)]) -> Result<Vec<String>, DeltaTableError> {
         let snapshot = table.snapshot()?;
         let schema = snapshot.schema();
@@ -385,30 +387,30 @@ impl BronzeTable {
         let before = bronze::absent_columns(snapshot.metadata().configuration()).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
         let next_version = snapshot.version() as i64 + 1;
         let absent = bronze::next_absent_columns(schema.fields().map(|f| f.name().as_str()), &declared, &before, next_version);
-        if added.is_empty() && absent.is_none() {
+        let stats_unset = !snapshot.metadata().configuration().contains_key(bronze::PROP_STATS_COLUMNS);
+        if added.is_empty() && absent.is_none() && !stats_unset {
             return Ok(Vec::new());
         }
         let open = |windows: Option<&Vec<(i64, Option<i64>)>>| windows.and_then(|w| w.last()).is_some_and(|(_, to)| to.is_none());
         let newly_absent: Vec<String> = absent.iter().flat_map(|a| a.iter()).filter(|(c, w)| open(Some(*w)) && !open(before.get(*c))).map(|(c, _)| c.clone()).collect();
         let mut metadata = snapshot.metadata().clone();
+        let mut properties = HashMap::new();
+        if let Some(absent) = absent {
+            properties.insert(bronze::PROP_ABSENT_COLUMNS.to_owned(), serde_json::to_string(&absent).map_err(|e| DeltaTableError::Generic(e.to_string()))?);
+        }
+        if stats_unset {
+            properties.insert(bronze::PROP_STATS_COLUMNS.to_owned(), bronze::STATS_EVERY_COLUMN.to_owned());
+        }
+        for (key, value) in &properties {
+            metadata = metadata.add_config_key(key.clone(), value.clone())?;
+        }
         let operation = if added.is_empty() {
-            DeltaOperation::SetTableProperties { properties: HashMap::new() }
+            DeltaOperation::SetTableProperties { properties }
         } else {
             let mut all: Vec<StructField> = schema.fields().cloned().collect();
             all.extend(added.iter().cloned());
             metadata = metadata.with_schema(&StructType::try_new(all)?)?;
             DeltaOperation::AddColumn { fields: added }
-        };
-        let operation = match absent {
-            Some(absent) => {
-                let text = serde_json::to_string(&absent).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
-                metadata = metadata.add_config_key(bronze::PROP_ABSENT_COLUMNS.to_owned(), text.clone())?;
-                match operation {
-                    DeltaOperation::SetTableProperties { .. } => DeltaOperation::SetTableProperties { properties: HashMap::from([(bronze::PROP_ABSENT_COLUMNS.to_owned(), text)]) },
-                    other => other,
-                }
-            }
-            None => operation,
         };
         let finalized = CommitBuilder::from(CommitProperties::default().with_cleanup_expired_logs(Some(false)))
             .with_actions(vec![Action::Metadata(metadata)])
@@ -640,9 +642,16 @@ impl BronzeTable {
             return Ok(0);
         }
         let snapshot = self.table.snapshot().map_err(err)?;
+        let store = self.table.object_store();
         let mut removes = Vec::new();
         for file in snapshot.log_data().iter() {
-            if file_below_generation(file.stats().as_deref(), min_generation) {
+            // A file of an older release (or another writer) may lack the column's statistics:
+            // its Parquet footer has them.
+            let generations = match Generations::from_stats(file.stats().as_deref()) {
+                Some(known) => Some(known),
+                None => Generations::from_footer(store.clone(), file.object_store_path(), file.size()).await.map_err(|e| err(DeltaTableError::Generic(e.to_string())))?,
+            };
+            if generations.is_some_and(|g| g.all_below(min_generation)) {
                 removes.push(Action::Remove(file.remove_action(true)));
             }
         }
@@ -714,18 +723,71 @@ impl BronzeTable {
     }
 }
 
-/// Whether every row of a file is of a generation below `min_generation` (null counts as
-/// below: such rows predate generations). Files without statistics are kept.
+/// Whether every row of a file is of a generation below `min_generation`, from its Delta
+/// statistics (see [`Generations::all_below`]). Files without them are kept.
 pub fn file_below_generation(stats: Option<&str>, min_generation: i64) -> bool {
-    let Some(stats) = stats.and_then(|s| serde_json::from_str::<Value>(s).ok()) else { return false };
-    let records = stats["numRecords"].as_i64();
-    let nulls = stats["nullCount"][bronze::GENERATION_ID].as_i64();
-    if records.is_some() && records == nulls {
-        return true;
+    Generations::from_stats(stats).is_some_and(|g| g.all_below(min_generation))
+}
+
+/// What a file's rows hold in `_airbyte_generation_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generations {
+    /// Rows in the file.
+    pub rows: i64,
+    /// Rows without a generation (written before Airbyte had them).
+    pub nulls: i64,
+    /// The largest generation, if any row has one.
+    pub max: Option<i64>,
+}
+
+impl Generations {
+    /// From a file's Delta statistics, when they cover the column.
+    pub fn from_stats(stats: Option<&str>) -> Option<Self> {
+        let stats: Value = serde_json::from_str(stats?).ok()?;
+        let rows = stats["numRecords"].as_i64()?;
+        let nulls = stats["nullCount"][bronze::GENERATION_ID].as_i64()?;
+        Some(Generations { rows, nulls, max: stats["maxValues"][bronze::GENERATION_ID].as_i64() })
     }
-    match stats["maxValues"][bronze::GENERATION_ID].as_i64() {
-        Some(max) => max < min_generation,
-        None => false,
+
+    /// From the statistics of the file's row groups in its Parquet footer (one small read);
+    /// `None` when the file has no such column or its writer kept no statistics for it.
+    pub async fn from_footer(
+        store: deltalake::logstore::ObjectStoreRef,
+        path: deltalake::Path,
+        size: i64,
+    ) -> std::result::Result<Option<Self>, deltalake::parquet::errors::ParquetError> {
+        #[allow(deprecated)]
+        use deltalake::parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
+        use deltalake::parquet::file::statistics::Statistics;
+        #[allow(deprecated)]
+        let mut reader = ParquetObjectReader::new(store, path).with_file_size(size.max(0) as u64);
+        let footer = reader.get_metadata(None).await?;
+        let Some(column) = footer.file_metadata().schema_descr().columns().iter().position(|c| c.path().string() == bronze::GENERATION_ID) else {
+            return Ok(None);
+        };
+        let mut found = Generations { rows: 0, nulls: 0, max: None };
+        for group in footer.row_groups() {
+            found.rows += group.num_rows();
+            if group.num_rows() == 0 {
+                continue;
+            }
+            let Some(stats) = group.column(column).statistics() else { return Ok(None) };
+            let Some(nulls) = stats.null_count_opt() else { return Ok(None) };
+            found.nulls += nulls as i64;
+            if nulls as i64 == group.num_rows() {
+                continue;
+            }
+            let Statistics::Int64(values) = stats else { return Ok(None) };
+            let Some(max) = values.max_opt() else { return Ok(None) };
+            found.max = found.max.max(Some(*max));
+        }
+        Ok(Some(found))
+    }
+
+    /// Whether every row is of a generation below `min_generation` (null counts as below: such
+    /// rows predate generations).
+    pub fn all_below(self, min_generation: i64) -> bool {
+        self.rows == self.nulls || self.max.is_some_and(|max| max < min_generation)
     }
 }
 

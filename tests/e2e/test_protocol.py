@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -279,6 +280,54 @@ def test_overwrite_replaces_atomically_and_generations_are_honoured(tmp_path):
     from deltalake import DeltaTable
     ops = [h["operation"] for h in DeltaTable(str(lake / "default/t")).history()]
     assert ops[0] == "WRITE"  # the overwrite is one commit: new files in, old files out
+
+
+@pytest.mark.parametrize("written_by", ["this release", "a release without stats on every column"])
+def test_a_truncate_refresh_of_a_wide_stream_leaves_only_its_generation(tmp_path, written_by):
+    """A source table wider than Delta's default 32 statistics columns: the generation cleanup of
+    a truncate refresh must still find the older generation's files. Bronze records statistics
+    for every column; files of an older release (none for the meta columns, which come last)
+    are read to learn their generations."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    lake = tmp_path / "lake"
+    config = local_config(tmp_path, lake)
+    properties = {"id": {"type": "integer"}, **{f"c{i:02d}": {"type": "string"} for i in range(40)}}
+
+    def sync(gen, min_gen, ids):
+        catalog = write_json(tmp_path / "cat.json", {"streams": [{"stream": {"name": "wide", "json_schema": {"properties": properties}},
+            "destination_sync_mode": "append", "generation_id": gen, "minimum_generation_id": min_gen, "sync_id": gen}]})
+        stdin = "\n".join(json.dumps({"type": "RECORD", "record": {"stream": "wide", "emitted_at": 1,
+                           "data": {"id": i, **{f"c{c:02d}": f"v{i}-{c}" for c in range(40)}}}}) for i in ids)
+        run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=stdin.encode())
+        assert run.returncode == 0, run.stderr[-2000:]
+        return sorted(read_delta(str(lake / "default/wide"))["id"].to_list())
+
+    assert sync(1, 0, [1, 2]) == [1, 2]
+    assert sync(1, 0, [3]) == [1, 2, 3]
+    table = DeltaTable(str(lake / "default/wide"))
+    adds = pa.table(table.get_add_actions(flatten=True)).column_names
+    for column in ("_airbyte_generation_id", "_airbyte_extracted_at", "_airbyte_rescued_data", "c39"):
+        assert f"null_count.{column}" in adds, f"no statistics for {column}: {sorted(adds)[:8]}..."
+    if written_by != "this release":
+        # The table as an older release left it: the same rows, without
+        # delta.dataSkippingNumIndexedCols, so its files keep Delta's default of 32 statistics
+        # columns (none for the meta columns, after the 41 data columns). (Python's writer
+        # refuses ridelake's own properties, which the destination does not need.)
+        data = table.to_pyarrow_table()
+        shutil.rmtree(lake / "default/wide")
+        write_deltalake(str(lake / "default/wide"), data)
+        old = DeltaTable(str(lake / "default/wide"))
+        assert "delta.dataSkippingNumIndexedCols" not in old.metadata().configuration
+        assert "null_count._airbyte_generation_id" not in pa.table(old.get_add_actions(flatten=True)).column_names
+    assert sync(2, 0, [4]) == [1, 2, 3, 4]      # a new generation keeps the older ones
+    # (an older release's table gets the property at its next sync)
+    assert DeltaTable(str(lake / "default/wide")).metadata().configuration.get("delta.dataSkippingNumIndexedCols") == "4096"
+    assert sync(3, 3, [5]) == [5]               # truncate refresh: only generation 3 remains
+    assert sync(3, 3, [6]) == [5, 6]
+    stats = pa.table(DeltaTable(str(lake / "default/wide")).get_add_actions(flatten=True)).column("null_count._airbyte_generation_id")
+    assert stats.null_count == 0, "every file of generation 3 has statistics for it"
 
 
 def test_duckdb_reads_types(tmp_path):

@@ -21,6 +21,11 @@ source-mysql's `discover` does after Airbyte's schema refresh (checked against i
    integer column and rescues the fractions (no value lost: bronze's value or the rescued one is the
    value sent, for every record); the next run rebuilds once ("`surge` of `trips` now holds number
    values") and silver's `surge` is a float column; one more sync: incremental.
+4. `ALTER TABLE trips MODIFY tip_cents VARCHAR(8)`, tips written zero-padded (`"0012"`): bronze keeps
+   `tip_cents` an integer column, stores `"0012"` as 12 and rescues the text (a string that is not
+   its integer's own text is kept as sent); the next run rebuilds once ("`tip_cents` of `trips` now
+   holds text values") and silver's `tip_cents` is a text column holding `"0012"` where the
+   database does and `"12"` for the tips written as integers; one more sync: incremental.
 
 After every sync: `ridelake.validate_model` is [] for the model, silver and gold are built with it,
 and, when the records bring the database's current state (the rule of test_real_cdc.py): silver and
@@ -79,6 +84,7 @@ EXTRA_DDL = (
 )
 ADD = f"ALTER TABLE {TRIPS} ADD COLUMN {TIP} INT NULL"
 WIDEN = f"ALTER TABLE {TRIPS} MODIFY {SURGE} DECIMAL(4,2) NULL"
+TO_TEXT = f"ALTER TABLE {TRIPS} MODIFY {TIP} VARCHAR(8) NULL"
 PROMOS = ["WELCOME10", "SPRING25", "RIDE2WORK", "VIP", "NIGHTOWL", None]
 WHOLE_SURGES = [1, 1, 2, 3]
 FRACTIONAL_SURGES = [Decimal("1.25"), Decimal("1.50"), Decimal("1.75"), Decimal("2.40"), Decimal("2.00")]
@@ -130,10 +136,11 @@ def kept_columns(schema: Schema, table: str) -> list[str]:
 
 
 # -- the application's changes of its own columns ------------------------------------------------------
-def set_kept(workload: Workload, surges: list, tips: bool = False) -> int:
+def set_kept(workload: Workload, surges: list, tips: str | None = None) -> int:
     """One transaction of the application setting its own columns: promo codes and surges of some
     trips (one UPDATE each), tips of some completed trips (one multi-row UPDATE) when the table has
-    them, referrals and password hashes of some accounts. Returns how many rows it changed."""
+    them (`tips`: "number", or "text" zero-padded to 4 digits), referrals and password hashes of
+    some accounts. Returns how many rows it changed."""
     r, u, rng = workload.r, workload.u, workload.rng
     trips, accounts = workload.all_ids(r), workload.all_ids(u)
     done = workload.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'completed')} AND {r.fare_amount} IS NOT NULL ORDER BY {r.id}")
@@ -145,7 +152,8 @@ def set_kept(workload: Workload, surges: list, tips: bool = False) -> int:
             changed += cur.rowcount
         if tips and done:
             chosen = rng.sample(done, min(len(done), 5))
-            cur.execute(f"UPDATE {r} SET {TIP} = IF(MOD({r.id}, 4) = 0, NULL, {r.fare_amount} DIV 10), {r.updated_at} = %s "
+            tip = f"{r.fare_amount} DIV 10" if tips == "number" else f"LPAD({r.fare_amount} DIV 10, 4, '0')"
+            cur.execute(f"UPDATE {r} SET {TIP} = IF(MOD({r.id}, 4) = 0, NULL, {tip}), {r.updated_at} = %s "
                         f"WHERE {r.id} IN ({', '.join(['%s'] * len(chosen))})", [r.enc("updated_at", workload.stamp()), *chosen])
             changed += cur.rowcount
         for account in rng.sample(accounts, min(len(accounts), 4)):
@@ -167,40 +175,43 @@ def as_decimal(value) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def check_lossless_surge(lake: Path, syncs: list) -> tuple[list[str], int]:
-    """Bronze after the widening of `surge`: `accounts` with nothing rescued; `trips` with `surge`
-    still an integer column, nothing but `surge` rescued or changed, and for every record emitted so
-    far the value sent, as bronze's column or, when it did not fit, as the rescued JSON (a multiset
-    of (trip, value)). Returns (problems, how many rows hold a rescued surge)."""
+def as_text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def check_lossless(lake: Path, syncs: list, columns: dict) -> tuple[list[str], Counter]:
+    """Bronze after a source column of `trips` changed type (`columns`: each such column and how
+    to compare its values): `accounts` with nothing rescued; `trips` with each column still in its
+    first type (an integer), nothing but these columns rescued or changed, and for every record
+    emitted so far the value sent, as bronze's column or, when it was not stored as sent, as the
+    rescued JSON (a multiset of (trip, values)). Returns (problems, how many rows hold a rescued
+    value, per column)."""
     import pyarrow as pa
     problems = check_bronze(lake, syncs, NAMESPACE, streams=[ACCOUNTS])
     trips = bronze_table(lake, TRIPS).to_pyarrow_dataset()
-    kind = trips.schema.field(SURGE).type
-    if not pa.types.is_integer(kind):
-        problems.append(f"bronze {TRIPS}.{SURGE} is {kind}, not its first type (an integer)")
-    rows = trips.to_table(columns=[TRIP_ID, SURGE, "_airbyte_rescued_data", "_airbyte_meta"]).to_pylist()
+    for name in columns:
+        kind = trips.schema.field(name).type
+        if not pa.types.is_integer(kind):
+            problems.append(f"bronze {TRIPS}.{name} is {kind}, not its first type (an integer)")
+    rows = trips.to_table(columns=[TRIP_ID, *columns, "_airbyte_rescued_data", "_airbyte_meta"]).to_pylist()
     records = [r["data"] for s in syncs for r in s.records if r["stream"] == TRIPS]
     if len(rows) != len(records):
         problems.append(f"bronze {TRIPS}: {len(rows)} rows, {len(records)} records emitted")
-    stored, rescued_rows, others = Counter(), 0, []
+    stored, rescued_rows, others = Counter(), Counter(), []
     for row in rows:
         rescued = json.loads(row["_airbyte_rescued_data"]) if row["_airbyte_rescued_data"] else {}
-        if set(rescued) - {SURGE}:
+        if set(rescued) - set(columns):
             others.append(f"rescued {sorted(rescued)}")
         changes = (row["_airbyte_meta"] or {}).get("changes") or []
-        if {c["field"] for c in changes} - {SURGE}:
+        if {c["field"] for c in changes} - set(columns):
             others.append(f"changes {changes}")
-        if SURGE in rescued:
-            rescued_rows += 1
-            value = as_decimal(rescued[SURGE])
-        else:
-            value = as_decimal(row[SURGE])
-        stored[(row[TRIP_ID], value)] += 1
+        rescued_rows.update(set(rescued) & set(columns))
+        stored[(row[TRIP_ID], *(norm(rescued[c] if c in rescued else row[c]) for c, norm in columns.items()))] += 1
     if others:
         problems.append(f"bronze {TRIPS}: {len(others)} rows with other columns rescued or changed, e.g. {others[:3]}")
-    sent = Counter((int(d[TRIP_ID]), as_decimal(d.get(SURGE))) for d in records)
+    sent = Counter((int(d[TRIP_ID]), *(norm(d.get(c)) for c, norm in columns.items())) for d in records)
     if sent != stored:
-        problems.append(f"bronze {TRIPS}: (trip, {SURGE}) sent but not in bronze: {sorted((sent - stored).elements(), key=str)[:5]}, "
+        problems.append(f"bronze {TRIPS}: (trip, {', '.join(columns)}) sent but not in bronze: {sorted((sent - stored).elements(), key=str)[:5]}, "
                         f"in bronze but not sent: {sorted((stored - sent).elements(), key=str)[:5]}")
     return problems, rescued_rows
 
@@ -383,7 +394,7 @@ def test_real_cdc_silver_keeps_the_sources_other_columns(flavor, seed, mariadb, 
         assert discovered.get(TIP) == INTEGER, f"HARNESS: {TIP} discovered as {discovered.get(TIP)}"
         assert not check_catalog(mariadb, NAMESPACE, workload.schema), "HARNESS: the declared catalog is not what source-mysql discovers"
         workload.phase(20)
-        set_kept(workload, WHOLE_SURGES, tips=True)  # last before the read: a later transaction may delete its trips
+        set_kept(workload, WHOLE_SURGES, tips="number")  # last before the read: a later transaction may delete its trips
         complete, context = land(Step(0, flavor))
         assert complete, f"HARNESS: a binlog sync must bring the database's state\n  {context}"
         bronze = check_bronze(lake, source.syncs, NAMESPACE, streams=list(workload.schema.streams))
@@ -398,43 +409,52 @@ def test_real_cdc_silver_keeps_the_sources_other_columns(flavor, seed, mariadb, 
         check(context, f"after {ADD}")
 
         workload.phase(20)
-        set_kept(workload, WHOLE_SURGES, tips=True)  # last before the read: a later transaction may delete its trips
+        set_kept(workload, WHOLE_SURGES, tips="number")  # last before the read: a later transaction may delete its trips
         complete, context = land(Step(0, flavor))
         assert complete, f"HARNESS: a binlog sync must bring the database's state\n  {context}"
         report = build(context)
         assert rebuild_reason(report) is None, f"the run after the one that took {TIP} rebuilt: {rebuild_reason(report)}\n  {context}"
         check(context, f"one sync after {ADD}")
 
-        # 3. surge made DECIMAL(4,2): fractional surges, one rebuild to a float column, then incremental
-        workload.alter(workload.schema.modify("rides", SURGE, WIDEN, type=NUMBER))
-        source.use_schema(workload.schema)
-        discovered, _ = discover(mariadb, NAMESPACE, TRIPS)
-        assert discovered[SURGE] == NUMBER, f"HARNESS: {SURGE} discovered as {discovered[SURGE]}"
-        assert not check_catalog(mariadb, NAMESPACE, workload.schema), "HARNESS: the declared catalog is not what source-mysql discovers"
-        workload.phase(20)
-        set_kept(workload, FRACTIONAL_SURGES, tips=True)  # last before the read: a later transaction may delete its trips
-        complete, context = land(Step(0, flavor))
-        assert complete, f"HARNESS: a binlog sync must bring the database's state\n  {context}"
-        problems, rescued = check_lossless_surge(lake, source.syncs)
-        assert not problems, f"bronze after {WIDEN}: {problems}\n  {context}"
-        fractional = sql(mariadb, NAMESPACE, f"SELECT COUNT(*) FROM {TRIPS} WHERE {SURGE} <> ROUND({SURGE})")[0][0]
-        assert fractional, f"HARNESS: no fractional surge in the database\n  {context}"
-        assert rescued, f"no bronze row holds {SURGE} in _airbyte_rescued_data after {WIDEN}\n  {context}"
-        report = build(context)
-        reason = rebuild_reason(report) or ""
-        assert f"`{SURGE}`" in reason and "now holds number values" in reason, f"the run after {WIDEN}: rebuild = {reason!r}\n  {context}"
-        log[-1] += f" [{rescued} bronze rows with {SURGE} rescued, {fractional} fractional surges; rebuild: {reason}]"
-        check(context, f"after {WIDEN}")
+        def retype(column: str, ddl: str, catalog: dict, tips: str, lossless: dict, counted: str, what: str, family: str) -> None:
+            """The application changes `column`'s type (`ddl`; the syncs from then on declare it
+            `catalog`) and writes values only the new type holds (`counted`: SQL counting them);
+            bronze keeps every value sent (`lossless`: the columns whose values it rescues), the
+            next run rebuilds once with silver's column in the `family` of the new type, and the
+            run after is incremental."""
+            workload.alter(workload.schema.modify("rides", column, ddl, type=catalog))
+            source.use_schema(workload.schema)
+            discovered, _ = discover(mariadb, NAMESPACE, TRIPS)
+            assert discovered[column] == catalog, f"HARNESS: {column} discovered as {discovered[column]}"
+            assert not check_catalog(mariadb, NAMESPACE, workload.schema), "HARNESS: the declared catalog is not what source-mysql discovers"
+            for number, transactions in enumerate((20, 10)):
+                workload.phase(transactions)
+                set_kept(workload, FRACTIONAL_SURGES, tips=tips)  # last before the read: a later transaction may delete its trips
+                complete, context = land(Step(0, flavor))
+                assert complete, f"HARNESS: a binlog sync must bring the database's state\n  {context}"
+                problems, rescued = check_lossless(lake, source.syncs, lossless)
+                assert not problems, f"bronze after {ddl}: {problems}\n  {context}"
+                if number:
+                    report = build(context)
+                    assert rebuild_reason(report) is None, f"the run after the one that retyped {column} rebuilt: {rebuild_reason(report)}\n  {context}"
+                    check(context, f"one sync after {ddl}")
+                    continue
+                found = sql(mariadb, NAMESPACE, counted)[0][0]
+                assert found, f"HARNESS: no {what} in the database\n  {context}"
+                assert rescued[column], f"no bronze row holds {column} in _airbyte_rescued_data after {ddl}\n  {context}"
+                report = build(context)
+                reason = rebuild_reason(report) or ""
+                assert f"`{column}`" in reason and f"now holds {family} values" in reason, f"the run after {ddl}: rebuild = {reason!r}\n  {context}"
+                log[-1] += f" [{rescued[column]} bronze rows with {column} rescued, {found} {what}; rebuild: {reason}]"
+                check(context, f"after {ddl}")
 
-        workload.phase(10)
-        set_kept(workload, FRACTIONAL_SURGES, tips=True)  # last before the read: a later transaction may delete its trips
-        complete, context = land(Step(0, flavor))
-        assert complete, f"HARNESS: a binlog sync must bring the database's state\n  {context}"
-        problems, _ = check_lossless_surge(lake, source.syncs)
-        assert not problems, f"bronze: {problems}\n  {context}"
-        report = build(context)
-        assert rebuild_reason(report) is None, f"the run after the one that widened {SURGE} rebuilt: {rebuild_reason(report)}\n  {context}"
-        check(context, f"one sync after {WIDEN}")
+        # 3. surge made DECIMAL(4,2): fractional surges, one rebuild to a float column, then incremental
+        retype(SURGE, WIDEN, NUMBER, "number", {SURGE: as_decimal}, f"SELECT COUNT(*) FROM {TRIPS} WHERE {SURGE} <> ROUND({SURGE})",
+               "fractional surges", "number")
+        # 4. tip_cents made VARCHAR(8): zero-padded tips ("0012" stored as 12, its text rescued), one
+        # rebuild to a text column, then incremental
+        retype(TIP, TO_TEXT, STRING, "text", {SURGE: as_decimal, TIP: as_text}, f"SELECT COUNT(*) FROM {TRIPS} WHERE {TIP} LIKE '0%'",
+               "zero-padded tips", "text")
 
         # Incremental = a rebuild from all of bronze, every silver table.
         incremental = silver_frames(lake)

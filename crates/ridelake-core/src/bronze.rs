@@ -51,6 +51,14 @@ pub const PROP_NAMESPACE: &str = "ridelake.bronze.namespace";
 /// source dropping a column for nulls. See [`absent_columns`].
 pub const PROP_ABSENT_COLUMNS: &str = "ridelake.bronze.absent_columns";
 
+/// Delta table property: how many leading columns get statistics in each file's `add` action.
+pub const PROP_STATS_COLUMNS: &str = "delta.dataSkippingNumIndexedCols";
+/// Bronze's value of [`PROP_STATS_COLUMNS`]: every column (MySQL's limit per table). Delta's
+/// default, 32, would leave a wide source's meta columns, which come last, without statistics:
+/// the refresh's generation cleanup, silver's clock and its rescued-values scan read them. (`-1`,
+/// Delta's "all", is not read by delta-rs's `RecordBatchWriter`.)
+pub const STATS_EVERY_COLUMN: &str = "4096";
+
 /// Per column, the windows of bronze versions `[from, to)` whose rows lack it (`to` `None`: up to
 /// now), as [`PROP_ABSENT_COLUMNS`] records them.
 pub type AbsentColumns = std::collections::BTreeMap<String, Vec<(i64, Option<i64>)>>;

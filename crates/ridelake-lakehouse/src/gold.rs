@@ -22,7 +22,7 @@
 //! committed once, after the last batch. The totals fold the day tables a few files at a time
 //! (partial sums per driver or customer), so they hold one row per party, not per party and day.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use deltalake::parquet::arrow::ArrowWriter;
@@ -73,7 +73,7 @@ pub const GOLD_KEYS: [(&str, &[&str]); 6] = [
 pub fn column_doc(column: &str) -> Option<&'static str> {
     Some(match column {
         "year" | "month" | "day" => "calendar part of the ride's requested_at (UTC)",
-        "city" => "city nearest to the pickup point among the model's cities (by default within 60 km), 'other' when none is, 'unknown' without a pickup point",
+        "city" => "city nearest to the pickup point among the model's cities (by default within 60 km), 'other' when none is, 'unknown' without a pickup point; or the ride's own city column when the model names one (through its city_names file)",
         "driver_id" => "the driver's user id",
         "customer_id" => "the customer's user id",
         "requested" => "rides requested",
@@ -128,7 +128,7 @@ pub const UNKNOWN_CITY: &str = "unknown";
 /// `rides` with their `city`: the nearest of `gold`'s cities to the pickup point.
 fn with_city(rides: DataFrame, gold: &GoldMap) -> Result<DataFrame> {
     if let Some(column) = &gold.city_column {
-        return with_city_of_column(rides, column, gold.city_column_line);
+        return with_city_of_column(rides, column, gold.city_column_line, &gold.city_names);
     }
     let lat = rides.column("pickup_lat").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
     let lon = rides.column("pickup_lon").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
@@ -147,8 +147,9 @@ fn with_city(rides: DataFrame, gold: &GoldMap) -> Result<DataFrame> {
 }
 
 /// `rides` with `city` from their own `column` (the model's `city_column`, at model line
-/// `line`): its text, trimmed; null or empty is `unknown`.
-fn with_city_of_column(rides: DataFrame, column: &str, line: usize) -> Result<DataFrame> {
+/// `line`): its text, trimmed, or the city `names` gives for it (`other` when it gives none);
+/// null or empty is `unknown`.
+fn with_city_of_column(rides: DataFrame, column: &str, line: usize, names: &BTreeMap<String, String>) -> Result<DataFrame> {
     if rides.column(column).is_err() {
         return Err(LakehouseError::Schema {
             table: "silver rides".into(),
@@ -156,6 +157,22 @@ fn with_city_of_column(rides: DataFrame, column: &str, line: usize) -> Result<Da
                 "the model's gold city_column (line {line}) names `{column}`, which silver rides does not have: keep the source's other columns (other_columns = \"keep\" under [rides]) and rebuild silver, or name a column silver rides has"
             ),
         });
+    }
+    if !names.is_empty() {
+        let step = "reading the rides' city column";
+        let values = rides.column(column).step(step)?.as_materialized_series().cast(&DataType::String).step(step)?;
+        let cities: Vec<&str> = values
+            .str()
+            .step(step)?
+            .iter()
+            .map(|value| match value.map(str::trim) {
+                None | Some("") => UNKNOWN_CITY,
+                Some(key) => names.get(key).map_or(OTHER_CITY, String::as_str),
+            })
+            .collect();
+        let mut rides = rides;
+        rides.with_column(Column::new("city".into(), cities)).step("adding city")?;
+        return Ok(rides);
     }
     let city = col(column).cast(DataType::String).str().strip_chars(lit(NULL));
     rides

@@ -154,6 +154,13 @@ struct GoldFile {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     city_column: Option<Spanned<String>>,
+    /// A CSV file (a path relative to the model file) of the cities that `city_column`'s values
+    /// stand for, such as a `city_id`'s: a header naming columns `key` and `city`, then one row
+    /// per value (compared as text, trimmed). A ride whose value is not listed is in city
+    /// `other`. Needs `city_column`; gold is recomputed when the file's content changes.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    city_names: Option<Spanned<String>>,
 }
 
 /// A city: its name in gold and its center.
@@ -573,6 +580,10 @@ pub struct GoldMap {
     /// Line of `city_column` in the model file (0: not given).
     #[serde(skip)]
     pub city_column_line: usize,
+    /// `city_column`'s values and the cities they stand for, from the model's `city_names` file
+    /// (empty: the column holds the city itself). (The hash counts them when set.)
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub city_names: BTreeMap<String, String>,
 }
 
 impl Default for GoldMap {
@@ -583,6 +594,7 @@ impl Default for GoldMap {
             radius_km: ridelake_core::cities::MAX_CITY_RADIUS_KM,
             city_column: None,
             city_column_line: 0,
+            city_names: BTreeMap::new(),
         }
     }
 }
@@ -689,7 +701,9 @@ impl Model {
         }
         let users = compile_table("users", &USER_COLUMNS, &REQUIRED_USER_COLUMNS, file.users, text, origin, &mut problems);
         let rides = compile_table("rides", &RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, file.rides, text, origin, &mut problems);
-        let gold = compile_gold(file.gold, text, &mut problems);
+        // (files the model names are next to it)
+        let folder = Path::new(origin).parent().unwrap_or(Path::new(""));
+        let gold = compile_gold(file.gold, text, folder, &mut problems);
         if let Some(column) = &gold.city_column {
             if rides.skip_columns.iter().any(|c| c.eq_ignore_ascii_case(column)) {
                 problems.push(at(gold.city_column_line, format!("gold city_column `{column}` is in skip_columns under [rides]: silver rides will not have it")));
@@ -733,7 +747,7 @@ impl Model {
     }
 }
 
-fn compile_gold(file: Option<GoldFile>, text: &str, problems: &mut Vec<String>) -> GoldMap {
+fn compile_gold(file: Option<GoldFile>, text: &str, folder: &Path, problems: &mut Vec<String>) -> GoldMap {
     let mut gold = GoldMap::default();
     let Some(file) = file else { return gold };
     if let Some(column) = file.city_column {
@@ -745,6 +759,14 @@ fn compile_gold(file: Option<GoldFile>, text: &str, problems: &mut Vec<String>) 
             problems.push(at(gold.city_column_line, "gold city_column names the rides' city column, and cities and radius_km tell cities by pickup point: give one of the two"));
         }
         gold.city_column = Some(name);
+    }
+    if let Some(names) = file.city_names {
+        let line = line_of(text, names.span().start);
+        if gold.city_column.is_none() {
+            problems.push(at(line, "gold city_names tells the cities of city_column's values: name the rides column that holds them (city_column = \"city_id\")"));
+        } else {
+            gold.city_names = read_city_names(&folder.join(names.get_ref().trim()), line, problems);
+        }
     }
     if let Some(radius) = file.radius_km {
         let line = line_of(text, radius.span().start);
@@ -777,6 +799,55 @@ fn compile_gold(file: Option<GoldFile>, text: &str, problems: &mut Vec<String>) 
         gold.cities.push(City { name, lat: city.lat, lon: city.lon });
     }
     gold
+}
+
+/// The `key` → `city` rows of the model's `city_names` CSV at `path` (`line`: where the model
+/// names it); each mistake is a problem naming the model line and the file's.
+fn read_city_names(path: &Path, line: usize, problems: &mut Vec<String>) -> BTreeMap<String, String> {
+    let mut names = BTreeMap::new();
+    let shown = path.display();
+    let found = problems.len();
+    let mut reader = match csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path) {
+        Ok(reader) => reader,
+        Err(e) => {
+            problems.push(at(line, format!("gold city_names: cannot read {shown}: {e}")));
+            return names;
+        }
+    };
+    let headers = match reader.headers() {
+        Ok(headers) => headers.clone(),
+        Err(e) => {
+            problems.push(at(line, format!("gold city_names: {shown}: {e}")));
+            return names;
+        }
+    };
+    let position = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(key), Some(city)) = (position("key"), position("city")) else {
+        problems.push(at(line, format!("gold city_names: {shown} must start with a header naming its columns key and city (it has {})", headers.iter().collect::<Vec<_>>().join(","))));
+        return names;
+    };
+    for record in reader.records() {
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                problems.push(at(line, format!("gold city_names: {shown}: {e}")));
+                break;
+            }
+        };
+        let row = record.position().map_or(0, |p| p.line());
+        let (value, name) = (record.get(key).unwrap_or(""), record.get(city).unwrap_or(""));
+        if value.is_empty() {
+            problems.push(at(line, format!("gold city_names: {shown} line {row}: the key is empty")));
+        } else if name.is_empty() || name == crate::gold::OTHER_CITY || name == crate::gold::UNKNOWN_CITY {
+            problems.push(at(line, format!("gold city_names: {shown} line {row}: give key `{value}` a city name other than `{}` and `{}` (gold's own)", crate::gold::OTHER_CITY, crate::gold::UNKNOWN_CITY)));
+        } else if names.insert(value.to_owned(), name.to_owned()).is_some() {
+            problems.push(at(line, format!("gold city_names: {shown} line {row}: key `{value}` is listed twice")));
+        }
+    }
+    if names.is_empty() && problems.len() == found {
+        problems.push(at(line, format!("gold city_names: {shown} lists no city")));
+    }
+    names
 }
 
 fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file: Option<TableFile>, text: &str, origin: &str, problems: &mut Vec<String>) -> StreamMap {
@@ -1194,17 +1265,27 @@ impl StreamMap {
         }
         let rescued = rescued.as_materialized_series().cast(&DataType::String).step(step)?;
         let rescued = rescued.str().step(step)?;
-        // The wanted silver columns whose source the frame has, with the rows where it is null.
+        // Silver's type of a column (a kept column: its widened type, else bronze's).
+        let target_of = |silver: &str, bronze: &DataType| match self.kept(silver) {
+            Some(k) => k.widened.clone().unwrap_or_else(|| bronze.clone()),
+            None => silver_type(silver),
+        };
+        // The wanted silver columns whose source the frame has, with the rows whose value bronze
+        // may have rescued: where it is null (the value did not fit), and every row when silver
+        // wants text from a column bronze keeps in another type (bronze stores the string
+        // "007" in an integer column as 7, and rescues the text: silver's text is the one sent).
         let data_columns = self.data_columns();
         let targets: Vec<(&str, &str, BooleanChunked)> = data_columns
             .iter()
             .filter(|c| wanted.contains(c))
             .filter_map(|&silver| {
                 let source = self.source_of(silver);
-                frame.column(source).ok().map(|c| (silver, source, c.is_null()))
+                let column = frame.column(source).ok()?;
+                let as_sent = target_of(silver, column.dtype()) == DataType::String && column.dtype() != &DataType::String;
+                Some((silver, source, if as_sent { BooleanChunked::full(source.into(), true, column.len()) } else { column.is_null() }))
             })
             .collect();
-        // Rows with rescued values where some target is null, their keys named as bronze names
+        // Rows with rescued values among the targets' rows above, their keys named as bronze names
         // columns; each value as its JSON text (a number is then read by the parser bronze uses).
         type Object = std::collections::HashMap<String, Box<serde_json::value::RawValue>>;
         let mut objects: Vec<(usize, Object)> = Vec::new();
@@ -1228,11 +1309,7 @@ impl StreamMap {
             if lost.is_empty() {
                 continue;
             }
-            // (a kept column: its widened type, else bronze's)
-            let target = match self.kept(silver) {
-                Some(k) => k.widened.clone().unwrap_or_else(|| frame.column(source).map(|c| c.dtype().clone()).unwrap_or(DataType::Null)),
-                None => silver_type(silver),
-            };
+            let target = target_of(silver, &frame.column(source).map(|c| c.dtype().clone()).unwrap_or(DataType::Null));
             let base = || frame.column(source).map(|c| c.as_materialized_series().clone()).step(step);
             let (values, unreadable) = match target {
                 DataType::Float64 => {
@@ -1381,9 +1458,13 @@ pub enum RescuedKind {
 }
 
 impl RescuedKind {
-    /// The kind of a rescued JSON value.
+    /// The kind of a rescued JSON value. A string holding an integer in another form than its
+    /// own text (`"007"`, `"+7"`) is text: bronze stored the integer and rescued the string, so
+    /// the column holds text now.
     pub fn of(json: &str) -> RescuedKind {
-        if integer(json).is_some() {
+        if text_of(json).is_some_and(|t| t.trim().parse::<i64>().is_ok_and(|v| v.to_string() != t)) {
+            RescuedKind::Text
+        } else if integer(json).is_some() {
             RescuedKind::Integer
         } else if number(json).is_some() {
             RescuedKind::Number
@@ -1892,7 +1973,12 @@ mod tests {
             ("id", ArrowType::Int64), ("state", ArrowType::Utf8), ("surge", ArrowType::Int64), ("tip", ArrowType::Int64),
             ("note", ArrowType::Float64), ("seen_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("vip", ArrowType::Boolean),
         ]);
-        let rescued: RescuedKinds = [("surge".to_owned(), (RescuedKind::of("1.5"), 3)), ("tip".to_owned(), (RescuedKind::of("\"n/a\""), 1)), ("note".to_owned(), (RescuedKind::of("2"), 1))].into();
+        // (a string holding an integer in another form than its own is text: bronze stored "0050"
+        // of an integer column as 50 and rescued the text)
+        let kinds = ["\"0050\"", "\"+7\"", "\" 7\"", "\"12\"", "12", "\"12.50\"", "1.5", "\"n/a\"", "true"].map(RescuedKind::of);
+        use RescuedKind::{Integer, Number, Text};
+        assert_eq!(kinds, [Text, Text, Text, Integer, Integer, Number, Number, Text, Text]);
+        let rescued: RescuedKinds = [("surge".to_owned(), (RescuedKind::of("1.5"), 3)), ("tip".to_owned(), (RescuedKind::of("\"0050\""), 1)), ("note".to_owned(), (RescuedKind::of("2"), 1))].into();
         model.rides.keep(&rides, &rescued, &crate::silver::OWN_COLUMNS).expect("keeps");
         let kept: Vec<(&str, Option<DataType>, TypeFamily)> = model.rides.kept.iter().map(|k| (k.name.as_str(), k.widened.clone(), k.family)).collect();
         assert_eq!(kept, [
@@ -1961,6 +2047,40 @@ mod tests {
     }
 
     #[test]
+    fn gold_s_city_names_come_from_a_csv_next_to_the_model() {
+        let folder = tempfile::tempdir().expect("folder");
+        let model_path = folder.path().join("model.toml");
+        let text = "version = 1\n[rides]\nother_columns = \"keep\"\n[gold]\ncity_column = \"city_id\"\ncity_names = \"cities.csv\"\n";
+        std::fs::write(&model_path, text).expect("model");
+        let parse = |csv: &str| {
+            std::fs::write(folder.path().join("cities.csv"), csv).expect("csv");
+            Model::load(&model_path)
+        };
+        let model = parse("key,city\n1, Lisboa\n 2 ,Porto\n").expect("parses");
+        assert_eq!(model.gold.city_names, BTreeMap::from([("1".to_owned(), "Lisboa".to_owned()), ("2".to_owned(), "Porto".to_owned())]));
+        let renamed = parse("City,Key\nLisbon,1\nPorto,2\n").expect("columns by name, in any order");
+        assert_eq!(renamed.gold.city_names["1"], "Lisbon");
+        assert_ne!(renamed.gold.hash(), model.gold.hash(), "another name changes gold's hash");
+        assert_eq!(renamed.hash(), model.hash(), "not silver's");
+        let mistakes = |csv: &str| match parse(csv) {
+            Err(LakehouseError::Model { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        };
+        let found = mistakes("id,name\n1,Lisboa\n");
+        assert!(found[0].starts_with("line 6:") && found[0].contains("key and city"), "{found:?}");
+        let found = mistakes("key,city\n1,Lisboa\n2,other\n1,Porto\n,Faro\n");
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].contains("line 3") && found[0].contains("other"), "{found:?}");
+        assert!(found[1].contains("line 4") && found[1].contains("listed twice"), "{found:?}");
+        assert!(found[2].contains("line 5") && found[2].contains("key is empty"), "{found:?}");
+        assert!(mistakes("key,city\n")[0].contains("lists no city"));
+        std::fs::remove_file(folder.path().join("cities.csv")).expect("rm");
+        assert!(matches!(Model::load(&model_path), Err(LakehouseError::Model { problems, .. }) if problems[0].contains("cannot read")));
+        let found = problems("version = 1\n[gold]\ncity_names = \"cities.csv\"\n");
+        assert!(found[0].starts_with("line 3:") && found[0].contains("city_column"), "{found:?}");
+    }
+
+    #[test]
     fn apply_casts_kept_columns_to_their_widened_type_and_reads_rescued_values() {
         let mut map = Model::parse("version = 1\n[rides]\nother_columns = \"keep\"\n", "m").expect("parses").rides;
         let rides = schema(&[("id", ArrowType::Int64), ("surge", ArrowType::Int64), ("code", ArrowType::Int64)]);
@@ -1970,14 +2090,15 @@ mod tests {
             "id" => [1i64, 2, 3],
             "surge" => [Some(2i64), None, None],
             "code" => [Some(7i64), None, Some(8)],
-            RESCUED_DATA => [None, Some(r#"{"surge": 1.5, "code": "A-1"}"#), None],
+            // (bronze stored the string "008" as 8 and rescued its text)
+            RESCUED_DATA => [None, Some(r#"{"surge": 1.5, "code": "A-1"}"#), Some(r#"{"code": "008"}"#)],
         )
         .expect("frame");
         let out = map.apply(frame, &["id", "surge", "code"]).expect("applies");
         let surge: Vec<Option<f64>> = out.column("surge").expect("surge").f64().expect("f64").iter().collect();
         assert_eq!(surge, [Some(2.0), Some(1.5), None]);
         let code: Vec<Option<&str>> = out.column("code").expect("code").str().expect("text").iter().collect();
-        assert_eq!(code, [Some("7"), Some("A-1"), Some("8")]);
+        assert_eq!(code, [Some("7"), Some("A-1"), Some("008")], "text as sent");
     }
 
     #[test]

@@ -190,6 +190,25 @@ async fn check_kept(seed: u64, links: &str) {
     }
     assert_eq!(requests(evolving.path()).await, expected, "rides per day and market ({context})");
     assert!(expected.keys().any(|k| k.3 == "Porto") && expected.keys().any(|k| k.3 == "unknown"), "{context}");
+
+    // ... or by the cities a names file next to the model gives the column's values (a value it
+    // does not list: `other`); other names recompute every day.
+    let folder = tempfile::tempdir().expect("folder");
+    std::fs::write(folder.path().join("markets.csv"), "key,city\nLisbon,Lisboa\nFaro,Faro\n").expect("names");
+    std::fs::write(folder.path().join("model.toml"), format!("{keep_text}[gold]\ncity_column = \"market\"\ncity_names = \"markets.csv\"\n")).expect("model");
+    let named = Model::load(&folder.path().join("model.toml")).expect("model");
+    let report = build_gold(&layout(evolving.path(), Some(&named))).await.expect("gold");
+    assert!(report.recomputed_all.is_some(), "gold with city names it was not computed with: every day again ({context})");
+    let mut expected_named: BTreeMap<(i64, i64, i64, String), i64> = BTreeMap::new();
+    for ((year, month, day, market), count) in expected {
+        let city = match market.as_str() {
+            "Lisbon" => "Lisboa",
+            "unknown" => "unknown",
+            _ => "other",
+        };
+        *expected_named.entry((year, month, day, city.to_owned())).or_default() += count;
+    }
+    assert_eq!(requests(evolving.path()).await, expected_named, "rides per day and named market ({context})");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

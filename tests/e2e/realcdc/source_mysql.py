@@ -170,6 +170,9 @@ def decode(stream: str, data: dict, schema: Schema = DEFAULT) -> dict:
             out[column] = Decimal(str(value))
         elif kind is INTEGER:
             out[column] = int(value)
+        elif kind is STRING and isinstance(value, int) and not isinstance(value, bool):
+            # (an integer sent before the column became text: the database converted it to its text)
+            out[column] = str(value)
         else:
             out[column] = value
     return out
