@@ -633,7 +633,7 @@ impl BronzeTable {
             let ours: HashSet<String> = self.pending_adds.iter().map(|add| add.path.clone()).collect();
             let op = DeltaOperation::Write { mode: SaveMode::Overwrite, partition_by: None, predicate: None };
             self.commit(removes, op.clone(), context).await?;
-            let leftovers = self.remove_leftovers(context, op, |path, _| !ours.contains(path)).await?;
+            let leftovers = self.remove_leftovers(context, op, &Removal::NotOurs(&ours)).await?;
             return Ok(removed + leftovers);
         }
         self.commit_append(context).await?;
@@ -641,47 +641,55 @@ impl BronzeTable {
         if min_generation <= 0 {
             return Ok(0);
         }
-        let snapshot = self.table.snapshot().map_err(err)?;
-        let store = self.table.object_store();
-        let mut removes = Vec::new();
-        for file in snapshot.log_data().iter() {
-            // A file of an older release (or another writer) may lack the column's statistics:
-            // its Parquet footer has them.
-            let generations = match Generations::from_stats(file.stats().as_deref()) {
-                Some(known) => Some(known),
-                None => Generations::from_footer(store.clone(), file.object_store_path(), file.size()).await.map_err(|e| err(DeltaTableError::Generic(e.to_string())))?,
-            };
-            if generations.is_some_and(|g| g.all_below(min_generation)) {
-                removes.push(Action::Remove(file.remove_action(true)));
-            }
-        }
+        let removal = Removal::BelowGeneration(min_generation);
+        let removes = self.removes(&removal).await?;
         if removes.is_empty() {
             return Ok(0);
         }
         let removed = removes.len() as u64;
         let op = DeltaOperation::Delete { predicate: Some(format!("{} < {min_generation}", bronze::GENERATION_ID)) };
         self.commit(removes, op.clone(), context).await?;
-        let leftovers = self.remove_leftovers(context, op, |_, stats| file_below_generation(stats, min_generation)).await?;
+        let leftovers = self.remove_leftovers(context, op, &removal).await?;
         Ok(removed + leftovers)
     }
 
-    /// After a commit that removed every file `qualifies` names (path, statistics): removes those
-    /// that a concurrent rewrite brought in meanwhile. ridelake's bronze compaction replaces files
-    /// with a commit that changes no data, which Delta's conflict check lets through on both
-    /// sides; without this, a compacted file would keep rows the removal meant to drop. Returns
-    /// the files removed.
-    async fn remove_leftovers(&mut self, context: &CommitContext, op: DeltaOperation, qualifies: impl Fn(&str, Option<&str>) -> bool) -> Result<u64> {
+    /// The remove actions of the files of the table's current snapshot that `removal` takes.
+    async fn removes(&self, removal: &Removal<'_>) -> Result<Vec<Action>> {
+        let err = |e: DeltaTableError| ConnectorError::delta(self.url.to_string(), e);
+        let snapshot = self.table.snapshot().map_err(err)?;
+        let store = self.table.object_store();
+        let mut removes = Vec::new();
+        for file in snapshot.log_data().iter() {
+            let taken = match removal {
+                Removal::NotOurs(ours) => !ours.contains(file.path().as_ref()),
+                Removal::BelowGeneration(min_generation) => {
+                    // A file of an older release (or another writer) may lack the column's
+                    // statistics: its Parquet footer has them.
+                    let generations = match Generations::from_stats(file.stats().as_deref()) {
+                        Some(known) => Some(known),
+                        None => Generations::from_footer(store.clone(), file.object_store_path(), file.size()).await.map_err(|e| err(DeltaTableError::Generic(e.to_string())))?,
+                    };
+                    generations.is_some_and(|g| g.all_below(*min_generation))
+                }
+            };
+            if taken {
+                removes.push(Action::Remove(file.remove_action(true)));
+            }
+        }
+        Ok(removes)
+    }
+
+    /// After a commit that removed every file `removal` takes: removes those that a concurrent
+    /// rewrite brought in meanwhile. ridelake's bronze compaction replaces files with a commit
+    /// that changes no data, which Delta's conflict check lets through on both sides; without
+    /// this, a compacted file would keep rows the removal meant to drop. Returns the files
+    /// removed.
+    async fn remove_leftovers(&mut self, context: &CommitContext, op: DeltaOperation, removal: &Removal<'_>) -> Result<u64> {
         let location = self.url.to_string();
         let mut removed = 0;
         for _ in 0..LEFTOVER_ROUNDS {
             self.table.update_state().await.map_err(|e| ConnectorError::delta(location.clone(), e))?;
-            let snapshot = self.table.snapshot().map_err(|e| ConnectorError::delta(location.clone(), e))?;
-            let removes: Vec<Action> = snapshot
-                .log_data()
-                .iter()
-                .filter(|f| qualifies(&f.path(), f.stats().as_deref()))
-                .map(|f| Action::Remove(f.remove_action(true)))
-                .collect();
+            let removes = self.removes(removal).await?;
             if removes.is_empty() {
                 return Ok(removed);
             }
@@ -721,6 +729,14 @@ impl BronzeTable {
         self.pending_adds.clear();
         self.has_open_file = false;
     }
+}
+
+/// Which files of a bronze table a commit at the end of a sync removes.
+enum Removal<'a> {
+    /// Those this sync did not write (an overwrite; the paths of its files).
+    NotOurs(&'a HashSet<String>),
+    /// Those whose rows all belong to a generation below this one (a refresh).
+    BelowGeneration(i64),
 }
 
 /// Whether every row of a file is of a generation below `min_generation`, from its Delta
