@@ -28,8 +28,8 @@ the partitions the slices' rides leave and commits. A smaller increment is decid
 
 Nothing starts until a run has slices to run: an increment decided at once, or a run with nothing
 new, does not touch Ray or Spark. A task may run more than once (an engine retrying a worker that
-died): a retry writes new files and only the output returned is committed; files of a lost attempt are never referenced, and
-``ridelake.maintain`` vacuums them.
+died): a retry writes new files and only the output returned is committed; files of a lost
+attempt are never referenced, and ``ridelake.maintain`` vacuums them.
 """
 from __future__ import annotations
 
