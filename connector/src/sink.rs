@@ -739,12 +739,6 @@ enum Removal<'a> {
     BelowGeneration(i64),
 }
 
-/// Whether every row of a file is of a generation below `min_generation`, from its Delta
-/// statistics (see [`Generations::all_below`]). Files without them are kept.
-pub fn file_below_generation(stats: Option<&str>, min_generation: i64) -> bool {
-    Generations::from_stats(stats).is_some_and(|g| g.all_below(min_generation))
-}
-
 /// What a file's rows hold in `_airbyte_generation_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Generations {
@@ -816,10 +810,11 @@ mod tests {
         let s = |max: i64, nulls: i64| {
             format!(r#"{{"numRecords":10,"minValues":{{"_airbyte_generation_id":1}},"maxValues":{{"_airbyte_generation_id":{max}}},"nullCount":{{"_airbyte_generation_id":{nulls}}}}}"#)
         };
-        assert!(file_below_generation(Some(&s(1, 0)), 2));
-        assert!(!file_below_generation(Some(&s(2, 0)), 2));
-        assert!(file_below_generation(Some(r#"{"numRecords":3,"nullCount":{"_airbyte_generation_id":3}}"#), 1));
-        assert!(!file_below_generation(None, 5));
+        let below = |stats: Option<&str>, min: i64| Generations::from_stats(stats).is_some_and(|g| g.all_below(min));
+        assert!(below(Some(&s(1, 0)), 2));
+        assert!(!below(Some(&s(2, 0)), 2));
+        assert!(below(Some(r#"{"numRecords":3,"nullCount":{"_airbyte_generation_id":3}}"#), 1));
+        assert!(!below(None, 5), "no statistics: the footer decides");
     }
 
     #[test]

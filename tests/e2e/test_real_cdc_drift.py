@@ -42,11 +42,10 @@ from conftest import DEST, local_config, run_dest, write_json
 from test_pipeline import GOLD_KEYS
 from test_real_cdc import Step
 from test_real_cdc_model import MODEL, NAMESPACE, gold_cities, load_model, logical_sql, source_of, translate
-from realcdc.compare import check_bronze, compare, diff, next_sync, read, sql
+from realcdc.compare import check_bronze, check_sync, compare, next_sync, read, sql
 from realcdc.fixtures import mariadb, mariadb_template  # noqa: F401 (fixtures)
 from realcdc.schema import INTEGER, NUMBER, RENAMED, RIDE_COLUMNS, USER_COLUMNS, Schema
-from realcdc.source_mysql import (FLAVORS, JAVA, SourceMySql, check_catalog, check_meta, check_positions,
-                                  configured_catalog, discover, replay)
+from realcdc.source_mysql import FLAVORS, SourceMySql, check_catalog, configured_catalog, discover
 from realcdc.workload import Workload
 
 try:
@@ -241,13 +240,7 @@ def land_checked(step: Step, workload: Workload, source: SourceMySql, mariadb, c
     log.append(sync.summary())
     context = f"{label}, schema {source.schema.name}\n  " + "\n  ".join(log)
     schema = source.schema
-    harness = check_meta(source.syncs) + check_positions(mariadb, sync, schema)
-    replayed = replay(source.syncs, schema)
-    stored = {t: workload.rows(t) for t in schema.streams}
-    complete = replayed == stored
-    if not complete and (sync.flavor == JAVA or sync.during_writes == 0):
-        harness.append("the records replayed in emission order differ from the database: " + "; ".join(
-            d for t in stored for d in diff(t, stored[t], replayed[t], schema.source_columns(t))))
+    harness, complete, _ = check_sync(mariadb, workload, source, sync)
     assert not harness, f"HARNESS: {harness}\n  {context}"
     catalog = write_json(tmp_path / f"catalog-{sync.number}.json", configured_catalog(NAMESPACE, sync_id=sync.number, schema=schema))
     run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=sync.jsonl())

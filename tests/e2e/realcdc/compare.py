@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .mariadb import MariaDB
 from .schema import RIDE_COLUMNS, USER_COLUMNS
+from .source_mysql import JAVA, check_meta, check_positions, replay
 from .workload import CITIES
 
 NO_PICKUP_CITY = "unknown"
@@ -288,6 +289,23 @@ def during_writes(workload):
     def run(stage: str) -> int:
         return sum(1 for _ in range(workload.rng.randrange(0, 4)) if workload.phase(1, gap_days=None))
     return run
+
+
+def check_sync(db: MariaDB, workload, source, sync) -> tuple[list[str], bool, dict]:
+    """The harness against the database itself after `sync` (the last of `source`'s): its meta
+    fields are consistent, its binlog rows point at the server's own row events, and the records
+    replayed in emission order equal the database (they may not only when a Kotlin snapshot read
+    while the application wrote: the next sync brings those writes). Returns (problems, whether
+    the records bring the database's state, the database's rows by source table)."""
+    schema = source.schema
+    problems = check_meta(source.syncs) + check_positions(db, sync, schema)
+    replayed = replay(source.syncs, schema)
+    stored = {t: workload.rows(t) for t in schema.streams}
+    complete = replayed == stored
+    if not complete and (sync.flavor == JAVA or sync.during_writes == 0):
+        problems.append("the records replayed in emission order differ from the database: " + "; ".join(
+            d for t in stored for d in diff(t, stored[t], replayed[t], schema.source_columns(t))))
+    return problems, complete, stored
 
 
 def next_sync(step, workload, source, db: MariaDB):
