@@ -207,8 +207,8 @@ def add_half_metre(workload: Workload) -> list[int]:
     """One transaction adding 0.5 m to some completed trips (gold counts their distance) and some
     others; returns their ids."""
     r = workload.r
-    done = workload.ids(f"SELECT {r.id} FROM {r} WHERE {r.distance_km} IS NOT NULL AND {r.eq('status', 'completed')} ORDER BY {r.id}")
-    rest = workload.ids(f"SELECT {r.id} FROM {r} WHERE {r.distance_km} IS NOT NULL AND NOT {r.eq('status', 'completed')} ORDER BY {r.id}")
+    done = workload.ids(f"SELECT {r.id} FROM {r} WHERE {r.distance_km} IS NOT NULL AND {r.eq('status', 'completed')} ORDER BY {r.id}", table="rides")
+    rest = workload.ids(f"SELECT {r.id} FROM {r} WHERE {r.distance_km} IS NOT NULL AND NOT {r.eq('status', 'completed')} ORDER BY {r.id}", table="rides")
     chosen = workload.rng.sample(done, min(len(done), 6)) + workload.rng.sample(rest, min(len(rest), 3))
     assert chosen, "HARNESS: no trip with a distance"
     with workload.transaction() as cur:

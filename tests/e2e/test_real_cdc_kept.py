@@ -143,7 +143,7 @@ def set_kept(workload: Workload, surges: list, tips: str | None = None) -> int:
     some accounts. Returns how many rows it changed."""
     r, u, rng = workload.r, workload.u, workload.rng
     trips, accounts = workload.all_ids(r), workload.all_ids(u)
-    done = workload.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'completed')} AND {r.fare_amount} IS NOT NULL ORDER BY {r.id}")
+    done = workload.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'completed')} AND {r.fare_amount} IS NOT NULL ORDER BY {r.id}", table="rides")
     changed = 0
     with workload.transaction() as cur:
         for trip in rng.sample(trips, min(len(trips), 6)):

@@ -8,7 +8,10 @@ binlog is turned into source-mysql's messages with the real catalog types of the
 destination lands them in bronze, and ridelake builds silver with models/example-renamed.toml:
 `ridelake.build_silver(lake, namespace, model=MODEL)`, then gold.
 
-Scenarios `kotlin` and `java-to-kotlin` of test_real_cdc.py, for every seed in SEEDS. The seeds' clocks
+Scenarios `kotlin` and `java-to-kotlin` of test_real_cdc.py, for every seed in SEEDS, with the
+application's keys as BIGINTs (realcdc.schema.RENAMED) and as CHAR(36) UUIDs the application draws
+(RENAMED_UUID: the same model file, so silver's keys, the rides' links and gold's driver and
+customer keys are text; a ride's key change is a new UUID). The seeds' clocks
 start next to a change of Paris time: seed 1 in the night clocks go back (rows hold wall-clock times of
 the repeated hour, written from its second occurrence), seed 2 in the night they go forward (CLOCKS);
 other seeds: seed % 3 == 1 autumn, 2 spring, 0 anywhere in 2024-2025 as in test_real_cdc.py.
@@ -47,14 +50,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import polars as pl
 import pytest
 
 from conftest import DEST, REPO, local_config, run_dest, write_json
 from test_pipeline import GOLD_KEYS
 from test_real_cdc import SCENARIOS
-from realcdc.compare import check_bronze, check_sync, compare, next_sync, sql
+from realcdc.compare import check_bronze, check_sync, compare, next_sync, read, sql
 from realcdc.fixtures import mariadb, mariadb_template  # noqa: F401 (fixtures)
-from realcdc.schema import DATETIME, PARIS, RENAMED, RIDE_COLUMNS, USER_COLUMNS, Column, wall_clock_kind
+from realcdc.schema import DATETIME, PARIS, RENAMED, RENAMED_UUID, RIDE_COLUMNS, USER_COLUMNS, Column, Schema, wall_clock_kind
 from realcdc.source_mysql import SourceMySql, check_catalog, configured_catalog
 from realcdc.workload import Workload
 
@@ -208,28 +212,52 @@ def published_sql(schema=SCHEMA) -> str:
     WHERE {logical_sql(kind, 'c')} = 'customer' AND (r.{rides['driver_id'].name} IS NULL OR {logical_sql(kind, 'd')} = 'driver'))"""
 
 
+def check_text_keys(lake: Path) -> list[str]:
+    """With UUID keys: silver's keys and links and gold's driver and customer keys are text holding
+    the application's UUIDs (not numbers, not nulls where the database has a value)."""
+    problems = []
+    columns = {("silver", "users"): ["id"], ("silver", "rides"): ["id", "customer_id", "driver_id"],
+               ("silver", "rides_pending"): ["id", "customer_id"], ("gold", "driver_stats"): ["driver_id"],
+               ("gold", "customer_totals"): ["customer_id"]}
+    for (layer, table), names in columns.items():
+        frame = read(lake, layer, table)
+        if frame is None:
+            continue
+        for name in names:
+            column = frame[name]
+            if column.dtype != pl.String:
+                problems.append(f"{layer} {table}.{name} is {column.dtype}, not text")
+            elif not column.drop_nulls().str.contains(UUID_TEXT).all():
+                problems.append(f"{layer} {table}.{name}: values that are not UUIDs: {column.drop_nulls().head(3).to_list()}")
+    return problems
+
+
+UUID_TEXT = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+
+
 # -- self-checks of the harness ----------------------------------------------------------------------
 def check_times(db, workload: Workload, current: dict[str, dict]) -> tuple[list[str], dict]:
     """Every stored wall-clock time: none in the hour skipped in spring; the SQL translation equals
     the Python one. Returns (problems, counts of ambiguous times and UTC offsets seen)."""
     problems, seen = [], {"ambiguous": 0, "offsets": set()}
+    schema = workload.schema
     for table in ("users", "rides"):
-        zoned = [(name, c) for name, c in SCHEMA.columns[table].items() if c.zone]
-        key = SCHEMA.key(table)
+        zoned = [(name, c) for name, c in schema.columns[table].items() if c.zone]
+        key = schema.key(table)
         exprs = ", ".join(paris_to_utc_sql(c.name) for _, c in zoned)
         raw = ", ".join(c.name for _, c in zoned)
-        for row in sql(db, NAMESPACE, f"SELECT {key}, {raw}, {exprs} FROM {SCHEMA.table(table)} ORDER BY {key}"):
-            rid, walls, utcs = row[0], row[1:1 + len(zoned)], row[1 + len(zoned):]
+        for row in sql(db, NAMESPACE, f"SELECT {key}, {raw}, {exprs} FROM {schema.table(table)} ORDER BY {key}"):
+            rid, walls, utcs = schema.key_value(table, row[0]), row[1:1 + len(zoned)], row[1 + len(zoned):]
             for (name, column), wall, utc in zip(zoned, walls, utcs):
                 if wall is None:
                     continue
                 kind = wall_clock_kind(wall, column.zone)
                 if kind == "missing":
-                    problems.append(f"{SCHEMA.table(table)} {rid} {column.name}: {wall} does not exist in {column.zone}")
+                    problems.append(f"{schema.table(table)} {rid} {column.name}: {wall} does not exist in {column.zone}")
                 seen["ambiguous"] += kind == "ambiguous"
                 seen["offsets"].add(wall - current[table][rid][name])
                 if utc != current[table][rid][name]:
-                    problems.append(f"{SCHEMA.table(table)} {rid} {column.name} {wall}: SQL gives {utc} UTC, "
+                    problems.append(f"{schema.table(table)} {rid} {column.name} {wall}: SQL gives {utc} UTC, "
                                     f"Python {current[table][rid][name]}")
     return problems[:10], seen
 
@@ -266,29 +294,30 @@ def test_model_says_what_the_application_does():
 
 
 # -- the test ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("schema", [RENAMED, RENAMED_UUID], ids=lambda s: s.name)
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("scenario", list(MODEL_SCENARIOS))
-def test_real_cdc_with_a_model_silver_and_gold_equal_the_database(scenario, seed, mariadb, tmp_path):
+def test_real_cdc_with_a_model_silver_and_gold_equal_the_database(scenario, seed, schema: Schema, mariadb, tmp_path):
     if not DEST.exists():
         pytest.fail(f"{DEST} is not built")
     model = load_model()
     clock, start = clock_start(seed)
-    workload = Workload(mariadb, NAMESPACE, seed, start=start, schema=SCHEMA)
+    workload = Workload(mariadb, NAMESPACE, seed, start=start, schema=schema)
     workload.create_schema()
-    catalog_problems = check_catalog(mariadb, NAMESPACE, SCHEMA)
+    catalog_problems = check_catalog(mariadb, NAMESPACE, schema)
     assert not catalog_problems, f"HARNESS: the declared catalog is not what source-mysql discovers: {catalog_problems}"
     workload.seed_data()
-    source = SourceMySql(mariadb, NAMESPACE, state_every=25, schema=SCHEMA)
+    source = SourceMySql(mariadb, NAMESPACE, state_every=25, schema=schema)
     lake = tmp_path / "lake"
     config = local_config(tmp_path, lake / "bronze")
-    published = published_sql()
+    published = published_sql(schema)
     log = []
     times = {"ambiguous": 0, "offsets": set()}
     try:
         for number, step in enumerate(MODEL_SCENARIOS[scenario], 1):
             sync = next_sync(step, workload, source, mariadb)
             log.append(sync.summary())
-            context = f"{scenario}, seed {seed} (clock {clock} {start}), " + "\n  ".join(log)
+            context = f"{scenario}, {schema.name}, seed {seed} (clock {clock} {start}), " + "\n  ".join(log)
 
             # the harness against the database itself
             harness, complete, _ = check_sync(mariadb, workload, source, sync)
@@ -300,13 +329,13 @@ def test_real_cdc_with_a_model_silver_and_gold_equal_the_database(scenario, seed
             assert not harness, f"HARNESS: {harness}\n  {context}"
 
             # the destination into bronze
-            catalog = write_json(tmp_path / f"catalog-{number}.json", configured_catalog(NAMESPACE, sync_id=number, schema=SCHEMA))
+            catalog = write_json(tmp_path / f"catalog-{number}.json", configured_catalog(NAMESPACE, sync_id=number, schema=schema))
             run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=sync.jsonl())
             assert run.returncode == 0, f"destination failed at sync {number}: {run.stderr[-3000:]}\n  {context}"
             echoed = run.states
             assert echoed and echoed[-1]["global"] == sync.states[-1]["global"], f"the last state was not echoed\n  {context}"
             assert sum(s["destinationStats"]["recordCount"] for s in echoed) == len(sync.records), context
-            bronze = check_bronze(lake, source.syncs, NAMESPACE, streams=list(SCHEMA.streams))
+            bronze = check_bronze(lake, source.syncs, NAMESPACE, streams=list(schema.streams))
             assert not bronze, f"bronze: {bronze}\n  {context}"
 
             # the model against the lake
@@ -333,6 +362,8 @@ def test_real_cdc_with_a_model_silver_and_gold_equal_the_database(scenario, seed
                 problems = compare(lake, mariadb, NAMESPACE, current, deleted_users=workload.deleted_users,
                                    deleted_rides=workload.deleted_rides, gold_keys=GOLD_KEYS, published=published,
                                    cities=gold_cities(model))
+                if schema.text_keys("rides"):
+                    problems += check_text_keys(lake)
                 assert not problems, f"silver/gold differ from the database after sync {number}:\n    " + \
                     "\n    ".join(problems) + f"\n  {context}"
             else:
@@ -346,6 +377,6 @@ def test_real_cdc_with_a_model_silver_and_gold_equal_the_database(scenario, seed
             if clock == "autumn":
                 assert times["ambiguous"] and workload.wall_clock["repeated hour, later"], \
                     f"HARNESS: no stored time of the repeated hour written from its second occurrence: {coverage}\n  {context}"
-        print(f"{scenario}, seed {seed}: {dict(workload.counts)}\n  {coverage}\n  " + "\n  ".join(log))
+        print(f"{scenario}, {schema.name}, seed {seed}: {dict(workload.counts)}\n  {coverage}\n  " + "\n  ".join(log))
     finally:
         workload.close()

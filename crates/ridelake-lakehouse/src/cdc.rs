@@ -200,10 +200,15 @@ pub fn latest_valid(changes: &DataFrame, key: &str, rules: &[(&str, Expr)], dele
     let int64 = |name: &str| -> Result<Int64Chunked> {
         Ok(changes.column(name).step(step)?.as_materialized_series().cast(&DataType::Int64).step(step)?.i64().step(step)?.clone())
     };
-    let keys = int64(key)?;
     let order_columns = [int64(ORDER[0])?, int64(ORDER[1])?, int64(ORDER[2])?, int64(ORDER[3])?, int64(ORDER[4])?, int64(ORDER[5])?];
     let valid = !&broken;
-    let rows = order::latest_rows(&keys, &order_columns.each_ref(), &valid);
+    // (a text key is hashed as it is; any other kind as an integer)
+    let keys = changes.column(key).step(step)?.as_materialized_series();
+    let rows = if crate::keys::is_text(keys.dtype()) {
+        order::latest_rows(keys.str().step(step)?.iter(), &order_columns.each_ref(), &valid)
+    } else {
+        order::latest_rows(int64(key)?.iter(), &order_columns.each_ref(), &valid)
+    };
     let latest = changes.take(&IdxCa::from_vec("rows".into(), rows)).step(step)?;
     Ok((latest, quarantined))
 }

@@ -118,7 +118,7 @@ pub enum LakehouseError {
         stream: String,
         /// How many changes of the batch hold such a value.
         changes: u64,
-        /// What the silver column holds ("numbers", "integers", "integer keys", "times").
+        /// What the silver column holds ("numbers", "integers", "integer keys", "text keys", "times").
         expected: &'static str,
     },
     /// The source changed the type of a column silver keeps (`other_columns = "keep"`) in a way

@@ -360,6 +360,11 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
     let cities = layout.model.gold.hash();
     let mut marker: Option<i64> = Some(now);
     let mut other_cities = false;
+    // A key of silver that changed kind (integers to text, after a source migration): gold's
+    // tables hold the old kind, and are computed again whole.
+    let silver_schema = io::arrow_schema(&rides)?;
+    let text_key = |schema: &deltalake::arrow::datatypes::Schema, column: &str| schema.field_with_name(column).ok().map(|f| matches!(f.data_type(), deltalake::arrow::datatypes::DataType::Utf8 | deltalake::arrow::datatypes::DataType::LargeUtf8 | deltalake::arrow::datatypes::DataType::Utf8View));
+    let mut other_keys = false;
     for table in GOLD_TABLES {
         let (t, m) = io::open_with_marker(&layout.gold(table)?, &options, GOLD_MARKER).await?;
         marker = match (marker, m) {
@@ -368,11 +373,17 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
         };
         if let Some(t) = t {
             other_cities |= io::marker(&t, GOLD_MODEL_MARKER).await?.unwrap_or(crate::model::DEFAULT_MODEL_HASH) != cities;
+            let schema = io::arrow_schema(&t)?;
+            other_keys |= ["driver_id", "customer_id"].iter().any(|c| text_key(&schema, c).is_some_and(|text| Some(text) != text_key(&silver_schema, c)));
         }
     }
     if other_cities && marker.is_some() {
         marker = None;
         report.recomputed_all = Some(format!("gold was computed with other cities than {}'s", layout.model.origin));
+    }
+    if other_keys && marker.is_some() {
+        marker = None;
+        report.recomputed_all = Some("silver's user keys changed kind (integers and text) since gold was computed".into());
     }
     report.silver_versions = (marker, now);
     if marker == Some(now) {

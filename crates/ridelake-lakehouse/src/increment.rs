@@ -76,6 +76,12 @@ pub enum Rebuild {
         /// What differs.
         difference: String,
     },
+    /// A key column of silver holds integers and its source now holds text, or the other way
+    /// (bronze recreated with the source's new key type).
+    KeyKind {
+        /// What differs.
+        difference: String,
+    },
 }
 
 impl Rebuild {
@@ -93,6 +99,7 @@ impl Rebuild {
             Rebuild::Requested => "a rebuild was asked for".to_owned(),
             Rebuild::ColumnTypes { column } => format!("silver column {column} has another type than silver gives it now (written by an older ridelake)"),
             Rebuild::KeptColumns { difference } => format!("{difference} (the model keeps the source's other columns)"),
+            Rebuild::KeyKind { difference } => difference.clone(),
         }
     }
 }
@@ -365,15 +372,16 @@ async fn increment_of(table: DeltaTable, marker: Option<i64>, known_id: Option<i
     keep_columns(increment).await
 }
 
-/// `increment` with the source columns its map keeps ([`StreamMap::keep`]), from its table's
-/// schema and the values bronze rescued from them in any row of the table: a function of the
-/// bronze version alone, so that a rebuild, an incremental run and every worker of a run give
-/// silver the same columns and types.
+/// `increment` with the kinds of its keys ([`StreamMap::read_key_kinds`]) and the source columns
+/// its map keeps ([`StreamMap::keep`]), from its table's schema and the values bronze rescued
+/// from them in any row of the table: a function of the bronze version alone, so that a
+/// rebuild, an incremental run and every worker of a run give silver the same columns and types.
 async fn keep_columns(mut increment: BronzeIncrement) -> Result<BronzeIncrement> {
+    let schema = io::arrow_schema(&increment.table)?;
+    increment.map.read_key_kinds(&schema);
     if increment.map.other_columns.drops() {
         return Ok(increment);
     }
-    let schema = io::arrow_schema(&increment.table)?;
     let names: Vec<String> = increment.map.unmapped_columns(&schema).iter().map(|f| f.name().clone()).collect();
     let rescued = rescued_kinds(&increment.table, &names).await?;
     increment.map.keep(&schema, &rescued, &crate::silver::OWN_COLUMNS)?;

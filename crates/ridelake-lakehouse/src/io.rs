@@ -44,6 +44,7 @@ use url::Url;
 
 use crate::arrow_bridge::{df_to_record_batches, record_batches_to_df};
 use crate::error::{LakehouseError, PolarsContext, Result};
+use crate::keys::{KeyRange, Keys};
 
 /// A data file of a table and its partition values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,9 +53,9 @@ pub struct DataFile {
     pub path: String,
     /// Partition column → value (as Delta stores it, a string or null).
     pub partition: Vec<(String, Option<String>)>,
-    /// `(min, max)` of the file's integer `id` column from its Delta statistics, when recorded:
-    /// a key outside this range is not in the file.
-    pub id_range: Option<(i64, i64)>,
+    /// The least and greatest `id` of the file from its Delta statistics, when recorded: a key
+    /// outside this range is not in the file.
+    pub id_range: Option<KeyRange>,
     /// Rows in the file, from its Delta statistics, when recorded.
     pub rows: Option<u64>,
     /// Rows whose `unlinked` column (silver rides, when the model accepts a link) is set, from
@@ -75,15 +76,12 @@ impl DataFile {
         day_of(&self.partition)
     }
 
-    /// Whether the file may hold one of `sorted_keys` (ascending): false only when its statistics
-    /// prove that it does not.
-    pub fn may_hold_any(&self, sorted_keys: &[i64]) -> bool {
-        match self.id_range {
-            None => true,
-            Some((min, max)) => {
-                let first_not_below = sorted_keys.partition_point(|k| *k < min);
-                sorted_keys.get(first_not_below).is_some_and(|k| *k <= max)
-            }
+    /// Whether the file may hold one of `keys`: false only when its statistics prove that it
+    /// does not.
+    pub fn may_hold_any(&self, keys: &Keys) -> bool {
+        match &self.id_range {
+            None => !keys.is_empty(),
+            Some(range) => keys.any_within(range),
         }
     }
 }
@@ -94,11 +92,10 @@ fn day_of(partition: &[(String, Option<String>)]) -> Option<(i32, i32, i32)> {
     Some((value("year")?, value("month")?, value("day")?))
 }
 
-/// `(min, max)` of `id` in a file's Delta statistics JSON.
-fn id_range(stats: Option<String>) -> Option<(i64, i64)> {
+/// The range of `id` in a file's Delta statistics JSON.
+fn id_range(stats: Option<String>) -> Option<KeyRange> {
     let stats: serde_json::Value = serde_json::from_str(&stats?).ok()?;
-    let bound = |which: &str| stats.get(which)?.get("id")?.as_i64();
-    Some((bound("minValues")?, bound("maxValues")?))
+    KeyRange::from_stats(&stats, "id")
 }
 
 /// Rows whose `column` is not null, from a file's statistics JSON (`numRecords` less the column's
@@ -957,18 +954,20 @@ mod tests {
     }
 
     fn file(range: Option<(i64, i64)>) -> DataFile {
-        DataFile { path: "f.parquet".into(), partition: vec![], id_range: range, rows: None, unlinked: None }
+        DataFile { path: "f.parquet".into(), partition: vec![], id_range: range.map(|(a, b)| KeyRange::Int(a, b)), rows: None, unlinked: None }
     }
 
     #[test]
     fn statistics_rule_out_only_files_that_cannot_hold_a_key() {
-        let keys = [3, 10, 42];
+        let keys = Keys::Int(vec![3, 10, 42]);
         assert!(file(Some((1, 3))).may_hold_any(&keys));
         assert!(file(Some((40, 50))).may_hold_any(&keys));
         assert!(!file(Some((4, 9))).may_hold_any(&keys), "between two keys");
         assert!(!file(Some((43, 99))).may_hold_any(&keys), "above every key");
         assert!(file(None).may_hold_any(&keys), "no statistics: must be read");
-        assert!(!file(Some((1, 9))).may_hold_any(&[]));
+        assert!(!file(Some((1, 9))).may_hold_any(&Keys::Int(vec![])));
+        let text = DataFile { id_range: Some(KeyRange::Text("a".into(), "c".into())), ..file(None) };
+        assert!(text.may_hold_any(&Keys::Text(vec!["b".into()])) && !text.may_hold_any(&Keys::Text(vec!["d".into()])));
     }
 
     #[test]
@@ -983,7 +982,8 @@ mod tests {
     #[test]
     fn id_range_comes_from_the_statistics_json() {
         let stats = r#"{"numRecords":3,"minValues":{"id":7,"status":"a"},"maxValues":{"id":70},"nullCount":{"id":0}}"#;
-        assert_eq!(id_range(Some(stats.into())), Some((7, 70)));
+        assert_eq!(id_range(Some(stats.into())), Some(KeyRange::Int(7, 70)));
+        assert_eq!(id_range(Some(r#"{"minValues":{"id":"7a"},"maxValues":{"id":"f0"}}"#.into())), Some(KeyRange::Text("7a".into(), "f0".into())));
         assert_eq!(id_range(Some(r#"{"numRecords":3}"#.into())), None);
         assert_eq!(id_range(None), None);
         assert_eq!(set_rows(Some(r#"{"numRecords":5,"nullCount":{"id":0,"unlinked":3}}"#.into()), "unlinked"), Some(2));

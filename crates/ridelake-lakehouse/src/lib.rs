@@ -4,7 +4,7 @@
 //! (or all of it, when a rebuild is needed), in the order bronze received it, and [`model`] maps
 //! the source's streams and columns onto silver's; [`cdc`] prepares
 //! the changes, checks the rules and picks the latest per key by [`order`], the one total order
-//! of changes; [`silver`] folds them into the published state, checks integrity between rides
+//! of changes (keys, integers or text, as [`keys`] holds them); [`silver`] folds them into the published state, checks integrity between rides
 //! and users, and writes; a rebuild cuts its rides into [`slices`] that [`rebuild`] hands to
 //! workers (this process, or Ray through the Python package) and commits as one, and an
 //! increment larger than the memory budget is decided in the same slices by [`update`]; [`io`] reads and commits Delta tables; [`lease`] keeps two runs of a
@@ -25,6 +25,7 @@ pub mod features;
 pub mod gold;
 pub mod increment;
 pub mod io;
+pub mod keys;
 pub mod lease;
 pub mod layout;
 pub mod maintain;

@@ -85,7 +85,7 @@ pub const RIDE_STATUSES: [&str; 5] = ["requested", "accepted", "in_progress", "c
 /// Columns a model must be able to fill (from a mapping or a same-named source column).
 const REQUIRED_USER_COLUMNS: [&str; 3] = ["id", "type", "created_at"];
 const REQUIRED_RIDE_COLUMNS: [&str; 5] = ["id", "customer_id", "driver_id", "status", "requested_at"];
-/// Key columns: integers, mapped by name only.
+/// Key columns: integers or text ([`crate::keys`]), mapped by name only.
 const KEY_COLUMNS: [&str; 3] = ["id", "customer_id", "driver_id"];
 /// Numeric silver columns (the ones `scale` may apply to).
 const NUMERIC_COLUMNS: [&str; 9] = ["pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon", "distance_km", "duration_s", "fare_amount", "customer_rating", "driver_rating"];
@@ -549,6 +549,12 @@ pub struct StreamMap {
     /// until then, and with `drop`).
     #[serde(skip)]
     pub kept: Vec<Kept>,
+    /// The table's key columns (silver names) whose source column holds text, as
+    /// [`StreamMap::read_key_kinds`] found bronze's schema (the others hold integers; empty
+    /// until then).
+    /// (Not in the hash: a key that changes kind comes with a rebuild, [`StreamMap::key_difference`].)
+    #[serde(skip)]
+    pub text_keys: Vec<&'static str>,
     /// The model file (for errors).
     #[serde(skip)]
     pub origin: String,
@@ -738,11 +744,38 @@ impl Model {
 
     /// Checks the model against the bronze tables' schemas (`None`: the stream has no bronze
     /// table yet): every column it names exists, with a type its conversion can take, keys are
-    /// integers, and every column silver needs can be filled. Each problem names the model line.
+    /// integers or text, a ride's links are of the kind of the users' key, and every column
+    /// silver needs can be filled. Each problem names the model line.
     pub fn check_bronze(&self, users: Option<&ArrowSchema>, rides: Option<&ArrowSchema>) -> Vec<String> {
         let mut problems = Vec::new();
         self.users.check(&USER_COLUMNS, &REQUIRED_USER_COLUMNS, users, &mut problems);
         self.rides.check(&RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, rides, &mut problems);
+        if let (Some(users), Some(rides)) = (users, rides) {
+            // (a key column that is missing, or of neither kind, is reported above)
+            let kind = |map: &StreamMap, schema: &ArrowSchema, silver: &str| {
+                let field = schema.field_with_name(map.source_of(silver)).ok()?;
+                let dtype = field.data_type();
+                (is_text(dtype) || is_integer(dtype)).then(|| (is_text(dtype), dtype.clone()))
+            };
+            if let Some((user_text, user_type)) = kind(&self.users, users, "id") {
+                for link in ["customer_id", "driver_id"] {
+                    if let Some((text, dtype)) = kind(&self.rides, rides, link).filter(|(text, _)| *text != user_text) {
+                        let name = |text: bool| if text { "text" } else { "integers" };
+                        problems.push(at(
+                            self.rides.line_of(link),
+                            format!(
+                                "rides.{link} comes from `{}` of type {dtype} ({}), and the users' key users.id from `{}` of type {user_type} ({}): a link must hold the kind of key it points to; map {link} to the column holding the user's {}",
+                                self.rides.source_of(link),
+                                name(text),
+                                self.users.source_of("id"),
+                                name(user_text),
+                                self.users.source_of("id"),
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         problems
     }
 }
@@ -1013,6 +1046,10 @@ fn check_column(table: &str, c: &ColumnMap, problems: &mut Vec<String>) {
     }
 }
 
+fn is_text(t: &ArrowType) -> bool {
+    matches!(t, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View)
+}
+
 fn is_integer(t: &ArrowType) -> bool {
     matches!(t, ArrowType::Int8 | ArrowType::Int16 | ArrowType::Int32 | ArrowType::Int64 | ArrowType::UInt8 | ArrowType::UInt16 | ArrowType::UInt32 | ArrowType::UInt64)
 }
@@ -1037,6 +1074,7 @@ impl StreamMap {
             skip_columns: Vec::new(),
             other_columns_line: 0,
             kept: Vec::new(),
+            text_keys: Vec::new(),
             origin: origin.to_owned(),
         }
     }
@@ -1051,6 +1089,41 @@ impl StreamMap {
         self.fixed_columns().iter().copied().chain(self.kept.iter().map(|k| k.name.as_str())).collect()
     }
 
+    /// Sets which of the table's key columns hold text ([`StreamMap::text_keys`]) from bronze's
+    /// `schema`. Pure.
+    pub fn read_key_kinds(&mut self, schema: &ArrowSchema) {
+        self.text_keys = self.key_columns().iter().copied().filter(|c| schema.field_with_name(self.source_of(c)).is_ok_and(|f| is_text(f.data_type()))).collect();
+    }
+
+    /// The table's key columns: its `id`, and a ride's links.
+    pub fn key_columns(&self) -> &'static [&'static str] {
+        if self.table == "users" { &KEY_COLUMNS[..1] } else { &KEY_COLUMNS }
+    }
+
+    /// Silver's type of key column `silver`: text (`String`) when its source column holds text,
+    /// else `Int64` ([`StreamMap::text_keys`]).
+    pub fn key_type(&self, silver: &str) -> DataType {
+        if self.text_keys.contains(&silver) { DataType::String } else { DataType::Int64 }
+    }
+
+    /// The type of the quarantine's `id`, which holds both tables' keys: text when either
+    /// table's key is text. Of the rides' map, which knows the users' key by the rides' links
+    /// (a link holds the kind of key it points to, [`Model::check_bronze`]).
+    pub fn quarantine_key_type(&self) -> DataType {
+        if self.text_keys.is_empty() { DataType::Int64 } else { DataType::String }
+    }
+
+    /// How bronze's key columns (`schema`) differ in kind from a silver table's (`silver`), if
+    /// they do (a source key made text): silver is rebuilt then. Pure.
+    pub fn key_difference(&self, silver: &ArrowSchema) -> Option<String> {
+        self.key_columns().iter().find_map(|&column| {
+            let field = silver.field_with_name(column).ok()?;
+            let (was, is) = (is_text(field.data_type()), self.key_type(column) == DataType::String);
+            let name = |text: bool| if text { "text" } else { "integers" };
+            (was != is).then(|| format!("key `{column}` of silver {} holds {} and its source `{}` now holds {}", self.table, name(was), self.source_of(column), name(is)))
+        })
+    }
+
     /// The kept source column `name`, if it is one.
     fn kept(&self, name: &str) -> Option<&Kept> {
         self.kept.iter().find(|k| k.name == name)
@@ -1061,6 +1134,7 @@ impl StreamMap {
     fn cast_to(&self, name: &str) -> Option<DataType> {
         match self.kept(name) {
             Some(k) => k.widened.clone(),
+            None if self.key_columns().contains(&name) && !self.text_keys.is_empty() => Some(self.key_type(name)),
             None if self.fixed_columns().contains(&name) => fixed_type(name),
             None => None,
         }
@@ -1166,8 +1240,8 @@ impl StreamMap {
             };
             let line = mapped.map_or(self.stream_line, |c| c.line);
             let dtype = field.data_type();
-            if KEY_COLUMNS.contains(&silver) && !is_integer(dtype) {
-                problems.push(at(line, format!("{table}.{silver} is a key and comes from `{source}` of type {dtype}; keys must be integers (text and composite keys are not supported yet)")));
+            if KEY_COLUMNS.contains(&silver) && !is_integer(dtype) && !is_text(dtype) {
+                problems.push(at(line, format!("{table}.{silver} is a key and comes from `{source}` of type {dtype}; keys must be integers or text (composite keys are not supported yet)")));
             }
             // (a scale on a text column is reported above, at the same line)
             if fixed_type(silver) == Some(DataType::Float64) && !is_numeric(dtype) && mapped.is_none_or(|c| c.scale.is_none()) {
@@ -1230,6 +1304,7 @@ impl StreamMap {
             .into_iter()
             .map(|name| match mapped.column(name) {
                 Ok(c) => c.clone(),
+                Err(_) if self.key_columns().contains(&name) => Column::full_null(name.into(), height, &self.key_type(name)),
                 Err(_) => Column::full_null(name.into(), height, &self.cast_to(name).unwrap_or_else(|| silver_type(name))),
             })
             .collect::<Vec<_>>();
@@ -1268,6 +1343,7 @@ impl StreamMap {
         // Silver's type of a column (a kept column: its widened type, else bronze's).
         let target_of = |silver: &str, bronze: &DataType| match self.kept(silver) {
             Some(k) => k.widened.clone().unwrap_or_else(|| bronze.clone()),
+            None if KEY_COLUMNS.contains(&silver) => self.key_type(silver),
             None => silver_type(silver),
         };
         // The wanted silver columns whose source the frame has, with the rows whose value bronze
@@ -1354,6 +1430,7 @@ impl StreamMap {
                     expected: match target {
                         DataType::Float64 => "numbers",
                         DataType::Int64 if KEY_COLUMNS.contains(silver) => "integer keys",
+                        DataType::String if KEY_COLUMNS.contains(silver) => "text keys",
                         DataType::Int64 => "integers",
                         DataType::Datetime(..) | DataType::Date | DataType::Time => "times",
                         _ => "values of its first type",
@@ -1614,7 +1691,8 @@ pub fn stale_column(schema: &ArrowSchema, columns: &[&str]) -> Option<String> {
 }
 
 /// Silver's type for a text or float column (whatever the source column's type), `None` for keys,
-/// integers and times (keys are checked to be integers; times are normalized after mapping).
+/// integers and times (keys take their kind from bronze, [`StreamMap::key_type`]; times are
+/// normalized after mapping).
 fn fixed_type(column: &str) -> Option<DataType> {
     match silver_type(column) {
         t @ (DataType::String | DataType::Float64) => Some(t),
@@ -1928,7 +2006,7 @@ mod tests {
             ("signup_ts", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("modified_ts", ArrowType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into()))),
         ]);
         let rides = schema(&[
-            ("trip_id", ArrowType::Utf8), ("rider_id", ArrowType::Int64), ("state", ArrowType::Utf8),
+            ("trip_id", ArrowType::Float64), ("rider_id", ArrowType::Utf8), ("state", ArrowType::Utf8),
             ("pickup_ts", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("fare_cents", ArrowType::Utf8),
             ("pickup_latitude", ArrowType::Utf8),
         ]);
@@ -1936,7 +2014,8 @@ mod tests {
         let line = |needle: &str| RENAMED.lines().position(|l| l.starts_with(needle)).map(|i| format!("line {}:", i + 1)).expect("line");
         let expect = [
             (line("updated_at"), "time_zone applies to a DATETIME"),
-            (line("id = \"trip_id\""), "keys must be integers"),
+            (line("id = \"trip_id\""), "keys must be integers or text"),
+            (line("customer_id"), "rides.customer_id comes from `rider_id` of type Utf8 (text), and the users' key users.id from `account_id` of type Int64 (integers)"),
             (line("driver_id"), "`driver_account_id`, which bronze `trips` does not have"),
             (line("fare_amount"), "scale applies to numbers"),
             (line("pickup_lat"), "rides.pickup_lat holds numbers and comes from `pickup_latitude` of type Utf8"),
@@ -1944,10 +2023,36 @@ mod tests {
         for (line, what) in &expect {
             assert!(found.iter().any(|p| p.starts_with(line.as_str()) && p.contains(what)), "{line} {what} not in {found:?}");
         }
+        // Text keys are keys: UUID accounts and trips, the trips' links UUIDs too.
+        let text = |names: &[&'static str]| schema(&names.iter().map(|n| (*n, ArrowType::Utf8)).collect::<Vec<_>>());
+        let uuids = Model::default().check_bronze(Some(&text(&["id", "type", "created_at"])), Some(&text(&["id", "customer_id", "driver_id", "status", "requested_at"])));
+        assert!(uuids.iter().all(|p| !p.contains("key")), "{uuids:?}");
         // Columns silver needs, with no mapping and no namesake: named, with the fix.
         let bare = Model::default().check_bronze(Some(&schema(&[("id", ArrowType::Int64)])), None);
         assert!(bare.iter().any(|p| p.contains("needs `type`") && p.contains("add `type = ")), "{bare:?}");
         assert!(bare.iter().any(|p| p.contains("bronze stream `rides`, which has no bronze table yet")), "{bare:?}");
+    }
+
+    #[test]
+    fn keys_take_their_kind_from_bronze() {
+        let mut model = Model::default();
+        let rides = schema(&[("id", ArrowType::Int64), ("customer_id", ArrowType::Utf8), ("driver_id", ArrowType::LargeUtf8), ("status", ArrowType::Utf8)]);
+        model.rides.read_key_kinds(&rides);
+        assert_eq!(model.rides.text_keys, ["customer_id", "driver_id"]);
+        assert_eq!((model.rides.key_type("id"), model.rides.key_type("customer_id")), (DataType::Int64, DataType::String));
+        assert_eq!(model.rides.quarantine_key_type(), DataType::String, "the users' key is text: the quarantine's id is");
+        // Mapped, a text key stays text; an integer key of another width becomes Int64.
+        let frame = df!("id" => [7i32], "customer_id" => ["Acc_1"], "driver_id" => [None::<&str>], "status" => ["requested"]).expect("frame");
+        let mapped = model.rides.apply(frame, &["id", "customer_id", "driver_id", "status"]).expect("applies");
+        assert_eq!(mapped.column("id").expect("id").dtype(), &DataType::Int64);
+        assert_eq!(mapped.column("customer_id").expect("customer_id").str().expect("text").get(0), Some("Acc_1"));
+        assert_eq!(mapped.column("driver_id").expect("driver_id").dtype(), &DataType::String);
+        // A silver table built with integer links, read against text ones: rebuilt, and said why.
+        let silver = schema(&[("id", ArrowType::Int64), ("customer_id", ArrowType::Int64)]);
+        let why = model.rides.key_difference(&silver).expect("differs");
+        assert!(why.contains("`customer_id`") && why.contains("holds integers") && why.contains("now holds text"), "{why}");
+        assert_eq!(model.rides.key_difference(&schema(&[("id", ArrowType::Int64), ("customer_id", ArrowType::Utf8)])), None);
+        assert_eq!(Model::default().rides.quarantine_key_type(), DataType::Int64);
     }
 
     #[test]

@@ -215,7 +215,10 @@ pub fn latest(frame: LazyFrame, key: &str) -> LazyFrame {
 /// (linear, where a sort of the key and six order columns was the costliest step of a silver
 /// run); the map holds row numbers only, and a challenger is compared with the held row on
 /// contiguous columns.
-pub fn latest_rows(keys: &Int64Chunked, order: &[&Int64Chunked; ORDER.len()], candidate: &BooleanChunked) -> Vec<IdxSize> {
+///
+/// The keys are integers or text ([`crate::keys`]): any type the map can hash and the winners
+/// sort by, such as `i64` or `&str`.
+pub fn latest_rows<K: std::hash::Hash + Eq + Ord + Copy>(keys: impl Iterator<Item = Option<K>>, order: &[&Int64Chunked; ORDER.len()], candidate: &BooleanChunked) -> Vec<IdxSize> {
     let order: [std::borrow::Cow<'_, [i64]>; ORDER.len()] = order.map(|c| least_for_null(c));
     let order = order.each_ref().map(|c| &**c);
     let later = |a: usize, b: usize| -> bool {
@@ -228,8 +231,8 @@ pub fn latest_rows(keys: &Int64Chunked, order: &[&Int64Chunked; ORDER.len()], ca
         }
         false
     };
-    let mut best: PlHashMap<i64, IdxSize> = PlHashMap::with_capacity(keys.len() / 2);
-    for (row, (key, wanted)) in keys.iter().zip(candidate.iter()).enumerate() {
+    let mut best: PlHashMap<K, IdxSize> = PlHashMap::with_capacity(candidate.len() / 2);
+    for (row, (key, wanted)) in keys.zip(candidate.iter()).enumerate() {
         let (Some(key), Some(true)) = (key, wanted) else { continue };
         best.entry(key)
             .and_modify(|held| {
@@ -239,7 +242,7 @@ pub fn latest_rows(keys: &Int64Chunked, order: &[&Int64Chunked; ORDER.len()], ca
             })
             .or_insert(row as IdxSize);
     }
-    let mut winners: Vec<(i64, IdxSize)> = best.into_iter().collect();
+    let mut winners: Vec<(K, IdxSize)> = best.into_iter().collect();
     winners.sort_unstable();
     winners.into_iter().map(|(_, row)| row).collect()
 }
@@ -372,7 +375,18 @@ mod tests {
         let wanted = BooleanChunked::from_iter_values("w".into(), rows.iter().map(|r| r[1] != 1 || r[2] != 2));
         frame.with_column(Column::new("w".into(), wanted.clone().into_series())).unwrap();
         let order: [&Int64Chunked; ORDER.len()] = ORDER.map(|c| frame.column(c).unwrap().i64().unwrap());
-        let rows_found = latest_rows(frame.column("id").unwrap().i64().unwrap(), &order, &wanted);
+        let rows_found = latest_rows(frame.column("id").unwrap().i64().unwrap().iter(), &order, &wanted);
+        let mine = frame.take(&IdxCa::from_vec("i".into(), rows_found)).unwrap();
+        let expected = latest(frame.clone().lazy().filter(col("w")), "id").collect().unwrap();
+        assert_eq!(mine.height(), expected.height());
+        assert!(mine.equals_missing(&expected), "{mine}\n{expected}");
+
+        // The same with text keys whose byte order is not their numbers' ("10" < "9"), one of
+        // them empty: the same rows win, sorted by the text.
+        let texts: Vec<Option<String>> = rows.iter().map(|r| (r[0] != 39).then(|| if r[0] == 0 { String::new() } else { format!("{}", r[0] * 3) })).collect();
+        frame.with_column(Column::new("id".into(), texts)).unwrap();
+        let order: [&Int64Chunked; ORDER.len()] = ORDER.map(|c| frame.column(c).unwrap().i64().unwrap());
+        let rows_found = latest_rows(frame.column("id").unwrap().str().unwrap().iter(), &order, &wanted);
         let mine = frame.take(&IdxCa::from_vec("i".into(), rows_found)).unwrap();
         let expected = latest(frame.clone().lazy().filter(col("w")), "id").collect().unwrap();
         assert_eq!(mine.height(), expected.height());

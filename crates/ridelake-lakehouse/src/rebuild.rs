@@ -226,13 +226,13 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     let (latest, bad, dropped, warned) = (chosen.latest, chosen.quarantined, chosen.dropped, chosen.warned);
     let changes_read = count(&changes);
     drop(changes);
-    let bad = quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides")?;
+    let bad = quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides", &bronze.map)?;
     let latest = with_fields(latest, bronze, &other_ride_fields(&bronze.map)).await?;
     let decided = decide_rides(latest, &RideState::default(), roles, &bronze.map, task.clock)?;
     let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), dropped, ..SliceCounts::of(&decided) };
     // The rides that waited too long are listed in the quarantine too, in files of their own (an
     // incremental run replaces the files holding them).
-    let expired = if bronze.map.links.waits_for_any() { expired_rows(&decided.waiting)? } else { DataFrame::empty() };
+    let expired = if bronze.map.links.waits_for_any() { expired_rows(&decided.waiting, &bronze.map)? } else { DataFrame::empty() };
     let tables = Tables::of(layout)?;
     let days = partitions_of(&decided.ready)?.into_iter().collect();
     let quarantine = if bad.height() + expired.height() > 0 { Some(stage_apart(&tables, &options, &QUARANTINE_TABLE, &[&bad, &expired], true).await?) } else { None };
@@ -287,12 +287,17 @@ pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, u
         (None, None, None) => 1,
     };
     if wanted <= 1 {
-        return Ok(vec![Slice { from: None, to: None }]);
+        return Ok(vec![Slice::default()]);
     }
     let mut sample = IdSample::default();
     increment::read_by_file(bronze, &["id"], |rows| {
-        let ids = rows.column("id").step("sampling ride ids")?.as_materialized_series().cast(&DataType::Int64).step("sampling ride ids")?;
-        sample.extend(ids.i64().step("sampling ride ids")?.iter());
+        let step = "sampling ride ids";
+        let ids = rows.column("id").step(step)?.as_materialized_series();
+        if crate::keys::is_text(ids.dtype()) {
+            sample.extend_text(ids.str().step(step)?.iter());
+        } else {
+            sample.extend(ids.cast(&DataType::Int64).step(step)?.i64().step(step)?.iter());
+        }
         Ok(())
     })
     .await?;
@@ -361,7 +366,7 @@ pub(crate) fn slice_tasks(cx: &RunContext<'_, '_>, plan: &[Slice], bronze_rides:
         .enumerate()
         .map(|(index, slice)| SliceTask {
             index,
-            slice: *slice,
+            slice: slice.clone(),
             run: run.clone(),
             bronze_version: bronze_rides.upto,
             bronze_table: bronze_rides.table_id,
@@ -404,7 +409,7 @@ pub(crate) async fn rebuild_rides(
         Some(engine) => Workers::Engine(engine),
         None => Workers::Here(Roles::of(&users.all)?),
     };
-    let users_bad = quarantine_rows(&users.bad, "users")?;
+    let users_bad = quarantine_rows(&users.bad, "users", &bronze_rides.map)?;
     let UsersDecided { touched, epochs: users_epochs, .. } = users;
     cx.lap("users: stage");
 
@@ -518,14 +523,15 @@ mod tests {
     fn task(index: usize, run: &str) -> SliceTask {
         SliceTask {
             index,
-            slice: Slice { from: Some(10 * index as i64), to: None },
+            // (task 2's keys are text, which looks like numbers in its recheck list)
+            slice: Slice { from: Some(if index == 2 { crate::keys::Key::Text("Acc_7f-2".into()) } else { crate::keys::Key::Int(10 * index as i64) }), to: None },
             run: run.to_owned(),
             bronze_version: 7,
             bronze_table: -3,
             users_files: vec!["year=2026/month=11/day=30/part-0.parquet".into()],
             model_hash: 99,
             clock: Clock { micros: Some(1_764_496_800_123_000) },
-            update: (index == 2).then(|| UpdateTask { after: 4, users: Some(3), users_touched: vec![(2026, 11, 30)], recheck: vec![5, 8], ..Default::default() }),
+            update: (index == 2).then(|| UpdateTask { after: 4, users: Some(3), users_touched: vec![(2026, 11, 30)], recheck: crate::keys::Keys::Text(vec!["5".into(), "Acc_8".into()]), ..Default::default() }),
         }
     }
 

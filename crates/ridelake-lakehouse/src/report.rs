@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::gold::GOLD_TABLES;
 use crate::io;
+use crate::keys::Key;
 use crate::layout::LakeLayout;
 
 /// Rows of one table.
@@ -32,8 +33,8 @@ pub struct TableRows {
 /// One driver of `gold/driver_stats`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TopDriver {
-    /// Driver (user id).
-    pub driver_id: i64,
+    /// Driver (user id: an integer or text, as the users' key).
+    pub driver_id: Key,
     /// Completed rides.
     pub completed: i64,
     /// Rides assigned (any status).
@@ -102,6 +103,16 @@ fn ints(frame: &DataFrame, name: &str) -> Result<Vec<Option<i64>>> {
     Ok(series.i64().step("reading a gold column")?.iter().collect())
 }
 
+/// A key column's values (integers, or text for a text key; gold has no null key, which would
+/// read as 0 or "").
+fn keys(frame: &DataFrame, name: &str) -> Result<Vec<Key>> {
+    let series = frame.column(name).step("reading a gold column")?.as_materialized_series();
+    if crate::keys::is_text(series.dtype()) {
+        return Ok(series.str().step("reading a gold column")?.iter().map(|k| Key::Text(k.unwrap_or_default().to_owned())).collect());
+    }
+    Ok(ints(frame, name)?.into_iter().map(|k| Key::Int(k.unwrap_or_default())).collect())
+}
+
 fn floats(frame: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
     let series = frame.column(name).step("reading a gold column")?.as_materialized_series().cast(&DataType::Float64).step("reading a gold column")?;
     Ok(series.f64().step("reading a gold column")?.iter().collect())
@@ -145,11 +156,12 @@ pub async fn summarize(layout: &LakeLayout, top: usize) -> Result<LakeSummary> {
             .limit(top as IdxSize)
             .collect()
             .step("ranking drivers")?;
-        let (ids, completed, rides) = (ints(&best, "driver_id")?, ints(&best, "completed")?, ints(&best, "rides")?);
+        let ids = keys(&best, "driver_id")?;
+        let (completed, rides) = (ints(&best, "completed")?, ints(&best, "rides")?);
         let (distance, fare, rating) = (floats(&best, "distance_km")?, floats(&best, "fare")?, floats(&best, "mean_rating")?);
         for i in 0..best.height() {
             top_drivers.push(TopDriver {
-                driver_id: ids[i].unwrap_or_default(),
+                driver_id: ids[i].clone(),
                 completed: completed[i].unwrap_or_default(),
                 rides: rides[i].unwrap_or_default(),
                 distance_km: distance[i].unwrap_or_default(),
@@ -441,7 +453,7 @@ mod tests {
             tables: vec![TableRows { layer: "gold".into(), table: "driver_stats".into(), rows: Some(2) }],
             pending_rides: 3,
             quarantined: 1,
-            top_drivers: vec![TopDriver { driver_id: 5, completed: 1234, rides: 1300, distance_km: 10.5, fare: 99.0, mean_rating: None }],
+            top_drivers: vec![TopDriver { driver_id: Key::Int(5), completed: 1234, rides: 1300, distance_km: 10.5, fare: 99.0, mean_rating: None }],
             months: vec![Month { month: "2025-01".into(), rides: 10, completed: 8, distance_km: 80.25, gross_fare: 100.0 }],
             days: vec![
                 Day { date: "2025-01-01".into(), requested: 4, completed: 3, cancelled: 1, cancellation_rate: 0.25, gross_fare: 30.0 },

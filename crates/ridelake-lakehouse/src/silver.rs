@@ -48,6 +48,7 @@ use crate::cdc::{self, DELETED, EXTRACTED, RULE};
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::increment::{self, BronzeIncrement, Rebuild};
 use crate::io::{self, DataFile, Target, WriteMode};
+use crate::keys::Keys;
 use crate::layout::LakeLayout;
 use crate::lease::{self, Lease};
 use crate::model::{DEFAULT_MODEL_HASH, LinkPolicy, Links, MODEL_MARKER, RIDE_COLUMNS, RIDE_STATUSES, StreamMap, USER_COLUMNS, USER_TYPES};
@@ -286,8 +287,7 @@ pub(crate) async fn files_holding(table: &DeltaTable, files: &[DataFile], keys: 
     if keys.height() == 0 || files.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sorted: Vec<i64> = keys.column("id").step("reading changed keys")?.i64().step("reading changed keys")?.iter().flatten().collect();
-    sorted.sort_unstable();
+    let sorted = Keys::of(keys.column("id").step("reading changed keys")?)?;
     let candidates: Vec<DataFile> = files.iter().filter(|f| f.may_hold_any(&sorted)).cloned().collect();
     let ids = io::read_each(table, &candidates, Some(&["id"])).await?;
     let tagged: Vec<LazyFrame> = ids.into_iter().enumerate().map(|(i, frame)| frame.lazy().select([col("id"), lit(i as i64).cast(DataType::Int64).alias("_file")])).collect();
@@ -473,8 +473,11 @@ pub(crate) async fn with_bronze_ids(mut bad: DataFrame, increment: &BronzeIncrem
     Ok(bad)
 }
 
-pub(crate) fn quarantine_rows(bad: &DataFrame, table: &str) -> Result<DataFrame> {
-    let mut columns = vec![lit(table).alias("table"), col("id"), col(RULE), col("_airbyte_raw_id")];
+/// The quarantine rows of `bad` changes of silver `table`; `rides` is the rides' map, which
+/// gives the quarantine's key type ([`StreamMap::quarantine_key_type`]).
+pub(crate) fn quarantine_rows(bad: &DataFrame, table: &str, rides: &StreamMap) -> Result<DataFrame> {
+    // (strict: a key that does not fit the quarantine's type is an error, never a null)
+    let mut columns = vec![lit(table).alias("table"), col("id").strict_cast(rides.quarantine_key_type()), col(RULE), col("_airbyte_raw_id")];
     columns.extend(ORDER.iter().map(|c| col(*c)));
     columns.extend([col(DELETED), col(INGEST_VERSION).alias("bronze_version")]);
     bad.clone().lazy().select(columns).collect().step("building quarantine rows")
@@ -614,6 +617,19 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
             difference.map(|difference| Rebuild::KeptColumns { difference })
         }
     };
+    // A key whose source column changed kind (integers to text) needs every table rewritten.
+    let forced = match forced {
+        Some(f) => Some(f),
+        None => {
+            let mut difference = None;
+            for (known, bronze) in [(&users_known, &bronze_users), (&rides_known, &bronze_rides)] {
+                if let (None, Some(t)) = (&difference, &known.table) {
+                    difference = bronze.map.key_difference(io::arrow_schema(t)?.as_ref());
+                }
+            }
+            difference.map(|difference| Rebuild::KeyKind { difference })
+        }
+    };
     // Rides record the users version their integrity was checked against; any other means a run
     // stopped between the two commits (or silver predates these markers): rebuild.
     // (commits since then that changed no data, such as maintenance's, do not count)
@@ -693,7 +709,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         Some(t) => io::read_all(t).await?,
         None => DataFrame::empty(),
     };
-    let users_state = if existing_users.height() > 0 { existing_users.clone().lazy() } else { empty_state() };
+    let users_state = if existing_users.height() > 0 { existing_users.clone().lazy() } else { empty_state(latest_users.column("id").step("reading users")?.dtype()) };
     let newer_users = cdc::newer_than(latest_users.lazy(), users_state.clone().select(state_columns()), "id")
         .with_columns([col(DELETED).alias("is_deleted")])
         .with_columns(partition_exprs("created_at"))
@@ -905,22 +921,31 @@ pub(crate) fn users_written(cx: &mut RunContext<'_, '_>, written: io::Written, t
 }
 
 /// The roles of users a ride's customer and driver are checked against: the ids of the
-/// registered customers and drivers (deleted users included: their rides stay).
+/// registered customers and drivers (deleted users included: their rides stay). `None` when
+/// there are no users (their ids' type is then unknown: no ride's link holds).
 pub(crate) struct Roles {
-    customers: Series,
-    drivers: Series,
+    customers: Option<Series>,
+    drivers: Option<Series>,
 }
 
 impl Roles {
     pub(crate) fn of(users: &DataFrame) -> Result<Roles> {
-        let ids_of = |kind: &str| -> Result<Series> {
+        let ids_of = |kind: &str| -> Result<Option<Series>> {
             if users.height() == 0 {
-                return Ok(Series::new_empty("id".into(), &DataType::Int64));
+                return Ok(None);
             }
             let ids = users.clone().lazy().filter(col("type").eq(lit(kind))).select([col("id")]).collect().step("checking ride integrity")?;
-            Ok(ids.column("id").map(|c| c.as_materialized_series().clone()).unwrap_or_else(|_| Series::new_empty("id".into(), &DataType::Int64)))
+            Ok(ids.column("id").ok().map(|c| c.as_materialized_series().clone()))
         };
         Ok(Roles { customers: ids_of("customer")?, drivers: ids_of("driver")? })
+    }
+}
+
+/// Whether `column` is one of `ids` (false for all when there are none).
+fn one_of(column: &str, ids: &Option<Series>) -> Expr {
+    match ids {
+        Some(ids) => col(column).is_in(lit(ids.clone()).implode(false), false),
+        None => lit(false),
     }
 }
 
@@ -989,10 +1014,9 @@ pub(crate) fn ride_rules() -> ([(&'static str, Expr); 4], [(&'static str, Expr);
 /// accepted links that do not hold (null: all hold). The checks are membership tests on the key
 /// columns: no join copies the wide rows, and the rows keep their order.
 fn link_checks(roles: &Roles, links: &Links, clock: Clock) -> Vec<Expr> {
-    let (customers, drivers) = (lit(roles.customers.clone()).implode(false), lit(roles.drivers.clone()).implode(false));
     let broken = [
-        (col("customer_id").is_null().or(col("customer_id").is_in(customers, false).not()), links.customer_id, CUSTOMER_MISSING),
-        (col("driver_id").is_not_null().and(col("driver_id").is_in(drivers, false).not()), links.driver_id, DRIVER_MISSING),
+        (col("customer_id").is_null().or(one_of("customer_id", &roles.customers).not()), links.customer_id, CUSTOMER_MISSING),
+        (col("driver_id").is_not_null().and(one_of("driver_id", &roles.drivers).not()), links.driver_id, DRIVER_MISSING),
     ];
     let none = || lit(NULL).cast(DataType::String);
     let waits = |policy: &LinkPolicy| matches!(policy, LinkPolicy::Wait | LinkPolicy::WaitFor(_));
@@ -1069,10 +1093,10 @@ pub const EXPIRED: &str = "expired";
 /// ride's reason (`customer not registered within 2h`); its `_airbyte_raw_id` is null (the
 /// ride's `bronze_version` and `_cdc_bronze_row` name its latest change), which is how its rows
 /// are told from the changes that broke a rule.
-pub(crate) fn expired_rows(waiting: &DataFrame) -> Result<DataFrame> {
+pub(crate) fn expired_rows(waiting: &DataFrame, rides: &StreamMap) -> Result<DataFrame> {
     let step = "listing expired rides";
     if waiting.height() == 0 || waiting.column(EXPIRED).is_err() {
-        return quarantine_rows(&DataFrame::empty_with_schema(&expired_schema()), "rides");
+        return quarantine_rows(&DataFrame::empty_with_schema(&expired_schema(&rides.key_type("id"))), "rides", rides);
     }
     let rows = waiting
         .clone()
@@ -1081,7 +1105,7 @@ pub(crate) fn expired_rows(waiting: &DataFrame) -> Result<DataFrame> {
         .with_columns([col("reason").alias(RULE), lit(NULL).cast(DataType::String).alias(RAW_ID), lit(false).alias(DELETED)])
         .collect()
         .step(step)?;
-    quarantine_rows(&rows, "rides")
+    quarantine_rows(&rows, "rides", rides)
 }
 
 /// Commits an incremental run's quarantine: the `fresh` files appended and, when the model
@@ -1137,7 +1161,7 @@ fn same_expired(a: &DataFrame, b: &DataFrame) -> Result<bool> {
     }
     let step = "comparing expired rides";
     let key = |frame: &DataFrame| -> Result<DataFrame> {
-        let mut columns = vec![col("id").cast(DataType::Int64), col(RULE).cast(DataType::String)];
+        let mut columns = vec![col("id").cast(DataType::String), col(RULE).cast(DataType::String)];
         columns.extend(ORDER.iter().map(|c| col(*c).cast(DataType::Int64)));
         frame.clone().lazy().select(columns).sort(["id"], Default::default()).collect().step(step)
     };
@@ -1145,9 +1169,9 @@ fn same_expired(a: &DataFrame, b: &DataFrame) -> Result<bool> {
 }
 
 /// The columns [`quarantine_rows`] takes, for an empty list of expired rides.
-fn expired_schema() -> Schema {
+fn expired_schema(key: &DataType) -> Schema {
     let mut schema = Schema::default();
-    schema.insert("id".into(), DataType::Int64);
+    schema.insert("id".into(), key.clone());
     schema.insert(RULE.into(), DataType::String);
     schema.insert(RAW_ID.into(), DataType::String);
     for c in ORDER {
@@ -1170,7 +1194,7 @@ pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles, 
             known.push(frame.clone().lazy().select(state_columns()));
         }
     }
-    let known = if known.is_empty() { empty_state() } else { concat(known, UnionArgs::default()).step("collecting ride state")? };
+    let known = if known.is_empty() { empty_state(latest.column("id").step("collecting ride state")?.dtype()) } else { concat(known, UnionArgs::default()).step("collecting ride state")? };
     let newer_rides = cdc::newer_than(latest.lazy(), known, "id").collect().step("applying ride changes")?;
     let deletes = newer_rides.clone().lazy().filter(col(DELETED)).collect().step("applying ride deletes")?;
     let candidates = newer_rides.clone().lazy().filter(col(DELETED).not()).collect().step("applying ride changes")?;
@@ -1339,10 +1363,10 @@ async fn update_rides(
     // long.
     let mut bad = Vec::new();
     if users.bad.height() > 0 {
-        bad.push(quarantine_rows(&users.bad, "users")?.lazy());
+        bad.push(quarantine_rows(&users.bad, "users", &bronze_rides.map)?.lazy());
     }
     if bad_rides.height() > 0 {
-        bad.push(quarantine_rows(&bad_rides, "rides")?.lazy());
+        bad.push(quarantine_rows(&bad_rides, "rides", &bronze_rides.map)?.lazy());
     }
     let mut fresh_files = Vec::new();
     if !bad.is_empty() {
@@ -1360,7 +1384,7 @@ async fn update_rides(
             fresh_files.push(rebuild::stage(cx.tables, options, &QUARANTINE_TABLE, &fresh, false).await?);
         }
     }
-    let expired = if bronze_rides.map.links.waits_for_any() { Some(expired_rows(&decided.waiting)?) } else { None };
+    let expired = if bronze_rides.map.links.waits_for_any() { Some(expired_rows(&decided.waiting, &bronze_rides.map)?) } else { None };
     commit_quarantine(cx, fresh_files, expired.as_ref()).await?;
     cx.lap("write quarantine");
     // 2. users.
@@ -1414,8 +1438,9 @@ fn state_columns() -> Vec<Expr> {
     exprs
 }
 
-fn empty_state() -> LazyFrame {
-    let mut columns = vec![Column::new_empty("id".into(), &DataType::Int64)];
+/// A state that knows no key (of type `key`).
+fn empty_state(key: &DataType) -> LazyFrame {
+    let mut columns = vec![Column::new_empty("id".into(), key)];
     columns.extend(ORDER.iter().map(|c| Column::new_empty((*c).into(), &DataType::Int64)));
     DataFrame::new(0, columns).unwrap_or_default().lazy()
 }

@@ -15,6 +15,7 @@
 use polars::prelude::*;
 
 use crate::error::{LakehouseError, Result};
+use crate::keys::{Key, KeyRange};
 
 /// The runtime variable that sets the memory budget of a run that is not given one
 /// (`2GiB`, `512MiB`, bytes).
@@ -32,26 +33,30 @@ pub const BYTES_PER_CHANGE: u64 = 800;
 /// slices' changes at 10 M rides, users (500 K) included.
 pub const FIXED_BYTES: u64 = 1 << 30;
 
-/// The most ids a sample keeps (8 MiB).
+/// The most integer ids a sample keeps (8 MiB).
 const SAMPLE_CAP: usize = 1 << 20;
+/// The most text ids a sample keeps (some 16 MiB of UUIDs).
+const TEXT_SAMPLE_CAP: usize = 1 << 18;
 
 /// Every `stride`-th id of the changes, in ingest order: a deterministic sample whose stride
-/// doubles whenever it would exceed [`SAMPLE_CAP`] ids.
+/// doubles whenever it would exceed [`SAMPLE_CAP`] ids ([`TEXT_SAMPLE_CAP`] text ones). A
+/// table's ids are integers or text ([`crate::keys`]): a sample takes either.
 #[derive(Debug, Clone)]
 pub struct IdSample {
     ids: Vec<i64>,
+    texts: Vec<String>,
     stride: u64,
     seen: u64,
 }
 
 impl Default for IdSample {
     fn default() -> Self {
-        IdSample { ids: Vec::new(), stride: 1, seen: 0 }
+        IdSample { ids: Vec::new(), texts: Vec::new(), stride: 1, seen: 0 }
     }
 }
 
 impl IdSample {
-    /// Adds the next changes' ids (nulls count as changes but are not sampled).
+    /// Adds the next changes' integer ids (nulls count as changes but are not sampled).
     pub fn extend(&mut self, ids: impl IntoIterator<Item = Option<i64>>) {
         for id in ids {
             if self.seen % self.stride == 0
@@ -61,15 +66,39 @@ impl IdSample {
             }
             self.seen += 1;
             if self.ids.len() > SAMPLE_CAP {
-                // Thin out to every other id taken, and take half as often from here on.
-                let mut keep = false;
-                self.ids.retain(|_| {
-                    keep = !keep;
-                    keep
-                });
-                self.stride *= 2;
+                self.thin();
             }
         }
+    }
+
+    /// Adds the next changes' text ids (nulls count as changes but are not sampled).
+    pub fn extend_text<'a>(&mut self, ids: impl IntoIterator<Item = Option<&'a str>>) {
+        for id in ids {
+            if self.seen % self.stride == 0
+                && let Some(id) = id
+            {
+                self.texts.push(id.to_owned());
+            }
+            self.seen += 1;
+            if self.texts.len() > TEXT_SAMPLE_CAP {
+                self.thin();
+            }
+        }
+    }
+
+    /// Thins out to every other id taken, and takes half as often from here on.
+    fn thin(&mut self) {
+        let mut keep = false;
+        self.ids.retain(|_| {
+            keep = !keep;
+            keep
+        });
+        let mut keep = false;
+        self.texts.retain(|_| {
+            keep = !keep;
+            keep
+        });
+        self.stride *= 2;
     }
 
     /// The changes seen.
@@ -79,19 +108,27 @@ impl IdSample {
 
     /// `count` slices as `count - 1` ascending, distinct boundaries: the sample's quantiles.
     /// Fewer when the ids are too few to tell more ranges apart.
-    pub fn boundaries(&self, count: usize) -> Vec<i64> {
-        let count = count.min(self.ids.len().max(1));
-        let mut sorted = self.ids.clone();
-        sorted.sort_unstable();
-        let mut out: Vec<i64> = Vec::with_capacity(count.saturating_sub(1));
-        for k in 1..count {
-            let Some(&at) = sorted.get(k * sorted.len() / count) else { break };
-            if out.last().is_none_or(|last| *last < at) && sorted.first().is_some_and(|first| *first < at) {
-                out.push(at);
-            }
+    pub fn boundaries(&self, count: usize) -> Vec<Key> {
+        if self.texts.is_empty() {
+            quantiles(self.ids.clone(), count).into_iter().map(Key::Int).collect()
+        } else {
+            quantiles(self.texts.clone(), count).into_iter().map(Key::Text).collect()
         }
-        out
     }
+}
+
+/// `count - 1` ascending, distinct quantiles of `sample`, each above its least value.
+fn quantiles<T: Ord + Clone>(mut sorted: Vec<T>, count: usize) -> Vec<T> {
+    let count = count.min(sorted.len().max(1));
+    sorted.sort_unstable();
+    let mut out: Vec<T> = Vec::with_capacity(count.saturating_sub(1));
+    for k in 1..count {
+        let Some(at) = sorted.get(k * sorted.len() / count) else { break };
+        if out.last().is_none_or(|last| last < at) && sorted.first().is_some_and(|first| first < at) {
+            out.push(at.clone());
+        }
+    }
+    out
 }
 
 /// How many slices a rebuild of `changes` ride changes needs to stay within `budget` bytes when
@@ -124,22 +161,22 @@ pub fn count_for_increment(budget: Option<u64>, changes: u64, users_bytes: u64) 
 /// A slice: the rides whose id is in `[from, to)` (open where `None`); the first slice also
 /// holds the changes without an id (they are quarantined, whatever the slice).
 /// (The default slice holds every ride.)
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Slice {
     /// Lowest id, included (`None`: no lower bound).
-    pub from: Option<i64>,
+    pub from: Option<Key>,
     /// Highest id, excluded (`None`: no upper bound).
-    pub to: Option<i64>,
+    pub to: Option<Key>,
 }
 
 impl Slice {
     /// The slices between `boundaries` (ascending): one more than there are boundaries.
-    pub fn between(boundaries: &[i64]) -> Vec<Slice> {
+    pub fn between(boundaries: &[Key]) -> Vec<Slice> {
         let mut out = Vec::with_capacity(boundaries.len() + 1);
         let mut from = None;
         for b in boundaries {
-            out.push(Slice { from, to: Some(*b) });
-            from = Some(*b);
+            out.push(Slice { from, to: Some(b.clone()) });
+            from = Some(b.clone());
         }
         out.push(Slice { from, to: None });
         out
@@ -150,24 +187,22 @@ impl Slice {
         self.from.is_none() && self.to.is_none()
     }
 
-    /// Whether a file whose keys lie in `range` (`(min, max)`, from its statistics; `None`:
-    /// unknown) may hold keys of this slice.
-    pub fn may_hold(&self, range: Option<(i64, i64)>) -> bool {
-        match range {
-            None => true,
-            Some((min, max)) => self.from.is_none_or(|from| max >= from) && self.to.is_none_or(|to| min < to),
-        }
+    /// Whether a file whose keys lie in `range` (from its statistics; `None`: unknown) may hold
+    /// keys of this slice.
+    pub fn may_hold(&self, range: Option<&KeyRange>) -> bool {
+        range.is_none_or(|range| range.meets(self.from.as_ref(), self.to.as_ref()))
     }
 
     /// The rows of this slice, by their `key` column.
     pub fn holds(&self, key: &str) -> Expr {
-        let id = col(key).cast(DataType::Int64);
-        let mut expr = match self.from {
+        let Some(dtype) = self.from.as_ref().or(self.to.as_ref()).map(Key::dtype) else { return lit(true) };
+        let id = col(key).cast(dtype);
+        let mut expr = match &self.from {
             None => lit(true),
-            Some(from) => id.clone().gt_eq(lit(from)),
+            Some(from) => id.clone().gt_eq(from.lit()),
         };
-        if let Some(to) = self.to {
-            expr = expr.and(id.clone().lt(lit(to)));
+        if let Some(to) = &self.to {
+            expr = expr.and(id.clone().lt(to.lit()));
         }
         let expr = expr.fill_null(lit(false));
         if self.from.is_none() { expr.or(id.is_null()) } else { expr }
@@ -216,7 +251,7 @@ mod tests {
 
     #[test]
     fn slices_cover_every_id_once_and_nulls_in_the_first() {
-        let slices = Slice::between(&[10, 20]);
+        let slices = Slice::between(&[Key::Int(10), Key::Int(20)]);
         assert_eq!(slices.len(), 3);
         let ids = Series::new("id".into(), [Some(-5i64), Some(9), Some(10), Some(19), Some(20), Some(i64::MAX), None]);
         let frame = DataFrame::new(ids.len(), vec![ids.into()]).expect("frame");
@@ -230,15 +265,38 @@ mod tests {
     }
 
     #[test]
+    fn text_ids_are_sliced_by_their_bytes() {
+        let ids: Vec<String> = (0..5_000u64).map(|i| format!("{:08x}-{i}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32)).collect();
+        let mut sample = IdSample::default();
+        sample.extend_text(ids.iter().map(|s| Some(s.as_str())).chain([None]));
+        let bounds = sample.boundaries(4);
+        assert_eq!(bounds.len(), 3, "{bounds:?}");
+        assert!(bounds.iter().all(|b| matches!(b, Key::Text(_))) && bounds.windows(2).all(|w| w[0] < w[1]));
+        let mut column: Vec<Option<&str>> = ids.iter().map(|s| Some(s.as_str())).collect();
+        column.push(None);
+        let frame = DataFrame::new(column.len(), vec![Column::new("id".into(), column)]).expect("frame");
+        let mut counts = Vec::new();
+        for slice in Slice::between(&bounds) {
+            let rows = frame.clone().lazy().filter(slice.holds("id")).collect().expect("filter");
+            let texts: Vec<Option<&str>> = rows.column("id").expect("id").str().expect("text").iter().collect();
+            assert!(texts.iter().flatten().all(|t| slice.from.as_ref().is_none_or(|f| Key::Text((*t).into()) >= *f)));
+            counts.push(rows.height());
+        }
+        assert_eq!(counts.iter().sum::<usize>(), 5_001, "every id in one slice, the null in the first: {counts:?}");
+        assert!(counts.iter().all(|&n| n > 1_000), "about as many ids each: {counts:?}");
+    }
+
+    #[test]
     fn a_file_may_hold_a_slice_when_their_ranges_meet() {
-        let [first, middle, last] = <[Slice; 3]>::try_from(Slice::between(&[10, 20])).expect("three slices");
+        let [first, middle, last] = <[Slice; 3]>::try_from(Slice::between(&[Key::Int(10), Key::Int(20)])).expect("three slices");
+        let range = |a: i64, b: i64| KeyRange::Int(a, b);
         // The file holds ids 10..=19: only the middle slice's.
-        assert!(!first.may_hold(Some((10, 19))) && middle.may_hold(Some((10, 19))) && !last.may_hold(Some((10, 19))));
+        assert!(!first.may_hold(Some(&range(10, 19))) && middle.may_hold(Some(&range(10, 19))) && !last.may_hold(Some(&range(10, 19))));
         // Ranges that touch a boundary: `to` is excluded, `from` included.
-        assert!(first.may_hold(Some((9, 9))) && !middle.may_hold(Some((9, 9))));
-        assert!(middle.may_hold(Some((19, 25))) && last.may_hold(Some((19, 25))));
+        assert!(first.may_hold(Some(&range(9, 9))) && !middle.may_hold(Some(&range(9, 9))));
+        assert!(middle.may_hold(Some(&range(19, 25))) && last.may_hold(Some(&range(19, 25))));
         assert!(first.may_hold(None) && last.may_hold(None), "without statistics, any file may");
-        assert!(Slice::default().may_hold(Some((i64::MIN, i64::MIN))));
+        assert!(Slice::default().may_hold(Some(&range(i64::MIN, i64::MIN))));
     }
 
     #[test]
@@ -249,7 +307,7 @@ mod tests {
         sample.extend((0..50_000).map(|i| Some(1_000 + i * 7)));
         let b = sample.boundaries(4);
         assert_eq!(b.len(), 3);
-        assert!(b[0] <= 10, "the first quarter is the hot ids: {b:?}");
+        assert!(b[0] <= Key::Int(10), "the first quarter is the hot ids: {b:?}");
         assert!(b.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(sample.changes(), 100_000);
     }
@@ -258,8 +316,8 @@ mod tests {
     fn too_few_distinct_ids_give_fewer_slices() {
         let mut sample = IdSample::default();
         sample.extend((0..1000).map(|_| Some(7)));
-        assert_eq!(sample.boundaries(8), Vec::<i64>::new());
-        assert_eq!(sample.boundaries(usize::MAX), Vec::<i64>::new(), "a huge count asks for no more than the ids");
+        assert_eq!(sample.boundaries(8), Vec::<Key>::new());
+        assert_eq!(sample.boundaries(usize::MAX), Vec::<Key>::new(), "a huge count asks for no more than the ids");
         sample.extend([Some(8)]);
         assert!(sample.boundaries(8).len() <= 1);
     }
@@ -274,6 +332,7 @@ mod tests {
         assert_eq!(a.boundaries(5), b.boundaries(5));
         let q = a.boundaries(4);
         for (k, at) in q.iter().enumerate() {
+            let Key::Int(at) = at else { panic!("integer ids give integer bounds") };
             let expected = (k as i64 + 1) * 750_000;
             assert!((at - expected).abs() < 10_000, "quantile {k}: {at}");
         }

@@ -57,6 +57,8 @@ use crate::silver::{
     input_markers, other_ride_fields, partitions_of, not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_to_check_again,
     users_to_write, users_written, with_bronze_ids, with_fields,
 };
+use crate::keys::Keys;
+use crate::model::StreamMap;
 use crate::slices::Slice;
 
 /// Files read at once when a slice reads published rows or its part of a companion table.
@@ -85,7 +87,7 @@ pub struct UpdateTask {
     pub users_touched: Vec<(i32, i32, i32)>,
     /// The slice's published rides to check again (their user changed type, or arrived for an
     /// unlinked ride).
-    pub recheck: Vec<i64>,
+    pub recheck: Keys,
 }
 
 /// What a worker returns of a slice of an incremental run, besides its staged files.
@@ -97,7 +99,7 @@ pub struct UpdateOutput {
     /// Published rides sent back to pending.
     pub withdrawn: u64,
     /// Ids of published rides that leave their partition.
-    pub leaving: Vec<i64>,
+    pub leaving: Keys,
     /// Partitions that gain or lose rides.
     pub touched: Vec<(i32, i32, i32)>,
 }
@@ -115,7 +117,7 @@ struct UpdateSlice {
     released: u64,
     withdrawn: u64,
     /// Ids of published rides that leave their partition.
-    leaving: Vec<i64>,
+    leaving: Keys,
     /// Partitions that gain or lose rides.
     touched: BTreeSet<(i32, i32, i32)>,
     epochs: EpochState,
@@ -215,21 +217,22 @@ pub(crate) async fn update_rides_in_slices(
                 deleted: version(&before.deleted),
                 quarantine: version(&quarantine),
                 users_touched: users.touched.iter().copied().collect(),
-                recheck: Vec::new(),
+                recheck: Keys::default(),
             };
             let mut tasks = rebuild::slice_tasks(cx, plan, bronze_rides, &users_files);
             for task in &mut tasks {
                 let recheck = if before.retyped_rides.height() > 0 {
-                    ids(&before.retyped_rides.clone().lazy().filter(task.slice.holds("id")).collect().step("slicing rides to check")?)?
+                    let rides = before.retyped_rides.clone().lazy().filter(task.slice.holds("id")).collect().step("slicing rides to check")?;
+                    Keys::of(rides.column("id").step("listing ride ids")?)?
                 } else {
-                    Vec::new()
+                    Keys::default()
                 };
                 task.update = Some(UpdateTask { recheck, ..update.clone() });
             }
             let outputs = rebuild::while_renewing(cx.guard.lease, engine.run(layout, tasks.clone())).await?;
             let mut slices = Vec::with_capacity(tasks.len());
             for output in rebuild::in_task_order(&tasks, outputs)? {
-                let expired = if bronze_rides.map.links.waits_for_any() { Some(expired_of(tables, options, &output.pending).await?) } else { None };
+                let expired = if bronze_rides.map.links.waits_for_any() { Some(expired_of(tables, options, &output.pending, &bronze_rides.map).await?) } else { None };
                 slices.push(UpdateSlice::of_output(output, expired)?);
             }
             slices
@@ -240,7 +243,7 @@ pub(crate) async fn update_rides_in_slices(
         return Err(LakehouseError::Task("the slices of one run ended bronze in different epoch states (bronze changed during the run)".into()));
     }
     let (mut rides, mut pending, mut tombstones, mut quarantine) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut leaving: Vec<i64> = Vec::new();
+    let mut leaving: Vec<Keys> = Vec::new();
     let mut touched = BTreeSet::new();
     let mut expired: Vec<LazyFrame> = Vec::new();
     for output in outputs {
@@ -250,7 +253,7 @@ pub(crate) async fn update_rides_in_slices(
         cx.report.slice_seconds.push(output.seconds);
         cx.report.released += output.released;
         cx.report.rides_withdrawn += output.withdrawn;
-        leaving.extend(output.leaving);
+        leaving.push(output.leaving);
         touched.extend(output.touched);
         rides.push(output.rides);
         pending.push(output.pending);
@@ -261,9 +264,8 @@ pub(crate) async fn update_rides_in_slices(
 
     // ---- the touched partitions' kept rows, one partition at a time ----------------------------
     if let Some(table) = before.rides {
-        leaving.sort_unstable();
-        leaving.dedup();
-        let leaving = DataFrame::new(leaving.len(), vec![Column::new("id".into(), leaving)]).step("collecting changed rides")?;
+        let leaving = Keys::concat(leaving);
+        let leaving = DataFrame::new(leaving.len(), vec![leaving.column("id", &bronze_rides.map.key_type("id"))]).step("collecting changed rides")?;
         let target = tables.target(&RIDES_TABLE, options);
         let keep = async {
             let mut kept: Option<io::Staged> = None;
@@ -288,7 +290,7 @@ pub(crate) async fn update_rides_in_slices(
 
     // ---- commit, the commit point last ---------------------------------------------------------
     // 1. quarantine: the users' new breakers with the slices'.
-    let users_bad = if users.bad.height() > 0 { not_quarantined(quarantine_rows(&users.bad, "users")?, before.quarantined.as_ref())? } else { DataFrame::empty() };
+    let users_bad = if users.bad.height() > 0 { not_quarantined(quarantine_rows(&users.bad, "users", &bronze_rides.map)?, before.quarantined.as_ref())? } else { DataFrame::empty() };
     cx.report.users_quarantined = count(&users_bad);
     cx.report.quarantined = cx.report.users_quarantined + cx.report.rides_quarantined;
     if users_bad.height() > 0 {
@@ -329,7 +331,7 @@ async fn decide_update_slice(
     let chosen = rules::choose(&changes, "id", &rules, &delete_rules, &bronze.map)?;
     let (latest, bad, dropped, warned) = (chosen.latest, chosen.quarantined, chosen.dropped, chosen.warned);
     drop(changes);
-    let bad = if bad.height() > 0 { not_quarantined(quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides")?, before.quarantined.as_ref())? } else { DataFrame::empty() };
+    let bad = if bad.height() > 0 { not_quarantined(quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides", &bronze.map)?, before.quarantined.as_ref())? } else { DataFrame::empty() };
     let latest = with_fields(latest, bronze, &other_ride_fields(&bronze.map)).await?;
 
     // Silver's part of the slice: the published rows of its changed rides and of its retyped
@@ -360,7 +362,7 @@ async fn decide_update_slice(
         async move {
             match table {
                 Some(t) => {
-                    let files: Vec<DataFile> = io::files(&t)?.into_iter().filter(|f| slice.may_hold(f.id_range)).collect();
+                    let files: Vec<DataFile> = io::files(&t)?.into_iter().filter(|f| slice.may_hold(f.id_range.as_ref())).collect();
                     rows_where(&t, &files, slice.holds("id")).await
                 }
                 None => Ok(DataFrame::empty()),
@@ -370,7 +372,7 @@ async fn decide_update_slice(
     let (pending_before, deleted_before) = (part_of(&before.pending).await?, part_of(&before.deleted).await?);
     let state = RideState::new(published, pending_before, deleted_before, retyped_rides);
     let decided = decide_rides(latest, &state, roles, &bronze.map, clock)?;
-    let expired = if bronze.map.links.waits_for_any() { Some(expired_rows(&decided.waiting)?) } else { None };
+    let expired = if bronze.map.links.waits_for_any() { Some(expired_rows(&decided.waiting, &bronze.map)?) } else { None };
 
     let mut touched = partitions_of(&decided.ready)?;
     let published = state.published();
@@ -378,8 +380,7 @@ async fn decide_update_slice(
         let leaving_rows = cdc::with_keys(published.clone().lazy(), decided.leaving.clone().lazy(), "id", true).collect().step("finding partitions")?;
         touched.extend(partitions_of(&leaving_rows)?);
     }
-    let leaving = decided.leaving.column("id").step("collecting changed rides")?.as_materialized_series().cast(&DataType::Int64).step("collecting changed rides")?;
-    let leaving: Vec<i64> = leaving.i64().step("collecting changed rides")?.iter().flatten().collect();
+    let leaving = Keys::of(decided.leaving.column("id").step("collecting changed rides")?)?;
     let quarantine = if bad.height() > 0 { Some(rebuild::stage(tables, options, &QUARANTINE_TABLE, &bad, false).await?) } else { None };
     Ok(UpdateSlice {
         rides: rebuild::stage(tables, options, &RIDES_TABLE, &decided.ready, false).await?,
@@ -422,19 +423,12 @@ impl UpdateSlice {
 }
 
 /// The expired rides among the pending rows a worker staged (quarantine rows).
-async fn expired_of(tables: &Tables, options: &HashMap<String, String>, pending: &StagedFiles) -> Result<DataFrame> {
+async fn expired_of(tables: &Tables, options: &HashMap<String, String>, pending: &StagedFiles, rides: &StreamMap) -> Result<DataFrame> {
     let table = io::open(&tables.pending, options).await?.ok_or_else(|| LakehouseError::MissingTable(tables.pending.to_string()))?;
     let files: Vec<DataFile> = pending.adds.iter().map(|add| DataFile::staged(&add.path)).collect();
     let mut columns = vec!["id", "reason", EXPIRED];
     columns.extend(crate::order::ORDER);
-    expired_rows(&io::read_columns(&table, &files, Some(&columns)).await?)
-}
-
-/// The `id` column of `frame`.
-fn ids(frame: &DataFrame) -> Result<Vec<i64>> {
-    let step = "listing ride ids";
-    let column = frame.column("id").step(step)?.as_materialized_series().cast(&DataType::Int64).step(step)?;
-    Ok(column.i64().step(step)?.iter().flatten().collect())
+    expired_rows(&io::read_columns(&table, &files, Some(&columns)).await?, rides)
 }
 
 /// The worker half of a slice of an incremental run (module documentation): opens silver as the
@@ -457,7 +451,7 @@ pub(crate) async fn run_update_slice(layout: &LakeLayout, task: &SliceTask) -> R
     let recheck = if update.recheck.is_empty() {
         DataFrame::empty()
     } else {
-        DataFrame::new(update.recheck.len(), vec![Column::new("id".into(), update.recheck.clone())]).step("listing rides to check")?
+        DataFrame::new(update.recheck.len(), vec![update.recheck.column("id", &bronze.map.key_type("id"))]).step("listing rides to check")?
     };
     let before = Before {
         rides: rides.as_ref(),

@@ -1,9 +1,13 @@
 //! The model file, as a property: for random models (renamed streams and columns, swapped column
 //! names, value maps for statuses and roles, fares in cents and distances in metres, local time
-//! zones, extra source columns), a history translated into the model's source schema and built
+//! zones, extra source columns, text keys for users, rides or both: UUID-like codes whose byte
+//! order is not their numbers'), a history translated into the model's source schema and built
 //! through the model gives the same silver as the original history built with the default model.
 //! The translated lake is built incrementally (a run after every sync) and the original once, so
-//! the property also says incremental = rebuild under a model. Bronze is written by the real
+//! the property also says incremental = rebuild (and sliced = whole: the translated lake's runs
+//! are cut into key ranges) under a model; with text keys, both lakes' silver
+//! and gold agree once the original's keys are written as the variant's codes. Bronze is written
+//! by the real
 //! connector pipeline. Also: `validate` on a lake, and a changed model stopping a run until a
 //! rebuild is asked for.
 
@@ -13,10 +17,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{NaiveDateTime, TimeZone as _};
-use common::{NS, Rng, assert_same, generate, layout, sync};
+use common::{NS, Rng, assert_same, generate, layout, sync, text_key};
 use polars::prelude::*;
 use ridelake_core::generator::{GeneratorConfig, configured_catalog};
 use ridelake_lakehouse::LakehouseError;
+use ridelake_lakehouse::gold::{GOLD_TABLES, build_gold};
 use ridelake_lakehouse::model::{self, Model};
 use ridelake_lakehouse::silver::{SilverOptions, build_silver, build_silver_with};
 use serde_json::{Value, json};
@@ -39,6 +44,10 @@ struct Variant {
     toml: String,
     /// Wall-clock times only a zone with clock changes has (see [`Variant::odd_times`]).
     odd: Option<OddTimes>,
+    /// The users' keys (and so the rides' links) are text codes ([`text_key`]).
+    text_users: bool,
+    /// The rides' keys are text codes.
+    text_rides: bool,
 }
 
 /// A wall-clock time of the zone's repeated hour (its earlier instant, as silver reads it back)
@@ -84,7 +93,13 @@ impl Variant {
         }
         let zone = [chrono_tz::UTC, chrono_tz::Europe::Paris, chrono_tz::America::Sao_Paulo, chrono_tz::Asia::Kolkata, chrono_tz::America::New_York][rng.below(5)];
         let (cents, metres) = (rng.chance(0.6), rng.chance(0.6));
-        let mut variant = Variant { streams, columns, statuses, types, zone, cents, metres, toml: String::new(), odd: None };
+        let (text_users, text_rides) = match seed % 4 {
+            0 => (false, false),
+            1 => (true, true),
+            2 => (true, false),
+            _ => (rng.chance(0.5), true),
+        };
+        let mut variant = Variant { streams, columns, statuses, types, zone, cents, metres, toml: String::new(), odd: None, text_users, text_rides };
         variant.odd = variant.odd_times();
         variant.toml = variant.model_toml();
         variant
@@ -207,6 +222,11 @@ impl Variant {
                     *value = json!(metres as f64 / 1000.0);
                 }
             }
+            if let Some(kind) = self.text_key_of(table, key) {
+                if let Some(id) = value.as_i64().or_else(|| value.as_str().and_then(|s| s.parse().ok())) {
+                    source_value = json!(text_key(kind, id));
+                }
+            }
             let values = match (table, key.as_str()) {
                 ("users", "type") => &self.types,
                 ("rides", "status") => &self.statuses,
@@ -224,6 +244,50 @@ impl Variant {
         (original.to_string(), translated.to_string())
     }
 
+    /// Whose text code key column `column` of `table` holds, when it holds one.
+    fn text_key_of(&self, table: &str, column: &str) -> Option<&'static str> {
+        match (table, column) {
+            ("users", "id") | ("rides", "customer_id" | "driver_id") if self.text_users => Some("users"),
+            ("rides", "id") if self.text_rides => Some("rides"),
+            _ => None,
+        }
+    }
+
+    /// `frame` (silver or gold table `table` of the original lake) with its keys written as this
+    /// variant's codes, sorted again as [`common::read_table`] sorts.
+    fn with_text_keys(&self, table: &str, frame: DataFrame) -> DataFrame {
+        if frame.height() == 0 || !(self.text_users || self.text_rides) {
+            return frame;
+        }
+        let codes = |column: &Column, kind: &dyn Fn(usize) -> Option<&'static str>| -> Column {
+            let ints = column.cast(&DataType::Int64).expect("integer keys");
+            let values: Vec<Option<String>> = ints.i64().expect("i64").iter().enumerate().map(|(row, id)| id.map(|id| kind(row).map_or_else(|| id.to_string(), |k| text_key(k, id)))).collect();
+            Column::new(column.name().clone(), values)
+        };
+        let mut frame = frame;
+        let logical = if table == "users" { "users" } else { "rides" };
+        for name in ["id", "customer_id", "driver_id"] {
+            let Ok(column) = frame.column(name) else { continue };
+            let column = if table == "quarantine" {
+                // Both tables' keys in one column: text when either table's is.
+                let of: Vec<String> = frame.column("table").expect("table").str().expect("text").iter().map(|t| t.unwrap_or("").to_owned()).collect();
+                codes(column, &|row| self.text_key_of(if of[row] == "users" { "users" } else { "rides" }, name))
+            } else if self.text_key_of(logical, name).is_some() {
+                codes(column, &|_| self.text_key_of(logical, name))
+            } else {
+                continue;
+            };
+            frame.with_column(column).expect("codes");
+        }
+        let mut by: Vec<PlSmallStr> = Vec::new();
+        for key in ["year", "month", "day", "city", "driver_id", "customer_id", "id", "table", "rule", "_cdc_bronze_version", "_cdc_bronze_row"] {
+            if frame.column(key).is_ok() {
+                by.push(key.into());
+            }
+        }
+        frame.sort(by, SortMultipleOptions::default().with_nulls_last(true)).expect("sort")
+    }
+
     /// The generator's catalog in the variant's source schema.
     fn catalog(&self) -> String {
         let mut catalog: Value = serde_json::from_str(&configured_catalog(NS, "append", 1, 0, 1)).expect("catalog");
@@ -235,6 +299,9 @@ impl Variant {
             for (key, mut schema) in properties {
                 if (key == "fare_amount" && self.cents) || (key == "distance_km" && self.metres) {
                     schema = json!({"type": "number", "airbyte_type": "integer"});
+                }
+                if self.text_key_of(table, &key).is_some() {
+                    schema = json!({"type": "string"});
                 }
                 let source = if key.starts_with("_ab_") { key } else { self.source(table, &key) };
                 renamed.insert(source, schema);
@@ -277,15 +344,32 @@ async fn check_variant(seed: u64) {
     let source_catalog = variant.catalog();
     let default_catalog = configured_catalog(NS, "append", 1, 0, 1);
     let cuts = [0, original.len() / 3, original.len() * 2 / 3, original.len()];
-    for pair in cuts.windows(2) {
+    for (k, pair) in cuts.windows(2).enumerate() {
         sync(plain.path(), &default_catalog, &original[pair[0]..pair[1]]).await;
         sync(mapped.path(), &source_catalog, &translated[pair[0]..pair[1]]).await;
-        build_silver(&layout(mapped.path(), Some(&model))).await.unwrap_or_else(|e| panic!("silver through the model: {e}\n{context}"));
+        // The first build and the increments in slices (key ranges: text ranges for text keys).
+        let options = SilverOptions { slices: Some([3, 2, 4][k]), ..Default::default() };
+        let report = build_silver_with(&layout(mapped.path(), Some(&model)), &options).await.unwrap_or_else(|e| panic!("silver through the model: {e}\n{context}"));
+        assert!(report.slices > 1 || report.noop, "run {k} was not sliced: {report:?}\n{context}");
     }
     let report = build_silver(&layout(plain.path(), None)).await.expect("silver");
     assert!(report.rides_upserted > 0 && report.pending + report.released > 0, "{report:?}");
+    let context = format!("{context}\ntext keys: users {}, rides {}", variant.text_users, variant.text_rides);
     for table in TABLES {
-        assert_same(table, &read(plain.path(), table).await, &read(mapped.path(), table).await, &context);
+        let mapped_table = read(mapped.path(), table).await;
+        for (name, column) in [("id", "users"), ("customer_id", "rides"), ("id", "rides")] {
+            if let (true, Ok(c)) = (column == table && variant.text_key_of(column, name).is_some(), mapped_table.column(name)) {
+                assert_eq!(c.dtype(), &DataType::String, "{table}.{name} holds text keys ({context})");
+            }
+        }
+        assert_same(table, &variant.with_text_keys(table, read(plain.path(), table).await), &mapped_table, &context);
+    }
+    // Gold on the model's logical names: the same figures, per the same (coded) users.
+    build_gold(&layout(plain.path(), None)).await.expect("gold");
+    build_gold(&layout(mapped.path(), Some(&model))).await.unwrap_or_else(|e| panic!("gold through the model: {e}\n{context}"));
+    for table in GOLD_TABLES {
+        let table = format!("gold/{table}");
+        assert_same(&table, &variant.with_text_keys(&table, read(plain.path(), &table).await), &read(mapped.path(), &table).await, &context);
     }
     let problems = model::validate(&layout(mapped.path(), Some(&model))).await.expect("validate");
     assert!(problems.is_empty(), "{problems:?}\n{context}");

@@ -57,7 +57,7 @@ class TableRows(TypedDict):
     rows: int | None
 
 class TopDriver(TypedDict):
-    driver_id: int
+    driver_id: int | str
     completed: int
     rides: int
     distance_km: float

@@ -95,6 +95,15 @@ class Schema:
     def key(self, table: str) -> str:
         return self.columns[self.logical_table(table)]["id"].name
 
+    def text_keys(self, table: str) -> bool:
+        """Whether the table's key holds text (`CHAR(36)` UUIDs) rather than integers."""
+        return self.columns[self.logical_table(table)]["id"].type is STRING
+
+    def key_value(self, table: str, value):
+        """A key as the server (or a record) gives it, as the harness holds keys: text for a text
+        key, else an int."""
+        return str(value) if self.text_keys(table) else int(value)
+
     def types(self, table: str) -> dict[str, dict]:
         return {c.name: c.type for c in self.columns[self.logical_table(table)].values()}
 
@@ -299,4 +308,26 @@ RENAMED = Schema(
     ddl=RENAMED_DDL,
 )
 
-SCHEMAS = {s.name: s for s in (DEFAULT, RENAMED)}
+
+# -- the renamed schema with UUID keys (the same model file) --------------------------------------
+def _uuid_keys(ddl: str) -> str:
+    for column in ("account_id", "trip_id", "rider_id", "driver_account_id"):
+        ddl = ddl.replace(f"{column} BIGINT", f"{column} CHAR(36)")
+    return ddl
+
+
+# The application of RENAMED keying its accounts and trips by UUIDs (`CHAR(36)`, written by the
+# application, random-looking: their text order is not the order they were made in); the trips'
+# links hold the accounts' UUIDs. models/example-renamed.toml maps it unchanged: silver's keys are
+# then text.
+RENAMED_UUID = Schema(
+    name="renamed-uuid",
+    tables=RENAMED.tables,
+    columns={
+        table: {name: replace(c, type=STRING) if name in ("id", "customer_id", "driver_id") else c for name, c in columns.items()}
+        for table, columns in RENAMED.columns.items()
+    },
+    ddl=tuple(_uuid_keys(d) for d in RENAMED_DDL),
+)
+
+SCHEMAS = {s.name: s for s in (DEFAULT, RENAMED, RENAMED_UUID)}

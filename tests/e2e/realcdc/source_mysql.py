@@ -438,7 +438,7 @@ def replay(syncs: list[Sync], schema: Schema = DEFAULT) -> dict[str, dict[int, d
             data = record["data"]
             stream = record["stream"]
             rows = tables[stream]
-            key = int(data[schema.key(stream)])
+            key = schema.key_value(stream, data[schema.key(stream)])
             if data["_ab_cdc_deleted_at"] is not None:
                 rows.pop(key, None)
             else:

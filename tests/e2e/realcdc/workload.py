@@ -21,7 +21,9 @@ column made DECIMAL; nothing into a dropped column).
 """
 from __future__ import annotations
 
+import hashlib
 import random
+import uuid
 from collections import Counter
 from contextlib import closing, contextmanager
 from datetime import datetime, timedelta, timezone
@@ -164,8 +166,8 @@ class Workload:
         self.now = self.now.replace(microsecond=0)
         self.next_user = 1000 + self.rng.randrange(0, 9000)
         self.next_ride = 500_000 + self.rng.randrange(0, 100_000)
-        self.deleted_rides: list[int] = []
-        self.deleted_users: list[int] = []
+        self.deleted_rides: list = []  # keys: ints, or UUID text (Schema.key_value)
+        self.deleted_users: list = []
         self.counts: Counter = Counter()
         # Wall-clock values sent in a zone's repeated hour (the earlier or the later instant).
         self.wall_clock: Counter = Counter()
@@ -233,25 +235,33 @@ class Workload:
             cur.execute("COMMIT")
             cur.execute("SET timestamp = DEFAULT")
 
-    def ids(self, sql: str, args=None) -> list[int]:
+    def ids(self, sql: str, args=None, *, table: str) -> list:
+        """The keys (of logical `table`) the query's first column returns."""
         with self.conn.cursor() as cur:
             cur.execute(f"USE `{self.database}`")
             cur.execute(sql, args)
-            return [int(r[0]) for r in cur.fetchall()]
+            return [self.schema.key_value(table, r[0]) for r in cur.fetchall()]
 
-    def customers(self) -> list[int]:
+    def new_key(self, table: str, number: int):
+        """The key of the `number`-th row the application makes in logical `table`: the number, or a
+        UUID the application draws when the table is keyed by UUIDs (the same for the same seed)."""
+        if not self.schema.text_keys(table):
+            return number
+        return str(uuid.UUID(bytes=hashlib.sha256(f"{self.seed}:{table}:{number}".encode()).digest()[:16], version=4))
+
+    def customers(self) -> list:
         u = self.u
-        return self.ids(f"SELECT {u.id} FROM {u} WHERE {u.eq('type', 'customer')} ORDER BY {u.id}")
+        return self.ids(f"SELECT {u.id} FROM {u} WHERE {u.eq('type', 'customer')} ORDER BY {u.id}", table="users")
 
-    def all_ids(self, table: Table) -> list[int]:
-        return self.ids(f"SELECT {table.id} FROM {table} ORDER BY {table.id}")
+    def all_ids(self, table: Table) -> list:
+        return self.ids(f"SELECT {table.id} FROM {table} ORDER BY {table.id}", table=self.schema.logical_table(str(table)))
 
-    def open_rides(self) -> list[int]:
+    def open_rides(self) -> list:
         r = self.r
-        return self.ids(f"SELECT {r.id} FROM {r} WHERE {r.in_('status', 'requested', 'accepted', 'in_progress')} ORDER BY {r.id}")
+        return self.ids(f"SELECT {r.id} FROM {r} WHERE {r.in_('status', 'requested', 'accepted', 'in_progress')} ORDER BY {r.id}", table="rides")
 
     # -- values ---------------------------------------------------------------------------------
-    def person(self, uid: int) -> tuple[str, str | None, str | None]:
+    def person(self, uid) -> tuple[str, str | None, str | None]:
         first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
         email = f"{first.lower()}.{uid}@example.com" if self.rng.random() < 0.85 else None
         phone = f"+{self.rng.randrange(1, 99)} {self.rng.randrange(100_000_000, 999_999_999)}" if self.rng.random() < 0.7 else None
@@ -265,7 +275,7 @@ class Workload:
         dlon = self.rng.uniform(-km, km) / 111.0 / 1.5
         return (Decimal(lat + dlat).quantize(MICRO, ROUND_HALF_UP), Decimal(lon + dlon).quantize(MICRO, ROUND_HALF_UP))
 
-    def ride_values(self, rid: int, customer: int, requested_at: datetime) -> dict:
+    def ride_values(self, rid, customer, requested_at: datetime) -> dict:
         city, lat, lon, currency = self.place()
         roll = self.rng.random()
         if roll < 0.12:  # pickup unknown (the app had no GPS fix)
@@ -294,8 +304,8 @@ class Workload:
         cur.execute(f"INSERT INTO {view} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
                     [stored[c] for c in columns])
 
-    def new_user(self, cur, kind: str) -> int:
-        uid = self.next_user
+    def new_user(self, cur, kind: str):
+        uid = self.new_key("users", self.next_user)
         self.next_user += self.rng.choice([1, 1, 1, 2, 7])
         name, email, phone = self.person(uid)
         created = self.stamp()
@@ -304,8 +314,8 @@ class Workload:
                                    "created_at": created, "updated_at": created})
         return uid
 
-    def new_ride_id(self) -> int:
-        rid = self.next_ride
+    def new_ride_id(self):
+        rid = self.new_key("rides", self.next_ride)
         self.next_ride += self.rng.choice([1, 1, 2, 3])
         return rid
 
@@ -330,7 +340,7 @@ class Workload:
                 self.insert(cur, "rides", self.ride_values(self.new_ride_id(), self.rng.choice(customers), self.stamp()))
         return True
 
-    def advance_ride(self, cur, rid: int, steps: int) -> None:
+    def advance_ride(self, cur, rid, steps: int) -> None:
         """Up to `steps` status changes of one ride, one UPDATE statement each."""
         r, u = self.r, self.u
         read = ("status", "requested_at", "accepted_at", "started_at", "distance_km")
@@ -345,7 +355,7 @@ class Workload:
                                 (r.enc("cancelled_at", requested + timedelta(seconds=self.rng.randrange(30, 900))),
                                  r.enc("updated_at", updated), rid))
                     return
-                drivers = self.ids(f"SELECT {u.id} FROM {u} WHERE {u.eq('type', 'driver')} ORDER BY {u.id}")
+                drivers = self.ids(f"SELECT {u.id} FROM {u} WHERE {u.eq('type', 'driver')} ORDER BY {u.id}", table="users")
                 if not drivers:
                     return
                 cur.execute(f"UPDATE {r} SET {r.status} = {r.lit('status', 'accepted')}, {r.driver_id} = %s, "
@@ -415,7 +425,7 @@ class Workload:
     def op_fare_correction(self):
         """Multi-row UPDATE of completed rides (a pricing fix)."""
         r = self.r
-        done = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'completed')} ORDER BY {r.id}")
+        done = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'completed')} ORDER BY {r.id}", table="rides")
         if len(done) < 2:
             return None
         chosen = self.rng.sample(done, min(len(done), self.rng.randrange(2, 6)))
@@ -430,7 +440,7 @@ class Workload:
         r = self.r
         if not r.has("customer_rating"):
             return None
-        done = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'completed')} AND {r.customer_rating} IS NULL ORDER BY {r.id}")
+        done = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'completed')} AND {r.customer_rating} IS NULL ORDER BY {r.id}", table="rides")
         if not done:
             return None
         chosen = self.rng.sample(done, min(len(done), self.rng.randrange(1, 4)))
@@ -476,7 +486,7 @@ class Workload:
         with self.transaction() as cur:
             before = r.enc("cancelled_at", self.now - timedelta(days=3))
             cur.execute(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'cancelled')} AND {r.cancelled_at} < %s ORDER BY {r.id}", (before,))
-            gone = [int(row[0]) for row in cur.fetchall()]
+            gone = [self.schema.key_value("rides", row[0]) for row in cur.fetchall()]
             if not gone:
                 return None
             cur.execute(f"DELETE FROM {r} WHERE {r.eq('status', 'cancelled')} AND {r.cancelled_at} < %s", (before,))
@@ -563,7 +573,7 @@ class Workload:
         uid = self.rng.choice(users)
         with self.transaction() as cur:
             cur.execute(f"SELECT {r.id} FROM {r} WHERE {r.customer_id} = %s OR {r.driver_id} = %s ORDER BY {r.id}", (uid, uid))
-            rides = [int(row[0]) for row in cur.fetchall()]
+            rides = [self.schema.key_value("rides", row[0]) for row in cur.fetchall()]
             if rides:
                 cur.execute(f"DELETE FROM {r} WHERE {r.customer_id} = %s OR {r.driver_id} = %s", (uid, uid))
             cur.execute(f"DELETE FROM {u} WHERE {u.id} = %s", (uid,))
@@ -588,11 +598,19 @@ class Workload:
     def op_renumber_rides(self):
         """A primary-key change: a run of consecutive ride ids shifted by one in one UPDATE (highest
         first). Its binlog event holds, for a key k of the run, the delete of k and the insert of k
-        (from k-1): same event, same position, same time."""
+        (from k-1): same event, same position, same time. With UUID keys, one ride is given a new
+        UUID (the delete of the old key and the insert of the new one, in one event)."""
         r = self.r
         rides = self.all_ids(r)
         if not rides:
             return None
+        if self.schema.text_keys("rides"):
+            # UUID keys: the application gives a ride a new key (one UPDATE of the key).
+            old, new = self.rng.choice(rides), self.new_ride_id()
+            with self.transaction() as cur:
+                cur.execute(f"UPDATE {r} SET {r.id} = %s, {r.updated_at} = %s WHERE {r.id} = %s", (new, r.enc("updated_at", self.stamp()), old))
+            self.deleted_rides.append(old)
+            return True
         present = set(rides)
         first = self.rng.choice(rides)
         gap = first
@@ -622,7 +640,7 @@ class Workload:
         before or after the user's."""
         u, r = self.u, self.r
         customers = self.customers()
-        waiting = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'requested')} ORDER BY {r.id}")
+        waiting = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.eq('status', 'requested')} ORDER BY {r.id}", table="rides")
         if not customers or not waiting:
             return None
         uid, rid = self.rng.choice(customers), self.rng.choice(waiting)
@@ -642,7 +660,7 @@ class Workload:
     def op_fix_pickup(self):
         """The pickup point arrives late (GPS fix): the ride moves from city 'unknown' to a real one."""
         r = self.r
-        blind = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.pickup_lat} IS NULL ORDER BY {r.id}")
+        blind = self.ids(f"SELECT {r.id} FROM {r} WHERE {r.pickup_lat} IS NULL ORDER BY {r.id}", table="rides")
         if not blind:
             return None
         _, lat, lon, _ = self.place()
@@ -687,7 +705,7 @@ class Workload:
         return done
 
     # -- the truth ------------------------------------------------------------------------------
-    def rows(self, table: str) -> dict[int, dict]:
+    def rows(self, table: str) -> dict:
         """The source table's rows now (`table`: its source or logical name), by key, as stored and
         as the server returns them (datetime naive as stored, Decimal, int, str), under the source
         column names."""
@@ -695,4 +713,4 @@ class Workload:
         source = self.schema.table(self.schema.logical_table(table))
         with closing(self.db.connect(self.database)) as conn, conn.cursor() as cur:
             cur.execute(f"SELECT {', '.join(columns)} FROM {source} ORDER BY {self.schema.key(table)}")
-            return {int(r[0]): dict(zip(columns, r)) for r in cur.fetchall()}
+            return {self.schema.key_value(table, r[0]): dict(zip(columns, r)) for r in cur.fetchall()}

@@ -217,6 +217,42 @@ pub fn edited(line: &str, edit: impl Fn(&str, &mut Map<String, Value>)) -> Strin
     message.to_string()
 }
 
+/// The text code of key `id` of `table` (`users` or `rides`) in a history with text keys: a hex hash (so that the
+/// codes' byte order is not the numbers'), a prefix of mixed case or non-ASCII, and the number
+/// (so that codes are unique).
+pub fn text_key(table: &str, id: i64) -> String {
+    let hash = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+    let prefix = match (table, id.rem_euclid(3)) {
+        ("users", 0) => "acc-",
+        ("users", 1) => "Acc_",
+        ("users", _) => "ü",
+        (_, 0) => "trip-",
+        (_, 1) => "T",
+        _ => "",
+    };
+    format!("{prefix}{hash:06x}-{id}")
+}
+
+/// A generator line with text keys ([`text_key`]): the users' ids and the rides' links as the
+/// users' codes, the rides' ids as the rides' (other messages as they are).
+pub fn text_keyed(line: &str) -> String {
+    edited(line, |stream, data| {
+        let table = if stream == "users" { "users" } else { "rides" };
+        for (column, kind) in [("id", table), ("customer_id", "users"), ("driver_id", "users")] {
+            let Some(value) = data.get_mut(column) else { continue };
+            if let Some(id) = value.as_i64().or_else(|| value.as_str().and_then(|s| s.parse().ok())) {
+                *value = json!(text_key(kind, id));
+            }
+        }
+    })
+}
+
+/// The generator's catalog with the keys and links declared as text ([`text_keyed`]).
+pub fn text_key_catalog() -> String {
+    let text = json!({"type": "string"});
+    catalog(&[("users", "id", text.clone()), ("rides", "id", text.clone()), ("rides", "customer_id", text.clone()), ("rides", "driver_id", text)], &[])
+}
+
 /// The version of every silver table (None: not created).
 pub async fn silver_versions(lake: &Path) -> Vec<Option<u64>> {
     let layout = layout(lake, None);
