@@ -363,7 +363,7 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
     // A key of silver that changed kind (integers to text, after a source migration): gold's
     // tables hold the old kind, and are computed again whole.
     let silver_schema = io::arrow_schema(&rides)?;
-    let text_key = |schema: &deltalake::arrow::datatypes::Schema, column: &str| schema.field_with_name(column).ok().map(|f| matches!(f.data_type(), deltalake::arrow::datatypes::DataType::Utf8 | deltalake::arrow::datatypes::DataType::LargeUtf8 | deltalake::arrow::datatypes::DataType::Utf8View));
+    let text_key = |schema: &deltalake::arrow::datatypes::Schema, column: &str| schema.field_with_name(column).ok().map(|f| crate::model::is_text(f.data_type()));
     let mut other_keys = false;
     for table in GOLD_TABLES {
         let (t, m) = io::open_with_marker(&layout.gold(table)?, &options, GOLD_MARKER).await?;

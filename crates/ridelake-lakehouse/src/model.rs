@@ -1046,7 +1046,8 @@ fn check_column(table: &str, c: &ColumnMap, problems: &mut Vec<String>) {
     }
 }
 
-fn is_text(t: &ArrowType) -> bool {
+/// Whether an Arrow type is text (a text key's, or any text column's).
+pub(crate) fn is_text(t: &ArrowType) -> bool {
     matches!(t, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View)
 }
 

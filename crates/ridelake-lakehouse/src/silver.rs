@@ -604,30 +604,21 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     }
     // A model that keeps the source's other columns: silver's tables hold each kept column in its
     // type, so a column the source added, or widened, reaches silver through a rebuild (which
-    // writes the tables with the new columns).
+    // writes the tables with the new columns). A key whose source column changed kind (integers
+    // to text) needs every table rewritten too. (Each silver table's schema is read once; a kept
+    // column's difference is named before a key's.)
     let forced = match forced {
         Some(f) => Some(f),
         None => {
-            let mut difference = None;
+            let (mut kept, mut key) = (None, None);
             for (known, bronze) in [(&users_known, &bronze_users), (&rides_known, &bronze_rides)] {
-                if let (None, Some(t)) = (&difference, &known.table) {
-                    difference = bronze.map.kept_difference(io::arrow_schema(t)?.as_ref());
+                if let Some(t) = &known.table {
+                    let schema = io::arrow_schema(t)?;
+                    kept = kept.or_else(|| bronze.map.kept_difference(schema.as_ref()));
+                    key = key.or_else(|| bronze.map.key_difference(schema.as_ref()));
                 }
             }
-            difference.map(|difference| Rebuild::KeptColumns { difference })
-        }
-    };
-    // A key whose source column changed kind (integers to text) needs every table rewritten.
-    let forced = match forced {
-        Some(f) => Some(f),
-        None => {
-            let mut difference = None;
-            for (known, bronze) in [(&users_known, &bronze_users), (&rides_known, &bronze_rides)] {
-                if let (None, Some(t)) = (&difference, &known.table) {
-                    difference = bronze.map.key_difference(io::arrow_schema(t)?.as_ref());
-                }
-            }
-            difference.map(|difference| Rebuild::KeyKind { difference })
+            kept.map(|difference| Rebuild::KeptColumns { difference }).or(key.map(|difference| Rebuild::KeyKind { difference }))
         }
     };
     // Rides record the users version their integrity was checked against; any other means a run

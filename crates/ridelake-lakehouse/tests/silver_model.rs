@@ -279,13 +279,7 @@ impl Variant {
             };
             frame.with_column(column).expect("codes");
         }
-        let mut by: Vec<PlSmallStr> = Vec::new();
-        for key in ["year", "month", "day", "city", "driver_id", "customer_id", "id", "table", "rule", "_cdc_bronze_version", "_cdc_bronze_row"] {
-            if frame.column(key).is_ok() {
-                by.push(key.into());
-            }
-        }
-        frame.sort(by, SortMultipleOptions::default().with_nulls_last(true)).expect("sort")
+        common::sorted_by_key(frame)
     }
 
     /// The generator's catalog in the variant's source schema.

@@ -81,6 +81,11 @@ pub async fn read_table(lake: &Path, table: &str) -> DataFrame {
     let Some(t) = io::open(&url, &layout.storage_options()).await.expect("open") else { return DataFrame::empty() };
     let frame = io::read_all(&t).await.expect("read");
     let frame = if frame.column("_airbyte_raw_id").is_ok() { frame.drop("_airbyte_raw_id").expect("drop") } else { frame };
+    sorted_by_key(frame)
+}
+
+/// `frame` sorted as [`read_table`] returns tables: by the key columns it has, nulls last.
+pub fn sorted_by_key(frame: DataFrame) -> DataFrame {
     let mut by: Vec<PlSmallStr> = Vec::new();
     for key in ["year", "month", "day", "city", "driver_id", "customer_id", "id", "table", "rule", "_cdc_bronze_version", "_cdc_bronze_row"] {
         if frame.column(key).is_ok() {
