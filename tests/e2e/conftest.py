@@ -109,9 +109,21 @@ class S3Server:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports. Every socket stays bound until all are picked: two calls to a
+    one-port helper may be handed the same port, and two servers then race for it (the loser's
+    readiness probe is answered by the winner)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +152,7 @@ def rgw_server(tmp_path_factory):
     if shutil.which("radosgw") is None:
         pytest.fail("radosgw is not installed: run scripts/setup-test-env.sh")
     directory = tmp_path_factory.mktemp("rgw")
-    port, mon_port = free_port(), free_port()
+    port, mon_port = free_ports(2)
     subprocess.run([str(REPO / "scripts/start-rgw.sh"), str(directory), str(port), str(mon_port)], check=True,
                    capture_output=True, timeout=180)
     yield S3Server("rgw", f"http://127.0.0.1:{port}", "RGWKEY", "RGWSECRET")

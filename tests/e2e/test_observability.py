@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, VENVS, free_port, generate, local_config, read_delta, run_dest
+from conftest import REPO, VENVS, free_ports, generate, local_config, read_delta, run_dest
 
 MONITORING = REPO / "monitoring"
 RULES = MONITORING / "prometheus/rules/ridelake.rules.yml"
@@ -79,7 +79,7 @@ def prometheus(tmp_path_factory):
     for binary in ("prometheus", "prometheus-pushgateway", "promtool"):
         assert shutil.which(binary), f"{binary} is missing: run scripts/setup-test-env.sh"
     work = tmp_path_factory.mktemp("prometheus")
-    pg_port, prom_port = free_port(), free_port()
+    pg_port, prom_port = free_ports(2)
     config = (MONITORING / "prometheus/prometheus.yml").read_text()
     config = (config.replace("pushgateway:9091", f"127.0.0.1:{pg_port}")
               .replace("rules/ridelake.rules.yml", str(RULES))
@@ -93,8 +93,12 @@ def prometheus(tmp_path_factory):
                           f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=logs, stderr=logs),
     ]
     try:
-        wait_http(f"http://127.0.0.1:{pg_port}/-/ready")
-        wait_http(f"http://127.0.0.1:{prom_port}/-/ready")
+        # Endpoints only the intended server has: a Pushgateway answers /-/ready too, so a port
+        # another server took would otherwise pass for Prometheus.
+        wait_http(f"http://127.0.0.1:{pg_port}/api/v1/status")
+        wait_http(f"http://127.0.0.1:{prom_port}/api/v1/status/buildinfo")
+        for server in servers:
+            assert server.poll() is None, f"{server.args[0]} exited: " + (work / "servers.log").read_text()[-3000:]
         yield Prometheus(f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{pg_port}")
     finally:
         for server in servers:

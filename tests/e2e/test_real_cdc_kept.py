@@ -150,11 +150,15 @@ def set_kept(workload: Workload, surges: list, tips: str | None = None) -> int:
             cur.execute(f"UPDATE {r} SET {PROMO} = %s, {SURGE} = %s, {r.updated_at} = %s WHERE {r.id} = %s",
                         (rng.choice(PROMOS), rng.choice(surges), r.enc("updated_at", workload.stamp()), trip))
             changed += cur.rowcount
-        if tips and done:
-            chosen = rng.sample(done, min(len(done), 5))
-            tip = f"{r.fare_amount} DIV 10" if tips == "number" else f"LPAD({r.fare_amount} DIV 10, 4, '0')"
-            cur.execute(f"UPDATE {r} SET {TIP} = IF(MOD({r.id}, 4) = 0, NULL, {tip}), {r.updated_at} = %s "
-                        f"WHERE {r.id} IN ({', '.join(['%s'] * len(chosen))})", [r.enc("updated_at", workload.stamp()), *chosen])
+        # Completed trips get the tips; a history that has completed none yet tips any trip (a tip
+        # of 1), so that every history has tips to carry. The first trip chosen always gets one.
+        tipped = done or trips
+        if tips and tipped:
+            chosen = rng.sample(tipped, min(len(tipped), 5))
+            amount = f"COALESCE({r.fare_amount} DIV 10, 1)"
+            tip = amount if tips == "number" else f"LPAD({amount}, 4, '0')"
+            cur.execute(f"UPDATE {r} SET {TIP} = IF(MOD({r.id}, 4) = 0 AND {r.id} <> %s, NULL, {tip}), {r.updated_at} = %s "
+                        f"WHERE {r.id} IN ({', '.join(['%s'] * len(chosen))})", [chosen[0], r.enc("updated_at", workload.stamp()), *chosen])
             changed += cur.rowcount
         for account in rng.sample(accounts, min(len(accounts), 4)):
             referral = rng.choice([None, f"REF{rng.randrange(1000, 9999)}"])
