@@ -92,12 +92,25 @@ pub fn normalize(frame: DataFrame, fields: &[&str]) -> Result<DataFrame> {
     frame.lazy().with_columns(exprs).collect().step("normalizing fields")
 }
 
+/// How [`prepare_with`] gives each row its epoch.
+pub enum Epochs<'a> {
+    /// Walk the rows in ingest order from this state, which is left where they leave it.
+    Walk(&'a mut EpochState),
+    /// The rows' epochs, one per row, from a walk made before ([`crate::order::EpochMarks`]):
+    /// the rows may then be any subset of the stream.
+    Given(Vec<i64>),
+}
+
 /// Adds the order columns and the delete flag to bronze rows read in ingest order (with
 /// [`INGEST_VERSION`] and [`INGEST_ROW`], which also link a change back to its bronze row), and
 /// keeps `keep` columns and `deleted_at`. `epochs` is where the epoch count stood before
 /// these rows; it is left where it stands after them.
 pub fn prepare(bronze: &DataFrame, keep: &[&str], epochs: &mut EpochState) -> Result<DataFrame> {
-    let rows = bronze.height();
+    prepare_with(bronze, keep, Epochs::Walk(epochs))
+}
+
+/// The source positions of `bronze`'s rows, in its order (`None` for a row with none).
+fn positions(bronze: &DataFrame) -> Result<Vec<Option<(order::Scale, i64)>>> {
     let cursor = int64(bronze, CDC_CURSOR)?;
     let log_pos = int64(bronze, CDC_LOG_POS)?;
     let log_file = match column(bronze, CDC_LOG_FILE) {
@@ -108,25 +121,40 @@ pub fn prepare(bronze: &DataFrame, keep: &[&str], epochs: &mut EpochState) -> Re
         Some(s) => Some(s.str().step("reading _ab_cdc_log_file")?),
         None => None,
     };
-    // One pass over the columns' iterators, in ingest order (the epoch of a row depends on the
-    // rows before it).
     let mut cursors = cursor.as_ref().map(|c| c.iter());
-    let mut positions = log_pos.as_ref().map(|p| p.iter());
+    let mut log_positions = log_pos.as_ref().map(|p| p.iter());
     let mut files = log_file.map(|f| f.iter());
-    let (updated, updated_ok) = micros(bronze, CDC_UPDATED_AT)?;
-    let mut position = Vec::with_capacity(rows);
-    let mut epoch = Vec::with_capacity(rows);
-    {
-        let mut changed_at = updated.iter();
-        for _ in 0..rows {
+    Ok((0..bronze.height())
+        .map(|_| {
             let cursor = cursors.as_mut().and_then(Iterator::next).flatten();
-            let pos = positions.as_mut().and_then(Iterator::next).flatten();
+            let pos = log_positions.as_mut().and_then(Iterator::next).flatten();
             let file = files.as_mut().and_then(Iterator::next).flatten();
-            let source = order::source_position(cursor, file, pos);
-            epoch.push(epochs.assign(source, changed_at.next().flatten()));
-            position.push(source.map(|(_, p)| p));
-        }
-    }
+            order::source_position(cursor, file, pos)
+        })
+        .collect())
+}
+
+/// Walks one bronze file's rows (read in ingest order; the CDC order columns suffice) into
+/// `marks`, as [`prepare`] would walk them.
+pub fn mark_epochs(bronze: &DataFrame, marks: &mut order::EpochMarks) -> Result<()> {
+    let (updated, _) = micros(bronze, CDC_UPDATED_AT)?;
+    marks.walk_file(positions(bronze)?.into_iter().zip(updated.iter()));
+    Ok(())
+}
+
+/// [`prepare`], the epochs walked or given ([`Epochs`]).
+pub fn prepare_with(bronze: &DataFrame, keep: &[&str], epochs: Epochs<'_>) -> Result<DataFrame> {
+    let rows = bronze.height();
+    let (updated, updated_ok) = micros(bronze, CDC_UPDATED_AT)?;
+    let sources = positions(bronze)?;
+    // The epoch of a row depends on the rows before it: a walk goes in ingest order.
+    let epoch: Vec<i64> = match epochs {
+        Epochs::Walk(state) => sources.iter().zip(updated.iter()).map(|(source, changed_at)| state.assign(*source, changed_at)).collect(),
+        Epochs::Given(given) if given.len() == rows => given,
+        Epochs::Given(given) => return Err(crate::error::LakehouseError::Task(format!("{} epochs given for {rows} changes", given.len()))),
+    };
+    let position: Vec<Option<i64>> = sources.iter().map(|source| source.map(|(_, p)| p)).collect();
+    drop(sources);
     let (deleted_at, _) = micros(bronze, CDC_DELETED_AT)?;
     let (extracted, _) = micros(bronze, EXTRACTED_AT)?;
     let is_delete = match column(bronze, CDC_DELETED_AT) {
@@ -337,5 +365,27 @@ mod tests {
         let prepared = prepare(&upgraded, &["id"], &mut epochs).unwrap();
         let epoch: Vec<_> = prepared.column(EPOCH).unwrap().i64().unwrap().iter().flatten().collect();
         assert_eq!(epoch, [2, 2], "the Kotlin rows after the Java ones start epoch 2");
+    }
+
+    #[test]
+    fn a_subset_prepared_with_marked_epochs_is_the_walk_over_all_rows_filtered() {
+        // Java counters, then the Kotlin upgrade, then a binlog restart; ids alternate.
+        let java = 1_700_000_000i64 * 100_000_000;
+        let times = ["2024-08-03T05:00:00Z", "2024-08-03T05:00:01Z", "2024-08-03T05:00:02Z", "2024-08-03T05:00:03Z", "2024-08-03T06:00:00Z", "2024-08-03T06:00:01Z"];
+        let mut rows = bronze(&times.map(Some), &[Some(java + 1), Some(java + 2), Some((7 << 32) | 10), Some((7 << 32) | 20), Some((1 << 32) | 4), None]);
+        rows.with_column(Column::new("id".into(), [1i64, 2, 1, 2, 1, 2])).unwrap();
+        let walked = prepare(&rows, &["id"], &mut EpochState::default()).unwrap();
+        let mut marks = order::EpochMarks::default();
+        mark_epochs(&rows, &mut marks).unwrap();
+        for id in [1i64, 2] {
+            let keep = rows.column("id").unwrap().i64().unwrap().equal(id);
+            let ours = rows.filter(&keep).unwrap();
+            let given: Vec<i64> = (0..rows.height() as u64).filter(|&r| r % 2 == (id as u64 - 1)).map(|r| marks.epoch_at(0, r)).collect();
+            let prepared = prepare_with(&ours, &["id"], Epochs::Given(given)).unwrap();
+            assert!(prepared.equals_missing(&walked.filter(&walked.column("id").unwrap().i64().unwrap().equal(id)).unwrap()), "id {id}");
+        }
+        let epochs: Vec<_> = walked.column(EPOCH).unwrap().i64().unwrap().iter().flatten().collect();
+        assert_eq!(epochs, [1, 1, 2, 2, 3, 3], "the rows span three epochs");
+        assert!(prepare_with(&rows, &["id"], Epochs::Given(vec![1])).is_err(), "one epoch per row");
     }
 }

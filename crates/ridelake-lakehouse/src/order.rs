@@ -163,6 +163,60 @@ impl EpochState {
     }
 }
 
+/// Where new epochs start in a stream walked in ingest order from the start (a rebuild's walk),
+/// file by file: what a slice, which keeps only some keys' changes, needs to give them the epochs
+/// a walk over every change gives them ([`EpochState`] counts across all keys). One entry per
+/// epoch: a handful per history, however long.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EpochMarks {
+    /// `(file, row in the file, epoch from that row on)`, in ingest order; files are counted in
+    /// the order they are read.
+    starts: Vec<(u64, u64, i64)>,
+    /// The rows of each file walked, in order: a reader of the same files checks it reads them
+    /// alike.
+    rows: Vec<u64>,
+    /// Where the count stands after the rows walked.
+    end: EpochState,
+}
+
+impl EpochMarks {
+    /// Walks the next file's rows (their source positions and change times, in order).
+    pub fn walk_file(&mut self, rows: impl IntoIterator<Item = (Option<(Scale, i64)>, Option<i64>)>) {
+        let file = self.rows.len() as u64;
+        let mut count = 0u64;
+        for (row, (position, updated)) in rows.into_iter().enumerate() {
+            let before = self.end.epoch;
+            let epoch = self.end.assign(position, updated);
+            if epoch != before {
+                self.starts.push((file, row as u64, epoch));
+            }
+            count += 1;
+        }
+        self.rows.push(count);
+    }
+
+    /// The epoch of the row `row` of file `file` (as numbered by [`EpochMarks::walk_file`]).
+    pub fn epoch_at(&self, file: u64, row: u64) -> i64 {
+        let after = self.starts.partition_point(|&(f, r, _)| (f, r) <= (file, row));
+        after.checked_sub(1).and_then(|k| self.starts.get(k)).map_or(EpochState::default().epoch, |&(_, _, epoch)| epoch)
+    }
+
+    /// The files walked.
+    pub fn files(&self) -> u64 {
+        self.rows.len() as u64
+    }
+
+    /// The rows of file `file` walked (`None` past the last file).
+    pub fn rows_of(&self, file: u64) -> Option<u64> {
+        self.rows.get(file as usize).copied()
+    }
+
+    /// Where the count stands after every row walked.
+    pub fn end(&self) -> EpochState {
+        self.end
+    }
+}
+
 /// A change time as microseconds since the epoch: RFC 3339 text (`…Z`, `…+02:00`, any fraction),
 /// or a date-time without a zone (read as UTC). `None` when it is not a time.
 pub fn parse_change_time(text: &str) -> Option<i64> {
@@ -311,6 +365,54 @@ mod tests {
         assert_eq!(EpochState::from_markers([Some(3), Some(2), Some(8), None]), None, "a marker missing: no state");
         let markers = state.markers("app");
         assert_eq!(markers[0], ("app#epoch".to_owned(), 3));
+    }
+
+    #[test]
+    fn epoch_marks_give_any_row_the_epoch_a_walk_over_every_row_gives_it() {
+        // Files of rows with upgrades, binlog restarts, rows without a position or a time, in a
+        // deterministic pseudo-random mix; the marks must answer every row as the walk did.
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut walk, mut marks, mut expected) = (EpochState::default(), EpochMarks::default(), Vec::new());
+        let (mut file_number, mut second) = (3i64, 100i64);
+        for file in 0..12u64 {
+            let mut rows = Vec::new();
+            for _ in 0..next(40) {
+                match next(30) {
+                    0 => file_number = 1 + next(3) as i64,   // a restart (or an old record re-sent)
+                    1 => file_number += 1,
+                    _ => {}
+                }
+                second += next(3) as i64;
+                let position = match next(10) {
+                    0 => None,
+                    1 => Some((Scale::Counter, 1_700_000_000 * 100_000_000 + second)),
+                    _ => Some((Scale::Binlog, (file_number << 32) | next(1000) as i64)),
+                };
+                let updated = (next(12) != 0).then_some(second * 1_000_000);
+                rows.push((position, updated));
+            }
+            for (row, &(position, updated)) in rows.iter().enumerate() {
+                expected.push((file, row as u64, walk.assign(position, updated)));
+            }
+            marks.walk_file(rows);
+        }
+        assert!(expected.last().is_some_and(|&(_, _, epoch)| epoch > 3), "the history has several epochs: {:?}", expected.last());
+        let expected_rows = expected.len() as u64;
+        for (file, row, epoch) in expected {
+            assert_eq!(marks.epoch_at(file, row), epoch, "file {file}, row {row}");
+        }
+        assert_eq!((marks.end(), marks.files()), (walk, 12));
+        assert_eq!((0..12).map(|f| marks.rows_of(f).unwrap_or_default()).sum::<u64>(), expected_rows, "every row counted");
+        assert_eq!(marks.rows_of(12), None);
+        let back: EpochMarks = serde_json::from_str(&serde_json::to_string(&marks).expect("to JSON")).expect("from JSON");
+        assert_eq!(back, marks, "the marks travel to a worker as JSON");
+        assert_eq!(EpochMarks::default().epoch_at(0, 0), 0, "no row walked: the first epoch");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use polars::prelude::*;
+use ridelake_core::bronze::{CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT};
 
 use crate::cdc;
 use crate::rules;
@@ -36,10 +37,10 @@ use crate::increment::{self, BronzeIncrement};
 use crate::io::{self, Staged, StagedFiles, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::Lease;
-use crate::order::EpochState;
+use crate::order::{EpochMarks, EpochState};
 use crate::silver::{
     Clock, DELETED_TABLE, EXPIRED, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext,
-    RidesDecided, SilverOptions, SilverReport, SilverTable, Tables, USERS_MARKER, USERS_TABLE, UsersDecided, count, decide_rides, input_markers,
+    RidesDecided, SilverOptions, SilverReport, SilverTable, Tables, USERS_MARKER, USERS_TABLE, apply_users, change_sources, choose_users, count, decide_rides, input_markers,
     expired_rows, other_ride_fields, partitions_of, quarantine_rows, ride_change_sources, ride_rule_fields, ride_rules, users_written, with_bronze_ids, with_fields,
 };
 use crate::slices::{self, IdSample, Slice};
@@ -73,6 +74,11 @@ pub struct SliceTask {
     /// partitions the run rewrites.
     #[serde(default)]
     pub update: Option<UpdateTask>,
+    /// Of a rebuild's slice: where bronze's epochs start, from the driver's walk over all of
+    /// bronze, so that the worker prepares only its own changes. Without them, the worker walks
+    /// every change itself.
+    #[serde(default)]
+    pub epochs: Option<EpochMarks>,
 }
 
 /// What one slice's decision counted.
@@ -220,7 +226,7 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     let started = std::time::Instant::now();
     let options = layout.storage_options();
     let mut epochs = EpochState::default();
-    let changes = slice_changes(bronze, &task.slice, &mut epochs).await?;
+    let changes = slice_changes(bronze, &task.slice, &mut epochs, task.epochs.as_ref()).await?;
     let (rules, delete_rules) = ride_rules();
     let chosen = rules::choose(&changes, "id", &rules, &delete_rules, &bronze.map)?;
     let (latest, bad, dropped, warned) = (chosen.latest, chosen.quarantined, chosen.dropped, chosen.warned);
@@ -269,29 +275,36 @@ pub(crate) async fn stage_apart(tables: &Tables, options: &std::collections::Has
     Ok(staged.into_files())
 }
 
-/// The slices of a rebuild (or of an `increment`): as many as the memory budget needs for
-/// bronze's ride changes (their count from the files' statistics; an increment's slices hold at
-/// least [`slices::MIN_INCREMENT_SLICE_CHANGES`]), or as the run asks; their boundaries from a
-/// sample of the changes' ids (a first pass over the id column only).
-pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, users: &DataFrame, increment: bool) -> Result<Vec<Slice>> {
+/// The slices of a rebuild (or of an `increment`) of `bronze` (rides, or users): as many as the
+/// memory budget needs for its changes (their count from the files' statistics; an increment's
+/// slices hold at least [`slices::MIN_INCREMENT_SLICE_CHANGES`]) beside `held_bytes` the run holds
+/// throughout, or as the run asks; their boundaries from a sample of the changes' ids (a first
+/// pass over the id column only). A rebuild's pass also walks the order columns and returns
+/// where the epochs start, so that each slice prepares its own changes only.
+pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, held_bytes: u64, increment: bool) -> Result<(Vec<Slice>, Option<EpochMarks>)> {
     let count_for = if increment { slices::count_for_increment } else { slices::count_for };
     let known: Option<u64> = bronze.files.iter().map(|f| f.file.rows).sum();
     let budget = if run.slices.is_some() { None } else { slices::resolve_budget(run.memory_budget)? };
-    let users_bytes = users.estimated_size() as u64;
     let asked = run.slices.map(|n| n.clamp(1, slices::MAX_SLICES as usize));
     let wanted = match (asked, known, budget) {
         (Some(n), _, _) => n,
-        (None, Some(changes), _) => count_for(budget, changes, users_bytes),
+        (None, Some(changes), _) => count_for(budget, changes, held_bytes),
         // Files without statistics: the sampling pass counts them.
         (None, None, Some(_)) => 2,
         (None, None, None) => 1,
     };
     if wanted <= 1 {
-        return Ok(vec![Slice::default()]);
+        return Ok((vec![Slice::default()], None));
     }
     let mut sample = IdSample::default();
-    increment::read_by_file(bronze, &["id"], |rows| {
-        let step = "sampling ride ids";
+    // (an increment's epochs go on from its markers' state: its slices walk them themselves)
+    let mut marks = (!increment).then(EpochMarks::default);
+    let columns: &[&str] = if marks.is_some() { &["id", CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT] } else { &["id"] };
+    increment::read_by_file(bronze, columns, |rows| {
+        if let Some(marks) = &mut marks {
+            cdc::mark_epochs(&rows, marks)?;
+        }
+        let step = "sampling ids";
         let ids = rows.column("id").step(step)?.as_materialized_series();
         if crate::keys::is_text(ids.dtype()) {
             sample.extend_text(ids.str().step(step)?.iter());
@@ -304,29 +317,66 @@ pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, u
     let count = match (asked, known) {
         (Some(n), _) => n,
         (None, Some(_)) => wanted,
-        (None, None) => count_for(budget, sample.changes(), users_bytes),
+        (None, None) => count_for(budget, sample.changes(), held_bytes),
     };
-    Ok(Slice::between(&sample.boundaries(count)))
+    Ok((Slice::between(&sample.boundaries(count)), marks))
 }
 
 /// The prepared changes of the rides in `slice`: every bronze file is read (the key, rule and
 /// order columns), one at a time; its rows get their epochs from where the rows before them left
 /// the count (`epochs`, left where all of bronze leaves it), then only the slice's are kept.
-pub(crate) async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut EpochState) -> Result<DataFrame> {
-    let columns = ride_change_sources(&bronze.map);
-    let fields = ride_rule_fields(&bronze.map);
+/// With the epoch `marks` of a walk over all of bronze from the start, only the slice's rows are
+/// prepared, their epochs looked up.
+pub(crate) async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut EpochState, marks: Option<&EpochMarks>) -> Result<DataFrame> {
+    changes_in(bronze, slice, &ride_change_sources(&bronze.map), &ride_rule_fields(&bronze.map), epochs, marks).await
+}
+
+/// The prepared changes of `bronze` (rides or users) whose key is in `slice`, read from `columns`
+/// and keeping `fields` (see [`slice_changes`]).
+async fn changes_in(bronze: &BronzeIncrement, slice: &Slice, columns: &[&str], fields: &[&str], epochs: &mut EpochState, marks: Option<&EpochMarks>) -> Result<DataFrame> {
     if bronze.files.is_empty() {
-        let prepared = cdc::prepare(&increment::read(bronze, &columns).await?, &fields, epochs)?;
+        let prepared = cdc::prepare(&increment::read(bronze, columns).await?, fields, epochs)?;
         return prepared.lazy().filter(slice.holds("id")).collect().step("slicing ride changes");
     }
+    if let Some(marks) = marks.filter(|_| !slice.is_all()) {
+        return marked_changes_in(bronze, slice, columns, fields, epochs, marks).await;
+    }
     let mut parts: Vec<LazyFrame> = Vec::new();
-    increment::read_by_file(bronze, &columns, |rows| {
-        let prepared = cdc::prepare(&rows, &fields, epochs)?;
+    increment::read_by_file(bronze, columns, |rows| {
+        let prepared = cdc::prepare(&rows, fields, epochs)?;
         parts.push(if slice.is_all() { prepared.lazy() } else { prepared.lazy().filter(slice.holds("id")).collect().step("slicing ride changes")?.lazy() });
         Ok(())
     })
     .await?;
     concat(parts, UnionArgs::default()).step("slicing ride changes")?.collect().step("slicing ride changes")
+}
+
+/// [`changes_in`] with the epochs known: each file's rows of the slice are kept first (a row
+/// index tells each one's place in its file), then prepared with their epochs looked up in
+/// `marks`; `epochs` is left where `marks` end.
+async fn marked_changes_in(bronze: &BronzeIncrement, slice: &Slice, columns: &[&str], fields: &[&str], epochs: &mut EpochState, marks: &EpochMarks) -> Result<DataFrame> {
+    const ROW: &str = "_ridelake_row_in_file";
+    let step = "slicing changes";
+    if marks.files() != bronze.files.len() as u64 {
+        return Err(LakehouseError::Task(format!("the driver walked {} bronze files for the epochs, this worker reads {}", marks.files(), bronze.files.len())));
+    }
+    let mut parts: Vec<LazyFrame> = Vec::new();
+    let mut file = 0u64;
+    increment::read_by_file(bronze, columns, |rows| {
+        if marks.rows_of(file) != Some(rows.height() as u64) {
+            return Err(LakehouseError::Task(format!("the driver walked {:?} rows of bronze file {file} for the epochs, this worker reads {}", marks.rows_of(file), rows.height())));
+        }
+        let ours = rows.lazy().with_row_index(ROW, None).filter(slice.holds("id")).collect().step(step)?;
+        let at = ours.column(ROW).step(step)?.as_materialized_series().cast(&DataType::UInt64).step(step)?;
+        let given: Vec<i64> = at.u64().step(step)?.into_no_null_iter().map(|row| marks.epoch_at(file, row)).collect();
+        let ours = ours.drop(ROW).step(step)?;
+        parts.push(cdc::prepare_with(&ours, fields, cdc::Epochs::Given(given))?.lazy());
+        file += 1;
+        Ok(())
+    })
+    .await?;
+    *epochs = marks.end();
+    concat(parts, UnionArgs::default()).step(step)?.collect().step(step)
 }
 
 /// Runs `work` while renewing `lease` every third of its time to live, so that a long fan-out
@@ -360,7 +410,7 @@ pub(crate) fn in_task_order(tasks: &[SliceTask], outputs: Vec<SliceOutput>) -> R
 
 /// A run's tasks, one per slice of `plan`, for a new run word: bronze rides as pinned, the users
 /// files staged, the model's hash and the clock (a rebuild's; an increment adds its part).
-pub(crate) fn slice_tasks(cx: &RunContext<'_, '_>, plan: &[Slice], bronze_rides: &BronzeIncrement, users_files: &StagedFiles) -> Vec<SliceTask> {
+pub(crate) fn slice_tasks(cx: &RunContext<'_, '_>, plan: &[Slice], bronze_rides: &BronzeIncrement, users_files: &StagedFiles, epochs: Option<&EpochMarks>) -> Vec<SliceTask> {
     let run = run_word();
     plan.iter()
         .enumerate()
@@ -374,6 +424,7 @@ pub(crate) fn slice_tasks(cx: &RunContext<'_, '_>, plan: &[Slice], bronze_rides:
             model_hash: cx.model_hash,
             clock: cx.clock,
             update: None,
+            epochs: epochs.cloned(),
         })
         .collect()
 }
@@ -390,31 +441,81 @@ enum Workers<'a> {
     Engine(&'a dyn SliceRunner),
 }
 
+/// A rebuild's users, decided and staged (not committed) by [`rebuild_users`].
+pub(crate) struct UsersRebuilt {
+    /// The staged files of silver users.
+    pub(crate) files: StagedFiles,
+    /// Every user's `id` and `type`: what the rides' links are checked against.
+    pub(crate) roles: DataFrame,
+    /// The quarantined user changes, with their bronze ids.
+    pub(crate) bad: DataFrame,
+    /// The day partitions of silver users written.
+    pub(crate) touched: BTreeSet<(i32, i32, i32)>,
+    /// The epoch state at the end of bronze users.
+    pub(crate) epochs: EpochState,
+}
+
+/// A rebuild's users: decided in slices of the user id, as many as the memory budget needs for
+/// bronze's user changes beside nothing else (or as many as the run asks), each slice staged as
+/// soon as it is decided; only the users' roles are kept. Users are the small table, but a large
+/// city has millions of accounts, each with its history of changes: decided whole, they would
+/// cost what a slice of rides costs, many times over.
+pub(crate) async fn rebuild_users(cx: &mut RunContext<'_, '_>, run: &SilverOptions, bronze: &BronzeIncrement) -> Result<UsersRebuilt> {
+    let (plan, marks) = plan_slices(bronze, run, 0, false).await?;
+    let fields = bronze.map.data_columns();
+    let columns = change_sources(&fields);
+    let mut staged: Option<Staged> = None;
+    let (mut roles, mut bad, mut touched, mut epochs) = (Vec::new(), Vec::new(), BTreeSet::new(), EpochState::default());
+    for slice in &plan {
+        // (every slice ends where bronze users end: it starts from the start)
+        epochs = EpochState::default();
+        let changes = changes_in(bronze, slice, &columns, &fields, &mut epochs, marks.as_ref()).await?;
+        let chosen = choose_users(cx.report, changes, bronze).await?;
+        let applied = apply_users(cx.report, chosen, DataFrame::empty(), &bronze.map)?;
+        if staged.is_none() {
+            staged = Some(Staged::open(&cx.target(&USERS_TABLE), &applied.all, true).await?);
+        }
+        if let Some(files) = &mut staged {
+            files.stage(&applied.all).await?;
+        }
+        roles.push(applied.all.select(["id", "type"]).step("collecting user roles")?.lazy());
+        bad.push(applied.bad.lazy());
+        touched.extend(applied.touched);
+    }
+    let step = "collecting decided users";
+    let stack = |frames: Vec<LazyFrame>| -> Result<DataFrame> { concat(frames, UnionArgs::default()).step(step)?.collect().step(step) };
+    let files = staged.map(Staged::into_files).unwrap_or_default();
+    cx.report.user_slices = plan.len() as u64;
+    cx.lap(&format!("users: {} slices", plan.len()));
+    Ok(UsersRebuilt { files, roles: stack(roles)?, bad: stack(bad)?, touched, epochs })
+}
+
 /// A rebuild's rides (module documentation): users staged first, the slices run here or by
 /// `engine`, then every table committed, rides (the commit point) last.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn rebuild_rides(
     cx: &mut RunContext<'_, '_>,
     layout: &LakeLayout,
-    users: UsersDecided,
+    users: UsersRebuilt,
     bronze_users: &BronzeIncrement,
     bronze_rides: &BronzeIncrement,
-    plan: &[Slice],
+    (plan, marks): &(Vec<Slice>, Option<EpochMarks>),
     engine: Option<&dyn SliceRunner>,
 ) -> Result<()> {
-    // 1. users: staged, not committed; every slice checks its rides against these files.
-    let users_files = stage(cx.tables, cx.options, &USERS_TABLE, &users.all, true).await?;
-    // Here, the roles come from the decided users at hand; an engine's workers read the files.
+    // 1. users: staged, not committed ([`rebuild_users`]); every slice checks its rides against
+    // these files. Here, the roles come from the decided users at hand; an engine's workers read
+    // the files.
+    let UsersRebuilt { files: users_files, roles, bad, touched, epochs: users_epochs } = users;
     let workers = match engine {
         Some(engine) => Workers::Engine(engine),
-        None => Workers::Here(Roles::of(&users.all)?),
+        None => Workers::Here(Roles::of(&roles)?),
     };
-    let users_bad = quarantine_rows(&users.bad, "users", &bronze_rides.map)?;
-    let UsersDecided { touched, epochs: users_epochs, .. } = users;
-    cx.lap("users: stage");
+    drop(roles);
+    let users_bad = quarantine_rows(&bad, "users", &bronze_rides.map)?;
+    drop(bad);
 
     // 2. the slices.
-    let tasks = slice_tasks(cx, plan, bronze_rides, &users_files);
+    let tasks = slice_tasks(cx, plan, bronze_rides, &users_files, marks.as_ref());
     cx.report.slices = plan.len() as u64;
     let outputs = match workers {
         Workers::Engine(engine) => while_renewing(cx.guard.lease, engine.run(layout, tasks.clone())).await?,
@@ -532,6 +633,11 @@ mod tests {
             model_hash: 99,
             clock: Clock { micros: Some(1_764_496_800_123_000) },
             update: (index == 2).then(|| UpdateTask { after: 4, users: Some(3), users_touched: vec![(2026, 11, 30)], recheck: crate::keys::Keys::Text(vec!["5".into(), "Acc_8".into()]), ..Default::default() }),
+            epochs: (index == 1).then(|| {
+                let mut marks = EpochMarks::default();
+                marks.walk_file([(Some((crate::order::Scale::Binlog, 5 << 32)), Some(10)), (Some((crate::order::Scale::Binlog, 2 << 32)), Some(11))]);
+                marks
+            }),
         }
     }
 

@@ -176,6 +176,9 @@ pub struct SilverReport {
     pub slices: u64,
     /// Wall time of each slice's worker, in seconds, in slice order (a rebuild's per-slice cost).
     pub slice_seconds: Vec<f64>,
+    /// Slices (ranges of the user id) a rebuild decided its users in; 0 for an increment, which
+    /// decides its users at once.
+    pub user_slices: u64,
     /// Whether the run found nothing to do.
     pub noop: bool,
     /// The commits of this run, in order (the last one, `silver_rides`, is the commit point).
@@ -680,85 +683,119 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     let silver_rides = rides_known.table.filter(|_| !rebuild);
     steps.lap(&mut report, "open tables");
 
-    // ---- users: decide -------------------------------------------------------------------------
+    let clock = Clock::of(&bronze_users, &bronze_rides, &model.rides.links).await?;
+    report.clock_us = clock.micros;
+
+    // ---- a rebuild: users, then rides, each in slices within the memory budget ------------------
+    if rebuild {
+        let mut cx = RunContext { tables: &tables, options: &options, guard: &mut guard, report: &mut report, steps: &mut steps, model_hash, clock };
+        let users = rebuild::rebuild_users(&mut cx, run, &bronze_users).await?;
+        let plan = rebuild::plan_slices(&bronze_rides, run, users.roles.estimated_size() as u64, false).await?;
+        rebuild::rebuild_rides(&mut cx, layout, users, &bronze_users, &bronze_rides, &plan, run.engine.as_deref()).await?;
+        return Ok(report);
+    }
+
+    // ---- an increment's users: decided at once ---------------------------------------------------
     let user_fields = bronze_users.map.data_columns();
     let user_changes = cdc::prepare(&increment::read(&bronze_users, &change_sources(&user_fields)).await?, &user_fields, &mut users_epochs)?;
-    report.users_read = count(&user_changes);
-    report.rows_read += report.users_read;
+    let chosen = choose_users(&mut report, user_changes, &bronze_users).await?;
+    steps.lap(&mut report, "users: read and choose changes");
+    let existing_users = match &silver_users {
+        Some(t) => io::read_all(t).await?,
+        None => DataFrame::empty(),
+    };
+    let applied = apply_users(&mut report, chosen, existing_users, &bronze_users.map)?;
+    steps.lap(&mut report, "users: apply");
+
+    // ---- an increment's rides ------------------------------------------------------------------
+    let changed = applied.newer.select(["id"]).step("collecting changed users")?;
+    let users = UsersDecided { all: applied.all, changed, bad: applied.bad, touched: applied.touched, epochs: users_epochs };
+    let retyped = applied.retyped;
+    let mut cx = RunContext { tables: &tables, options: &options, guard: &mut guard, report: &mut report, steps: &mut steps, model_hash, clock };
+    // An increment larger than the budget is decided in slices too (`crate::update`).
+    let (plan, _) = rebuild::plan_slices(&bronze_rides, run, users.all.estimated_size() as u64, true).await?;
+    let roles = Roles::of(&users.all)?;
+    if plan.len() > 1 {
+        let found = update::Found { rides: silver_rides, users_version: users_before, marker: rides_known.marker, epochs: rides_epochs };
+        update::update_rides_in_slices(&mut cx, layout, &users, &roles, &retyped, &bronze_users, &bronze_rides, found, &plan, run.engine.as_deref()).await?;
+    } else {
+        update_rides(&mut cx, &users, &roles, &retyped, &bronze_users, &bronze_rides, rides_known.marker, silver_rides, rides_epochs).await?;
+    }
+    Ok(report)
+}
+
+/// Of `changes`, prepared changes that hold every change of their users (all of an increment's,
+/// or a rebuild slice's): each user's latest valid change, and the quarantined changes (with their
+/// bronze ids). Adds its counts to `report`.
+pub(crate) async fn choose_users(report: &mut SilverReport, changes: DataFrame, bronze_users: &BronzeIncrement) -> Result<(DataFrame, DataFrame)> {
+    report.users_read += count(&changes);
+    report.rows_read += count(&changes);
     let user_rules = [
         ("id is null", col("id").is_null()),
         ("type is not customer or driver", col("type").is_in(lit(Series::new("t".into(), USER_TYPES)).implode(false), false).not().or(col("type").is_null())),
         ("created_at is null", col("created_at").is_null()),
     ];
     let user_delete_rules = [("id is null", col("id").is_null()), ("created_at is null", col("created_at").is_null())];
-    let chosen = rules::choose(&user_changes, "id", &user_rules, &user_delete_rules, &model.users)?;
+    let chosen = rules::choose(&changes, "id", &user_rules, &user_delete_rules, &bronze_users.map)?;
+    drop(changes);
     report.count_rules(chosen.dropped, &chosen.warned);
-    let (latest_users, bad_users) = (chosen.latest, with_bronze_ids(chosen.quarantined, &bronze_users).await?);
-    drop(user_changes);
-    steps.lap(&mut report, "users: read and choose changes");
-    let existing_users = match &silver_users {
-        Some(t) => io::read_all(t).await?,
-        None => DataFrame::empty(),
-    };
-    let users_state = if existing_users.height() > 0 { existing_users.clone().lazy() } else { empty_state(latest_users.column("id").step("reading users")?.dtype()) };
-    let newer_users = cdc::newer_than(latest_users.lazy(), users_state.clone().select(state_columns()), "id")
+    Ok((chosen.latest, with_bronze_ids(chosen.quarantined, bronze_users).await?))
+}
+
+/// What a run decides for users: the latest changes [`choose_users`] chose, applied over
+/// `existing` (silver's users; empty in a rebuild). Adds its counts to `report`.
+pub(crate) struct UsersApplied {
+    /// The users the changes insert, change or delete (rows of silver users).
+    pub(crate) newer: DataFrame,
+    /// Every user after the changes: `existing` with `newer` applied.
+    pub(crate) all: DataFrame,
+    /// The ids of the users whose type changed.
+    pub(crate) retyped: DataFrame,
+    /// The quarantined changes, with their bronze ids.
+    pub(crate) bad: DataFrame,
+    /// The day partitions of silver users the changes touch.
+    pub(crate) touched: BTreeSet<(i32, i32, i32)>,
+}
+
+/// See [`UsersApplied`].
+pub(crate) fn apply_users(report: &mut SilverReport, (latest, bad): (DataFrame, DataFrame), existing: DataFrame, map: &StreamMap) -> Result<UsersApplied> {
+    let state = if existing.height() > 0 { existing.clone().lazy() } else { empty_state(latest.column("id").step("reading users")?.dtype()) };
+    let newer = cdc::newer_than(latest.lazy(), state.select(state_columns()), "id")
         .with_columns([col(DELETED).alias("is_deleted")])
         .with_columns(partition_exprs("created_at"))
-        .select(user_output_columns(&bronze_users.map))
+        .select(user_output_columns(map))
         .collect()
         .step("applying user changes")?;
-    report.users_upserted = count(&newer_users);
-    report.users_deleted = count(&newer_users.clone().lazy().filter(col("is_deleted")).collect().step("counting deletes")?);
-    let (all_users, retyped) = if existing_users.height() > 0 {
+    report.users_upserted += count(&newer);
+    report.users_deleted += count(&newer.clone().lazy().filter(col("is_deleted")).collect().step("counting deletes")?);
+    let (all, retyped) = if existing.height() > 0 {
         let all = concat(
-            [cdc::with_keys(existing_users.clone().lazy(), newer_users.clone().lazy(), "id", false).select(user_output_columns(&bronze_users.map)), newer_users.clone().lazy()],
+            [cdc::with_keys(existing.clone().lazy(), newer.clone().lazy(), "id", false).select(user_output_columns(map)), newer.clone().lazy()],
             UnionArgs::default(),
         )
         .step("merging users")?
         .collect()
         .step("merging users")?;
         // Users whose type changed: their published rides are checked again.
-        let retyped = newer_users
+        let retyped = newer
             .clone()
             .lazy()
             .select([col("id"), col("type")])
-            .join(existing_users.clone().lazy().select([col("id"), col("type").alias("type_before")]), [col("id")], [col("id")], JoinArgs::new(JoinType::Inner))
+            .join(existing.clone().lazy().select([col("id"), col("type").alias("type_before")]), [col("id")], [col("id")], JoinArgs::new(JoinType::Inner))
             .filter(col("type").neq_missing(col("type_before")))
             .select([col("id")])
             .collect()
             .step("finding retyped users")?;
         (all, retyped)
     } else {
-        (newer_users.clone(), DataFrame::empty())
+        (newer.clone(), DataFrame::empty())
     };
-    report.users_retyped = count(&retyped);
-    let mut touched_users = partitions_of(&newer_users)?;
-    if existing_users.height() > 0 {
-        touched_users.extend(partitions_of(&cdc::with_keys(existing_users.lazy(), newer_users.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
+    report.users_retyped += count(&retyped);
+    let mut touched = partitions_of(&newer)?;
+    if existing.height() > 0 {
+        touched.extend(partitions_of(&cdc::with_keys(existing.lazy(), newer.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
     }
-    steps.lap(&mut report, "users: apply");
-
-    // ---- rides ---------------------------------------------------------------------------------
-    let changed = newer_users.select(["id"]).step("collecting changed users")?;
-    let users = UsersDecided { all: all_users, changed, bad: bad_users, touched: touched_users, epochs: users_epochs };
-    let clock = Clock::of(&bronze_users, &bronze_rides, &model.rides.links).await?;
-    report.clock_us = clock.micros;
-    let mut cx = RunContext { tables: &tables, options: &options, guard: &mut guard, report: &mut report, steps: &mut steps, model_hash, clock };
-    if rebuild {
-        let plan = rebuild::plan_slices(&bronze_rides, run, &users.all, false).await?;
-        rebuild::rebuild_rides(&mut cx, layout, users, &bronze_users, &bronze_rides, &plan, run.engine.as_deref()).await?;
-    } else {
-        // An increment larger than the budget is decided in slices too (`crate::update`).
-        let plan = rebuild::plan_slices(&bronze_rides, run, &users.all, true).await?;
-        let roles = Roles::of(&users.all)?;
-        if plan.len() > 1 {
-            let found = update::Found { rides: silver_rides, users_version: users_before, marker: rides_known.marker, epochs: rides_epochs };
-            update::update_rides_in_slices(&mut cx, layout, &users, &roles, &retyped, &bronze_users, &bronze_rides, found, &plan, run.engine.as_deref()).await?;
-        } else {
-            update_rides(&mut cx, &users, &roles, &retyped, &bronze_users, &bronze_rides, rides_known.marker, silver_rides, rides_epochs).await?;
-        }
-    }
-    Ok(report)
+    Ok(UsersApplied { newer, all, retyped, bad, touched })
 }
 
 /// What silver holds back as the last run left it, for a run with nothing new (its report, and
@@ -1250,7 +1287,7 @@ fn count_decided(report: &mut SilverReport, decided: &RidesDecided) {
 
 /// The bronze columns silver reads for every change: `fields`, the CDC columns and the ingest
 /// order.
-fn change_sources<'a>(fields: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn change_sources<'a>(fields: &[&'a str]) -> Vec<&'a str> {
     fields.iter().copied().chain(cdc::BRONZE_CDC_COLUMNS.iter().copied()).chain([INGEST_VERSION, INGEST_ROW]).collect()
 }
 

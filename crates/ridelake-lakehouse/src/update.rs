@@ -219,7 +219,7 @@ pub(crate) async fn update_rides_in_slices(
                 users_touched: users.touched.iter().copied().collect(),
                 recheck: Keys::default(),
             };
-            let mut tasks = rebuild::slice_tasks(cx, plan, bronze_rides, &users_files);
+            let mut tasks = rebuild::slice_tasks(cx, plan, bronze_rides, &users_files, None);
             for task in &mut tasks {
                 let recheck = if before.retyped_rides.height() > 0 {
                     let rides = before.retyped_rides.clone().lazy().filter(task.slice.holds("id")).collect().step("slicing rides to check")?;
@@ -325,7 +325,7 @@ async fn decide_update_slice(
     slice: &Slice,
 ) -> Result<UpdateSlice> {
     let started = std::time::Instant::now();
-    let changes = rebuild::slice_changes(bronze, slice, &mut epochs).await?;
+    let changes = rebuild::slice_changes(bronze, slice, &mut epochs, None).await?;
     let changes_read = count(&changes);
     let (rules, delete_rules) = ride_rules();
     let chosen = rules::choose(&changes, "id", &rules, &delete_rules, &bronze.map)?;

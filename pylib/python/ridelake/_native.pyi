@@ -38,6 +38,7 @@ class SilverReport(TypedDict):
     partitions_rewritten: int
     slices: int  # id ranges a rebuild (or an increment over the budget) decided its rides in; 0 for an unsliced increment
     slice_seconds: list[float]  # wall time of each slice's worker (local or on Ray), in slice order
+    user_slices: int  # id ranges a rebuild decided its users in; 0 for an increment (users decided at once)
     noop: bool
     written: list[Written]
     step_seconds: list[tuple[str, float]]  # wall time of each step, in order

@@ -157,6 +157,11 @@ pub fn assert_same_counts(one: &ridelake_lakehouse::silver::SilverReport, other:
         ("quarantined", one.quarantined, other.quarantined),
         ("partitions_rewritten", one.partitions_rewritten, other.partitions_rewritten),
         ("rides_expired", one.rides_expired, other.rides_expired),
+        ("users_read", one.users_read, other.users_read),
+        ("users_upserted", one.users_upserted, other.users_upserted),
+        ("users_deleted", one.users_deleted, other.users_deleted),
+        ("users_quarantined", one.users_quarantined, other.users_quarantined),
+        ("dropped", one.dropped, other.dropped),
     ] {
         assert_eq!(a, b, "report {field} ({context})");
     }
