@@ -1,12 +1,14 @@
 //! A rebuild split into its work and its commit, so that the work can run anywhere.
 //!
 //! The driver (the silver run, holding the lease) decides the users and stages their files (not
-//! committed), cuts the rides into slices ([`crate::slices`]) and hands each slice to a worker as
-//! a [`SliceTask`]: plain data naming the bronze version the driver pinned and the staged users
-//! files. A worker ([`run_slice`]) reads all of bronze as of that version, keeps its slice's
-//! changes, decides them against the users' roles in those files and stages its own files, none
-//! committed; it returns a [`SliceOutput`]: the files' add actions and its counts. The driver then
-//! commits every table in one transaction each, in the order that makes a crash harmless
+//! committed; in slices of the user id, [`rebuild_users`]), cuts the rides into slices
+//! ([`crate::slices`]) and hands each slice to a worker as a [`SliceTask`]: plain data naming the
+//! bronze version the driver pinned, the staged users files, and where bronze's epochs start
+//! ([`EpochMarks`], from the driver's one walk over the order columns). A worker ([`run_slice`])
+//! reads all of bronze as of that version, keeps its slice's changes, decides them against the
+//! users' roles in those files and stages its own files, none committed; it returns a
+//! [`SliceOutput`]: the files' add actions and its counts. The driver then commits every table in
+//! one transaction each, in the order that makes a crash harmless
 //! (quarantine, users, pending, tombstones, rides: the commit point last).
 //!
 //! Who runs the workers: by default this process, one slice after another, with bronze's file

@@ -3,12 +3,13 @@
 //!
 //! Slices are key ranges, not day partitions: a ride's `requested_at` can change between its
 //! changes, so one ride's changes could fall into two partitions, while every change of a ride
-//! has its id. A slice therefore sees every change of its rides and decides them alone; users
-//! (the small table) are decided whole before and shared by every slice.
+//! has its id. A slice therefore sees every change of its rides and decides them alone. A
+//! rebuild's users are decided before, in slices of the user id of their own (a user's changes
+//! all carry its id too); every slice of rides shares their roles.
 //!
 //! The budget gives the number of slices: the changes a run holds at once cost about
 //! [`BYTES_PER_CHANGE`] each (measured by `scripts/bench.sh scale`), on top of what the run holds
-//! whatever its slices (the users, [`FIXED_BYTES`]). The boundaries are quantiles of a sample of
+//! whatever its slices (the users' roles, [`FIXED_BYTES`]). The boundaries are quantiles of a sample of
 //! the changes' ids ([`IdSample`]), so that slices hold about as many changes each, however the
 //! ids are spread.
 
@@ -27,7 +28,7 @@ pub const BUDGET_VARIABLE: &str = "RIDELAKE_MEMORY_BUDGET";
 /// 706 bytes per change; rounded up.
 pub const BYTES_PER_CHANGE: u64 = 800;
 
-/// Memory a run holds whatever its slices, besides the users (counted apart): the runtime, the
+/// Memory a run holds whatever its slices, besides the users' roles (counted apart): the runtime, the
 /// allocator's spare, two bronze files being read and prepared, the Delta logs. The same
 /// benchmark in 11 slices of 1.44 M changes peaked at 2,141 MiB: about 1.1 GiB beyond the
 /// slices' changes at 10 M rides, users (500 K) included.
