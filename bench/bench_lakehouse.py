@@ -1,6 +1,11 @@
 """Silver and gold benchmark: ridelake vs an analyst-style baseline (polars + deltalake MERGE).
 
 usage: python bench/bench_lakehouse.py [--rides 10000000] [--changes 5000000] [--users 500000] [--prepared DIR] [--repeat 3]
+                                       [--uuid-keys]
+
+With `--uuid-keys`, every key (users' and rides' ids, a ride's customer and driver) is a UUID text,
+as an application keyed by `CHAR(36)` UUIDs sends it (the generator's `--uuid-keys`): silver's keys
+are then text, for ridelake and the baseline alike.
 
 1. bronze: the generator's snapshot (RIDES rides, USERS users) goes through destination-delta-lake;
    ridelake builds silver and gold from it, and the baseline writes its own silver from the same
@@ -45,8 +50,9 @@ def sync(work: Path, lake: Path, gen_args: list[str]) -> None:
     config = work / "config.json"
     config.write_text(json.dumps({"storage": {"storage_type": "Local", "local_path": str(lake / "bronze")}}))
     # The catalog first (the destination reads it at start), then the messages.
+    keyed = ["--uuid-keys", "true"] if "--uuid-keys" in gen_args else []
     subprocess.run([str(BIN / "ridelake-gen"), "--catalog", str(catalog), "--users", "0", "--rides", "0", "--changes", "0",
-                    "--out", os.devnull], check=True, capture_output=True)
+                    *keyed, "--out", os.devnull], check=True, capture_output=True)
     gen = subprocess.Popen([str(BIN / "ridelake-gen"), *gen_args], stdout=subprocess.PIPE)
     dest = subprocess.run([str(BIN / "destination-delta-lake"), "write", "--config", str(config), "--catalog", str(catalog)],
                           stdin=gen.stdout, stdout=subprocess.DEVNULL, check=True)
@@ -78,11 +84,15 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--prepared", type=Path, help="keep (or reuse) the lake as it is before the timed updates here")
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds, each on a fresh copy; medians are reported")
+    parser.add_argument("--uuid-keys", action="store_true", help="keys as UUID text (CHAR(36) at the source) instead of integers")
+    parser.add_argument("--prepare-only", action="store_true", help="with --prepared: prepare the lake and stop (time it later)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ridelake-bench-lake-"))
     lake = work / "lake"
     base = ["--users", str(args.users), "--rides", str(args.rides), "--bad-null-rate", "0", "--late-user-rate", "0",
             "--user-delete-rate", "0", "--type-change-rate", "0", "--state-every", "100000", "--seed", "11"]
+    if args.uuid_keys:
+        base += ["--uuid-keys", "true"]
     py = sys.executable
     # The generator's arguments are part of the key: a lake prepared from other data is not reused.
     sizes = {"rides": args.rides, "changes": args.changes, "users": args.users, "generator": base, "since": "bronze version"}
@@ -121,6 +131,10 @@ snapshot.write_delta({str(baseline_silver)!r}, delta_write_options={{"partition_
         shutil.copytree(work, args.prepared)
         (args.prepared / "prepared.json").write_text(json.dumps(
             {"sizes": sizes, "since": since, "initial": initial, "initial_baseline": initial_baseline}))
+    if args.prepare_only:
+        print(f"prepared in {args.prepared}", file=sys.stderr)
+        shutil.rmtree(work)
+        return
     time_updates(args, work, lake, since, initial, initial_baseline)
 
 
@@ -177,7 +191,7 @@ def time_updates(args, work: Path, lake: Path, since: int, initial: dict, initia
     ours, gold, base_run = (median_of([r[i] for r in rounds]) for i in range(3))
     report = rounds[-1][3]
     changes = report["rows_read"]
-    print(f"\nsilver benchmark: {args.rides:,} rides in silver, update with {changes:,} CDC rows, {os.cpu_count()} cores"
+    print(f"\nsilver benchmark: {args.rides:,} rides in silver{' (UUID keys)' if args.uuid_keys else ''}, update with {changes:,} CDC rows, {os.cpu_count()} cores"
           f"{f', median of {args.repeat} rounds' if args.repeat > 1 else ''}")
     print(f"(initial silver + gold from the snapshot, not compared: {initial['wall_s']:.1f} s, peak RSS {initial['peak_rss_mib']:,.0f} MiB;"
           f" the baseline's initial load: {initial_baseline['wall_s']:.1f} s, {initial_baseline['peak_rss_mib']:,.0f} MiB)")

@@ -5,7 +5,7 @@
 #                                                              and a DuckDB peer (read_ndjson +
 #                                                              deltalake); target: ≥ 1.5x the
 #                                                              peer's records/s, peak RSS < 300 MiB
-#   scripts/bench.sh lakehouse [--rides N --changes N --users N --repeat N --prepared DIR]
+#   scripts/bench.sh lakehouse [--rides N --changes N --users N --repeat N --prepared DIR --uuid-keys]
 #                                                              silver/gold vs a polars+deltalake MERGE
 #   scripts/bench.sh maintenance [--syncs 200 --changes N --rides N --users N]
 #                                                              ridelake.maintain on a lake of many

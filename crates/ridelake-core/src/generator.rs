@@ -130,6 +130,9 @@ pub struct GeneratorConfig {
     /// run with the same seed, sizes and `skip_records` = the records an earlier run wrote
     /// continues exactly where that run stopped. Counts towards `max_records`.
     pub skip_records: u64,
+    /// Keys (users' and rides' ids, a ride's customer and driver) as UUID text, as an application
+    /// that draws `CHAR(36)` UUIDs writes them ([`uuid_key`]), instead of integers.
+    pub uuid_keys: bool,
 }
 
 impl Default for GeneratorConfig {
@@ -155,6 +158,7 @@ impl Default for GeneratorConfig {
             start_epoch_s: 1_735_689_600,
             skip_snapshot_output: false,
             skip_records: 0,
+            uuid_keys: false,
         }
     }
 }
@@ -1006,11 +1010,12 @@ impl<W: Write> Generator<W> {
     fn emit_user(&mut self, idx: usize, cdc: Cdc) -> Result<()> {
         let Some(user) = self.users.get(idx).copied() else { return Ok(()) };
         self.begin_record("users");
+        let uuid = self.cfg.uuid_keys;
         let l = &mut self.line;
         let first = FIRST[(user.id as usize * 7 + user.version as usize) % FIRST.len()];
         let last = LAST[(user.id as usize * 13) % LAST.len()];
         l.extend_from_slice(b"\"id\":");
-        push_int(l, user.id as i64);
+        push_key(l, Some(user.id), USER_KEYS, uuid);
         l.extend_from_slice(b",\"type\":");
         match (user.type_missing, user.driver) {
             (true, _) => l.extend_from_slice(b"null"),
@@ -1046,13 +1051,14 @@ impl<W: Write> Generator<W> {
         // Java binlog rows send DECIMAL values as JSON strings.
         let quoted = self.java && !cdc.snapshot;
         self.begin_record("rides");
+        let uuid = self.cfg.uuid_keys;
         let l = &mut self.line;
         l.extend_from_slice(b"\"id\":");
-        push_int(l, ride.id as i64);
+        push_key(l, Some(ride.id), RIDE_KEYS, uuid);
         l.extend_from_slice(b",\"customer_id\":");
-        push_opt_int(l, ride.customer_id.map(|v| v as i64));
+        push_key(l, ride.customer_id, USER_KEYS, uuid);
         l.extend_from_slice(b",\"driver_id\":");
-        push_opt_int(l, ride.driver_id.map(|v| v as i64));
+        push_key(l, ride.driver_id, USER_KEYS, uuid);
         l.extend_from_slice(b",\"status\":\"");
         l.extend_from_slice(ride.status.as_str().as_bytes());
         l.extend_from_slice(b"\",\"requested_at\":");
@@ -1127,6 +1133,39 @@ impl<W: Write> Generator<W> {
         self.summary.states += 1;
         self.since_state = 0;
         Ok(())
+    }
+}
+
+/// Salt of the users' UUIDs ([`uuid_key`]).
+const USER_KEYS: u64 = 0x7573_6572;
+/// Salt of the rides' UUIDs.
+const RIDE_KEYS: u64 = 0x7269_6465;
+
+/// The UUID (version 4 form, lower-case text) that stands for key `id` of the table salted
+/// `salt` with `uuid_keys`: random-looking hex from a mix of the id (so that keys spread over
+/// their byte order as drawn UUIDs do), and the id itself in the last group (so that two ids
+/// never share a UUID, below 2^48).
+pub fn uuid_key(id: u64, salt: u64) -> String {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let (a, b) = (mix(id ^ salt.rotate_left(48)), mix(id.wrapping_add(salt)));
+    format!("{:08x}-{:04x}-4{:03x}-{:x}{:03x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff, 8 | (b & 3), (b >> 2) & 0xfff, id & 0xffff_ffff_ffff)
+}
+
+/// Writes key `id` (null when `None`): an integer, or with `uuid` its [`uuid_key`] as a JSON string.
+fn push_key(out: &mut Vec<u8>, id: Option<u64>, salt: u64, uuid: bool) {
+    match id {
+        None => out.extend_from_slice(b"null"),
+        Some(id) if uuid => {
+            out.push(b'"');
+            out.extend_from_slice(uuid_key(id, salt).as_bytes());
+            out.push(b'"');
+        }
+        Some(id) => push_int(out, id as i64),
     }
 }
 
@@ -1263,6 +1302,19 @@ pub fn configured_catalog(
     minimum_generation_id: i64,
     sync_id: i64,
 ) -> String {
+    configured_catalog_keyed(namespace, destination_sync_mode, generation_id, minimum_generation_id, sync_id, false)
+}
+
+/// [`configured_catalog`] whose keys (`id`, `customer_id`, `driver_id`) are declared as text with
+/// `uuid_keys` (`CHAR(36)` columns: source-mysql declares them strings).
+pub fn configured_catalog_keyed(
+    namespace: &str,
+    destination_sync_mode: &str,
+    generation_id: i64,
+    minimum_generation_id: i64,
+    sync_id: i64,
+    uuid_keys: bool,
+) -> String {
     const DT: &str = r#"{"type":"string","format":"date-time","airbyte_type":"timestamp_without_timezone"}"#;
     const INT: &str = r#"{"type":"number","airbyte_type":"integer"}"#;
     const NUM: &str = r#"{"type":"number"}"#;
@@ -1274,12 +1326,13 @@ pub fn configured_catalog(
         ("_ab_cdc_log_file", STR),
         ("_ab_cdc_log_pos", NUM),
     ];
+    let key = if uuid_keys { STR } else { INT };
     let users: [(&str, &str); 8] = [
-        ("id", INT), ("type", STR), ("name", STR), ("email", STR), ("phone", STR), ("city", STR),
+        ("id", key), ("type", STR), ("name", STR), ("email", STR), ("phone", STR), ("city", STR),
         ("created_at", DT), ("updated_at", DT),
     ];
     let rides: [(&str, &str); 22] = [
-        ("id", INT), ("customer_id", INT), ("driver_id", INT), ("status", STR), ("requested_at", DT),
+        ("id", key), ("customer_id", key), ("driver_id", key), ("status", STR), ("requested_at", DT),
         ("accepted_at", DT), ("started_at", DT), ("completed_at", DT), ("cancelled_at", DT),
         ("pickup_lat", NUM), ("pickup_lon", NUM), ("dropoff_lat", NUM), ("dropoff_lon", NUM),
         ("distance_km", NUM), ("duration_s", INT), ("fare_amount", NUM), ("currency", STR),
@@ -1499,6 +1552,49 @@ mod tests {
         assert!((0.5..2.0).contains(&(binlog_mean / snapshot_mean)), "{snapshot_mean} vs {binlog_mean}: {after:?}");
         let peak = *full.iter().max().unwrap() as f64;
         assert!(peak < 2.0 * snapshot_mean, "no one-day spike: {peak} vs {snapshot_mean} a day: {after:?}");
+    }
+
+    #[test]
+    fn uuid_keys_are_the_integer_history_with_every_key_as_its_uuid() {
+        let cfg = GeneratorConfig { users: 60, rides: 300, changes: 2_000, state_every: 500, ..Default::default() };
+        let plain = records(&generate(cfg.clone()).0);
+        let keyed = records(&generate(GeneratorConfig { uuid_keys: true, ..cfg }).0);
+        assert_eq!(plain.len(), keyed.len());
+        let uuid = regex_like_uuid;
+        let mut seen: HashMap<String, (u64, u64)> = HashMap::new();
+        for (a, b) in plain.iter().zip(&keyed) {
+            assert_eq!(a.stream, b.stream);
+            let columns: &[(&str, u64)] = if a.stream == "users" { &[("id", USER_KEYS)] } else { &[("id", RIDE_KEYS), ("customer_id", USER_KEYS), ("driver_id", USER_KEYS)] };
+            for (column, salt) in columns {
+                match (a.data[*column].as_u64(), b.data[*column].as_str()) {
+                    (None, None) => assert!(a.data[*column].is_null() && b.data[*column].is_null()),
+                    (Some(id), Some(text)) => {
+                        assert!(uuid(text), "{text}");
+                        assert_eq!(text, uuid_key(id, *salt));
+                        assert_eq!(*seen.entry(text.to_owned()).or_insert((id, *salt)), (id, *salt), "one UUID, one key");
+                    }
+                    other => panic!("{column}: {other:?}"),
+                }
+            }
+            for (name, value) in a.data.as_object().unwrap() {
+                if !["id", "customer_id", "driver_id"].contains(&name.as_str()) {
+                    assert_eq!(Some(value), b.data.get(name), "{name}");
+                }
+            }
+        }
+        assert_ne!(uuid_key(1, USER_KEYS), uuid_key(1, RIDE_KEYS));
+        let catalog: Value = serde_json::from_str(&configured_catalog_keyed("ns", "append", 1, 0, 1, true)).unwrap();
+        for stream in catalog["streams"].as_array().unwrap() {
+            assert_eq!(stream["stream"]["json_schema"]["properties"]["id"], serde_json::json!({"type": "string"}));
+        }
+    }
+
+    fn regex_like_uuid(text: &str) -> bool {
+        let groups: Vec<&str> = text.split('-').collect();
+        groups.iter().map(|g| g.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+            && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            && groups[2].starts_with('4')
+            && groups[3].starts_with(['8', '9', 'a', 'b'])
     }
 
     #[test]

@@ -182,6 +182,48 @@ fn with_city_of_column(rides: DataFrame, column: &str, line: usize, names: &BTre
         .step("reading the rides' city column")
 }
 
+/// The model's gold settings, with the city names of its synced cities table read from bronze
+/// when it names one ([`crate::model::CityNamesStream`]; the settings as they are otherwise).
+/// Errors name the model line: no bronze table, or no such column.
+async fn with_stream_names(layout: &LakeLayout) -> Result<GoldMap> {
+    let mut gold = layout.model.gold.clone();
+    let Some(source) = gold.city_names_stream.clone() else { return Ok(gold) };
+    let problem = |message: String| LakehouseError::Model { origin: layout.model.origin.clone(), problems: vec![format!("line {}: gold city_names: {message}", source.line)] };
+    let Some(table) = io::open(&layout.bronze(&source.stream)?, &layout.storage_options()).await? else {
+        return Err(problem(format!("bronze has no table `{}` (in namespace {}) yet: add the source table to the connection and sync it", source.stream, layout.namespace)));
+    };
+    let present = io::present_columns(&table, &[source.key.as_str(), source.city.as_str()])?;
+    if let Some(missing) = [&source.key, &source.city].into_iter().find(|c| !present.contains(&c.as_str())) {
+        let columns = io::arrow_schema(&table)?.fields().iter().map(|f| f.name().clone()).filter(|n| !n.starts_with("_a")).collect::<Vec<_>>().join(", ");
+        return Err(problem(format!("bronze `{}` has no column `{missing}`; its columns are {columns}", source.stream)));
+    }
+    let changes = crate::increment::read_whole(table, &[source.key.as_str(), source.city.as_str()]).await?;
+    gold.city_names = latest_names(&changes, &source.key, &source.city)?;
+    Ok(gold)
+}
+
+/// The city names a cities table's `changes` (bronze rows in ingest order, with the CDC and
+/// ingest order columns) leave: per key, its latest change ([`crate::order`]), deletes applied;
+/// key and name as text, trimmed; a key whose name is null or empty is left out (its rides are
+/// in `other`). Pure.
+fn latest_names(changes: &DataFrame, key: &str, city: &str) -> Result<BTreeMap<String, String>> {
+    let step = "reading the cities table";
+    let mut epochs = crate::order::EpochState::default();
+    let prepared = crate::cdc::prepare(changes, &[key, city], &mut epochs)?;
+    let text = |c: &str| col(c).cast(DataType::String).str().strip_chars(lit(NULL)).alias(c);
+    let latest = crate::order::latest(prepared.lazy().with_columns([text(key), text(city)]).filter(col(key).neq(lit(""))), key)
+        .filter(col(crate::cdc::DELETED).not())
+        .select([col(key), col(city)])
+        .collect()
+        .step(step)?;
+    let (keys, names) = (latest.column(key).step(step)?.str().step(step)?, latest.column(city).step(step)?.str().step(step)?);
+    Ok(keys
+        .iter()
+        .zip(names.iter())
+        .filter_map(|(k, name)| Some((k?.to_owned(), name.filter(|n| !n.is_empty())?.to_owned())))
+        .collect())
+}
+
 fn completed() -> Expr {
     col("status").eq(lit("completed"))
 }
@@ -355,9 +397,11 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
         return Ok(report);
     };
     let now = rides.version().unwrap_or_default() as i64;
+    let gold_map = with_stream_names(layout).await?;
     // The oldest marker among gold tables: recomputing more days than needed is harmless. A
-    // table computed with other cities than the model's: every day again.
-    let cities = layout.model.gold.hash();
+    // table computed with other cities than the model's (or other names from its cities table):
+    // every day again.
+    let cities = gold_map.hash();
     let mut marker: Option<i64> = Some(now);
     let mut other_cities = false;
     // A key of silver that changed kind (integers to text, after a source migration): gold's
@@ -419,7 +463,7 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
     let mut staged: [Option<Staged>; 3] = [None, None, None];
     for batch in &batches {
         let files: Vec<DataFile> = current.iter().filter(|f| f.day().is_some_and(|p| batch.contains(&p))).cloned().collect();
-        let silver = with_city(io::read_files(&rides, &files).await?, &layout.model.gold)?;
+        let silver = with_city(io::read_files(&rides, &files).await?, &gold_map)?;
         report.rows_read += silver.height() as u64;
         let aggregates = [
             daily_city_kpis(silver.clone().lazy()).collect().step("daily city KPIs")?,
@@ -508,6 +552,38 @@ pub async fn export_parquet(layout: &LakeLayout, dir: &Path) -> Result<Vec<Expor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cities_table_s_names_are_its_latest_changes_deletes_applied() {
+        use crate::order::{INGEST_ROW, INGEST_VERSION};
+        // (key, name, binlog position, deleted), in ingest order
+        let rows: [(Option<&str>, Option<&str>, i64, bool); 9] = [
+            (Some("1"), Some("Lisbon"), 10, false),
+            (Some("2"), Some(" Porto "), 11, false),
+            (Some(" 1"), Some("Lisboa"), 12, false),
+            (Some("3"), Some("Faro"), 13, false),
+            (Some("3"), Some("Faro"), 14, true),
+            // (re-sent after newer changes: loses by position)
+            (Some("2"), Some("Oporto"), 9, false),
+            (Some("4"), Some("  "), 15, false),
+            (None, Some("Nowhere"), 16, false),
+            (Some("5"), Some("Braga"), 17, false),
+        ];
+        let at = "2026-01-05T10:00:00.000000Z";
+        let frame = df!(
+            "code" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "name" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "_ab_cdc_cursor" => rows.iter().map(|r| (1i64 << 32) | r.2).collect::<Vec<_>>(),
+            "_ab_cdc_updated_at" => rows.iter().map(|_| at).collect::<Vec<_>>(),
+            "_ab_cdc_deleted_at" => rows.iter().map(|r| r.3.then_some(at)).collect::<Vec<_>>(),
+            INGEST_VERSION => rows.iter().map(|_| 1i64).collect::<Vec<_>>(),
+            INGEST_ROW => (0..rows.len() as i64).collect::<Vec<_>>(),
+        )
+        .expect("frame");
+        let names = latest_names(&frame, "code", "name").expect("names");
+        let expected: BTreeMap<String, String> = [("1", "Lisboa"), ("2", "Porto"), ("5", "Braga")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        assert_eq!(names, expected);
+    }
 
     fn file(day: (i32, i32, i32), rows: Option<u64>) -> DataFile {
         let partition = [("year", day.0), ("month", day.1), ("day", day.2)].map(|(k, v)| (k.to_owned(), Some(v.to_string()))).to_vec();

@@ -379,10 +379,11 @@ async fn increment_of(table: DeltaTable, marker: Option<i64>, known_id: Option<i
 async fn keep_columns(mut increment: BronzeIncrement) -> Result<BronzeIncrement> {
     let schema = io::arrow_schema(&increment.table)?;
     increment.map.read_key_kinds(&schema);
-    if increment.map.other_columns.drops() {
+    let names: Vec<String> = increment.map.columns_to_keep(&schema).iter().map(|f| f.name().clone()).collect();
+    if names.is_empty() {
+        increment.map.kept.clear();
         return Ok(increment);
     }
-    let names: Vec<String> = increment.map.unmapped_columns(&schema).iter().map(|f| f.name().clone()).collect();
     let rescued = rescued_kinds(&increment.table, &names).await?;
     increment.map.keep(&schema, &rescued, &crate::silver::OWN_COLUMNS)?;
     Ok(increment)
@@ -435,6 +436,20 @@ pub async fn pinned(url: &Url, options: &HashMap<String, String>, version: i64, 
     keep_columns(BronzeIncrement { table, after: None, upto: version, table_id: id, files, rebuild: Some(Rebuild::Requested), map: map.clone() }).await
 }
 
+/// Every row of the bronze `table` as of its version: `columns` (those it has, as bronze names
+/// them: no model maps a stream silver does not build, such as gold's cities table) and the CDC
+/// columns, with the ingest order columns, in ingest order.
+pub async fn read_whole(table: DeltaTable, columns: &[&str]) -> Result<DataFrame> {
+    let upto = table.version().unwrap_or_default() as i64;
+    let table_id = table_id(&table)?;
+    let files = all_files(&table, upto).await?;
+    // (the default model's rides map is the identity: what it reads is bronze's own columns)
+    let increment = BronzeIncrement { table, after: None, upto, table_id, files, rebuild: Some(Rebuild::Requested), map: crate::model::Model::default().rides };
+    let mut wanted = columns.to_vec();
+    wanted.extend(crate::cdc::BRONZE_CDC_COLUMNS);
+    read_sources(&increment, &wanted).await
+}
+
 /// The newest `_airbyte_extracted_at` (µs) among the rows of `increment`'s bronze table as of
 /// the version it reads up to (all its active files, not only the increment's): from the files'
 /// statistics, reading the column of the files whose statistics do not say. `None`: no rows.
@@ -464,8 +479,7 @@ const ROW_IN_FILE: &str = "_ridelake_row_in_file";
 /// that did not fit their column, [`StreamMap::apply`]).
 fn sources<'a>(increment: &'a BronzeIncrement, columns: &[&'a str]) -> Result<Vec<&'a str>> {
     let mut wanted: Vec<&str> = Vec::with_capacity(columns.len() + 1);
-    for c in columns {
-        let source = increment.map.source_of(c);
+    for source in columns.iter().flat_map(|c| increment.map.sources_of(c)) {
         if !wanted.contains(&source) {
             wanted.push(source);
         }

@@ -154,13 +154,56 @@ struct GoldFile {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     city_column: Option<Spanned<String>>,
-    /// A CSV file (a path relative to the model file) of the cities that `city_column`'s values
-    /// stand for, such as a `city_id`'s: a header naming columns `key` and `city`, then one row
-    /// per value (compared as text, trimmed). A ride whose value is not listed is in city
-    /// `other`. Needs `city_column`; gold is recomputed when the file's content changes.
+    /// The cities that `city_column`'s values stand for, such as a `city_id`'s: a CSV file (a
+    /// path relative to the model file) with a header naming columns `key` and `city`, then one
+    /// row per value; or a source table synced to bronze, `{ stream = "cities", key = "city_id",
+    /// city = "name" }`, read as its changes leave it (its latest change per key, deletes
+    /// applied). Values are compared as text, trimmed; a ride whose value is not listed is in
+    /// city `other`. Needs `city_column`; gold is recomputed when the names change.
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    city_names: Option<Spanned<String>>,
+    #[schemars(with = "Option<CityNamesFile>")]
+    city_names: Option<Spanned<CityNamesFile>>,
+}
+
+/// Where gold's city names come from: a CSV file next to the model, or a synced source table.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+enum CityNamesFile {
+    /// A CSV file (a path relative to the model file) with columns `key` and `city`.
+    File(String),
+    /// A source table synced to bronze.
+    Stream(CityNamesStreamFile),
+}
+
+/// A source table naming cities, synced to bronze like users and rides.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CityNamesStreamFile {
+    /// The bronze stream (source table).
+    stream: String,
+    /// Its column holding the values of the rides' `city_column`.
+    key: String,
+    /// Its column holding the city's name in gold.
+    city: String,
+}
+
+impl<'de> Deserialize<'de> for CityNamesFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct NamesVisitor;
+        impl<'de> Visitor<'de> for NamesVisitor {
+            type Value = CityNamesFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a CSV file's path, or a table such as { stream = \"cities\", key = \"city_id\", city = \"name\" }")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> std::result::Result<CityNamesFile, E> {
+                Ok(CityNamesFile::File(value.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<CityNamesFile, A::Error> {
+                CityNamesStreamFile::deserialize(de::value::MapAccessDeserializer::new(map)).map(CityNamesFile::Stream)
+            }
+        }
+        deserializer.deserialize_any(NamesVisitor)
+    }
 }
 
 /// A city: its name in gold and its center.
@@ -399,7 +442,8 @@ impl RuleAction {
     }
 }
 
-/// A source column's name, or a table with its name and conversions.
+/// A source column's name, a table with its name and conversions, or (keys only) the source
+/// columns of a composite key.
 #[derive(JsonSchema)]
 #[schemars(untagged)]
 enum ColumnFile {
@@ -407,6 +451,11 @@ enum ColumnFile {
     Name(String),
     /// The source column with conversions.
     Table(ColumnTable),
+    /// Keys only (`id`, `customer_id`, `driver_id`): the source columns of a composite key, in
+    /// order, such as `["region_id", "trip_id"]`. Silver's key holds them as one text, each
+    /// value as text joined by `|` (a `|` or `\` in a value written `\|` or `\\`); the columns
+    /// themselves are kept in silver under their names too.
+    Names(Vec<String>),
 }
 
 /// A source column and how its values become silver's.
@@ -440,10 +489,13 @@ impl<'de> Deserialize<'de> for ColumnFile {
         impl<'de> Visitor<'de> for ColumnVisitor {
             type Value = ColumnFile;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a source column name, or a table such as { column = \"state\", values = { DONE = \"completed\" } }")
+                f.write_str("a source column name, a table such as { column = \"state\", values = { DONE = \"completed\" } }, or (keys only) a list of source columns such as [\"region_id\", \"trip_id\"]")
             }
             fn visit_str<E: de::Error>(self, value: &str) -> std::result::Result<ColumnFile, E> {
                 Ok(ColumnFile::Name(value.to_owned()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> std::result::Result<ColumnFile, A::Error> {
+                Vec::<String>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(ColumnFile::Names)
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<ColumnFile, A::Error> {
                 ColumnTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(ColumnFile::Table)
@@ -473,6 +525,10 @@ pub struct ColumnMap {
     pub time_zone: Option<String>,
     /// A factor.
     pub scale: Option<f64>,
+    /// A composite key's source columns, in order (bronze's names); `source` is then the name of
+    /// the column [`StreamMap::apply`] composes of them ([`composite_name`]). Empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
     /// Line in the model file (0: the default model).
     #[serde(skip)]
     pub line: usize,
@@ -586,10 +642,29 @@ pub struct GoldMap {
     /// Line of `city_column` in the model file (0: not given).
     #[serde(skip)]
     pub city_column_line: usize,
-    /// `city_column`'s values and the cities they stand for, from the model's `city_names` file
-    /// (empty: the column holds the city itself). (The hash counts them when set.)
+    /// `city_column`'s values and the cities they stand for, from the model's `city_names` file,
+    /// or from its stream once [`crate::gold`] has read it (empty: the column holds the city
+    /// itself). (The hash counts them when set.)
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub city_names: BTreeMap<String, String>,
+    /// The synced source table the city names come from, when the model names one: gold reads
+    /// it into `city_names` at the start of each run. (The hash counts it when set.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city_names_stream: Option<CityNamesStream>,
+}
+
+/// A synced source table that names cities (`[gold] city_names = { stream, key, city }`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CityNamesStream {
+    /// The bronze stream.
+    pub stream: String,
+    /// Its column of `city_column` values (bronze's name).
+    pub key: String,
+    /// Its column of city names (bronze's name).
+    pub city: String,
+    /// Line of `city_names` in the model file.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 impl Default for GoldMap {
@@ -601,6 +676,7 @@ impl Default for GoldMap {
             city_column: None,
             city_column_line: 0,
             city_names: BTreeMap::new(),
+            city_names_stream: None,
         }
     }
 }
@@ -751,27 +827,35 @@ impl Model {
         self.users.check(&USER_COLUMNS, &REQUIRED_USER_COLUMNS, users, &mut problems);
         self.rides.check(&RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, rides, &mut problems);
         if let (Some(users), Some(rides)) = (users, rides) {
-            // (a key column that is missing, or of neither kind, is reported above)
-            let kind = |map: &StreamMap, schema: &ArrowSchema, silver: &str| {
-                let field = schema.field_with_name(map.source_of(silver)).ok()?;
-                let dtype = field.data_type();
-                (is_text(dtype) || is_integer(dtype)).then(|| (is_text(dtype), dtype.clone()))
+            // (a key column that is missing, or of neither kind, is reported above) Each source
+            // column of a key: whether it holds text, and its type.
+            let kinds = |map: &StreamMap, schema: &ArrowSchema, silver: &str| -> Option<Vec<(bool, ArrowType)>> {
+                map.sources_of(silver)
+                    .into_iter()
+                    .map(|source| {
+                        let dtype = schema.field_with_name(source).ok()?.data_type();
+                        (is_text(dtype) || is_integer(dtype)).then(|| (is_text(dtype), dtype.clone()))
+                    })
+                    .collect()
             };
-            if let Some((user_text, user_type)) = kind(&self.users, users, "id") {
+            let name = |text: bool| if text { "text" } else { "integers" };
+            let shown = |kinds: &[(bool, ArrowType)]| kinds.iter().map(|(text, dtype)| format!("{dtype} ({})", name(*text))).collect::<Vec<_>>().join(", ");
+            if let Some(user_kinds) = kinds(&self.users, users, "id") {
                 for link in ["customer_id", "driver_id"] {
-                    if let Some((text, dtype)) = kind(&self.rides, rides, link).filter(|(text, _)| *text != user_text) {
-                        let name = |text: bool| if text { "text" } else { "integers" };
-                        problems.push(at(
-                            self.rides.line_of(link),
-                            format!(
-                                "rides.{link} comes from `{}` of type {dtype} ({}), and the users' key users.id from `{}` of type {user_type} ({}): a link must hold the kind of key it points to; map {link} to the column holding the user's {}",
-                                self.rides.source_of(link),
-                                name(text),
-                                self.users.source_of("id"),
-                                name(user_text),
-                                self.users.source_of("id"),
-                            ),
-                        ));
+                    let Some(link_kinds) = kinds(&self.rides, rides, link) else { continue };
+                    let (user_source, link_source) = (self.users.source_label("id"), self.rides.source_label(link));
+                    if link_kinds.len() != user_kinds.len() {
+                        problems.push(at(self.rides.line_of(link), format!(
+                            "rides.{link} comes from {} column(s) ({link_source}), and the users' key users.id from {} ({user_source}): a link holds the key it points to, column for column; map {link} to the ride's columns holding the user's {user_source}, in that order",
+                            link_kinds.len(),
+                            user_kinds.len(),
+                        )));
+                    } else if link_kinds.iter().zip(&user_kinds).any(|(a, b)| a.0 != b.0) {
+                        problems.push(at(self.rides.line_of(link), format!(
+                            "rides.{link} comes from {link_source} of type {}, and the users' key users.id from {user_source} of type {}: a link must hold the kind of key it points to; map {link} to the column(s) holding the user's {user_source}",
+                            shown(&link_kinds),
+                            shown(&user_kinds),
+                        )));
                     }
                 }
             }
@@ -798,7 +882,21 @@ fn compile_gold(file: Option<GoldFile>, text: &str, folder: &Path, problems: &mu
         if gold.city_column.is_none() {
             problems.push(at(line, "gold city_names tells the cities of city_column's values: name the rides column that holds them (city_column = \"city_id\")"));
         } else {
-            gold.city_names = read_city_names(&folder.join(names.get_ref().trim()), line, problems);
+            match names.into_inner() {
+                CityNamesFile::File(path) => gold.city_names = read_city_names(&folder.join(path.trim()), line, problems),
+                CityNamesFile::Stream(s) => {
+                    let (stream, key, city) = (s.stream.trim().to_owned(), ridelake_core::bronze::safe_column_name(s.key.trim()), ridelake_core::bronze::safe_column_name(s.city.trim()));
+                    if let Err(e) = ridelake_core::bronze::safe_segment("stream", &stream) {
+                        problems.push(at(line, format!("gold city_names: {e}")));
+                    }
+                    if key.is_empty() || city.is_empty() {
+                        problems.push(at(line, "gold city_names: name the stream's key column and its city column (key = \"city_id\", city = \"name\")"));
+                    } else if key.eq_ignore_ascii_case(&city) {
+                        problems.push(at(line, format!("gold city_names: the key and the city are one column (`{key}`); the city is the column holding the names")));
+                    }
+                    gold.city_names_stream = Some(CityNamesStream { stream, key, city, line });
+                }
+            }
         }
     }
     if let Some(radius) = file.radius_km {
@@ -901,7 +999,22 @@ fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file:
             continue;
         }
         let mut column = match spanned.into_inner() {
-            ColumnFile::Name(source) => ColumnMap { silver, source, values: Vec::new(), time_zone: None, scale: None, line },
+            ColumnFile::Name(source) => ColumnMap { silver, source, values: Vec::new(), time_zone: None, scale: None, parts: Vec::new(), line },
+            ColumnFile::Names(parts) => {
+                let parts: Vec<String> = parts.iter().map(|p| ridelake_core::bronze::safe_column_name(p.trim())).collect();
+                if !KEY_COLUMNS.contains(&silver.as_str()) {
+                    problems.push(at(line, format!("{table}.{silver} lists several source columns, and only keys (id, customer_id, driver_id) can be composite: name one source column")));
+                } else if parts.len() < 2 {
+                    problems.push(at(line, format!("{table}.{silver}: a composite key lists two source columns or more; for one, write {silver} = \"{}\"", parts.first().map_or("<source column>", String::as_str))));
+                } else if parts.iter().any(String::is_empty) {
+                    problems.push(at(line, format!("{table}.{silver}: a source column name in the list is empty")));
+                } else if let Some(twice) = parts.iter().enumerate().find_map(|(i, p)| parts[..i].iter().any(|q| q.eq_ignore_ascii_case(p)).then_some(p)) {
+                    problems.push(at(line, format!("{table}.{silver}: `{twice}` is listed twice in the composite key")));
+                }
+                map.lines.insert(silver.clone(), line);
+                map.columns.push(ColumnMap { source: composite_name(&silver), silver, values: Vec::new(), time_zone: None, scale: None, parts, line });
+                continue;
+            }
             ColumnFile::Table(t) => {
                 if t.optional {
                     if required.contains(&silver.as_str()) {
@@ -909,7 +1022,7 @@ fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file:
                     }
                     map.optional.push(silver.clone());
                 }
-                ColumnMap { silver, source: t.column, values: t.values.into_iter().collect(), time_zone: t.time_zone, scale: t.scale, line }
+                ColumnMap { silver, source: t.column, values: t.values.into_iter().collect(), time_zone: t.time_zone, scale: t.scale, parts: Vec::new(), line }
             }
         };
         map.lines.insert(column.silver.clone(), line);
@@ -1093,7 +1206,9 @@ impl StreamMap {
     /// Sets which of the table's key columns hold text ([`StreamMap::text_keys`]) from bronze's
     /// `schema`. Pure.
     pub fn read_key_kinds(&mut self, schema: &ArrowSchema) {
-        self.text_keys = self.key_columns().iter().copied().filter(|c| schema.field_with_name(self.source_of(c)).is_ok_and(|f| is_text(f.data_type()))).collect();
+        // (a composite key is text, whatever its source columns hold)
+        let text = |c: &str| self.column(c).is_some_and(|m| !m.parts.is_empty()) || schema.field_with_name(self.source_of(c)).is_ok_and(|f| is_text(f.data_type()));
+        self.text_keys = self.key_columns().iter().copied().filter(|c| text(c)).collect();
     }
 
     /// The table's key columns: its `id`, and a ride's links.
@@ -1121,7 +1236,7 @@ impl StreamMap {
             let field = silver.field_with_name(column).ok()?;
             let (was, is) = (is_text(field.data_type()), self.key_type(column) == DataType::String);
             let name = |text: bool| if text { "text" } else { "integers" };
-            (was != is).then(|| format!("key `{column}` of silver {} holds {} and its source `{}` now holds {}", self.table, name(was), self.source_of(column), name(is)))
+            (was != is).then(|| format!("key `{column}` of silver {} holds {} and its source {} now holds {}", self.table, name(was), self.source_label(column), name(is)))
         })
     }
 
@@ -1168,8 +1283,7 @@ impl StreamMap {
         let mut problems = Vec::new();
         // (a kept column the source drops stays in silver, null in later changes: keeping
         // whatever the source has includes that)
-        for &silver in self.fixed_columns() {
-            let source = self.source_of(silver);
+        for (silver, source) in self.fixed_columns().iter().flat_map(|&silver| self.sources_of(silver).into_iter().map(move |source| (silver, source))) {
             let Some((name, windows)) = absent.iter().find(|(name, _)| name.eq_ignore_ascii_case(source)) else { continue };
             // A window [from, to) overlaps the versions after `reads` when it ends after them.
             let Some((from, to)) = windows.iter().find(|(_, to)| reads.is_none_or(|after| to.is_none_or(|to| to > after + 1))) else { continue };
@@ -1197,9 +1311,77 @@ impl StreamMap {
         self.columns.iter().find(|c| c.silver == silver)
     }
 
-    /// The source column that fills silver column (or CDC column) `silver`.
+    /// The source column that fills silver column (or CDC column) `silver`. (For a composite
+    /// key: the column [`StreamMap::apply`] composes of its source columns, [`composite_name`].)
     pub fn source_of<'a>(&'a self, silver: &'a str) -> &'a str {
         self.column(silver).map_or(silver, |c| c.source.as_str())
+    }
+
+    /// The bronze columns read to fill `silver`: a composite key's source columns, else
+    /// [`StreamMap::source_of`].
+    pub fn sources_of<'a>(&'a self, silver: &'a str) -> Vec<&'a str> {
+        match self.column(silver) {
+            Some(c) if !c.parts.is_empty() => c.parts.iter().map(String::as_str).collect(),
+            _ => vec![self.source_of(silver)],
+        }
+    }
+
+    /// The source of `silver` as errors name it: `` `trip_id` ``, or `` `region_id`, `trip_id` ``
+    /// for a composite key.
+    fn source_label(&self, silver: &str) -> String {
+        self.sources_of(silver).iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The source columns of the table's composite keys (bronze's names, no repeats).
+    pub fn key_parts(&self) -> Vec<&str> {
+        let mut parts: Vec<&str> = Vec::new();
+        for part in self.columns.iter().flat_map(|c| &c.parts) {
+            if !parts.iter().any(|p| p.eq_ignore_ascii_case(part)) {
+                parts.push(part);
+            }
+        }
+        parts
+    }
+
+    /// `frame` with, for each composite key whose source columns it has, the composed key in
+    /// column [`composite_name`]: each source value as text (a value bronze rescued, because it did
+    /// not fit its column's first type, as sent), `|` and `\` escaped as `\|` and `\\`, joined
+    /// by `|`; null when one of them is. Pure.
+    fn compose(&self, frame: DataFrame) -> Result<DataFrame> {
+        let step = "composing composite keys (model)";
+        let composites: Vec<&ColumnMap> = self.columns.iter().filter(|c| !c.parts.is_empty() && c.parts.iter().all(|p| frame.column(p).is_ok())).collect();
+        if composites.is_empty() {
+            return Ok(frame);
+        }
+        let mut texts: BTreeMap<&str, Column> = BTreeMap::new();
+        for part in composites.iter().flat_map(|c| &c.parts) {
+            if !texts.contains_key(part.as_str()) {
+                texts.insert(part, part_as_text(&frame, part)?);
+            }
+        }
+        let mut frame = frame;
+        for c in composites {
+            let parts = c.parts.iter().map(|p| texts[p.as_str()].str().step(step)).collect::<Result<Vec<_>>>()?;
+            let keys: StringChunked = (0..frame.height())
+                .map(|row| {
+                    let mut key = String::new();
+                    for (i, part) in parts.iter().enumerate() {
+                        if i > 0 {
+                            key.push('|');
+                        }
+                        for ch in part.get(row)?.chars() {
+                            if ch == '|' || ch == '\\' {
+                                key.push('\\');
+                            }
+                            key.push(ch);
+                        }
+                    }
+                    Some(key)
+                })
+                .collect();
+            frame.with_column(keys.with_name(c.source.as_str().into()).into_series().into_column()).step(step)?;
+        }
+        Ok(frame)
     }
 
     /// Whether the mapping changes nothing (every column from its namesake).
@@ -1230,6 +1412,19 @@ impl StreamMap {
         };
         for &silver in columns {
             let mapped = self.column(silver);
+            if let Some(c) = mapped.filter(|c| !c.parts.is_empty()) {
+                for part in &c.parts {
+                    match schema.field_with_name(part) {
+                        Err(_) => problems.push(at(c.line, format!("{table}.{silver} is composed of `{part}`, which bronze `{}` does not have; its columns are {}", self.stream, available()))),
+                        Ok(field) if !is_integer(field.data_type()) && !is_text(field.data_type()) => problems.push(at(c.line, format!(
+                            "{table}.{silver} is composed of `{part}` of type {}; a composite key's columns must be integers or text",
+                            field.data_type()
+                        ))),
+                        Ok(_) => {}
+                    }
+                }
+                continue;
+            }
             let source = self.source_of(silver);
             let Ok(field) = schema.field_with_name(source) else {
                 match mapped {
@@ -1242,7 +1437,7 @@ impl StreamMap {
             let line = mapped.map_or(self.stream_line, |c| c.line);
             let dtype = field.data_type();
             if KEY_COLUMNS.contains(&silver) && !is_integer(dtype) && !is_text(dtype) {
-                problems.push(at(line, format!("{table}.{silver} is a key and comes from `{source}` of type {dtype}; keys must be integers or text (composite keys are not supported yet)")));
+                problems.push(at(line, format!("{table}.{silver} is a key and comes from `{source}` of type {dtype}; keys must be integers or text (a key of several columns is written as their list: {silver} = [\"a\", \"b\"])")));
             }
             // (a scale on a text column is reported above, at the same line)
             if fixed_type(silver) == Some(DataType::Float64) && !is_numeric(dtype) && mapped.is_none_or(|c| c.scale.is_none()) {
@@ -1265,6 +1460,7 @@ impl StreamMap {
     /// out. Frame columns not wanted are dropped.
     pub fn apply(&self, frame: DataFrame, wanted: &[&str]) -> Result<DataFrame> {
         let step = "mapping source columns (model)";
+        let frame = self.compose(frame)?;
         let (frame, recovered) = self.recover(frame, wanted)?;
         let data_columns = self.data_columns();
         let missing = |c: &&str| data_columns.contains(c) && frame.column(self.source_of(c)).is_err();
@@ -1311,6 +1507,38 @@ impl StreamMap {
             .collect::<Vec<_>>();
         DataFrame::new(height, columns).step(step)
     }
+}
+
+/// The column [`StreamMap::compose`] puts composite key `silver` in (its [`ColumnMap::source`]).
+fn composite_name(silver: &str) -> String {
+    format!("_ridelake_key_{silver}")
+}
+
+/// Column `part` of `frame` as text: its values as text, and where bronze rescued a value of it
+/// (`_airbyte_rescued_data`: the source sent a value its column's first type could not hold, or
+/// text such as "007" bronze stored as a number), that value as sent: a string's content, else
+/// its JSON. Pure.
+fn part_as_text(frame: &DataFrame, part: &str) -> Result<Column> {
+    let step = "composing composite keys (model)";
+    let base = frame.column(part).step(step)?.cast(&DataType::String).step(step)?;
+    let Some(rescued) = frame.column(RESCUED_DATA).ok().filter(|r| r.null_count() < r.len()) else { return Ok(base) };
+    let rescued = rescued.as_materialized_series().cast(&DataType::String).step(step)?;
+    type Object = std::collections::HashMap<String, Box<serde_json::value::RawValue>>;
+    let mut values: Option<Vec<Option<String>>> = None;
+    for (row, text) in rescued.str().step(step)?.iter().enumerate() {
+        let Some(text) = text else { continue };
+        let Ok(object) = serde_json::from_str::<Object>(text) else { continue };
+        let Some(value) = object.iter().find(|(key, _)| safe_column_name(key) == part).map(|(_, v)| v.get()).filter(|v| *v != "null") else { continue };
+        let values = match &mut values {
+            Some(values) => values,
+            None => values.insert(base.str().step(step)?.iter().map(|v| v.map(str::to_owned)).collect()),
+        };
+        values[row] = Some(text_of(value).unwrap_or_else(|| value.to_owned()));
+    }
+    Ok(match values {
+        Some(values) => Column::new(part.into(), values),
+        None => base,
+    })
 }
 
 /// The column [`StreamMap::recover`] puts a silver column's source values in, rescued ones
@@ -1560,7 +1788,10 @@ impl StreamMap {
     /// The source columns no mapping reads and bronze (`schema`) has: the columns a model that
     /// keeps other columns keeps, besides Airbyte's and the CDC columns and `skip_columns`.
     pub fn unmapped_columns<'s>(&self, schema: &'s ArrowSchema) -> Vec<&'s ArrowField> {
-        let read: Vec<&str> = self.fixed_columns().iter().map(|c| self.source_of(c)).collect();
+        // (a composite key's source columns are kept under their names, but for one named as
+        // one of silver's own columns)
+        let mut read: Vec<&str> = self.fixed_columns().iter().map(|c| self.source_of(c)).collect();
+        read.extend(self.key_parts().into_iter().filter(|p| self.fixed_columns().iter().any(|c| c.eq_ignore_ascii_case(p))));
         schema
             .fields()
             .iter()
@@ -1571,7 +1802,19 @@ impl StreamMap {
             .collect()
     }
 
-    /// Sets the columns silver keeps (`other_columns = "keep"`; none with `drop`) from bronze's
+    /// The source columns silver keeps under their names, of bronze's `schema`: with
+    /// `other_columns = "keep"`, those no mapping reads ([`StreamMap::unmapped_columns`]); with
+    /// `drop`, the source columns of the composite keys only.
+    pub fn columns_to_keep<'s>(&self, schema: &'s ArrowSchema) -> Vec<&'s ArrowField> {
+        let columns = self.unmapped_columns(schema);
+        if !self.other_columns.drops() {
+            return columns;
+        }
+        let parts = self.key_parts();
+        columns.into_iter().filter(|f| parts.iter().any(|p| p.eq_ignore_ascii_case(f.name()))).collect()
+    }
+
+    /// Sets the columns silver keeps (`other_columns = "keep"`; with `drop`, a composite key's columns) from bronze's
     /// `schema` and the values bronze `rescued` from them (their type widened at the source): a
     /// kept column takes bronze's type, widened to a number (an integer column holding
     /// fractions) or to text (a number column holding text). Silver's own column names
@@ -1579,13 +1822,10 @@ impl StreamMap {
     /// the model line; nothing is set then. Pure.
     pub fn keep(&mut self, schema: &ArrowSchema, rescued: &RescuedKinds, reserved: &[&str]) -> Result<()> {
         self.kept.clear();
-        if self.other_columns.drops() {
-            return Ok(());
-        }
         let (table, line) = (self.table, self.other_columns_line);
         let mut kept = Vec::new();
         let mut problems = Vec::new();
-        for field in self.unmapped_columns(schema) {
+        for field in self.columns_to_keep(schema) {
             let name = field.name();
             let data_column = self.fixed_columns().iter().any(|c| c.eq_ignore_ascii_case(name));
             if data_column || name.to_ascii_lowercase().starts_with("_cdc_") || reserved.iter().any(|c| c.eq_ignore_ascii_case(name)) {
@@ -1756,8 +1996,8 @@ pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
                 absent.extend(map.absent_problems(&crate::increment::absent_columns(&table)?, None));
                 let schema = crate::io::arrow_schema(&table)?;
                 // The columns other_columns = "keep" would keep, as a run finds them.
-                if !map.other_columns.drops() {
-                    let names: Vec<String> = map.unmapped_columns(&schema).iter().map(|f| f.name().clone()).collect();
+                let names: Vec<String> = map.columns_to_keep(&schema).iter().map(|f| f.name().clone()).collect();
+                if !names.is_empty() {
                     let rescued = crate::increment::rescued_kinds(&table, &names).await?;
                     match map.clone().keep(&schema, &rescued, &crate::silver::OWN_COLUMNS) {
                         Ok(()) => {}
@@ -1774,6 +2014,21 @@ pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
     }
     let mut problems = model.check_bronze(schemas[0].as_deref(), schemas[1].as_deref());
     problems.extend(absent);
+    // Gold's synced cities table: it exists, with the two columns named.
+    if let Some(source) = &model.gold.city_names_stream {
+        match crate::io::open(&layout.bronze(&source.stream)?, &options).await? {
+            None => problems.push(at(source.line, format!("gold city_names reads bronze stream `{}`, which has no bronze table yet: add the source table to the connection and sync it", source.stream))),
+            Some(table) => {
+                let schema = crate::io::arrow_schema(&table)?;
+                for column in [&source.key, &source.city] {
+                    if schema.field_with_name(column).is_err() {
+                        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).filter(|n| !n.starts_with("_a")).collect();
+                        problems.push(at(source.line, format!("gold city_names reads `{column}` of bronze `{}`, which has no such column; its columns are {}", source.stream, list(&names))));
+                    }
+                }
+            }
+        }
+    }
     Ok(problems.into_iter().map(|p| format!("{}: {p}", model.origin)).collect())
 }
 
@@ -2056,6 +2311,85 @@ mod tests {
         assert_eq!(Model::default().rides.quarantine_key_type(), DataType::Int64);
     }
 
+    const COMPOSITE: &str = "version = 1\n[users]\nstream = \"accounts\"\n[users.columns]\nid = [\"region\", \"account_no\"]\n[rides]\nstream = \"trips\"\n[rides.columns]\nid = [\"region\", \"trip_no\"]\ncustomer_id = [\"rider_region\", \"rider_no\"]\ndriver_id = [\"region\", \"driver_id\"]\n";
+
+    #[test]
+    fn a_composite_key_is_its_columns_as_one_text_and_keeps_them() {
+        let mut model = Model::parse(COMPOSITE, "composite.toml").expect("parses");
+        assert_ne!(model.hash(), Model::parse(&COMPOSITE.replace("[\"region\", \"trip_no\"]", "\"trip_no\""), "m").expect("parses").hash());
+        assert_eq!(model.rides.sources_of("id"), ["region", "trip_no"]);
+        assert_eq!(model.rides.key_parts(), ["rider_region", "rider_no", "region", "driver_id", "trip_no"], "by silver column, no repeats");
+        let rides = schema(&[
+            ("region", ArrowType::Utf8), ("trip_no", ArrowType::Int64), ("rider_region", ArrowType::Utf8), ("rider_no", ArrowType::Int32),
+            ("driver_id", ArrowType::Int64), ("status", ArrowType::Utf8), ("requested_at", ArrowType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into()))),
+            ("tip", ArrowType::Float64),
+        ]);
+        model.rides.read_key_kinds(&rides);
+        assert_eq!(model.rides.text_keys, ["id", "customer_id", "driver_id"], "composite keys are text, whatever their columns hold");
+        // Its columns are kept under their names (with other_columns = "drop" too), but for one
+        // named as silver's own column; other source columns are not.
+        model.rides.keep(&rides, &RescuedKinds::new(), &crate::silver::OWN_COLUMNS).expect("keeps");
+        assert_eq!(model.rides.kept.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["region", "trip_no", "rider_region", "rider_no"]);
+        // Each value as text, `|` and `\` escaped, joined by `|`; null when one is null. A value
+        // bronze rescued (text the source sent for an integer column) is taken as sent.
+        let frame = df!(
+            "region" => [Some("eu"), Some("a|b"), Some("c\\"), Some("eu"), Some("eu")],
+            "trip_no" => [Some(7i64), Some(8), Some(9), None, Some(7)],
+            "rider_region" => ["eu", "eu", "eu", "eu", "eu"],
+            "rider_no" => [Some(1i32), Some(2), None, Some(4), Some(5)],
+            "driver_id" => [Some(3i64), None, Some(3), Some(3), Some(3)],
+            "status" => ["requested"; 5],
+            RESCUED_DATA => [None, None, Some(r#"{"rider_no":"007"}"#), None, Some(r#"{"trip_no":null}"#)],
+        )
+        .expect("frame");
+        let out = model.rides.apply(frame, &["id", "customer_id", "driver_id", "status", "region", "trip_no"]).expect("applies");
+        let text = |name: &str| out.column(name).expect(name).str().expect("text").iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>();
+        let some = |v: &str| Some(v.to_owned());
+        assert_eq!(text("id"), [some("eu|7"), some("a\\|b|8"), some("c\\\\|9"), None, some("eu|7")]);
+        assert_eq!(text("customer_id"), [some("eu|1"), some("eu|2"), some("eu|007"), some("eu|4"), some("eu|5")]);
+        assert_eq!(text("driver_id"), [some("eu|3"), None, some("c\\\\|3"), some("eu|3"), some("eu|3")]);
+        assert_eq!(out.column("trip_no").expect("trip_no").dtype(), &DataType::Int64, "a kept key column keeps its type");
+        // Escaping keeps keys apart that a plain join would make one.
+        let frame = df!("region" => ["a|", "a"], "trip_no" => ["b", "|b"], "status" => ["requested"; 2]).expect("frame");
+        let out = model.rides.apply(frame, &["id"]).expect("applies");
+        let ids: Vec<Option<&str>> = out.column("id").expect("id").str().expect("text").iter().collect();
+        assert_ne!(ids[0], ids[1], "{ids:?}");
+    }
+
+    #[test]
+    fn composite_key_mistakes_name_their_line() {
+        let problems = |text: &str| match Model::parse(text, "m.toml") {
+            Err(LakehouseError::Model { problems, .. }) => problems,
+            other => panic!("expected a model error, got {other:?}"),
+        };
+        let found = problems("version = 1\n[rides.columns]\nstatus = [\"a\", \"b\"]\nid = [\"trip_no\"]\ncustomer_id = [\"r\", \"R\"]\n");
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found.iter().any(|p| p.starts_with("line 3:") && p.contains("only keys")), "{found:?}");
+        assert!(found.iter().any(|p| p.starts_with("line 4:") && p.contains("id = \"trip_no\"")), "{found:?}");
+        assert!(found.iter().any(|p| p.starts_with("line 5:") && p.contains("listed twice")), "{found:?}");
+        // Against bronze: a missing or mistyped column of a key, and links that do not hold the
+        // users' key column for column.
+        let model = Model::parse(COMPOSITE, "composite.toml").expect("parses");
+        let users = schema(&[("region", ArrowType::Utf8), ("account_no", ArrowType::Int64), ("type", ArrowType::Utf8), ("created_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None))]);
+        let rides = schema(&[
+            ("region", ArrowType::Utf8), ("trip_no", ArrowType::Float64), ("rider_region", ArrowType::Int64), ("rider_no", ArrowType::Int64),
+            ("status", ArrowType::Utf8), ("requested_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None)),
+        ]);
+        let found = model.check_bronze(Some(&users), Some(&rides));
+        let line = |needle: &str| COMPOSITE.lines().position(|l| l.starts_with(needle)).map(|i| format!("line {}:", i + 1)).expect("line");
+        for (at, what) in [
+            (line("id = [\"region\", \"trip_no"), "composed of `trip_no` of type Float64"),
+            (line("driver_id"), "composed of `driver_id`, which bronze `trips` does not have"),
+            (line("customer_id"), "rides.customer_id comes from `rider_region`, `rider_no` of type Int64 (integers), Int64 (integers), and the users' key users.id from `region`, `account_no` of type Utf8 (text), Int64 (integers)"),
+        ] {
+            assert!(found.iter().any(|p| p.starts_with(&at) && p.contains(what)), "{at} {what}: {found:?}");
+        }
+        assert_eq!(found.len(), 3, "{found:?}");
+        let single = Model::parse(&COMPOSITE.replace("customer_id = [\"rider_region\", \"rider_no\"]", "customer_id = \"rider_no\""), "m").expect("parses");
+        let found = single.check_bronze(Some(&users), Some(&schema(&[("region", ArrowType::Utf8), ("trip_no", ArrowType::Int64), ("rider_no", ArrowType::Int64), ("driver_id", ArrowType::Int64), ("status", ArrowType::Utf8), ("requested_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None))])));
+        assert!(found.len() == 1 && found[0].contains("comes from 1 column(s) (`rider_no`), and the users' key users.id from 2"), "{found:?}");
+    }
+
     #[test]
     fn kept_columns_are_the_unmapped_ones_in_their_widened_types() {
         let text = "version = 1\n[users]\nother_columns = \"keep\"\nskip_columns = [\"password hash\"]\n[rides]\nother_columns = \"keep\"\n[rides.columns]\nstatus = \"state\"\n";
@@ -2184,6 +2518,27 @@ mod tests {
         assert!(matches!(Model::load(&model_path), Err(LakehouseError::Model { problems, .. }) if problems[0].contains("cannot read")));
         let found = problems("version = 1\n[gold]\ncity_names = \"cities.csv\"\n");
         assert!(found[0].starts_with("line 3:") && found[0].contains("city_column"), "{found:?}");
+    }
+
+    #[test]
+    fn gold_s_city_names_can_come_from_a_synced_table() {
+        let text = "version = 1\n[rides]\nother_columns = \"keep\"\n[gold]\ncity_column = \"city_id\"\ncity_names = { stream = \"cities\", key = \"city id\", city = \"name\" }\n";
+        let model = Model::parse(text, "m.toml").expect("parses");
+        let source = model.gold.city_names_stream.as_ref().expect("stream");
+        assert_eq!((source.stream.as_str(), source.key.as_str(), source.city.as_str(), source.line), ("cities", "city_id", "name", 6), "bronze's column names");
+        assert!(model.gold.city_names.is_empty(), "read by gold at each run");
+        assert_ne!(model.gold.hash(), Model::parse(&text.replace("\"name\"", "\"label\""), "m.toml").expect("parses").gold.hash());
+        assert_eq!(model.hash(), Model::parse("version = 1\n[rides]\nother_columns = \"keep\"\n", "m.toml").expect("parses").hash(), "gold's names are not silver's business");
+        let problems = |text: &str| match Model::parse(text, "m.toml") {
+            Err(LakehouseError::Model { problems, .. }) => problems,
+            other => panic!("expected a model error, got {other:?}"),
+        };
+        let found = problems(&text.replace("city = \"name\"", "city = \"city id\""));
+        assert!(found.len() == 1 && found[0].starts_with("line 6:") && found[0].contains("one column"), "{found:?}");
+        let found = problems(&text.replace("key = \"city id\", ", ""));
+        assert!(found[0].starts_with("line 6:") && found[0].contains("key"), "{found:?}");
+        let found = problems(&text.replace("\"cities\"", "\" \""));
+        assert!(found[0].starts_with("line 6:") && found[0].contains("stream"), "{found:?}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use common::{SILVER, assert_same, catalog, edited, generate, layout, read_table,
 use polars::prelude::*;
 use ridelake_lakehouse::LakehouseError;
 use ridelake_lakehouse::gold::build_gold;
-use ridelake_lakehouse::model::Model;
+use ridelake_lakehouse::model::{self, Model};
 use ridelake_lakehouse::silver::{SilverOptions, SilverReport, build_silver_with};
 use serde_json::{Map, Value, json};
 
@@ -199,16 +199,90 @@ async fn check_kept(seed: u64, links: &str) {
     let named = Model::load(&folder.path().join("model.toml")).expect("model");
     let report = build_gold(&layout(evolving.path(), Some(&named))).await.expect("gold");
     assert!(report.recomputed_all.is_some(), "gold with city names it was not computed with: every day again ({context})");
-    let mut expected_named: BTreeMap<(i64, i64, i64, String), i64> = BTreeMap::new();
-    for ((year, month, day, market), count) in expected {
-        let city = match market.as_str() {
-            "Lisbon" => "Lisboa",
-            "unknown" => "unknown",
-            _ => "other",
-        };
-        *expected_named.entry((year, month, day, city.to_owned())).or_default() += count;
+    let named_by = |names: &[(&str, &str)]| {
+        let mut out: BTreeMap<(i64, i64, i64, String), i64> = BTreeMap::new();
+        for ((year, month, day, market), count) in &expected {
+            let city = match names.iter().find(|(key, _)| key == market) {
+                Some((_, city)) => city,
+                None if market == "unknown" => "unknown",
+                None => "other",
+            };
+            *out.entry((*year, *month, *day, city.to_owned())).or_default() += count;
+        }
+        out
+    };
+    assert_eq!(requests(evolving.path()).await, named_by(&[("Lisbon", "Lisboa"), ("Faro", "Faro")]), "rides per day and named market ({context})");
+
+    // ... or by the names of a cities table synced to bronze like users and rides: its latest
+    // change per key, deletes applied, read at every gold run; a change of the table recomputes
+    // every day, no change is no work.
+    let streamed_text = format!("{keep_text}[gold]\ncity_column = \"market\"\ncity_names = {{ stream = \"markets\", key = \"code\", city = \"city_name\" }}\n");
+    let names_line = format!("line {}:", streamed_text.lines().position(|l| l.starts_with("city_names")).expect("line") + 1);
+    let streamed = Model::parse(&streamed_text, "keep.toml").expect("model");
+    match build_gold(&layout(evolving.path(), Some(&streamed))).await {
+        Err(LakehouseError::Model { problems, .. }) => assert!(problems.len() == 1 && problems[0].starts_with(&format!("{names_line} gold city_names")) && problems[0].contains("`markets`"), "{problems:?}"),
+        other => panic!("gold before the cities table is synced: expected a model error, got {other:?}"),
     }
-    assert_eq!(requests(evolving.path()).await, expected_named, "rides per day and named market ({context})");
+    let changes = [
+        market_change("Lisbon", "Lisboa", 10, false),
+        market_change(" Porto ", "Oporto", 11, false),
+        market_change("Faro", "Faro", 12, false),
+        market_change("Braga", "Braga", 13, false),
+        market_change("Faro", "Algarve", 14, false),
+        // (an at-least-once copy of an older change, re-sent after a newer one: it loses)
+        market_change("Lisbon", "Lisbon old", 9, false),
+        market_change("Braga", "Braga", 15, true),
+    ];
+    sync(evolving.path(), &markets_catalog(), &changes).await;
+    assert!(model::validate(&layout(evolving.path(), Some(&streamed))).await.expect("validate").is_empty());
+    let report = build_gold(&layout(evolving.path(), Some(&streamed))).await.expect("gold");
+    assert!(report.recomputed_all.is_some(), "names from the table: every day again ({context})");
+    let first_names = [("Lisbon", "Lisboa"), ("Porto", "Oporto"), ("Faro", "Algarve")];
+    assert_eq!(requests(evolving.path()).await, named_by(&first_names), "rides per day and market named by the table ({context})");
+    assert!(build_gold(&layout(evolving.path(), Some(&streamed))).await.expect("gold").noop, "the same names: nothing to do ({context})");
+    // The table changes: Lisbon leaves, Porto is renamed.
+    sync(evolving.path(), &markets_catalog(), &[market_change("Lisbon", "Lisboa", 16, true), market_change("Porto", "Porto", 17, false)]).await;
+    let report = build_gold(&layout(evolving.path(), Some(&streamed))).await.expect("gold");
+    assert!(report.recomputed_all.is_some(), "other names: every day again ({context})");
+    assert_eq!(requests(evolving.path()).await, named_by(&[("Porto", "Porto"), ("Faro", "Algarve")]), "rides per day and market named by the changed table ({context})");
+    // A column the table does not have: an error naming the model line, before anything is read.
+    let wrong = Model::parse(&format!("{keep_text}[gold]\ncity_column = \"market\"\ncity_names = {{ stream = \"markets\", key = \"code\", city = \"label\" }}\n"), "keep.toml").expect("model");
+    let problems = model::validate(&layout(evolving.path(), Some(&wrong))).await.expect("validate");
+    assert!(problems.len() == 1 && problems[0].contains(&names_line) && problems[0].contains("`label`"), "{problems:?}");
+    match build_gold(&layout(evolving.path(), Some(&wrong))).await {
+        Err(LakehouseError::Model { problems, .. }) => assert!(problems[0].contains("`label`") && problems[0].contains("city_name"), "{problems:?}"),
+        other => panic!("expected a model error, got {other:?}"),
+    }
+}
+
+/// The catalog of a source table `markets` (`code` -> `city_name`) synced in CDC mode.
+fn markets_catalog() -> String {
+    let text = json!({"type": "string"});
+    json!({"streams": [{
+        "stream": {
+            "name": "markets", "namespace": common::NS,
+            "json_schema": {"type": "object", "properties": {
+                "code": text, "city_name": text, "_ab_cdc_cursor": {"type": "number", "airbyte_type": "integer"},
+                "_ab_cdc_updated_at": text, "_ab_cdc_deleted_at": text, "_ab_cdc_log_file": text, "_ab_cdc_log_pos": {"type": "number"},
+            }},
+            "supported_sync_modes": ["full_refresh", "incremental"], "source_defined_cursor": true, "default_cursor_field": ["_ab_cdc_cursor"],
+            "source_defined_primary_key": [["code"]], "is_resumable": true,
+        },
+        "sync_mode": "incremental", "cursor_field": ["_ab_cdc_cursor"], "destination_sync_mode": "append", "primary_key": [["code"]],
+        "generation_id": 1, "minimum_generation_id": 0, "sync_id": 1,
+    }]})
+    .to_string()
+}
+
+/// A change of the `markets` table at binlog position `position` (a delete carries the row's
+/// last values, as source-mysql's before-image does).
+fn market_change(code: &str, name: &str, position: i64, delete: bool) -> String {
+    let at = "2026-01-05T10:00:00.000000Z";
+    json!({"type": "RECORD", "record": {"namespace": common::NS, "stream": "markets", "emitted_at": 1_767_607_200_000i64, "data": {
+        "code": code, "city_name": name, "_ab_cdc_cursor": (1i64 << 32) | position, "_ab_cdc_updated_at": at,
+        "_ab_cdc_deleted_at": if delete { json!(at) } else { Value::Null }, "_ab_cdc_log_file": "mysql-bin.000001", "_ab_cdc_log_pos": position,
+    }}})
+    .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

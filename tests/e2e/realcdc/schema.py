@@ -70,6 +70,9 @@ class Schema:
     tables: dict[str, str]  # logical table -> source table
     columns: dict[str, dict[str, Column]]  # logical table -> logical column -> Column, in the table's order
     ddl: tuple[str, ...]  # the statements that make the tables (CREATE TABLE, then any ALTER TABLE)
+    # logical table -> the source columns of its primary key, when the key is composite (the table's
+    # columns then hold no logical `id`)
+    composite_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def table(self, logical: str) -> str:
         return self.tables[logical]
@@ -94,6 +97,18 @@ class Schema:
 
     def key(self, table: str) -> str:
         return self.columns[self.logical_table(table)]["id"].name
+
+    def key_columns(self, table: str) -> tuple[str, ...]:
+        """The source columns of the table's primary key, in order (one, unless it is composite)."""
+        return self.composite_keys.get(self.logical_table(table)) or (self.key(table),)
+
+    def key_of(self, table: str, row: dict):
+        """The key of a row (source columns -> values) as the harness holds keys: `key_value` of its
+        key column, or the tuple of a composite key's values."""
+        columns = self.key_columns(table)
+        if len(columns) == 1:
+            return self.key_value(table, row[columns[0]])
+        return tuple(row[c] for c in columns)
 
     def text_keys(self, table: str) -> bool:
         """Whether the table's key holds text (`CHAR(36)` UUIDs) rather than integers."""

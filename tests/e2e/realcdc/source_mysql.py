@@ -69,16 +69,16 @@ def configured_catalog(namespace: str, *, sync_id: int, generation_id: int = 1, 
     """The configured catalog of a CDC connection on `namespace` (the database)."""
     streams = []
     for name in schema.streams:
-        types, key = schema.types(name), schema.key(name)
+        types, key = schema.types(name), [[c] for c in schema.key_columns(name)]
         streams.append({
             "stream": {
                 "name": name, "namespace": namespace,
                 "json_schema": {"type": "object", "properties": {**types, **CDC_TYPES}},
                 "supported_sync_modes": ["full_refresh", "incremental"], "source_defined_cursor": True,
-                "default_cursor_field": ["_ab_cdc_cursor"], "source_defined_primary_key": [[key]], "is_resumable": True,
+                "default_cursor_field": ["_ab_cdc_cursor"], "source_defined_primary_key": key, "is_resumable": True,
             },
             "sync_mode": "incremental", "cursor_field": ["_ab_cdc_cursor"], "destination_sync_mode": destination_sync_mode,
-            "primary_key": [[key]], "generation_id": generation_id, "minimum_generation_id": minimum_generation_id,
+            "primary_key": key, "generation_id": generation_id, "minimum_generation_id": minimum_generation_id,
             "sync_id": sync_id,
         })
     return {"streams": streams}
@@ -128,8 +128,8 @@ def check_catalog(db: MariaDB, database: str, schema: Schema = DEFAULT) -> list[
         for name, kind in declared.items():
             if name in discovered and discovered[name] != kind:
                 problems.append(f"{table}.{name}: discovered as {discovered[name]}, declared {kind}")
-        if keys != [schema.key(table)]:
-            problems.append(f"{table}: primary key {keys} on the server, {schema.key(table)} declared")
+        if keys != list(schema.key_columns(table)):
+            problems.append(f"{table}: primary key {keys} on the server, {list(schema.key_columns(table))} declared")
     return problems
 
 
@@ -290,7 +290,7 @@ class SourceMySql:
     def _snapshot(self, emitter: "_Emitter", stream: str, offset: Offset) -> None:
         columns = self.streams[stream]
         with closing(self.db.source_connection(self.database)) as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(columns)} FROM {stream} ORDER BY {self.schema.key(stream)}")
+            cur.execute(f"SELECT {', '.join(columns)} FROM {stream} ORDER BY {', '.join(self.schema.key_columns(stream))}")
             rows = cur.fetchall()
         for row in rows:
             emitter.snapshot_row(stream, dict(zip(columns, row)), offset)
@@ -324,8 +324,7 @@ class SourceMySql:
                         emitter.binlog_row(event.table, row["values"], position, moment, "insert")
                     elif isinstance(event, UpdateRowsEvent):
                         before, after = row["before_values"], row["after_values"]
-                        key = self.schema.key(event.table)
-                        if before[key] != after[key]:
+                        if any(before[k] != after[k] for k in self.schema.key_columns(event.table)):
                             # A key change: Debezium emits a delete of the old key, then a create
                             # of the new one, both from this event.
                             emitter.binlog_row(event.table, before, position, moment, "delete")
@@ -438,7 +437,7 @@ def replay(syncs: list[Sync], schema: Schema = DEFAULT) -> dict[str, dict[int, d
             data = record["data"]
             stream = record["stream"]
             rows = tables[stream]
-            key = schema.key_value(stream, data[schema.key(stream)])
+            key = schema.key_of(stream, data)
             if data["_ab_cdc_deleted_at"] is not None:
                 rows.pop(key, None)
             else:
@@ -484,7 +483,7 @@ def check_positions(db: MariaDB, sync: Sync, schema: Schema = DEFAULT) -> list[s
         if origin != "binlog":
             continue
         d = record["data"]
-        key = d[schema.key(record["stream"])]
+        key = schema.key_of(record["stream"], d)
         file, pos = d["_ab_cdc_log_file"], int(d["_ab_cdc_log_pos"])
         if file not in listings:
             listings[file] = {int(r[1]): (r[2], r[5]) for r in db.execute(f"SHOW BINLOG EVENTS IN '{file}'")}

@@ -7,8 +7,10 @@
 //!              [--type-change-rate F] [--cursor-era kotlin|java|upgrade] [--upgrade-at N]
 //!              [--binlog-restart-at N] [--catalog FILE] [--sync-mode append|overwrite]
 //!              [--generation-id N] [--minimum-generation-id N] [--sync-id N] [--skip-snapshot true]
-//!              [--skip-records N] [--out FILE]
+//!              [--skip-records N] [--uuid-keys true] [--out FILE]
 //! ```
+//! `--uuid-keys true` writes every key (ids, a ride's customer and driver) as a UUID text, as an
+//! application keyed by `CHAR(36)` UUIDs does, and declares them strings in the catalog.
 //! `--cursor-era` picks the source-mysql generation whose `_ab_cdc_*` fields are written: `kotlin`
 //! (3.9+, the default), `java` (3.0–3.7: counter cursors on every row) or `upgrade` (java for the
 //! first half of the binlog changes, then kotlin: two syncs concatenated; `--upgrade-at N` moves
@@ -26,7 +28,7 @@
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use ridelake_core::generator::{Generator, GeneratorConfig, configured_catalog};
+use ridelake_core::generator::{Generator, GeneratorConfig, configured_catalog_keyed};
 
 /// Records per binlog change (transactions of several rows, duplicates), measured on the default
 /// mix: places the upgrade of `--records N --cursor-era upgrade` near the middle of the changes.
@@ -36,7 +38,7 @@ const USAGE: &str = "usage: ridelake-gen [--records N] [--users N] [--rides N] [
 [--namespace NS] [--state-every N] [--duplicate-rate F] [--late-user-rate F] [--bad-null-rate F] \
 [--delete-rate F] [--user-delete-rate F] [--reinsert-rate F] [--type-change-rate F] \
 [--cursor-era kotlin|java|upgrade] [--upgrade-at N] [--binlog-restart-at N] [--catalog FILE] [--sync-mode append|overwrite] [--generation-id N] \
-[--minimum-generation-id N] [--sync-id N] [--skip-snapshot true] [--skip-records N] [--out FILE]";
+[--minimum-generation-id N] [--sync-id N] [--skip-snapshot true] [--skip-records N] [--uuid-keys true] [--out FILE]";
 
 fn main() -> ExitCode {
     match run() {
@@ -99,6 +101,7 @@ fn run() -> Result<(), String> {
             "--out" => out_path = Some(value),
             "--skip-records" => cfg.skip_records = int()?,
             "--skip-snapshot" => cfg.skip_snapshot_output = matches!(value.as_str(), "true" | "1" | "yes"),
+            "--uuid-keys" => cfg.uuid_keys = matches!(value.as_str(), "true" | "1" | "yes"),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -108,7 +111,7 @@ fn run() -> Result<(), String> {
         cfg.upgrade_at = Some((binlog_records as f64 / 2.0 / RECORDS_PER_CHANGE) as u64);
     }
     if let Some(path) = catalog {
-        let text = configured_catalog(&cfg.namespace, &sync_mode, generation_id, min_generation_id, sync_id);
+        let text = configured_catalog_keyed(&cfg.namespace, &sync_mode, generation_id, min_generation_id, sync_id, cfg.uuid_keys);
         std::fs::write(&path, text).map_err(|e| format!("writing {path}: {e}"))?;
     }
     let sink: Box<dyn Write> = match &out_path {
