@@ -128,7 +128,9 @@ pub const UNKNOWN_CITY: &str = "unknown";
 /// `rides` with their `city`: the nearest of `gold`'s cities to the pickup point.
 fn with_city(rides: DataFrame, gold: &GoldMap) -> Result<DataFrame> {
     if let Some(column) = &gold.city_column {
-        return with_city_of_column(rides, column, gold.city_column_line, &gold.city_names);
+        // (names from a synced table name the cities even when it lists none yet: every ride is in `other` then)
+        let named = gold.city_names_stream.is_some() || !gold.city_names.is_empty();
+        return with_city_of_column(rides, column, gold.city_column_line, named.then_some(&gold.city_names));
     }
     let lat = rides.column("pickup_lat").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
     let lon = rides.column("pickup_lon").step("reading pickup")?.as_materialized_series().cast(&DataType::Float64).step("reading pickup")?;
@@ -147,9 +149,9 @@ fn with_city(rides: DataFrame, gold: &GoldMap) -> Result<DataFrame> {
 }
 
 /// `rides` with `city` from their own `column` (the model's `city_column`, at model line
-/// `line`): its text, trimmed, or the city `names` gives for it (`other` when it gives none);
-/// null or empty is `unknown`.
-fn with_city_of_column(rides: DataFrame, column: &str, line: usize, names: &BTreeMap<String, String>) -> Result<DataFrame> {
+/// `line`): its text, trimmed, or, when the model names the cities of its values, the city
+/// `names` gives for it (`other` when it gives none); null or empty is `unknown`.
+fn with_city_of_column(rides: DataFrame, column: &str, line: usize, names: Option<&BTreeMap<String, String>>) -> Result<DataFrame> {
     if rides.column(column).is_err() {
         return Err(LakehouseError::Schema {
             table: "silver rides".into(),
@@ -158,7 +160,7 @@ fn with_city_of_column(rides: DataFrame, column: &str, line: usize, names: &BTre
             ),
         });
     }
-    if !names.is_empty() {
+    if let Some(names) = names {
         let step = "reading the rides' city column";
         let values = rides.column(column).step(step)?.as_materialized_series().cast(&DataType::String).step(step)?;
         let cities: Vec<&str> = values
@@ -583,6 +585,21 @@ mod tests {
         let names = latest_names(&frame, "code", "name").expect("names");
         let expected: BTreeMap<String, String> = [("1", "Lisboa"), ("2", "Porto"), ("5", "Braga")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
         assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn a_synced_cities_table_that_names_none_yet_puts_every_ride_in_other() {
+        let rides = df!("code" => [Some("1"), Some(" 2 "), None]).expect("rides");
+        let city = |gold: &GoldMap| -> Vec<String> {
+            let out = with_city(rides.clone(), gold).expect("city");
+            out.column("city").expect("city").str().expect("text").iter().map(|c| c.unwrap_or_default().to_owned()).collect()
+        };
+        let mut gold = GoldMap { city_column: Some("code".into()), ..GoldMap::default() };
+        assert_eq!(city(&gold), ["1", "2", UNKNOWN_CITY], "without names the column holds the city");
+        gold.city_names_stream = Some(crate::model::CityNamesStream { stream: "cities".into(), key: "code".into(), city: "name".into(), line: 3 });
+        assert_eq!(city(&gold), [OTHER_CITY, OTHER_CITY, UNKNOWN_CITY], "a names table without names: no ride is named");
+        gold.city_names = [("2".to_owned(), "Porto".to_owned())].into();
+        assert_eq!(city(&gold), [OTHER_CITY, "Porto", UNKNOWN_CITY]);
     }
 
     fn file(day: (i32, i32, i32), rows: Option<u64>) -> DataFile {

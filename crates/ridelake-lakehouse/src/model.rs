@@ -789,7 +789,7 @@ impl Model {
         if let Some(column) = &gold.city_column {
             if rides.skip_columns.iter().any(|c| c.eq_ignore_ascii_case(column)) {
                 problems.push(at(gold.city_column_line, format!("gold city_column `{column}` is in skip_columns under [rides]: silver rides will not have it")));
-            } else if rides.other_columns.drops() && !RIDE_COLUMNS.contains(&column.as_str()) {
+            } else if rides.other_columns.drops() && !RIDE_COLUMNS.contains(&column.as_str()) && !rides.key_parts().iter().any(|p| p.eq_ignore_ascii_case(column)) {
                 problems.push(at(gold.city_column_line, format!(
                     "gold city_column `{column}` is not a column of silver rides: keep the source's other columns (other_columns = \"keep\" under [rides]) to have it there, or name one of silver's ride columns"
                 )));
@@ -1829,6 +1829,10 @@ impl StreamMap {
             let name = field.name();
             let data_column = self.fixed_columns().iter().any(|c| c.eq_ignore_ascii_case(name));
             if data_column || name.to_ascii_lowercase().starts_with("_cdc_") || reserved.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+                // (a composite key's column named as one of silver's own is in the key only)
+                if self.other_columns.drops() {
+                    continue;
+                }
                 let how = if data_column {
                     format!("Map silver's `{name}` to it under [{table}.columns] if it is that column, or list it in skip_columns under [{table}]")
                 } else {
@@ -2349,6 +2353,13 @@ mod tests {
         assert_eq!(text("customer_id"), [some("eu|1"), some("eu|2"), some("eu|007"), some("eu|4"), some("eu|5")]);
         assert_eq!(text("driver_id"), [some("eu|3"), None, some("c\\\\|3"), some("eu|3"), some("eu|3")]);
         assert_eq!(out.column("trip_no").expect("trip_no").dtype(), &DataType::Int64, "a kept key column keeps its type");
+        // Gold can count rides by a key column silver keeps; a key column named as one of
+        // silver's own (a `year`) is in the key only.
+        assert!(Model::parse(&format!("{COMPOSITE}[gold]\ncity_column = \"region\"\n"), "m").is_ok(), "a kept key column is a rides column");
+        let mut yearly = Model::parse("version = 1\n[rides.columns]\nid = [\"year\", \"seq\"]\n", "m").expect("parses");
+        let by_year = schema(&[("year", ArrowType::Int64), ("seq", ArrowType::Int64), ("status", ArrowType::Utf8)]);
+        yearly.rides.keep(&by_year, &RescuedKinds::new(), &crate::silver::OWN_COLUMNS).expect("keeps");
+        assert_eq!(yearly.rides.kept.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["seq"]);
         // Escaping keeps keys apart that a plain join would make one.
         let frame = df!("region" => ["a|", "a"], "trip_no" => ["b", "|b"], "status" => ["requested"; 2]).expect("frame");
         let out = model.rides.apply(frame, &["id"]).expect("applies");
