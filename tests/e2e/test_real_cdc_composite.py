@@ -47,6 +47,7 @@ import pytest
 
 from conftest import DEST, REPO, local_config, run_dest, write_json
 from test_pipeline import GOLD_KEYS
+from test_real_cdc_kept import SILVER_TABLES, frame_differences, silver_frames
 from realcdc.compare import check_bronze, compare, keyed, read, show, sql
 from realcdc.fixtures import mariadb, mariadb_template  # noqa: F401 (fixtures)
 from realcdc.schema import DATETIME, INTEGER, RIDE_COLUMNS, STRING, USER_COLUMNS, Column, Schema
@@ -67,7 +68,6 @@ SEEDS += list(range(5000, 5000 + int(os.environ.get("RIDELAKE_REALCDC_SEEDS", "0
 # Two region codes hold the characters a composite key escapes.
 REGIONS = ["lis", "opo", "n|rt", "s\\th"]
 STATES = {"requested": "REQUESTED", "accepted": "ASSIGNED", "in_progress": "ON_BOARD", "completed": "DONE", "cancelled": "CANCELLED"}
-SILVER_TABLES = ("users", "rides", "rides_pending", "rides_deleted", "quarantine")
 
 DDL = (
     """CREATE TABLE members (
@@ -413,20 +413,6 @@ def check_parts(lake: Path, current: dict[str, dict]) -> list[str]:
             if wrong:
                 problems.append(f"silver {table} {key!r}: {', '.join(wrong)}")
     return problems[:10]
-
-
-def silver_frames(lake: Path) -> dict:
-    return {t: read(lake, "silver", t) for t in SILVER_TABLES}
-
-
-def frame_differences(name: str, a, b) -> list[str]:
-    if a is None or b is None:
-        return [] if a is None and b is None else [f"{name}: one of the two is missing"]
-    if sorted(a.columns) != sorted(b.columns):
-        return [f"{name}: columns {sorted(a.columns)} != {sorted(b.columns)}"]
-    order = sorted(a.columns)
-    a, b = a.select(order).sort(order, nulls_last=True), b.select(order).sort(order, nulls_last=True)
-    return [] if a.equals(b) else [f"{name}: rows differ ({a.height} and {b.height} rows)"]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
