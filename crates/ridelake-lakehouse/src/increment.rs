@@ -503,16 +503,28 @@ pub async fn read(increment: &BronzeIncrement, columns: &[&str]) -> Result<DataF
 /// [`read`] maps and tags them), in ingest order. At most two files' rows are held at once (the
 /// next one is read while `each` works on the current one), so memory does not grow with bronze.
 pub async fn read_by_file(increment: &BronzeIncrement, columns: &[&str], mut each: impl FnMut(DataFrame) -> Result<()>) -> Result<()> {
+    read_files_where(increment, columns, |_| true, |_, rows| each(rows)).await
+}
+
+/// [`read_by_file`] of the files `wanted` picks (the others are not read): `each` gets a file's
+/// place among the increment's files, and its rows.
+pub async fn read_files_where(
+    increment: &BronzeIncrement,
+    columns: &[&str],
+    wanted: impl Fn(&IngestFile) -> bool,
+    mut each: impl FnMut(usize, DataFrame) -> Result<()>,
+) -> Result<()> {
     let present = sources(increment, columns)?;
-    let wanted = with_ingest_columns(columns);
-    let start = |i: usize| increment.files.get(i).map(|f| io::start_read(&increment.table, &f.file, &present).map(AbortOnDrop)).transpose();
+    let names = with_ingest_columns(columns);
+    let picked: Vec<(usize, &IngestFile)> = increment.files.iter().enumerate().filter(|(_, f)| wanted(f)).collect();
+    let start = |k: usize| picked.get(k).map(|(_, f)| io::start_read(&increment.table, &f.file, &present).map(AbortOnDrop)).transpose();
     let mut next = start(0)?;
-    for (i, file) in increment.files.iter().enumerate() {
+    for (k, &(i, file)) in picked.iter().enumerate() {
         let Some(mut current) = next.take() else { break };
-        next = start(i + 1)?;
+        next = start(k + 1)?;
         let frame = (&mut current.0).await.map_err(|e| LakehouseError::Task(e.to_string()))??;
         let tagged = with_ingest_order(frame, file, increment)?.collect().step("reading bronze")?;
-        each(increment.map.apply(tagged, &wanted)?)?;
+        each(i, increment.map.apply(tagged, &names)?)?;
     }
     Ok(())
 }

@@ -1317,6 +1317,14 @@ impl StreamMap {
         self.column(silver).map_or(silver, |c| c.source.as_str())
     }
 
+    /// The bronze column silver's integer key `id` is read from as it is (no composition, value
+    /// map, scale or zone), when it is: then a bronze file's statistics of that column tell which
+    /// ids the file may hold.
+    pub fn plain_integer_key(&self) -> Option<&str> {
+        let plain = self.column("id").is_none_or(|c| c.parts.is_empty() && c.values.is_empty() && c.scale.is_none() && c.time_zone.is_none());
+        (plain && !self.text_keys.contains(&"id")).then(|| self.source_of("id"))
+    }
+
     /// The bronze columns read to fill `silver`: a composite key's source columns, else
     /// [`StreamMap::source_of`].
     pub fn sources_of<'a>(&'a self, silver: &'a str) -> Vec<&'a str> {

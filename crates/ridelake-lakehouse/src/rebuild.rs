@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use polars::prelude::*;
-use ridelake_core::bronze::{CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT};
+use ridelake_core::bronze::{CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, RESCUED_DATA};
 
 use crate::cdc;
 use crate::rules;
@@ -39,14 +39,18 @@ use crate::increment::{self, BronzeIncrement};
 use crate::io::{self, Staged, StagedFiles, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::Lease;
-use crate::order::{EpochMarks, EpochState};
+use crate::order::{EpochMarks, EpochState, INGEST_ROW, INGEST_VERSION};
 use crate::silver::{
     Clock, DELETED_TABLE, EXPIRED, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext,
     RidesDecided, SilverOptions, SilverReport, SilverTable, Tables, USERS_MARKER, USERS_TABLE, apply_users, change_sources, choose_users, count, decide_rides, input_markers,
     expired_rows, other_ride_fields, partitions_of, quarantine_rows, ride_change_sources, ride_rule_fields, ride_rules, users_written, with_bronze_ids, with_fields,
 };
+use crate::keys::KeyRange;
 use crate::slices::{self, IdSample, Slice};
 use crate::update::{self, UpdateOutput, UpdateTask};
+
+/// A row's place in its bronze file, while a slice picks its rows.
+const ROW_IN_FILE: &str = "_ridelake_row_in_file";
 
 /// One slice of a rebuild, as the driver hands it to a worker.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -107,6 +111,9 @@ pub struct SliceCounts {
     /// Pending rides that waited longer than a `wait_for` link allows.
     #[serde(default)]
     pub expired: u64,
+    /// Bronze files the slice did not read: their key statistics lie outside its range.
+    #[serde(default)]
+    pub files_skipped: u64,
 }
 
 impl SliceCounts {
@@ -134,6 +141,7 @@ impl SliceCounts {
         report.dropped += self.dropped;
         report.rides_unlinked += self.unlinked;
         report.rides_expired += self.expired;
+        report.bronze_files_skipped += self.files_skipped;
         report.oldest_pending_us = match (report.oldest_pending_us, self.oldest_pending_us) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -228,7 +236,7 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     let started = std::time::Instant::now();
     let options = layout.storage_options();
     let mut epochs = EpochState::default();
-    let changes = slice_changes(bronze, &task.slice, &mut epochs, task.epochs.as_ref()).await?;
+    let (changes, files_skipped) = slice_changes(bronze, &task.slice, &mut epochs, task.epochs.as_ref()).await?;
     let (rules, delete_rules) = ride_rules();
     let chosen = rules::choose(&changes, "id", &rules, &delete_rules, &bronze.map)?;
     let (latest, bad, dropped, warned) = (chosen.latest, chosen.quarantined, chosen.dropped, chosen.warned);
@@ -237,7 +245,7 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     let bad = quarantine_rows(&with_bronze_ids(bad, bronze).await?, "rides", &bronze.map)?;
     let latest = with_fields(latest, bronze, &other_ride_fields(&bronze.map)).await?;
     let decided = decide_rides(latest, &RideState::default(), roles, &bronze.map, task.clock)?;
-    let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), dropped, ..SliceCounts::of(&decided) };
+    let counts = SliceCounts { changes: changes_read, quarantined: count(&bad), dropped, files_skipped, ..SliceCounts::of(&decided) };
     // The rides that waited too long are listed in the quarantine too, in files of their own (an
     // incremental run replaces the files holding them).
     let expired = if bronze.map.links.waits_for_any() { expired_rows(&decided.waiting, &bronze.map)? } else { DataFrame::empty() };
@@ -328,17 +336,18 @@ pub(crate) async fn plan_slices(bronze: &BronzeIncrement, run: &SilverOptions, h
 /// order columns), one at a time; its rows get their epochs from where the rows before them left
 /// the count (`epochs`, left where all of bronze leaves it), then only the slice's are kept.
 /// With the epoch `marks` of a walk over all of bronze from the start, only the slice's rows are
-/// prepared, their epochs looked up.
-pub(crate) async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut EpochState, marks: Option<&EpochMarks>) -> Result<DataFrame> {
+/// read and prepared, their epochs looked up ([`marked_changes_in`]). Also gives the bronze files
+/// not read (their keys all outside the slice).
+pub(crate) async fn slice_changes(bronze: &BronzeIncrement, slice: &Slice, epochs: &mut EpochState, marks: Option<&EpochMarks>) -> Result<(DataFrame, u64)> {
     changes_in(bronze, slice, &ride_change_sources(&bronze.map), &ride_rule_fields(&bronze.map), epochs, marks).await
 }
 
 /// The prepared changes of `bronze` (rides or users) whose key is in `slice`, read from `columns`
-/// and keeping `fields` (see [`slice_changes`]).
-async fn changes_in(bronze: &BronzeIncrement, slice: &Slice, columns: &[&str], fields: &[&str], epochs: &mut EpochState, marks: Option<&EpochMarks>) -> Result<DataFrame> {
+/// and keeping `fields` (see [`slice_changes`]), with the files not read.
+async fn changes_in(bronze: &BronzeIncrement, slice: &Slice, columns: &[&str], fields: &[&str], epochs: &mut EpochState, marks: Option<&EpochMarks>) -> Result<(DataFrame, u64)> {
     if bronze.files.is_empty() {
         let prepared = cdc::prepare(&increment::read(bronze, columns).await?, fields, epochs)?;
-        return prepared.lazy().filter(slice.holds("id")).collect().step("slicing ride changes");
+        return Ok((prepared.lazy().filter(slice.holds("id")).collect().step("slicing ride changes")?, 0));
     }
     if let Some(marks) = marks.filter(|_| !slice.is_all()) {
         return marked_changes_in(bronze, slice, columns, fields, epochs, marks).await;
@@ -350,35 +359,60 @@ async fn changes_in(bronze: &BronzeIncrement, slice: &Slice, columns: &[&str], f
         Ok(())
     })
     .await?;
-    concat(parts, UnionArgs::default()).step("slicing ride changes")?.collect().step("slicing ride changes")
+    Ok((concat(parts, UnionArgs::default()).step("slicing ride changes")?.collect().step("slicing ride changes")?, 0))
 }
 
-/// [`changes_in`] with the epochs known: each file's rows of the slice are kept first (a row
-/// index tells each one's place in its file), then prepared with their epochs looked up in
-/// `marks`; `epochs` is left where `marks` end.
-async fn marked_changes_in(bronze: &BronzeIncrement, slice: &Slice, columns: &[&str], fields: &[&str], epochs: &mut EpochState, marks: &EpochMarks) -> Result<DataFrame> {
-    const ROW: &str = "_ridelake_row_in_file";
+/// [`changes_in`] with the epochs known, in two passes so that a slice holds its own changes
+/// only: each file's key column is read to pick the slice's rows (their place in the file gives
+/// their epoch, looked up in `marks`), then only those rows are read in `columns` (the Parquet
+/// reader skips the others) and prepared. A slice thus never holds a whole file's key, rule and
+/// order columns, whose size depends on bronze's files, not on the slice. A file whose key
+/// statistics lie outside the slice is not read at all: with auto-increment ids, a snapshot's
+/// files hold consecutive ids, and a binlog's mostly the recent ones, so a slice reads few files.
+/// `epochs` is left where `marks` end. Also gives the files not read.
+async fn marked_changes_in(bronze: &BronzeIncrement, slice: &Slice, columns: &[&str], fields: &[&str], epochs: &mut EpochState, marks: &EpochMarks) -> Result<(DataFrame, u64)> {
     let step = "slicing changes";
     if marks.files() != bronze.files.len() as u64 {
         return Err(LakehouseError::Task(format!("the driver walked {} bronze files for the epochs, this worker reads {}", marks.files(), bronze.files.len())));
     }
-    let mut parts: Vec<LazyFrame> = Vec::new();
-    let mut file = 0u64;
-    increment::read_by_file(bronze, columns, |rows| {
+    let ranges = match bronze.map.plain_integer_key() {
+        Some(key) if !slice.is_all() => io::integer_key_ranges(&bronze.table, key, RESCUED_DATA)?,
+        _ => Default::default(),
+    };
+    let range_of = |file: &increment::IngestFile| ranges.get(&file.file.path).map(|&(min, max)| KeyRange::Int(min, max));
+    for (i, file) in bronze.files.iter().enumerate() {
+        // (a file skipped must be the one the driver walked: its row count, when recorded)
+        if let (Some(rows), Some(walked)) = (file.file.rows, marks.rows_of(i as u64))
+            && rows != walked
+        {
+            return Err(LakehouseError::Task(format!("the driver walked {walked} rows of bronze file {i} for the epochs, its statistics count {rows}")));
+        }
+    }
+    // 1. The slice's rows: where each is in bronze (its ingest version and row) and its epoch.
+    let (mut at, mut given): (Vec<(i64, i64)>, Vec<i64>) = (Vec::new(), Vec::new());
+    let mut files_read = 0u64;
+    increment::read_files_where(bronze, &["id"], |file| slice.may_hold(range_of(file).as_ref()), |i, rows| {
+        files_read += 1;
+        let file = i as u64;
         if marks.rows_of(file) != Some(rows.height() as u64) {
             return Err(LakehouseError::Task(format!("the driver walked {:?} rows of bronze file {file} for the epochs, this worker reads {}", marks.rows_of(file), rows.height())));
         }
-        let ours = rows.lazy().with_row_index(ROW, None).filter(slice.holds("id")).collect().step(step)?;
-        let at = ours.column(ROW).step(step)?.as_materialized_series().cast(&DataType::UInt64).step(step)?;
-        let given: Vec<i64> = at.u64().step(step)?.into_no_null_iter().map(|row| marks.epoch_at(file, row)).collect();
-        let ours = ours.drop(ROW).step(step)?;
-        parts.push(cdc::prepare_with(&ours, fields, cdc::Epochs::Given(given))?.lazy());
-        file += 1;
+        let ours = rows.lazy().with_row_index(ROW_IN_FILE, None).filter(slice.holds("id")).select([col(ROW_IN_FILE), col(INGEST_VERSION), col(INGEST_ROW)]).collect().step(step)?;
+        let in_file = ours.column(ROW_IN_FILE).step(step)?.as_materialized_series().cast(&DataType::UInt64).step(step)?;
+        given.extend(in_file.u64().step(step)?.into_no_null_iter().map(|row| marks.epoch_at(file, row)));
+        let (versions, ingest_rows) = (ours.column(INGEST_VERSION).step(step)?.i64().step(step)?, ours.column(INGEST_ROW).step(step)?.i64().step(step)?);
+        at.extend(versions.into_no_null_iter().zip(ingest_rows.into_no_null_iter()));
         Ok(())
     })
     .await?;
     *epochs = marks.end();
-    concat(parts, UnionArgs::default()).step(step)?.collect().step(step)
+    // 2. Those rows, in `columns`, in ingest order (as picked), tagged again with their place.
+    let sources: Vec<&str> = columns.iter().copied().filter(|c| ![INGEST_VERSION, INGEST_ROW].contains(c)).collect();
+    let mut ours = increment::read_rows(bronze, &sources, &at).await?;
+    let (versions, ingest_rows): (Vec<i64>, Vec<i64>) = at.into_iter().unzip();
+    ours.with_column(Column::new(INGEST_VERSION.into(), versions)).step(step)?;
+    ours.with_column(Column::new(INGEST_ROW.into(), ingest_rows)).step(step)?;
+    Ok((cdc::prepare_with(&ours, fields, cdc::Epochs::Given(given))?, (bronze.files.len() as u64).saturating_sub(files_read)))
 }
 
 /// Runs `work` while renewing `lease` every third of its time to live, so that a long fan-out
@@ -471,7 +505,8 @@ pub(crate) async fn rebuild_users(cx: &mut RunContext<'_, '_>, run: &SilverOptio
     for slice in &plan {
         // (every slice ends where bronze users end: it starts from the start)
         epochs = EpochState::default();
-        let changes = changes_in(bronze, slice, &columns, &fields, &mut epochs, marks.as_ref()).await?;
+        let (changes, files_skipped) = changes_in(bronze, slice, &columns, &fields, &mut epochs, marks.as_ref()).await?;
+        cx.report.bronze_files_skipped += files_skipped;
         let chosen = choose_users(cx.report, changes, bronze).await?;
         let applied = apply_users(cx.report, chosen, DataFrame::empty(), &bronze.map)?;
         if staged.is_none() {

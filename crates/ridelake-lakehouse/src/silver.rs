@@ -179,6 +179,10 @@ pub struct SilverReport {
     /// Slices (ranges of the user id) a rebuild decided its users in; 0 for an increment, which
     /// decides its users at once.
     pub user_slices: u64,
+    /// Bronze files a rebuild's slices (of rides and of users) did not read, summed over the
+    /// slices: their key statistics lie outside the slice (a measure of how well bronze's files
+    /// follow the key; auto-increment ids keep most files out of most slices).
+    pub bronze_files_skipped: u64,
     /// Whether the run found nothing to do.
     pub noop: bool,
     /// The commits of this run, in order (the last one, `silver_rides`, is the commit point).

@@ -29,9 +29,12 @@ pub const BUDGET_VARIABLE: &str = "RIDELAKE_MEMORY_BUDGET";
 pub const BYTES_PER_CHANGE: u64 = 800;
 
 /// Memory a run holds whatever its slices, besides the users' roles (counted apart): the runtime, the
-/// allocator's spare, two bronze files being read and prepared, the Delta logs. The same
+/// allocator's spare, the Delta logs, and once bronze files being read whole. The same
 /// benchmark in 11 slices of 1.44 M changes peaked at 2,141 MiB: about 1.1 GiB beyond the
-/// slices' changes at 10 M rides, users (500 K) included.
+/// slices' changes at 10 M rides, users (500 K) included. Since a slice reads only its own rows
+/// (`rebuild::marked_changes_in`), about 0.5 GiB is held so (10 M rides in 49 slices under
+/// 1.25 GiB peaked at 748 MiB); the constant is kept, as the margin the allocator's spare needs
+/// (50 M rides in 62 slices under 2 GiB peaked at 1,878 MiB).
 pub const FIXED_BYTES: u64 = 1 << 30;
 
 /// The most integer ids a sample keeps (8 MiB).
@@ -144,7 +147,8 @@ pub fn count_for(budget: Option<u64>, changes: u64, users_bytes: u64) -> usize {
     count.min((changes / 100).max(1)).min(MAX_SLICES) as usize
 }
 
-/// The most slices a budget gives (each slice reads bronze's order columns once).
+/// The most slices a budget gives (each slice reads the key column of the bronze files that may
+/// hold its ids).
 pub const MAX_SLICES: u64 = 256;
 
 /// The fewest changes a slice of an increment holds when the budget picks the count: an

@@ -325,7 +325,7 @@ async fn decide_update_slice(
     slice: &Slice,
 ) -> Result<UpdateSlice> {
     let started = std::time::Instant::now();
-    let changes = rebuild::slice_changes(bronze, slice, &mut epochs, None).await?;
+    let (changes, _) = rebuild::slice_changes(bronze, slice, &mut epochs, None).await?;
     let changes_read = count(&changes);
     let (rules, delete_rules) = ride_rules();
     let chosen = rules::choose(&changes, "id", &rules, &delete_rules, &bronze.map)?;

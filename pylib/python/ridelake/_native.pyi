@@ -39,6 +39,7 @@ class SilverReport(TypedDict):
     slices: int  # id ranges a rebuild (or an increment over the budget) decided its rides in; 0 for an unsliced increment
     slice_seconds: list[float]  # wall time of each slice's worker (local or on Ray), in slice order
     user_slices: int  # id ranges a rebuild decided its users in; 0 for an increment (users decided at once)
+    bronze_files_skipped: int  # bronze files a rebuild's slices did not read (their key statistics outside the slice), summed over slices
     noop: bool
     written: list[Written]
     step_seconds: list[tuple[str, float]]  # wall time of each step, in order
