@@ -164,15 +164,14 @@ pub fn files(table: &DeltaTable) -> Result<Vec<DataFile>> {
 }
 
 /// Per file of `table` (by path), the range of its integer `key` column when its Delta
-/// statistics prove that every row's key lies in it ([`proven_key_range`]; `rescued`: the column
-/// of values bronze rescued, when the table has it). A file missing here may hold any key.
-pub fn integer_key_ranges(table: &DeltaTable, key: &str, rescued: &str) -> Result<HashMap<String, (i64, i64)>> {
+/// statistics prove that every row's key lies in it ([`proven_key_range`]). A file missing here
+/// may hold any key.
+pub fn integer_key_ranges(table: &DeltaTable, key: &str) -> Result<HashMap<String, (i64, i64)>> {
     let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;
-    let rescued = arrow_schema(table)?.field_with_name(rescued).is_ok().then_some(rescued);
     let mut out = HashMap::new();
     for f in snapshot.log_data().iter() {
         let Some(stats) = f.stats().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()) else { continue };
-        if let Some(range) = proven_key_range(&stats, key, rescued) {
+        if let Some(range) = proven_key_range(&stats, key) {
             out.insert(f.path().to_string(), range);
         }
     }
@@ -180,13 +179,11 @@ pub fn integer_key_ranges(table: &DeltaTable, key: &str, rescued: &str) -> Resul
 }
 
 /// The range of integer column `key` in a file's statistics JSON, when they prove every row's
-/// key lies in it: the range is recorded, the key is never null, and no row has values bronze
-/// rescued in `rescued` (a rescued key is not in the column's statistics). Text ranges are left
-/// out: a writer may truncate text statistics.
-fn proven_key_range(stats: &serde_json::Value, key: &str, rescued: Option<&str>) -> Option<(i64, i64)> {
-    let rows = stats.get("numRecords")?.as_u64()?;
-    let nulls = |column: &str| stats.get("nullCount").and_then(|n| n.get(column)).and_then(serde_json::Value::as_u64);
-    if nulls(key) != Some(0) || rescued.is_some_and(|r| nulls(r) != Some(rows)) {
+/// key lies in it: the range is recorded and the key is never null. (A key bronze could not
+/// store, and rescued, is null in the column: a file with one is read. Text ranges are left
+/// out: a writer may truncate text statistics.)
+fn proven_key_range(stats: &serde_json::Value, key: &str) -> Option<(i64, i64)> {
+    if stats.get("nullCount")?.get(key)?.as_u64()? != 0 {
         return None;
     }
     match KeyRange::from_stats(stats, key)? {
@@ -955,18 +952,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_key_range_is_proven_only_without_null_or_rescued_keys() {
-        let stats = |key_nulls: u64, rescued_nulls: u64, min: serde_json::Value| {
-            serde_json::json!({"numRecords": 10, "nullCount": {"id": key_nulls, "_airbyte_rescued_data": rescued_nulls}, "minValues": {"id": min}, "maxValues": {"id": 90}})
+    fn a_key_range_is_proven_only_for_integer_keys_never_null() {
+        let stats = |key_nulls: u64, min: serde_json::Value| {
+            serde_json::json!({"numRecords": 10, "nullCount": {"id": key_nulls, "_airbyte_rescued_data": 9}, "minValues": {"id": min}, "maxValues": {"id": 90}})
         };
-        let rescued = Some("_airbyte_rescued_data");
-        assert_eq!(proven_key_range(&stats(0, 10, 7.into()), "id", rescued), Some((7, 90)));
-        assert_eq!(proven_key_range(&stats(1, 10, 7.into()), "id", rescued), None, "a null key may be in any slice's rows");
-        assert_eq!(proven_key_range(&stats(0, 9, 7.into()), "id", rescued), None, "a rescued value may be a key");
-        assert_eq!(proven_key_range(&stats(0, 9, 7.into()), "id", None), Some((7, 90)), "a table without rescued values");
-        assert_eq!(proven_key_range(&stats(0, 10, "a".into()), "id", rescued), None, "text statistics may be truncated");
-        assert_eq!(proven_key_range(&serde_json::json!({"numRecords": 10}), "id", rescued), None, "no statistics");
-        assert_eq!(proven_key_range(&serde_json::json!({"numRecords": 10, "nullCount": {"id": 0}, "minValues": {"id": 1}, "maxValues": {"id": 2}}), "id", rescued), None, "rescued values not counted");
+        assert_eq!(proven_key_range(&stats(0, 7.into()), "id"), Some((7, 90)), "rescued values elsewhere do not matter: a rescued key is a null one");
+        assert_eq!(proven_key_range(&stats(1, 7.into()), "id"), None, "a null key (or a rescued one) may be in any slice's rows");
+        assert_eq!(proven_key_range(&stats(0, "a".into()), "id"), None, "text statistics may be truncated");
+        assert_eq!(proven_key_range(&serde_json::json!({"numRecords": 10}), "id"), None, "no statistics");
+        assert_eq!(proven_key_range(&serde_json::json!({"numRecords": 10, "minValues": {"id": 1}, "maxValues": {"id": 2}}), "id"), None, "nulls not counted");
     }
 
     #[test]

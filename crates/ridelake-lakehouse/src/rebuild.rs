@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use polars::prelude::*;
-use ridelake_core::bronze::{CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT, RESCUED_DATA};
+use ridelake_core::bronze::{CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_AT};
 
 use crate::cdc;
 use crate::rules;
@@ -376,7 +376,7 @@ async fn marked_changes_in(bronze: &BronzeIncrement, slice: &Slice, columns: &[&
         return Err(LakehouseError::Task(format!("the driver walked {} bronze files for the epochs, this worker reads {}", marks.files(), bronze.files.len())));
     }
     let ranges = match bronze.map.plain_integer_key() {
-        Some(key) if !slice.is_all() => io::integer_key_ranges(&bronze.table, key, RESCUED_DATA)?,
+        Some(key) if !slice.is_all() => io::integer_key_ranges(&bronze.table, key)?,
         _ => Default::default(),
     };
     let range_of = |file: &increment::IngestFile| ranges.get(&file.file.path).map(|&(min, max)| KeyRange::Int(min, max));
