@@ -29,12 +29,13 @@ pub const BUDGET_VARIABLE: &str = "RIDELAKE_MEMORY_BUDGET";
 pub const BYTES_PER_CHANGE: u64 = 800;
 
 /// Memory a run holds whatever its slices, besides the users' roles (counted apart): the runtime, the
-/// allocator's spare, the Delta logs, and once bronze files being read whole. The same
+/// allocator's spare, the Delta logs (and, before slices read their own rows only, two bronze
+/// files read whole). The same
 /// benchmark in 11 slices of 1.44 M changes peaked at 2,141 MiB: about 1.1 GiB beyond the
 /// slices' changes at 10 M rides, users (500 K) included. Since a slice reads only its own rows
 /// (`rebuild::marked_changes_in`), about 0.5 GiB is held so (10 M rides in 49 slices under
-/// 1.25 GiB peaked at 748 MiB); the constant is kept, as the margin the allocator's spare needs
-/// (50 M rides in 62 slices under 2 GiB peaked at 1,878 MiB).
+/// 1.25 GiB peaked at 748 MiB); the constant is kept, as part of the margin the allocator's
+/// spare needs (see [`PLANNED_PERCENT`]).
 pub const FIXED_BYTES: u64 = 1 << 30;
 
 /// The share of the budget a plan fills, in percent: the rest is the margin for what the
