@@ -122,6 +122,9 @@ PARTS = {"users": ("region", "member_no"), "rides": ("region", "journey_no", "ri
 class App:
     """The application: its transactions on the server, at a simulated clock."""
 
+    namespace = NAMESPACE  # its database
+    ddl = DDL  # the statements that make its tables
+
     def __init__(self, db, seed: int):
         self.db = db
         self.rng = random.Random(seed)
@@ -136,9 +139,9 @@ class App:
 
     def create_schema(self) -> None:
         with self.conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{NAMESPACE}` CHARACTER SET utf8mb4")
-            cur.execute(f"USE `{NAMESPACE}`")
-            for ddl in DDL:
+            cur.execute(f"CREATE DATABASE `{self.namespace}` CHARACTER SET utf8mb4")
+            cur.execute(f"USE `{self.namespace}`")
+            for ddl in self.ddl:
                 cur.execute(ddl)
 
     @contextmanager
@@ -146,7 +149,7 @@ class App:
         roll = self.rng.random()
         self.now += timedelta(seconds=0 if roll < 0.15 else self.rng.randrange(1, 900) if roll < 0.9 else self.rng.randrange(900, 8 * 3600))
         with self.conn.cursor() as cur:
-            cur.execute(f"USE `{NAMESPACE}`")
+            cur.execute(f"USE `{self.namespace}`")
             cur.execute("SET timestamp = %s", (self.now.replace(tzinfo=timezone.utc).timestamp(),))
             cur.execute("BEGIN")
             try:
@@ -162,7 +165,7 @@ class App:
 
     def query(self, statement: str, args=None) -> list[tuple]:
         with self.conn.cursor() as cur:
-            cur.execute(f"USE `{NAMESPACE}`")
+            cur.execute(f"USE `{self.namespace}`")
             cur.execute(statement, args)
             return list(cur.fetchall())
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use deltalake::arrow::array::{ArrayRef, RecordBatch, make_array};
 use deltalake::arrow::datatypes::{Field, Schema};
 use deltalake::arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
-use polars::prelude::{Column, CompatLevel, DataFrame, IntoColumn, PlSmallStr, PolarsError, PolarsResult, Series};
+use polars::prelude::{Column, CompatLevel, DataFrame, DataType, IntoColumn, PlSmallStr, PolarsError, PolarsResult, Series};
 
 fn compute(e: impl ToString) -> PolarsError {
     PolarsError::ComputeError(e.to_string().into())
@@ -66,4 +66,11 @@ pub fn df_to_record_batches(df: &DataFrame) -> PolarsResult<Vec<RecordBatch>> {
         out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(compute)?);
     }
     Ok(out)
+}
+
+/// The Polars type a read of an arrow-rs `field` gives (as [`record_batch_to_df`] converts it).
+pub fn polars_type(field: &Field) -> PolarsResult<DataType> {
+    let schema = Arc::new(Schema::new(vec![field.clone()]));
+    let frame = record_batch_to_df(&RecordBatch::new_empty(schema))?;
+    Ok(frame.columns().first().map_or(DataType::Null, |c| c.dtype().clone()))
 }

@@ -192,6 +192,48 @@ pub struct BronzeIncrement {
     pub map: StreamMap,
 }
 
+impl BronzeIncrement {
+    /// Whether bronze has nothing new since the marker (and no rebuild reads it all).
+    pub fn up_to_date(&self) -> bool {
+        self.files.is_empty() && self.after == Some(self.upto)
+    }
+}
+
+/// Silver users' bronze input: an increment of each of the users' source tables (one, unless the
+/// model lists `[[users.streams]]`: their keys never meet, each stream's role being part of its
+/// keys), and the map of the silver table they fill together ([`StreamMap::joined`]).
+pub struct BronzeUsers {
+    /// The streams' increments, in the model's order ([`crate::model::Model::user_maps`]).
+    pub streams: Vec<BronzeIncrement>,
+    /// Silver users' map: the first stream's, with the columns any stream keeps.
+    pub map: StreamMap,
+}
+
+impl BronzeUsers {
+    /// The users input of the increments `streams`.
+    pub fn new(streams: Vec<BronzeIncrement>) -> BronzeUsers {
+        let map = StreamMap::joined(&streams.iter().map(|s| &s.map).collect::<Vec<_>>());
+        BronzeUsers { streams, map }
+    }
+
+    /// Why a stream must be rebuilt, the first that must.
+    pub fn rebuild(&self) -> Option<&Rebuild> {
+        self.streams.iter().find_map(|s| s.rebuild.as_ref())
+    }
+
+    /// Sets every stream's reason to rebuild to `reason`.
+    pub fn set_rebuild(&mut self, reason: Rebuild) {
+        for stream in &mut self.streams {
+            stream.rebuild = Some(reason.clone());
+        }
+    }
+
+    /// Whether no stream has anything new.
+    pub fn up_to_date(&self) -> bool {
+        self.streams.iter().all(BronzeIncrement::up_to_date)
+    }
+}
+
 /// The bronze table's identity as a number (the first 64 bits of its Delta table id).
 fn table_id(table: &DeltaTable) -> Result<i64> {
     let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;

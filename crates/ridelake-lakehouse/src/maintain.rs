@@ -62,7 +62,7 @@ use crate::increment::{self, INGEST_PARTS_KEY, INGEST_TAG, IngestFile, IngestPar
 use crate::io;
 use crate::layout::LakeLayout;
 use crate::lease::{self, Lease};
-use crate::silver::{RIDES_MARKER, RIDES_USERS_MARKER, USERS_MARKER};
+use crate::silver::{RIDES_MARKER, RIDES_USERS_MARKER, users_marker};
 
 /// Silver tables, as maintenance visits them.
 pub const SILVER_TABLES: [&str; 5] = ["users", "rides", "rides_pending", "rides_deleted", "quarantine"];
@@ -557,13 +557,17 @@ async fn maintain_all(layout: &LakeLayout, run: &MaintainOptions) -> Result<Main
     let mut report = MaintenanceReport::default();
 
     // Bronze, within what silver has processed.
-    let (_, users_marker) = io::open_with_marker(&layout.silver("users")?, &options, USERS_MARKER).await?;
     let (rides, rides_marker) = io::open_with_marker(&layout.silver("rides")?, &options, RIDES_MARKER).await?;
     let rides_checked_against = match &rides {
         Some(t) => io::marker(t, RIDES_USERS_MARKER).await?,
         None => None,
     };
-    for (map, marker) in [(&layout.model.users, users_marker), (&layout.model.rides, rides_marker)] {
+    let mut streams = Vec::new();
+    for map in layout.model.user_maps() {
+        streams.push((map, io::open_with_marker(&layout.silver("users")?, &options, &users_marker(map)).await?.1));
+    }
+    streams.push((&layout.model.rides, rides_marker));
+    for (map, marker) in streams {
         let name = format!("bronze/{}/{}", layout.namespace, map.stream);
         report.tables.extend(maintain_table(name, &layout.bronze(&map.stream)?, &options, run, Compaction::Bronze { marker }, Floor::Bronze { marker }, &[]).await?);
     }

@@ -102,6 +102,13 @@ pub const SILVER_RULE_NAMES: [&str; 7] = [
     crate::cdc::UNREADABLE_TIME,
 ];
 
+/// The column of one value ([`StreamMap::literals`]) holding the role of a users stream among
+/// several: its rows' `type`, and the first part of their key.
+pub const ROLE_COLUMN: &str = "_ridelake_role";
+/// The columns of one value a ride's links compose their keys with, when users come from
+/// several streams: `customer_id`'s role, `driver_id`'s (column, value).
+pub const LINK_ROLE_COLUMNS: [(&str, &str); 2] = [("_ridelake_customer_role", "customer"), ("_ridelake_driver_role", "driver")];
+
 /// The model file format this ridelake reads.
 pub const VERSION: u32 = 1;
 /// `txn` app id, on silver commits, of the hash of the model the tables were built with.
@@ -258,6 +265,20 @@ struct TableFile {
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     skip_columns: Option<Spanned<Vec<String>>>,
+    /// Users only, when they come from several source tables (`passengers` and `drivers`): one
+    /// entry per table, each with its `stream`, its `type` and its own `columns`, `rules`,
+    /// `other_columns` and `skip_columns` (which `[users]` itself then leaves out). The tables
+    /// usually number their rows apart (two auto-increment counters), so silver's user key is
+    /// the role and the table's key as one text (`driver|17`, as a composite key), and a ride's
+    /// `customer_id` and `driver_id` point to `customer|<its column>` and `driver|<its column>`.
+    #[serde(default)]
+    #[schemars(with = "Vec<TableFile>")]
+    streams: Vec<Spanned<TableFile>>,
+    /// In an entry of `[[users.streams]]`: the role of every user of that table, `customer` or
+    /// `driver` (silver's `type`).
+    #[serde(default, rename = "type")]
+    #[schemars(with = "Option<String>")]
+    role: Option<Spanned<String>>,
 }
 
 /// What silver does with the source columns the model does not map.
@@ -525,8 +546,9 @@ pub struct ColumnMap {
     pub time_zone: Option<String>,
     /// A factor.
     pub scale: Option<f64>,
-    /// A composite key's source columns, in order (bronze's names); `source` is then the name of
-    /// the column [`StreamMap::apply`] composes of them ([`composite_name`]). Empty otherwise.
+    /// A composite key's source columns, in order (bronze's names, or the name of one of the
+    /// stream's [`StreamMap::literals`]); `source` is then the name of the column
+    /// [`StreamMap::apply`] composes of them ([`composite_name`]). Empty otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<String>,
     /// Line in the model file (0: the default model).
@@ -611,6 +633,11 @@ pub struct StreamMap {
     /// (Not in the hash: a key that changes kind comes with a rebuild, [`StreamMap::key_difference`].)
     #[serde(skip)]
     pub text_keys: Vec<&'static str>,
+    /// Columns of one value that [`StreamMap::apply`] adds to every row before mapping (name,
+    /// value): the role of a users stream among several ([`ROLE_COLUMN`]), and the roles a ride's
+    /// links then compose their keys with ([`LINK_ROLE_COLUMNS`]). Empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub literals: Vec<(String, String)>,
     /// The model file (for errors).
     #[serde(skip)]
     pub origin: String,
@@ -716,8 +743,12 @@ fn hash_of(value: &impl Serialize) -> i64 {
 pub struct Model {
     /// Where it was read from (a path, or "the default model").
     pub origin: String,
-    /// Silver `users`' source.
+    /// Silver `users`' source (with users from several source tables, the first of them:
+    /// [`Model::user_maps`] lists them all).
     pub users: StreamMap,
+    /// Silver `users`' other source tables, after `users` (`[[users.streams]]`); empty when users
+    /// come from one table.
+    pub more_users: Vec<StreamMap>,
     /// Silver `rides`' source.
     pub rides: StreamMap,
     /// Gold's cities (not part of [`Model::hash`]: they change no silver row).
@@ -730,6 +761,7 @@ impl Default for Model {
         Model {
             origin: "the default model".to_owned(),
             users: StreamMap::identity("users", "the default model"),
+            more_users: Vec::new(),
             rides: StreamMap::identity("rides", "the default model"),
             gold: GoldMap::default(),
         }
@@ -781,8 +813,13 @@ impl Model {
         if *file.version.get_ref() != VERSION {
             problems.push(at(line_of(text, file.version.span().start), format!("version {} is not a model version this ridelake reads; write version = {VERSION}", file.version.get_ref())));
         }
-        let users = compile_table("users", &USER_COLUMNS, &REQUIRED_USER_COLUMNS, file.users, text, origin, &mut problems);
-        let rides = compile_table("rides", &RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, file.rides, text, origin, &mut problems);
+        let mut users = compile_users(file.users, text, origin, &mut problems);
+        let mut rides = compile_table("rides", &RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, file.rides, text, origin, &mut problems);
+        if users.len() > 1 {
+            link_to_roles(&mut rides);
+        }
+        let more_users = users.split_off(1.min(users.len()));
+        let users = users.pop().unwrap_or_else(|| StreamMap::identity("users", origin));
         // (files the model names are next to it)
         let folder = Path::new(origin).parent().unwrap_or(Path::new(""));
         let gold = compile_gold(file.gold, text, folder, &mut problems);
@@ -798,7 +835,12 @@ impl Model {
         if !problems.is_empty() {
             return Err(fail(problems));
         }
-        Ok(Model { origin: origin.to_owned(), users, rides, gold })
+        Ok(Model { origin: origin.to_owned(), users, more_users, rides, gold })
+    }
+
+    /// The maps of silver users' source tables: [`Model::users`], then [`Model::more_users`].
+    pub fn user_maps(&self) -> Vec<&StreamMap> {
+        std::iter::once(&self.users).chain(&self.more_users).collect()
     }
 
     /// A number that changes when the model changes what silver's rows are (not with comments,
@@ -810,57 +852,80 @@ impl Model {
         if self.is_default() {
             return DEFAULT_MODEL_HASH;
         }
-        hash_of(&(&self.users, &self.rides))
+        if self.more_users.is_empty() {
+            return hash_of(&(&self.users, &self.rides));
+        }
+        hash_of(&(&self.users, &self.rides, &self.more_users))
     }
 
     /// Whether this is the default model's mapping (what silver built before models existed was).
     pub fn is_default(&self) -> bool {
-        [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default() && m.other_columns.drops())
+        self.more_users.is_empty() && [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default() && m.other_columns.drops())
     }
 
     /// Checks the model against the bronze tables' schemas (`None`: the stream has no bronze
     /// table yet): every column it names exists, with a type its conversion can take, keys are
     /// integers or text, a ride's links are of the kind of the users' key, and every column
     /// silver needs can be filled. Each problem names the model line.
-    pub fn check_bronze(&self, users: Option<&ArrowSchema>, rides: Option<&ArrowSchema>) -> Vec<String> {
+    /// `users` holds the schemas of [`Model::user_maps`]' streams, in their order.
+    pub fn check_bronze(&self, users: &[Option<&ArrowSchema>], rides: Option<&ArrowSchema>) -> Vec<String> {
         let mut problems = Vec::new();
-        self.users.check(&USER_COLUMNS, &REQUIRED_USER_COLUMNS, users, &mut problems);
+        for (map, schema) in self.user_maps().into_iter().zip(users) {
+            map.check(&USER_COLUMNS, &REQUIRED_USER_COLUMNS, *schema, &mut problems);
+        }
         self.rides.check(&RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, rides, &mut problems);
-        if let (Some(users), Some(rides)) = (users, rides) {
-            // (a key column that is missing, or of neither kind, is reported above) Each source
-            // column of a key: whether it holds text, and its type.
-            let kinds = |map: &StreamMap, schema: &ArrowSchema, silver: &str| -> Option<Vec<(bool, ArrowType)>> {
-                map.sources_of(silver)
-                    .into_iter()
-                    .map(|source| {
-                        let dtype = schema.field_with_name(source).ok()?.data_type();
-                        (is_text(dtype) || is_integer(dtype)).then(|| (is_text(dtype), dtype.clone()))
-                    })
-                    .collect()
-            };
-            let name = |text: bool| if text { "text" } else { "integers" };
-            let shown = |kinds: &[(bool, ArrowType)]| kinds.iter().map(|(text, dtype)| format!("{dtype} ({})", name(*text))).collect::<Vec<_>>().join(", ");
-            if let Some(user_kinds) = kinds(&self.users, users, "id") {
-                for link in ["customer_id", "driver_id"] {
-                    let Some(link_kinds) = kinds(&self.rides, rides, link) else { continue };
-                    let (user_source, link_source) = (self.users.source_label("id"), self.rides.source_label(link));
-                    if link_kinds.len() != user_kinds.len() {
-                        problems.push(at(self.rides.line_of(link), format!(
-                            "rides.{link} comes from {} column(s) ({link_source}), and the users' key users.id from {} ({user_source}): a link holds the key it points to, column for column; map {link} to the ride's columns holding the user's {user_source}, in that order",
-                            link_kinds.len(),
-                            user_kinds.len(),
-                        )));
-                    } else if link_kinds.iter().zip(&user_kinds).any(|(a, b)| a.0 != b.0) {
-                        problems.push(at(self.rides.line_of(link), format!(
-                            "rides.{link} comes from {link_source} of type {}, and the users' key users.id from {user_source} of type {}: a link must hold the kind of key it points to; map {link} to the column(s) holding the user's {user_source}",
-                            shown(&link_kinds),
-                            shown(&user_kinds),
-                        )));
-                    }
-                }
+        for (map, users) in self.user_maps().into_iter().zip(users) {
+            if let (Some(users), Some(rides)) = (users, rides) {
+                self.check_links(map, users, rides, &mut problems);
             }
         }
         problems
+    }
+
+    /// Checks that the ride's links to the users of `users_map` (a users stream of schema
+    /// `users`; of its role only, when it has one) hold the kind of key those users have.
+    fn check_links(&self, users_map: &StreamMap, users: &ArrowSchema, rides: &ArrowSchema, problems: &mut Vec<String>) {
+        // (a key column that is missing, or of neither kind, is reported above) Each source
+        // column of a key: whether it holds text, and its type.
+        let kinds = |map: &StreamMap, schema: &ArrowSchema, silver: &str| -> Option<Vec<(bool, ArrowType)>> {
+            map.sources_of(silver)
+                .into_iter()
+                .map(|source| {
+                    let dtype = schema.field_with_name(source).ok()?.data_type();
+                    (is_text(dtype) || is_integer(dtype)).then(|| (is_text(dtype), dtype.clone()))
+                })
+                .collect()
+        };
+        let name = |text: bool| if text { "text" } else { "integers" };
+        let shown = |kinds: &[(bool, ArrowType)]| kinds.iter().map(|(text, dtype)| format!("{dtype} ({})", name(*text))).collect::<Vec<_>>().join(", ");
+        if let Some(user_kinds) = kinds(users_map, users, "id") {
+            let links = match users_map.role() {
+                Some("driver") => &["driver_id"][..],
+                Some(_) => &["customer_id"][..],
+                None => &["customer_id", "driver_id"][..],
+            };
+            for &link in links {
+                let Some(link_kinds) = kinds(&self.rides, rides, link) else { continue };
+                let (user_source, link_source) = (users_map.source_label("id"), self.rides.source_label(link));
+                let users_key = match users_map.role() {
+                    Some(_) => format!("the key of users stream `{}`", users_map.stream),
+                    None => "the users' key users.id".to_owned(),
+                };
+                if link_kinds.len() != user_kinds.len() {
+                    problems.push(at(self.rides.line_of(link), format!(
+                        "rides.{link} comes from {} column(s) ({link_source}), and {users_key} from {} ({user_source}): a link holds the key it points to, column for column; map {link} to the ride's columns holding the user's {user_source}, in that order",
+                        link_kinds.len(),
+                        user_kinds.len(),
+                    )));
+                } else if link_kinds.iter().zip(&user_kinds).any(|(a, b)| a.0 != b.0) {
+                    problems.push(at(self.rides.line_of(link), format!(
+                        "rides.{link} comes from {link_source} of type {}, and {users_key} from {user_source} of type {}: a link must hold the kind of key it points to; map {link} to the column(s) holding the user's {user_source}",
+                        shown(&link_kinds),
+                        shown(&user_kinds),
+                    )));
+                }
+            }
+        }
     }
 }
 
@@ -981,9 +1046,125 @@ fn read_city_names(path: &Path, line: usize, problems: &mut Vec<String>) -> BTre
     names
 }
 
+/// Silver users' maps: one, or one per entry of `[[users.streams]]` (each stream's rows of its
+/// role, keyed by role and the stream's key: [`with_role`]).
+fn compile_users(file: Option<TableFile>, text: &str, origin: &str, problems: &mut Vec<String>) -> Vec<StreamMap> {
+    let mut file = match file {
+        Some(f) if !f.streams.is_empty() => f,
+        other => return vec![compile_table("users", &USER_COLUMNS, &REQUIRED_USER_COLUMNS, other, text, origin, problems)],
+    };
+    let entries = std::mem::take(&mut file.streams);
+    let first_line = entries.first().map_or(0, |e| line_of(text, e.span().start));
+    let stray = [
+        file.stream.as_ref().map(|s| ("stream", line_of(text, s.span().start))),
+        file.columns.values().next().map(|c| ("columns", line_of(text, c.span().start))),
+        file.rules.first().map(|r| ("rules", line_of(text, r.span().start))),
+        file.other_columns.as_ref().map(|o| ("other_columns", line_of(text, o.span().start))),
+        file.skip_columns.as_ref().map(|o| ("skip_columns", line_of(text, o.span().start))),
+        file.role.as_ref().map(|o| ("type", line_of(text, o.span().start))),
+    ];
+    for (what, line) in stray.into_iter().flatten() {
+        problems.push(at(line, format!("[users] lists its source tables under [[users.streams]] (line {first_line}): give `{what}` in each stream's entry instead")));
+    }
+    if !file.links.is_empty() {
+        problems.push(at(first_line, "silver users has no links: links are declared under [rides.links] (customer_id, driver_id)"));
+    }
+    let (mut maps, listed): (Vec<StreamMap>, usize) = (Vec::new(), entries.len());
+    for entry in entries {
+        let line = line_of(text, entry.span().start);
+        let mut entry = entry.into_inner();
+        let role = entry.role.take();
+        if !entry.streams.is_empty() {
+            problems.push(at(line, "a users stream cannot list streams of its own"));
+        }
+        if entry.stream.is_none() {
+            problems.push(at(line, "each [[users.streams]] entry names its source table: stream = \"<table>\""));
+        }
+        if let Some(spanned) = entry.columns.get("type") {
+            problems.push(at(line_of(text, spanned.span().start), "users.type of a users stream is the entry's `type` (customer or driver), the role of all its rows: remove this mapping"));
+        }
+        entry.columns.remove("type");
+        let mut map = compile_table("users", &USER_COLUMNS, &REQUIRED_USER_COLUMNS, Some(entry), text, origin, problems);
+        let role = match role {
+            None => {
+                problems.push(at(line, format!("the users stream `{}` has no `type`: write type = \"customer\" or type = \"driver\" (the role of all its rows)", map.stream)));
+                continue;
+            }
+            Some(role) => role,
+        };
+        let role_line = line_of(text, role.span().start);
+        let role = role.into_inner();
+        if !USER_TYPES.contains(&role.as_str()) {
+            problems.push(at(role_line, format!("type = \"{role}\" is not a user type: write customer or driver")));
+            continue;
+        }
+        if let Some(twice) = maps.iter().find(|m| m.role() == Some(role.as_str())) {
+            problems.push(at(role_line, format!(
+                "two users streams are of type {role} (`{}` and `{}`): their keys would collide in silver, where a user's key is its type and its stream's key. List one stream per type",
+                twice.stream, map.stream
+            )));
+            continue;
+        }
+        if let Some(twice) = maps.iter().find(|m| m.stream.eq_ignore_ascii_case(&map.stream)) {
+            problems.push(at(role_line, format!("the stream `{}` is listed twice under [[users.streams]]", twice.stream)));
+            continue;
+        }
+        with_role(&mut map, &role, line);
+        maps.push(map);
+    }
+    let missing: Vec<&str> = USER_TYPES.iter().copied().filter(|t| !maps.iter().any(|m| m.role() == Some(*t))).collect();
+    // (an entry left out above is reported already)
+    if !missing.is_empty() && maps.len() == listed {
+        problems.push(at(first_line, format!("rides link a customer and a driver: [[users.streams]] needs a stream of type {} too", list(&missing))));
+    }
+    maps
+}
+
+/// Makes `map` (a users stream's) give its rows the role `role`: its `type` is `role`, and its
+/// key is the role and the stream's key as one text, composed as a composite key is (the role
+/// first), so that user 17 of `drivers` and user 17 of `passengers` are two users.
+fn with_role(map: &mut StreamMap, role: &str, line: usize) {
+    map.literals.push((ROLE_COLUMN.to_owned(), role.to_owned()));
+    map.columns.retain(|c| c.silver != "type");
+    map.columns.push(ColumnMap { silver: "type".to_owned(), source: ROLE_COLUMN.to_owned(), values: Vec::new(), time_zone: None, scale: None, parts: Vec::new(), line });
+    map.lines.insert("type".to_owned(), line);
+    prefix_key(map, "id", ROLE_COLUMN);
+}
+
+/// Makes rides' links point to users keyed by role ([`with_role`]): `customer_id` composes
+/// `customer` with the ride's column(s), `driver_id` `driver`.
+fn link_to_roles(rides: &mut StreamMap) {
+    for (link, (column, role)) in ["customer_id", "driver_id"].into_iter().zip(LINK_ROLE_COLUMNS) {
+        rides.literals.push((column.to_owned(), role.to_owned()));
+        prefix_key(rides, link, column);
+    }
+}
+
+/// Makes key `silver` of `map` a composite key whose first part is the literal column `literal`.
+fn prefix_key(map: &mut StreamMap, silver: &str, literal: &str) {
+    let line = map.lines.get(silver).copied().unwrap_or(map.stream_line);
+    let index = map.columns.iter().position(|c| c.silver == silver);
+    let mut column = match index {
+        Some(i) => map.columns.remove(i),
+        None => ColumnMap { silver: silver.to_owned(), source: silver.to_owned(), values: Vec::new(), time_zone: None, scale: None, parts: Vec::new(), line },
+    };
+    if column.parts.is_empty() {
+        column.parts = vec![std::mem::replace(&mut column.source, composite_name(silver))];
+    }
+    column.parts.insert(0, literal.to_owned());
+    map.columns.push(column);
+}
+
 fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file: Option<TableFile>, text: &str, origin: &str, problems: &mut Vec<String>) -> StreamMap {
     let mut map = StreamMap::identity(table, origin);
     let Some(file) = file else { return map };
+    // (users' streams are compiled by compile_users, which reports an entry's own)
+    if let Some(first) = file.streams.first().filter(|_| table != "users") {
+        problems.push(at(line_of(text, first.span().start), format!("silver {table} comes from one stream: `streams` is for users from several source tables")));
+    }
+    if let Some(role) = &file.role {
+        problems.push(at(line_of(text, role.span().start), format!("`type` names the role of a users stream, in an entry of [[users.streams]]; silver {table} takes it from its columns")));
+    }
     if let Some(stream) = file.stream {
         map.stream_line = line_of(text, stream.span().start);
         map.stream = stream.into_inner();
@@ -1189,6 +1370,7 @@ impl StreamMap {
             other_columns_line: 0,
             kept: Vec::new(),
             text_keys: Vec::new(),
+            literals: Vec::new(),
             origin: origin.to_owned(),
         }
     }
@@ -1329,7 +1511,7 @@ impl StreamMap {
     /// [`StreamMap::source_of`].
     pub fn sources_of<'a>(&'a self, silver: &'a str) -> Vec<&'a str> {
         match self.column(silver) {
-            Some(c) if !c.parts.is_empty() => c.parts.iter().map(String::as_str).collect(),
+            Some(c) if !c.parts.is_empty() => c.parts.iter().map(String::as_str).filter(|p| self.literal(p).is_none()).collect(),
             _ => vec![self.source_of(silver)],
         }
     }
@@ -1343,7 +1525,7 @@ impl StreamMap {
     /// The source columns of the table's composite keys (bronze's names, no repeats).
     pub fn key_parts(&self) -> Vec<&str> {
         let mut parts: Vec<&str> = Vec::new();
-        for part in self.columns.iter().flat_map(|c| &c.parts) {
+        for part in self.columns.iter().flat_map(|c| &c.parts).filter(|p| self.literal(p).is_none()) {
             if !parts.iter().any(|p| p.eq_ignore_ascii_case(part)) {
                 parts.push(part);
             }
@@ -1355,21 +1537,29 @@ impl StreamMap {
     /// column [`composite_name`]: each source value as text (a value bronze rescued, because it did
     /// not fit its column's first type, as sent), `|` and `\` escaped as `\|` and `\\`, joined
     /// by `|`; null when one of them is. Pure.
-    fn compose(&self, frame: DataFrame) -> Result<DataFrame> {
+    fn compose(&self, mut frame: DataFrame) -> Result<DataFrame> {
         let step = "composing composite keys (model)";
+        // (the literal columns are of one value: held once, whatever the frame's height)
+        for (name, value) in &self.literals {
+            let scalar = Scalar::new(DataType::String, AnyValue::StringOwned(value.as_str().into()));
+            frame.with_column(Column::new_scalar(name.as_str().into(), scalar, frame.height())).step(step)?;
+        }
         let composites: Vec<&ColumnMap> = self.columns.iter().filter(|c| !c.parts.is_empty() && c.parts.iter().all(|p| frame.column(p).is_ok())).collect();
         if composites.is_empty() {
             return Ok(frame);
         }
         let mut texts: BTreeMap<&str, Column> = BTreeMap::new();
         for part in composites.iter().flat_map(|c| &c.parts) {
-            if !texts.contains_key(part.as_str()) {
+            if !texts.contains_key(part.as_str()) && self.literal(part).is_none() {
                 texts.insert(part, part_as_text(&frame, part)?);
             }
         }
-        let mut frame = frame;
         for c in composites {
-            let parts = c.parts.iter().map(|p| texts[p.as_str()].str().step(step)).collect::<Result<Vec<_>>>()?;
+            // Each part: a literal's value, or a column's values.
+            let parts = c.parts.iter().map(|p| match self.literal(p) {
+                Some(value) => Ok(Err(value)),
+                None => texts[p.as_str()].str().step(step).map(Ok),
+            }).collect::<Result<Vec<_>>>()?;
             let keys: StringChunked = (0..frame.height())
                 .map(|row| {
                     let mut key = String::new();
@@ -1377,7 +1567,11 @@ impl StreamMap {
                         if i > 0 {
                             key.push('|');
                         }
-                        for ch in part.get(row)?.chars() {
+                        let value = match part {
+                            Ok(column) => column.get(row)?,
+                            Err(literal) => *literal,
+                        };
+                        for ch in value.chars() {
                             if ch == '|' || ch == '\\' {
                                 key.push('\\');
                             }
@@ -1390,6 +1584,16 @@ impl StreamMap {
             frame.with_column(keys.with_name(c.source.as_str().into()).into_series().into_column()).step(step)?;
         }
         Ok(frame)
+    }
+
+    /// The value of the stream's literal column `column` ([`StreamMap::literals`]), if it is one.
+    fn literal(&self, column: &str) -> Option<&str> {
+        self.literals.iter().find(|(c, _)| c == column).map(|(_, v)| v.as_str())
+    }
+
+    /// The role of a users stream among several (its rows' `type`), if it is one.
+    pub fn role(&self) -> Option<&str> {
+        self.literal(ROLE_COLUMN)
     }
 
     /// Whether the mapping changes nothing (every column from its namesake).
@@ -1421,7 +1625,7 @@ impl StreamMap {
         for &silver in columns {
             let mapped = self.column(silver);
             if let Some(c) = mapped.filter(|c| !c.parts.is_empty()) {
-                for part in &c.parts {
+                for part in c.parts.iter().filter(|p| self.literal(p).is_none()) {
                     match schema.field_with_name(part) {
                         Err(_) => problems.push(at(c.line, format!("{table}.{silver} is composed of `{part}`, which bronze `{}` does not have; its columns are {}", self.stream, available()))),
                         Ok(field) if !is_integer(field.data_type()) && !is_text(field.data_type()) => problems.push(at(c.line, format!(
@@ -1434,6 +1638,9 @@ impl StreamMap {
                 continue;
             }
             let source = self.source_of(silver);
+            if self.literal(source).is_some() {
+                continue;
+            }
             let Ok(field) = schema.field_with_name(source) else {
                 match mapped {
                     Some(c) => problems.push(at(c.line, format!("{table}.{silver} comes from `{source}`, which bronze `{}` does not have; its columns are {}", self.stream, available()))),
@@ -1692,6 +1899,9 @@ pub struct Kept {
     pub widened: Option<DataType>,
     /// What silver holds in it ([`TypeFamily`]): what silver's table must have.
     pub family: TypeFamily,
+    /// Silver's type for it: `widened`, else bronze's as Polars reads it (date-times in UTC
+    /// microseconds, as [`crate::cdc::normalize`] makes them).
+    pub dtype: DataType,
 }
 
 /// A column type, as far as telling whether silver's column still fits a kept source column
@@ -1873,13 +2083,82 @@ impl StreamMap {
                     });
                 }
             };
-            kept.push(Kept { name: name.clone(), widened, family });
+            // (silver holds date-times as UTC microseconds, whatever bronze's unit and zone)
+            let dtype = match &widened {
+                Some(t) => t.clone(),
+                None => match crate::arrow_bridge::polars_type(field).step("reading a kept column's type")? {
+                    DataType::Datetime(..) => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+                    other => other,
+                },
+            };
+            kept.push(Kept { name: name.clone(), widened, family, dtype });
         }
         if !problems.is_empty() {
             return Err(LakehouseError::Model { origin: self.origin.clone(), problems });
         }
         self.kept = kept;
         Ok(())
+    }
+
+    /// The map of one silver table filled from several streams (`maps`, each with the columns it
+    /// keeps, [`StreamMap::keep`]): the first's, keeping every column any of them keeps, in the
+    /// order they first appear; a column two streams keep in types of different families is
+    /// kept as a number when both are numbers, else as text. Pure.
+    pub fn joined(maps: &[&StreamMap]) -> StreamMap {
+        let Some((first, others)) = maps.split_first() else { return StreamMap::identity("users", "") };
+        let mut joined = (*first).clone();
+        joined.literals.clear();
+        for map in others {
+            for k in &map.kept {
+                match joined.kept.iter_mut().find(|j| j.name == k.name) {
+                    None => joined.kept.push(k.clone()),
+                    Some(j) if j.dtype == k.dtype => {}
+                    Some(j) => {
+                        let numbers = |f: TypeFamily| matches!(f, TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal);
+                        let (dtype, family) = match (j.family, k.family) {
+                            (TypeFamily::Integer, TypeFamily::Integer) => (DataType::Int64, TypeFamily::Integer),
+                            (a, b) if numbers(a) && numbers(b) => (DataType::Float64, TypeFamily::Float),
+                            _ => (DataType::String, TypeFamily::Text),
+                        };
+                        (j.widened, j.dtype, j.family) = (Some(dtype.clone()), dtype, family);
+                    }
+                }
+            }
+            for key in &map.text_keys {
+                if !joined.text_keys.contains(key) {
+                    joined.text_keys.push(key);
+                }
+            }
+        }
+        joined
+    }
+
+    /// `frame` (silver columns of one of the streams `self` joins, [`StreamMap::joined`]) with
+    /// every column `self` keeps, in `self`'s type: null where the stream does not keep it; and
+    /// silver's own times as UTC instants, whatever each stream's source holds (a `DATETIME`, read
+    /// as UTC as silver reads one, a `TIMESTAMP`, or nothing), so that the streams' rows stack.
+    /// Pure.
+    pub fn aligned(&self, mut frame: DataFrame) -> Result<DataFrame> {
+        let step = "joining the users streams (model)";
+        let height = frame.height();
+        let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        for name in self.fixed_columns().iter().filter(|c| c.ends_with("_at")) {
+            let column = match frame.column(name) {
+                Ok(c) if *c.dtype() == utc || !matches!(c.dtype(), DataType::Datetime(..) | DataType::Null) => continue,
+                Ok(c) => c.cast(&utc).step(step)?,
+                Err(_) => continue,
+            };
+            frame.with_column(column).step(step)?;
+        }
+        for k in &self.kept {
+            let column = match frame.column(&k.name) {
+                Ok(c) if *c.dtype() == k.dtype => continue,
+                Ok(c) => c.cast(&k.dtype).step(step)?,
+                Err(_) => Column::full_null(k.name.as_str().into(), height, &k.dtype),
+            };
+            frame.with_column(column).step(step)?;
+        }
+        Ok(frame)
     }
 
     /// How a silver table's `schema` falls short of the kept columns (a column kept now that it
@@ -1999,9 +2278,11 @@ impl ColumnMap {
 pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
     let options = layout.storage_options();
     let model = &layout.model;
-    let mut schemas = Vec::with_capacity(2);
+    let mut schemas = Vec::new();
     let mut absent = Vec::new();
-    for map in [&model.users, &model.rides] {
+    let mut maps = model.user_maps();
+    maps.push(&model.rides);
+    for map in maps {
         let schema = match crate::io::open(&layout.bronze(&map.stream)?, &options).await? {
             Some(table) => {
                 // (what a rebuild would read: all of bronze)
@@ -2024,7 +2305,9 @@ pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
         };
         schemas.push(schema);
     }
-    let mut problems = model.check_bronze(schemas[0].as_deref(), schemas[1].as_deref());
+    let rides = schemas.pop().flatten();
+    let users: Vec<Option<&ArrowSchema>> = schemas.iter().map(|s| s.as_deref()).collect();
+    let mut problems = model.check_bronze(&users, rides.as_deref());
     problems.extend(absent);
     // Gold's synced cities table: it exists, with the two columns named.
     if let Some(source) = &model.gold.city_names_stream {
@@ -2278,7 +2561,7 @@ mod tests {
             ("pickup_ts", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("fare_cents", ArrowType::Utf8),
             ("pickup_latitude", ArrowType::Utf8),
         ]);
-        let found = model.check_bronze(Some(&users), Some(&rides));
+        let found = model.check_bronze(&[Some(&users)], Some(&rides));
         let line = |needle: &str| RENAMED.lines().position(|l| l.starts_with(needle)).map(|i| format!("line {}:", i + 1)).expect("line");
         let expect = [
             (line("updated_at"), "time_zone applies to a DATETIME"),
@@ -2293,10 +2576,10 @@ mod tests {
         }
         // Text keys are keys: UUID accounts and trips, the trips' links UUIDs too.
         let text = |names: &[&'static str]| schema(&names.iter().map(|n| (*n, ArrowType::Utf8)).collect::<Vec<_>>());
-        let uuids = Model::default().check_bronze(Some(&text(&["id", "type", "created_at"])), Some(&text(&["id", "customer_id", "driver_id", "status", "requested_at"])));
+        let uuids = Model::default().check_bronze(&[Some(&text(&["id", "type", "created_at"]))], Some(&text(&["id", "customer_id", "driver_id", "status", "requested_at"])));
         assert!(uuids.iter().all(|p| !p.contains("key")), "{uuids:?}");
         // Columns silver needs, with no mapping and no namesake: named, with the fix.
-        let bare = Model::default().check_bronze(Some(&schema(&[("id", ArrowType::Int64)])), None);
+        let bare = Model::default().check_bronze(&[Some(&schema(&[("id", ArrowType::Int64)]))], None);
         assert!(bare.iter().any(|p| p.contains("needs `type`") && p.contains("add `type = ")), "{bare:?}");
         assert!(bare.iter().any(|p| p.contains("bronze stream `rides`, which has no bronze table yet")), "{bare:?}");
     }
@@ -2375,6 +2658,103 @@ mod tests {
         assert_ne!(ids[0], ids[1], "{ids:?}");
     }
 
+    const TWO_TABLES: &str = r#"version = 1
+[[users.streams]]
+stream = "passengers"
+type = "customer"
+[users.streams.columns]
+id = "passenger_id"
+name = "full_name"
+created_at = "signed_up"
+
+[[users.streams]]
+stream = "drivers"
+type = "driver"
+other_columns = "keep"
+[users.streams.columns]
+id = "driver_no"
+created_at = "hired_at"
+
+[rides]
+stream = "trips"
+[rides.columns]
+customer_id = "passenger_id"
+"#;
+
+    #[test]
+    fn users_from_two_tables_are_keyed_by_role() {
+        let mut model = Model::parse(TWO_TABLES, "two.toml").expect("parses");
+        assert_eq!(model.user_maps().iter().map(|m| (m.stream.as_str(), m.role())).collect::<Vec<_>>(), [("passengers", Some("customer")), ("drivers", Some("driver"))]);
+        assert_ne!(model.hash(), DEFAULT_MODEL_HASH);
+        assert!(!model.is_default());
+        // The bronze columns read: each stream's own, never the role (a literal).
+        assert_eq!(model.users.sources_of("id"), ["passenger_id"]);
+        assert_eq!(model.more_users[0].sources_of("id"), ["driver_no"]);
+        assert_eq!(model.rides.sources_of("customer_id"), ["passenger_id"]);
+        assert_eq!(model.rides.sources_of("driver_id"), ["driver_id"]);
+        let passengers = schema(&[("passenger_id", ArrowType::Int64), ("full_name", ArrowType::Utf8), ("signed_up", ArrowType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into())))]);
+        let drivers = schema(&[("driver_no", ArrowType::Int32), ("name", ArrowType::Utf8), ("hired_at", ArrowType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into()))), ("plate", ArrowType::Utf8), ("rating", ArrowType::Int64)]);
+        let trips = schema(&[
+            ("id", ArrowType::Int64), ("passenger_id", ArrowType::Int64), ("driver_id", ArrowType::Int64), ("status", ArrowType::Utf8),
+            ("requested_at", ArrowType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into()))),
+        ]);
+        assert_eq!(model.check_bronze(&[Some(&passengers), Some(&drivers)], Some(&trips)), Vec::<String>::new());
+        // A link of another kind than the key of its role's stream is named with the stream.
+        let text_drivers = schema(&[("driver_no", ArrowType::Utf8), ("hired_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None))]);
+        let found = model.check_bronze(&[Some(&passengers), Some(&text_drivers)], Some(&trips));
+        assert!(found.len() == 1 && found[0].contains("rides.driver_id") && found[0].contains("users stream `drivers`"), "{found:?}");
+        // Keys are role|key (text, as composite keys are); a ride's links point to the roles.
+        for (map, bronze) in [(&mut model.users, &passengers), (&mut model.more_users[0], &drivers)] {
+            map.read_key_kinds(bronze);
+            map.keep(bronze, &RescuedKinds::new(), &crate::silver::OWN_COLUMNS).expect("keeps");
+        }
+        model.rides.read_key_kinds(&trips);
+        assert_eq!(model.rides.text_keys, ["customer_id", "driver_id"]);
+        let passenger_rows = df!("passenger_id" => [Some(17i64), None], "full_name" => ["Ana", "Bo"]).expect("frame");
+        let out = model.users.apply(passenger_rows, &["id", "type", "name"]).expect("applies");
+        let text = |out: &DataFrame, name: &str| out.column(name).expect(name).str().expect("text").iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>();
+        let some = |v: &str| Some(v.to_owned());
+        assert_eq!(text(&out, "id"), [some("customer|17"), None]);
+        assert_eq!(text(&out, "type"), [some("customer"), some("customer")]);
+        let driver_rows = df!("driver_no" => [17i32], "name" => ["Cy"], "plate" => ["AB-12"], "rating" => [5i64]).expect("frame");
+        let out = model.more_users[0].apply(driver_rows, &["id", "type", "name", "driver_no", "plate"]).expect("applies");
+        assert_eq!((text(&out, "id"), text(&out, "type"), text(&out, "name")), (vec![some("driver|17")], vec![some("driver")], vec![some("Cy")]));
+        let trip_rows = df!("passenger_id" => [17i64], "driver_id" => [Some(17i64)], "status" => ["requested"]).expect("frame");
+        let out = model.rides.apply(trip_rows, &["customer_id", "driver_id"]).expect("applies");
+        assert_eq!((text(&out, "customer_id"), text(&out, "driver_id")), (vec![some("customer|17")], vec![some("driver|17")]));
+        // Silver users keeps what either stream keeps: the passengers' key column, and the
+        // drivers' key and other columns (`name` maps to silver's own), each stream's rows with
+        // nulls in the other's.
+        let joined = StreamMap::joined(&model.user_maps());
+        assert_eq!(joined.kept.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["passenger_id", "driver_no", "plate", "rating"]);
+        assert_eq!(joined.key_type("id"), DataType::String);
+        let passenger = joined.aligned(df!("id" => ["customer|1"], "passenger_id" => [1i64]).expect("frame")).expect("aligns");
+        assert_eq!(passenger.column("driver_no").expect("driver_no").dtype(), &DataType::Int32);
+        assert_eq!(passenger.column("plate").expect("plate").null_count(), 1);
+    }
+
+    #[test]
+    fn users_streams_mistakes_name_their_line() {
+        let two = |extra_first: &str, extra_second: &str| {
+            format!("version = 1\n[[users.streams]]\nstream = \"a\"\n{extra_first}\n[[users.streams]]\nstream = \"b\"\n{extra_second}\n")
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (two("", "type = \"driver\""), "has no `type`"),
+            (two("type = \"rider\"", "type = \"driver\""), "is not a user type"),
+            (two("type = \"driver\"", "type = \"driver\""), "two users streams are of type driver"),
+            ("version = 1\n[[users.streams]]\nstream = \"a\"\ntype = \"customer\"\n".to_owned(), "needs a stream of type driver too"),
+            ("version = 1\n[users]\nstream = \"x\"\n[[users.streams]]\nstream = \"a\"\ntype = \"customer\"\n[[users.streams]]\nstream = \"b\"\ntype = \"driver\"\n".to_owned(), "give `stream` in each stream's entry"),
+            (two("type = \"customer\"\n[users.streams.columns]\ntype = \"role\"", "type = \"driver\""), "remove this mapping"),
+            ("version = 1\n[[users.streams]]\ntype = \"customer\"\n[[users.streams]]\nstream = \"b\"\ntype = \"driver\"\n".to_owned(), "names its source table"),
+            ("version = 1\n[users]\ntype = \"driver\"\n".to_owned(), "in an entry of [[users.streams]]"),
+            ("version = 1\n[[rides.streams]]\nstream = \"t\"\n".to_owned(), "`streams` is for users"),
+        ];
+        for (text, expected) in cases {
+            let found = problems(&text);
+            assert!(found.iter().any(|p| p.contains(expected) && p.starts_with("line ")), "{text}\n{found:?}");
+        }
+    }
+
     #[test]
     fn composite_key_mistakes_name_their_line() {
         let problems = |text: &str| match Model::parse(text, "m.toml") {
@@ -2394,7 +2774,7 @@ mod tests {
             ("region", ArrowType::Utf8), ("trip_no", ArrowType::Float64), ("rider_region", ArrowType::Int64), ("rider_no", ArrowType::Int64),
             ("status", ArrowType::Utf8), ("requested_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None)),
         ]);
-        let found = model.check_bronze(Some(&users), Some(&rides));
+        let found = model.check_bronze(&[Some(&users)], Some(&rides));
         let line = |needle: &str| COMPOSITE.lines().position(|l| l.starts_with(needle)).map(|i| format!("line {}:", i + 1)).expect("line");
         for (at, what) in [
             (line("id = [\"region\", \"trip_no"), "composed of `trip_no` of type Float64"),
@@ -2405,7 +2785,7 @@ mod tests {
         }
         assert_eq!(found.len(), 3, "{found:?}");
         let single = Model::parse(&COMPOSITE.replace("customer_id = [\"rider_region\", \"rider_no\"]", "customer_id = \"rider_no\""), "m").expect("parses");
-        let found = single.check_bronze(Some(&users), Some(&schema(&[("region", ArrowType::Utf8), ("trip_no", ArrowType::Int64), ("rider_no", ArrowType::Int64), ("driver_id", ArrowType::Int64), ("status", ArrowType::Utf8), ("requested_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None))])));
+        let found = single.check_bronze(&[Some(&users)], Some(&schema(&[("region", ArrowType::Utf8), ("trip_no", ArrowType::Int64), ("rider_no", ArrowType::Int64), ("driver_id", ArrowType::Int64), ("status", ArrowType::Utf8), ("requested_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None))])));
         assert!(found.len() == 1 && found[0].contains("comes from 1 column(s) (`rider_no`), and the users' key users.id from 2"), "{found:?}");
     }
 

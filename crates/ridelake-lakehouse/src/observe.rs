@@ -88,8 +88,10 @@ async fn freshness(layout: &LakeLayout, tables: &[&str]) -> Freshness {
 pub async fn run_silver(layout: &LakeLayout, run: &SilverOptions, observe: &Observability) -> Result<SilverReport> {
     let started = Instant::now();
     let lineage = lineage_run(observe, SILVER_LINEAGE_JOB, "Silver: bronze CDC applied to users and rides (ridelake)");
-    let (users, rides) = (layout.bronze(&layout.model.users.stream)?, layout.bronze(&layout.model.rides.stream)?);
-    emit(observe, lineage.start(&[Dataset::at(&users), Dataset::at(&rides)])).await;
+    let users = layout.model.user_maps().into_iter().map(|m| layout.bronze(&m.stream)).collect::<Result<Vec<_>>>()?;
+    let rides = layout.bronze(&layout.model.rides.stream)?;
+    let inputs: Vec<Dataset> = users.iter().chain([&rides]).map(Dataset::at).collect();
+    emit(observe, lineage.start(&inputs)).await;
     let result = silver::build_silver_with(layout, run).await;
     let duration = started.elapsed();
     if observe.metrics.is_enabled() {
@@ -97,11 +99,13 @@ pub async fn run_silver(layout: &LakeLayout, run: &SilverOptions, observe: &Obse
         ship(observe, metrics::SILVER_JOB, metrics::silver_metrics(result.as_ref().ok(), &fresh, duration, result.as_ref().err())).await;
     }
     let event = match &result {
-        Ok(r) => lineage.complete(
-            &[dataset(&users, Some(r.users_versions.1), Some(r.users_read)), dataset(&rides, Some(r.rides_versions.1), Some(r.rides_read))],
-            &outputs(&r.written),
-        ),
-        Err(e) => lineage.fail(&[Dataset::at(&users), Dataset::at(&rides)], &e.to_string()),
+        Ok(r) => {
+            // (the report counts the first users stream's version, and every stream's changes)
+            let mut read: Vec<Dataset> = users.iter().enumerate().map(|(i, url)| if i == 0 { dataset(url, Some(r.users_versions.1), Some(r.users_read)) } else { Dataset::at(url) }).collect();
+            read.push(dataset(&rides, Some(r.rides_versions.1), Some(r.rides_read)));
+            lineage.complete(&read, &outputs(&r.written))
+        }
+        Err(e) => lineage.fail(&inputs, &e.to_string()),
     };
     emit(observe, event).await;
     result

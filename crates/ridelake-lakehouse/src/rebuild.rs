@@ -35,14 +35,14 @@ use ridelake_core::bronze::{CDC_CURSOR, CDC_LOG_FILE, CDC_LOG_POS, CDC_UPDATED_A
 use crate::cdc;
 use crate::rules;
 use crate::error::{LakehouseError, PolarsContext, Result};
-use crate::increment::{self, BronzeIncrement};
+use crate::increment::{self, BronzeIncrement, BronzeUsers};
 use crate::io::{self, Staged, StagedFiles, WriteMode};
 use crate::layout::LakeLayout;
 use crate::lease::Lease;
 use crate::order::{EpochMarks, EpochState, INGEST_ROW, INGEST_VERSION};
 use crate::silver::{
     Clock, DELETED_TABLE, EXPIRED, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext,
-    RidesDecided, SilverOptions, SilverReport, SilverTable, Tables, USERS_MARKER, USERS_TABLE, apply_users, change_sources, choose_users, count, decide_rides, input_markers,
+    RidesDecided, SilverOptions, SilverReport, SilverTable, Tables, USERS_TABLE, apply_users, change_sources, choose_users, count, decide_rides, input_markers, users_markers,
     expired_rows, other_ride_fields, partitions_of, quarantine_rows, ride_change_sources, ride_rule_fields, ride_rules, users_written, with_bronze_ids, with_fields,
 };
 use crate::keys::KeyRange;
@@ -487,44 +487,55 @@ pub(crate) struct UsersRebuilt {
     pub(crate) bad: DataFrame,
     /// The day partitions of silver users written.
     pub(crate) touched: BTreeSet<(i32, i32, i32)>,
-    /// The epoch state at the end of bronze users.
-    pub(crate) epochs: EpochState,
+    /// The epoch state at the end of each users stream.
+    pub(crate) epochs: Vec<EpochState>,
 }
 
 /// A rebuild's users: decided in slices of the user id, as many as the memory budget needs for
 /// bronze's user changes beside nothing else (or as many as the run asks), each slice staged as
 /// soon as it is decided; only the users' roles are kept. Users are the small table, but a large
 /// city has millions of accounts, each with its history of changes: decided whole, they would
-/// cost what a slice of rides costs, many times over.
-pub(crate) async fn rebuild_users(cx: &mut RunContext<'_, '_>, run: &SilverOptions, bronze: &BronzeIncrement) -> Result<UsersRebuilt> {
-    let (plan, marks) = plan_slices(bronze, run, 0, false).await?;
-    let fields = bronze.map.data_columns();
-    let columns = change_sources(&fields);
+/// cost what a slice of rides costs, many times over. With users from several source tables,
+/// each is sliced on its own (their keys never meet), and every slice is staged in silver users'
+/// columns ([`StreamMap::joined`]).
+pub(crate) async fn rebuild_users(cx: &mut RunContext<'_, '_>, run: &SilverOptions, users: &BronzeUsers) -> Result<UsersRebuilt> {
     let mut staged: Option<Staged> = None;
-    let (mut roles, mut bad, mut touched, mut epochs) = (Vec::new(), Vec::new(), BTreeSet::new(), EpochState::default());
-    for slice in &plan {
-        // (every slice ends where bronze users end: it starts from the start)
-        epochs = EpochState::default();
-        let (changes, files_skipped) = changes_in(bronze, slice, &columns, &fields, &mut epochs, marks.as_ref()).await?;
-        cx.report.bronze_files_skipped += files_skipped;
-        let chosen = choose_users(cx.report, changes, bronze).await?;
-        let applied = apply_users(cx.report, chosen, DataFrame::empty(), &bronze.map)?;
-        if staged.is_none() {
-            staged = Some(Staged::open(&cx.target(&USERS_TABLE), &applied.all, true).await?);
+    let (mut roles, mut bad, mut touched, mut all_epochs) = (Vec::new(), Vec::new(), BTreeSet::new(), Vec::new());
+    let mut slices = 0;
+    for bronze in &users.streams {
+        let (plan, marks) = plan_slices(bronze, run, 0, false).await?;
+        let fields = bronze.map.data_columns();
+        let columns = change_sources(&fields);
+        let mut epochs = EpochState::default();
+        for slice in &plan {
+            // (every slice ends where the stream ends: it starts from the start)
+            epochs = EpochState::default();
+            let (changes, files_skipped) = changes_in(bronze, slice, &columns, &fields, &mut epochs, marks.as_ref()).await?;
+            cx.report.bronze_files_skipped += files_skipped;
+            let (mut latest, mut quarantined) = choose_users(cx.report, changes, bronze).await?;
+            if users.streams.len() > 1 {
+                (latest, quarantined) = (users.map.aligned(latest)?, users.map.aligned(quarantined)?);
+            }
+            let applied = apply_users(cx.report, (latest, quarantined), DataFrame::empty(), &users.map)?;
+            if staged.is_none() {
+                staged = Some(Staged::open(&cx.target(&USERS_TABLE), &applied.all, true).await?);
+            }
+            if let Some(files) = &mut staged {
+                files.stage(&applied.all).await?;
+            }
+            roles.push(applied.all.select(["id", "type"]).step("collecting user roles")?.lazy());
+            bad.push(applied.bad.lazy());
+            touched.extend(applied.touched);
         }
-        if let Some(files) = &mut staged {
-            files.stage(&applied.all).await?;
-        }
-        roles.push(applied.all.select(["id", "type"]).step("collecting user roles")?.lazy());
-        bad.push(applied.bad.lazy());
-        touched.extend(applied.touched);
+        slices += plan.len();
+        all_epochs.push(epochs);
     }
     let step = "collecting decided users";
-    let stack = |frames: Vec<LazyFrame>| -> Result<DataFrame> { concat(frames, UnionArgs::default()).step(step)?.collect().step(step) };
+    let stack = |frames: Vec<LazyFrame>| -> Result<DataFrame> { concat(frames, UnionArgs { diagonal: true, ..Default::default() }).step(step)?.collect().step(step) };
     let files = staged.map(Staged::into_files).unwrap_or_default();
-    cx.report.user_slices = plan.len() as u64;
-    cx.lap(&format!("users: {} slices", plan.len()));
-    Ok(UsersRebuilt { files, roles: stack(roles)?, bad: stack(bad)?, touched, epochs })
+    cx.report.user_slices = slices as u64;
+    cx.lap(&format!("users: {slices} slices"));
+    Ok(UsersRebuilt { files, roles: stack(roles)?, bad: stack(bad)?, touched, epochs: all_epochs })
 }
 
 /// A rebuild's rides (module documentation): users staged first, the slices run here or by
@@ -534,7 +545,7 @@ pub(crate) async fn rebuild_rides(
     cx: &mut RunContext<'_, '_>,
     layout: &LakeLayout,
     users: UsersRebuilt,
-    bronze_users: &BronzeIncrement,
+    bronze_users: &BronzeUsers,
     bronze_rides: &BronzeIncrement,
     (plan, marks): &(Vec<Slice>, Option<EpochMarks>),
     engine: Option<&dyn SliceRunner>,
@@ -600,7 +611,7 @@ pub(crate) async fn rebuild_rides(
     cx.lap("write quarantine");
     // users: their own commit point; rides name the version.
     cx.guard.next().await?;
-    let markers = input_markers(USERS_MARKER, bronze_users, &users_epochs, cx.model_hash);
+    let markers = users_markers(bronze_users, &users_epochs, cx.model_hash);
     let written = io::commit_staged(&cx.target(&USERS_TABLE), vec![users_files], &WriteMode::Overwrite, &markers).await?;
     let users_version = users_written(cx, written, &touched);
     let staged = StagedRides { pending, tombstones, rides };

@@ -130,7 +130,7 @@ pub async fn summarize(layout: &LakeLayout, top: usize) -> Result<LakeSummary> {
     let options = layout.storage_options();
     let mut tables = Vec::new();
     // Bronze streams as the model names them (`users` and `rides` by default).
-    let bronze = [layout.model.users.stream.as_str(), layout.model.rides.stream.as_str()];
+    let bronze: Vec<&str> = layout.model.user_maps().into_iter().chain([&layout.model.rides]).map(|m| m.stream.as_str()).collect();
     for (layer, names) in [("bronze", &bronze[..]), ("silver", &SILVER[..]), ("gold", &GOLD_TABLES[..])] {
         for name in names {
             let url = match layer {

@@ -46,7 +46,7 @@ use ridelake_core::bronze::RAW_ID;
 
 use crate::cdc::{self, DELETED, EXTRACTED, RULE};
 use crate::error::{LakehouseError, PolarsContext, Result};
-use crate::increment::{self, BronzeIncrement, Rebuild};
+use crate::increment::{self, BronzeIncrement, BronzeUsers, Rebuild};
 use crate::io::{self, DataFile, Target, WriteMode};
 use crate::keys::Keys;
 use crate::layout::LakeLayout;
@@ -110,6 +110,25 @@ pub const USERS_MARKER: &str = "ridelake.silver.users/bronze.users";
 pub const RIDES_MARKER: &str = "ridelake.silver.rides/bronze.rides";
 /// `txn` app id on silver rides: the silver users version its integrity was checked against.
 pub const RIDES_USERS_MARKER: &str = "ridelake.silver.rides/silver.users";
+
+/// The `txn` app id, on silver users, of the bronze version of the users stream `map` reads:
+/// [`USERS_MARKER`], or with users from several source tables, one per stream (by its name).
+pub(crate) fn users_marker(map: &StreamMap) -> String {
+    match map.role() {
+        None => USERS_MARKER.to_owned(),
+        Some(_) => format!("ridelake.silver.users/bronze.{}", map.stream),
+    }
+}
+
+/// The markers a silver users commit carries for its bronze input (every users stream's, each
+/// at its epoch state `epochs`, in the streams' order), and the model hash.
+pub(crate) fn users_markers(users: &BronzeUsers, epochs: &[EpochState], model_hash: i64) -> Vec<(String, i64)> {
+    let mut markers = vec![(MODEL_MARKER.to_owned(), model_hash)];
+    for (stream, epochs) in users.streams.iter().zip(epochs) {
+        markers.extend(stream_markers(&users_marker(&stream.map), stream, epochs));
+    }
+    markers
+}
 
 /// The `txn` app id that keeps the identity of the bronze table next to its marker `app_id`.
 fn table_marker(app_id: &str) -> String {
@@ -283,7 +302,15 @@ async fn remembered(url: &Url, options: &HashMap<String, String>, app_id: &str) 
 /// The markers a silver table's commit carries for its bronze input, and the hash of the model
 /// it was mapped with.
 pub(crate) fn input_markers(app_id: &str, increment: &BronzeIncrement, epochs: &EpochState, model_hash: i64) -> Vec<(String, i64)> {
-    let mut markers = vec![(app_id.to_owned(), increment.upto), (table_marker(app_id), increment.table_id), (MODEL_MARKER.to_owned(), model_hash)];
+    let mut markers = stream_markers(app_id, increment, epochs);
+    markers.push((MODEL_MARKER.to_owned(), model_hash));
+    markers
+}
+
+/// The markers of one bronze input, `app_id`: its version, its table's identity and the epoch
+/// state there.
+fn stream_markers(app_id: &str, increment: &BronzeIncrement, epochs: &EpochState) -> Vec<(String, i64)> {
+    let mut markers = vec![(app_id.to_owned(), increment.upto), (table_marker(app_id), increment.table_id)];
     markers.extend(epochs.markers(app_id));
     markers
 }
@@ -524,16 +551,20 @@ pub struct Progress {
 }
 
 /// How far silver is behind bronze, read from the tables' versions and markers (no data read).
+/// (With users from several source tables, `users` is the first stream's, and `behind` counts
+/// them all.)
 pub async fn progress(layout: &LakeLayout) -> Result<Progress> {
     let options = layout.storage_options();
-    let mut out = [StreamProgress::default(); 2];
-    for (slot, (map, marker)) in out.iter_mut().zip([(&layout.model.users, USERS_MARKER), (&layout.model.rides, RIDES_MARKER)]) {
+    let mut streams = Vec::new();
+    let user_markers: Vec<(&StreamMap, String)> = layout.model.user_maps().into_iter().map(|m| (m, users_marker(m))).collect();
+    for (map, marker) in user_markers.iter().map(|(m, id)| (*m, id.as_str())).chain([(&layout.model.rides, RIDES_MARKER)]) {
         let bronze = io::open(&layout.bronze(&map.stream)?, &options).await?;
         let bronze_version = bronze.and_then(|t| t.version()).map(|v| v as i64);
-        *slot = StreamProgress::new(bronze_version, io::open_with_marker(&layout.silver(map.table)?, &options, marker).await?.1);
+        streams.push(StreamProgress::new(bronze_version, io::open_with_marker(&layout.silver(map.table)?, &options, marker).await?.1));
     }
-    let [users, rides] = out;
-    Ok(Progress { users, rides, behind: users.behind || rides.behind })
+    let behind = streams.iter().any(|s| s.behind);
+    let (users, rides) = (streams[0], streams[streams.len() - 1]);
+    Ok(Progress { users, rides, behind })
 }
 
 /// Builds (or brings up to date) the silver tables from bronze.
@@ -561,9 +592,14 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
 
     // ---- read: what bronze added since the markers, or all of it ---------------------------------
     // (everything is read before any write, so that a rerun sees the same)
-    let users_known = remembered(&users_url, &options, USERS_MARKER).await?;
-    let rides_known = remembered(&rides_url, &options, RIDES_MARKER).await?;
     let model = &layout.model;
+    // (one marker per source table of users, all on silver users)
+    let mut users_known = Vec::new();
+    for map in model.user_maps() {
+        users_known.push(remembered(&users_url, &options, &users_marker(map)).await?);
+    }
+    let users_table = users_known.first().and_then(|k| k.table.clone());
+    let rides_known = remembered(&rides_url, &options, RIDES_MARKER).await?;
     let model_hash = model.hash();
     // The model silver was built with (rides is the commit point; silver from before models
     // existed was built with the default model): another model would mix two mappings.
@@ -572,8 +608,8 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     // after creating its tables. It was built with nothing.)
     let (built_with, rides_checked_against) = match (&rides_known.table, rides_known.marker) {
         (Some(t), Some(_)) => {
-            let (model_marker, users_marker) = futures::try_join!(io::marker(t, MODEL_MARKER), io::marker(t, RIDES_USERS_MARKER))?;
-            (Some(model_marker.unwrap_or(DEFAULT_MODEL_HASH)), users_marker)
+            let (model_marker, checked_against) = futures::try_join!(io::marker(t, MODEL_MARKER), io::marker(t, RIDES_USERS_MARKER))?;
+            (Some(model_marker.unwrap_or(DEFAULT_MODEL_HASH)), checked_against)
         }
         _ => (None, None),
     };
@@ -591,21 +627,26 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         Some(f) => Some(f),
         None => {
             let mut stale = None;
-            for (known, table) in [(&users_known, USER_COLUMNS.as_slice()), (&rides_known, RIDE_COLUMNS.as_slice())] {
-                if let (None, Some(t)) = (&stale, &known.table) {
+            for (known, table) in [(&users_table, USER_COLUMNS.as_slice()), (&rides_known.table, RIDE_COLUMNS.as_slice())] {
+                if let (None, Some(t)) = (&stale, known) {
                     stale = crate::model::stale_column(io::arrow_schema(t)?.as_ref(), table);
                 }
             }
             stale.map(|column| Rebuild::ColumnTypes { column })
         }
     };
-    let (bronze_users_url, bronze_rides_url) = (layout.bronze(&model.users.stream)?, layout.bronze(&model.rides.stream)?);
-    let mut bronze_users = increment::increment(&bronze_users_url, &options, users_known.marker, users_known.bronze_id, &model.users).await?;
+    let bronze_rides_url = layout.bronze(&model.rides.stream)?;
+    let mut user_streams = Vec::new();
+    for (map, known) in model.user_maps().into_iter().zip(&users_known) {
+        user_streams.push(increment::increment(&layout.bronze(&map.stream)?, &options, known.marker, known.bronze_id, map).await?);
+    }
+    let mut bronze_users = BronzeUsers::new(user_streams);
     let mut bronze_rides = increment::increment(&bronze_rides_url, &options, rides_known.marker, rides_known.bronze_id, &model.rides).await?;
     // The model must fit bronze's schemas (from the log): a missing or mistyped column stops the
     // run here, naming the model line, before any data is read.
-    let (users_schema, rides_schema) = (io::arrow_schema(&bronze_users.table)?, io::arrow_schema(&bronze_rides.table)?);
-    let problems = model.check_bronze(Some(users_schema.as_ref()), Some(rides_schema.as_ref()));
+    let users_schemas = bronze_users.streams.iter().map(|s| io::arrow_schema(&s.table)).collect::<Result<Vec<_>>>()?;
+    let rides_schema = io::arrow_schema(&bronze_rides.table)?;
+    let problems = model.check_bronze(&users_schemas.iter().map(|s| Some(s.as_ref())).collect::<Vec<_>>(), Some(rides_schema.as_ref()));
     if !problems.is_empty() {
         return Err(LakehouseError::Model { origin: model.origin.clone(), problems });
     }
@@ -618,11 +659,11 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         Some(f) => Some(f),
         None => {
             let (mut kept, mut key) = (None, None);
-            for (known, bronze) in [(&users_known, &bronze_users), (&rides_known, &bronze_rides)] {
-                if let Some(t) = &known.table {
+            for (known, map) in [(&users_table, &bronze_users.map), (&rides_known.table, &bronze_rides.map)] {
+                if let Some(t) = known {
                     let schema = io::arrow_schema(t)?;
-                    kept = kept.or_else(|| bronze.map.kept_difference(schema.as_ref()));
-                    key = key.or_else(|| bronze.map.key_difference(schema.as_ref()));
+                    kept = kept.or_else(|| map.kept_difference(schema.as_ref()));
+                    key = key.or_else(|| map.key_difference(schema.as_ref()));
                 }
             }
             kept.map(|difference| Rebuild::KeptColumns { difference }).or(key.map(|difference| Rebuild::KeyKind { difference }))
@@ -631,14 +672,14 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     // Rides record the users version their integrity was checked against; any other means a run
     // stopped between the two commits (or silver predates these markers): rebuild.
     // (commits since then that changed no data, such as maintenance's, do not count)
-    let users_version = users_known.table.as_ref().and_then(|t| t.version()).map(|v| v as i64);
-    let interrupted = match (&rides_known.table, &users_known.table, rides_checked_against, users_version) {
+    let users_version = users_table.as_ref().and_then(|t| t.version()).map(|v| v as i64);
+    let interrupted = match (&rides_known.table, &users_table, rides_checked_against, users_version) {
         (None, ..) => false,
         (Some(_), Some(users), Some(checked), Some(now)) if checked < now => !io::data_unchanged_since(users, checked).await?,
         _ => rides_checked_against != users_version,
     };
-    let state_missing = users_known.epochs.is_none() || rides_known.epochs.is_none();
-    if forced.is_some() || interrupted || state_missing || bronze_users.rebuild.is_some() || bronze_rides.rebuild.is_some() {
+    let state_missing = users_known.iter().any(|k| k.epochs.is_none()) || rides_known.epochs.is_none();
+    if forced.is_some() || interrupted || state_missing || bronze_users.rebuild().is_some() || bronze_rides.rebuild.is_some() {
         let reason = |own: &Option<Rebuild>| match (&forced, interrupted, own) {
             (Some(forced), _, _) => forced.clone(),
             (None, true, _) => Rebuild::Interrupted,
@@ -646,25 +687,32 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
             (None, false, None) if state_missing => Rebuild::OrderStateMissing,
             (None, false, None) => Rebuild::WithOtherStream,
         };
-        let (users_reason, rides_reason) = (reason(&bronze_users.rebuild), reason(&bronze_rides.rebuild));
-        if bronze_users.rebuild.is_none() {
-            bronze_users = increment::increment(&bronze_users_url, &options, None, None, &model.users).await?;
+        let (users_reason, rides_reason) = (reason(&bronze_users.rebuild().cloned()), reason(&bronze_rides.rebuild));
+        // (a stream whose increment is not all of bronze is read again whole)
+        let mut streams = Vec::new();
+        for (stream, map) in std::mem::take(&mut bronze_users.streams).into_iter().zip(model.user_maps()) {
+            streams.push(match stream.rebuild {
+                Some(_) => stream,
+                None => increment::increment(&layout.bronze(&map.stream)?, &options, None, None, map).await?,
+            });
         }
+        bronze_users = BronzeUsers::new(streams);
         if bronze_rides.rebuild.is_none() {
             bronze_rides = increment::increment(&bronze_rides_url, &options, None, None, &model.rides).await?;
         }
-        bronze_users.rebuild = Some(users_reason);
+        bronze_users.set_rebuild(users_reason);
         bronze_rides.rebuild = Some(rides_reason);
     }
     let rebuild = bronze_rides.rebuild.is_some();
-    report.rebuild = bronze_rides.rebuild.as_ref().or(bronze_users.rebuild.as_ref()).map(|r| match (&bronze_users.rebuild, &bronze_rides.rebuild) {
+    report.rebuild = bronze_rides.rebuild.as_ref().or(bronze_users.rebuild()).map(|r| match (bronze_users.rebuild(), &bronze_rides.rebuild) {
         (Some(u), Some(r)) if u != r => format!("users: {}; rides: {}", u.describe(), r.describe()),
         _ => r.describe(),
     });
-    report.users_versions = (bronze_users.after, bronze_users.upto);
+    if let Some(first) = bronze_users.streams.first() {
+        report.users_versions = (first.after, first.upto);
+    }
     report.rides_versions = (bronze_rides.after, bronze_rides.upto);
-    let up_to_date = |b: &BronzeIncrement| b.files.is_empty() && b.after == Some(b.upto);
-    if !rebuild && up_to_date(&bronze_users) && up_to_date(&bronze_rides) {
+    if !rebuild && bronze_users.up_to_date() && bronze_rides.up_to_date() {
         report.noop = true;
         held(&mut report, &tables, &options, &model.rides.links).await?;
         return Ok(report);
@@ -672,8 +720,8 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     // A source column the model reads that the source dropped would turn null silently: the run
     // stops before reading, unless the model says the column may go.
     let mut problems = Vec::new();
-    for (bronze, map) in [(&bronze_users, &model.users), (&bronze_rides, &model.rides)] {
-        if rebuild || !up_to_date(bronze) {
+    for (bronze, map) in bronze_users.streams.iter().zip(model.user_maps()).chain([(&bronze_rides, &model.rides)]) {
+        if rebuild || !bronze.up_to_date() {
             let reads = if rebuild { None } else { bronze.after };
             problems.extend(map.absent_problems(&increment::absent_columns(&bronze.table)?, reads));
         }
@@ -681,8 +729,12 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     if !problems.is_empty() {
         return Err(LakehouseError::Model { origin: model.origin.clone(), problems });
     }
-    let (mut users_epochs, rides_epochs) = if rebuild { Default::default() } else { (users_known.epochs.unwrap_or_default(), rides_known.epochs.unwrap_or_default()) };
-    let silver_users = users_known.table.filter(|_| !rebuild);
+    let (mut users_epochs, rides_epochs): (Vec<EpochState>, EpochState) = if rebuild {
+        (vec![EpochState::default(); bronze_users.streams.len()], EpochState::default())
+    } else {
+        (users_known.into_iter().map(|k| k.epochs.unwrap_or_default()).collect(), rides_known.epochs.unwrap_or_default())
+    };
+    let silver_users = users_table.filter(|_| !rebuild);
     let users_before = silver_users.as_ref().and_then(|t| t.version()).map(|v| v as i64);
     let silver_rides = rides_known.table.filter(|_| !rebuild);
     steps.lap(&mut report, "open tables");
@@ -700,9 +752,13 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     }
 
     // ---- an increment's users: decided at once ---------------------------------------------------
-    let user_fields = bronze_users.map.data_columns();
-    let user_changes = cdc::prepare(&increment::read(&bronze_users, &change_sources(&user_fields)).await?, &user_fields, &mut users_epochs)?;
-    let chosen = choose_users(&mut report, user_changes, &bronze_users).await?;
+    let mut chosen = Vec::new();
+    for (stream, epochs) in bronze_users.streams.iter().zip(&mut users_epochs) {
+        let fields = stream.map.data_columns();
+        let changes = cdc::prepare(&increment::read(stream, &change_sources(&fields)).await?, &fields, epochs)?;
+        chosen.push(choose_users(&mut report, changes, stream).await?);
+    }
+    let chosen = joined_users(chosen, &bronze_users.map)?;
     steps.lap(&mut report, "users: read and choose changes");
     let existing_users = match &silver_users {
         Some(t) => io::read_all(t).await?,
@@ -744,6 +800,24 @@ pub(crate) async fn choose_users(report: &mut SilverReport, changes: DataFrame, 
     drop(changes);
     report.count_rules(chosen.dropped, &chosen.warned);
     Ok((chosen.latest, with_bronze_ids(chosen.quarantined, bronze_users).await?))
+}
+
+/// The chosen changes of several users streams ([`choose_users`] of each: latest and
+/// quarantined) as one: each with every column silver users (`map`, [`StreamMap::joined`])
+/// keeps. Pure.
+pub(crate) fn joined_users(mut chosen: Vec<(DataFrame, DataFrame)>, map: &StreamMap) -> Result<(DataFrame, DataFrame)> {
+    if chosen.len() == 1
+        && let Some(one) = chosen.pop()
+    {
+        return Ok(one);
+    }
+    let step = "joining the users streams";
+    let stack = |frames: Vec<DataFrame>| -> Result<DataFrame> {
+        let frames = frames.into_iter().map(|f| map.aligned(f).map(DataFrame::lazy)).collect::<Result<Vec<_>>>()?;
+        concat(frames, UnionArgs { diagonal: true, ..Default::default() }).step(step)?.collect().step(step)
+    };
+    let (latest, bad): (Vec<DataFrame>, Vec<DataFrame>) = chosen.into_iter().unzip();
+    Ok((stack(latest)?, stack(bad)?))
 }
 
 /// What a run decides for users: the latest changes [`choose_users`] chose, applied over
@@ -922,17 +996,18 @@ pub(crate) struct UsersDecided {
     pub(crate) changed: DataFrame,
     pub(crate) bad: DataFrame,
     pub(crate) touched: BTreeSet<(i32, i32, i32)>,
-    pub(crate) epochs: EpochState,
+    /// Per users stream, in the streams' order.
+    pub(crate) epochs: Vec<EpochState>,
 }
 
 /// Commits an incremental run's users: the partitions they touch (their own commit point,
 /// written whenever the run writes, so that the markers advance and rides can name the users
 /// version they were checked against); returns the version.
-pub(crate) async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecided, bronze_users: &BronzeIncrement) -> Result<i64> {
+pub(crate) async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecided, bronze_users: &BronzeUsers) -> Result<i64> {
     let rows = users_to_write(users)?;
     cx.guard.next().await?;
     let target = cx.target(&USERS_TABLE);
-    let markers = input_markers(USERS_MARKER, bronze_users, &users.epochs, cx.model_hash);
+    let markers = users_markers(bronze_users, &users.epochs, cx.model_hash);
     let mode = WriteMode::ReplacePartitions(users.touched.clone());
     let written = io::write(target.url, target.options, &rows, mode, target.partition_by, &markers, target.name, target.description).await?;
     Ok(users_written(cx, written, &users.touched))
@@ -1102,11 +1177,14 @@ pub struct Clock {
 
 impl Clock {
     /// The clock of a run reading `users` and `rides` (read only when `links` wait for a while).
-    pub(crate) async fn of(users: &BronzeIncrement, rides: &BronzeIncrement, links: &Links) -> Result<Clock> {
+    pub(crate) async fn of(users: &BronzeUsers, rides: &BronzeIncrement, links: &Links) -> Result<Clock> {
         if !links.waits_for_any() {
             return Ok(Clock::default());
         }
-        let newest = [increment::newest_extracted(users).await?, increment::newest_extracted(rides).await?].into_iter().flatten().max();
+        let mut newest = increment::newest_extracted(rides).await?;
+        for stream in &users.streams {
+            newest = newest.max(increment::newest_extracted(stream).await?);
+        }
         Ok(Clock { micros: newest })
     }
 }
@@ -1322,7 +1400,7 @@ async fn update_rides(
     users: &UsersDecided,
     roles: &Roles,
     retyped: &DataFrame,
-    bronze_users: &BronzeIncrement,
+    bronze_users: &BronzeUsers,
     bronze_rides: &BronzeIncrement,
     marker: Option<i64>,
     silver_rides: Option<DeltaTable>,

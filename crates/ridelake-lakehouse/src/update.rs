@@ -46,15 +46,15 @@ use ridelake_core::bronze::RAW_ID;
 use crate::cdc;
 use crate::rules;
 use crate::error::{LakehouseError, PolarsContext, Result};
-use crate::increment::{self, BronzeIncrement};
+use crate::increment::{self, BronzeIncrement, BronzeUsers};
 use crate::io::{self, DataFile, StagedFiles, WriteMode};
 use crate::layout::LakeLayout;
 use crate::order::EpochState;
 use crate::rebuild::{self, SliceCounts, SliceOutput, SliceRunner, SliceTask};
 use crate::silver::{
     Clock, DELETED_TABLE, EXPIRED, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RideState, Roles, RunContext, Tables,
-    USERS_MARKER, USERS_TABLE, UsersDecided, as_of_marker, commit_quarantine, count, expired_rows, decide_rides, files_holding, files_in,
-    input_markers, other_ride_fields, partitions_of, not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_to_check_again,
+    USERS_TABLE, UsersDecided, as_of_marker, commit_quarantine, count, expired_rows, decide_rides, files_holding, files_in,
+    users_markers, other_ride_fields, partitions_of, not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_to_check_again,
     users_to_write, users_written, with_bronze_ids, with_fields,
 };
 use crate::keys::Keys;
@@ -160,7 +160,7 @@ pub(crate) async fn update_rides_in_slices(
     users: &UsersDecided,
     roles: &Roles,
     retyped: &DataFrame,
-    bronze_users: &BronzeIncrement,
+    bronze_users: &BronzeUsers,
     bronze_rides: &BronzeIncrement,
     found: Found,
     plan: &[Slice],
@@ -301,7 +301,7 @@ pub(crate) async fn update_rides_in_slices(
     cx.lap("write quarantine");
     // 2. users: the partitions staged before the slices.
     cx.guard.next().await?;
-    let markers = input_markers(USERS_MARKER, bronze_users, &users.epochs, cx.model_hash);
+    let markers = users_markers(bronze_users, &users.epochs, cx.model_hash);
     let mode = WriteMode::ReplacePartitions(users.touched.clone());
     let written = io::commit_staged(&cx.target(&USERS_TABLE), vec![users_files], &mode, &markers).await?;
     let users_version = users_written(cx, written, &users.touched);

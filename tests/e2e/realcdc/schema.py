@@ -46,7 +46,6 @@ RIDE_COLUMNS = [
     "cancelled_at", "pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon", "distance_km", "duration_s",
     "fare_amount", "currency", "payment_method", "customer_rating", "driver_rating", "created_at", "updated_at",
 ]
-TABLES = ("users", "rides")  # logical tables, parents first
 
 
 @dataclass(frozen=True)
@@ -124,8 +123,9 @@ class Schema:
 
     @property
     def streams(self) -> dict[str, list[str]]:
-        """Source table -> source columns, parents first (the streams of the connection)."""
-        return {self.tables[t]: self.source_columns(t) for t in TABLES}
+        """Source table -> source columns, parents first (the streams of the connection): in the
+        order of `tables` (users before rides; a schema may hold its users in several tables)."""
+        return {source: self.source_columns(t) for t, source in self.tables.items()}
 
     # -- the application changes its tables -----------------------------------------------------
     def modify(self, table: str, column: str, ddl: str, **changes) -> "Schema":

@@ -266,18 +266,14 @@ class SourceMySql:
             start = Offset(*self.db.binlog_position())
             sync.start = start
             sync.during_writes += run("after-offset")
-            self._snapshot(emitter, self.schema.users, start)
-            sync.during_writes += run("between-tables")
-            self._snapshot(emitter, self.schema.rides, start)
+            sync.during_writes += self._snapshots(emitter, start, run)
             sync.end = self._binlog(emitter, start)
         else:
             start = Offset(*self.db.binlog_position())
             sync.start = start
             reached = self._binlog(emitter, start)
             sync.during_writes += run("after-binlog")
-            self._snapshot(emitter, self.schema.users, reached)
-            sync.during_writes += run("between-tables")
-            self._snapshot(emitter, self.schema.rides, reached)
+            sync.during_writes += self._snapshots(emitter, reached, run)
             sync.end = reached
         emitter.state(sync.end, final=True)
         self.offset = sync.end
@@ -286,6 +282,16 @@ class SourceMySql:
         sync.origins = emitter.origins
         self.syncs.append(sync)
         return sync
+
+    def _snapshots(self, emitter: "_Emitter", offset: Offset, run) -> int:
+        """Snapshots every stream, parents first, the application writing between two tables (`run`);
+        returns how many transactions it wrote."""
+        written = 0
+        for i, stream in enumerate(self.streams):
+            if i:
+                written += run("between-tables")
+            self._snapshot(emitter, stream, offset)
+        return written
 
     def _snapshot(self, emitter: "_Emitter", stream: str, offset: Offset) -> None:
         columns = self.streams[stream]
