@@ -36,6 +36,11 @@
 //! driver_id = "accept"
 //! ```
 //!
+//! Users may come from several source tables, one per role, each with its own map
+//! (`[[users.streams]]`, `type = "driver"`): silver's user key is then the role and the table's key
+//! as one text (`driver|17`, composed as a composite key is, the role being a column of one value,
+//! [`StreamMap::literals`]), and a ride's links compose the role they point to the same way.
+//!
 //! Mapping is the first step after reading bronze ([`crate::increment::read`] applies it): everything after it works on silver's columns.
 //!
 //! - [`Model::parse`] reads and checks a model file; every problem names its line.
@@ -869,6 +874,7 @@ impl Model {
     /// silver needs can be filled. Each problem names the model line.
     /// `users` holds the schemas of [`Model::user_maps`]' streams, in their order.
     pub fn check_bronze(&self, users: &[Option<&ArrowSchema>], rides: Option<&ArrowSchema>) -> Vec<String> {
+        debug_assert_eq!(users.len(), 1 + self.more_users.len(), "one schema per users stream");
         let mut problems = Vec::new();
         for (map, schema) in self.user_maps().into_iter().zip(users) {
             map.check(&USER_COLUMNS, &REQUIRED_USER_COLUMNS, *schema, &mut problems);
