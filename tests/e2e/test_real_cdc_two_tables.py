@@ -401,6 +401,7 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
                 ridelake.build_gold(str(lake), NAMESPACE, model=str(MODEL))
             except ridelake.RidelakeError as error:
                 pytest.fail(f"silver/gold build failed: {type(error).__name__}: {error}\n  {context}")
+            assert sorted(report["users_streams"]) == ["drivers", "passengers"], report["users_streams"]
             pending_seen += report["pending"]
             log[-1] += f" [silver: {report['users_upserted']} users and {report['rides_upserted']} rides upserted, {report['pending']} pending, {report['released']} released]"
             if not complete:

@@ -100,8 +100,13 @@ pub async fn run_silver(layout: &LakeLayout, run: &SilverOptions, observe: &Obse
     }
     let event = match &result {
         Ok(r) => {
-            // (the report counts the first users stream's version, and every stream's changes)
-            let mut read: Vec<Dataset> = users.iter().enumerate().map(|(i, url)| if i == 0 { dataset(url, Some(r.users_versions.1), Some(r.users_read)) } else { Dataset::at(url) }).collect();
+            // (each users stream at its version; the report counts the streams' changes together)
+            let one = users.len() == 1;
+            let mut read: Vec<Dataset> = users
+                .iter()
+                .zip(layout.model.user_maps())
+                .map(|(url, map)| dataset(url, r.users_streams.get(&map.stream).map(|v| v.1), one.then_some(r.users_read)))
+                .collect();
             read.push(dataset(&rides, Some(r.rides_versions.1), Some(r.rides_read)));
             lineage.complete(&read, &outputs(&r.written))
         }

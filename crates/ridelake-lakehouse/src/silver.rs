@@ -36,7 +36,7 @@
 //! midway and rerun gives the same tables. A lease ([`crate::lease`]) keeps two runs from
 //! interleaving.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use deltalake::DeltaTable;
 use polars::prelude::*;
@@ -138,8 +138,11 @@ fn table_marker(app_id: &str) -> String {
 /// What a silver run did.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SilverReport {
-    /// Bronze users versions processed: (after, up to); equal when there was nothing new.
+    /// Bronze users versions processed: (after, up to); equal when there was nothing new. (With
+    /// users from several source tables: the first's; `users_streams` has each.)
     pub users_versions: (Option<i64>, i64),
+    /// Each users stream's bronze versions processed (after, up to), by stream name.
+    pub users_streams: BTreeMap<String, (Option<i64>, i64)>,
     /// Bronze rides versions processed.
     pub rides_versions: (Option<i64>, i64),
     /// Why this run rebuilt silver from all of bronze, if it did.
@@ -711,6 +714,7 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     if let Some(first) = bronze_users.streams.first() {
         report.users_versions = (first.after, first.upto);
     }
+    report.users_streams = bronze_users.streams.iter().map(|s| (s.map.stream.clone(), (s.after, s.upto))).collect();
     report.rides_versions = (bronze_rides.after, bronze_rides.upto);
     if !rebuild && bronze_users.up_to_date() && bronze_rides.up_to_date() {
         report.noop = true;

@@ -12,7 +12,8 @@ class Written(TypedDict):
     version: int
 
 class SilverReport(TypedDict):
-    users_versions: list[int | None]  # [processed after, up to]
+    users_versions: list[int | None]  # [processed after, up to] (of the first users stream)
+    users_streams: dict[str, list[int | None]]  # each users stream's [processed after, up to]
     rides_versions: list[int | None]
     rebuild: str | None  # why this run rebuilt silver from all of bronze, if it did
     rows_read: int
