@@ -6,6 +6,8 @@
 //! after maintenance stay incremental, and a rebuild of the maintained lake, which must read the
 //! compacted bronze files and a cleaned log, gives its tables again, every column included (the
 //! change order's bronze version and row too). Bronze is written by the real connector pipeline.
+//! With users from a table per role (`[[users.streams]]`), maintenance compacts each table within
+//! what silver processed of it (its own marker), and the runs after it stay incremental.
 
 mod common;
 
@@ -19,6 +21,7 @@ use ridelake_lakehouse::LakehouseError;
 use ridelake_lakehouse::gold::{GOLD_MARKER, GOLD_TABLES, build_gold};
 use ridelake_lakehouse::io;
 use ridelake_lakehouse::maintain::{LOG_CLEANUP_PROPERTY, MaintainOptions, MaintenanceReport, maintain};
+use ridelake_lakehouse::model::Model;
 use ridelake_lakehouse::silver::{SilverOptions, build_silver, build_silver_with};
 
 /// Maintenance with no retention at all: everything that may go, goes.
@@ -199,4 +202,77 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A model whose users come from a table per role.
+const TWO_TABLES: &str = "version = 1\n[[users.streams]]\nstream = \"passengers\"\ntype = \"customer\"\n[[users.streams]]\nstream = \"drivers\"\ntype = \"driver\"\n";
+
+/// `lines` (a history without type changes) with each users change in the table of its user's
+/// role, and the catalog of those tables (the users stream's, twice).
+fn split_by_role(lines: &[String]) -> (Vec<String>, String) {
+    let parse = |line: &String| serde_json::from_str::<serde_json::Value>(line).expect("json");
+    let mut drivers = std::collections::BTreeSet::new();
+    for message in lines.iter().map(parse) {
+        if message["record"]["stream"] == "users" && message["record"]["data"]["type"] == "driver" {
+            drivers.insert(message["record"]["data"]["id"].as_i64());
+        }
+    }
+    let split = lines
+        .iter()
+        .map(|line| {
+            let mut message = parse(line);
+            if message["type"] != "RECORD" || message["record"]["stream"] != "users" {
+                return line.clone();
+            }
+            let driver = drivers.contains(&message["record"]["data"]["id"].as_i64());
+            message["record"]["stream"] = serde_json::json!(if driver { "drivers" } else { "passengers" });
+            message.to_string()
+        })
+        .collect();
+    let mut catalog: serde_json::Value = serde_json::from_str(&configured_catalog(common::NS, "append", 1, 0, 1)).expect("catalog");
+    let streams = catalog["streams"].as_array_mut().expect("streams");
+    let users = streams.iter().position(|s| s["stream"]["name"] == "users").expect("users");
+    let users = streams.remove(users);
+    for name in ["passengers", "drivers"] {
+        let mut stream = users.clone();
+        stream["stream"]["name"] = serde_json::json!(name);
+        streams.insert(0, stream);
+    }
+    (split, catalog.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_compacts_each_users_table_within_its_marker() {
+    let lines = generate(GeneratorConfig { seed: 11, users: 40, rides: 200, changes: 1200, state_every: 60, late_user_rate: 0.3, type_change_rate: 0.0, ..Default::default() });
+    let (lines, catalog) = split_by_role(&lines);
+    let model = Model::parse(TWO_TABLES, "two-tables.toml").expect("model");
+    let (plain, kept) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let syncs = 6;
+    for i in 0..syncs {
+        let part = &lines[lines.len() * i / syncs..lines.len() * (i + 1) / syncs];
+        sync(plain.path(), &catalog, part).await;
+        sync(kept.path(), &catalog, part).await;
+        build_silver(&layout(plain.path(), Some(&model))).await.expect("silver");
+        let report = build_silver(&layout(kept.path(), Some(&model))).await.expect("silver");
+        assert!(i == 0 || report.rebuild.is_none(), "maintenance must not cost an increment: {report:?}");
+        if i % 2 == 1 {
+            maintain(&layout(kept.path(), Some(&model)), &eager()).await.expect("maintenance");
+        }
+    }
+    let (expected, got) = (tables(plain.path()).await, tables(kept.path()).await);
+    for ((table, a), (_, b)) in without_versions(&expected).iter().zip(&without_versions(&got)) {
+        assert_same(table, a, b, "two users tables, incremental");
+    }
+    let files = |lake: &Path, stream: &'static str| {
+        let layout = layout(lake, None);
+        async move { io::files(&io::open(&layout.bronze(stream).expect("url"), &layout.storage_options()).await.expect("open").expect("bronze")).expect("files").len() }
+    };
+    for stream in ["passengers", "drivers"] {
+        assert!(files(kept.path(), stream).await < files(plain.path(), stream).await, "bronze {stream} was compacted");
+    }
+    let rebuilt = build_silver_with(&layout(kept.path(), Some(&model)), &SilverOptions { rebuild: true, ..Default::default() }).await.expect("rebuild");
+    assert!(rebuilt.rebuild.is_some());
+    for ((table, a), (_, b)) in got.iter().zip(&tables(kept.path()).await) {
+        assert_same(table, a, b, "two users tables, rebuilt after maintenance");
+    }
 }
