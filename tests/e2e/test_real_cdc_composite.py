@@ -40,8 +40,10 @@ import os
 import random
 from collections import Counter
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -382,12 +384,12 @@ PUBLISHED = f"""WITH pub AS (
     WHERE c.role = 'rider' AND (r.driver_no IS NULL OR d.role = 'driver'))"""
 
 
-def database_rows(db) -> dict[str, dict]:
+def database_rows(db, namespace: str = NAMESPACE, queries=None) -> dict[str, dict]:
     """The database now in silver's terms: logical table -> silver key -> row (silver's columns and
-    the key's own columns)."""
+    the source columns silver keeps), by `queries` ((logical table, SQL), ...)."""
     out = {}
-    for table, query in (("users", USERS_SQL), ("rides", RIDES_SQL)):
-        with closing(db.connect(NAMESPACE)) as conn, conn.cursor() as cur:
+    for table, query in queries or (("users", USERS_SQL), ("rides", RIDES_SQL)):
+        with closing(db.connect(namespace)) as conn, conn.cursor() as cur:
             cur.execute(query)
             names = [d[0] for d in cur.description]
             rows = [dict(zip(names, r)) for r in cur.fetchall()]
@@ -396,26 +398,111 @@ def database_rows(db) -> dict[str, dict]:
     return out
 
 
-def check_parts(lake: Path, current: dict[str, dict]) -> list[str]:
-    """Silver's copies of the key's columns == the database's, for every user and ride silver has."""
+def check_parts(lake: Path, current: dict[str, dict], parts: dict = PARTS, what: str = "the composite key's columns") -> list[str]:
+    """Silver's copies of source columns (`parts`: by logical table; by default the key's columns)
+    == the database's, for every user and ride silver has."""
     problems = []
     for table, logical in (("users", "users"), ("rides", "rides"), ("rides_pending", "rides")):
         frame = read(lake, "silver", table)
         if frame is None:
             continue
-        missing = [c for c in PARTS[logical] if c not in frame.columns]
+        missing = [c for c in parts[logical] if c not in frame.columns]
         if missing:
-            problems.append(f"silver {table}: no column {missing} (the composite key's columns are kept)")
+            problems.append(f"silver {table}: no column {missing} ({what} are kept)")
             continue
         rows, _ = keyed(frame, ["id"])
         for key, row in rows.items():
             want = current[logical].get(key)
             if want is None:
                 continue
-            wrong = [f"{c} {show(row[c])} != {show(want[c])}" for c in PARTS[logical] if row[c] != want[c]]
+            wrong = [f"{c} {show(row[c])} != {show(want[c])}" for c in parts[logical] if row[c] != want[c]]
             if wrong:
                 problems.append(f"silver {table} {key!r}: {', '.join(wrong)}")
     return problems[:10]
+
+
+@dataclass
+class History:
+    """What one real-CDC test runs: its application (an `App`), the schema and model, and how it
+    reads the database in silver's terms."""
+    app: App
+    schema: Schema
+    model: Path
+    current: Callable[[], dict[str, dict]]  # the database now, as `database_rows` gives it
+    deleted: Callable[[], tuple[list, list]]  # the silver keys of the users and rides deleted so far
+    published: str  # the SQL of the published rides (realcdc.compare.expected_gold)
+    kept: Callable[[Path, dict], list[str]]  # the source columns silver keeps == the database's
+    check_report: Callable[[dict], None] = lambda report: None
+
+
+def run_history(history: History, flavor: str, seed: int, mariadb, tmp_path: Path) -> tuple[Path, int, str]:
+    """The application's history in four syncs (the first a snapshot during which it writes): after
+    each, the harness checks itself, the destination writes bronze, ridelake builds silver and gold
+    with the model, and both equal the database when the records bring its state. Returns the lake,
+    the rides seen pending and the log."""
+    app, schema, namespace = history.app, history.schema, history.app.namespace
+    source = SourceMySql(mariadb, namespace, state_every=25, schema=schema)
+    lake = tmp_path / "lake"
+    config = local_config(tmp_path, lake / "bronze")
+    log: list[str] = []
+    pending_seen = 0
+
+    def during(stage: str) -> int:
+        """The application writes while the snapshot reads: a new rider's ride can be read before
+        the rider."""
+        return sum(1 for _ in range(app.rng.randrange(1, 4)) if app.op_join_and_request())
+
+    for number, transactions in enumerate([0, 100, 100, 60]):
+        app.phase(transactions)
+        started = max(app.now, source.syncs[-1].started_at if source.syncs else app.now) + timedelta(seconds=app.rng.randrange(60, 3600))
+        app.now = started
+        sync = source.read(flavor, started, during if number == 0 else None)
+        log.append(sync.summary())
+        context = f"{flavor}, seed {seed}\n  " + "\n  ".join(log)
+        # The harness against the server itself.
+        problems = check_meta(source.syncs) + check_positions(mariadb, sync, schema)
+        stored = {t: app.rows(t) for t in schema.streams}
+        complete = replay(source.syncs, schema) == stored
+        if not complete and (flavor == JAVA or sync.during_writes == 0):
+            problems.append("the records replayed in emission order differ from the database")
+        assert not problems, f"HARNESS: {problems}\n  {context}"
+        catalog = write_json(tmp_path / f"catalog-{sync.number}.json", configured_catalog(namespace, sync_id=sync.number, schema=schema))
+        run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=sync.jsonl())
+        assert run.returncode == 0, f"destination failed at sync {sync.number}: {run.stderr[-3000:]}\n  {context}"
+        problems = check_bronze(lake, source.syncs, namespace, streams=tuple(schema.streams))
+        assert not problems, f"bronze: {problems}\n  {context}"
+        if ridelake is None:
+            pytest.fail(f"ridelake is not importable ({RIDELAKE_IMPORT_ERROR}); bronze checks passed\n  {context}")
+
+        found = ridelake.validate_model(str(history.model), str(lake), namespace)
+        assert found == [], f"validate_model: {found}\n  {context}"
+        try:
+            report = ridelake.build_silver(str(lake), namespace, model=str(history.model))
+            ridelake.build_gold(str(lake), namespace, model=str(history.model))
+        except ridelake.RidelakeError as error:
+            pytest.fail(f"silver/gold build failed: {type(error).__name__}: {error}\n  {context}")
+        history.check_report(report)
+        pending_seen += report["pending"]
+        log[-1] += f" [silver: {report['users_upserted']} users and {report['rides_upserted']} rides upserted, {report['pending']} pending, {report['released']} released]"
+        if not complete:
+            log[-1] += " [not compared: the application wrote while the snapshot read]"
+            continue
+        current = history.current()
+        deleted_users, deleted_rides = history.deleted()
+        problems = compare(lake, mariadb, namespace, current, deleted_users=deleted_users, deleted_rides=deleted_rides,
+                           gold_keys=GOLD_KEYS, published=history.published)
+        problems += history.kept(lake, current)
+        assert not problems, "silver/gold differ from the database:\n    " + "\n    ".join(problems) + f"\n  {context}"
+    return lake, pending_seen, "\n  ".join(log)
+
+
+def check_incremental_is_rebuild(lake: Path, namespace: str, model: Path, context: str) -> None:
+    """A rebuild from all of bronze gives the silver tables the incremental runs left."""
+    incremental = silver_frames(lake)
+    report = ridelake.build_silver(str(lake), namespace, model=str(model), rebuild=True)
+    assert report["rebuild"], f"rebuild=True did not rebuild: {report}\n  {context}"
+    problems = [p for t in SILVER_TABLES for p in frame_differences(f"silver {t} (incremental vs rebuild)", incremental[t], read(lake, "silver", t))]
+    assert not problems, "a rebuild differs from the incremental runs:\n    " + "\n    ".join(problems) + f"\n  {context}"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -430,58 +517,12 @@ def test_real_cdc_with_composite_keys(flavor, seed, mariadb, tmp_path):
         for _ in range(3):
             app.op_join()
         app.phase(40)
-        source = SourceMySql(mariadb, NAMESPACE, state_every=25, schema=SCHEMA)
-        lake = tmp_path / "lake"
-        config = local_config(tmp_path, lake / "bronze")
-        log: list[str] = []
-        pending_seen = 0
-
-        def during(stage: str) -> int:
-            """The application writes while the snapshot reads: a new rider's journey can be read
-            before the rider (Kotlin reads members first, then journeys)."""
-            return sum(1 for _ in range(app.rng.randrange(1, 4)) if app.op_join_and_request())
-
-        for number, transactions in enumerate([0, 100, 100, 60]):
-            app.phase(transactions)
-            started = max(app.now, source.syncs[-1].started_at if source.syncs else app.now) + timedelta(seconds=app.rng.randrange(60, 3600))
-            app.now = started
-            sync = source.read(flavor, started, during if number == 0 else None)
-            log.append(sync.summary())
-            context = f"{flavor}, seed {seed}\n  " + "\n  ".join(log)
-            # The harness against the server itself.
-            problems = check_meta(source.syncs) + check_positions(mariadb, sync, SCHEMA)
-            stored = {t: app.rows(t) for t in SCHEMA.streams}
-            complete = replay(source.syncs, SCHEMA) == stored
-            if not complete and (flavor == JAVA or sync.during_writes == 0):
-                problems.append("the records replayed in emission order differ from the database")
-            assert not problems, f"HARNESS: {problems}\n  {context}"
-            catalog = write_json(tmp_path / f"catalog-{sync.number}.json", configured_catalog(NAMESPACE, sync_id=sync.number, schema=SCHEMA))
-            run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=sync.jsonl())
-            assert run.returncode == 0, f"destination failed at sync {sync.number}: {run.stderr[-3000:]}\n  {context}"
-            problems = check_bronze(lake, source.syncs, NAMESPACE, streams=tuple(SCHEMA.streams))
-            assert not problems, f"bronze: {problems}\n  {context}"
-            if ridelake is None:
-                pytest.fail(f"ridelake is not importable ({RIDELAKE_IMPORT_ERROR}); bronze checks passed\n  {context}")
-
-            found = ridelake.validate_model(str(MODEL), str(lake), NAMESPACE)
-            assert found == [], f"validate_model: {found}\n  {context}"
-            try:
-                report = ridelake.build_silver(str(lake), NAMESPACE, model=str(MODEL))
-                ridelake.build_gold(str(lake), NAMESPACE, model=str(MODEL))
-            except ridelake.RidelakeError as error:
-                pytest.fail(f"silver/gold build failed: {type(error).__name__}: {error}\n  {context}")
-            pending_seen += report["pending"]
-            log[-1] += f" [silver: {report['rides_upserted']} rides upserted, {report['pending']} pending, {report['released']} released]"
-            if not complete:
-                log[-1] += " [not compared: the application wrote while the snapshot read]"
-                continue
-            current = database_rows(mariadb)
-            deleted_users = [silver_key(k) for k in app.deleted_members]
-            deleted_rides = [silver_key(k) for k in app.deleted_journeys]
-            problems = compare(lake, mariadb, NAMESPACE, current, deleted_users=deleted_users, deleted_rides=deleted_rides,
-                               gold_keys=GOLD_KEYS, published=PUBLISHED)
-            problems += check_parts(lake, current)
-            assert not problems, "silver/gold differ from the database:\n    " + "\n    ".join(problems) + f"\n  {context}"
+        history = History(
+            app, SCHEMA, MODEL, current=lambda: database_rows(mariadb),
+            deleted=lambda: ([silver_key(k) for k in app.deleted_members], [silver_key(k) for k in app.deleted_journeys]),
+            published=PUBLISHED, kept=check_parts)
+        lake, pending_seen, log = run_history(history, flavor, seed, mariadb, tmp_path)
+        context = f"{flavor}, seed {seed}\n  {log}"
 
         # What the history was for.
         shared = sql(mariadb, NAMESPACE, "SELECT COUNT(*) FROM (SELECT member_no FROM members GROUP BY member_no HAVING COUNT(*) > 1) s")[0][0]
@@ -491,13 +532,8 @@ def test_real_cdc_with_composite_keys(flavor, seed, mariadb, tmp_path):
         assert app.counts["renumbered"] + app.counts["moved"], f"HARNESS: no key changed\n  {context}"
         assert pending_seen, f"HARNESS: no journey waited for its members\n  {context}"
 
-        # Incremental = a rebuild from all of bronze.
-        incremental = silver_frames(lake)
-        report = ridelake.build_silver(str(lake), NAMESPACE, model=str(MODEL), rebuild=True)
-        assert report["rebuild"], f"rebuild=True did not rebuild: {report}\n  {context}"
-        problems = [p for t in SILVER_TABLES for p in frame_differences(f"silver {t} (incremental vs rebuild)", incremental[t], read(lake, "silver", t))]
-        assert not problems, "a rebuild differs from the incremental runs:\n    " + "\n    ".join(problems) + f"\n  {context}"
-        print(f"{flavor}, seed {seed}: {dict(app.counts)}, {shared} numbers shared by regions, {escaped} journeys in escaped regions\n  " + "\n  ".join(log))
+        check_incremental_is_rebuild(lake, NAMESPACE, MODEL, context)
+        print(f"{flavor}, seed {seed}: {dict(app.counts)}, {shared} numbers shared by regions, {escaped} journeys in escaped regions\n  {log}")
     finally:
         app.close()
 

@@ -33,26 +33,15 @@ Seeds: SEEDS is the regression list; RIDELAKE_REALCDC_SEEDS=N adds N more.
 from __future__ import annotations
 
 import os
-from contextlib import closing
-from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from conftest import DEST, REPO, local_config, run_dest, write_json
-from test_pipeline import GOLD_KEYS
-from test_real_cdc_composite import App as CompositeApp
-from test_real_cdc_kept import SILVER_TABLES, frame_differences, silver_frames
-from realcdc.compare import check_bronze, compare, keyed, read, show, sql
+from conftest import DEST, REPO
+from test_real_cdc_composite import App as CompositeApp, History, check_incremental_is_rebuild, check_parts, database_rows, run_history
+from realcdc.compare import sql
 from realcdc.fixtures import mariadb, mariadb_template  # noqa: F401 (fixtures)
 from realcdc.schema import DATETIME, INTEGER, STRING, Column, Schema
-from realcdc.source_mysql import FLAVORS, JAVA, SourceMySql, check_catalog, check_meta, check_positions, configured_catalog, replay
-
-try:
-    import ridelake
-except ImportError as error:  # reported by the test that needs it, after the bronze checks
-    ridelake = None
-    RIDELAKE_IMPORT_ERROR = error
+from realcdc.source_mysql import FLAVORS, JAVA, check_catalog
 
 pytestmark = pytest.mark.filterwarnings("ignore:'db' is deprecated:DeprecationWarning")
 
@@ -312,43 +301,6 @@ PUBLISHED = f"""WITH pub AS (
     WHERE r.driver_id IS NULL OR d.driver_id IS NOT NULL)"""
 
 
-def database_rows(db) -> dict[str, dict]:
-    """The database now in silver's terms: logical table -> silver key -> row (silver's columns and
-    the source key columns silver keeps)."""
-    out = {}
-    for table, query in (("users", USERS_SQL), ("rides", RIDES_SQL)):
-        with closing(db.connect(NAMESPACE)) as conn, conn.cursor() as cur:
-            cur.execute(query)
-            names = [d[0] for d in cur.description]
-            rows = [dict(zip(names, r)) for r in cur.fetchall()]
-        out[table] = {r["id"]: r for r in rows}
-        assert len(out[table]) == len(rows), f"HARNESS: two {table} rows with one silver key"
-    return out
-
-
-def check_kept(lake: Path, current: dict[str, dict]) -> list[str]:
-    """Silver's copies of the source key columns == the database's, for every user and ride silver
-    has."""
-    problems = []
-    for table, logical in (("users", "users"), ("rides", "rides"), ("rides_pending", "rides")):
-        frame = read(lake, "silver", table)
-        if frame is None:
-            continue
-        missing = [c for c in KEPT[logical] if c not in frame.columns]
-        if missing:
-            problems.append(f"silver {table}: no column {missing} (the source key columns are kept)")
-            continue
-        rows, _ = keyed(frame, ["id"])
-        for key, row in rows.items():
-            want = current[logical].get(key)
-            if want is None:
-                continue
-            wrong = [f"{c} {show(row[c])} != {show(want[c])}" for c in KEPT[logical] if row[c] != want[c]]
-            if wrong:
-                problems.append(f"silver {table} {key!r}: {', '.join(wrong)}")
-    return problems[:10]
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
@@ -361,57 +313,16 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
         for _ in range(4):
             app.op_join()
         app.phase(40)
-        source = SourceMySql(mariadb, NAMESPACE, state_every=25, schema=SCHEMA)
-        lake = tmp_path / "lake"
-        config = local_config(tmp_path, lake / "bronze")
-        log: list[str] = []
-        pending_seen = 0
 
-        def during(stage: str) -> int:
-            """The application writes while the snapshot reads: a new passenger's trip can be read
-            before the passenger (Kotlin reads the binlog first, then each table)."""
-            return sum(1 for _ in range(app.rng.randrange(1, 4)) if app.op_join_and_request())
-
-        for number, transactions in enumerate([0, 100, 100, 60]):
-            app.phase(transactions)
-            started = max(app.now, source.syncs[-1].started_at if source.syncs else app.now) + timedelta(seconds=app.rng.randrange(60, 3600))
-            app.now = started
-            sync = source.read(flavor, started, during if number == 0 else None)
-            log.append(sync.summary())
-            context = f"{flavor}, seed {seed}\n  " + "\n  ".join(log)
-            # The harness against the server itself.
-            problems = check_meta(source.syncs) + check_positions(mariadb, sync, SCHEMA)
-            stored = {t: app.rows(t) for t in SCHEMA.streams}
-            complete = replay(source.syncs, SCHEMA) == stored
-            if not complete and (flavor == JAVA or sync.during_writes == 0):
-                problems.append("the records replayed in emission order differ from the database")
-            assert not problems, f"HARNESS: {problems}\n  {context}"
-            catalog = write_json(tmp_path / f"catalog-{sync.number}.json", configured_catalog(NAMESPACE, sync_id=sync.number, schema=SCHEMA))
-            run = run_dest("write", "--config", str(config), "--catalog", str(catalog), stdin=sync.jsonl())
-            assert run.returncode == 0, f"destination failed at sync {sync.number}: {run.stderr[-3000:]}\n  {context}"
-            problems = check_bronze(lake, source.syncs, NAMESPACE, streams=tuple(SCHEMA.streams))
-            assert not problems, f"bronze: {problems}\n  {context}"
-            if ridelake is None:
-                pytest.fail(f"ridelake is not importable ({RIDELAKE_IMPORT_ERROR}); bronze checks passed\n  {context}")
-
-            found = ridelake.validate_model(str(MODEL), str(lake), NAMESPACE)
-            assert found == [], f"validate_model: {found}\n  {context}"
-            try:
-                report = ridelake.build_silver(str(lake), NAMESPACE, model=str(MODEL))
-                ridelake.build_gold(str(lake), NAMESPACE, model=str(MODEL))
-            except ridelake.RidelakeError as error:
-                pytest.fail(f"silver/gold build failed: {type(error).__name__}: {error}\n  {context}")
+        def check_report(report: dict) -> None:
             assert sorted(report["users_streams"]) == ["drivers", "passengers"], report["users_streams"]
-            pending_seen += report["pending"]
-            log[-1] += f" [silver: {report['users_upserted']} users and {report['rides_upserted']} rides upserted, {report['pending']} pending, {report['released']} released]"
-            if not complete:
-                log[-1] += " [not compared: the application wrote while the snapshot read]"
-                continue
-            current = database_rows(mariadb)
-            problems = compare(lake, mariadb, NAMESPACE, current, deleted_users=app.deleted_users, deleted_rides=app.deleted_trips,
-                               gold_keys=GOLD_KEYS, published=PUBLISHED)
-            problems += check_kept(lake, current)
-            assert not problems, "silver/gold differ from the database:\n    " + "\n    ".join(problems) + f"\n  {context}"
+
+        history = History(
+            app, SCHEMA, MODEL, current=lambda: database_rows(mariadb, NAMESPACE, (("users", USERS_SQL), ("rides", RIDES_SQL))),
+            deleted=lambda: (app.deleted_users, app.deleted_trips), published=PUBLISHED,
+            kept=lambda lake, current: check_parts(lake, current, KEPT, "the source key columns"), check_report=check_report)
+        lake, pending_seen, log = run_history(history, flavor, seed, mariadb, tmp_path)
+        context = f"{flavor}, seed {seed}\n  {log}"
 
         # What the history was for.
         shared = sql(mariadb, NAMESPACE, "SELECT COUNT(*) FROM passengers p JOIN drivers d ON d.driver_id = p.passenger_id")[0][0]
@@ -422,12 +333,7 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
         # passenger meets them there; Kotlin leaves the passenger to the next sync)
         assert pending_seen or flavor == JAVA, f"HARNESS: no trip waited for its passenger\n  {context}"
 
-        # Incremental = a rebuild from all of bronze.
-        incremental = silver_frames(lake)
-        report = ridelake.build_silver(str(lake), NAMESPACE, model=str(MODEL), rebuild=True)
-        assert report["rebuild"], f"rebuild=True did not rebuild: {report}\n  {context}"
-        problems = [p for t in SILVER_TABLES for p in frame_differences(f"silver {t} (incremental vs rebuild)", incremental[t], read(lake, "silver", t))]
-        assert not problems, "a rebuild differs from the incremental runs:\n    " + "\n    ".join(problems) + f"\n  {context}"
-        print(f"{flavor}, seed {seed}: {dict(app.counts)}, {shared} numbers name a passenger and a driver\n  " + "\n  ".join(log))
+        check_incremental_is_rebuild(lake, NAMESPACE, MODEL, context)
+        print(f"{flavor}, seed {seed}: {dict(app.counts)}, {shared} numbers name a passenger and a driver\n  {log}")
     finally:
         app.close()
