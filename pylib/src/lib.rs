@@ -255,9 +255,11 @@ fn maintain<'py>(
     to_python(py, &report)
 }
 
-/// Reads a table of a layer (`bronze`, `silver`, `gold`) as a Polars DataFrame.
+/// Reads a table of a layer (`bronze`, `silver`, `gold`) as a Polars DataFrame. A silver table
+/// is named as the code knows it (`users`, `rides`, `rides_pending`, …) or as the model (`model`,
+/// else `RIDELAKE_MODEL`) names it.
 #[pyfunction]
-#[pyo3(signature = (lake, layer, table, namespace = "ridehail", storage_options = None))]
+#[pyo3(signature = (lake, layer, table, namespace = "ridehail", storage_options = None, *, model = None))]
 fn read_table(
     py: Python<'_>,
     lake: &str,
@@ -265,8 +267,10 @@ fn read_table(
     table: &str,
     namespace: &str,
     storage_options: Option<HashMap<String, String>>,
+    model: Option<std::path::PathBuf>,
 ) -> PyResult<PyDataFrame> {
-    let layout = layout(lake, namespace, storage_options)?;
+    // (only silver's locations depend on the model)
+    let layout = if layer == "silver" { modeled_layout(lake, namespace, storage_options, model.as_deref())? } else { layout(lake, namespace, storage_options)? };
     let url = match layer {
         "bronze" => layout.bronze(table),
         "silver" => layout.silver(table),

@@ -398,12 +398,13 @@ def database_rows(db, namespace: str = NAMESPACE, queries=None) -> dict[str, dic
     return out
 
 
-def check_parts(lake: Path, current: dict[str, dict], parts: dict = PARTS, what: str = "the composite key's columns") -> list[str]:
+def check_parts(lake: Path, current: dict[str, dict], parts: dict = PARTS, what: str = "the composite key's columns",
+                model: Path | None = None) -> list[str]:
     """Silver's copies of source columns (`parts`: by logical table; by default the key's columns)
-    == the database's, for every user and ride silver has."""
+    == the database's, for every user and ride silver has (in the tables `model` names)."""
     problems = []
     for table, logical in (("users", "users"), ("rides", "rides"), ("rides_pending", "rides")):
-        frame = read(lake, "silver", table)
+        frame = read(lake, "silver", table, model)
         if frame is None:
             continue
         missing = [c for c in parts[logical] if c not in frame.columns]
@@ -490,7 +491,7 @@ def run_history(history: History, flavor: str, seed: int, mariadb, tmp_path: Pat
         current = history.current()
         deleted_users, deleted_rides = history.deleted()
         problems = compare(lake, mariadb, namespace, current, deleted_users=deleted_users, deleted_rides=deleted_rides,
-                           gold_keys=GOLD_KEYS, published=history.published)
+                           gold_keys=GOLD_KEYS, published=history.published, model=history.model)
         problems += history.kept(lake, current)
         assert not problems, "silver/gold differ from the database:\n    " + "\n    ".join(problems) + f"\n  {context}"
     return lake, pending_seen, "\n  ".join(log)
@@ -498,10 +499,10 @@ def run_history(history: History, flavor: str, seed: int, mariadb, tmp_path: Pat
 
 def check_incremental_is_rebuild(lake: Path, namespace: str, model: Path, context: str) -> None:
     """A rebuild from all of bronze gives the silver tables the incremental runs left."""
-    incremental = silver_frames(lake)
+    incremental = silver_frames(lake, model)
     report = ridelake.build_silver(str(lake), namespace, model=str(model), rebuild=True)
     assert report["rebuild"], f"rebuild=True did not rebuild: {report}\n  {context}"
-    problems = [p for t in SILVER_TABLES for p in frame_differences(f"silver {t} (incremental vs rebuild)", incremental[t], read(lake, "silver", t))]
+    problems = [p for t in SILVER_TABLES for p in frame_differences(f"silver {t} (incremental vs rebuild)", incremental[t], read(lake, "silver", t, model))]
     assert not problems, "a rebuild differs from the incremental runs:\n    " + "\n    ".join(problems) + f"\n  {context}"
 
 

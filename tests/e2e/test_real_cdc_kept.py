@@ -221,8 +221,8 @@ def check_lossless(lake: Path, syncs: list, columns: dict) -> tuple[list[str], C
 
 
 # -- silver ------------------------------------------------------------------------------------------
-def silver_frames(lake: Path) -> dict:
-    return {t: read(lake, "silver", t) for t in SILVER_TABLES}
+def silver_frames(lake: Path, model: Path | None = None) -> dict:
+    return {t: read(lake, "silver", t, model) for t in SILVER_TABLES}
 
 
 def check_columns(lake: Path, schema: Schema) -> list[str]:

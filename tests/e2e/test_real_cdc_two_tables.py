@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from deltalake import DeltaTable
 
 from conftest import DEST, REPO
 from test_real_cdc_composite import App as CompositeApp, History, check_incremental_is_rebuild, check_parts, database_rows, run_history
@@ -320,7 +321,7 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
         history = History(
             app, SCHEMA, MODEL, current=lambda: database_rows(mariadb, NAMESPACE, (("users", USERS_SQL), ("rides", RIDES_SQL))),
             deleted=lambda: (app.deleted_users, app.deleted_trips), published=PUBLISHED,
-            kept=lambda lake, current: check_parts(lake, current, KEPT, "the source key columns"), check_report=check_report)
+            kept=lambda lake, current: check_parts(lake, current, KEPT, "the source key columns", MODEL), check_report=check_report)
         lake, pending_seen, log = run_history(history, flavor, seed, mariadb, tmp_path)
         context = f"{flavor}, seed {seed}\n  {log}"
 
@@ -333,6 +334,12 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
         # passenger meets them there; Kotlin leaves the passenger to the next sync)
         assert pending_seen or flavor == JAVA, f"HARNESS: no trip waited for its passenger\n  {context}"
 
+        # Silver's tables are where the model names them (people, trips, ...), and people are
+        # not partitioned (partition = "none"): the harness compared those folders above.
+        folders = sorted(p.name for p in (lake / "silver").iterdir() if not p.name.startswith("_"))
+        assert [f for f in folders if f != "quarantine"] == ["people", "trips", "trips_deleted", "trips_pending"], folders
+        assert DeltaTable(str(lake / "silver" / "people")).metadata().partition_columns == [], "silver people is not partitioned"
+        assert DeltaTable(str(lake / "silver" / "trips")).metadata().partition_columns == ["year", "month", "day"]
         check_incremental_is_rebuild(lake, NAMESPACE, MODEL, context)
         print(f"{flavor}, seed {seed}: {dict(app.counts)}, {shared} numbers name a passenger and a driver\n  {log}")
     finally:

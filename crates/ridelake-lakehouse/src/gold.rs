@@ -403,7 +403,7 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
     // The oldest marker among gold tables: recomputing more days than needed is harmless. A
     // table computed with other cities than the model's (or other names from its cities table):
     // every day again.
-    let cities = gold_map.hash();
+    let cities = crate::model::gold_inputs_hash(gold_map.hash(), &layout.model.names.rides);
     let mut marker: Option<i64> = Some(now);
     let mut other_cities = false;
     // A key of silver that changed kind (integers to text, after a source migration): gold's
@@ -425,7 +425,7 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
     }
     if other_cities && marker.is_some() {
         marker = None;
-        report.recomputed_all = Some(format!("gold was computed with other cities than {}'s", layout.model.origin));
+        report.recomputed_all = Some(format!("gold was computed with other cities, or from another silver rides table, than {}'s", layout.model.origin));
     }
     if other_keys && marker.is_some() {
         marker = None;

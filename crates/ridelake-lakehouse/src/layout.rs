@@ -50,9 +50,10 @@ impl LakeLayout {
         Ok(self.storage.table_url(&["bronze", &ns, &stream])?)
     }
 
-    /// A silver table.
+    /// A silver table, by the name the code knows it by (`users`, `rides`, `rides_pending`, …):
+    /// its folder is the one the model names ([`Model::silver_table`]).
     pub fn silver(&self, table: &str) -> Result<Url> {
-        Ok(self.storage.table_url(&["silver", table])?)
+        Ok(self.storage.table_url(&["silver", &self.model.silver_table(table)])?)
     }
 
     /// A gold table.

@@ -600,7 +600,7 @@ async fn maintain_all(layout: &LakeLayout, run: &MaintainOptions) -> Result<Main
             }
             _ => (Floor::None, Vec::new()),
         };
-        report.tables.extend(maintain_table(format!("silver/{table}"), &url, &options, run, Compaction::Optimize, floor, &keep).await?);
+        report.tables.extend(maintain_table(format!("silver/{}", layout.model.silver_table(table)), &url, &options, run, Compaction::Optimize, floor, &keep).await?);
     }
     for table in GOLD_TABLES {
         report.tables.extend(maintain_table(format!("gold/{table}"), &layout.gold(table)?, &options, run, Compaction::Optimize, Floor::None, &[]).await?);

@@ -284,6 +284,24 @@ struct TableFile {
     #[serde(default, rename = "type")]
     #[schemars(with = "Option<String>")]
     role: Option<Spanned<String>>,
+    /// The silver table's name, its folder under `<lake>/silver/` (default `users`, `rides`):
+    /// lowercase letters, digits and `_`, starting with a letter. Rides name the tables that go
+    /// with them too: `<table>_pending` and `<table>_deleted`. A new name is a new table, built
+    /// from bronze at the next run (the old one is left as it is). Under `[users]`, not in its
+    /// `[[users.streams]]` entries.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    table: Option<Spanned<String>>,
+    /// What partitions the silver table: the UTC day (year/month/day columns) of one of its
+    /// timestamp columns, or `none`. Users: `created_at` (the default), `updated_at` (a change
+    /// without it is then quarantined) or `none` (one table, rewritten whole when users change:
+    /// for up to a few million users). Rides: `requested_at` only, the day gold counts a ride in;
+    /// map `requested_at` from the source timestamp you want rides filed by. Changing it asks for
+    /// a rebuild; between `none` and a day, into a new table (a new `table` name, or the old
+    /// folder removed), since a table keeps its partition columns.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    partition: Option<Spanned<String>>,
 }
 
 /// What silver does with the source columns the model does not map.
@@ -643,9 +661,30 @@ pub struct StreamMap {
     /// links then compose their keys with ([`LINK_ROLE_COLUMNS`]). Empty otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub literals: Vec<(String, String)>,
+    /// The timestamp column whose UTC day (year/month/day) partitions the silver table, `None`
+    /// when it is not partitioned (users only; rides are always filed by `requested_at`). (In
+    /// the hash when it is not the table's default, [`Model::hash`].)
+    #[serde(skip)]
+    pub partition: Option<&'static str>,
     /// The model file (for errors).
     #[serde(skip)]
     pub origin: String,
+}
+
+/// The silver tables' names, their folders under `<lake>/silver/` ([`Model::silver_table`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SilverNames {
+    /// Silver users' (`users` by default).
+    pub users: String,
+    /// Silver rides' (`rides` by default); also the first part of `<rides>_pending` and
+    /// `<rides>_deleted`.
+    pub rides: String,
+}
+
+impl Default for SilverNames {
+    fn default() -> Self {
+        SilverNames { users: "users".to_owned(), rides: "rides".to_owned() }
+    }
 }
 
 /// A city gold counts rides in.
@@ -734,6 +773,13 @@ impl GoldMap {
     }
 }
 
+/// What gold records of its inputs ([`crate::gold`]'s model marker): the hash of its cities
+/// (`gold_hash`, [`GoldMap::hash`]) and, when the model names silver rides otherwise than
+/// `rides`, that name, so that gold computed from another table is computed again whole.
+pub fn gold_inputs_hash(gold_hash: i64, rides_table: &str) -> i64 {
+    if rides_table == "rides" { gold_hash } else { hash_of(&(gold_hash, rides_table)) }
+}
+
 /// 63 bits of a SHA-256 of `value`'s JSON.
 fn hash_of(value: &impl Serialize) -> i64 {
     let canonical = serde_json::to_vec(value).unwrap_or_default();
@@ -758,6 +804,8 @@ pub struct Model {
     pub rides: StreamMap,
     /// Gold's cities (not part of [`Model::hash`]: they change no silver row).
     pub gold: GoldMap,
+    /// The silver tables' names (not part of [`Model::hash`]: another name is another table).
+    pub names: SilverNames,
 }
 
 impl Default for Model {
@@ -769,6 +817,7 @@ impl Default for Model {
             more_users: Vec::new(),
             rides: StreamMap::identity("rides", "the default model"),
             gold: GoldMap::default(),
+            names: SilverNames::default(),
         }
     }
 }
@@ -818,7 +867,21 @@ impl Model {
         if *file.version.get_ref() != VERSION {
             problems.push(at(line_of(text, file.version.span().start), format!("version {} is not a model version this ridelake reads; write version = {VERSION}", file.version.get_ref())));
         }
+        let mut file = file;
+        let (users_table, users_partition) = file.users.as_mut().map(|u| (u.table.take(), u.partition.take())).unwrap_or_default();
+        let (rides_table, rides_partition) = file.rides.as_mut().map(|r| (r.table.take(), r.partition.take())).unwrap_or_default();
+        let names = compile_names(users_table, rides_table, text, &mut problems);
+        let users_partition = compile_partition("users", users_partition, text, &mut problems);
+        compile_partition("rides", rides_partition, text, &mut problems);
         let mut users = compile_users(file.users, text, origin, &mut problems);
+        for map in &mut users {
+            map.partition = users_partition;
+            if users_partition == Some("updated_at")
+                && let Some(rule) = map.rules.iter().find(|r| r.name == UPDATED_AT_RULE)
+            {
+                problems.push(at(rule.line, format!("users rule `{UPDATED_AT_RULE}` is the name of silver's own rule when users are filed by updated_at; give the rule another name")));
+            }
+        }
         let mut rides = compile_table("rides", &RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, file.rides, text, origin, &mut problems);
         if users.len() > 1 {
             link_to_roles(&mut rides);
@@ -840,7 +903,21 @@ impl Model {
         if !problems.is_empty() {
             return Err(fail(problems));
         }
-        Ok(Model { origin: origin.to_owned(), users, more_users, rides, gold })
+        Ok(Model { origin: origin.to_owned(), users, more_users, rides, gold, names })
+    }
+
+    /// The folder under `<lake>/silver/` of the silver table the code calls `table` (one of
+    /// [`crate::maintain::SILVER_TABLES`]: `users`, `rides`, `rides_pending`, `rides_deleted`,
+    /// `quarantine`), as the model names it; any other name is taken as it is.
+    pub fn silver_table(&self, table: &str) -> String {
+        let rides = &self.names.rides;
+        match table {
+            "users" => self.names.users.clone(),
+            "rides" => rides.clone(),
+            "rides_pending" => format!("{rides}_pending"),
+            "rides_deleted" => format!("{rides}_deleted"),
+            other => other.to_owned(),
+        }
     }
 
     /// The maps of silver users' source tables: [`Model::users`], then [`Model::more_users`].
@@ -857,15 +934,17 @@ impl Model {
         if self.is_default() {
             return DEFAULT_MODEL_HASH;
         }
-        if self.more_users.is_empty() {
-            return hash_of(&(&self.users, &self.rides));
+        let maps = if self.more_users.is_empty() { hash_of(&(&self.users, &self.rides)) } else { hash_of(&(&self.users, &self.rides, &self.more_users)) };
+        // (silver users' partitioning shapes its rows: counted when it is not the default)
+        match self.users.partition {
+            Some(DEFAULT_USERS_PARTITION) => maps,
+            other => hash_of(&(maps, other.unwrap_or("none"))),
         }
-        hash_of(&(&self.users, &self.rides, &self.more_users))
     }
 
     /// Whether this is the default model's mapping (what silver built before models existed was).
     pub fn is_default(&self) -> bool {
-        self.more_users.is_empty() && [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default() && m.other_columns.drops())
+        self.more_users.is_empty() && self.users.partition == Some(DEFAULT_USERS_PARTITION) && [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default() && m.other_columns.drops())
     }
 
     /// Checks the model against the bronze tables' schemas (`None`: the stream has no bronze
@@ -931,6 +1010,69 @@ impl Model {
                     )));
                 }
             }
+        }
+    }
+}
+
+/// The silver tables' names the model gives (`[users] table`, `[rides] table`), checked: each
+/// a plain identifier, and no two of silver's tables in one folder.
+fn compile_names(users: Option<Spanned<String>>, rides: Option<Spanned<String>>, text: &str, problems: &mut Vec<String>) -> SilverNames {
+    let mut names = SilverNames::default();
+    let mut lines = [0usize; 2];
+    for (k, given) in [users, rides].into_iter().enumerate() {
+        let Some(given) = given else { continue };
+        let line = line_of(text, given.span().start);
+        let name = given.into_inner();
+        let plain = name.len() <= 48 && name.starts_with(|c: char| c.is_ascii_lowercase()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            problems.push(at(line, format!("table = \"{name}\" is not a silver table name ridelake writes: use lowercase letters, digits and `_`, starting with a letter (up to 48 characters)")));
+            continue;
+        }
+        lines[k] = line;
+        if k == 0 { names.users = name } else { names.rides = name }
+    }
+    let model = Model { names: names.clone(), ..Model::default() };
+    let folders: Vec<(&str, String)> = crate::maintain::SILVER_TABLES.iter().map(|t| (*t, model.silver_table(t))).collect();
+    let line_of_table = |table: &str| if table == "users" { lines[0] } else { lines[1] };
+    for (i, (table, folder)) in folders.iter().enumerate() {
+        if let Some((other, _)) = folders[..i].iter().find(|(_, f)| f == folder) {
+            let line = if lines[0] > 0 && [*table, *other].contains(&"users") { lines[0] } else { lines[1] };
+            problems.push(at(line, format!("silver {other} and silver {table} would both be the table `{folder}`: give the users or the rides table another name")));
+        } else if let Some(other) = crate::maintain::SILVER_TABLES.iter().find(|other| *other != table && *other == folder) {
+            // (a lake built before may hold that table there: a rebuild would overwrite it)
+            problems.push(at(line_of_table(table), format!("`{folder}` is where silver {other} is by default, and a lake may hold it there: give silver {table} a name of its own")));
+        }
+    }
+    names
+}
+
+/// Silver users' default partitioning: the day of `created_at`.
+pub const DEFAULT_USERS_PARTITION: &str = "created_at";
+
+/// The rule that quarantines a user change without the `updated_at` silver users are filed by
+/// (`partition = "updated_at"`); reserved for models then.
+pub const UPDATED_AT_RULE: &str = "updated_at is null";
+
+/// The partitioning a table's `partition` asks for: the timestamp column whose day files its
+/// rows, or `None` (users only, `partition = "none"`).
+fn compile_partition(table: &str, given: Option<Spanned<String>>, text: &str, problems: &mut Vec<String>) -> Option<&'static str> {
+    let default = if table == "users" { DEFAULT_USERS_PARTITION } else { "requested_at" };
+    let Some(given) = given else { return Some(default) };
+    let line = line_of(text, given.span().start);
+    match (table, given.get_ref().as_str()) {
+        ("users", "created_at") => Some("created_at"),
+        ("users", "updated_at") => Some("updated_at"),
+        ("users", "none") => None,
+        ("rides", "requested_at") => Some("requested_at"),
+        ("users", other) => {
+            problems.push(at(line, format!("partition = \"{other}\": silver users are partitioned by the day of created_at or updated_at, or not at all: write \"created_at\", \"updated_at\" or \"none\"")));
+            Some(default)
+        }
+        (_, other) => {
+            problems.push(at(line, format!(
+                "partition = \"{other}\": silver rides are partitioned by the day of requested_at, the day gold counts a ride in; to file rides by another source timestamp, map requested_at to it under [rides.columns] (requested_at = \"{other}\") and leave partition out"
+            )));
+            Some(default)
         }
     }
 }
@@ -1080,6 +1222,11 @@ fn compile_users(file: Option<TableFile>, text: &str, origin: &str, problems: &m
         let line = line_of(text, entry.span().start);
         let mut entry = entry.into_inner();
         let role = entry.role.take();
+        for (what, given) in [("table", entry.table.take()), ("partition", entry.partition.take())] {
+            if let Some(given) = given {
+                problems.push(at(line_of(text, given.span().start), format!("`{what}` is silver users' own, whatever tables they come from: write it under [users], not in a [[users.streams]] entry")));
+            }
+        }
         if !entry.streams.is_empty() {
             problems.push(at(line, "a users stream cannot list streams of its own"));
         }
@@ -1377,6 +1524,7 @@ impl StreamMap {
             kept: Vec::new(),
             text_keys: Vec::new(),
             literals: Vec::new(),
+            partition: Some(if table == "users" { "created_at" } else { "requested_at" }),
             origin: origin.to_owned(),
         }
     }
@@ -2759,6 +2907,67 @@ customer_id = "passenger_id"
             let found = problems(&text);
             assert!(found.iter().any(|p| p.contains(expected) && p.starts_with("line ")), "{text}\n{found:?}");
         }
+    }
+
+    #[test]
+    fn silver_tables_take_the_names_the_model_gives() {
+        let default = Model::default();
+        assert_eq!(crate::maintain::SILVER_TABLES.map(|t| default.silver_table(t)), ["users", "rides", "rides_pending", "rides_deleted", "quarantine"]);
+        let text = "version = 1\n[users]\ntable = \"members\"\n[rides]\ntable = \"journeys\"\n";
+        let model = Model::parse(text, "m.toml").expect("parses");
+        assert_eq!(crate::maintain::SILVER_TABLES.map(|t| model.silver_table(t)), ["members", "journeys", "journeys_pending", "journeys_deleted", "quarantine"]);
+        // Names say where silver is, not what its rows are: the hash (and a default mapping) stay.
+        assert!(model.is_default() && model.hash() == DEFAULT_MODEL_HASH);
+        // Gold records the rides table it was computed from, when it is not `rides`.
+        assert_eq!(gold_inputs_hash(7, "rides"), 7);
+        assert_ne!(gold_inputs_hash(7, "journeys"), 7);
+        assert_ne!(gold_inputs_hash(7, "journeys"), gold_inputs_hash(7, "trips"));
+        // With users from two tables, the name is silver users' own, under [users].
+        let two = "version = 1\n[users]\ntable = \"people\"\npartition = \"none\"\n[[users.streams]]\nstream = \"a\"\ntype = \"customer\"\n[[users.streams]]\nstream = \"b\"\ntype = \"driver\"\n";
+        let model = Model::parse(two, "m.toml").expect("parses");
+        assert_eq!((model.silver_table("users").as_str(), model.user_maps().iter().map(|m| m.partition).collect::<Vec<_>>()), ("people", vec![None, None]));
+    }
+
+    #[test]
+    fn users_partitioning_is_in_the_hash_and_rides_stay_filed_by_requested_at() {
+        let with = |partition: &str| Model::parse(&format!("version = 1\n[users]\npartition = \"{partition}\"\n"), "m.toml").expect("parses");
+        assert!(with("created_at").is_default() && with("created_at").hash() == DEFAULT_MODEL_HASH);
+        let (updated, none) = (with("updated_at"), with("none"));
+        assert_eq!((updated.users.partition, none.users.partition), (Some("updated_at"), None));
+        assert!(!updated.is_default() && !none.is_default());
+        let hashes = [DEFAULT_MODEL_HASH, updated.hash(), none.hash()];
+        assert!(hashes[0] != hashes[1] && hashes[1] != hashes[2] && hashes[0] != hashes[2], "{hashes:?}");
+        assert_eq!(Model::parse("version = 1\n[rides]\npartition = \"requested_at\"\n", "m.toml").expect("parses").hash(), DEFAULT_MODEL_HASH);
+    }
+
+    #[test]
+    fn table_name_and_partition_mistakes_name_their_line() {
+        let cases: Vec<(&str, &str, usize)> = vec![
+            ("version = 1\n[users]\ntable = \"Users\"\n", "lowercase letters", 3),
+            ("version = 1\n[rides]\ntable = \"../x\"\n", "lowercase letters", 3),
+            ("version = 1\n[users]\ntable = \"_lease\"\n", "starting with a letter", 3),
+            ("version = 1\n[users]\ntable = \"quarantine\"\n", "silver users and silver quarantine would both be the table `quarantine`", 3),
+            ("version = 1\n[rides]\ntable = \"users\"\n", "silver users and silver rides would both be the table `users`", 3),
+            ("version = 1\n[users]\ntable = \"rides\"\n[rides]\ntable = \"journeys\"\n", "`rides` is where silver rides is by default", 3),
+            ("version = 1\n[users]\ntable = \"people\"\n[rides]\ntable = \"users\"\n", "`users` is where silver users is by default", 5),
+            ("version = 1\n[users]\npartition = \"updated_at\"\n[[users.rules]]\nname = \"updated_at is null\"\ncheck = \"updated_at IS NOT NULL\"\n", "silver's own rule when users are filed by updated_at", 4),
+            ("version = 1\n[users]\ntable = \"trips_pending\"\n[rides]\ntable = \"trips\"\n", "would both be the table `trips_pending`", 3),
+            ("version = 1\n[users]\npartition = \"signup_day\"\n", "write \"created_at\", \"updated_at\" or \"none\"", 3),
+            ("version = 1\n[rides]\n\npartition = \"pickup_ts\"\n", "map requested_at to it under [rides.columns] (requested_at = \"pickup_ts\")", 4),
+            ("version = 1\n[rides]\npartition = \"none\"\n", "partitioned by the day of requested_at", 3),
+            (
+                "version = 1\n[[users.streams]]\nstream = \"a\"\ntype = \"customer\"\ntable = \"x\"\n[[users.streams]]\nstream = \"b\"\ntype = \"driver\"\npartition = \"none\"\n",
+                "write it under [users], not in a [[users.streams]] entry",
+                5,
+            ),
+        ];
+        for (text, expected, line) in &cases {
+            let found = problems(text);
+            assert!(found.iter().any(|p| p.contains(expected) && p.starts_with(&format!("line {line}:"))), "{text}\n{found:?}");
+        }
+        // (both entries of the two-stream case are named)
+        let found = problems(cases[cases.len() - 1].0);
+        assert_eq!(found.iter().filter(|p| p.contains("not in a [[users.streams]] entry")).count(), 2, "{found:?}");
     }
 
     #[test]

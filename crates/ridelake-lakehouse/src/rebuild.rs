@@ -71,6 +71,9 @@ pub struct SliceTask {
     pub users_files: Vec<String>,
     /// The hash of the model the driver maps bronze with; the worker must read the same model.
     pub model_hash: i64,
+    /// The silver tables' names in the driver's model: the worker stages files into the same.
+    #[serde(default)]
+    pub silver_names: crate::model::SilverNames,
     /// Bronze's clock, which the driver read (when a link waits for a while): every worker
     /// counts waits from the same time.
     #[serde(default)]
@@ -212,7 +215,7 @@ async fn pinned_bronze(layout: &LakeLayout, task: &SliceTask) -> Result<BronzeIn
 
 /// Fails unless this worker reads the model the task's driver maps bronze with.
 pub(crate) fn same_model(layout: &LakeLayout, task: &SliceTask) -> Result<()> {
-    if layout.model.hash() != task.model_hash {
+    if layout.model.hash() != task.model_hash || layout.model.names != task.silver_names {
         return Err(LakehouseError::Setting {
             name: "model".into(),
             message: format!("this worker reads {}, not the model the run's driver maps bronze with; give every worker the same model file", layout.model.origin),
@@ -458,6 +461,7 @@ pub(crate) fn slice_tasks(cx: &RunContext<'_, '_>, plan: &[Slice], bronze_rides:
             bronze_table: bronze_rides.table_id,
             users_files: users_files.adds.iter().map(|add| add.path.clone()).collect(),
             model_hash: cx.model_hash,
+            silver_names: cx.tables.names.clone(),
             clock: cx.clock,
             update: None,
             epochs: epochs.cloned(),
@@ -679,6 +683,7 @@ mod tests {
             bronze_table: -3,
             users_files: vec!["year=2026/month=11/day=30/part-0.parquet".into()],
             model_hash: 99,
+            silver_names: crate::model::SilverNames { users: "members".into(), rides: "journeys".into() },
             clock: Clock { micros: Some(1_764_496_800_123_000) },
             update: (index == 2).then(|| UpdateTask { after: 4, users: Some(3), users_touched: vec![(2026, 11, 30)], recheck: crate::keys::Keys::Text(vec!["5".into(), "Acc_8".into()]), ..Default::default() }),
             epochs: (index == 1).then(|| {

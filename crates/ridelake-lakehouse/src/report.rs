@@ -24,7 +24,7 @@ use crate::layout::LakeLayout;
 pub struct TableRows {
     /// `bronze`, `silver` or `gold`.
     pub layer: String,
-    /// Table name (bronze: the stream).
+    /// Table name (bronze: the stream; silver: as the model names it).
     pub table: String,
     /// Rows, or `None` when the table does not exist yet.
     pub rows: Option<u64>,
@@ -96,8 +96,6 @@ pub struct LakeSummary {
     pub days: Vec<Day>,
 }
 
-const SILVER: [&str; 5] = ["users", "rides", "rides_pending", "rides_deleted", "quarantine"];
-
 fn ints(frame: &DataFrame, name: &str) -> Result<Vec<Option<i64>>> {
     let series = frame.column(name).step("reading a gold column")?.as_materialized_series().cast(&DataType::Int64).step("reading a gold column")?;
     Ok(series.i64().step("reading a gold column")?.iter().collect())
@@ -131,7 +129,7 @@ pub async fn summarize(layout: &LakeLayout, top: usize) -> Result<LakeSummary> {
     let mut tables = Vec::new();
     // Bronze streams as the model names them (`users` and `rides` by default).
     let bronze: Vec<&str> = layout.model.user_maps().into_iter().chain([&layout.model.rides]).map(|m| m.stream.as_str()).collect();
-    for (layer, names) in [("bronze", &bronze[..]), ("silver", &SILVER[..]), ("gold", &GOLD_TABLES[..])] {
+    for (layer, names) in [("bronze", &bronze[..]), ("silver", &crate::maintain::SILVER_TABLES[..]), ("gold", &GOLD_TABLES[..])] {
         for name in names {
             let url = match layer {
                 "bronze" => layout.bronze(name)?,
@@ -142,10 +140,12 @@ pub async fn summarize(layout: &LakeLayout, top: usize) -> Result<LakeSummary> {
                 Some(t) => Some(io::row_count(&t).await?),
                 None => None,
             };
-            tables.push(TableRows { layer: layer.into(), table: (*name).into(), rows });
+            // (silver's tables by the names the model gives them)
+            let table = if layer == "silver" { layout.model.silver_table(name) } else { (*name).to_owned() };
+            tables.push(TableRows { layer: layer.into(), table, rows });
         }
     }
-    let rows_of = |layer: &str, table: &str| tables.iter().find(|t| t.layer == layer && t.table == table).and_then(|t| t.rows).unwrap_or(0);
+    let rows_of = |layer: &str, table: &str| tables.iter().find(|t| t.layer == layer && t.table == layout.model.silver_table(table)).and_then(|t| t.rows).unwrap_or(0);
     let (pending_rides, quarantined) = (rows_of("silver", "rides_pending"), rows_of("silver", "quarantine"));
 
     let mut top_drivers = Vec::new();

@@ -68,7 +68,7 @@ pub(crate) const OWN_COLUMNS: [&str; 14] =
 /// What a silver column means, for the column comments of table `table` (`silver_rides`, …).
 pub fn column_doc(table: &str, column: &str) -> Option<&'static str> {
     Some(match (table, column) {
-        ("silver_users", "year" | "month" | "day") => "calendar part of created_at (UTC); partitions the table",
+        ("silver_users", "year" | "month" | "day") => "calendar part of created_at, or of updated_at when the model files users by it (UTC); partitions the table",
         (_, "year" | "month" | "day") => "calendar part of requested_at (UTC); partitions the table",
         ("silver_users", "id") => "user id (source users.id)",
         ("silver_users", "type") => "customer or driver",
@@ -602,6 +602,23 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
         users_known.push(remembered(&users_url, &options, &users_marker(map)).await?);
     }
     let users_table = users_known.first().and_then(|k| k.table.clone());
+    // A table keeps the partitioning it was created with: one the model no longer asks for is
+    // named before anything is written.
+    if let Some(t) = &users_table {
+        let found = t.snapshot().map_err(|e| LakehouseError::delta(&users_url, e))?.metadata().partition_columns().to_vec();
+        let wanted: &[&str] = if tables.users_partitioned { &PARTITIONS } else { &[] };
+        if found.iter().map(String::as_str).ne(wanted.iter().copied()) {
+            let asks = model.users.partition.map_or("no partitioning".to_owned(), |c| format!("the day of {c}"));
+            return Err(LakehouseError::Schema {
+                table: users_url.to_string(),
+                message: format!(
+                    "silver users is partitioned by {}, and {} asks for {asks}: a table keeps its partitioning. Give silver users a new name (table = \"...\" under [users]) or remove this table, then rebuild silver (build_silver(..., rebuild=True))",
+                    if found.is_empty() { "nothing".to_owned() } else { found.join(", ") },
+                    model.origin
+                ),
+            });
+        }
+    }
     let rides_known = remembered(&rides_url, &options, RIDES_MARKER).await?;
     let model_hash = model.hash();
     // The model silver was built with (rides is the commit point; silver from before models
@@ -799,7 +816,13 @@ pub(crate) async fn choose_users(report: &mut SilverReport, changes: DataFrame, 
         ("type is not customer or driver", col("type").is_in(lit(Series::new("t".into(), USER_TYPES)).implode(false), false).not().or(col("type").is_null())),
         ("created_at is null", col("created_at").is_null()),
     ];
-    let user_delete_rules = [("id is null", col("id").is_null()), ("created_at is null", col("created_at").is_null())];
+    let mut user_rules = user_rules.to_vec();
+    let mut user_delete_rules = vec![("id is null", col("id").is_null()), ("created_at is null", col("created_at").is_null())];
+    // (a user filed by the day of updated_at needs one; created_at is checked above)
+    if bronze_users.map.partition == Some("updated_at") {
+        user_rules.push((crate::model::UPDATED_AT_RULE, col("updated_at").is_null()));
+        user_delete_rules.push((crate::model::UPDATED_AT_RULE, col("updated_at").is_null()));
+    }
     let chosen = rules::choose(&changes, "id", &user_rules, &user_delete_rules, &bronze_users.map)?;
     drop(changes);
     report.count_rules(chosen.dropped, &chosen.warned);
@@ -835,17 +858,30 @@ pub(crate) struct UsersApplied {
     pub(crate) retyped: DataFrame,
     /// The quarantined changes, with their bronze ids.
     pub(crate) bad: DataFrame,
-    /// The day partitions of silver users the changes touch.
+    /// The day partitions of silver users the changes touch ([`WHOLE_TABLE`] when users are not
+    /// partitioned).
     pub(crate) touched: BTreeSet<(i32, i32, i32)>,
+}
+
+/// The one "partition" of a table that is not partitioned, among the day partitions a run
+/// touches: the whole table is rewritten (no day has month 0).
+pub(crate) const WHOLE_TABLE: (i32, i32, i32) = (0, 0, 0);
+
+/// How a run's users partitions (`touched`) replace silver users' files: those partitions, or
+/// the whole table when it is not partitioned.
+pub(crate) fn users_write_mode(touched: &BTreeSet<(i32, i32, i32)>) -> WriteMode {
+    if touched.contains(&WHOLE_TABLE) { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched.clone()) }
 }
 
 /// See [`UsersApplied`].
 pub(crate) fn apply_users(report: &mut SilverReport, (latest, bad): (DataFrame, DataFrame), existing: DataFrame, map: &StreamMap) -> Result<UsersApplied> {
     let state = if existing.height() > 0 { existing.clone().lazy() } else { empty_state(latest.column("id").step("reading users")?.dtype()) };
-    let newer = cdc::newer_than(latest.lazy(), state.select(state_columns()), "id")
-        .with_columns([col(DELETED).alias("is_deleted")])
-        .with_columns(partition_exprs("created_at"))
-        .select(user_output_columns(map))
+    let newer = cdc::newer_than(latest.lazy(), state.select(state_columns()), "id").with_columns([col(DELETED).alias("is_deleted")]);
+    let newer = match map.partition {
+        Some(column) => newer.with_columns(partition_exprs(column)),
+        None => newer,
+    }
+    .select(user_output_columns(map))
         .collect()
         .step("applying user changes")?;
     report.users_upserted += count(&newer);
@@ -873,10 +909,17 @@ pub(crate) fn apply_users(report: &mut SilverReport, (latest, bad): (DataFrame, 
         (newer.clone(), DataFrame::empty())
     };
     report.users_retyped += count(&retyped);
-    let mut touched = partitions_of(&newer)?;
-    if existing.height() > 0 {
-        touched.extend(partitions_of(&cdc::with_keys(existing.lazy(), newer.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
-    }
+    let touched = match map.partition {
+        None if newer.height() > 0 => BTreeSet::from([WHOLE_TABLE]),
+        None => BTreeSet::new(),
+        Some(_) => {
+            let mut touched = partitions_of(&newer)?;
+            if existing.height() > 0 {
+                touched.extend(partitions_of(&cdc::with_keys(existing.lazy(), newer.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
+            }
+            touched
+        }
+    };
     Ok(UsersApplied { newer, all, retyped, bad, touched })
 }
 
@@ -907,6 +950,10 @@ async fn held(report: &mut SilverReport, tables: &Tables, options: &HashMap<Stri
 /// The silver tables' locations.
 pub(crate) struct Tables {
     pub(crate) users: Url,
+    /// Whether silver users are partitioned (by the day of the model's users `partition`).
+    pub(crate) users_partitioned: bool,
+    /// The names the model gives them (what the locations end with).
+    pub(crate) names: crate::model::SilverNames,
     pub(crate) rides: Url,
     pub(crate) pending: Url,
     pub(crate) deleted: Url,
@@ -920,6 +967,8 @@ impl Tables {
     pub(crate) fn of(layout: &LakeLayout) -> Result<Tables> {
         Ok(Tables {
             users: layout.silver(Self::USERS)?,
+            users_partitioned: layout.model.users.partition.is_some(),
+            names: layout.model.names.clone(),
             rides: layout.silver("rides")?,
             pending: layout.silver("rides_pending")?,
             deleted: layout.silver("rides_deleted")?,
@@ -936,7 +985,8 @@ impl Tables {
             "silver_rides_deleted" => &self.deleted,
             _ => &self.quarantine,
         };
-        Target { url, options, partition_by: table.partition_by, name: table.name, description: table.description }
+        let partition_by = if table.name == USERS_TABLE.name && !self.users_partitioned { &[] } else { table.partition_by };
+        Target { url, options, partition_by, name: table.name, description: table.description }
     }
 }
 
@@ -1012,13 +1062,16 @@ pub(crate) async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecide
     cx.guard.next().await?;
     let target = cx.target(&USERS_TABLE);
     let markers = users_markers(bronze_users, &users.epochs, cx.model_hash);
-    let mode = WriteMode::ReplacePartitions(users.touched.clone());
+    let mode = users_write_mode(&users.touched);
     let written = io::write(target.url, target.options, &rows, mode, target.partition_by, &markers, target.name, target.description).await?;
     Ok(users_written(cx, written, &users.touched))
 }
 
 /// The rows of the users partitions an incremental run rewrites.
 pub(crate) fn users_to_write(users: &UsersDecided) -> Result<DataFrame> {
+    if users.touched.contains(&WHOLE_TABLE) {
+        return Ok(users.all.clone());
+    }
     users.all.clone().lazy().filter(in_partitions(&users.touched)).collect().step("selecting user partitions")
 }
 
@@ -1566,7 +1619,10 @@ fn user_output_columns(map: &StreamMap) -> Vec<Expr> {
     let mut exprs: Vec<Expr> = USER_COLUMNS.iter().map(|c| col(*c)).collect();
     exprs.extend([col("is_deleted"), col("deleted_at")]);
     exprs.extend(ORDER.iter().map(|c| col(*c)));
-    exprs.extend([col(EXTRACTED), col("year"), col("month"), col("day")]);
+    exprs.push(col(EXTRACTED));
+    if map.partition.is_some() {
+        exprs.extend(PARTITIONS.iter().map(|c| col(*c)));
+    }
     exprs.extend(kept_columns(map));
     exprs
 }

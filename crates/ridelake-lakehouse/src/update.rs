@@ -302,7 +302,7 @@ pub(crate) async fn update_rides_in_slices(
     // 2. users: the partitions staged before the slices.
     cx.guard.next().await?;
     let markers = users_markers(bronze_users, &users.epochs, cx.model_hash);
-    let mode = WriteMode::ReplacePartitions(users.touched.clone());
+    let mode = crate::silver::users_write_mode(&users.touched);
     let written = io::commit_staged(&cx.target(&USERS_TABLE), vec![users_files], &mode, &markers).await?;
     let users_version = users_written(cx, written, &users.touched);
     // 3. pending and tombstones, then rides: the run's commit point.
@@ -499,7 +499,9 @@ async fn users_after(tables: &Tables, options: &HashMap<String, String>, update:
     let mut parts: Vec<LazyFrame> = Vec::new();
     if let Some(found) = open_at(&tables.users, options, update.users).await? {
         let touched: BTreeSet<(i32, i32, i32)> = update.users_touched.iter().copied().collect();
-        let kept: Vec<DataFile> = io::files(&found)?.into_iter().filter(|f| f.day().is_none_or(|day| !touched.contains(&day))).collect();
+        // (an unpartitioned table is rewritten whole: none of its files stays)
+        let whole = touched.contains(&crate::silver::WHOLE_TABLE);
+        let kept: Vec<DataFile> = io::files(&found)?.into_iter().filter(|f| !whole && f.day().is_none_or(|day| !touched.contains(&day))).collect();
         parts.push(io::read_columns(&found, &kept, Some(&columns)).await?.lazy());
     }
     if !staged.is_empty() {

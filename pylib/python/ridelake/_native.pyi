@@ -180,7 +180,13 @@ def build_gold(
     lineage_file: str | os.PathLike[str] | None = None,
 ) -> GoldReport: ...
 def read_table(
-    lake: str, layer: str, table: str, namespace: str = "ridehail", storage_options: dict[str, str] | None = None
+    lake: str,
+    layer: str,
+    table: str,
+    namespace: str = "ridehail",
+    storage_options: dict[str, str] | None = None,
+    *,
+    model: str | os.PathLike[str] | None = None,
 ) -> pl.DataFrame: ...
 def lake_summary(
     lake: str, namespace: str = "ridehail", storage_options: dict[str, str] | None = None, top: int = 10

@@ -77,12 +77,28 @@ def diff(name: str, expected: dict, actual: dict, columns: list[str], limit: int
 
 
 # -- the lake ---------------------------------------------------------------------------------------
-def read(lake: Path, layer: str, table: str):
+def silver_folders(model: Path | None) -> dict[str, str]:
+    """The folders of silver's tables under `<lake>/silver/` as the model file names them (this
+    harness's own reading of `[users] table` and `[rides] table`, whose pending and deleted rides
+    are `<rides>_pending` and `<rides>_deleted`): logical table -> folder."""
+    import tomllib
+    names = {"users": "users", "rides": "rides"}
+    if model is not None:
+        text = tomllib.loads(Path(model).read_text())
+        for table in names:
+            names[table] = text.get(table, {}).get("table", table)
+    return {"users": names["users"], "rides": names["rides"], "rides_pending": names["rides"] + "_pending",
+            "rides_deleted": names["rides"] + "_deleted", "quarantine": "quarantine"}
+
+
+def read(lake: Path, layer: str, table: str, model: Path | None = None):
     """A silver or gold table as a polars frame (None when absent), read with the `deltalake`
-    package: a reader independent of ridelake's."""
+    package: a reader independent of ridelake's. A silver table is named as the code knows it
+    (`users`, `rides`, ...) and found where `model` puts it."""
     import polars as pl
     from deltalake import DeltaTable
-    path = str(lake / layer / table)
+    folder = silver_folders(model).get(table, table) if layer == "silver" else table
+    path = str(lake / layer / folder)
     if not DeltaTable.is_deltatable(path):
         return None
     return pl.from_arrow(DeltaTable(path).to_pyarrow_dataset().to_table())
@@ -208,16 +224,17 @@ def expected_city_kpis(published: list[dict], cities=DEFAULT_GOLD_CITIES) -> dic
 
 
 def compare(lake: Path, db: MariaDB, database: str, current: dict[str, dict], *, deleted_users, deleted_rides,
-            gold_keys: dict[str, list[str]], published: str = PUBLISHED, cities=DEFAULT_GOLD_CITIES) -> list[str]:
+            gold_keys: dict[str, list[str]], published: str = PUBLISHED, cities=DEFAULT_GOLD_CITIES,
+            model: Path | None = None) -> list[str]:
     """Silver and gold against the database now (`current`: its rows by logical table and id, in
-    logical columns and values; `cities`: gold's centers and radius); a list of compact
-    differences."""
+    logical columns and values; `cities`: gold's centers and radius; `model`: the model file, which
+    names silver's tables); a list of compact differences."""
     problems = []
     users = current["users"]
     rides = current["rides"]
 
     # silver users
-    silver_users, twice = keyed(read(lake, "silver", "users"), ["id"])
+    silver_users, twice = keyed(read(lake, "silver", "users", model), ["id"])
     if twice:
         problems.append(f"silver users: ids twice: {sorted(set(twice))[:10]}")
     alive = {k: v for k, v in silver_users.items() if not v.get("is_deleted")}
@@ -232,10 +249,10 @@ def compare(lake: Path, db: MariaDB, database: str, current: dict[str, dict], *,
 
     want_rides = {k: v for k, v in rides.items() if is_published(v)}
     want_pending = {k: v for k, v in rides.items() if not is_published(v)}
-    silver_rides, twice = keyed(read(lake, "silver", "rides"), ["id"])
+    silver_rides, twice = keyed(read(lake, "silver", "rides", model), ["id"])
     if twice:
         problems.append(f"silver rides: ids twice: {sorted(set(twice))[:10]}")
-    pending, twice = keyed(read(lake, "silver", "rides_pending"), ["id"])
+    pending, twice = keyed(read(lake, "silver", "rides_pending", model), ["id"])
     if twice:
         problems.append(f"silver rides_pending: ids twice: {sorted(set(twice))[:10]}")
     both = sorted(set(silver_rides) & set(pending))

@@ -71,7 +71,13 @@ pub fn layout(lake: &Path, model: Option<&Model>) -> LakeLayout {
 /// A silver table (`silver/<table>`) or gold table (`gold/<table>`), sorted by its key (empty
 /// when missing). `_airbyte_raw_id` is dropped: it differs between two lakes of one history.
 pub async fn read_table(lake: &Path, table: &str) -> DataFrame {
-    let layout = layout(lake, None);
+    read_modeled_table(lake, None, table).await
+}
+
+/// [`read_table`] of a lake whose silver tables `model` names (`users`, `rides`, … are the
+/// names the code knows them by).
+pub async fn read_modeled_table(lake: &Path, model: Option<&Model>, table: &str) -> DataFrame {
+    let layout = layout(lake, model);
     let url = match table.split_once('/') {
         Some(("gold", name)) => layout.gold(name),
         Some((_, name)) => layout.silver(name),
