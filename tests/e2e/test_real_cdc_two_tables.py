@@ -21,7 +21,8 @@ users tables keyed `customer|<passenger_id>` and `driver|<driver_id>`: silver us
 and rides, every trip published (its passenger and driver exist: foreign keys), no key twice,
 deleted users and trips in neither, gold's monthly distance, driver and customer totals and daily
 KPIs by SQL `GROUP BY` on the same keys. Silver also holds each users table's key column
-(`passenger_id`, `driver_id`) and the trip's `passenger_id` as the database does. At the end, a
+(`passenger_id`, `driver_id`), the trip's `passenger_id` and the model's extra columns (a driver's
+`base_city` as `home_city`, a trip's `fare_cents` as `fare_in_cents`) as the database does. At the end, a
 rebuild from all of bronze gives the same silver tables (incremental = rebuild). The harness checks
 itself: the declared catalog is what source-mysql's `discover` gives, the records replayed in
 emission order equal the database when they should, and the history did exercise what it is for
@@ -105,8 +106,9 @@ SCHEMA = Schema(
     },
     ddl=DDL,
 )
-# The source key columns silver keeps, per silver table (null in the other users table's rows).
-KEPT = {"users": ("passenger_id", "driver_id"), "rides": ("passenger_id",)}
+# The source columns silver keeps, per silver table (null in the other users table's rows): the key
+# columns under their names, and the model's extra columns (`home_city`, `fare_in_cents`).
+KEPT = {"users": ("passenger_id", "driver_id", "home_city"), "rides": ("passenger_id", "fare_in_cents")}
 
 
 # -- the application ------------------------------------------------------------------------------
@@ -281,10 +283,11 @@ def status_sql(column: str) -> str:
 
 # Silver's user key: the role and the table's key (this test's own reading of the model's rule).
 USERS_SQL = """SELECT CONCAT('customer|', passenger_id) AS id, 'customer' AS type, full_name AS name, NULL AS email,
-        phone_number AS phone, NULL AS city, signed_up_at AS created_at, modified_at AS updated_at, passenger_id, NULL AS driver_id
+        phone_number AS phone, NULL AS city, signed_up_at AS created_at, modified_at AS updated_at, passenger_id, NULL AS driver_id,
+        NULL AS home_city
     FROM passengers
     UNION ALL
-    SELECT CONCAT('driver|', driver_id), 'driver', display_name, NULL, NULL, base_city, hired_at, modified_at, NULL, driver_id
+    SELECT CONCAT('driver|', driver_id), 'driver', display_name, NULL, NULL, base_city, hired_at, modified_at, NULL, driver_id, base_city
     FROM drivers"""
 RIDE_SELECT = f"""r.trip_id AS id, CONCAT('customer|', r.passenger_id) AS customer_id,
     IF(r.driver_id IS NULL, NULL, CONCAT('driver|', r.driver_id)) AS driver_id, {status_sql('r.trip_status')} AS status,
@@ -292,7 +295,7 @@ RIDE_SELECT = f"""r.trip_id AS id, CONCAT('customer|', r.passenger_id) AS custom
     NULL AS pickup_lat, NULL AS pickup_lon, NULL AS dropoff_lat, NULL AS dropoff_lon, r.distance_m / 1000 AS distance_km,
     NULL AS duration_s, r.fare_cents / 100 AS fare_amount, NULL AS currency, NULL AS payment_method, NULL AS customer_rating,
     NULL AS driver_rating, r.created_at, r.modified_at AS updated_at"""
-RIDES_SQL = f"SELECT {RIDE_SELECT}, r.passenger_id FROM trips r"
+RIDES_SQL = f"SELECT {RIDE_SELECT}, r.passenger_id, r.fare_cents AS fare_in_cents FROM trips r"
 # The published trips in silver's columns (what compare.expected_gold aggregates): every trip, its
 # passenger and driver being rows of their tables (foreign keys).
 PUBLISHED = f"""WITH pub AS (
@@ -321,7 +324,7 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
         history = History(
             app, SCHEMA, MODEL, current=lambda: database_rows(mariadb, NAMESPACE, (("users", USERS_SQL), ("rides", RIDES_SQL))),
             deleted=lambda: (app.deleted_users, app.deleted_trips), published=PUBLISHED,
-            kept=lambda lake, current: check_parts(lake, current, KEPT, "the source key columns", MODEL), check_report=check_report)
+            kept=lambda lake, current: check_parts(lake, current, KEPT, "the source key columns and extra columns", MODEL), check_report=check_report)
         lake, pending_seen, log = run_history(history, flavor, seed, mariadb, tmp_path)
         context = f"{flavor}, seed {seed}\n  {log}"
 

@@ -123,14 +123,17 @@ pub enum LakehouseError {
     },
     /// The source changed the type of a column silver keeps (`other_columns = "keep"`) in a way
     /// silver cannot widen its column to follow.
-    #[error("silver {table} keeps `{column}` of bronze `{stream}` ({place}: other_columns = \"keep\"), and {changes} change(s) hold a value there that bronze could not store in the column's type (kept in _airbyte_rescued_data) and that silver's column of {expected} cannot be widened to take (integers widen to numbers, numbers to text; times and true/false do not): the source changed the column's type. The run stopped; no data was committed. List `{column}` in skip_columns under [{table}] of the model (then rebuild silver); correcting the rows at the source does not help, since bronze keeps the values it rescued (a refresh of the stream that replaces bronze's rows does)")]
+    #[error("silver {table} keeps `{column}` of bronze `{stream}` ({place}), and {changes} change(s) hold a value there that bronze could not store in the column's type (kept in _airbyte_rescued_data) and that silver's column of {expected} cannot be widened to take (integers widen to numbers, numbers to text; times and true/false do not): the source changed the column's type. The run stopped; no data was committed. {remedy} (then rebuild silver); correcting the rows at the source does not help, since bronze keeps the values it rescued (a refresh of the stream that replaces bronze's rows does)")]
     KeptColumnChanged {
-        /// The model file and the line of its `other_columns`.
+        /// The model file and the line that keeps the column (its `other_columns`, or the
+        /// extra column's entry).
         place: String,
         /// The silver table.
         table: String,
-        /// The kept column (bronze's name, and silver's).
+        /// The kept column (bronze's name).
         column: String,
+        /// What to change in the model: leave the column out.
+        remedy: String,
         /// The bronze stream.
         stream: String,
         /// How many rows of bronze hold such a value.

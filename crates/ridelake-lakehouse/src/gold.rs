@@ -156,7 +156,7 @@ fn with_city_of_column(rides: DataFrame, column: &str, line: usize, names: Optio
         return Err(LakehouseError::Schema {
             table: "silver rides".into(),
             message: format!(
-                "the model's gold city_column (line {line}) names `{column}`, which silver rides does not have: keep the source's other columns (other_columns = \"keep\" under [rides]) and rebuild silver, or name a column silver rides has"
+                "the model's gold city_column (line {line}) names `{column}`, which silver rides does not have: keep its source column (under [rides.extra_columns], or with other_columns = \"keep\" under [rides]) and rebuild silver, or name a column silver rides has"
             ),
         });
     }

@@ -421,8 +421,8 @@ async fn increment_of(table: DeltaTable, marker: Option<i64>, known_id: Option<i
 async fn keep_columns(mut increment: BronzeIncrement) -> Result<BronzeIncrement> {
     let schema = io::arrow_schema(&increment.table)?;
     increment.map.read_key_kinds(&schema);
-    let names: Vec<String> = increment.map.columns_to_keep(&schema).iter().map(|f| f.name().clone()).collect();
-    if names.is_empty() {
+    let names = increment.map.kept_sources(&schema);
+    if names.is_empty() && increment.map.extra.is_empty() {
         increment.map.kept.clear();
         return Ok(increment);
     }

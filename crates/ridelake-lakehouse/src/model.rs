@@ -41,6 +41,11 @@
 //! as one text (`driver|17`, composed as a composite key is, the role being a column of one value,
 //! [`StreamMap::literals`]), and a ride's links compose the role they point to the same way.
 //!
+//! Source columns silver has no column for stay in bronze, unless the model keeps them: all of
+//! them under their names (`other_columns = "keep"`), or chosen ones under names of its own
+//! (`[rides.extra_columns] surge = "surge_multiplier"`); both are [`Kept`] columns
+//! ([`StreamMap::keep`]).
+//!
 //! Mapping is the first step after reading bronze ([`crate::increment::read`] applies it): everything after it works on silver's columns.
 //!
 //! - [`Model::parse`] reads and checks a model file; every problem names its line.
@@ -50,8 +55,8 @@
 //!   [`LakehouseError::ColumnChanged`] when silver's column cannot take them.
 //! - [`Model::check_bronze`] checks a model against bronze schemas, and
 //!   [`StreamMap::absent_problems`] against the columns the source dropped (both pure);
-//!   [`validate`] reads them (the log only; with `other_columns = "keep"`, also the values bronze
-//!   rescued) and calls them.
+//!   [`validate`] reads them (the log only; with kept columns, also the values bronze rescued)
+//!   and calls them.
 //! - [`Model::hash`] identifies what the model does to rows: silver commits record it
 //!   ([`MODEL_MARKER`]), and a run with a different model stops until silver is rebuilt.
 //! - [`json_schema`] is the model file's JSON Schema (published as `models/model.schema.json`),
@@ -270,6 +275,17 @@ struct TableFile {
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     skip_columns: Option<Spanned<Vec<String>>>,
+    /// Source columns silver keeps besides its own, each under the name given here: silver
+    /// column = source column (`surge = "surge_multiplier"`), or a table
+    /// (`{ column = "surge_multiplier", optional = true }`). They are kept whatever
+    /// `other_columns` says (with `keep`, a source column named here is kept under its new name
+    /// only), in their source's type, widened as `other_columns = "keep"` widens a column the
+    /// source widens; rules may read them. A name is lowercase letters, digits and `_`, starting
+    /// with a letter, and none of silver's own columns. Adding, renaming or removing one asks
+    /// for a rebuild.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ExtraFile>")]
+    extra_columns: BTreeMap<String, Spanned<ExtraFile>>,
     /// Users only, when they come from several source tables (`passengers` and `drivers`): one
     /// entry per table, each with its `stream`, its `type` and its own `columns`, `rules`,
     /// `other_columns` and `skip_columns` (which `[users]` itself then leaves out). The tables
@@ -549,6 +565,48 @@ impl<'de> Deserialize<'de> for ColumnFile {
     }
 }
 
+/// Where an extra column (`extra_columns`) comes from.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+enum ExtraFile {
+    /// The source column, kept as it is.
+    Name(String),
+    /// The source column, and whether it may disappear.
+    Table(ExtraTable),
+}
+
+/// An extra column's source column, written as a table.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ExtraTable {
+    /// The source column.
+    column: String,
+    /// Whether the source may stop sending the column: silver then takes null for it in the
+    /// changes that lack it. Without it, a source column that disappears stops the run with an
+    /// error naming it.
+    #[serde(default)]
+    optional: bool,
+}
+
+impl<'de> Deserialize<'de> for ExtraFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct ExtraVisitor;
+        impl<'de> Visitor<'de> for ExtraVisitor {
+            type Value = ExtraFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a source column name, or a table such as { column = \"surge_multiplier\", optional = true } (an extra column keeps its source's values: no values, time_zone or scale)")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> std::result::Result<ExtraFile, E> {
+                Ok(ExtraFile::Name(value.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<ExtraFile, A::Error> {
+                ExtraTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(ExtraFile::Table)
+            }
+        }
+        deserializer.deserialize_any(ExtraVisitor)
+    }
+}
+
 /// The JSON Schema of model files (`models/model.schema.json`; editors such as taplo use it).
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ModelFile)).unwrap_or_default()
@@ -575,6 +633,18 @@ pub struct ColumnMap {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<String>,
     /// Line in the model file (0: the default model).
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// A source column silver keeps under a name of the model's (`extra_columns`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Extra {
+    /// The silver column.
+    pub silver: String,
+    /// The source (bronze) column.
+    pub source: String,
+    /// Line in the model file.
     #[serde(skip)]
     pub line: usize,
 }
@@ -646,6 +716,10 @@ pub struct StreamMap {
     /// Line of `other_columns` in the model file (0: not given).
     #[serde(skip)]
     pub other_columns_line: usize,
+    /// Source columns kept under the model's names (`extra_columns`), by silver name. (In the
+    /// hash when there are some.)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<Extra>,
     /// The source columns kept, as [`StreamMap::keep`] found them in bronze's schema (empty
     /// until then, and with `drop`).
     #[serde(skip)]
@@ -894,9 +968,11 @@ impl Model {
         if let Some(column) = &gold.city_column {
             if rides.skip_columns.iter().any(|c| c.eq_ignore_ascii_case(column)) {
                 problems.push(at(gold.city_column_line, format!("gold city_column `{column}` is in skip_columns under [rides]: silver rides will not have it")));
-            } else if rides.other_columns.drops() && !RIDE_COLUMNS.contains(&column.as_str()) && !rides.key_parts().iter().any(|p| p.eq_ignore_ascii_case(column)) {
+            } else if let Some(e) = rides.extra.iter().find(|e| e.source.eq_ignore_ascii_case(column) && e.silver != *column) {
+                problems.push(at(gold.city_column_line, format!("gold city_column `{column}` is kept in silver rides as `{}` (extra_columns, line {}): name `{}`", e.silver, e.line, e.silver)));
+            } else if rides.other_columns.drops() && !RIDE_COLUMNS.contains(&column.as_str()) && !rides.key_parts().iter().any(|p| p.eq_ignore_ascii_case(column)) && !rides.extra.iter().any(|e| e.silver == *column) {
                 problems.push(at(gold.city_column_line, format!(
-                    "gold city_column `{column}` is not a column of silver rides: keep the source's other columns (other_columns = \"keep\" under [rides]) to have it there, or name one of silver's ride columns"
+                    "gold city_column `{column}` is not a column of silver rides: keep its source column (under [rides.extra_columns], or with other_columns = \"keep\" under [rides]) to have it there, or name one of silver's ride columns"
                 )));
             }
         }
@@ -944,7 +1020,7 @@ impl Model {
 
     /// Whether this is the default model's mapping (what silver built before models existed was).
     pub fn is_default(&self) -> bool {
-        self.more_users.is_empty() && self.users.partition == Some(DEFAULT_USERS_PARTITION) && [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default() && m.other_columns.drops())
+        self.more_users.is_empty() && self.users.partition == Some(DEFAULT_USERS_PARTITION) && [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default() && m.other_columns.drops() && m.extra.is_empty())
     }
 
     /// Checks the model against the bronze tables' schemas (`None`: the stream has no bronze
@@ -1209,6 +1285,7 @@ fn compile_users(file: Option<TableFile>, text: &str, origin: &str, problems: &m
         file.rules.first().map(|r| ("rules", line_of(text, r.span().start))),
         file.other_columns.as_ref().map(|o| ("other_columns", line_of(text, o.span().start))),
         file.skip_columns.as_ref().map(|o| ("skip_columns", line_of(text, o.span().start))),
+        file.extra_columns.values().next().map(|c| ("extra_columns", line_of(text, c.span().start))),
         file.role.as_ref().map(|o| ("type", line_of(text, o.span().start))),
     ];
     for (what, line) in stray.into_iter().flatten() {
@@ -1372,11 +1449,20 @@ fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file:
             map.columns.push(column);
         }
     }
+    for (silver, spanned) in file.extra_columns {
+        let line = line_of(text, spanned.span().start);
+        if let Some(extra) = compile_extra(table, columns, silver, spanned.into_inner(), line, &mut map, problems) {
+            map.extra.push(extra);
+        }
+    }
+    // (rules read silver's own columns and the extra ones)
+    let extra_names: Vec<String> = map.extra.iter().map(|e| e.silver.clone()).collect();
+    let rule_columns: Vec<&str> = columns.iter().copied().chain(extra_names.iter().map(String::as_str)).collect();
     for spanned in file.rules {
         let line = line_of(text, spanned.span().start);
         let rule = spanned.into_inner();
         let name = rule.name.unwrap_or_else(|| rule.check.trim().to_owned());
-        if let Some(rule) = compile_rule(table, columns, name, rule.check, rule.action, line, origin, problems) {
+        if let Some(rule) = compile_rule(table, &rule_columns, name, rule.check, rule.action, line, origin, problems) {
             if map.rules.iter().any(|r| r.name == rule.name) {
                 problems.push(at(line, format!("{table} has two rules named `{}`: give each its own name", rule.name)));
             }
@@ -1409,6 +1495,38 @@ fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file:
         }
     }
     map
+}
+
+/// Extra column `silver` of `table` (whose own columns are `columns`), kept from the source
+/// column `file` names, when the entry is right (an optional one is listed in `map`'s optional
+/// columns).
+fn compile_extra(table: &str, columns: &[&str], silver: String, file: ExtraFile, line: usize, map: &mut StreamMap, problems: &mut Vec<String>) -> Option<Extra> {
+    let (source, optional) = match file {
+        ExtraFile::Name(source) => (source, false),
+        ExtraFile::Table(t) => (t.column, t.optional),
+    };
+    let source = source.trim();
+    let plain = silver.len() <= 64 && silver.starts_with(|c: char| c.is_ascii_lowercase()) && silver.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let problem = if !plain {
+        Some(format!("extra column `{silver}` of silver {table}: name it with lowercase letters, digits and `_`, starting with a letter (up to 64 characters)"))
+    } else if columns.contains(&silver.as_str()) {
+        Some(format!("`{silver}` is one of silver {table}'s own columns: map it under [{table}.columns] ({silver} = \"{source}\"), and give the extra column another name"))
+    } else if crate::silver::OWN_COLUMNS.contains(&silver.as_str()) {
+        Some(format!("`{silver}` is a column silver adds to its tables itself ({}): give the extra column another name", list(&crate::silver::OWN_COLUMNS)))
+    } else if source.is_empty() {
+        Some(format!("{table}.{silver}: the source column name is empty"))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        problems.push(at(line, problem));
+        return None;
+    }
+    if optional {
+        map.optional.push(silver.clone());
+    }
+    // (the source column as bronze names it, as for silver's own columns)
+    Some(Extra { silver, source: safe_column_name(source), line })
 }
 
 /// A rule of `table`, when its condition parses and reads only the table's silver `columns`.
@@ -1493,6 +1611,12 @@ fn check_column(table: &str, c: &ColumnMap, problems: &mut Vec<String>) {
     }
 }
 
+/// The source columns of bronze's `schema` (not Airbyte's), as errors list them.
+fn bronze_columns(schema: &ArrowSchema) -> String {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).filter(|n| !n.starts_with("_a")).collect();
+    list(&names)
+}
+
 /// Whether an Arrow type is text (a text key's, or any text column's).
 pub(crate) fn is_text(t: &ArrowType) -> bool {
     matches!(t, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View)
@@ -1521,6 +1645,7 @@ impl StreamMap {
             other_columns: OtherColumns::Drop,
             skip_columns: Vec::new(),
             other_columns_line: 0,
+            extra: Vec::new(),
             kept: Vec::new(),
             text_keys: Vec::new(),
             literals: Vec::new(),
@@ -1595,6 +1720,9 @@ impl StreamMap {
     /// The model line that says where silver column `silver` comes from (the stream's line, or 0,
     /// when the file does not list it).
     fn line_of(&self, silver: &str) -> usize {
+        if let Some(extra) = self.extra(silver) {
+            return extra.line;
+        }
         match self.kept(silver) {
             Some(_) => self.other_columns_line,
             None => self.lines.get(silver).copied().unwrap_or(self.stream_line),
@@ -1619,7 +1747,8 @@ impl StreamMap {
         let mut problems = Vec::new();
         // (a kept column the source drops stays in silver, null in later changes: keeping
         // whatever the source has includes that)
-        for (silver, source) in self.fixed_columns().iter().flat_map(|&silver| self.sources_of(silver).into_iter().map(move |source| (silver, source))) {
+        let own = self.fixed_columns().iter().flat_map(|&silver| self.sources_of(silver).into_iter().map(move |source| (silver, source)));
+        for (silver, source) in own.chain(self.extra.iter().map(|e| (e.silver.as_str(), e.source.as_str()))) {
             let Some((name, windows)) = absent.iter().find(|(name, _)| name.eq_ignore_ascii_case(source)) else { continue };
             // A window [from, to) overlaps the versions after `reads` when it ends after them.
             let Some((from, to)) = windows.iter().find(|(_, to)| reads.is_none_or(|after| to.is_none_or(|to| to > after + 1))) else { continue };
@@ -1631,6 +1760,7 @@ impl StreamMap {
                 Some(to) => format!("which the source did not send in bronze versions {from} to {} (not in its catalog then)", to - 1),
             };
             let how = match self.lines.get(silver) {
+                None if self.extra(silver).is_some() => format!("write it as {silver} = {{ column = \"{name}\", optional = true }} at line {}", self.line_of(silver)),
                 Some(line) => format!("add `optional = true` to its entry at line {line} (written as a table: {{ column = \"{name}\", …, optional = true }})"),
                 None => format!("write {silver} = {{ column = \"{name}\", optional = true }} under [{table}.columns]"),
             };
@@ -1650,7 +1780,15 @@ impl StreamMap {
     /// The source column that fills silver column (or CDC column) `silver`. (For a composite
     /// key: the column [`StreamMap::apply`] composes of its source columns, [`composite_name`].)
     pub fn source_of<'a>(&'a self, silver: &'a str) -> &'a str {
-        self.column(silver).map_or(silver, |c| c.source.as_str())
+        match self.column(silver) {
+            Some(c) => c.source.as_str(),
+            None => self.extra(silver).map_or(silver, |e| e.source.as_str()),
+        }
+    }
+
+    /// The extra column `silver` (`extra_columns`), if it is one.
+    fn extra(&self, silver: &str) -> Option<&Extra> {
+        self.extra.iter().find(|e| e.silver == silver)
     }
 
     /// The bronze column silver's integer key `id` is read from as it is (no composition, value
@@ -1752,7 +1890,7 @@ impl StreamMap {
 
     /// Whether the mapping changes nothing (every column from its namesake).
     pub fn is_identity(&self) -> bool {
-        self.columns.is_empty()
+        self.columns.is_empty() && self.extra.iter().all(|e| e.source == e.silver)
     }
 
     /// The silver columns the model's rules read, besides `fields` (in that order, no repeats).
@@ -1772,10 +1910,7 @@ impl StreamMap {
             problems.push(at(self.stream_line, format!("silver {table} reads bronze stream `{}`, which has no bronze table yet: sync it first, or set `stream` under [{table}]", self.stream)));
             return;
         };
-        let available = || {
-            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).filter(|n| !n.starts_with("_a")).collect();
-            list(&names)
-        };
+        let available = || bronze_columns(schema);
         for &silver in columns {
             let mapped = self.column(silver);
             if let Some(c) = mapped.filter(|c| !c.parts.is_empty()) {
@@ -1820,6 +1955,16 @@ impl StreamMap {
                 problems.push(at(c.line, format!("{table}.{silver}: scale applies to numbers, and `{source}` is {dtype}")));
             }
         }
+        problems.extend(self.missing_extras(schema));
+    }
+
+    /// The extra columns whose source column bronze's `schema` lacks, each as a problem naming
+    /// its line.
+    fn missing_extras(&self, schema: &ArrowSchema) -> Vec<String> {
+        let missing = self.extra.iter().filter(|e| schema.field_with_name(&e.source).is_err());
+        missing
+            .map(|e| at(e.line, format!("extra column {}.{} comes from `{}`, which bronze `{}` does not have; its columns are {}", self.table, e.silver, e.source, self.stream, bronze_columns(schema))))
+            .collect()
     }
 
     /// `frame` (read from bronze with the source columns of `wanted`) with the columns `wanted`
@@ -2008,14 +2153,7 @@ impl StreamMap {
                 _ => (Series::new_empty(recovered_name(silver).into(), &target), lost.len()),
             };
             if unreadable > 0 && self.kept(silver).is_some() {
-                return Err(LakehouseError::KeptColumnChanged {
-                    place: self.place_of(silver),
-                    table: self.table.to_owned(),
-                    column: (*silver).to_owned(),
-                    stream: self.stream.clone(),
-                    changes: unreadable as u64,
-                    expected: "values of its first type",
-                });
+                return Err(self.kept_changed(silver, source, unreadable as u64, "values of its first type"));
             }
             if unreadable > 0 {
                 return Err(LakehouseError::ColumnChanged {
@@ -2042,11 +2180,16 @@ impl StreamMap {
     }
 }
 
-/// A source column silver keeps (`other_columns = "keep"`), under its bronze name.
+/// A source column silver keeps: under its bronze name (`other_columns = "keep"`, a composite
+/// key's columns), or under the model's (`extra_columns`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Kept {
-    /// Its name, in bronze and silver.
+    /// Its name in silver.
     pub name: String,
+    /// Its name in bronze.
+    pub source: String,
+    /// The bronze stream it comes from (for messages).
+    pub stream: String,
     /// Silver's type for it when the source widened bronze's (whose column keeps its first
     /// type): `Float64` for an integer column that now holds fractions, `String` for one that
     /// now holds text. `None`: bronze's type.
@@ -2164,6 +2307,10 @@ impl StreamMap {
         // one of silver's own columns)
         let mut read: Vec<&str> = self.fixed_columns().iter().map(|c| self.source_of(c)).collect();
         read.extend(self.key_parts().into_iter().filter(|p| self.fixed_columns().iter().any(|c| c.eq_ignore_ascii_case(p))));
+        // (a source column kept under another name is not kept under its own too, but for a
+        // composite key's column, which is)
+        let parts = self.key_parts();
+        read.extend(self.extra.iter().map(|e| e.source.as_str()).filter(|s| !parts.iter().any(|p| p.eq_ignore_ascii_case(s))));
         schema
             .fields()
             .iter()
@@ -2186,7 +2333,22 @@ impl StreamMap {
         columns.into_iter().filter(|f| parts.iter().any(|p| p.eq_ignore_ascii_case(f.name()))).collect()
     }
 
-    /// Sets the columns silver keeps (`other_columns = "keep"`; with `drop`, a composite key's columns) from bronze's
+    /// The bronze columns of `schema` silver keeps: the sources of the extra columns, then
+    /// [`StreamMap::columns_to_keep`] (bronze's names, no repeats). What [`StreamMap::keep`]
+    /// wants to know the rescued values of.
+    pub fn kept_sources(&self, schema: &ArrowSchema) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let extras = self.extra.iter().filter_map(|e| schema.field_with_name(&e.source).ok());
+        for field in extras.chain(self.columns_to_keep(schema)) {
+            if !names.contains(field.name()) {
+                names.push(field.name().clone());
+            }
+        }
+        names
+    }
+
+    /// Sets the columns silver keeps (the extra columns under their names; with
+    /// `other_columns = "keep"`, the others under theirs; with `drop`, a composite key's columns) from bronze's
     /// `schema` and the values bronze `rescued` from them (their type widened at the source): a
     /// kept column takes bronze's type, widened to a number (an integer column holding
     /// fractions) or to text (a number column holding text). Silver's own column names
@@ -2196,9 +2358,22 @@ impl StreamMap {
         self.kept.clear();
         let (table, line) = (self.table, self.other_columns_line);
         let mut kept = Vec::new();
-        let mut problems = Vec::new();
+        let mut problems = self.missing_extras(schema);
+        for e in &self.extra {
+            if let Ok(field) = schema.field_with_name(&e.source) {
+                kept.push(self.kept_column(field, &e.silver, rescued)?);
+            }
+        }
         for field in self.columns_to_keep(schema) {
             let name = field.name();
+            if let Some(e) = self.extra.iter().find(|e| e.silver.eq_ignore_ascii_case(name)) {
+                let how = if self.other_columns.drops() { "give the extra column another name" } else { "give the extra column another name, or list it in skip_columns" };
+                problems.push(at(e.line, format!(
+                    "extra column {table}.{} takes the name of bronze `{}`'s column `{name}`, which silver keeps under its name too: {how} under [{table}]",
+                    e.silver, self.stream
+                )));
+                continue;
+            }
             let data_column = self.fixed_columns().iter().any(|c| c.eq_ignore_ascii_case(name));
             if data_column || name.to_ascii_lowercase().starts_with("_cdc_") || reserved.iter().any(|c| c.eq_ignore_ascii_case(name)) {
                 // (a composite key's column named as one of silver's own is in the key only)
@@ -2216,42 +2391,63 @@ impl StreamMap {
                 )));
                 continue;
             }
-            let bronze = TypeFamily::of(field.data_type());
-            let (widened, family) = match (bronze, rescued.get(name.as_str())) {
-                (_, None) | (TypeFamily::Text, _) => (None, bronze),
-                (TypeFamily::Integer, Some((RescuedKind::Integer | RescuedKind::Number, _))) => (Some(DataType::Float64), TypeFamily::Float),
-                (TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal, Some((RescuedKind::Text, _))) => (Some(DataType::String), TypeFamily::Text),
-                (TypeFamily::Float | TypeFamily::Decimal, Some((_, _))) => (None, bronze),
-                (_, Some((_, changes))) => {
-                    return Err(LakehouseError::KeptColumnChanged {
-                        place: if line == 0 { self.origin.clone() } else { format!("{}, line {line}", self.origin) },
-                        table: table.to_owned(),
-                        column: name.clone(),
-                        stream: self.stream.clone(),
-                        changes: *changes,
-                        expected: match bronze {
-                            TypeFamily::Time | TypeFamily::Date => "times",
-                            TypeFamily::Boolean => "true or false",
-                            _ => "values of its first type",
-                        },
-                    });
-                }
-            };
-            // (silver holds date-times as UTC microseconds, whatever bronze's unit and zone)
-            let dtype = match &widened {
-                Some(t) => t.clone(),
-                None => match crate::arrow_bridge::polars_type(field).step("reading a kept column's type")? {
-                    DataType::Datetime(..) => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
-                    other => other,
-                },
-            };
-            kept.push(Kept { name: name.clone(), widened, family, dtype });
+            kept.push(self.kept_column(field, name, rescued)?);
         }
         if !problems.is_empty() {
             return Err(LakehouseError::Model { origin: self.origin.clone(), problems });
         }
         self.kept = kept;
         Ok(())
+    }
+
+    /// Silver's column `name` keeping bronze column `field`, in bronze's type widened by the
+    /// values bronze `rescued` from it. Pure.
+    fn kept_column(&self, field: &ArrowField, name: &str, rescued: &RescuedKinds) -> Result<Kept> {
+        let bronze = TypeFamily::of(field.data_type());
+        let (widened, family) = match (bronze, rescued.get(field.name().as_str())) {
+            (_, None) | (TypeFamily::Text, _) => (None, bronze),
+            (TypeFamily::Integer, Some((RescuedKind::Integer | RescuedKind::Number, _))) => (Some(DataType::Float64), TypeFamily::Float),
+            (TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal, Some((RescuedKind::Text, _))) => (Some(DataType::String), TypeFamily::Text),
+            (TypeFamily::Float | TypeFamily::Decimal, Some((_, _))) => (None, bronze),
+            (_, Some((_, changes))) => {
+                let expected = match bronze {
+                    TypeFamily::Time | TypeFamily::Date => "times",
+                    TypeFamily::Boolean => "true or false",
+                    _ => "values of its first type",
+                };
+                return Err(self.kept_changed(name, field.name(), *changes, expected));
+            }
+        };
+        // (silver holds date-times as UTC microseconds, whatever bronze's unit and zone)
+        let dtype = match &widened {
+            Some(t) => t.clone(),
+            None => match crate::arrow_bridge::polars_type(field).step("reading a kept column's type")? {
+                DataType::Datetime(..) => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+                other => other,
+            },
+        };
+        Ok(Kept { name: name.to_owned(), source: field.name().clone(), stream: self.stream.clone(), widened, family, dtype })
+    }
+
+    /// The error for kept column `silver` (from bronze column `source`), `changes` of whose
+    /// values silver's column of `expected` cannot take: it names the model line that keeps it
+    /// and how to leave it out.
+    fn kept_changed(&self, silver: &str, source: &str, changes: u64, expected: &'static str) -> LakehouseError {
+        let table = self.table;
+        let (line, what, remedy) = match self.extra(silver) {
+            Some(e) => (e.line, format!("extra column `{silver}`"), format!("Remove `{silver}` from [{table}.extra_columns] of the model")),
+            None => (self.other_columns_line, "other_columns = \"keep\"".to_owned(), format!("List `{source}` in skip_columns under [{table}] of the model")),
+        };
+        let place = if line == 0 { self.origin.clone() } else { format!("{}, line {line}", self.origin) };
+        LakehouseError::KeptColumnChanged {
+            place: format!("{place}: {what}"),
+            table: table.to_owned(),
+            column: source.to_owned(),
+            remedy,
+            stream: self.stream.clone(),
+            changes,
+            expected,
+        }
     }
 
     /// The map of one silver table filled from several streams (`maps`, each with the columns it
@@ -2320,13 +2516,13 @@ impl StreamMap {
     pub fn kept_difference(&self, schema: &ArrowSchema) -> Option<String> {
         let table = self.table;
         for k in &self.kept {
+            // (of the stream that keeps it: users from several streams keep the columns of each)
+            let source = if k.source == k.name { format!("source column `{}` of `{}`", k.name, k.stream) } else { format!("source column `{}` of `{}` (kept as `{}`)", k.source, k.stream, k.name) };
             match schema.field_with_name(&k.name) {
-                Err(_) => return Some(format!("source column `{}` of `{}` is new to silver {table}", k.name, self.stream)),
+                Err(_) => return Some(format!("{source} is new to silver {table}")),
                 Ok(f) if TypeFamily::of(f.data_type()) != k.family => {
                     return Some(format!(
-                        "source column `{}` of `{}` now holds {} values (silver {table} holds it as {})",
-                        k.name,
-                        self.stream,
+                        "{source} now holds {} values (silver {table} holds it as {})",
                         k.family.name(),
                         TypeFamily::of(f.data_type()).name()
                     ));
@@ -2443,12 +2639,13 @@ pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
                 absent.extend(map.absent_problems(&crate::increment::absent_columns(&table)?, None));
                 let schema = crate::io::arrow_schema(&table)?;
                 // The columns other_columns = "keep" would keep, as a run finds them.
-                let names: Vec<String> = map.columns_to_keep(&schema).iter().map(|f| f.name().clone()).collect();
-                if !names.is_empty() {
+                let names = map.kept_sources(&schema);
+                if !names.is_empty() || !map.extra.is_empty() {
                     let rescued = crate::increment::rescued_kinds(&table, &names).await?;
                     match map.clone().keep(&schema, &rescued, &crate::silver::OWN_COLUMNS) {
                         Ok(()) => {}
-                        Err(LakehouseError::Model { problems, .. }) => absent.extend(problems),
+                        // (an extra column bronze lacks is also among check_bronze's problems)
+                        Err(LakehouseError::Model { problems, .. }) => absent.extend(problems.into_iter().filter(|p| !map.missing_extras(&schema).contains(p))),
                         Err(changed @ LakehouseError::KeptColumnChanged { .. }) => absent.push(changed.to_string()),
                         Err(other) => return Err(other),
                     }
@@ -3153,6 +3350,89 @@ customer_id = "passenger_id"
         assert!(found[0].starts_with("line 6:") && found[0].contains("key"), "{found:?}");
         let found = problems(&text.replace("\"cities\"", "\" \""));
         assert!(found[0].starts_with("line 6:") && found[0].contains("stream"), "{found:?}");
+    }
+
+    #[test]
+    fn extra_columns_keep_source_columns_under_the_model_s_names() {
+        let text = "version = 1\n[rides]\nstream = \"trips\"\n[rides.extra_columns]\nsurge = \"surge multiplier\"\nzone = { column = \"pickup_zone\", optional = true }\n[[rides.rules]]\ncheck = \"surge >= 1\"\naction = \"quarantine\"\n";
+        let mut model = Model::parse(text, "m.toml").expect("parses");
+        assert!(!model.is_default());
+        let plain = Model::parse("version = 1\n[rides]\nstream = \"trips\"\n[[rides.rules]]\ncheck = \"distance_km >= 0\"\naction = \"quarantine\"\n", "m.toml").expect("parses");
+        assert_ne!(model.hash(), plain.hash(), "extra columns change silver's rows");
+        let renamed = Model::parse(&text.replace("surge = ", "surcharge = ").replace("surge >=", "surcharge >="), "m.toml").expect("parses");
+        assert_ne!(model.hash(), renamed.hash(), "so does their name");
+        assert_eq!(model.rides.rules[0].columns, ["surge"], "rules read extra columns by silver's name");
+        // Bronze's names (a space becomes `_`); with drop, only the extra columns are kept.
+        let trips = schema(&[("id", ArrowType::Int64), ("surge_multiplier", ArrowType::Int64), ("pickup_zone", ArrowType::Utf8), ("note", ArrowType::Utf8)]);
+        let rescued: RescuedKinds = [("surge_multiplier".to_owned(), (RescuedKind::Number, 1))].into();
+        assert_eq!(model.rides.kept_sources(&trips), ["surge_multiplier", "pickup_zone"]);
+        model.rides.keep(&trips, &rescued, &crate::silver::OWN_COLUMNS).expect("keeps");
+        let kept: Vec<(&str, &str, Option<DataType>)> = model.rides.kept.iter().map(|k| (k.name.as_str(), k.source.as_str(), k.widened.clone())).collect();
+        assert_eq!(kept, [("surge", "surge_multiplier", Some(DataType::Float64)), ("zone", "pickup_zone", None)]);
+        assert_eq!(model.rides.sources_of("surge"), ["surge_multiplier"], "read from bronze under the source's name");
+        let frame = df!(
+            "id" => [1i64, 2],
+            "surge_multiplier" => [Some(2i64), None],
+            "pickup_zone" => ["north", "south"],
+            "note" => ["a", "b"],
+            RESCUED_DATA => [None, Some(r#"{"surge_multiplier": 1.5}"#)],
+        )
+        .expect("frame");
+        let out = model.rides.apply(frame, &["id", "surge", "zone"]).expect("applies");
+        assert_eq!(out.get_column_names().iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["id", "surge", "zone"]);
+        let surge: Vec<Option<f64>> = out.column("surge").expect("surge").f64().expect("f64").iter().collect();
+        assert_eq!(surge, [Some(2.0), Some(1.5)], "widened, rescued values read back");
+        // The silver table is checked by silver's names: a table without `zone` is rebuilt.
+        let silver = schema(&[("id", ArrowType::Int64), ("surge", ArrowType::Float64)]);
+        assert!(model.rides.kept_difference(&silver).is_some_and(|d| d.contains("`pickup_zone` of `trips` (kept as `zone`) is new")), "{:?}", model.rides.kept_difference(&silver));
+        // A source column that disappears: an error naming the extra column's line, unless optional.
+        let absent = AbsentColumns::from([("surge_multiplier".to_owned(), vec![(3, None)]), ("pickup_zone".to_owned(), vec![(3, None)])]);
+        let found = model.rides.absent_problems(&absent, None);
+        assert!(found.len() == 1 && found[0].starts_with("line 5: rides.surge comes from `surge_multiplier`") && found[0].contains("surge = { column = \"surge_multiplier\", optional = true } at line 5"), "{found:?}");
+        // A source type silver cannot widen: the remedy is the extra column's.
+        match model.rides.clone().keep(&schema(&[("surge_multiplier", ArrowType::Boolean), ("pickup_zone", ArrowType::Utf8)]), &[("surge_multiplier".to_owned(), (RescuedKind::Text, 2))].into(), &crate::silver::OWN_COLUMNS) {
+            Err(e @ LakehouseError::KeptColumnChanged { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("keeps `surge_multiplier` of bronze `trips` (m.toml, line 5: extra column `surge`)") && message.contains("Remove `surge` from [rides.extra_columns]"), "{message}");
+            }
+            other => panic!("expected KeptColumnChanged, got {other:?}"),
+        }
+        // With other_columns = "keep", the others are kept under their names, the extra ones
+        // only under theirs; a kept column may not take an extra column's name.
+        let mut keeping = Model::parse(&text.replace("stream = \"trips\"\n", "stream = \"trips\"\nother_columns = \"keep\"\n"), "m.toml").expect("parses");
+        keeping.rides.keep(&trips, &RescuedKinds::new(), &crate::silver::OWN_COLUMNS).expect("keeps");
+        assert_eq!(keeping.rides.kept.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["surge", "zone", "note"]);
+        let clash = schema(&[("id", ArrowType::Int64), ("surge_multiplier", ArrowType::Int64), ("pickup_zone", ArrowType::Utf8), ("zone", ArrowType::Utf8)]);
+        match keeping.rides.clone().keep(&clash, &RescuedKinds::new(), &crate::silver::OWN_COLUMNS) {
+            Err(LakehouseError::Model { problems, .. }) => assert!(problems.len() == 1 && problems[0].starts_with("line 7: extra column rides.zone takes the name of bronze `trips`'s column `zone`") && problems[0].contains("skip_columns"), "{problems:?}"),
+            other => panic!("expected a model error, got {other:?}"),
+        }
+        // A source column bronze lacks: check_bronze and keep name the line.
+        let lacking = schema(&[("id", ArrowType::Int64), ("pickup_zone", ArrowType::Utf8)]);
+        let found = model.rides.missing_extras(&lacking);
+        assert!(found.len() == 1 && found[0].starts_with("line 5: extra column rides.surge comes from `surge_multiplier`, which bronze `trips` does not have"), "{found:?}");
+        assert!(matches!(model.rides.clone().keep(&lacking, &RescuedKinds::new(), &crate::silver::OWN_COLUMNS), Err(LakehouseError::Model { problems, .. }) if problems == found));
+        // Mistakes in the file: each names its line.
+        let problems = |text: &str| match Model::parse(text, "m") {
+            Err(LakehouseError::Model { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        };
+        let found = problems("version = 1\n[rides.extra_columns]\nstatus = \"state\"\nyear = \"y\"\nSurge = \"s\"\nempty = \" \"\n");
+        assert_eq!(found.len(), 4, "{found:?}");
+        let at_line = |n: usize| found.iter().find(|p| p.starts_with(&format!("line {n}:"))).unwrap_or_else(|| panic!("nothing at line {n}: {found:?}"));
+        assert!(at_line(3).contains("is one of silver rides's own columns: map it under [rides.columns]"), "{found:?}");
+        assert!(at_line(4).contains("adds to its tables itself"), "{found:?}");
+        assert!(at_line(5).contains("lowercase letters"), "{found:?}");
+        assert!(at_line(6).contains("source column name is empty"), "{found:?}");
+        let found = problems("version = 1\n[rides.extra_columns]\nx = { column = \"x\", scale = 0.01 }\n");
+        assert!(found[0].starts_with("line 3:") && found[0].contains("scale"), "an extra column keeps its source's values: {found:?}");
+        let found = problems("version = 1\n[[rides.rules]]\ncheck = \"surge >= 1\"\n");
+        assert!(found[0].starts_with("line 2:") && found[0].contains("not a column of silver rides"), "{found:?}");
+        let found = problems("version = 1\n[users.extra_columns]\nx = \"y\"\n[[users.streams]]\nstream = \"p\"\ntype = \"customer\"\n");
+        assert!(found[0].starts_with("line 3:") && found[0].contains("give `extra_columns` in each stream's entry"), "{found:?}");
+        assert!(Model::parse("version = 1\n[rides.extra_columns]\nmarket = \"market_code\"\n[gold]\ncity_column = \"market\"\n", "m").is_ok(), "gold's city column may be an extra column");
+        let found = problems("version = 1\n[rides]\nother_columns = \"keep\"\n[rides.extra_columns]\nmarket = \"market_code\"\n[gold]\ncity_column = \"market_code\"\n");
+        assert!(found[0].starts_with("line 7:") && found[0].contains("kept in silver rides as `market` (extra_columns, line 5)"), "{found:?}");
     }
 
     #[test]
