@@ -22,12 +22,13 @@ and rides, every trip published (its passenger and driver exist: foreign keys), 
 deleted users and trips in neither, gold's monthly distance, driver and customer totals and daily
 KPIs by SQL `GROUP BY` on the same keys. Silver also holds each users table's key column
 (`passenger_id`, `driver_id`), the trip's `passenger_id` and the model's extra columns (a driver's
-`base_city` as `home_city`, a trip's `fare_cents` as `fare_in_cents`) as the database does. At the end, a
-rebuild from all of bronze gives the same silver tables (incremental = rebuild). The harness checks
-itself: the declared catalog is what source-mysql's `discover` gives, the records replayed in
-emission order equal the database when they should, and the history did exercise what it is for
-(numbers used by a passenger and a driver both, trips waiting for their passenger in the Kotlin shape,
-a re-inserted trip number, users who left).
+`base_city` as `home_city` and as the airport code `home_code`, a trip's `fare_cents` as
+`fare_in_cents`) as the database does. At the end, a rebuild from all of bronze gives the same
+silver tables (incremental = rebuild). The harness checks itself: the declared catalog is what
+source-mysql's `discover` gives, the records replayed in emission order equal the database when
+they should, and the history did exercise what it is for (numbers used by a passenger and a driver
+both, trips waiting for their passenger in the Kotlin shape, a re-inserted trip number, users who
+left).
 
 Seeds: SEEDS is the regression list; RIDELAKE_REALCDC_SEEDS=N adds N more.
 """
@@ -107,8 +108,9 @@ SCHEMA = Schema(
     ddl=DDL,
 )
 # The source columns silver keeps, per silver table (null in the other users table's rows): the key
-# columns under their names, and the model's extra columns (`home_city`, `fare_in_cents`).
-KEPT = {"users": ("passenger_id", "driver_id", "home_city"), "rides": ("passenger_id", "fare_in_cents")}
+# columns under their names, and the model's extra columns (`home_city`, `home_code`: the city's
+# airport code where the model maps one, `fare_in_cents`).
+KEPT = {"users": ("passenger_id", "driver_id", "home_city", "home_code"), "rides": ("passenger_id", "fare_in_cents")}
 
 
 # -- the application ------------------------------------------------------------------------------
@@ -284,10 +286,11 @@ def status_sql(column: str) -> str:
 # Silver's user key: the role and the table's key (this test's own reading of the model's rule).
 USERS_SQL = """SELECT CONCAT('customer|', passenger_id) AS id, 'customer' AS type, full_name AS name, NULL AS email,
         phone_number AS phone, NULL AS city, signed_up_at AS created_at, modified_at AS updated_at, passenger_id, NULL AS driver_id,
-        NULL AS home_city
+        NULL AS home_city, NULL AS home_code
     FROM passengers
     UNION ALL
-    SELECT CONCAT('driver|', driver_id), 'driver', display_name, NULL, NULL, base_city, hired_at, modified_at, NULL, driver_id, base_city
+    SELECT CONCAT('driver|', driver_id), 'driver', display_name, NULL, NULL, base_city, hired_at, modified_at, NULL, driver_id, base_city,
+        CASE base_city WHEN 'Lisboa' THEN 'LIS' WHEN 'Porto' THEN 'OPO' ELSE base_city END
     FROM drivers"""
 RIDE_SELECT = f"""r.trip_id AS id, CONCAT('customer|', r.passenger_id) AS customer_id,
     IF(r.driver_id IS NULL, NULL, CONCAT('driver|', r.driver_id)) AS driver_id, {status_sql('r.trip_status')} AS status,

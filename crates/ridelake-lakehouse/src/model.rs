@@ -581,6 +581,18 @@ enum ExtraFile {
 struct ExtraTable {
     /// The source column.
     column: String,
+    /// Source value (as text) -> silver value; values not listed are kept as they are. The
+    /// column is then text.
+    #[serde(default)]
+    values: BTreeMap<String, String>,
+    /// The IANA time zone (`Europe/Paris`) whose wall-clock time the source's DATETIME column
+    /// holds; silver holds the UTC instant (as for silver's own times).
+    #[serde(default)]
+    time_zone: Option<String>,
+    /// A factor the value is multiplied by (cents -> currency units: 0.01). The column is then
+    /// a number.
+    #[serde(default)]
+    scale: Option<f64>,
     /// Whether the source may stop sending the column: silver then takes null for it in the
     /// changes that lack it. Without it, a source column that disappears stops the run with an
     /// error naming it.
@@ -594,7 +606,7 @@ impl<'de> Deserialize<'de> for ExtraFile {
         impl<'de> Visitor<'de> for ExtraVisitor {
             type Value = ExtraFile;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a source column name, or a table such as { column = \"surge_multiplier\", optional = true } (an extra column keeps its source's values: no values, time_zone or scale)")
+                f.write_str("a source column name, or a table such as { column = \"tip_cents\", scale = 0.01 }")
             }
             fn visit_str<E: de::Error>(self, value: &str) -> std::result::Result<ExtraFile, E> {
                 Ok(ExtraFile::Name(value.to_owned()))
@@ -644,9 +656,34 @@ pub struct Extra {
     pub silver: String,
     /// The source (bronze) column.
     pub source: String,
+    /// Source value (as text) -> silver value (the column is then text).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<(String, String)>,
+    /// The zone of a wall-clock DATETIME.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// A factor (the column is then a number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
     /// Line in the model file.
     #[serde(skip)]
     pub line: usize,
+}
+
+impl Extra {
+    /// How the source's values become silver's, as a silver column's mapping, when they change.
+    fn conversion(&self) -> Option<ColumnMap> {
+        let converts = !self.values.is_empty() || self.time_zone.is_some() || self.scale.is_some();
+        converts.then(|| ColumnMap {
+            silver: self.silver.clone(),
+            source: self.source.clone(),
+            values: self.values.clone(),
+            time_zone: self.time_zone.clone(),
+            scale: self.scale,
+            parts: Vec::new(),
+            line: self.line,
+        })
+    }
 }
 
 /// A model rule, checked: its condition parses, and reads only the table's silver columns.
@@ -1501,11 +1538,12 @@ fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file:
 /// column `file` names, when the entry is right (an optional one is listed in `map`'s optional
 /// columns).
 fn compile_extra(table: &str, columns: &[&str], silver: String, file: ExtraFile, line: usize, map: &mut StreamMap, problems: &mut Vec<String>) -> Option<Extra> {
-    let (source, optional) = match file {
-        ExtraFile::Name(source) => (source, false),
-        ExtraFile::Table(t) => (t.column, t.optional),
+    let (source, optional, values, time_zone, scale) = match file {
+        ExtraFile::Name(source) => (source, false, BTreeMap::new(), None, None),
+        ExtraFile::Table(t) => (t.column, t.optional, t.values, t.time_zone, t.scale),
     };
     let source = source.trim();
+    let name = format!("{table}.{silver}");
     let plain = silver.len() <= 64 && silver.starts_with(|c: char| c.is_ascii_lowercase()) && silver.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     let problem = if !plain {
         Some(format!("extra column `{silver}` of silver {table}: name it with lowercase letters, digits and `_`, starting with a letter (up to 64 characters)"))
@@ -1515,6 +1553,12 @@ fn compile_extra(table: &str, columns: &[&str], silver: String, file: ExtraFile,
         Some(format!("`{silver}` is a column silver adds to its tables itself ({}): give the extra column another name", list(&crate::silver::OWN_COLUMNS)))
     } else if source.is_empty() {
         Some(format!("{table}.{silver}: the source column name is empty"))
+    } else if [!values.is_empty(), time_zone.is_some(), scale.is_some()].iter().filter(|c| **c).count() > 1 {
+        Some(format!("{name}: give one of values (text), time_zone (a time) and scale (a number), which make the column of different types"))
+    } else if let Some(zone) = time_zone.as_ref().filter(|z| !matches!(TimeZone::opt_try_new(Some(z.as_str())), Ok(Some(_)))) {
+        Some(format!("{name}: `{zone}` is not an IANA time zone name (such as Europe/Paris or America/Sao_Paulo)"))
+    } else if scale.is_some_and(|x| !x.is_finite() || x == 0.0) {
+        Some(format!("{name}: scale must be a finite number other than 0"))
     } else {
         None
     };
@@ -1526,7 +1570,7 @@ fn compile_extra(table: &str, columns: &[&str], silver: String, file: ExtraFile,
         map.optional.push(silver.clone());
     }
     // (the source column as bronze names it, as for silver's own columns)
-    Some(Extra { silver, source: safe_column_name(source), line })
+    Some(Extra { silver, source: safe_column_name(source), values: values.into_iter().collect(), time_zone, scale, line })
 }
 
 /// A rule of `table`, when its condition parses and reads only the table's silver `columns`.
@@ -1890,7 +1934,7 @@ impl StreamMap {
 
     /// Whether the mapping changes nothing (every column from its namesake).
     pub fn is_identity(&self) -> bool {
-        self.columns.is_empty() && self.extra.iter().all(|e| e.source == e.silver)
+        self.columns.is_empty() && self.extra.iter().all(|e| e.source == e.silver && e.conversion().is_none())
     }
 
     /// The silver columns the model's rules read, besides `fields` (in that order, no repeats).
@@ -1956,6 +2000,16 @@ impl StreamMap {
             }
         }
         problems.extend(self.missing_extras(schema));
+        for e in &self.extra {
+            let Ok(field) = schema.field_with_name(&e.source) else { continue };
+            let dtype = field.data_type();
+            if e.time_zone.is_some() && !matches!(dtype, ArrowType::Timestamp(_, None)) {
+                problems.push(at(e.line, format!("{table}.{}: time_zone applies to a DATETIME (a timestamp without time zone), and `{}` is {dtype}; remove time_zone if it already holds an instant", e.silver, e.source)));
+            }
+            if e.scale.is_some() && !is_numeric(dtype) {
+                problems.push(at(e.line, format!("{table}.{}: scale applies to numbers, and `{}` is {dtype}", e.silver, e.source)));
+            }
+        }
     }
 
     /// The extra columns whose source column bronze's `schema` lacks, each as a problem naming
@@ -1994,7 +2048,8 @@ impl StreamMap {
             }
             // (a column with recovered values is read from its recovered copy)
             let input = if recovered.iter().any(|r| *r == name) { recovered_name(name) } else { self.source_of(name).to_owned() };
-            let expr = match (frame.column(&input), self.column(name)) {
+            let converted = self.extra(name).and_then(Extra::conversion);
+            let expr = match (frame.column(&input), self.column(name).or(converted.as_ref())) {
                 (Ok(_), None) => Some(col(input.as_str())),
                 (Ok(column), Some(c)) => Some(c.expr(&input, column.dtype(), self.table)?),
                 (Err(_), _) if !data_columns.contains(&name) => continue,
@@ -2425,6 +2480,17 @@ impl StreamMap {
                 DataType::Datetime(..) => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
                 other => other,
             },
+        };
+        // An extra column's conversion decides its type: mapped values are text, scaled ones
+        // numbers (a source that widened a scaled column to text cannot be followed).
+        let (widened, family, dtype) = match self.extra(name) {
+            Some(e) if !e.values.is_empty() => (Some(DataType::String), TypeFamily::Text, DataType::String),
+            Some(e) if e.scale.is_some() && family == TypeFamily::Text => {
+                let changes = rescued.get(field.name().as_str()).map_or(0, |(_, n)| *n);
+                return Err(self.kept_changed(name, field.name(), changes, "numbers (it is scaled)"));
+            }
+            Some(e) if e.scale.is_some() => (Some(DataType::Float64), TypeFamily::Float, DataType::Float64),
+            _ => (widened, family, dtype),
         };
         Ok(Kept { name: name.to_owned(), source: field.name().clone(), stream: self.stream.clone(), widened, family, dtype })
     }
@@ -3424,8 +3490,8 @@ customer_id = "passenger_id"
         assert!(at_line(4).contains("adds to its tables itself"), "{found:?}");
         assert!(at_line(5).contains("lowercase letters"), "{found:?}");
         assert!(at_line(6).contains("source column name is empty"), "{found:?}");
-        let found = problems("version = 1\n[rides.extra_columns]\nx = { column = \"x\", scale = 0.01 }\n");
-        assert!(found[0].starts_with("line 3:") && found[0].contains("scale"), "an extra column keeps its source's values: {found:?}");
+        let found = problems("version = 1\n[rides.extra_columns]\nx = { column = \"x\", optinal = true }\n");
+        assert!(found[0].starts_with("line 3:") && found[0].contains("optinal"), "{found:?}");
         let found = problems("version = 1\n[[rides.rules]]\ncheck = \"surge >= 1\"\n");
         assert!(found[0].starts_with("line 2:") && found[0].contains("not a column of silver rides"), "{found:?}");
         let found = problems("version = 1\n[users.extra_columns]\nx = \"y\"\n[[users.streams]]\nstream = \"p\"\ntype = \"customer\"\n");
@@ -3433,6 +3499,69 @@ customer_id = "passenger_id"
         assert!(Model::parse("version = 1\n[rides.extra_columns]\nmarket = \"market_code\"\n[gold]\ncity_column = \"market\"\n", "m").is_ok(), "gold's city column may be an extra column");
         let found = problems("version = 1\n[rides]\nother_columns = \"keep\"\n[rides.extra_columns]\nmarket = \"market_code\"\n[gold]\ncity_column = \"market_code\"\n");
         assert!(found[0].starts_with("line 7:") && found[0].contains("kept in silver rides as `market` (extra_columns, line 5)"), "{found:?}");
+    }
+
+    #[test]
+    fn extra_columns_convert_as_silver_s_own_do() {
+        let text = "version = 1\n[rides]\nstream = \"trips\"\n[rides.extra_columns]\ntip = { column = \"tip_cents\", scale = 0.01 }\nparked_at = { column = \"parked\", time_zone = \"Europe/Lisbon\" }\nvehicle = { column = \"vehicle_class\", values = { X = \"comfort\", \"1\" = \"eco\" } }\n";
+        let mut model = Model::parse(text, "m.toml").expect("parses");
+        let plain = Model::parse(&text.replace(", scale = 0.01", ""), "m.toml").expect("parses");
+        assert_ne!(model.hash(), plain.hash(), "a conversion changes silver's rows");
+        let trips = schema(&[
+            ("id", ArrowType::Int64), ("tip_cents", ArrowType::Int64), ("parked", ArrowType::Timestamp(ArrowUnit::Microsecond, None)), ("vehicle_class", ArrowType::Int64),
+        ]);
+        assert!(model.check_bronze(&[Some(&schema(&[("id", ArrowType::Int64), ("type", ArrowType::Utf8), ("created_at", ArrowType::Timestamp(ArrowUnit::Microsecond, None))]))], Some(&trips)).iter().all(|p| !p.contains("extra") && !p.starts_with("line 5") && !p.starts_with("line 6") && !p.starts_with("line 7")));
+        model.rides.keep(&trips, &RescuedKinds::new(), &crate::silver::OWN_COLUMNS).expect("keeps");
+        let kept: Vec<(&str, DataType)> = model.rides.kept.iter().map(|k| (k.name.as_str(), k.dtype.clone())).collect();
+        assert_eq!(kept, [
+            ("parked_at", DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))),
+            ("tip", DataType::Float64),
+            ("vehicle", DataType::String),
+        ]);
+        // 14:30 in Lisbon in July is 13:30 UTC (summer time), in January 14:30.
+        let parked = Series::new("parked".into(), [Some(1_782_916_200_000_000i64), Some(1_767_277_800_000_000), None])
+            .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+            .expect("times");
+        let frame = df!(
+            "id" => [1i64, 2, 3],
+            "tip_cents" => [Some(250i64), None, Some(5)],
+            "vehicle_class" => [Some(1i64), Some(2), None],
+        )
+        .expect("frame")
+        .hstack(&[parked.into_column()])
+        .expect("frame");
+        let out = model.rides.apply(frame, &["id", "tip", "parked_at", "vehicle"]).expect("applies");
+        let tip: Vec<Option<f64>> = out.column("tip").expect("tip").f64().expect("f64").iter().collect();
+        assert_eq!(tip, [Some(2.5), None, Some(0.05)]);
+        let utc = out.column("parked_at").expect("parked_at").cast(&DataType::Int64).expect("micros");
+        assert_eq!(utc.i64().expect("i64").iter().collect::<Vec<_>>(), [Some(1_782_912_600_000_000), Some(1_767_277_800_000_000), None]);
+        let vehicle: Vec<Option<&str>> = out.column("vehicle").expect("vehicle").str().expect("text").iter().collect();
+        assert_eq!(vehicle, [Some("eco"), Some("2"), None], "values not listed are kept as they are");
+        // A conversion the source's type does not allow: check_bronze names the line.
+        let wrong = schema(&[("id", ArrowType::Int64), ("tip_cents", ArrowType::Utf8), ("parked", ArrowType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into()))), ("vehicle_class", ArrowType::Utf8)]);
+        let mut found = Vec::new();
+        model.rides.check(&RIDE_COLUMNS, &[], Some(&wrong), &mut found);
+        assert!(found.iter().any(|p| p.starts_with("line 5: rides.tip: scale applies to numbers")), "{found:?}");
+        assert!(found.iter().any(|p| p.starts_with("line 6: rides.parked_at: time_zone applies to a DATETIME")), "{found:?}");
+        // A scaled column the source made text: stopped, naming the line.
+        let rescued: RescuedKinds = [("tip_cents".to_owned(), (RescuedKind::Text, 4))].into();
+        match model.rides.clone().keep(&trips, &rescued, &crate::silver::OWN_COLUMNS) {
+            Err(e @ LakehouseError::KeptColumnChanged { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("m.toml, line 5: extra column `tip`") && message.contains("4 change(s)") && message.contains("numbers (it is scaled)"), "{message}");
+            }
+            other => panic!("expected KeptColumnChanged, got {other:?}"),
+        }
+        // Mistakes in the file name their line.
+        let problems = |text: &str| match Model::parse(text, "m") {
+            Err(LakehouseError::Model { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        };
+        let found = problems("version = 1\n[rides.extra_columns]\na = { column = \"a\", scale = 0.01, time_zone = \"UTC\" }\nb = { column = \"b\", time_zone = \"Mars/Olympus\" }\nc = { column = \"c\", scale = 0 }\n");
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].starts_with("line 3:") && found[0].contains("give one of values"), "{found:?}");
+        assert!(found[1].starts_with("line 4:") && found[1].contains("not an IANA time zone"), "{found:?}");
+        assert!(found[2].starts_with("line 5:") && found[2].contains("finite number other than 0"), "{found:?}");
     }
 
     #[test]
