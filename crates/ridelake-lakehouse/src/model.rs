@@ -277,10 +277,11 @@ struct TableFile {
     skip_columns: Option<Spanned<Vec<String>>>,
     /// Source columns silver keeps besides its own, each under the name given here: silver
     /// column = source column (`surge = "surge_multiplier"`), or a table
-    /// (`{ column = "surge_multiplier", optional = true }`). They are kept whatever
+    /// (`{ column = "tip_cents", scale = 0.01, optional = true }`). They are kept whatever
     /// `other_columns` says (with `keep`, a source column named here is kept under its new name
     /// only), in their source's type, widened as `other_columns = "keep"` widens a column the
-    /// source widens; rules may read them. A name is lowercase letters, digits and `_`, starting
+    /// source widens, or converted by one of `scale`, `time_zone` or `values`; rules may read
+    /// them. A name is lowercase letters, digits and `_`, starting
     /// with a letter, and none of silver's own columns. Adding, renaming or removing one asks
     /// for a rebuild.
     #[serde(default)]
