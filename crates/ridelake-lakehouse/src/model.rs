@@ -285,8 +285,8 @@ struct TableFile {
     /// with a letter, and none of silver's own columns. Adding, renaming or removing one asks
     /// for a rebuild.
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, ExtraFile>")]
-    extra_columns: BTreeMap<String, Spanned<ExtraFile>>,
+    #[schemars(with = "BTreeMap<String, ColumnFile>")]
+    extra_columns: BTreeMap<String, Spanned<ColumnFile>>,
     /// Users only, when they come from several source tables (`passengers` and `drivers`): one
     /// entry per table, each with its `stream`, its `type` and its own `columns`, `rules`,
     /// `other_columns` and `skip_columns` (which `[users]` itself then leaves out). The tables
@@ -566,60 +566,6 @@ impl<'de> Deserialize<'de> for ColumnFile {
     }
 }
 
-/// Where an extra column (`extra_columns`) comes from.
-#[derive(JsonSchema)]
-#[schemars(untagged)]
-enum ExtraFile {
-    /// The source column, kept as it is.
-    Name(String),
-    /// The source column, and whether it may disappear.
-    Table(ExtraTable),
-}
-
-/// An extra column's source column, written as a table.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct ExtraTable {
-    /// The source column.
-    column: String,
-    /// Source value (as text) -> silver value; values not listed are kept as they are. The
-    /// column is then text.
-    #[serde(default)]
-    values: BTreeMap<String, String>,
-    /// The IANA time zone (`Europe/Paris`) whose wall-clock time the source's DATETIME column
-    /// holds; silver holds the UTC instant (as for silver's own times).
-    #[serde(default)]
-    time_zone: Option<String>,
-    /// A factor the value is multiplied by (cents -> currency units: 0.01). The column is then
-    /// a number.
-    #[serde(default)]
-    scale: Option<f64>,
-    /// Whether the source may stop sending the column: silver then takes null for it in the
-    /// changes that lack it. Without it, a source column that disappears stops the run with an
-    /// error naming it.
-    #[serde(default)]
-    optional: bool,
-}
-
-impl<'de> Deserialize<'de> for ExtraFile {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct ExtraVisitor;
-        impl<'de> Visitor<'de> for ExtraVisitor {
-            type Value = ExtraFile;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a source column name, or a table such as { column = \"tip_cents\", scale = 0.01 }")
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> std::result::Result<ExtraFile, E> {
-                Ok(ExtraFile::Name(value.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<ExtraFile, A::Error> {
-                ExtraTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(ExtraFile::Table)
-            }
-        }
-        deserializer.deserialize_any(ExtraVisitor)
-    }
-}
-
 /// The JSON Schema of model files (`models/model.schema.json`; editors such as taplo use it).
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ModelFile)).unwrap_or_default()
@@ -650,40 +596,10 @@ pub struct ColumnMap {
     pub line: usize,
 }
 
-/// A source column silver keeps under a name of the model's (`extra_columns`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Extra {
-    /// The silver column.
-    pub silver: String,
-    /// The source (bronze) column.
-    pub source: String,
-    /// Source value (as text) -> silver value (the column is then text).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<(String, String)>,
-    /// The zone of a wall-clock DATETIME.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time_zone: Option<String>,
-    /// A factor (the column is then a number).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scale: Option<f64>,
-    /// Line in the model file.
-    #[serde(skip)]
-    pub line: usize,
-}
-
-impl Extra {
-    /// How the source's values become silver's, as a silver column's mapping, when they change.
-    fn conversion(&self) -> Option<ColumnMap> {
-        let converts = !self.values.is_empty() || self.time_zone.is_some() || self.scale.is_some();
-        converts.then(|| ColumnMap {
-            silver: self.silver.clone(),
-            source: self.source.clone(),
-            values: self.values.clone(),
-            time_zone: self.time_zone.clone(),
-            scale: self.scale,
-            parts: Vec::new(),
-            line: self.line,
-        })
+impl ColumnMap {
+    /// Whether the source's values change on their way to silver (values, time_zone, scale).
+    fn converts(&self) -> bool {
+        !self.values.is_empty() || self.time_zone.is_some() || self.scale.is_some()
     }
 }
 
@@ -754,10 +670,10 @@ pub struct StreamMap {
     /// Line of `other_columns` in the model file (0: not given).
     #[serde(skip)]
     pub other_columns_line: usize,
-    /// Source columns kept under the model's names (`extra_columns`), by silver name. (In the
-    /// hash when there are some.)
+    /// Source columns kept under the model's names (`extra_columns`), by silver name, each
+    /// with its conversion if any (never a composite). (In the hash when there are some.)
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub extra: Vec<Extra>,
+    pub extra: Vec<ColumnMap>,
     /// The source columns kept, as [`StreamMap::keep`] found them in bronze's schema (empty
     /// until then, and with `drop`).
     #[serde(skip)]
@@ -1483,7 +1399,7 @@ fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file:
         }
         // A column mapped to its own name with no conversion is the default: leave it out, so
         // that writing it down does not change the model's hash.
-        if column.source != column.silver || !column.values.is_empty() || column.time_zone.is_some() || column.scale.is_some() {
+        if column.source != column.silver || column.converts() {
             map.columns.push(column);
         }
     }
@@ -1538,10 +1454,14 @@ fn compile_table(table: &'static str, columns: &[&str], required: &[&str], file:
 /// Extra column `silver` of `table` (whose own columns are `columns`), kept from the source
 /// column `file` names, when the entry is right (an optional one is listed in `map`'s optional
 /// columns).
-fn compile_extra(table: &str, columns: &[&str], silver: String, file: ExtraFile, line: usize, map: &mut StreamMap, problems: &mut Vec<String>) -> Option<Extra> {
+fn compile_extra(table: &str, columns: &[&str], silver: String, file: ColumnFile, line: usize, map: &mut StreamMap, problems: &mut Vec<String>) -> Option<ColumnMap> {
     let (source, optional, values, time_zone, scale) = match file {
-        ExtraFile::Name(source) => (source, false, BTreeMap::new(), None, None),
-        ExtraFile::Table(t) => (t.column, t.optional, t.values, t.time_zone, t.scale),
+        ColumnFile::Name(source) => (source, false, BTreeMap::new(), None, None),
+        ColumnFile::Table(t) => (t.column, t.optional, t.values, t.time_zone, t.scale),
+        ColumnFile::Names(_) => {
+            problems.push(at(line, format!("extra column {table}.{silver} comes from one source column: only keys (id, customer_id, driver_id) can be composite")));
+            return None;
+        }
     };
     let source = source.trim();
     let name = format!("{table}.{silver}");
@@ -1556,12 +1476,8 @@ fn compile_extra(table: &str, columns: &[&str], silver: String, file: ExtraFile,
         Some(format!("{table}.{silver}: the source column name is empty"))
     } else if [!values.is_empty(), time_zone.is_some(), scale.is_some()].iter().filter(|c| **c).count() > 1 {
         Some(format!("{name}: give one of values (text), time_zone (a time) and scale (a number), which make the column of different types"))
-    } else if let Some(zone) = time_zone.as_ref().filter(|z| !matches!(TimeZone::opt_try_new(Some(z.as_str())), Ok(Some(_)))) {
-        Some(format!("{name}: `{zone}` is not an IANA time zone name (such as Europe/Paris or America/Sao_Paulo)"))
-    } else if scale.is_some_and(|x| !x.is_finite() || x == 0.0) {
-        Some(format!("{name}: scale must be a finite number other than 0"))
     } else {
-        None
+        time_zone.as_deref().and_then(|zone| zone_problem(&name, zone)).or_else(|| scale.and_then(|x| scale_problem(&name, x)))
     };
     if let Some(problem) = problem {
         problems.push(at(line, problem));
@@ -1571,7 +1487,7 @@ fn compile_extra(table: &str, columns: &[&str], silver: String, file: ExtraFile,
         map.optional.push(silver.clone());
     }
     // (the source column as bronze names it, as for silver's own columns)
-    Some(Extra { silver, source: safe_column_name(source), values: values.into_iter().collect(), time_zone, scale, line })
+    Some(ColumnMap { silver, source: safe_column_name(source), values: values.into_iter().collect(), time_zone, scale, parts: Vec::new(), line })
 }
 
 /// A rule of `table`, when its condition parses and reads only the table's silver `columns`.
@@ -1620,8 +1536,7 @@ fn check_column(table: &str, c: &ColumnMap, problems: &mut Vec<String>) {
     if c.source.is_empty() {
         problems.push(at(c.line, format!("{name}: the source column name is empty")));
     }
-    let converts = !c.values.is_empty() || c.time_zone.is_some() || c.scale.is_some();
-    if KEY_COLUMNS.contains(&c.silver.as_str()) && converts {
+    if KEY_COLUMNS.contains(&c.silver.as_str()) && c.converts() {
         problems.push(at(c.line, format!("{name} is a key: map it by name only (no values, time_zone or scale)")));
         return;
     }
@@ -1643,16 +1558,39 @@ fn check_column(table: &str, c: &ColumnMap, problems: &mut Vec<String>) {
     if let Some(zone) = &c.time_zone {
         if !c.silver.ends_with("_at") {
             problems.push(at(c.line, format!("{name} is not a time: time_zone applies to the *_at columns")));
-        } else if !matches!(TimeZone::opt_try_new(Some(zone.as_str())), Ok(Some(_))) {
-            problems.push(at(c.line, format!("{name}: `{zone}` is not an IANA time zone name (such as Europe/Paris or America/Sao_Paulo)")));
+        } else if let Some(problem) = zone_problem(&name, zone) {
+            problems.push(at(c.line, problem));
         }
     }
     if let Some(scale) = c.scale {
         if !NUMERIC_COLUMNS.contains(&c.silver.as_str()) {
             problems.push(at(c.line, format!("{name} is not a number: scale applies to {}", list(&NUMERIC_COLUMNS))));
-        } else if !scale.is_finite() || scale == 0.0 {
-            problems.push(at(c.line, format!("{name}: scale must be a finite number other than 0")));
+        } else if let Some(problem) = scale_problem(&name, scale) {
+            problems.push(at(c.line, problem));
         }
+    }
+}
+
+/// What is wrong with `zone` as the time zone of silver column `name`, if anything.
+fn zone_problem(name: &str, zone: &str) -> Option<String> {
+    let known = matches!(TimeZone::opt_try_new(Some(zone)), Ok(Some(_)));
+    (!known).then(|| format!("{name}: `{zone}` is not an IANA time zone name (such as Europe/Paris or America/Sao_Paulo)"))
+}
+
+/// What is wrong with `scale` as the factor of silver column `name`, if anything.
+fn scale_problem(name: &str, scale: f64) -> Option<String> {
+    (!scale.is_finite() || scale == 0.0).then(|| format!("{name}: scale must be a finite number other than 0"))
+}
+
+/// Problems with `c`'s conversion of its source column, of bronze type `dtype`, into silver
+/// `table`: a time zone for what is not a DATETIME, a scale for what is not a number.
+fn conversion_problems(table: &str, c: &ColumnMap, dtype: &ArrowType, problems: &mut Vec<String>) {
+    let (silver, source) = (&c.silver, &c.source);
+    if c.time_zone.is_some() && !matches!(dtype, ArrowType::Timestamp(_, None)) {
+        problems.push(at(c.line, format!("{table}.{silver}: time_zone applies to a DATETIME (a timestamp without time zone), and `{source}` is {dtype}; remove time_zone if it already holds an instant")));
+    }
+    if c.scale.is_some() && !is_numeric(dtype) {
+        problems.push(at(c.line, format!("{table}.{silver}: scale applies to numbers, and `{source}` is {dtype}")));
     }
 }
 
@@ -1832,7 +1770,7 @@ impl StreamMap {
     }
 
     /// The extra column `silver` (`extra_columns`), if it is one.
-    fn extra(&self, silver: &str) -> Option<&Extra> {
+    fn extra(&self, silver: &str) -> Option<&ColumnMap> {
         self.extra.iter().find(|e| e.silver == silver)
     }
 
@@ -1935,7 +1873,7 @@ impl StreamMap {
 
     /// Whether the mapping changes nothing (every column from its namesake).
     pub fn is_identity(&self) -> bool {
-        self.columns.is_empty() && self.extra.iter().all(|e| e.source == e.silver && e.conversion().is_none())
+        self.columns.is_empty() && self.extra.iter().all(|e| e.source == e.silver && !e.converts())
     }
 
     /// The silver columns the model's rules read, besides `fields` (in that order, no repeats).
@@ -1992,23 +1930,14 @@ impl StreamMap {
             if fixed_type(silver) == Some(DataType::Float64) && !is_numeric(dtype) && mapped.is_none_or(|c| c.scale.is_none()) {
                 problems.push(at(line, format!("{table}.{silver} holds numbers and comes from `{source}` of type {dtype}; map it to a numeric source column")));
             }
-            let Some(c) = mapped else { continue };
-            if c.time_zone.is_some() && !matches!(dtype, ArrowType::Timestamp(_, None)) {
-                problems.push(at(c.line, format!("{table}.{silver}: time_zone applies to a DATETIME (a timestamp without time zone), and `{source}` is {dtype}; remove time_zone if it already holds an instant")));
-            }
-            if c.scale.is_some() && !is_numeric(dtype) {
-                problems.push(at(c.line, format!("{table}.{silver}: scale applies to numbers, and `{source}` is {dtype}")));
+            if let Some(c) = mapped {
+                conversion_problems(table, c, dtype, problems);
             }
         }
         problems.extend(self.missing_extras(schema));
         for e in &self.extra {
-            let Ok(field) = schema.field_with_name(&e.source) else { continue };
-            let dtype = field.data_type();
-            if e.time_zone.is_some() && !matches!(dtype, ArrowType::Timestamp(_, None)) {
-                problems.push(at(e.line, format!("{table}.{}: time_zone applies to a DATETIME (a timestamp without time zone), and `{}` is {dtype}; remove time_zone if it already holds an instant", e.silver, e.source)));
-            }
-            if e.scale.is_some() && !is_numeric(dtype) {
-                problems.push(at(e.line, format!("{table}.{}: scale applies to numbers, and `{}` is {dtype}", e.silver, e.source)));
+            if let Ok(field) = schema.field_with_name(&e.source) {
+                conversion_problems(table, e, field.data_type(), problems);
             }
         }
     }
@@ -2049,8 +1978,8 @@ impl StreamMap {
             }
             // (a column with recovered values is read from its recovered copy)
             let input = if recovered.iter().any(|r| *r == name) { recovered_name(name) } else { self.source_of(name).to_owned() };
-            let converted = self.extra(name).and_then(Extra::conversion);
-            let expr = match (frame.column(&input), self.column(name).or(converted.as_ref())) {
+            // (an extra column without conversion is its source column as it is)
+            let expr = match (frame.column(&input), self.column(name).or(self.extra(name))) {
                 (Ok(_), None) => Some(col(input.as_str())),
                 (Ok(column), Some(c)) => Some(c.expr(&input, column.dtype(), self.table)?),
                 (Err(_), _) if !data_columns.contains(&name) => continue,
@@ -3493,6 +3422,8 @@ customer_id = "passenger_id"
         assert!(at_line(6).contains("source column name is empty"), "{found:?}");
         let found = problems("version = 1\n[rides.extra_columns]\nx = { column = \"x\", optinal = true }\n");
         assert!(found[0].starts_with("line 3:") && found[0].contains("optinal"), "{found:?}");
+        let found = problems("version = 1\n[rides.extra_columns]\nx = [\"a\", \"b\"]\n");
+        assert!(found[0].starts_with("line 3:") && found[0].contains("comes from one source column"), "{found:?}");
         let found = problems("version = 1\n[[rides.rules]]\ncheck = \"surge >= 1\"\n");
         assert!(found[0].starts_with("line 2:") && found[0].contains("not a column of silver rides"), "{found:?}");
         let found = problems("version = 1\n[users.extra_columns]\nx = \"y\"\n[[users.streams]]\nstream = \"p\"\ntype = \"customer\"\n");
