@@ -345,7 +345,15 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
         folders = sorted(p.name for p in (lake / "silver").iterdir() if not p.name.startswith("_"))
         assert [f for f in folders if f != "quarantine"] == ["people", "trips", "trips_deleted", "trips_pending"], folders
         assert DeltaTable(str(lake / "silver" / "people")).metadata().partition_columns == [], "silver people is not partitioned"
-        assert DeltaTable(str(lake / "silver" / "trips")).metadata().partition_columns == ["year", "month", "day"]
+        # Trips are filed by the UTC day of their last change (partition = "updated_at"), and
+        # gold, compared with SQL above, counted each in the day it was opened.
+        trips = DeltaTable(str(lake / "silver" / "trips"))
+        assert trips.metadata().partition_columns == ["year", "month", "day"]
+        filed = trips.to_pyarrow_table(columns=["updated_at", "year", "month", "day"]).to_pylist()
+        misfiled = [r for r in filed if (r["updated_at"].year, r["updated_at"].month, r["updated_at"].day) != (r["year"], r["month"], r["day"])]
+        assert filed and not misfiled, f"trips filed by another day than updated_at's: {misfiled[:3]}\n  {context}"
+        change_days = {r["updated_at"].date() for r in filed}
+        assert len(change_days) > 1, f"HARNESS: every trip changed on one day, filing proves nothing\n  {context}"
         check_incremental_is_rebuild(lake, NAMESPACE, MODEL, context)
         print(f"{flavor}, seed {seed}: {dict(app.counts)}, {shared} numbers name a passenger and a driver\n  {log}")
     finally:

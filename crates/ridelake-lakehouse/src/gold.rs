@@ -11,10 +11,12 @@
 //! - `driver_stats`, `customer_totals`: totals per driver / customer from the partials;
 //! - `monthly_distance`: rides, completed rides, distance and gross fare per month.
 //!
-//! Incremental: the day tables are recomputed only for the silver partitions whose files changed
-//! since the silver version gold last reflected (a `txn` marker on every gold table); the small
-//! totals are re-aggregated from the day tables. Recomputing a day is idempotent, so a run killed
-//! midway and rerun gives the same tables.
+//! Incremental: the day tables are recomputed only for the days of the silver rides whose files
+//! changed since the silver version gold last reflected (a `txn` marker on every gold table): the
+//! partitions of those files when rides are filed by the day of `requested_at`, else the days of
+//! the `requested_at` values in them ([`Filing`]); the small totals are re-aggregated from the day
+//! tables. Recomputing a day is idempotent, so a run killed midway and rerun gives the same
+//! tables.
 //!
 //! Memory: a run reads the days to recompute in batches of whole days that fit the memory budget
 //! (as silver's, [`crate::slices::resolve_budget`]), from the rows the silver files' statistics
@@ -125,6 +127,107 @@ pub const OTHER_CITY: &str = "other";
 /// Power BI need it).
 pub const UNKNOWN_CITY: &str = "unknown";
 
+/// How silver rides are filed, which says where gold finds a day's rides.
+enum Filing {
+    /// By the day of `requested_at` (the default): a file's partition is its rides' day.
+    ByRequestDay,
+    /// By another day, or by none: a file holds rides of any days, those of its `requested_at`
+    /// values; its statistics' least and greatest `requested_at` (per path, when recorded) say
+    /// which days it may hold.
+    Otherwise(std::collections::HashMap<String, (i64, i64)>),
+}
+
+/// A day, as the day tables' partitions name it.
+type Day = (i32, i32, i32);
+
+/// The UTC day of `micros` (µs since the epoch).
+fn day_of_micros(micros: i64) -> Option<chrono::NaiveDate> {
+    chrono::DateTime::from_timestamp_micros(micros).map(|at| at.date_naive())
+}
+
+fn as_day(date: chrono::NaiveDate) -> Day {
+    use chrono::Datelike;
+    (date.year(), date.month() as i32, date.day() as i32)
+}
+
+impl Filing {
+    /// The days of `days` that `file` may hold rides of.
+    fn days_in<'d>(&self, file: &DataFile, days: &'d BTreeSet<Day>) -> Vec<&'d Day> {
+        match self {
+            Filing::ByRequestDay => file.day().and_then(|d| days.get(&d)).into_iter().collect(),
+            Filing::Otherwise(ranges) => match ranges.get(&file.path).and_then(|(a, b)| Some((day_of_micros(*a)?, day_of_micros(*b)?))) {
+                Some((first, last)) => days.range(as_day(first)..=as_day(last)).collect(),
+                None => days.iter().collect(),
+            },
+        }
+    }
+
+    /// The rides of `file` estimated to be of each of `days` (`None`: the file does not count
+    /// its rows): all of them in its day when rides are filed by it, else its rows spread
+    /// evenly over the days its `requested_at` range spans.
+    fn rides_per_day(&self, file: &DataFile, days: &BTreeSet<Day>) -> Vec<(Day, Option<u64>)> {
+        let spanned = match self {
+            Filing::ByRequestDay => 1,
+            Filing::Otherwise(ranges) => ranges
+                .get(&file.path)
+                .and_then(|(a, b)| Some((day_of_micros(*b)? - day_of_micros(*a)?).num_days() as u64 + 1))
+                .unwrap_or(1),
+        };
+        let share = file.rows.map(|rows| rows.div_ceil(spanned));
+        self.days_in(file, days).into_iter().map(|d| (*d, share)).collect()
+    }
+
+    /// The days of the rides in `files` of `table`: their partitions, or their `requested_at`
+    /// values' days (read from the files).
+    async fn days_of(&self, table: &deltalake::DeltaTable, files: &[DataFile]) -> Result<BTreeSet<Day>> {
+        match self {
+            Filing::ByRequestDay => Ok(files.iter().filter_map(DataFile::day).collect()),
+            Filing::Otherwise(_) => {
+                let requested = io::read_columns(table, files, Some(&["requested_at"])).await?;
+                let days = requested.lazy().select(crate::silver::partition_exprs("requested_at")).unique(None, UniqueKeepStrategy::Any).collect().step("finding the rides' days")?;
+                crate::silver::partitions_of(&days)
+            }
+        }
+    }
+
+    /// The days the `requested_at` statistics of `files` (of `table`) span, every day from the
+    /// least to the greatest: where the rides of files that are gone were (a vacuum deleted
+    /// them); `None` when a file's statistics do not say.
+    fn days_spanned(table: &deltalake::DeltaTable, files: &[DataFile]) -> Result<Option<BTreeSet<Day>>> {
+        let ranges = io::timestamp_ranges(table, "requested_at")?;
+        let mut days = BTreeSet::new();
+        for file in files {
+            let Some((first, last)) = ranges.get(&file.path).and_then(|(a, b)| Some((day_of_micros(*a)?, day_of_micros(*b)?))) else { return Ok(None) };
+            days.extend(first.iter_days().take_while(|d| *d <= last).map(as_day));
+        }
+        Ok(Some(days))
+    }
+
+    /// The rows of `files` of `table` whose ride is of one of `days`, with that day (year,
+    /// month, day), read a few files at a time (a file's rows are filtered before the next
+    /// files are read).
+    async fn rides_of(&self, table: &deltalake::DeltaTable, files: &[DataFile], days: &BTreeSet<Day>) -> Result<DataFrame> {
+        if let Filing::ByRequestDay = self {
+            return io::read_files(table, files).await;
+        }
+        let step = "reading the rides of the days";
+        let mut of_days = lit(false);
+        for (y, m, d) in days {
+            of_days = of_days.or(col("year").eq(lit(*y)).and(col("month").eq(lit(*m))).and(col("day").eq(lit(*d))));
+        }
+        let mut parts: Vec<LazyFrame> = Vec::new();
+        for chunk in files.chunks(FILES_AT_ONCE) {
+            for frame in io::read_each(table, chunk, None).await? {
+                parts.push(frame.lazy().with_columns(crate::silver::partition_exprs("requested_at")).filter(of_days.clone()).collect().step(step)?.lazy());
+            }
+        }
+        if parts.is_empty() {
+            return Ok(io::read_files(table, &[]).await?.lazy().with_columns(crate::silver::partition_exprs("requested_at")).collect().step(step)?);
+        }
+        concat(parts, UnionArgs { diagonal: true, ..Default::default() }).step(step)?.collect().step(step)
+    }
+}
+
 /// `rides` with their `city`: the nearest of `gold`'s cities to the pickup point.
 fn with_city(rides: DataFrame, gold: &GoldMap) -> Result<DataFrame> {
     if let Some(column) = &gold.city_column {
@@ -184,46 +287,94 @@ fn with_city_of_column(rides: DataFrame, column: &str, line: usize, names: Optio
         .step("reading the rides' city column")
 }
 
-/// The model's gold settings, with the city names of its synced cities table read from bronze
-/// when it names one ([`crate::model::CityNamesStream`]; the settings as they are otherwise).
-/// Errors name the model line: no bronze table, or no such column.
-async fn with_stream_names(layout: &LakeLayout) -> Result<GoldMap> {
+/// The model's gold settings, with what its synced source tables say read from bronze: the
+/// cities ([`crate::model::CitiesStream`]) and the city names ([`crate::model::CityNamesStream`])
+/// when it names such tables (the settings as they are otherwise). Errors name the model line:
+/// no bronze table, or no such column.
+async fn with_synced_tables(layout: &LakeLayout) -> Result<GoldMap> {
     let mut gold = layout.model.gold.clone();
-    let Some(source) = gold.city_names_stream.clone() else { return Ok(gold) };
-    let problem = |message: String| LakehouseError::Model { origin: layout.model.origin.clone(), problems: vec![format!("line {}: gold city_names: {message}", source.line)] };
-    let Some(table) = io::open(&layout.bronze(&source.stream)?, &layout.storage_options()).await? else {
-        return Err(problem(format!("bronze has no table `{}` (in namespace {}) yet: add the source table to the connection and sync it", source.stream, layout.namespace)));
-    };
-    let present = io::present_columns(&table, &[source.key.as_str(), source.city.as_str()])?;
-    if let Some(missing) = [&source.key, &source.city].into_iter().find(|c| !present.contains(&c.as_str())) {
-        let columns = io::arrow_schema(&table)?.fields().iter().map(|f| f.name().clone()).filter(|n| !n.starts_with("_a")).collect::<Vec<_>>().join(", ");
-        return Err(problem(format!("bronze `{}` has no column `{missing}`; its columns are {columns}", source.stream)));
+    if let Some(source) = gold.cities_stream.clone() {
+        let changes = read_synced(layout, "cities", &source.stream, &[&source.key, &source.name, &source.lat, &source.lon], source.line).await?;
+        gold.cities = latest_cities(&changes, &source)?;
     }
-    let changes = crate::increment::read_whole(table, &[source.key.as_str(), source.city.as_str()]).await?;
-    gold.city_names = latest_names(&changes, &source.key, &source.city)?;
+    if let Some(source) = gold.city_names_stream.clone() {
+        let changes = read_synced(layout, "city_names", &source.stream, &[&source.key, &source.city], source.line).await?;
+        gold.city_names = latest_names(&changes, &source.key, &source.city)?;
+    }
     Ok(gold)
 }
 
-/// The city names a cities table's `changes` (bronze rows in ingest order, with the CDC and
-/// ingest order columns) leave: per key, its latest change ([`crate::order`]), deletes applied;
-/// key and name as text, trimmed; a key whose name is null or empty is left out (its rides are
-/// in `other`). Pure.
+/// Every change of bronze `stream` (the model's gold `setting`, at model `line`): its `columns`
+/// with the CDC and ingest order columns, in ingest order.
+async fn read_synced(layout: &LakeLayout, setting: &str, stream: &str, columns: &[&str], line: usize) -> Result<DataFrame> {
+    let problem = |message: String| LakehouseError::Model { origin: layout.model.origin.clone(), problems: vec![format!("line {line}: gold {setting}: {message}")] };
+    let Some(table) = io::open(&layout.bronze(stream)?, &layout.storage_options()).await? else {
+        return Err(problem(format!("bronze has no table `{stream}` (in namespace {}) yet: add the source table to the connection and sync it", layout.namespace)));
+    };
+    let present = io::present_columns(&table, columns)?;
+    if let Some(missing) = columns.iter().find(|c| !present.contains(c)) {
+        let found = io::arrow_schema(&table)?.fields().iter().map(|f| f.name().clone()).filter(|n| !n.starts_with("_a")).collect::<Vec<_>>().join(", ");
+        return Err(problem(format!("bronze `{stream}` has no column `{missing}`; its columns are {found}")));
+    }
+    crate::increment::read_whole(table, columns).await
+}
+
+/// The rows a synced table's `changes` (bronze rows in ingest order, with the CDC and ingest
+/// order columns) leave: per `key`, its latest change ([`crate::order`]), deletes applied, with
+/// the key as text, trimmed (a row without one is left out), and `columns`. Pure.
+fn latest_rows(changes: &DataFrame, key: &str, columns: &[&str]) -> Result<DataFrame> {
+    let mut epochs = crate::order::EpochState::default();
+    let mut fields = vec![key];
+    fields.extend(columns);
+    let prepared = crate::cdc::prepare(changes, &fields, &mut epochs)?;
+    let text = col(key).cast(DataType::String).str().strip_chars(lit(NULL)).alias(key);
+    crate::order::latest(prepared.lazy().with_column(text).filter(col(key).neq(lit(""))), key)
+        .filter(col(crate::cdc::DELETED).not())
+        .select(fields.iter().map(|c| col(*c)).collect::<Vec<_>>())
+        .sort([key], Default::default())
+        .collect()
+        .step("reading a synced table")
+}
+
+/// The city names a cities table's `changes` leave ([`latest_rows`]): key and name as text,
+/// trimmed; a key whose name is null or empty is left out (its rides are in `other`). Pure.
 fn latest_names(changes: &DataFrame, key: &str, city: &str) -> Result<BTreeMap<String, String>> {
     let step = "reading the cities table";
-    let mut epochs = crate::order::EpochState::default();
-    let prepared = crate::cdc::prepare(changes, &[key, city], &mut epochs)?;
-    let text = |c: &str| col(c).cast(DataType::String).str().strip_chars(lit(NULL)).alias(c);
-    let latest = crate::order::latest(prepared.lazy().with_columns([text(key), text(city)]).filter(col(key).neq(lit(""))), key)
-        .filter(col(crate::cdc::DELETED).not())
-        .select([col(key), col(city)])
-        .collect()
-        .step(step)?;
+    let latest = latest_rows(changes, key, &[city])?.lazy().with_column(col(city).cast(DataType::String).str().strip_chars(lit(NULL))).collect().step(step)?;
     let (keys, names) = (latest.column(key).step(step)?.str().step(step)?, latest.column(city).step(step)?.str().step(step)?);
     Ok(keys
         .iter()
         .zip(names.iter())
         .filter_map(|(k, name)| Some((k?.to_owned(), name.filter(|n| !n.is_empty())?.to_owned())))
         .collect())
+}
+
+/// The cities a synced table's `changes` leave ([`latest_rows`]), in key order: each row with a
+/// name (trimmed, not gold's own `other` or `unknown`) and a center on the globe (numbers, or
+/// text holding numbers); the others are left out. Pure.
+fn latest_cities(changes: &DataFrame, source: &crate::model::CitiesStream) -> Result<Vec<crate::model::City>> {
+    let step = "reading the cities table";
+    let latest = latest_rows(changes, &source.key, &[&source.name, &source.lat, &source.lon])?;
+    let degrees = |c: &str| -> Result<Vec<Option<f64>>> {
+        let values = latest.column(c).step(step)?.as_materialized_series().cast(&DataType::String).step(step)?;
+        Ok(values.str().step(step)?.iter().map(|v| v.and_then(|v| v.trim().parse::<f64>().ok()).filter(|d| d.is_finite())).collect())
+    };
+    let names = latest.column(&source.name).step(step)?.as_materialized_series().cast(&DataType::String).step(step)?;
+    let (lat, lon) = (degrees(&source.lat)?, degrees(&source.lon)?);
+    let cities = names
+        .str()
+        .step(step)?
+        .iter()
+        .zip(lat.into_iter().zip(lon))
+        .filter_map(|(name, center)| {
+            let name = name.map(str::trim).filter(|n| !n.is_empty() && *n != OTHER_CITY && *n != UNKNOWN_CITY)?;
+            match center {
+                (Some(lat), Some(lon)) if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) => Some(crate::model::City { name: name.to_owned(), lat, lon }),
+                _ => None,
+            }
+        })
+        .collect();
+    Ok(cities)
 }
 
 fn completed() -> Expr {
@@ -321,17 +472,19 @@ async fn totals_of(table: &deltalake::DeltaTable, party: &str) -> Result<DataFra
     totals(folded.lazy(), party).collect().step("totals")
 }
 
-/// The days to recompute in batches whose rides (from the files' statistics) fit `budget`, in
-/// day order: every day in one batch without a budget; a day is never split, a day whose files
-/// do not count their rows is a batch of its own, and a day without rides (all deleted) counts
-/// as one (so that a budget below one ride reads each day alone).
-fn day_batches(files: &[DataFile], days: &BTreeSet<(i32, i32, i32)>, budget: Option<u64>) -> Vec<BTreeSet<(i32, i32, i32)>> {
+/// The days to recompute in batches whose rides (from the files' statistics, as `filing` files
+/// them) fit `budget`, in day order: every day in one batch without a budget; a day is never
+/// split, a day whose files do not count their rows is a batch of its own, and a day without
+/// rides (all deleted) counts as one (so that a budget below one ride reads each day alone).
+fn day_batches(files: &[DataFile], filing: &Filing, days: &BTreeSet<(i32, i32, i32)>, budget: Option<u64>) -> Vec<BTreeSet<(i32, i32, i32)>> {
     let Some(budget) = budget else { return vec![days.clone()] };
     let room = budget.saturating_sub(slices::FIXED_BYTES).max(1);
     let mut rides: std::collections::BTreeMap<(i32, i32, i32), Option<u64>> = days.iter().map(|d| (*d, Some(0))).collect();
     for file in files {
-        if let Some(day) = file.day().and_then(|d| rides.get_mut(&d)) {
-            *day = day.zip(file.rows).map(|(a, b)| a + b);
+        for (day, share) in filing.rides_per_day(file, days) {
+            if let Some(count) = rides.get_mut(&day) {
+                *count = count.zip(share).map(|(a, b)| a + b);
+            }
         }
     }
     let mut batches: Vec<BTreeSet<(i32, i32, i32)>> = Vec::new();
@@ -399,11 +552,15 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
         return Ok(report);
     };
     let now = rides.version().unwrap_or_default() as i64;
-    let gold_map = with_stream_names(layout).await?;
+    let gold_map = with_synced_tables(layout).await?;
     // The oldest marker among gold tables: recomputing more days than needed is harmless. A
     // table computed with other cities than the model's (or other names from its cities table):
     // every day again.
-    let cities = crate::model::gold_inputs_hash(gold_map.hash(), &layout.model.names.rides);
+    let cities = crate::model::gold_inputs_hash(gold_map.hash(), &layout.model.names.rides, layout.model.rides.partition);
+    let filing = match layout.model.rides.partition {
+        Some(crate::model::DEFAULT_RIDES_PARTITION) => Filing::ByRequestDay,
+        _ => Filing::Otherwise(io::timestamp_ranges(&rides, "requested_at")?),
+    };
     let mut marker: Option<i64> = Some(now);
     let mut other_cities = false;
     // A key of silver that changed kind (integers to text, after a source migration): gold's
@@ -425,7 +582,7 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
     }
     if other_cities && marker.is_some() {
         marker = None;
-        report.recomputed_all = Some(format!("gold was computed with other cities, or from another silver rides table, than {}'s", layout.model.origin));
+        report.recomputed_all = Some(format!("gold was computed with other cities, or from another silver rides table or filing, than {}'s", layout.model.origin));
     }
     if other_keys && marker.is_some() {
         marker = None;
@@ -438,18 +595,36 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
     }
     let current = io::files(&rides)?;
     let days: BTreeSet<(i32, i32, i32)> = match marker {
-        None => current.iter().filter_map(DataFile::day).collect(),
+        None => filing.days_of(&rides, &current).await?,
         Some(m) => match io::open_version(&rides_url, &options, m as u64).await {
             Ok(before) => {
                 let (a, b): (BTreeSet<_>, BTreeSet<_>) = (io::files(&before)?.into_iter().collect(), current.iter().cloned().collect());
-                a.symmetric_difference(&b).filter_map(DataFile::day).collect()
+                let (removed, added): (Vec<DataFile>, Vec<DataFile>) = (a.difference(&b).cloned().collect(), b.difference(&a).cloned().collect());
+                // (the files a rewrite removed are read as gold's version left them; gone, after
+                // a vacuum, the days their statistics span are recomputed, and without
+                // statistics every day)
+                let gone = match filing.days_of(&before, &removed).await {
+                    Ok(days) => Some(days),
+                    Err(_) => Filing::days_spanned(&before, &removed)?,
+                };
+                match gone {
+                    Some(mut days) => {
+                        days.extend(filing.days_of(&rides, &added).await?);
+                        days
+                    }
+                    None => {
+                        marker = None;
+                        report.recomputed_all = Some("the silver rides files gold last read are gone (vacuumed), and their statistics do not say which days they held".into());
+                        filing.days_of(&rides, &current).await?
+                    }
+                }
             }
             // Silver's log no longer has that version (gold fell behind its log retention):
             // recompute every day.
             Err(_) => {
                 marker = None;
                 report.recomputed_all = Some("silver's log no longer holds the version gold reflects".into());
-                current.iter().filter_map(DataFile::day).collect()
+                filing.days_of(&rides, &current).await?
             }
         },
     };
@@ -459,13 +634,13 @@ async fn gold_run(layout: &LakeLayout, budget: Option<u64>) -> Result<GoldReport
     let mode = if full { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(days.clone()) };
 
     // The day tables: the days in batches, each batch's aggregates staged; one commit per table.
-    let batches = day_batches(&current, &days, budget);
+    let batches = day_batches(&current, &filing, &days, budget);
     report.batches = batches.len() as u64;
     let urls = DAY_TABLES.iter().map(|table| layout.gold(table)).collect::<Result<Vec<_>>>()?;
     let mut staged: [Option<Staged>; 3] = [None, None, None];
     for batch in &batches {
-        let files: Vec<DataFile> = current.iter().filter(|f| f.day().is_some_and(|p| batch.contains(&p))).cloned().collect();
-        let silver = with_city(io::read_files(&rides, &files).await?, &gold_map)?;
+        let files: Vec<DataFile> = current.iter().filter(|f| !filing.days_in(f, batch).is_empty()).cloned().collect();
+        let silver = with_city(filing.rides_of(&rides, &files, batch).await?, &gold_map)?;
         report.rows_read += silver.height() as u64;
         let aggregates = [
             daily_city_kpis(silver.clone().lazy()).collect().step("daily city KPIs")?,
@@ -588,6 +763,45 @@ mod tests {
     }
 
     #[test]
+    fn a_cities_table_s_centers_are_its_latest_changes_deletes_applied() {
+        use crate::order::{INGEST_ROW, INGEST_VERSION};
+        // (key, name, lat, lon, binlog position, deleted), in ingest order; lat and lon as the
+        // source sent them: text of a DECIMAL column (Java binlog rows).
+        type Row = (&'static str, Option<&'static str>, Option<&'static str>, Option<&'static str>, i64, bool);
+        let rows: [Row; 8] = [
+            ("1", Some("Lisboa"), Some("38.7223"), Some("-9.1393"), 10, false),
+            ("2", Some("Porto"), Some("41.1579"), Some("-8.6291"), 11, false),
+            // Lisboa's center moves; Porto is deleted; Faro has no longitude, Mars is off the globe.
+            ("1", Some(" Lisboa "), Some("38.7"), Some("-9.14"), 12, false),
+            ("2", Some("Porto"), Some("41.1579"), Some("-8.6291"), 13, true),
+            ("3", Some("Faro"), Some("37.0194"), None, 14, false),
+            ("4", Some("Mars"), Some("95.0"), Some("0"), 15, false),
+            ("5", Some("other"), Some("1"), Some("1"), 16, false),
+            ("6", Some("Braga"), Some("41.5454"), Some(" -8.4265"), 17, false),
+        ];
+        let at = "2026-01-05T10:00:00.000000Z";
+        let frame = df!(
+            "city_id" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "name" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "lat" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            "lon" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            "_ab_cdc_cursor" => rows.iter().map(|r| (1i64 << 32) | r.4).collect::<Vec<_>>(),
+            "_ab_cdc_updated_at" => rows.iter().map(|_| at).collect::<Vec<_>>(),
+            "_ab_cdc_deleted_at" => rows.iter().map(|r| r.5.then_some(at)).collect::<Vec<_>>(),
+            INGEST_VERSION => rows.iter().map(|_| 1i64).collect::<Vec<_>>(),
+            INGEST_ROW => (0..rows.len() as i64).collect::<Vec<_>>(),
+        )
+        .expect("frame");
+        let source = crate::model::CitiesStream { stream: "cities".into(), key: "city_id".into(), name: "name".into(), lat: "lat".into(), lon: "lon".into(), line: 4 };
+        let cities = latest_cities(&frame, &source).expect("cities");
+        let found: Vec<(&str, f64, f64)> = cities.iter().map(|c| (c.name.as_str(), c.lat, c.lon)).collect();
+        assert_eq!(found, [("Lisboa", 38.7, -9.14), ("Braga", 41.5454, -8.4265)]);
+        // Gold tells rides' cities by them.
+        let gold = GoldMap { cities, cities_stream: Some(source), ..GoldMap::default() };
+        assert_eq!((gold.city_of(38.72, -9.14), gold.city_of(41.1579, -8.6291)), (Some("Lisboa"), Some("Braga")), "Porto is gone: its rides are Braga's (within 60 km)");
+    }
+
+    #[test]
     fn a_synced_cities_table_that_names_none_yet_puts_every_ride_in_other() {
         let rides = df!("code" => [Some("1"), Some(" 2 "), None]).expect("rides");
         let city = |gold: &GoldMap| -> Vec<String> {
@@ -615,11 +829,34 @@ mod tests {
         let files = [file(d1, Some(400)), file(d1, Some(200)), file(d2, Some(300)), file(d3, Some(300)), file(d4, None), file((2025, 1, 1), Some(9))];
         let days = BTreeSet::from([d1, d2, d3, d4]);
         let budget = slices::FIXED_BYTES + ride_bytes(900);
-        let batches = day_batches(&files, &days, Some(budget));
+        let filing = Filing::ByRequestDay;
+        let batches = day_batches(&files, &filing, &days, Some(budget));
         assert_eq!(batches, vec![BTreeSet::from([d1, d2]), BTreeSet::from([d3]), BTreeSet::from([d4])]);
         // A day larger than the budget is a batch of its own, never split.
-        assert_eq!(day_batches(&files, &days, Some(1)).len(), 4);
-        assert_eq!(day_batches(&files, &days, None), vec![days.clone()]);
-        assert_eq!(day_batches(&files, &BTreeSet::new(), Some(budget)), vec![BTreeSet::new()], "no day to recompute: one empty batch");
+        assert_eq!(day_batches(&files, &filing, &days, Some(1)).len(), 4);
+        assert_eq!(day_batches(&files, &filing, &days, None), vec![days.clone()]);
+        assert_eq!(day_batches(&files, &filing, &BTreeSet::new(), Some(budget)), vec![BTreeSet::new()], "no day to recompute: one empty batch");
+    }
+
+    #[test]
+    fn rides_filed_otherwise_count_in_the_days_their_requests_span() {
+        let micros = |y: i32, m: u32, d: u32, h: u32| chrono::NaiveDate::from_ymd_opt(y, m, d).and_then(|day| day.and_hms_opt(h, 0, 0)).expect("a time").and_utc().timestamp_micros();
+        let unfiled = |path: &str, rows: Option<u64>| DataFile { path: path.into(), partition: vec![], id_range: None, rows, unlinked: None };
+        // "a": 600 rides requested from Jan 1 to Jan 3 (200 a day); "b": 100 on Jan 3, late in
+        // the day; "c": no statistics (any day); "d": 50 on Jan 9, a day not recomputed.
+        let ranges = [("a", micros(2026, 1, 1, 5), micros(2026, 1, 3, 23)), ("b", micros(2026, 1, 3, 22), micros(2026, 1, 3, 23)), ("d", micros(2026, 1, 9, 1), micros(2026, 1, 9, 2))];
+        let filing = Filing::Otherwise(ranges.iter().map(|(p, a, b)| ((*p).to_owned(), (*a, *b))).collect());
+        let files = [unfiled("a", Some(600)), unfiled("b", Some(100)), unfiled("c", Some(7)), unfiled("d", Some(50))];
+        let (d1, d2, d3, d4) = ((2026, 1, 1), (2026, 1, 2), (2026, 1, 3), (2026, 1, 4));
+        let days = BTreeSet::from([d1, d2, d3, d4]);
+        let held = |file: &DataFile| filing.days_in(file, &days).into_iter().copied().collect::<Vec<_>>();
+        assert_eq!(held(&files[0]), [d1, d2, d3]);
+        assert_eq!(held(&files[1]), [d3]);
+        assert_eq!(held(&files[2]), [d1, d2, d3, d4], "a file without statistics may hold any day");
+        assert!(held(&files[3]).is_empty());
+        assert_eq!(filing.rides_per_day(&files[0], &days), [(d1, Some(200)), (d2, Some(200)), (d3, Some(200))]);
+        // d1 and d2: 200 + 7 each; d3: 200 + 100 + 7; d4: 7.
+        let budget = slices::FIXED_BYTES + 420 * BYTES_PER_RIDE;
+        assert_eq!(day_batches(&files, &filing, &days, Some(budget)), vec![BTreeSet::from([d1, d2]), BTreeSet::from([d3, d4])]);
     }
 }

@@ -214,12 +214,31 @@ pub fn newest_by_statistics(table: &DeltaTable, column: &str) -> Result<(Option<
     Ok((newest, unknown))
 }
 
-/// `maxValues` of a timestamp `column` in a file's statistics JSON (µs), when recorded: Delta
-/// writes `2026-11-30T10:00:00.123Z` (UTC) or, for a timestamp without zone, `2026-11-30
-/// 10:00:00.123`.
+/// Per file of `table` (by path), the least and greatest value of its timestamp `column` (µs,
+/// kept to the millisecond, which never moves a value to another day) when its Delta statistics
+/// record them. A file missing here may hold any value.
+pub fn timestamp_ranges(table: &DeltaTable, column: &str) -> Result<HashMap<String, (i64, i64)>> {
+    let snapshot = table.snapshot().map_err(|e| LakehouseError::delta(table.table_url(), e))?;
+    let mut out = HashMap::new();
+    for f in snapshot.log_data().iter() {
+        let Some(stats) = f.stats().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()) else { continue };
+        if let (Some(min), Some(max)) = (timestamp_stat(&stats, "minValues", column), timestamp_stat(&stats, "maxValues", column)) {
+            out.insert(f.path().to_string(), (min, max));
+        }
+    }
+    Ok(out)
+}
+
+/// `maxValues` of a timestamp `column` in a file's statistics JSON (µs), when recorded.
 fn max_timestamp(stats: Option<String>, column: &str) -> Option<i64> {
-    let stats: serde_json::Value = serde_json::from_str(&stats?).ok()?;
-    let text = stats.get("maxValues")?.get(column)?.as_str()?;
+    timestamp_stat(&serde_json::from_str(&stats?).ok()?, "maxValues", column)
+}
+
+/// A timestamp `column`'s value under `which` (`minValues`, `maxValues`) of a file's statistics
+/// JSON (µs), when recorded: Delta writes `2026-11-30T10:00:00.123Z` (UTC) or, for a timestamp
+/// without zone, `2026-11-30 10:00:00.123`.
+fn timestamp_stat(stats: &serde_json::Value, which: &str, column: &str) -> Option<i64> {
+    let text = stats.get(which)?.get(column)?.as_str()?;
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
         return Some(at.timestamp_micros());
     }

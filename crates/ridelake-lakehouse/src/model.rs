@@ -155,10 +155,14 @@ struct ModelFile {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct GoldFile {
-    /// The cities rides are counted in; default: the twelve cities of ridelake's example app.
+    /// The cities rides are counted in: a list (`[[gold.cities]]` entries), or a source table
+    /// synced to bronze, `{ stream = "cities", key = "city_id", name = "name", lat = "lat", lon =
+    /// "lon" }`, read as its changes leave it (its latest change per key, deletes applied; a row
+    /// without a name or with a center off the globe is left out); gold is recomputed when the
+    /// cities change. Default: the twelve cities of ridelake's example app.
     #[serde(default)]
-    #[schemars(with = "Option<Vec<CityFile>>")]
-    cities: Option<Spanned<Vec<Spanned<CityFile>>>>,
+    #[schemars(with = "Option<CitiesFile>")]
+    cities: Option<Spanned<CitiesFile>>,
     /// A pickup point farther than this from every city's center belongs to city `other`;
     /// default 60.
     #[serde(default)]
@@ -220,6 +224,55 @@ impl<'de> Deserialize<'de> for CityNamesFile {
             }
         }
         deserializer.deserialize_any(NamesVisitor)
+    }
+}
+
+/// Where gold's cities come from: the model's list, or a synced source table.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+enum CitiesFile {
+    /// The cities, each with its name and center.
+    List(#[schemars(with = "Vec<CityFile>")] Vec<Spanned<CityFile>>),
+    /// A source table synced to bronze.
+    Stream(CitiesStreamFile),
+}
+
+/// A source table of cities and their centers, synced to bronze like users and rides.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CitiesStreamFile {
+    /// The bronze stream (source table).
+    stream: String,
+    /// Its key column (a city's changes are told apart by it).
+    key: String,
+    /// Its column holding the city's name in gold.
+    name: String,
+    /// Its column holding the latitude of the city's center, degrees.
+    lat: String,
+    /// Its column holding the longitude of the city's center, degrees.
+    lon: String,
+}
+
+impl<'de> Deserialize<'de> for CitiesFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct CitiesVisitor;
+        impl<'de> Visitor<'de> for CitiesVisitor {
+            type Value = CitiesFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of cities ([[gold.cities]] with name, lat and lon), or a table such as { stream = \"cities\", key = \"city_id\", name = \"name\", lat = \"lat\", lon = \"lon\" }")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<CitiesFile, A::Error> {
+                let mut cities = Vec::new();
+                while let Some(city) = seq.next_element::<Spanned<CityFile>>()? {
+                    cities.push(city);
+                }
+                Ok(CitiesFile::List(cities))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<CitiesFile, A::Error> {
+                CitiesStreamFile::deserialize(de::value::MapAccessDeserializer::new(map)).map(CitiesFile::Stream)
+            }
+        }
+        deserializer.deserialize_any(CitiesVisitor)
     }
 }
 
@@ -312,10 +365,12 @@ struct TableFile {
     /// What partitions the silver table: the UTC day (year/month/day columns) of one of its
     /// timestamp columns, or `none`. Users: `created_at` (the default), `updated_at` (a change
     /// without it is then quarantined) or `none` (one table, rewritten whole when users change:
-    /// for up to a few million users). Rides: `requested_at` only, the day gold counts a ride in;
-    /// map `requested_at` from the source timestamp you want rides filed by. Changing it asks for
-    /// a rebuild; between `none` and a day, into a new table (a new `table` name, or the old
-    /// folder removed), since a table keeps its partition columns.
+    /// for up to a few million users). Rides: `requested_at` (the default), `created_at` or
+    /// `updated_at` (a change without it is then quarantined; a ride moves to the day of its last
+    /// change), or `none` (rewritten whole when rides change: for up to a few million rides);
+    /// gold counts a ride in the day of its `requested_at` however rides are filed. Changing it
+    /// asks for a rebuild; between `none` and a day, into a new table (a new `table` name, or the
+    /// old folder removed), since a table keeps its partition columns.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     partition: Option<Spanned<String>>,
@@ -690,8 +745,8 @@ pub struct StreamMap {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub literals: Vec<(String, String)>,
     /// The timestamp column whose UTC day (year/month/day) partitions the silver table, `None`
-    /// when it is not partitioned (users only; rides are always filed by `requested_at`). (In
-    /// the hash when it is not the table's default, [`Model::hash`].)
+    /// when it is not partitioned. (In the hash when it is not the table's default,
+    /// [`Model::hash`].)
     #[serde(skip)]
     pub partition: Option<&'static str>,
     /// The model file (for errors).
@@ -750,6 +805,29 @@ pub struct GoldMap {
     /// it into `city_names` at the start of each run. (The hash counts it when set.)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub city_names_stream: Option<CityNamesStream>,
+    /// The synced source table the cities come from, when the model names one: gold reads it
+    /// into `cities` at the start of each run. (The hash counts it when set.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cities_stream: Option<CitiesStream>,
+}
+
+/// A synced source table of cities (`[gold] cities = { stream, key, name, lat, lon }`); its
+/// columns as bronze names them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CitiesStream {
+    /// The bronze stream.
+    pub stream: String,
+    /// Its key column.
+    pub key: String,
+    /// Its column of city names.
+    pub name: String,
+    /// Its column of the centers' latitudes.
+    pub lat: String,
+    /// Its column of the centers' longitudes.
+    pub lon: String,
+    /// Line of `cities` in the model file.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 /// A synced source table that names cities (`[gold] city_names = { stream, key, city }`).
@@ -776,6 +854,7 @@ impl Default for GoldMap {
             city_column_line: 0,
             city_names: BTreeMap::new(),
             city_names_stream: None,
+            cities_stream: None,
         }
     }
 }
@@ -803,9 +882,15 @@ impl GoldMap {
 
 /// What gold records of its inputs ([`crate::gold`]'s model marker): the hash of its cities
 /// (`gold_hash`, [`GoldMap::hash`]) and, when the model names silver rides otherwise than
-/// `rides`, that name, so that gold computed from another table is computed again whole.
-pub fn gold_inputs_hash(gold_hash: i64, rides_table: &str) -> i64 {
-    if rides_table == "rides" { gold_hash } else { hash_of(&(gold_hash, rides_table)) }
+/// `rides`, that name, and when it files them by another day than `requested_at`'s, how
+/// (`rides_partition`, [`StreamMap::partition`]): gold computed from another table, or from a
+/// table whose files changed meaning, is computed again whole.
+pub fn gold_inputs_hash(gold_hash: i64, rides_table: &str, rides_partition: Option<&str>) -> i64 {
+    let named = if rides_table == "rides" { gold_hash } else { hash_of(&(gold_hash, rides_table)) };
+    match rides_partition {
+        Some(DEFAULT_RIDES_PARTITION) => named,
+        other => hash_of(&(named, "rides filed by", other.unwrap_or("none"))),
+    }
 }
 
 /// 63 bits of a SHA-256 of `value`'s JSON.
@@ -900,7 +985,7 @@ impl Model {
         let (rides_table, rides_partition) = file.rides.as_mut().map(|r| (r.table.take(), r.partition.take())).unwrap_or_default();
         let names = compile_names(users_table, rides_table, text, &mut problems);
         let users_partition = compile_partition("users", users_partition, text, &mut problems);
-        compile_partition("rides", rides_partition, text, &mut problems);
+        let rides_partition = compile_partition("rides", rides_partition, text, &mut problems);
         let mut users = compile_users(file.users, text, origin, &mut problems);
         for map in &mut users {
             map.partition = users_partition;
@@ -911,6 +996,12 @@ impl Model {
             }
         }
         let mut rides = compile_table("rides", &RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, file.rides, text, origin, &mut problems);
+        rides.partition = rides_partition;
+        if rides_partition == Some("updated_at")
+            && let Some(rule) = rides.rules.iter().find(|r| r.name == UPDATED_AT_RULE)
+        {
+            problems.push(at(rule.line, format!("rides rule `{UPDATED_AT_RULE}` is the name of silver's own rule when rides are filed by updated_at; give the rule another name")));
+        }
         if users.len() > 1 {
             link_to_roles(&mut rides);
         }
@@ -965,16 +1056,20 @@ impl Model {
             return DEFAULT_MODEL_HASH;
         }
         let maps = if self.more_users.is_empty() { hash_of(&(&self.users, &self.rides)) } else { hash_of(&(&self.users, &self.rides, &self.more_users)) };
-        // (silver users' partitioning shapes its rows: counted when it is not the default)
-        match self.users.partition {
+        // (silver's partitioning shapes its rows: counted when it is not the default)
+        let maps = match self.users.partition {
             Some(DEFAULT_USERS_PARTITION) => maps,
             other => hash_of(&(maps, other.unwrap_or("none"))),
+        };
+        match self.rides.partition {
+            Some(DEFAULT_RIDES_PARTITION) => maps,
+            other => hash_of(&(maps, "rides", other.unwrap_or("none"))),
         }
     }
 
     /// Whether this is the default model's mapping (what silver built before models existed was).
     pub fn is_default(&self) -> bool {
-        self.more_users.is_empty() && self.users.partition == Some(DEFAULT_USERS_PARTITION) && [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default() && m.other_columns.drops() && m.extra.is_empty())
+        self.more_users.is_empty() && self.users.partition == Some(DEFAULT_USERS_PARTITION) && self.rides.partition == Some(DEFAULT_RIDES_PARTITION) && [&self.users, &self.rides].iter().all(|m| m.stream == m.table && m.columns.is_empty() && no_rows_changing_rules(&m.rules) && m.links.is_default() && m.other_columns.drops() && m.extra.is_empty())
     }
 
     /// Checks the model against the bronze tables' schemas (`None`: the stream has no bronze
@@ -985,10 +1080,13 @@ impl Model {
     pub fn check_bronze(&self, users: &[Option<&ArrowSchema>], rides: Option<&ArrowSchema>) -> Vec<String> {
         debug_assert_eq!(users.len(), 1 + self.more_users.len(), "one schema per users stream");
         let mut problems = Vec::new();
+        // (the column a table is filed by is needed too: without it, every change would be
+        // quarantined)
+        let needed = |required: &[&'static str], map: &StreamMap| -> Vec<&'static str> { required.iter().copied().chain(map.partition).collect() };
         for (map, schema) in self.user_maps().into_iter().zip(users) {
-            map.check(&USER_COLUMNS, &REQUIRED_USER_COLUMNS, *schema, &mut problems);
+            map.check(&USER_COLUMNS, &needed(&REQUIRED_USER_COLUMNS, map), *schema, &mut problems);
         }
-        self.rides.check(&RIDE_COLUMNS, &REQUIRED_RIDE_COLUMNS, rides, &mut problems);
+        self.rides.check(&RIDE_COLUMNS, &needed(&REQUIRED_RIDE_COLUMNS, &self.rides), rides, &mut problems);
         for (map, users) in self.user_maps().into_iter().zip(users) {
             if let (Some(users), Some(rides)) = (users, rides) {
                 self.check_links(map, users, rides, &mut problems);
@@ -1083,24 +1181,39 @@ pub const DEFAULT_USERS_PARTITION: &str = "created_at";
 /// (`partition = "updated_at"`); reserved for models then.
 pub const UPDATED_AT_RULE: &str = "updated_at is null";
 
+/// Silver rides' default partitioning: the day of `requested_at`, the day gold counts a ride in.
+pub const DEFAULT_RIDES_PARTITION: &str = "requested_at";
+
+/// The rule that quarantines a ride change without the `created_at` silver rides are filed by
+/// (`partition = "created_at"` under `[rides]`); a name silver's users rules already reserve.
+pub const RIDE_CREATED_AT_RULE: &str = "created_at is null";
+
 /// The partitioning a table's `partition` asks for: the timestamp column whose day files its
-/// rows, or `None` (users only, `partition = "none"`).
+/// rows, or `None` (`partition = "none"`). Users: `created_at`, `updated_at`; rides:
+/// `requested_at`, `created_at`, `updated_at` (a ride's lifecycle times are empty until it gets
+/// there: they cannot file every ride).
 fn compile_partition(table: &str, given: Option<Spanned<String>>, text: &str, problems: &mut Vec<String>) -> Option<&'static str> {
-    let default = if table == "users" { DEFAULT_USERS_PARTITION } else { "requested_at" };
+    let default = if table == "users" { DEFAULT_USERS_PARTITION } else { DEFAULT_RIDES_PARTITION };
     let Some(given) = given else { return Some(default) };
     let line = line_of(text, given.span().start);
     match (table, given.get_ref().as_str()) {
-        ("users", "created_at") => Some("created_at"),
-        ("users", "updated_at") => Some("updated_at"),
-        ("users", "none") => None,
+        (_, "none") => None,
+        (_, "created_at") => Some("created_at"),
+        (_, "updated_at") => Some("updated_at"),
         ("rides", "requested_at") => Some("requested_at"),
         ("users", other) => {
             problems.push(at(line, format!("partition = \"{other}\": silver users are partitioned by the day of created_at or updated_at, or not at all: write \"created_at\", \"updated_at\" or \"none\"")));
             Some(default)
         }
+        (_, other @ ("accepted_at" | "started_at" | "completed_at" | "cancelled_at")) => {
+            problems.push(at(line, format!(
+                "partition = \"{other}\": a ride has no {other} until it gets there, so it cannot file every ride: write \"requested_at\" (the default, the day gold counts a ride in), \"created_at\", \"updated_at\" or \"none\""
+            )));
+            Some(default)
+        }
         (_, other) => {
             problems.push(at(line, format!(
-                "partition = \"{other}\": silver rides are partitioned by the day of requested_at, the day gold counts a ride in; to file rides by another source timestamp, map requested_at to it under [rides.columns] (requested_at = \"{other}\") and leave partition out"
+                "partition = \"{other}\": silver rides are partitioned by the day of requested_at (the default), created_at or updated_at, or not at all: write one of \"requested_at\", \"created_at\", \"updated_at\", \"none\"; to file rides by another source timestamp, map one of these to it under [rides.columns] (e.g. updated_at = \"{other}\")"
             )));
             Some(default)
         }
@@ -1153,11 +1266,28 @@ fn compile_gold(file: Option<GoldFile>, text: &str, folder: &Path, problems: &mu
     }
     let Some(cities) = file.cities else { return gold };
     let list_line = line_of(text, cities.span().start);
-    let cities = cities.into_inner();
+    gold.cities.clear();
+    let cities = match cities.into_inner() {
+        CitiesFile::List(cities) => cities,
+        CitiesFile::Stream(s) => {
+            let stream = s.stream.trim().to_owned();
+            if let Err(e) = ridelake_core::bronze::safe_segment("stream", &stream) {
+                problems.push(at(list_line, format!("gold cities: {e}")));
+            }
+            let columns = [&s.key, &s.name, &s.lat, &s.lon].map(|c| ridelake_core::bronze::safe_column_name(c.trim()));
+            if columns.iter().any(String::is_empty) {
+                problems.push(at(list_line, "gold cities: name the stream's key, name, lat and lon columns (key = \"city_id\", name = \"name\", lat = \"lat\", lon = \"lon\")"));
+            } else if columns.iter().enumerate().any(|(i, c)| columns[..i].iter().any(|d| d.eq_ignore_ascii_case(c))) {
+                problems.push(at(list_line, format!("gold cities: key, name, lat and lon are four columns of the stream, not {}", columns.join(", "))));
+            }
+            let [key, name, lat, lon] = columns;
+            gold.cities_stream = Some(CitiesStream { stream, key, name, lat, lon, line: list_line });
+            return gold;
+        }
+    };
     if cities.is_empty() {
         problems.push(at(list_line, "gold cities is empty: list at least one city, or leave it out for the default cities"));
     }
-    gold.cities.clear();
     for spanned in cities {
         let line = line_of(text, spanned.span().start);
         let city = spanned.into_inner();
@@ -2656,7 +2786,21 @@ pub async fn validate(layout: &LakeLayout) -> Result<Vec<String>> {
     let users: Vec<Option<&ArrowSchema>> = schemas.iter().map(|s| s.as_deref()).collect();
     let mut problems = model.check_bronze(&users, rides.as_deref());
     problems.extend(absent);
-    // Gold's synced cities table: it exists, with the two columns named.
+    // Gold's synced cities tables: each exists, with the columns named.
+    if let Some(source) = &model.gold.cities_stream {
+        match crate::io::open(&layout.bronze(&source.stream)?, &options).await? {
+            None => problems.push(at(source.line, format!("gold cities reads bronze stream `{}`, which has no bronze table yet: add the source table to the connection and sync it", source.stream))),
+            Some(table) => {
+                let schema = crate::io::arrow_schema(&table)?;
+                for column in [&source.key, &source.name, &source.lat, &source.lon] {
+                    if schema.field_with_name(column).is_err() {
+                        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).filter(|n| !n.starts_with("_a")).collect();
+                        problems.push(at(source.line, format!("gold cities reads `{column}` of bronze `{}`, which has no such column; its columns are {}", source.stream, list(&names))));
+                    }
+                }
+            }
+        }
+    }
     if let Some(source) = &model.gold.city_names_stream {
         match crate::io::open(&layout.bronze(&source.stream)?, &options).await? {
             None => problems.push(at(source.line, format!("gold city_names reads bronze stream `{}`, which has no bronze table yet: add the source table to the connection and sync it", source.stream))),
@@ -2929,6 +3073,14 @@ mod tests {
         let bare = Model::default().check_bronze(&[Some(&schema(&[("id", ArrowType::Int64)]))], None);
         assert!(bare.iter().any(|p| p.contains("needs `type`") && p.contains("add `type = ")), "{bare:?}");
         assert!(bare.iter().any(|p| p.contains("bronze stream `rides`, which has no bronze table yet")), "{bare:?}");
+        // The column a table is filed by is needed: without it every change would be quarantined.
+        let filed = Model::parse("version = 1\n[rides]\npartition = \"updated_at\"\n", "m.toml").expect("parses");
+        let rides = text(&["id", "customer_id", "driver_id", "status", "requested_at"]);
+        let users = text(&["id", "type", "created_at"]);
+        let found = filed.check_bronze(&[Some(&users)], Some(&rides));
+        assert!(found.iter().any(|p| p.contains("silver rides needs `updated_at`") && p.contains("add `updated_at = ")), "{found:?}");
+        let default = Model::default().check_bronze(&[Some(&users)], Some(&rides));
+        assert!(default.iter().all(|p| !p.contains("needs `updated_at`")), "filed by requested_at, rides need no updated_at: {default:?}");
     }
 
     #[test]
@@ -3112,9 +3264,9 @@ customer_id = "passenger_id"
         // Names say where silver is, not what its rows are: the hash (and a default mapping) stay.
         assert!(model.is_default() && model.hash() == DEFAULT_MODEL_HASH);
         // Gold records the rides table it was computed from, when it is not `rides`.
-        assert_eq!(gold_inputs_hash(7, "rides"), 7);
-        assert_ne!(gold_inputs_hash(7, "journeys"), 7);
-        assert_ne!(gold_inputs_hash(7, "journeys"), gold_inputs_hash(7, "trips"));
+        assert_eq!(gold_inputs_hash(7, "rides", Some("requested_at")), 7);
+        assert_ne!(gold_inputs_hash(7, "journeys", Some("requested_at")), 7);
+        assert_ne!(gold_inputs_hash(7, "journeys", Some("requested_at")), gold_inputs_hash(7, "trips", Some("requested_at")));
         // With users from two tables, the name is silver users' own, under [users].
         let two = "version = 1\n[users]\ntable = \"people\"\npartition = \"none\"\n[[users.streams]]\nstream = \"a\"\ntype = \"customer\"\n[[users.streams]]\nstream = \"b\"\ntype = \"driver\"\n";
         let model = Model::parse(two, "m.toml").expect("parses");
@@ -3122,7 +3274,7 @@ customer_id = "passenger_id"
     }
 
     #[test]
-    fn users_partitioning_is_in_the_hash_and_rides_stay_filed_by_requested_at() {
+    fn partitioning_is_in_the_hash() {
         let with = |partition: &str| Model::parse(&format!("version = 1\n[users]\npartition = \"{partition}\"\n"), "m.toml").expect("parses");
         assert!(with("created_at").is_default() && with("created_at").hash() == DEFAULT_MODEL_HASH);
         let (updated, none) = (with("updated_at"), with("none"));
@@ -3131,6 +3283,18 @@ customer_id = "passenger_id"
         let hashes = [DEFAULT_MODEL_HASH, updated.hash(), none.hash()];
         assert!(hashes[0] != hashes[1] && hashes[1] != hashes[2] && hashes[0] != hashes[2], "{hashes:?}");
         assert_eq!(Model::parse("version = 1\n[rides]\npartition = \"requested_at\"\n", "m.toml").expect("parses").hash(), DEFAULT_MODEL_HASH);
+        // Rides filed by another day, or by none: each its own mapping (and another gold input),
+        // never the users' choice of the same name.
+        let rides = |partition: &str| Model::parse(&format!("version = 1\n[rides]\npartition = \"{partition}\"\n"), "m.toml").expect("parses");
+        let filed: Vec<Model> = ["created_at", "updated_at", "none"].map(rides).into();
+        assert_eq!(filed.iter().map(|m| m.rides.partition).collect::<Vec<_>>(), [Some("created_at"), Some("updated_at"), None]);
+        let mut hashes: Vec<i64> = filed.iter().chain([&updated, &none]).map(Model::hash).collect();
+        hashes.push(DEFAULT_MODEL_HASH);
+        let distinct: std::collections::BTreeSet<i64> = hashes.iter().copied().collect();
+        assert_eq!(distinct.len(), hashes.len(), "{hashes:?}");
+        let gold: std::collections::BTreeSet<i64> = filed.iter().map(|m| gold_inputs_hash(0, "rides", m.rides.partition)).chain([gold_inputs_hash(0, "rides", Some("requested_at"))]).collect();
+        assert_eq!(gold.len(), 4, "gold follows how rides are filed");
+        assert_eq!(gold_inputs_hash(0, "rides", Some("requested_at")), 0, "gold of the default filing keeps its marker");
     }
 
     #[test]
@@ -3146,8 +3310,9 @@ customer_id = "passenger_id"
             ("version = 1\n[users]\npartition = \"updated_at\"\n[[users.rules]]\nname = \"updated_at is null\"\ncheck = \"updated_at IS NOT NULL\"\n", "silver's own rule when users are filed by updated_at", 4),
             ("version = 1\n[users]\ntable = \"trips_pending\"\n[rides]\ntable = \"trips\"\n", "would both be the table `trips_pending`", 3),
             ("version = 1\n[users]\npartition = \"signup_day\"\n", "write \"created_at\", \"updated_at\" or \"none\"", 3),
-            ("version = 1\n[rides]\n\npartition = \"pickup_ts\"\n", "map requested_at to it under [rides.columns] (requested_at = \"pickup_ts\")", 4),
-            ("version = 1\n[rides]\npartition = \"none\"\n", "partitioned by the day of requested_at", 3),
+            ("version = 1\n[rides]\n\npartition = \"pickup_ts\"\n", "map one of these to it under [rides.columns] (e.g. updated_at = \"pickup_ts\")", 4),
+            ("version = 1\n[rides]\npartition = \"completed_at\"\n", "a ride has no completed_at until it gets there", 3),
+            ("version = 1\n[rides]\npartition = \"updated_at\"\n[[rides.rules]]\nname = \"updated_at is null\"\ncheck = \"updated_at IS NOT NULL\"\n", "silver's own rule when rides are filed by updated_at", 4),
             (
                 "version = 1\n[[users.streams]]\nstream = \"a\"\ntype = \"customer\"\ntable = \"x\"\n[[users.streams]]\nstream = \"b\"\ntype = \"driver\"\npartition = \"none\"\n",
                 "write it under [users], not in a [[users.streams]] entry",
@@ -3346,6 +3511,33 @@ customer_id = "passenger_id"
         assert!(found[0].starts_with("line 6:") && found[0].contains("key"), "{found:?}");
         let found = problems(&text.replace("\"cities\"", "\" \""));
         assert!(found[0].starts_with("line 6:") && found[0].contains("stream"), "{found:?}");
+    }
+
+    #[test]
+    fn gold_s_cities_can_come_from_a_synced_table() {
+        let text = "version = 1\n[gold]\nradius_km = 30\ncities = { stream = \"cities\", key = \"city id\", name = \"name\", lat = \"lat\", lon = \"lon\" }\n";
+        let model = Model::parse(text, "m.toml").expect("parses");
+        let source = model.gold.cities_stream.as_ref().expect("stream");
+        assert_eq!((source.stream.as_str(), source.key.as_str(), source.name.as_str(), source.line), ("cities", "city_id", "name", 4), "bronze's column names");
+        assert!(model.gold.cities.is_empty(), "read by gold at each run, not the default cities");
+        assert_eq!(model.gold.radius_km, 30.0);
+        assert_ne!(model.gold.hash(), Model::parse(&text.replace("\"lon\" }", "\"longitude\" }"), "m.toml").expect("parses").gold.hash());
+        assert_eq!(model.hash(), DEFAULT_MODEL_HASH, "gold's cities are not silver's business");
+        // The list form still reads as it did.
+        let listed = Model::parse("version = 1\n[[gold.cities]]\nname = \"Lyon\"\nlat = 45.7\nlon = 4.8\n", "m.toml").expect("parses");
+        assert_eq!((listed.gold.cities.len(), listed.gold.cities_stream.is_none()), (1, true));
+        let problems = |text: &str| match Model::parse(text, "m.toml") {
+            Err(LakehouseError::Model { problems, .. }) => problems,
+            other => panic!("expected a model error, got {other:?}"),
+        };
+        let found = problems(&text.replace("lat = \"lat\"", "lat = \"name\""));
+        assert!(found.len() == 1 && found[0].starts_with("line 4:") && found[0].contains("four columns"), "{found:?}");
+        let found = problems(&text.replace("key = \"city id\", ", ""));
+        assert!(found[0].starts_with("line 4:") && found[0].contains("key"), "{found:?}");
+        let found = problems(&text.replace("\"cities\"", "\" \""));
+        assert!(found[0].starts_with("line 4:") && found[0].contains("stream"), "{found:?}");
+        let found = problems(&text.replace("[gold]\n", "[rides]\nother_columns = \"keep\"\n[gold]\ncity_column = \"city\"\n"));
+        assert!(found.iter().any(|p| p.contains("give one of the two")), "{found:?}");
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::order::{EpochMarks, EpochState, INGEST_ROW, INGEST_VERSION};
 use crate::silver::{
     Clock, DELETED_TABLE, EXPIRED, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RIDES_USERS_MARKER, RideState, Roles, RunContext,
     RidesDecided, SilverOptions, SilverReport, SilverTable, Tables, USERS_TABLE, apply_users, change_sources, choose_users, count, decide_rides, input_markers, users_markers,
-    expired_rows, other_ride_fields, partitions_of, quarantine_rows, ride_change_sources, ride_rule_fields, ride_rules, users_written, with_bronze_ids, with_fields,
+    expired_rows, other_ride_fields, parts_of, quarantine_rows, ride_change_sources, ride_rule_fields, ride_rules, users_written, with_bronze_ids, with_fields,
 };
 use crate::keys::KeyRange;
 use crate::slices::{self, IdSample, Slice};
@@ -169,7 +169,8 @@ pub struct SliceOutput {
     pub quarantine: Option<StagedFiles>,
     /// What the decision counted.
     pub counts: SliceCounts,
-    /// The day partitions of the published rides.
+    /// The day partitions of the published rides ([`crate::silver::WHOLE_TABLE`] when rides are
+    /// not partitioned).
     pub days: Vec<(i32, i32, i32)>,
     /// The epoch state at the end of bronze (the rides' order markers).
     pub epochs: EpochState,
@@ -240,7 +241,7 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     let options = layout.storage_options();
     let mut epochs = EpochState::default();
     let (changes, files_skipped) = slice_changes(bronze, &task.slice, &mut epochs, task.epochs.as_ref()).await?;
-    let (rules, delete_rules) = ride_rules();
+    let (rules, delete_rules) = ride_rules(&bronze.map);
     let chosen = rules::choose(&changes, "id", &rules, &delete_rules, &bronze.map)?;
     let (latest, bad, dropped, warned) = (chosen.latest, chosen.quarantined, chosen.dropped, chosen.warned);
     let changes_read = count(&changes);
@@ -253,7 +254,7 @@ async fn decide_slice(layout: &LakeLayout, task: &SliceTask, roles: &Roles, bron
     // incremental run replaces the files holding them).
     let expired = if bronze.map.links.waits_for_any() { expired_rows(&decided.waiting, &bronze.map)? } else { DataFrame::empty() };
     let tables = Tables::of(layout)?;
-    let days = partitions_of(&decided.ready)?.into_iter().collect();
+    let days = parts_of(&decided.ready, bronze.map.partition.is_some())?.into_iter().collect();
     let quarantine = if bad.height() + expired.height() > 0 { Some(stage_apart(&tables, &options, &QUARANTINE_TABLE, &[&bad, &expired], true).await?) } else { None };
     Ok(SliceOutput {
         task: task.clone(),

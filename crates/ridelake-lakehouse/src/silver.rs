@@ -8,7 +8,7 @@
 //!   registered `customer` and whose driver (once set) is a registered `driver`, or whose link
 //!   that does not hold the model accepts ([`crate::model::LinkPolicy`]: the ride's `unlinked`
 //!   then names it, and a run that changes the user clears or sets it). Partitioned by
-//!   `requested_at` (year/month/day).
+//!   `requested_at` (year/month/day), or as the model says (`created_at`, `updated_at`, none).
 //! - `rides_pending`: rides whose latest change waits for its users, with the reason; re-checked
 //!   at every run and released into `rides` when the users arrive. A user whose type changes
 //!   re-checks that user's published rides in the same run: they move to pending when they no
@@ -69,7 +69,7 @@ pub(crate) const OWN_COLUMNS: [&str; 14] =
 pub fn column_doc(table: &str, column: &str) -> Option<&'static str> {
     Some(match (table, column) {
         ("silver_users", "year" | "month" | "day") => "calendar part of created_at, or of updated_at when the model files users by it (UTC); partitions the table",
-        (_, "year" | "month" | "day") => "calendar part of requested_at (UTC); partitions the table",
+        (_, "year" | "month" | "day") => "calendar part of requested_at, or of created_at or updated_at when the model files rides by it (UTC); partitions the table",
         ("silver_users", "id") => "user id (source users.id)",
         ("silver_users", "type") => "customer or driver",
         ("silver_users", "created_at") => "when the user registered (UTC)",
@@ -435,7 +435,9 @@ pub(crate) async fn as_of_marker(url: &Url, options: &HashMap<String, String>, a
     }
 }
 
-fn partition_exprs(date_column: &str) -> [Expr; 3] {
+/// The UTC day of timestamp `date_column` as the year, month and day columns that partition
+/// silver and gold tables.
+pub(crate) fn partition_exprs(date_column: &str) -> [Expr; 3] {
     [
         col(date_column).dt().year().cast(DataType::Int32).alias("year"),
         col(date_column).dt().month().cast(DataType::Int32).alias("month"),
@@ -443,6 +445,33 @@ fn partition_exprs(date_column: &str) -> [Expr; 3] {
     ]
 }
 
+/// `rows` with the day columns (year, month, day) of `partition`, the column the model files
+/// their table by; as they are when it files it by none.
+pub(crate) fn with_partitions(rows: LazyFrame, partition: Option<&str>) -> LazyFrame {
+    match partition {
+        Some(column) => rows.with_columns(partition_exprs(column)),
+        None => rows,
+    }
+}
+
+/// The parts of a table that `frame`'s rows fall in: their day partitions (from their year,
+/// month and day columns) when the table is `partitioned`; otherwise the whole table
+/// ([`WHOLE_TABLE`]), when there are rows.
+pub(crate) fn parts_of(frame: &DataFrame, partitioned: bool) -> Result<BTreeSet<(i32, i32, i32)>> {
+    match partitioned {
+        true => partitions_of(frame),
+        false if frame.height() > 0 => Ok(BTreeSet::from([WHOLE_TABLE])),
+        false => Ok(BTreeSet::new()),
+    }
+}
+
+/// The parts of a table that `files` (of it) are in: their day partitions, or the whole table
+/// for a file of a table that is not partitioned.
+pub(crate) fn parts_of_files(files: &[DataFile]) -> BTreeSet<(i32, i32, i32)> {
+    files.iter().map(|f| f.day().unwrap_or(WHOLE_TABLE)).collect()
+}
+
+/// The day partitions of `frame`'s rows, from their year, month and day columns.
 pub(crate) fn partitions_of(frame: &DataFrame) -> Result<BTreeSet<(i32, i32, i32)>> {
     let mut out = BTreeSet::new();
     if frame.height() == 0 {
@@ -461,10 +490,12 @@ pub(crate) fn partitions_of(frame: &DataFrame) -> Result<BTreeSet<(i32, i32, i32
     Ok(out)
 }
 
+/// The files of the parts `partitions` ([`WHOLE_TABLE`]: every file).
 pub(crate) fn files_in(files: &[DataFile], partitions: &BTreeSet<(i32, i32, i32)>) -> Vec<DataFile> {
+    let whole = partitions.contains(&WHOLE_TABLE);
     files
         .iter()
-        .filter(|f| f.day().is_some_and(|day| partitions.contains(&day)))
+        .filter(|f| whole || f.day().is_some_and(|day| partitions.contains(&day)))
         .cloned()
         .collect()
 }
@@ -605,21 +636,12 @@ async fn silver_run(layout: &LakeLayout, run: &SilverOptions, lease: &mut Lease)
     // A table keeps the partitioning it was created with: one the model no longer asks for is
     // named before anything is written.
     if let Some(t) = &users_table {
-        let found = t.snapshot().map_err(|e| LakehouseError::delta(&users_url, e))?.metadata().partition_columns().to_vec();
-        let wanted: &[&str] = if tables.users_partitioned { &PARTITIONS } else { &[] };
-        if found.iter().map(String::as_str).ne(wanted.iter().copied()) {
-            let asks = model.users.partition.map_or("no partitioning".to_owned(), |c| format!("the day of {c}"));
-            return Err(LakehouseError::Schema {
-                table: users_url.to_string(),
-                message: format!(
-                    "silver users is partitioned by {}, and {} asks for {asks}: a table keeps its partitioning. Give silver users a new name (table = \"...\" under [users]) or remove this table, then rebuild silver (build_silver(..., rebuild=True))",
-                    if found.is_empty() { "nothing".to_owned() } else { found.join(", ") },
-                    model.origin
-                ),
-            });
-        }
+        same_partitioning(t, &users_url, "users", model.users.partition, model)?;
     }
     let rides_known = remembered(&rides_url, &options, RIDES_MARKER).await?;
+    if let Some(t) = &rides_known.table {
+        same_partitioning(t, &rides_url, "rides", model.rides.partition, model)?;
+    }
     let model_hash = model.hash();
     // The model silver was built with (rides is the commit point; silver from before models
     // existed was built with the default model): another model would mix two mappings.
@@ -863,13 +885,33 @@ pub(crate) struct UsersApplied {
     pub(crate) touched: BTreeSet<(i32, i32, i32)>,
 }
 
+/// Fails, naming what to do, unless silver `table` (at `url`; `users` or `rides`) is partitioned
+/// as the model asks (by the day of `partition`, or not at all): a table keeps the partitioning
+/// it was created with.
+fn same_partitioning(table: &DeltaTable, url: &Url, name: &str, partition: Option<&str>, model: &crate::model::Model) -> Result<()> {
+    let found = table.snapshot().map_err(|e| LakehouseError::delta(url, e))?.metadata().partition_columns().to_vec();
+    let wanted: &[&str] = if partition.is_some() { &PARTITIONS } else { &[] };
+    if found.iter().map(String::as_str).eq(wanted.iter().copied()) {
+        return Ok(());
+    }
+    let asks = partition.map_or("no partitioning".to_owned(), |c| format!("the day of {c}"));
+    Err(LakehouseError::Schema {
+        table: url.to_string(),
+        message: format!(
+            "silver {name} is partitioned by {}, and {} asks for {asks}: a table keeps its partitioning. Give silver {name} a new name (table = \"...\" under [{name}]) or remove this table, then rebuild silver (build_silver(..., rebuild=True))",
+            if found.is_empty() { "nothing".to_owned() } else { found.join(", ") },
+            model.origin
+        ),
+    })
+}
+
 /// The one "partition" of a table that is not partitioned, among the day partitions a run
 /// touches: the whole table is rewritten (no day has month 0).
 pub(crate) const WHOLE_TABLE: (i32, i32, i32) = (0, 0, 0);
 
-/// How a run's users partitions (`touched`) replace silver users' files: those partitions, or
-/// the whole table when it is not partitioned.
-pub(crate) fn users_write_mode(touched: &BTreeSet<(i32, i32, i32)>) -> WriteMode {
+/// How the parts of silver users or rides a run rewrites (`touched`) replace the table's files:
+/// those partitions, or the whole table when it is not partitioned.
+pub(crate) fn replace_mode(touched: &BTreeSet<(i32, i32, i32)>) -> WriteMode {
     if touched.contains(&WHOLE_TABLE) { WriteMode::Overwrite } else { WriteMode::ReplacePartitions(touched.clone()) }
 }
 
@@ -877,11 +919,8 @@ pub(crate) fn users_write_mode(touched: &BTreeSet<(i32, i32, i32)>) -> WriteMode
 pub(crate) fn apply_users(report: &mut SilverReport, (latest, bad): (DataFrame, DataFrame), existing: DataFrame, map: &StreamMap) -> Result<UsersApplied> {
     let state = if existing.height() > 0 { existing.clone().lazy() } else { empty_state(latest.column("id").step("reading users")?.dtype()) };
     let newer = cdc::newer_than(latest.lazy(), state.select(state_columns()), "id").with_columns([col(DELETED).alias("is_deleted")]);
-    let newer = match map.partition {
-        Some(column) => newer.with_columns(partition_exprs(column)),
-        None => newer,
-    }
-    .select(user_output_columns(map))
+    let newer = with_partitions(newer, map.partition)
+        .select(user_output_columns(map))
         .collect()
         .step("applying user changes")?;
     report.users_upserted += count(&newer);
@@ -909,17 +948,11 @@ pub(crate) fn apply_users(report: &mut SilverReport, (latest, bad): (DataFrame, 
         (newer.clone(), DataFrame::empty())
     };
     report.users_retyped += count(&retyped);
-    let touched = match map.partition {
-        None if newer.height() > 0 => BTreeSet::from([WHOLE_TABLE]),
-        None => BTreeSet::new(),
-        Some(_) => {
-            let mut touched = partitions_of(&newer)?;
-            if existing.height() > 0 {
-                touched.extend(partitions_of(&cdc::with_keys(existing.lazy(), newer.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
-            }
-            touched
-        }
-    };
+    let partitioned = map.partition.is_some();
+    let mut touched = parts_of(&newer, partitioned)?;
+    if partitioned && existing.height() > 0 {
+        touched.extend(parts_of(&cdc::with_keys(existing.lazy(), newer.clone().lazy(), "id", true).collect().step("finding partitions")?, true)?);
+    }
     Ok(UsersApplied { newer, all, retyped, bad, touched })
 }
 
@@ -952,6 +985,8 @@ pub(crate) struct Tables {
     pub(crate) users: Url,
     /// Whether silver users are partitioned (by the day of the model's users `partition`).
     pub(crate) users_partitioned: bool,
+    /// Whether silver rides are partitioned (by the day of the model's rides `partition`).
+    pub(crate) rides_partitioned: bool,
     /// The names the model gives them (what the locations end with).
     pub(crate) names: crate::model::SilverNames,
     pub(crate) rides: Url,
@@ -968,6 +1003,7 @@ impl Tables {
         Ok(Tables {
             users: layout.silver(Self::USERS)?,
             users_partitioned: layout.model.users.partition.is_some(),
+            rides_partitioned: layout.model.rides.partition.is_some(),
             names: layout.model.names.clone(),
             rides: layout.silver("rides")?,
             pending: layout.silver("rides_pending")?,
@@ -985,7 +1021,8 @@ impl Tables {
             "silver_rides_deleted" => &self.deleted,
             _ => &self.quarantine,
         };
-        let partition_by = if table.name == USERS_TABLE.name && !self.users_partitioned { &[] } else { table.partition_by };
+        let unpartitioned = (table.name == USERS_TABLE.name && !self.users_partitioned) || (table.name == RIDES_TABLE.name && !self.rides_partitioned);
+        let partition_by = if unpartitioned { &[] } else { table.partition_by };
         Target { url, options, partition_by, name: table.name, description: table.description }
     }
 }
@@ -1026,7 +1063,7 @@ pub(crate) const USERS_TABLE: SilverTable = SilverTable {
 };
 pub(crate) const RIDES_TABLE: SilverTable = SilverTable {
     name: "silver_rides",
-    description: "Silver: one row per ride with its registered customer and driver, CDC applied, partitioned by requested_at",
+    description: "Silver: one row per ride with its registered customer and driver, CDC applied, partitioned by the day of requested_at (or of the column the model files rides by)",
     partition_by: &PARTITIONS,
 };
 pub(crate) const PENDING_TABLE: SilverTable = SilverTable {
@@ -1062,7 +1099,7 @@ pub(crate) async fn write_users(cx: &mut RunContext<'_, '_>, users: &UsersDecide
     cx.guard.next().await?;
     let target = cx.target(&USERS_TABLE);
     let markers = users_markers(bronze_users, &users.epochs, cx.model_hash);
-    let mode = users_write_mode(&users.touched);
+    let mode = replace_mode(&users.touched);
     let written = io::write(target.url, target.options, &rows, mode, target.partition_by, &markers, target.name, target.description).await?;
     Ok(users_written(cx, written, &users.touched))
 }
@@ -1155,18 +1192,22 @@ pub(crate) struct RidesDecided {
     pub(crate) withdrawn: u64,
 }
 
-/// The rules a ride change must keep, and those of a delete.
-pub(crate) fn ride_rules() -> ([(&'static str, Expr); 4], [(&'static str, Expr); 1]) {
+/// The rules a ride change of `map` must keep, and those of a delete: a ride filed by the day
+/// of `created_at` or `updated_at` needs it (a delete files nothing: it leaves rides).
+pub(crate) fn ride_rules(map: &StreamMap) -> (Vec<(&'static str, Expr)>, Vec<(&'static str, Expr)>) {
     let statuses = lit(Series::new("s".into(), RIDE_STATUSES)).implode(false);
-    (
-        [
-            ("id is null", col("id").is_null()),
-            ("customer_id is null", col("customer_id").is_null()),
-            ("requested_at is null", col("requested_at").is_null()),
-            ("status is not a ride status", col("status").is_null().or(col("status").is_in(statuses, false).not())),
-        ],
-        [("id is null", col("id").is_null())],
-    )
+    let mut rules = vec![
+        ("id is null", col("id").is_null()),
+        ("customer_id is null", col("customer_id").is_null()),
+        ("requested_at is null", col("requested_at").is_null()),
+        ("status is not a ride status", col("status").is_null().or(col("status").is_in(statuses, false).not())),
+    ];
+    match map.partition {
+        Some("created_at") => rules.push((crate::model::RIDE_CREATED_AT_RULE, col("created_at").is_null())),
+        Some("updated_at") => rules.push((crate::model::UPDATED_AT_RULE, col("updated_at").is_null())),
+        _ => {}
+    }
+    (rules, vec![("id is null", col("id").is_null())])
 }
 
 /// The ride's links checked against the users' `roles` at bronze's `clock` (µs; see
@@ -1385,7 +1426,7 @@ pub(crate) fn decide_rides(latest: DataFrame, state: &RideState, roles: &Roles, 
     }
     let to_check = concat(to_check, UnionArgs::default()).step("collecting rides to check")?;
     let checked = to_check.with_columns(link_checks(roles, links, clock)).collect().step("checking ride integrity")?;
-    let ready = checked.clone().lazy().filter(col("reason").is_null()).with_columns(partition_exprs("requested_at")).select(ride_output_columns(map)).collect().step("checking ride integrity")?;
+    let ready = with_partitions(checked.clone().lazy().filter(col("reason").is_null()), map.partition).select(ride_output_columns(map)).collect().step("checking ride integrity")?;
     let waiting = checked.lazy().filter(col("reason").is_not_null()).select(pending_columns(map)).collect().step("checking ride integrity")?;
     let released = if pending_before.height() > 0 {
         count(&cdc::with_keys(ready.clone().lazy(), pending_before.clone().lazy(), "id", true).collect().step("counting releases")?)
@@ -1433,7 +1474,12 @@ pub(crate) fn change_sources<'a>(fields: &[&'a str]) -> Vec<&'a str> {
 /// The ride fields every change is read with: the key, the fields silver's rules and the
 /// model's (`map`) read.
 pub(crate) fn ride_rule_fields(map: &StreamMap) -> Vec<&str> {
-    map.with_rule_columns(&RIDE_RULE_FIELDS)
+    let mut fields = map.with_rule_columns(&RIDE_RULE_FIELDS);
+    // (the column rides are filed by, when another: [`ride_rules`] needs it)
+    if let Some(column) = map.partition.filter(|c| !fields.contains(c)) {
+        fields.push(column);
+    }
+    fields
 }
 
 /// The bronze columns silver reads for every ride change: [`ride_rule_fields`] and the CDC and
@@ -1472,7 +1518,7 @@ async fn update_rides(
     cx.report.rides_read = count(&ride_changes);
     cx.report.rows_read += cx.report.rides_read;
     cx.lap("rides: prepare changes");
-    let (rules, delete_rules) = ride_rules();
+    let (rules, delete_rules) = ride_rules(&bronze_rides.map);
     let chosen = rules::choose(&ride_changes, "id", &rules, &delete_rules, &bronze_rides.map)?;
     cx.report.count_rules(chosen.dropped, &chosen.warned);
     let (latest_rides, bad_rides) = (chosen.latest, chosen.quarantined);
@@ -1509,7 +1555,7 @@ async fn update_rides(
     let (published, published_days) = match &silver_rides {
         Some(t) => {
             let holding = files_holding(t, &ride_files, &looked_at).await?;
-            let days: BTreeSet<(i32, i32, i32)> = holding.iter().filter_map(DataFile::day).collect();
+            let days = parts_of_files(&holding);
             (io::read_files(t, &files_in(&ride_files, &days)).await?, days)
         }
         None => (DataFrame::empty(), BTreeSet::new()),
@@ -1519,9 +1565,10 @@ async fn update_rides(
     let decided = decide_rides(latest_rides, &state, roles, &bronze_rides.map, cx.clock)?;
     count_decided(cx.report, &decided);
     let RideState { published, .. } = state;
-    let mut touched_rides = partitions_of(&decided.ready)?;
+    let partitioned = bronze_rides.map.partition.is_some();
+    let mut touched_rides = parts_of(&decided.ready, partitioned)?;
     if published.height() > 0 {
-        touched_rides.extend(partitions_of(&cdc::with_keys(published.clone().lazy(), decided.leaving.clone().lazy(), "id", true).collect().step("finding partitions")?)?);
+        touched_rides.extend(parts_of(&cdc::with_keys(published.clone().lazy(), decided.leaving.clone().lazy(), "id", true).collect().step("finding partitions")?, partitioned)?);
     }
     cx.lap("rides: apply and check integrity");
 
@@ -1585,13 +1632,17 @@ async fn update_rides(
     markers.push((RIDES_USERS_MARKER.to_owned(), users_version));
     cx.guard.next().await?;
     let target = cx.target(&RIDES_TABLE);
-    cx.report.written.push(io::write(target.url, options, &rows, WriteMode::ReplacePartitions(touched_rides.clone()), &PARTITIONS, &markers, target.name, target.description).await?);
+    cx.report.written.push(io::write(target.url, options, &rows, replace_mode(&touched_rides), target.partition_by, &markers, target.name, target.description).await?);
     cx.report.partitions_rewritten += touched_rides.len() as u64;
     cx.lap("write rides");
     Ok(())
 }
 
+/// Whether a row is in one of the parts `partitions` ([`WHOLE_TABLE`]: every row is).
 fn in_partitions(partitions: &BTreeSet<(i32, i32, i32)>) -> Expr {
+    if partitions.contains(&WHOLE_TABLE) {
+        return lit(true);
+    }
     let mut expr = lit(false);
     for (y, m, d) in partitions {
         expr = expr.or(col("year").eq(lit(*y)).and(col("month").eq(lit(*m))).and(col("day").eq(lit(*d))));
@@ -1652,7 +1703,9 @@ pub(crate) fn ride_output_columns(map: &StreamMap) -> Vec<Expr> {
     }
     exprs.extend(ORDER.iter().map(|c| col(*c)));
     exprs.push(col(EXTRACTED));
-    exprs.extend(PARTITIONS.iter().map(|c| col(*c)));
+    if map.partition.is_some() {
+        exprs.extend(PARTITIONS.iter().map(|c| col(*c)));
+    }
     exprs.extend(kept_columns(map));
     exprs
 }
@@ -1682,7 +1735,7 @@ mod tests {
     /// A model rule may not take the name of one of silver's rules; the list must follow them.
     #[test]
     fn silver_rule_names_are_reserved_for_models() {
-        let (rules, delete_rules) = super::ride_rules();
+        let (rules, delete_rules) = super::ride_rules(&crate::model::Model::default().rides);
         for (name, _) in rules.iter().chain(delete_rules.iter()) {
             assert!(crate::model::SILVER_RULE_NAMES.contains(name), "{name}");
         }

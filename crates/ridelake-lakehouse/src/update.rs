@@ -14,8 +14,9 @@
 //!   and quarantine.
 //!
 //! What a slice keeps for later is small: the ids of the published rides that leave (deleted,
-//! withdrawn or replaced) and the day partitions they leave from. After the last slice, each of
-//! those partitions is rewritten without the leaving rides, one partition at a time. The tables
+//! withdrawn or replaced) and the day partitions they leave from (the whole table, when rides are
+//! not partitioned). After the last slice, those partitions are rewritten without the leaving
+//! rides, a few files at a time (a file's kept rows stay in its partition). The tables
 //! are then committed as an unsliced run commits them: quarantine (appended), users, pending
 //! and tombstones (replaced), and rides last, the commit point, replacing the rewritten
 //! partitions with the slices' new files and the partitions' kept rows in one transaction.
@@ -47,14 +48,14 @@ use crate::cdc;
 use crate::rules;
 use crate::error::{LakehouseError, PolarsContext, Result};
 use crate::increment::{self, BronzeIncrement, BronzeUsers};
-use crate::io::{self, DataFile, StagedFiles, WriteMode};
+use crate::io::{self, DataFile, StagedFiles};
 use crate::layout::LakeLayout;
 use crate::order::EpochState;
 use crate::rebuild::{self, SliceCounts, SliceOutput, SliceRunner, SliceTask};
 use crate::silver::{
     Clock, DELETED_TABLE, EXPIRED, PENDING_TABLE, QUARANTINE_TABLE, RIDES_MARKER, RIDES_TABLE, RideState, Roles, RunContext, Tables,
     USERS_TABLE, UsersDecided, as_of_marker, commit_quarantine, count, expired_rows, decide_rides, files_holding, files_in,
-    users_markers, other_ride_fields, partitions_of, not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_to_check_again,
+    users_markers, other_ride_fields, parts_of, not_quarantined, quarantine_rows, ride_output_columns, ride_rules, rides_to_check_again,
     users_to_write, users_written, with_bronze_ids, with_fields,
 };
 use crate::keys::Keys;
@@ -262,19 +263,16 @@ pub(crate) async fn update_rides_in_slices(
     }
     cx.lap(&format!("rides: {} slices", plan.len()));
 
-    // ---- the touched partitions' kept rows, one partition at a time ----------------------------
+    // ---- the touched partitions' kept rows, a few files at a time -------------------------------
     if let Some(table) = before.rides {
         let leaving = Keys::concat(leaving);
         let leaving = DataFrame::new(leaving.len(), vec![leaving.column("id", &bronze_rides.map.key_type("id"))]).step("collecting changed rides")?;
         let target = tables.target(&RIDES_TABLE, options);
         let keep = async {
             let mut kept: Option<io::Staged> = None;
-            for day in &touched {
-                let files = files_in(&before.ride_files, &BTreeSet::from([*day]));
-                if files.is_empty() {
-                    continue;
-                }
-                let rows = io::read_files(table, &files).await?.lazy();
+            // (a file belongs to one partition: its kept rows stay in it)
+            for files in files_in(&before.ride_files, &touched).chunks(FILES_AT_ONCE) {
+                let rows = io::read_files(table, files).await?.lazy();
                 let rows = cdc::with_keys(rows, leaving.clone().lazy(), "id", false).select(ride_output_columns(&bronze_rides.map)).collect().step("keeping a partition's rides")?;
                 let staged = match &mut kept {
                     Some(staged) => staged,
@@ -302,13 +300,13 @@ pub(crate) async fn update_rides_in_slices(
     // 2. users: the partitions staged before the slices.
     cx.guard.next().await?;
     let markers = users_markers(bronze_users, &users.epochs, cx.model_hash);
-    let mode = crate::silver::users_write_mode(&users.touched);
+    let mode = crate::silver::replace_mode(&users.touched);
     let written = io::commit_staged(&cx.target(&USERS_TABLE), vec![users_files], &mode, &markers).await?;
     let users_version = users_written(cx, written, &users.touched);
     // 3. pending and tombstones, then rides: the run's commit point.
     let partitions = touched.len() as u64;
     let staged = rebuild::StagedRides { pending, tombstones, rides };
-    rebuild::commit_rides(cx, bronze_rides, &epochs, users_version, staged, &WriteMode::ReplacePartitions(touched), partitions).await
+    rebuild::commit_rides(cx, bronze_rides, &epochs, users_version, staged, &crate::silver::replace_mode(&touched), partitions).await
 }
 
 /// One slice of an incremental run: its changes decided against its part of silver at bronze's
@@ -327,7 +325,7 @@ async fn decide_update_slice(
     let started = std::time::Instant::now();
     let (changes, _) = rebuild::slice_changes(bronze, slice, &mut epochs, None).await?;
     let changes_read = count(&changes);
-    let (rules, delete_rules) = ride_rules();
+    let (rules, delete_rules) = ride_rules(&bronze.map);
     let chosen = rules::choose(&changes, "id", &rules, &delete_rules, &bronze.map)?;
     let (latest, bad, dropped, warned) = (chosen.latest, chosen.quarantined, chosen.dropped, chosen.warned);
     drop(changes);
@@ -374,11 +372,12 @@ async fn decide_update_slice(
     let decided = decide_rides(latest, &state, roles, &bronze.map, clock)?;
     let expired = if bronze.map.links.waits_for_any() { Some(expired_rows(&decided.waiting, &bronze.map)?) } else { None };
 
-    let mut touched = partitions_of(&decided.ready)?;
+    let partitioned = bronze.map.partition.is_some();
+    let mut touched = parts_of(&decided.ready, partitioned)?;
     let published = state.published();
     if published.height() > 0 {
         let leaving_rows = cdc::with_keys(published.clone().lazy(), decided.leaving.clone().lazy(), "id", true).collect().step("finding partitions")?;
-        touched.extend(partitions_of(&leaving_rows)?);
+        touched.extend(parts_of(&leaving_rows, partitioned)?);
     }
     let leaving = Keys::of(decided.leaving.column("id").step("collecting changed rides")?)?;
     let quarantine = if bad.height() > 0 { Some(rebuild::stage(tables, options, &QUARANTINE_TABLE, &bad, false).await?) } else { None };

@@ -2,7 +2,9 @@
 //! the model's cities within its radius, checked against silver rides with this test's own
 //! great-circle distance; gold computed with other cities recomputes every day and says why;
 //! incremental gold with the model's cities equals gold built at once; going back to the default
-//! cities gives the default gold again.
+//! cities gives the default gold again. Cities taken from a source table synced to bronze (its
+//! latest change per city, deletes applied) give the gold of the same cities listed in the model,
+//! and a change of the table recomputes every day.
 
 mod common;
 
@@ -10,6 +12,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{NS, assert_same, generate, layout, read_table, requests, sync};
+use ridelake_lakehouse::LakehouseError;
+use serde_json::{Value, json};
 use polars::prelude::*;
 use ridelake_core::generator::{GeneratorConfig, configured_catalog};
 use ridelake_lakehouse::gold::{GOLD_TABLES, GoldReport, build_gold};
@@ -22,8 +26,13 @@ const CITIES: [(&str, f64, f64); 3] = [("Lyon", 45.764, 4.8357), ("Brussels", 50
 const RADIUS_KM: f64 = 400.0;
 
 fn cities_model() -> Model {
+    listed_model(&CITIES)
+}
+
+/// A model listing `cities` within [`RADIUS_KM`].
+fn listed_model(cities: &[(&str, f64, f64)]) -> Model {
     let mut text = format!("version = 1\n\n[gold]\nradius_km = {RADIUS_KM}\n");
-    for (name, lat, lon) in CITIES {
+    for (name, lat, lon) in cities {
         text.push_str(&format!("\n[[gold.cities]]\nname = \"{name}\"\nlat = {lat}\nlon = {lon}\n"));
     }
     Model::parse(&text, "cities.toml").expect("the cities model")
@@ -114,4 +123,87 @@ async fn gold_counts_rides_in_the_model_s_cities_incrementally_and_recomputes_wh
     // Back to the default cities: the default gold.
     assert!(gold(stepwise.path(), &default).await.recomputed_all.is_some());
     assert_same_gold(&default_gold, &gold_tables(stepwise.path()).await, "back to the default cities");
+}
+
+/// The catalog of a source table `cities` (`city_id` -> `name`, `lat`, `lon`) synced in CDC mode.
+fn cities_catalog() -> String {
+    let (text, number) = (json!({"type": "string"}), json!({"type": "number"}));
+    json!({"streams": [{
+        "stream": {
+            "name": "cities", "namespace": NS,
+            "json_schema": {"type": "object", "properties": {
+                "city_id": {"type": "number", "airbyte_type": "integer"}, "name": text, "lat": number, "lon": number,
+                "_ab_cdc_cursor": {"type": "number", "airbyte_type": "integer"},
+                "_ab_cdc_updated_at": text, "_ab_cdc_deleted_at": text, "_ab_cdc_log_file": text, "_ab_cdc_log_pos": {"type": "number"},
+            }},
+            "supported_sync_modes": ["full_refresh", "incremental"], "source_defined_cursor": true, "default_cursor_field": ["_ab_cdc_cursor"],
+            "source_defined_primary_key": [["city_id"]], "is_resumable": true,
+        },
+        "sync_mode": "incremental", "cursor_field": ["_ab_cdc_cursor"], "destination_sync_mode": "append", "primary_key": [["city_id"]],
+        "generation_id": 1, "minimum_generation_id": 0, "sync_id": 1,
+    }]})
+    .to_string()
+}
+
+/// A change of the `cities` table at binlog position `position` (a delete carries the row's last
+/// values, as source-mysql's before-image does).
+fn city_change(id: i64, (name, lat, lon): (&str, f64, f64), position: i64, delete: bool) -> String {
+    let at = "2026-01-05T10:00:00.000000Z";
+    json!({"type": "RECORD", "record": {"namespace": NS, "stream": "cities", "emitted_at": 1_767_607_200_000i64, "data": {
+        "city_id": id, "name": name, "lat": lat, "lon": lon, "_ab_cdc_cursor": (1i64 << 32) | position, "_ab_cdc_updated_at": at,
+        "_ab_cdc_deleted_at": if delete { json!(at) } else { Value::Null }, "_ab_cdc_log_file": "mysql-bin.000001", "_ab_cdc_log_pos": position,
+    }}})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_takes_its_cities_from_a_synced_table() {
+    let lines = generate(GeneratorConfig { seed: 22, users: 60, rides: 600, changes: 900, state_every: 100, ..Default::default() });
+    let catalog = configured_catalog(NS, "append", 1, 0, 1);
+    let (synced, listed) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    for lake in [synced.path(), listed.path()] {
+        sync(lake, &catalog, &lines).await;
+        build_silver(&layout(lake, None)).await.expect("silver");
+    }
+    let text = format!("version = 1\n[gold]\nradius_km = {RADIUS_KM}\ncities = {{ stream = \"cities\", key = \"city_id\", name = \"name\", lat = \"lat\", lon = \"lon\" }}\n");
+    let model = Model::parse(&text, "synced.toml").expect("model");
+    // Before the table is synced: an error naming the model line, nothing written.
+    match build_gold(&layout(synced.path(), Some(&model))).await {
+        Err(LakehouseError::Model { problems, .. }) => assert!(problems.len() == 1 && problems[0].starts_with("line 4: gold cities") && problems[0].contains("`cities`"), "{problems:?}"),
+        other => panic!("gold before the cities table is synced: expected a model error, got {other:?}"),
+    }
+    assert!(!synced.path().join("gold").exists() || std::fs::read_dir(synced.path().join("gold")).expect("gold").all(|e| e.expect("entry").file_name().to_string_lossy().starts_with('_')));
+    let [lyon, brussels, toronto] = CITIES;
+    let changes = [
+        city_change(1, lyon, 10, false),
+        city_change(2, ("Brussels", 0.0, 0.0), 11, false),
+        city_change(3, toronto, 12, false),
+        city_change(4, ("Paris", 48.8566, 2.3522), 13, false),
+        // Brussels' center is corrected, Paris closes; an older change re-sent after them loses.
+        city_change(2, brussels, 14, false),
+        city_change(4, ("Paris", 48.8566, 2.3522), 15, true),
+        city_change(2, ("Brussels", 0.0, 0.0), 9, false),
+    ];
+    sync(synced.path(), &cities_catalog(), &changes).await;
+    assert!(ridelake_lakehouse::model::validate(&layout(synced.path(), Some(&model))).await.expect("validate").is_empty());
+    let report = build_gold(&layout(synced.path(), Some(&model))).await.expect("gold");
+    assert!(report.days_recomputed > 5, "{report:?}");
+    build_gold(&layout(listed.path(), Some(&cities_model()))).await.expect("gold with the listed cities");
+    assert_same_gold(&gold_tables(listed.path()).await, &gold_tables(synced.path()).await, "cities from the synced table vs the same cities listed");
+    assert_eq!(requests(synced.path()).await, expected_requests(synced.path()).await, "rides per day and city");
+    assert!(build_gold(&layout(synced.path(), Some(&model))).await.expect("gold").noop, "the same cities: nothing to do");
+    // The table changes: Brussels closes. Every day again, as with Lyon and Toronto listed.
+    sync(synced.path(), &cities_catalog(), &[city_change(2, brussels, 16, true)]).await;
+    let report = build_gold(&layout(synced.path(), Some(&model))).await.expect("gold");
+    assert!(report.recomputed_all.as_deref().is_some_and(|why| why.contains("other cities")), "{report:?}");
+    build_gold(&layout(listed.path(), Some(&listed_model(&[lyon, toronto])))).await.expect("gold with two listed cities");
+    assert_same_gold(&gold_tables(listed.path()).await, &gold_tables(synced.path()).await, "after Brussels closed");
+    // A column the table does not have: named with the model line, by validate and by gold.
+    let wrong = Model::parse(&text.replace("lon = \"lon\"", "lon = \"longitude\""), "synced.toml").expect("model");
+    let problems = ridelake_lakehouse::model::validate(&layout(synced.path(), Some(&wrong))).await.expect("validate");
+    assert!(problems.len() == 1 && problems[0].contains("line 4:") && problems[0].contains("`longitude`"), "{problems:?}");
+    match build_gold(&layout(synced.path(), Some(&wrong))).await {
+        Err(LakehouseError::Model { problems, .. }) => assert!(problems[0].contains("`longitude`") && problems[0].contains("city_id"), "{problems:?}"),
+        other => panic!("expected a model error, got {other:?}"),
+    }
 }

@@ -61,6 +61,9 @@ struct Variant {
     names: Option<(&'static str, &'static str)>,
     /// What partitions silver users: `created_at` (the default), `updated_at` or `none`.
     users_partition: &'static str,
+    /// What partitions silver rides: `requested_at` (the default), `created_at`, `updated_at` or
+    /// `none`.
+    rides_partition: &'static str,
     /// Whether the model keeps two of the source's other columns under names of its own
     /// (`extra_columns`: [`EXTRA`]).
     extra: bool,
@@ -180,8 +183,14 @@ impl Variant {
         };
         // (by seed: every draw of a seed stays what it was)
         let extra = matches!(seed, 2 | 6 | 9) || (seed >= 100 && seed % 2 == 0);
+        let rides_partition = match seed {
+            3 => "updated_at",
+            6 => "none",
+            9 => "created_at",
+            _ => ["requested_at", "requested_at", "created_at", "updated_at", "none"][rng.below(5)],
+        };
         let mut variant = Variant {
-            streams, columns, statuses, types, zone, cents, metres, toml: String::new(), odd: None, users_key, rides_key, roles: BTreeMap::new(), names, users_partition, extra,
+            streams, columns, statuses, types, zone, cents, metres, toml: String::new(), odd: None, users_key, rides_key, roles: BTreeMap::new(), names, users_partition, rides_partition, extra,
         };
         variant.odd = variant.odd_times();
         variant.toml = variant.model_toml();
@@ -223,6 +232,9 @@ impl Variant {
                         ("users", _) => own.iter().for_each(|line| out += &format!("{line}\n")),
                         (_, Some((_, rides))) => out += &format!("table = \"{rides}\"\n"),
                         _ => {}
+                    }
+                    if table == "rides" && self.rides_partition != "requested_at" {
+                        out += &format!("partition = \"{}\"\n", self.rides_partition);
                     }
                     out += &format!("\n[{table}.columns]\n");
                 }
@@ -709,6 +721,25 @@ async fn check_variant(seed: u64) {
                 let filed = parts(col("year"), col("month"), col("day"));
                 let of_updated_at = parts(col("updated_at").dt().year(), col("updated_at").dt().month(), col("updated_at").dt().day());
                 assert!(filed.equals_missing(&of_updated_at), "users are filed by the day of updated_at ({context})");
+                let strip = |frame: DataFrame| common::sorted_by_key(frame.drop_many(["year", "month", "day"]));
+                (strip(expected), strip(mapped_table))
+            }
+            _ => (expected, mapped_table),
+        };
+        // Rides filed by another day than requested_at's (or by none): the same rows, each in
+        // the partition of its day of that column, or without partition columns.
+        let (expected, mapped_table) = match (table, variant.rides_partition) {
+            ("rides", "none") => {
+                assert!(mapped_table.column("year").is_err(), "silver rides is not partitioned ({context})");
+                (common::sorted_by_key(expected.drop_many(["year", "month", "day"])), common::sorted_by_key(mapped_table))
+            }
+            ("rides", column) if column != "requested_at" => {
+                let parts = |year: Expr, month: Expr, day: Expr| {
+                    mapped_table.clone().lazy().select([year.cast(DataType::Int32).alias("y"), month.cast(DataType::Int32).alias("m"), day.cast(DataType::Int32).alias("d")]).collect().expect("days")
+                };
+                let filed = parts(col("year"), col("month"), col("day"));
+                let of_column = parts(col(column).dt().year(), col(column).dt().month(), col(column).dt().day());
+                assert!(filed.equals_missing(&of_column), "rides are filed by the day of {column} ({context})");
                 let strip = |frame: DataFrame| common::sorted_by_key(frame.drop_many(["year", "month", "day"]));
                 (strip(expected), strip(mapped_table))
             }
