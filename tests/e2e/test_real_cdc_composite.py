@@ -50,7 +50,7 @@ import pytest
 from conftest import DEST, REPO, local_config, run_dest, write_json
 from test_pipeline import GOLD_KEYS
 from test_real_cdc_kept import SILVER_TABLES, frame_differences, silver_frames
-from realcdc.compare import check_bronze, compare, keyed, read, show, sql
+from realcdc.compare import DEFAULT_GOLD_CITIES, check_bronze, compare, keyed, read, show, sql
 from realcdc.fixtures import mariadb, mariadb_template  # noqa: F401 (fixtures)
 from realcdc.schema import DATETIME, INTEGER, RIDE_COLUMNS, STRING, USER_COLUMNS, Column, Schema
 from realcdc.source_mysql import FLAVORS, JAVA, SourceMySql, check_catalog, check_meta, check_positions, configured_catalog, replay
@@ -434,6 +434,8 @@ class History:
     published: str  # the SQL of the published rides (realcdc.compare.expected_gold)
     kept: Callable[[Path, dict], list[str]]  # the source columns silver keeps == the database's
     check_report: Callable[[dict], None] = lambda report: None
+    # gold's cities and radius now (realcdc.compare's `cities`), when the model does not use the default ones
+    cities: Callable[[], tuple] | None = None
 
 
 def run_history(history: History, flavor: str, seed: int, mariadb, tmp_path: Path) -> tuple[Path, int, str]:
@@ -491,7 +493,8 @@ def run_history(history: History, flavor: str, seed: int, mariadb, tmp_path: Pat
         current = history.current()
         deleted_users, deleted_rides = history.deleted()
         problems = compare(lake, mariadb, namespace, current, deleted_users=deleted_users, deleted_rides=deleted_rides,
-                           gold_keys=GOLD_KEYS, published=history.published, model=history.model)
+                           gold_keys=GOLD_KEYS, published=history.published, model=history.model,
+                           cities=history.cities() if history.cities else DEFAULT_GOLD_CITIES)
         problems += history.kept(lake, current)
         assert not problems, "silver/gold differ from the database:\n    " + "\n    ".join(problems) + f"\n  {context}"
     return lake, pending_seen, "\n  ".join(log)

@@ -8,10 +8,13 @@ against the server): passengers and drivers sign up (several in one INSERT), pas
 (a new passenger and their first trip in one transaction), drivers take trips, trips start, end (with
 distance and fare) or are dropped, a trip is deleted and its number used again later, passengers and
 drivers are renamed or move, passengers and drivers without trips leave (their numbers are not used
-again: AUTO_INCREMENT), a multi-row UPDATE adds a fee to the ended trips of one driver. The binlog of
-a private MariaDB server becomes source-mysql's messages in its Java (3.x) or Kotlin (3.9+) shape for
-three streams, the real destination lands them in bronze, and ridelake builds silver and gold with
-the model after every sync. The first sync is a snapshot during which the application keeps writing
+again: AUTO_INCREMENT), a multi-row UPDATE adds a fee to the ended trips of one driver. Its
+`cities` table is gold's cities (the model's `[gold] cities`): cities open (some without a center
+yet, a town twice), move, close and are renamed (stray spaces, no name), and trips have pickup
+points near a city, near none or none at all. The binlog of a private MariaDB server becomes
+source-mysql's messages in its Java (3.x) or Kotlin (3.9+) shape for four streams, the real
+destination lands them in bronze, and ridelake builds silver and gold with the model after every
+sync. The first sync is a snapshot during which the application keeps writing
 (passengers, drivers and trips are read one table after the other), so that trips can arrive before
 their passengers.
 
@@ -20,7 +23,8 @@ silver and gold == SQL on the database (realcdc.compare.compare), the SQL being 
 users tables keyed `customer|<passenger_id>` and `driver|<driver_id>`: silver users (not deleted)
 and rides, every trip published (its passenger and driver exist: foreign keys), no key twice,
 deleted users and trips in neither, gold's monthly distance, driver and customer totals and daily
-KPIs by SQL `GROUP BY` on the same keys. Silver also holds each users table's key column
+KPIs by SQL `GROUP BY` on the same keys, each trip in the city the `cities` table gives its pickup
+point now (`gold_cities`). Silver also holds each users table's key column
 (`passenger_id`, `driver_id`), the trip's `passenger_id` and the model's extra columns (a driver's
 `base_city` as `home_city` and as the airport code `home_code`, a trip's `fare_cents` as
 `fare_in_cents`) as the database does. At the end, a rebuild from all of bronze gives the same
@@ -28,7 +32,9 @@ silver tables (incremental = rebuild). The harness checks itself: the declared c
 source-mysql's `discover` gives, the records replayed in emission order equal the database when
 they should, and the history did exercise what it is for (numbers used by a passenger and a driver
 both, trips waiting for their passenger in the Kotlin shape, a re-inserted trip number, users who
-left).
+left, cities moved, closed and renamed, and gold with trips in a city, in `other` and in `unknown`).
+At the end, a model naming a column the cities table lacks gets a `validate_model` problem naming
+its line.
 
 Seeds: SEEDS is the regression list; RIDELAKE_REALCDC_SEEDS=N adds N more.
 """
@@ -40,10 +46,10 @@ import pytest
 from deltalake import DeltaTable
 
 from conftest import DEST, REPO
-from test_real_cdc_composite import App as CompositeApp, History, check_incremental_is_rebuild, check_parts, database_rows, run_history
-from realcdc.compare import sql
+from test_real_cdc_composite import App as CompositeApp, History, check_incremental_is_rebuild, check_parts, database_rows, ridelake, run_history
+from realcdc.compare import read, sql
 from realcdc.fixtures import mariadb, mariadb_template  # noqa: F401 (fixtures)
-from realcdc.schema import DATETIME, INTEGER, STRING, Column, Schema
+from realcdc.schema import DATETIME, INTEGER, NUMBER, STRING, Column, Schema
 from realcdc.source_mysql import FLAVORS, JAVA, check_catalog
 
 pytestmark = pytest.mark.filterwarnings("ignore:'db' is deprecated:DeprecationWarning")
@@ -54,6 +60,12 @@ SEEDS = [7]  # regression seeds: keep a seed that once failed here
 SEEDS += list(range(6000, 6000 + int(os.environ.get("RIDELAKE_REALCDC_SEEDS", "0") or 0)))
 STATES = {"requested": "OPEN", "accepted": "TAKEN", "in_progress": "RIDING", "completed": "ENDED", "cancelled": "DROPPED"}
 CITIES = ["Lisboa", "Porto", "Faro"]
+# The towns the application opens as cities (name, center): Porto and Braga 50 km apart, so that
+# a pickup between them is nearer one of two cities, or of none.
+TOWNS = [("Lisboa", 38.72225, -9.13934), ("Porto", 41.14961, -8.61099), ("Braga", 41.54545, -8.42651),
+         ("Coimbra", 40.20564, -8.41955), ("Faro", 37.01937, -7.93044), ("Evora", 38.57104, -7.90931)]
+FAR_AWAY = (39.5, -31.1)  # a pickup on the Azores: near none of the towns
+RADIUS_KM = 25.0  # the model's [gold] radius_km
 
 DDL = (
     """CREATE TABLE passengers (
@@ -78,12 +90,23 @@ DDL = (
         opened_at DATETIME(6) NOT NULL,
         taken_at DATETIME(6) NULL,
         ended_at DATETIME(6) NULL,
+        pickup_lat DECIMAL(9,6) NULL,
+        pickup_lon DECIMAL(9,6) NULL,
         distance_m INT NULL,
         fare_cents INT NULL,
         created_at DATETIME(6) NOT NULL,
         modified_at DATETIME(6) NOT NULL,
         CONSTRAINT trips_passenger FOREIGN KEY (passenger_id) REFERENCES passengers (passenger_id),
         CONSTRAINT trips_driver FOREIGN KEY (driver_id) REFERENCES drivers (driver_id)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+    # The cities the application serves (gold's cities: the model's `[gold] cities`): a name and a
+    # center, either of which an operator may leave empty while setting a city up.
+    """CREATE TABLE cities (
+        city_id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        city_name VARCHAR(32) NULL,
+        center_lat DECIMAL(8,5) NULL,
+        center_lon DECIMAL(8,5) NULL,
+        modified_at DATETIME(6) NOT NULL
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
 )
 
@@ -94,7 +117,7 @@ def columns(*pairs) -> dict[str, Column]:
 
 SCHEMA = Schema(
     name="two-tables",
-    tables={"passengers": "passengers", "drivers": "drivers", "rides": "trips"},
+    tables={"passengers": "passengers", "drivers": "drivers", "rides": "trips", "cities": "cities"},
     columns={
         "passengers": columns(("id", "passenger_id", INTEGER), ("name", "full_name", STRING), ("phone", "phone_number", STRING),
                               ("created_at", "signed_up_at", DATETIME), ("updated_at", "modified_at", DATETIME)),
@@ -102,8 +125,11 @@ SCHEMA = Schema(
                            ("created_at", "hired_at", DATETIME), ("updated_at", "modified_at", DATETIME)),
         "rides": columns(("id", "trip_id", INTEGER), ("customer_id", "passenger_id", INTEGER), ("driver_id", "driver_id", INTEGER),
                          ("status", "trip_status", STRING), ("requested_at", "opened_at", DATETIME), ("accepted_at", "taken_at", DATETIME),
-                         ("completed_at", "ended_at", DATETIME), ("distance_m", "distance_m", INTEGER), ("fare_cents", "fare_cents", INTEGER),
+                         ("completed_at", "ended_at", DATETIME), ("pickup_lat", "pickup_lat", NUMBER), ("pickup_lon", "pickup_lon", NUMBER),
+                         ("distance_m", "distance_m", INTEGER), ("fare_cents", "fare_cents", INTEGER),
                          ("created_at", "created_at", DATETIME), ("updated_at", "modified_at", DATETIME)),
+        "cities": columns(("id", "city_id", INTEGER), ("name", "city_name", STRING), ("lat", "center_lat", NUMBER),
+                          ("lon", "center_lon", NUMBER), ("updated_at", "modified_at", DATETIME)),
     },
     ddl=DDL,
 )
@@ -146,8 +172,20 @@ class App(CompositeApp):
         while number in self.deleted_trips:  # (a deleted number comes back only by op_reinsert)
             number += 1
         at = self.stamp()
-        cur.execute("INSERT INTO trips (trip_id, passenger_id, trip_status, opened_at, created_at, modified_at) VALUES (%s, %s, 'OPEN', %s, %s, %s)",
-                    (number, passenger, at, at, at))
+        cur.execute("INSERT INTO trips (trip_id, passenger_id, trip_status, opened_at, pickup_lat, pickup_lon, created_at, modified_at) "
+                    "VALUES (%s, %s, 'OPEN', %s, %s, %s, %s, %s)", (number, passenger, at, *self.pickup(), at, at))
+
+    def pickup(self) -> tuple:
+        """A pickup point: none (10%), far from every town (10%), else within 0.3 degrees (about
+        33 km, beyond the model's radius at times) of a town's center, whether it is a city now
+        or not."""
+        draw = self.rng.random()
+        if draw < 0.1:
+            return (None, None)
+        if draw < 0.2:
+            return FAR_AWAY
+        _, lat, lon = self.rng.choice(TOWNS)
+        return (round(lat + self.rng.uniform(-0.3, 0.3), 6), round(lon + self.rng.uniform(-0.3, 0.3), 6))
 
     # -- operations: each returns whether it did something --------------------------------------
     def op_join(self) -> bool:
@@ -223,8 +261,8 @@ class App(CompositeApp):
         trip, passenger = self.rng.choice(self.deleted_trips), self.rng.choice(passengers)
         at = self.stamp()
         with self.transaction() as cur:
-            cur.execute("INSERT INTO trips (trip_id, passenger_id, trip_status, opened_at, created_at, modified_at) VALUES (%s, %s, 'OPEN', %s, %s, %s)",
-                        (trip, passenger, at, at, at))
+            cur.execute("INSERT INTO trips (trip_id, passenger_id, trip_status, opened_at, pickup_lat, pickup_lon, created_at, modified_at) "
+                        "VALUES (%s, %s, 'OPEN', %s, %s, %s, %s, %s)", (trip, passenger, at, *self.pickup(), at, at))
         self.deleted_trips.remove(trip)
         self.counts["reinserted"] += 1
         return True
@@ -268,8 +306,50 @@ class App(CompositeApp):
                                   (self.stamp(), self.rng.choice(drivers)))
         return changed > 0
 
+    # -- the cities: gold reads them from their synced table ------------------------------------
+    def op_open_city(self) -> bool:
+        """A town becomes a city (20% of the time without its center yet); a town may be a city
+        twice (two rows of one name: one city with two centers)."""
+        name, lat, lon = self.rng.choice(TOWNS)
+        center = (None, None) if self.rng.random() < 0.2 else (lat, lon)
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO cities (city_name, center_lat, center_lon, modified_at) VALUES (%s, %s, %s, %s)", (name, *center, self.stamp()))
+        return True
+
+    def op_move_city(self) -> bool:
+        """A city's center is set, or moves (up to 0.2 degrees, or to another town's)."""
+        every = self.ids("cities", "city_id")
+        if not every:
+            return False
+        _, lat, lon = self.rng.choice(TOWNS)
+        if self.rng.random() < 0.5:
+            lat, lon = round(lat + self.rng.uniform(-0.2, 0.2), 5), round(lon + self.rng.uniform(-0.2, 0.2), 5)
+        with self.transaction() as cur:
+            cur.execute("UPDATE cities SET center_lat = %s, center_lon = %s, modified_at = %s WHERE city_id = %s", (lat, lon, self.stamp(), self.rng.choice(every)))
+        return True
+
+    def op_rename_city(self) -> bool:
+        """A city is renamed: another town's name, with stray spaces, a new name, or none yet."""
+        every = self.ids("cities", "city_id")
+        if not every:
+            return False
+        town = self.rng.choice(TOWNS)[0]
+        name = self.rng.choice([town, f"  {town} ", f"X {self.rng.randrange(100)}", None, ""])
+        with self.transaction() as cur:
+            cur.execute("UPDATE cities SET city_name = %s, modified_at = %s WHERE city_id = %s", (name, self.stamp(), self.rng.choice(every)))
+        return True
+
+    def op_close_city(self) -> bool:
+        """A city closes (its row is deleted); the application keeps at least one."""
+        every = self.ids("cities", "city_id")
+        if len(every) < 2:
+            return False
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM cities WHERE city_id = %s", (self.rng.choice(every),))
+        return True
+
     WEIGHTS = {"join": 6, "request": 10, "join_and_request": 2, "assign": 8, "board": 6, "finish": 6, "cancel": 2, "delete": 1,
-               "reinsert": 1, "rename": 2, "move": 1, "leave": 1, "fee": 1}
+               "reinsert": 1, "rename": 2, "move": 1, "leave": 1, "fee": 1, "open_city": 1, "move_city": 1, "rename_city": 1, "close_city": 1}
 
     def rows(self, table: str) -> dict:
         """The source table's rows now, by key, as the server returns them."""
@@ -295,7 +375,7 @@ USERS_SQL = """SELECT CONCAT('customer|', passenger_id) AS id, 'customer' AS typ
 RIDE_SELECT = f"""r.trip_id AS id, CONCAT('customer|', r.passenger_id) AS customer_id,
     IF(r.driver_id IS NULL, NULL, CONCAT('driver|', r.driver_id)) AS driver_id, {status_sql('r.trip_status')} AS status,
     r.opened_at AS requested_at, r.taken_at AS accepted_at, NULL AS started_at, r.ended_at AS completed_at, NULL AS cancelled_at,
-    NULL AS pickup_lat, NULL AS pickup_lon, NULL AS dropoff_lat, NULL AS dropoff_lon, r.distance_m / 1000 AS distance_km,
+    r.pickup_lat, r.pickup_lon, NULL AS dropoff_lat, NULL AS dropoff_lon, r.distance_m / 1000 AS distance_km,
     NULL AS duration_s, r.fare_cents / 100 AS fare_amount, NULL AS currency, NULL AS payment_method, NULL AS customer_rating,
     NULL AS driver_rating, r.created_at, r.modified_at AS updated_at"""
 RIDES_SQL = f"SELECT {RIDE_SELECT}, r.passenger_id, r.fare_cents AS fare_in_cents FROM trips r"
@@ -306,6 +386,14 @@ PUBLISHED = f"""WITH pub AS (
     JOIN passengers c ON c.passenger_id = r.passenger_id
     LEFT JOIN drivers d ON d.driver_id = r.driver_id
     WHERE r.driver_id IS NULL OR d.driver_id IS NOT NULL)"""
+
+
+def gold_cities(db) -> tuple[list[tuple], float]:
+    """Gold's cities by SQL on the database (realcdc.compare's `cities`): the rows of `cities` with
+    a name (trimmed) and a center, in the order of their keys as text, and the model's radius."""
+    rows = sql(db, NAMESPACE, """SELECT TRIM(city_name), center_lat, center_lon FROM cities
+        WHERE TRIM(city_name) <> '' AND center_lat IS NOT NULL AND center_lon IS NOT NULL ORDER BY CAST(city_id AS CHAR)""")
+    return [(name, float(lat), float(lon)) for name, lat, lon in rows], RADIUS_KM
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -319,6 +407,8 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
         assert not check_catalog(mariadb, NAMESPACE, SCHEMA), "HARNESS: the declared catalog is not what source-mysql discovers"
         for _ in range(4):
             app.op_join()
+        for _ in range(3):
+            app.op_open_city()
         app.phase(40)
 
         def check_report(report: dict) -> None:
@@ -326,7 +416,7 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
 
         history = History(
             app, SCHEMA, MODEL, current=lambda: database_rows(mariadb, NAMESPACE, (("users", USERS_SQL), ("rides", RIDES_SQL))),
-            deleted=lambda: (app.deleted_users, app.deleted_trips), published=PUBLISHED,
+            deleted=lambda: (app.deleted_users, app.deleted_trips), published=PUBLISHED, cities=lambda: gold_cities(mariadb),
             kept=lambda lake, current: check_parts(lake, current, KEPT, "the source key columns and extra columns", MODEL), check_report=check_report)
         lake, pending_seen, log = run_history(history, flavor, seed, mariadb, tmp_path)
         context = f"{flavor}, seed {seed}\n  {log}"
@@ -339,6 +429,13 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
         # (Java reads the binlog after the tables, in the same sync: a trip read before its
         # passenger meets them there; Kotlin leaves the passenger to the next sync)
         assert pending_seen or flavor == JAVA, f"HARNESS: no trip waited for its passenger\n  {context}"
+        assert app.counts["move_city"] and app.counts["close_city"] and app.counts["rename_city"], \
+            f"HARNESS: no city moved, closed or was renamed: {dict(app.counts)}\n  {context}"
+        # Gold's cities came from the table (compared with SQL above): rides in one of its cities,
+        # near none ('other') and without a pickup point ('unknown').
+        named = set(read(lake, "gold", "daily_city_kpis")["city"].to_list())
+        towns = {name for name, _, _ in gold_cities(mariadb)[0]}
+        assert named & towns and {"other", "unknown"} <= named, f"HARNESS: gold's cities {sorted(named)} (the table's: {sorted(towns)})\n  {context}"
 
         # Silver's tables are where the model names them (people, trips, ...), and people are
         # not partitioned (partition = "none"): the harness compared those folders above.
@@ -355,6 +452,14 @@ def test_real_cdc_with_users_in_two_tables(flavor, seed, mariadb, tmp_path):
         change_days = {r["updated_at"].date() for r in filed}
         assert len(change_days) > 1, f"HARNESS: every trip changed on one day, filing proves nothing\n  {context}"
         check_incremental_is_rebuild(lake, NAMESPACE, MODEL, context)
+
+        # A model naming a column the cities table does not have: validate_model names its line.
+        text = MODEL.read_text()
+        wrong = tmp_path / MODEL.name
+        wrong.write_text(text.replace('lon = "center_lon"', 'lon = "centre_lon"'))
+        line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith("cities = {"))
+        found = ridelake.validate_model(str(wrong), str(lake), NAMESPACE)
+        assert len(found) == 1 and f"line {line}:" in found[0] and "centre_lon" in found[0], f"validate_model of {wrong}: {found}\n  {context}"
         print(f"{flavor}, seed {seed}: {dict(app.counts)}, {shared} numbers name a passenger and a driver\n  {log}")
     finally:
         app.close()
